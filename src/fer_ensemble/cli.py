@@ -1,0 +1,90 @@
+"""The ``fer-ensemble`` command. Subcommands import torch only when they need it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_ensemble import __version__
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fer_ensemble.training.train import run_training
+
+    run_training(args)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fer_ensemble.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fer_ensemble.export import export_run
+
+    card = export_run(args.run, args.out, data=args.data, quantize=args.int8,
+                      calibration_images=args.calibration_images, test=not args.no_test)
+    print(card.read_text() if args.print_card else f"wrote {card} and its ONNX files")
+    return 0
+
+
+def _benchmark_train(args: argparse.Namespace) -> int:
+    from fer_ensemble.training.benchmark import run_benchmark
+
+    return run_benchmark(args)
+
+
+def _import_weights(args: argparse.Namespace) -> int:
+    from fer_ensemble.training.gpu_weights import import_weights
+
+    for run in import_weights(args.folder, args.out):
+        print(f"wrote {run}/best.pt; export it with: fer-ensemble export {run} --out DIR")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer_ensemble.evaluate import add_evaluate_arguments
+    from fer_ensemble.training.options import add_benchmark_arguments, add_train_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="fer-ensemble",
+        description="Facial expression recognition with a ResNet50 + MobileNetV2 ensemble trained on FER+.",
+    )
+    parser.add_argument("--version", action="version", version=f"fer-ensemble {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one member on FER+ (needs the train extra)")
+    add_train_arguments(train).set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="FER+ protocol metrics of a run or exported model")
+    add_evaluate_arguments(evaluate).set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="a run's best weights -> ONNX + model card")
+    export.add_argument("run", help="run folder (or a best.pt / checkpoint.pt)")
+    export.add_argument("--out", required=True, help="folder for <model>.onnx and <model>.json")
+    export.add_argument("--data", help="FER+ folder for the card's metrics (default: the run's)")
+    export.add_argument("--int8", action="store_true", help="also write a static int8 model")
+    export.add_argument("--calibration-images", type=int, default=512)
+    export.add_argument("--no-test", action="store_true", help="leave Test out of the card")
+    export.add_argument("--print-card", action="store_true")
+    export.set_defaults(handler=_export)
+
+    bench = commands.add_parser("benchmark-train", help="training img/s per member, size, precision")
+    add_benchmark_arguments(bench).set_defaults(handler=_benchmark_train)
+
+    imported = commands.add_parser("import-weights", help="fp16 parts from the GPU script -> runs")
+    imported.add_argument("folder", help="the folder the GPU script wrote")
+    imported.add_argument("--out", required=True, help="where to write <model>/best.pt")
+    imported.set_defaults(handler=_import_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

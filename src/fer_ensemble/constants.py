@@ -1,0 +1,24 @@
+"""Names shared by every part of the package (torch-free)."""
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+)
+"""The eight FER+ emotions, in the order of the dataset's vote columns and of every model output."""
+
+VOTE_COLUMNS: tuple[str, ...] = EMOTIONS + ("unknown", "NF")
+"""The ten FER+ vote columns: the eight emotions, then 'unknown' and 'not a face'."""
+
+CONTEMPT_INDEX = EMOTIONS.index("contempt")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODEL_NAMES: tuple[str, ...] = ("mobilenet_v2", "resnet50")
+"""The ensemble's members, as ``create_model`` names them."""

@@ -1,0 +1,139 @@
+"""Classification metrics for the FER+ protocol (NumPy only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
+
+
+@dataclass
+class ClassMetrics:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class EvaluationReport:
+    """What ``evaluate`` reports for one model on one split (majority labels)."""
+
+    n_images: int
+    accuracy: float
+    macro_f1: float
+    accuracy_7class: float
+    macro_recall_7class: float
+    n_images_7class: int
+    ece: float
+    nll: float
+    per_class: dict[str, ClassMetrics]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def per_class_metrics(matrix: np.ndarray) -> list[ClassMetrics]:
+    """Precision, recall and F1 of every class from a confusion matrix (0 where undefined)."""
+    true_pos = np.diag(matrix).astype(float)
+    predicted = matrix.sum(axis=0)
+    actual = matrix.sum(axis=1)
+    precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos), where=predicted > 0)
+    recall = np.divide(true_pos, actual, out=np.zeros_like(true_pos), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(true_pos), where=denom > 0)
+    return [
+        ClassMetrics(float(p), float(r), float(f), int(s))
+        for p, r, f, s in zip(precision, recall, f1, actual)
+    ]
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over equal-width bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def seven_class_view(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop contempt images and fold the contempt probability out (the seed's seven emotions)."""
+    keep = labels != CONTEMPT_INDEX
+    probs = np.delete(probabilities[keep], CONTEMPT_INDEX, axis=1)
+    probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    seven_labels = labels[keep]
+    seven_labels = np.where(seven_labels > CONTEMPT_INDEX, seven_labels - 1, seven_labels)
+    return probs, seven_labels
+
+
+def evaluate_probabilities(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...] = EMOTIONS
+) -> EvaluationReport:
+    """Every figure of the report from class probabilities (N, C) and true labels (N,)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels, np.int64)
+    num_classes = len(class_names)
+    predictions = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(labels, predictions, num_classes)
+    per_class = per_class_metrics(matrix)
+    seven_probs, seven_labels = seven_class_view(probabilities, labels)
+    seven_matrix = confusion_matrix(seven_labels, seven_probs.argmax(axis=1), num_classes - 1)
+    seven_recalls = [m.recall for m in per_class_metrics(seven_matrix) if m.support > 0]
+    picked = probabilities[np.arange(len(labels)), labels]
+    return EvaluationReport(
+        n_images=int(len(labels)),
+        accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
+        macro_f1=float(np.mean([m.f1 for m in per_class])),
+        accuracy_7class=float((seven_probs.argmax(axis=1) == seven_labels).mean())
+        if len(seven_labels)
+        else 0.0,
+        macro_recall_7class=float(np.mean(seven_recalls)) if seven_recalls else 0.0,
+        n_images_7class=int(len(seven_labels)),
+        ece=expected_calibration_error(probabilities, labels),
+        nll=float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(labels) else 0.0,
+        per_class=dict(zip(class_names, per_class)),
+        confusion=matrix.tolist(),
+    )
+
+
+def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names=EMOTIONS) -> None:
+    """Save a row-normalised confusion matrix with counts as a PNG (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    rows = np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
+    normalised = matrix / rows
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            color = "white" if normalised[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{normalised[i, j]:.2f}\n{matrix[i, j]}", ha="center", va="center",
+                    fontsize=7, color=color)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (majority vote)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,77 @@
+"""Model factory: torchvision ResNet50 and MobileNetV2 heads for the eight FER+ emotions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tv_models
+
+from fer_ensemble.constants import EMOTIONS, MODEL_NAMES
+from fer_ensemble.preprocess import Preprocessing
+
+
+def _resnet50(num_classes: int, dropout: float) -> nn.Module:
+    model = tv_models.resnet50(weights=None)
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
+    return model
+
+
+def _mobilenet_v2(num_classes: int, dropout: float) -> nn.Module:
+    model = tv_models.mobilenet_v2(weights=None, dropout=dropout)
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+_BUILDERS: dict[str, Callable[[int, float], nn.Module]] = {
+    "resnet50": _resnet50,
+    "mobilenet_v2": _mobilenet_v2,
+}
+_CLASSIFIER_PREFIXES = {"resnet50": ("fc.",), "mobilenet_v2": ("classifier.",)}
+
+
+assert tuple(sorted(_BUILDERS)) == MODEL_NAMES
+
+
+def list_models() -> list[str]:
+    """Names ``create_model`` accepts."""
+    return list(MODEL_NAMES)
+
+
+def create_model(
+    name: str,
+    num_classes: int = len(EMOTIONS),
+    input_size: int = 224,
+    weights: str | Path | None = None,
+    dropout: float = 0.2,
+) -> nn.Module:
+    """Build a member of the ensemble.
+
+    ``input_size`` is recorded on the model (``model.preprocessing``) and travels with every
+    checkpoint and export. ``weights`` is an optional local file of ImageNet weights (a torchvision
+    state dict); its classifier is left out, everything else must match. Nothing is downloaded.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose from {list_models()}")
+    model = _BUILDERS[name](num_classes, dropout)
+    if weights is not None:
+        load_backbone_weights(model, name, weights)
+    model.name = name
+    model.preprocessing = Preprocessing(input_size=input_size)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, name: str, path: str | Path) -> None:
+    """Load an ImageNet state dict into everything but the classifier."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    backbone = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES[name])}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    missing = [k for k in missing if not k.startswith(_CLASSIFIER_PREFIXES[name])]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )

@@ -1,0 +1,71 @@
+"""One exported member: an ONNX file plus its model card (torch-free)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fer_ensemble.preprocess import Preprocessing, prepare_batch
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def find_card(path: Path) -> Path:
+    """The model card of an ONNX file: ``name.json`` beside ``name.onnx`` or ``name.int8.onnx``."""
+    stem = path.name.removesuffix(".onnx").removesuffix(".int8")
+    card = path.with_name(stem + ".json")
+    if not card.is_file():
+        raise FileNotFoundError(f"no model card {card.name} beside {path}")
+    return card
+
+
+class OnnxClassifier:
+    """Class probabilities for face crops from an exported member.
+
+    ``path`` is a model card (``.json``; ``variant`` picks ``fp32`` or ``int8``) or an ONNX file
+    with its card beside it.
+    """
+
+    def __init__(self, path: str | Path, variant: str | None = None, threads: int | None = None):
+        path = Path(path)
+        card_path = path if path.suffix == ".json" else find_card(path)
+        self.card: dict = json.loads(card_path.read_text())
+        if path.suffix == ".json":
+            variant = variant or self.card.get("default_variant", "fp32")
+            model_path = card_path.with_name(self.card["files"][variant])
+        else:
+            model_path = path
+            variant = next((k for k, v in self.card["files"].items() if v == path.name), "fp32")
+        self.variant = variant
+        self.model_path = model_path
+        self.name: str = self.card["name"]
+        self.classes: tuple[str, ...] = tuple(self.card["classes"])
+        self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw outputs for an already preprocessed batch (N, 3, S, S)."""
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, 8) for face crops (gray or BGR uint8, any size)."""
+        outputs = [
+            softmax(self.logits(prepare_batch(faces[i : i + batch_size], self.preprocessing)))
+            for i in range(0, len(faces), batch_size)
+        ]
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), np.float32)

@@ -1,0 +1,92 @@
+"""``fer-ensemble benchmark-train``: training throughput (img/s) per member, input size and precision."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from fer_ensemble.models import create_model
+from fer_ensemble.training.augment import AugmentConfig, make_batch
+from fer_ensemble.training.engine import autocast, target_loss
+from fer_ensemble.training.train import resolve_device
+
+
+@dataclass
+class ThroughputRow:
+    model: str
+    input_size: int
+    precision: str
+    batch_size: int
+    images_per_second: float
+    minutes_per_epoch: float  # 25,045 FER+ majority training images
+
+
+TRAIN_IMAGES = 25_045
+
+
+def measure_training(name: str, input_size: int, precision: str, batch_size: int, steps: int,
+                     warmup: int, device: torch.device) -> ThroughputRow:
+    """Full training steps (augmentation, forward, backward, SGD) on random faces."""
+    torch.manual_seed(0)
+    model = create_model(name, input_size=input_size).to(device, memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randint(0, 256, (batch_size, 48, 48), dtype=torch.uint8, device=device)
+    targets = torch.softmax(torch.randn(batch_size, 8, device=device), dim=1)
+    generator = torch.Generator(device).manual_seed(0)
+    augment = AugmentConfig()
+    elapsed = 0.0
+    for step in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        batch = make_batch(images, model.preprocessing, augment, generator)
+        with autocast(device, precision):
+            logits = model(batch.contiguous(memory_format=torch.channels_last))
+        loss = target_loss(logits, targets, "crossentropy", 0.1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            elapsed += time.perf_counter() - started
+    rate = steps * batch_size / elapsed
+    return ThroughputRow(name, input_size, precision, batch_size, round(rate, 1),
+                         round(TRAIN_IMAGES / rate / 60, 2))
+
+
+def format_table(rows: list[ThroughputRow]) -> str:
+    """Markdown table with the bf16 speed-up over fp32 for the same model and size."""
+    fp32 = {(r.model, r.input_size): r.images_per_second for r in rows if r.precision == "fp32"}
+    lines = ["| model | input | precision | batch | img/s | min/epoch (FER+ train) | vs fp32 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = fp32.get((r.model, r.input_size))
+        ratio = f"{r.images_per_second / base:.2f}x" if base else "-"
+        lines.append(f"| {r.model} | {r.input_size} | {r.precision} | {r.batch_size} | "
+                     f"{r.images_per_second:.0f} | {r.minutes_per_epoch:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    rows = [
+        measure_training(name, size, precision, args.batch_size, args.steps, args.warmup, device)
+        for name in args.models
+        for size in args.sizes
+        for precision in args.precisions
+    ]
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows]))
+    else:
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+            f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores")
+        print(f"Training throughput on {where}, torch {torch.__version__}")
+        print(format_table(rows))
+    return 0

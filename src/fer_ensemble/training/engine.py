@@ -1,0 +1,185 @@
+"""The training loop's parts: loss per label mode, weight EMA, ``train_one_epoch`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fer_ensemble.preprocess import Preprocessing
+from fer_ensemble.training.augment import AugmentConfig, make_batch
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast (CPU with AVX512-BF16 / AMX, or CUDA), or nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def target_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mode: str,
+    label_smoothing: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The FER+ paper's losses: one-hot / sampled one-hot / soft-target cross-entropy, or multi-target."""
+    logits = logits.float()
+    if mode == "multi_target":
+        epsilon = 1e-3
+        accepted = (1 - epsilon) * (targets > 0).float() + epsilon
+        best = (accepted * logits.softmax(dim=1)).max(dim=1).values
+        return -torch.log(best.clamp_min(1e-12)).mean()
+    if mode == "probability":  # a label drawn from the vote distribution at every step
+        drawn = torch.multinomial(targets, 1, generator=generator).squeeze(1)
+        targets = F.one_hot(drawn, targets.shape[1]).float()
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+class ModelEma(nn.Module):
+    """Exponential moving average of weights and buffers, with timm's warm-up for short runs."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(model).eval()
+        self.decay = decay
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        n = float(self.updates)
+        decay = min(self.decay, (1 + n) / (10 + n))
+        ema_state = self.module.state_dict()
+        for key, value in model.state_dict().items():
+            target = ema_state[key]
+            if target.dtype.is_floating_point:
+                target.lerp_(value.detach().to(target.dtype), 1 - decay)
+            else:
+                target.copy_(value)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def shard_batches(
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+) -> Iterator[torch.Tensor]:
+    """A seeded shuffle split across processes (as DistributedSampler), full batches only."""
+    order = torch.randperm(n, generator=generator)
+    per_rank = n // world_size
+    mine = order[rank * per_rank : (rank + 1) * per_rank]
+    for start in range(0, per_rank - batch_size + 1, batch_size):
+        yield mine[start : start + batch_size]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    preprocessing: Preprocessing,
+    augment: AugmentConfig,
+    label_mode: str,
+    label_smoothing: float,
+    batch_size: int,
+    generator: torch.Generator,
+    device_generator: torch.Generator,
+    precision: str,
+    ema: ModelEma | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+    description: str = "train",
+) -> EpochStats:
+    """One pass over the (sharded) training set; images and targets already live on the device.
+
+    ``generator`` (CPU) shuffles; ``device_generator`` drives augmentation and label sampling.
+    """
+    model.train()
+    device = images.device
+    total_loss, correct, seen = 0.0, 0, 0
+    started = time.perf_counter()
+    batches = list(shard_batches(len(images), batch_size, generator, rank, world_size))
+    bar = tqdm(batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
+    for index in bar:
+        index = index.to(device)
+        batch = make_batch(images[index], preprocessing, augment, device_generator)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        batch_targets = targets[index]
+        with autocast(device, precision):
+            logits = model(batch)
+        loss = target_loss(logits, batch_targets, label_mode, label_smoothing, device_generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(unwrap(model))
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"training loss became {loss_value}")
+        total_loss += loss_value * len(index)
+        correct += int((logits.argmax(1) == batch_targets.argmax(1)).sum())
+        seen += len(index)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - started)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocessing: Preprocessing,
+    precision: str = "fp32",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Softmax probabilities (N, C) for uint8 faces on the model's device."""
+    model.eval()
+    device = images.device
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = make_batch(images[start : start + batch_size], preprocessing)
+        with autocast(device, precision):
+            logits = model(batch.contiguous(memory_format=torch.channels_last))
+        outputs.append(logits.float().softmax(dim=1).cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
+
+
+def save_atomic(obj: object, path: str | Path) -> None:
+    """torch.save through a temporary file, so a kill never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)

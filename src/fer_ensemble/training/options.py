@@ -1,0 +1,48 @@
+"""Command-line options of ``train`` and ``benchmark-train`` (torch-free, so ``--help`` works in a base install)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fer_ensemble.constants import MODEL_NAMES
+from fer_ensemble.data import LABEL_MODES
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", choices=MODEL_NAMES, help="required unless --resume")
+    parser.add_argument("--data", help="FER+ folder (Microsoft layout or the CSV pair); required unless --resume")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics, curves")
+    parser.add_argument("--input-size", type=int, default=224, help="model input in pixels (seed: 224)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=128, help="per process")
+    parser.add_argument("--label-mode", choices=LABEL_MODES, default="crossentropy")
+    parser.add_argument("--opt", choices=("sgd", "adamw"), default="sgd")
+    parser.add_argument("--lr", type=float, default=None, help="default: sgd 0.1, adamw 2e-3 (batch 128)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="default: sgd 5e-4, adamw 0.05")
+    parser.add_argument("--warmup-epochs", type=float, default=2.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="0 turns EMA off")
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
+    parser.add_argument("--erase-prob", type=float, default=0.25)
+    parser.add_argument("--weights", default=None, help="local ImageNet state dict to start from")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--subset", type=int, default=None, help="first N training images (smoke runs)")
+    parser.add_argument("--valid-subset", type=int, default=None, help="first N valid images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 96, 112])
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
+    return parser

@@ -1,0 +1,289 @@
+"""``fer-ensemble train``: train one ensemble member on FER+, resumable, single process or DDP.
+
+Run folder contents: ``checkpoint.pt`` (the latest epoch, a plain dict, for ``--resume``),
+``best.pt`` (the weights of the best epoch on Valid), ``metrics.jsonl`` (one line per epoch) and
+``curves.png``. The best epoch is chosen on Valid; Test is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fer_ensemble.data import load_labelled
+from fer_ensemble.metrics import evaluate_probabilities
+from fer_ensemble.models import create_model
+from fer_ensemble.preprocess import Preprocessing
+from fer_ensemble.training.augment import AugmentConfig
+from fer_ensemble.training.options import add_train_arguments
+from fer_ensemble.training.engine import (
+    ModelEma,
+    predict_probabilities,
+    save_atomic,
+    train_one_epoch,
+    unwrap,
+)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+METRICS = "metrics.jsonl"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group that torchrun describes; (rank, world size), (0, 1) without it."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return dist.get_rank(), world_size
+
+
+def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """No weight decay on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": args.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if args.opt == "sgd":
+        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=args.lr)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """Linear warm-up, then cosine decay to zero, as a LambdaLR factor per optimizer step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    if args.lr is None:
+        args.lr = 0.1 if args.opt == "sgd" else 2e-3
+    if args.weight_decay is None:
+        args.weight_decay = 5e-4 if args.opt == "sgd" else 0.05
+    return args
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def run_training(args: argparse.Namespace) -> Path:
+    """Train (or resume) one member; returns the run folder."""
+    out = Path(args.out)
+    resume_state = None
+    if args.resume:
+        if not (out / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
+        resume_state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        device_name, progress = args.device, args.no_progress
+        args = argparse.Namespace(**resume_state["args"])
+        args.device, args.no_progress, args.resume = device_name, progress, True
+    elif args.model is None or args.data is None:
+        raise ValueError("--model and --data are required (unless --resume)")
+    args = fill_defaults(args)
+    recorded_args = {k: v for k, v in vars(args).items() if k not in ("handler", "command")}
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(args.device, local_rank)
+    rank, world_size = init_distributed(device)
+    main_process = rank == 0
+    out.mkdir(parents=True, exist_ok=True)
+
+    train = load_labelled(args.data, "train", args.label_mode).head(args.subset)
+    valid = load_labelled(args.data, "valid", "majority").head(args.valid_subset)
+    train_images = torch.from_numpy(train.images).to(device)
+    train_targets = torch.from_numpy(train.targets).to(device)
+    valid_images = torch.from_numpy(valid.images).to(device)
+
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, input_size=args.input_size, weights=args.weights,
+                         dropout=args.dropout)
+    preprocessing: Preprocessing = model.preprocessing
+    model = model.to(device, memory_format=torch.channels_last)
+    ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
+    optimizer = build_optimizer(model, args)
+    steps_per_epoch = (len(train) // world_size) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train)} training images make no batch of {args.batch_size}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_cosine(steps_per_epoch * args.epochs, int(steps_per_epoch * args.warmup_epochs)),
+    )
+    start_epoch, best_accuracy, train_seconds = 0, -1.0, 0.0
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(resume_state["ema"])
+        start_epoch = resume_state["epoch"] + 1
+        best_accuracy = resume_state["best_valid_accuracy"]
+        train_seconds = resume_state["train_seconds"]
+        _truncate_metrics(out / METRICS, start_epoch)
+    ddp_model = model
+    if world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    augment = None if args.no_augment else AugmentConfig(erase_prob=args.erase_prob)
+    progress = main_process and not args.no_progress
+    if main_process:
+        print(f"{args.model} @ {args.input_size}px on {machine_description(device)} x{world_size}: "
+              f"{len(train)} train ({args.label_mode}), {len(valid)} valid, "
+              f"epochs {start_epoch + 1}..{args.epochs}", flush=True)
+    for epoch in range(start_epoch, args.epochs):
+        generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        device_generator = generator
+        if device.type != "cpu":
+            device_generator = torch.Generator(device).manual_seed(args.seed * 100_003 + epoch)
+        torch.manual_seed(args.seed * 100_003 + epoch + 1)  # dropout
+        stats = train_one_epoch(
+            ddp_model, optimizer, scheduler, train_images, train_targets,
+            preprocessing=preprocessing, augment=augment, label_mode=args.label_mode,
+            label_smoothing=args.label_smoothing, batch_size=args.batch_size,
+            generator=generator, device_generator=device_generator, precision=args.precision,
+            ema=ema, rank=rank, world_size=world_size, progress=progress,
+            description=f"epoch {epoch + 1}/{args.epochs}",
+        )
+        train_seconds += stats.seconds
+        if main_process:
+            scored = ema.module if ema is not None else model
+            eval_started = time.perf_counter()
+            probabilities = predict_probabilities(scored, valid_images, preprocessing, args.precision)
+            report = evaluate_probabilities(probabilities, valid.labels)
+            record = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": stats.loss,
+                "train_accuracy": stats.accuracy,
+                "train_images_per_second": stats.images_per_second * world_size,
+                "valid_accuracy": report.accuracy,
+                "valid_macro_f1": report.macro_f1,
+                "valid_nll": report.nll,
+                "epoch_seconds": stats.seconds + time.perf_counter() - eval_started,
+                "train_seconds_total": train_seconds,
+            }
+            improved = report.accuracy > best_accuracy
+            best_accuracy = max(best_accuracy, report.accuracy)
+            if improved:
+                save_atomic(_weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds),
+                            out / BEST)
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "epoch": epoch,
+                    "args": recorded_args,
+                    "best_valid_accuracy": best_accuracy,
+                    "train_seconds": train_seconds,
+                },
+                out / CHECKPOINT,
+            )
+            plot_curves(out / METRICS, out / "curves.png")
+            print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc "
+                  f"{stats.accuracy:.4f}  valid acc {report.accuracy:.4f}  macro-F1 "
+                  f"{report.macro_f1:.4f}  {stats.images_per_second * world_size:.0f} img/s"
+                  f"{'  *best' if improved else ''}", flush=True)
+        if world_size > 1:
+            dist.barrier()
+    if world_size > 1:
+        dist.destroy_process_group()
+    return out
+
+
+def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_seconds: float) -> dict:
+    """What export needs: the weights, the model's recipe and how it was trained."""
+    return {
+        "model": model.state_dict(),
+        "model_name": args["model"],
+        "preprocessing": model.preprocessing.to_dict(),
+        "args": args,
+        "epoch": epoch,
+        "valid": record,
+        "train_seconds": train_seconds,
+        "machine": machine_description(next(model.parameters()).device),
+        "torch": str(torch.__version__),
+    }
+
+
+def _truncate_metrics(path: Path, keep_epochs: int) -> None:
+    """Drop metric lines of epochs that the checkpoint does not hold (a kill between the two)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["epoch"] <= keep_epochs]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def plot_curves(metrics_path: Path, png_path: Path) -> None:
+    """Loss, accuracy and learning rate per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [r["train_loss"] for r in rows], marker="o")
+    axes[0].set_title("train loss")
+    axes[1].plot(epochs, [r["train_accuracy"] for r in rows], marker="o", label="train")
+    axes[1].plot(epochs, [r["valid_accuracy"] for r in rows], marker="o", label="valid (majority)")
+    axes[1].set_title("accuracy")
+    axes[1].legend()
+    axes[2].plot(epochs, [r["lr"] for r in rows], marker="o")
+    axes[2].set_title("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_train_arguments(argparse.ArgumentParser(prog="fer-ensemble train"))
+    run_training(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=2 -m fer_ensemble.training.train ...
+    sys.exit(main())

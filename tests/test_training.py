@@ -1,0 +1,173 @@
+"""Training, resume, DDP, evaluation, export parity, quantization and the GPU script (CPU config)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, TINY_TRAIN, run_cli
+from fer_ensemble.data import load_labelled
+from fer_ensemble.export import load_trained
+from fer_ensemble.runtime import OnnxClassifier
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_epochs_lower_the_loss(tiny_run: Path) -> None:
+    rows = metrics(tiny_run)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert all(0.0 <= r["valid_accuracy"] <= 1.0 for r in rows)
+    assert (tiny_run / "curves.png").stat().st_size > 1000
+    checkpoint = torch.load(tiny_run / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "ema", "epoch", "args"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 1 and checkpoint["args"]["input_size"] == 32
+    best = torch.load(tiny_run / "best.pt", weights_only=False)
+    assert best["valid"]["valid_accuracy"] == max(r["valid_accuracy"] for r in rows)
+
+
+def test_kill_and_resume_gives_the_same_weights(ferplus: Path, tmp_path: Path) -> None:
+    args = [*TINY_TRAIN, "--data", str(ferplus), "--epochs", "3", "--subset", "1024"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_cli("train", *args, "--out", str(straight))
+
+    process = subprocess.Popen([sys.executable, "-m", "fer_ensemble.cli", "train", *args,
+                                "--out", str(killed)], cwd=REPO)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] < 2, "the run finished before it could be killed"
+    run_cli("train", "--resume", "--out", str(killed), "--no-progress")
+
+    final_straight = torch.load(straight / "checkpoint.pt", weights_only=False)
+    final_resumed = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert final_resumed["epoch"] == final_straight["epoch"] == 2
+    for key in ("model", "ema"):
+        for name, tensor in final_straight[key].items():
+            torch.testing.assert_close(final_resumed[key][name], tensor, rtol=0, atol=0, msg=name)
+    assert [r["epoch"] for r in metrics(killed)] == [1, 2, 3]
+    assert [r["train_loss"] for r in metrics(killed)] == [r["train_loss"] for r in metrics(straight)]
+
+
+def test_evaluate_a_checkpoint(tiny_run: Path, ferplus: Path, tmp_path: Path) -> None:
+    result = run_cli("evaluate", str(tiny_run), "--data", str(ferplus), "--split", "valid",
+                     "--json", "--out", str(tmp_path))
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 3_191
+    assert {"accuracy", "macro_f1", "per_class", "accuracy_7class", "ece"} <= set(report)
+    assert sum(map(sum, report["confusion"])) == 3_191
+    assert report["accuracy"] == pytest.approx(
+        sum(report["confusion"][i][i] for i in range(8)) / 3_191)
+    assert (tmp_path / "mobilenet_v2-valid-confusion.png").stat().st_size > 1000
+    text = run_cli("evaluate", str(tiny_run), "--data", str(ferplus), "--split", "valid").stdout
+    assert "accuracy" in text and "contempt" in text
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run: Path, ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exported")
+    run_cli("export", str(tiny_run), "--out", str(out), "--data", str(ferplus), "--int8",
+            "--calibration-images", "256")
+    return out / "mobilenet_v2.json"
+
+
+def test_model_card(exported: Path, tiny_run: Path) -> None:
+    card = json.loads(exported.read_text())
+    assert card["classes"] == ["neutral", "happiness", "surprise", "sadness", "anger", "disgust",
+                               "fear", "contempt"]
+    assert card["preprocessing"]["input_size"] == 32
+    assert card["training"]["label_mode"] == "crossentropy"
+    assert card["training"]["args"]["subset"] == 768
+    assert card["dataset"]["split_sizes"] == {"train": 768, "valid": 3_191, "test": 3_137}
+    assert card["metrics"]["fp32"]["test"]["n_images"] == 3_137
+    best = torch.load(tiny_run / "best.pt", weights_only=False)
+    assert card["training"]["best_epoch"] == best["epoch"] + 1
+    assert card["export"]["date"] and card["training"]["train_wall_seconds"] > 0
+
+
+def test_onnx_matches_pytorch_on_real_faces(exported: Path, tiny_run: Path, ferplus: Path) -> None:
+    faces = load_labelled(ferplus, "test").images[:512]
+    onnx_probs = OnnxClassifier(exported, "fp32").predict_proba(faces)
+    torch_probs = load_trained(tiny_run).predict_proba(faces)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-3, rtol=0)
+    top2 = np.sort(torch_probs, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4  # exact ties are not a disagreement
+    assert clear.mean() > 0.95
+    assert (onnx_probs.argmax(1) == torch_probs.argmax(1))[clear].all()
+
+
+def test_int8_quantization_is_recorded(exported: Path, ferplus: Path) -> None:
+    card = json.loads(exported.read_text())
+    folder = exported.parent
+    int8, fp32 = folder / card["files"]["int8"], folder / card["files"]["fp32"]
+    assert int8.stat().st_size < 0.5 * fp32.stat().st_size
+    quant = card["quantization"]
+    assert quant["valid_accuracy_int8"] == card["metrics"]["int8"]["valid"]["accuracy"]
+    assert abs(quant["valid_accuracy_int8"] - quant["valid_accuracy_fp32"]) < 0.05
+    faces = load_labelled(ferplus, "valid").images[:512]
+    agree = OnnxClassifier(int8).predict_proba(faces).argmax(1) == \
+        OnnxClassifier(fp32).predict_proba(faces).argmax(1)
+    assert agree.mean() > 0.9
+
+
+def test_ddp_with_two_cpu_processes(ferplus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "fer_ensemble.training.train",
+         *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--epochs", "1",
+         "--subset", "512", "--precision", "fp32"],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "x2:" in result.stdout  # two processes joined one group
+    rows = metrics(out)
+    assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"])
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
+
+
+def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gpu-out"
+    result = subprocess.run(
+        [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
+         "--device", "cpu", "--input-size", "32", "--subset", "256", "--epochs", "1",
+         "--batch-size", "64", "--runs", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = sorted(out.iterdir())
+    assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
+    assert {f.name for f in files} >= {"resnet50.meta.json", "mobilenet_v2.meta.json"}
+    assert len([f for f in files if f.name.startswith("resnet50.part")]) >= 1
+
+    run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
+    original = torch.load(tmp_path / "runs" / "resnet50" / "best.pt", weights_only=False)["model"]
+    imported = torch.load(tmp_path / "imported" / "resnet50" / "best.pt", weights_only=False)["model"]
+    assert imported.keys() == original.keys()
+    for key, tensor in original.items():
+        expected = tensor.half().float() if tensor.is_floating_point() else tensor
+        torch.testing.assert_close(imported[key], expected, rtol=0, atol=0)
+    assert load_trained(tmp_path / "imported" / "resnet50").preprocessing.input_size == 32
+
+
+def test_benchmark_train_prints_a_table() -> None:
+    result = run_cli("benchmark-train", "--models", "mobilenet_v2", "--sizes", "32",
+                     "--steps", "1", "--warmup", "0", "--batch-size", "8")
+    assert "| mobilenet_v2 | 32 | bf16 | 8 |" in result.stdout and "x |" in result.stdout
