@@ -14,7 +14,9 @@ from fer_ensemble.preprocess import Preprocessing
 
 
 def _resnet50(num_classes: int, dropout: float) -> nn.Module:
-    model = tv_models.resnet50(weights=None)
+    # zero-initialised last BN of each block: from scratch, torchvision's default init gives
+    # logits with a standard deviation of ~9 and a first epoch that learns almost nothing
+    model = tv_models.resnet50(weights=None, zero_init_residual=True)
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
     return model
 

@@ -181,10 +181,17 @@ def run_training(args: argparse.Namespace) -> Path:
         )
         train_seconds += stats.seconds
         if main_process:
-            scored = ema.module if ema is not None else model
             eval_started = time.perf_counter()
-            probabilities = predict_probabilities(scored, valid_images, preprocessing, args.precision)
-            report = evaluate_probabilities(probabilities, valid.labels)
+            candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema.module}
+            reports = {
+                key: evaluate_probabilities(
+                    predict_probabilities(module, valid_images, preprocessing, args.precision),
+                    valid.labels,
+                )
+                for key, module in candidates.items()
+            }
+            chosen = max(reports, key=lambda key: reports[key].accuracy)  # EMA lags in short runs
+            scored, report = candidates[chosen], reports[chosen]
             record = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
@@ -194,6 +201,8 @@ def run_training(args: argparse.Namespace) -> Path:
                 "valid_accuracy": report.accuracy,
                 "valid_macro_f1": report.macro_f1,
                 "valid_nll": report.nll,
+                "valid_weights": chosen,
+                **{f"valid_accuracy_{key}": r.accuracy for key, r in reports.items()},
                 "epoch_seconds": stats.seconds + time.perf_counter() - eval_started,
                 "train_seconds_total": train_seconds,
             }
@@ -219,7 +228,7 @@ def run_training(args: argparse.Namespace) -> Path:
             )
             plot_curves(out / METRICS, out / "curves.png")
             print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc "
-                  f"{stats.accuracy:.4f}  valid acc {report.accuracy:.4f}  macro-F1 "
+                  f"{stats.accuracy:.4f}  valid acc {report.accuracy:.4f} ({chosen})  macro-F1 "
                   f"{report.macro_f1:.4f}  {stats.images_per_second * world_size:.0f} img/s"
                   f"{'  *best' if improved else ''}", flush=True)
         if world_size > 1:

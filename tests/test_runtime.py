@@ -1,0 +1,98 @@
+"""The ONNX side needs no torch: tiny graphs built on the fly, evaluation with torch blocked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import REPO
+from fer_ensemble.preprocess import Preprocessing, prepare_batch
+from fer_ensemble.runtime import OnnxClassifier, softmax
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+
+
+def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0) -> Path:
+    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(3, 8)).astype(np.float32)
+    bias = rng.normal(size=(8,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, input_size, input_size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / f"{name}.onnx")
+    card = {
+        "name": name,
+        "classes": ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"],
+        "files": {"fp32": f"{name}.onnx"},
+        "preprocessing": Preprocessing(input_size=input_size).to_dict(),
+    }
+    (folder / f"{name}.json").write_text(json.dumps(card))
+    np.savez(folder / f"{name}-params.npz", weight=weight, bias=bias)
+    return folder / f"{name}.json"
+
+
+def test_classifier_on_a_tiny_graph(tmp_path: Path) -> None:
+    card = tiny_member(tmp_path)
+    classifier = OnnxClassifier(card)
+    assert classifier.preprocessing.input_size == 16 and classifier.variant == "fp32"
+    faces = [np.full((48, 48), 30, np.uint8), np.random.default_rng(1).integers(0, 255, (60, 50, 3), np.uint8)]
+    probs = classifier.predict_proba(faces)
+    params = np.load(tmp_path / "tiny-params.npz")
+    batch = prepare_batch(faces, classifier.preprocessing)
+    expected = softmax(batch.mean(axis=(2, 3)) @ params["weight"] + params["bias"])
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    assert OnnxClassifier(tmp_path / "tiny.onnx").name == "tiny"  # the card is found beside the file
+
+
+def test_preprocessing_is_gray_replicated_and_normalised() -> None:
+    pre = Preprocessing(input_size=4, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    bgr = np.zeros((8, 8, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red -> gray 76
+    batch = prepare_batch([bgr], pre)
+    assert batch.shape == (1, 3, 4, 4) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, (76 / 255 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_onnx_evaluation_runs_with_torch_blocked(tmp_path: Path, ferplus: Path) -> None:
+    card = tiny_member(tmp_path)
+    code = BLOCK_TORCH + (
+        "from fer_ensemble.cli import main; "
+        f"raise SystemExit(main(['evaluate', {str(card)!r}, '--data', {str(ferplus)!r}, "
+        "'--split', 'valid', '--json']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_images"] == 3_191
+
+
+def test_runtime_and_cli_import_no_torch() -> None:
+    code = (
+        "import sys, fer_ensemble, fer_ensemble.runtime, fer_ensemble.evaluate, fer_ensemble.cli, "
+        "fer_ensemble.data, fer_ensemble.metrics; fer_ensemble.cli.build_parser(); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+    for command in ("train", "evaluate", "export", "benchmark-train", "import-weights"):
+        result = subprocess.run(
+            [sys.executable, "-c", BLOCK_TORCH + f"from fer_ensemble.cli import main; main(['{command}', '--help'])"],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )
+        assert result.returncode == 0 and "usage" in result.stdout, result.stderr
