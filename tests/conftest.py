@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from fer_ensemble.preprocess import Preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,3 +56,48 @@ def tiny_run(ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-run")
     run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--epochs", "2")
     return out
+
+
+def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0) -> Path:
+    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(3, 8)).astype(np.float32)
+    bias = rng.normal(size=(8,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, input_size, input_size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / f"{name}.onnx")
+    card = {
+        "name": name,
+        "classes": ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"],
+        "files": {"fp32": f"{name}.onnx"},
+        "preprocessing": Preprocessing(input_size=input_size).to_dict(),
+    }
+    (folder / f"{name}.json").write_text(json.dumps(card))
+    np.savez(folder / f"{name}-params.npz", weight=weight, bias=bias)
+    return folder / f"{name}.json"
+
+
+@pytest.fixture
+def tiny_ensemble(tmp_path: Path) -> Path:
+    """Two tiny members at different input sizes and an ensemble file, built on the fly."""
+    tiny_member(tmp_path, "small", input_size=16, seed=0)
+    tiny_member(tmp_path, "large", input_size=24, seed=1)
+    path = tmp_path / "ensemble.json"
+    path.write_text(json.dumps({
+        "format": "fer-ensemble/ensemble/v1",
+        "members": [{"card": "small.json", "temperature": 1.5, "weight": 0.25},
+                    {"card": "large.json", "temperature": 0.8, "weight": 0.75}],
+        "flip_tta": False,
+    }))
+    return path

@@ -8,44 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from conftest import REPO
+from conftest import REPO, tiny_member
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.runtime import OnnxClassifier, softmax
 
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-
-
-def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0) -> Path:
-    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card."""
-    rng = np.random.default_rng(seed)
-    weight = rng.normal(size=(3, 8)).astype(np.float32)
-    bias = rng.normal(size=(8,)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"]),
-            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, input_size, input_size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])],
-        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / f"{name}.onnx")
-    card = {
-        "name": name,
-        "classes": ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"],
-        "files": {"fp32": f"{name}.onnx"},
-        "preprocessing": Preprocessing(input_size=input_size).to_dict(),
-    }
-    (folder / f"{name}.json").write_text(json.dumps(card))
-    np.savez(folder / f"{name}-params.npz", weight=weight, bias=bias)
-    return folder / f"{name}.json"
 
 
 def test_classifier_on_a_tiny_graph(tmp_path: Path) -> None:

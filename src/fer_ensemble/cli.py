@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 
 from fer_ensemble import __version__
@@ -44,6 +46,26 @@ def _import_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app(module: str, function: str):
+    """A handler that imports its app only when it runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"fer_ensemble.apps.{module}"), function)(args)
+
+    return handler
+
+
+APPS = {  # name: (module, help)
+    "predict": ("predict", "faces and emotions in images, folders and globs"),
+    "video": ("video", "annotated video, per-frame timeline, per-track plot and summary"),
+    "webcam": ("webcam", "live webcam (or --source FILE) with boxes, labels and bars"),
+    "demo": ("demo", "the webcam if there is one, else the bundled sample photos and clip"),
+    "benchmark": ("benchmark", "per-stage milliseconds and fps at 640x480, 1 and 4 faces"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fer_ensemble.evaluate import add_evaluate_arguments
     from fer_ensemble.training.options import add_benchmark_arguments, add_train_arguments
@@ -54,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fer-ensemble {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    for name, (module, help_text) in APPS.items():
+        app = commands.add_parser(name, help=help_text)
+        adder = getattr(importlib.import_module(f"fer_ensemble.apps.{module}"), f"add_{module}_arguments")
+        adder(app).set_defaults(handler=_app(module, f"run_{module}"))
 
     train = commands.add_parser("train", help="train one member on FER+ (needs the train extra)")
     add_train_arguments(train).set_defaults(handler=_train)
@@ -82,8 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fer_ensemble.apps.media import InputError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (InputError, FileNotFoundError) as error:  # a user's mistake: one line, no traceback
+        print(f"fer-ensemble {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into head, less, ...
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ def resize_face(face: np.ndarray, size: int) -> np.ndarray:
 def prepare_batch(faces, preprocessing: Preprocessing) -> np.ndarray:
     """Stack face crops (gray or BGR uint8, any size) into the normalised model input."""
     size = preprocessing.input_size
+    if len(faces) == 0:
+        return np.zeros((0, 3, size, size), np.float32)
     gray = np.stack([resize_face(to_gray(np.asarray(face)), size) for face in faces])
     batch = gray.astype(np.float32)[:, None] / 255.0
     mean = np.asarray(preprocessing.mean, np.float32).reshape(1, 3, 1, 1)

@@ -1,0 +1,153 @@
+"""``fer-ensemble benchmark``: per-stage milliseconds and fps at 640x480 for 1 and 4 faces.
+
+The same members also run in PyTorch (same architecture and input size) when torch is
+installed, so the ONNX Runtime figures come with a peer measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import cv2
+import numpy as np
+
+from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer
+from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.constants import MODEL_NAMES
+from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.runtime.detection import crop_faces
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled to fit ``width`` x ``height`` without distortion, centred on grey."""
+    scale = min(width / image.shape[1], height / image.shape[0])
+    resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
+    canvas = np.full((height, width, 3), 60, np.uint8)
+    top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
+    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
+    return canvas
+
+
+def test_frame(faces: int) -> np.ndarray:
+    """A 640x480 frame holding 1 face (the astronaut) or 4 (a 2x2 grid of the sample portraits)."""
+    astronaut = cv2.imread(str(SAMPLES / "astronaut.png"))
+    hopper = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    if faces == 1:
+        return fit(astronaut, 640, 480)
+    # head-and-shoulders crops, so the four faces keep a webcam-like size (~110-170 px)
+    tiles = [fit(astronaut[16:216, 126:326], 320, 240), fit(hopper[50:380, 100:430], 320, 240)]
+    return np.vstack([np.hstack(tiles), np.hstack(tiles[::-1])])
+
+
+def torch_timings(recognizer, crops, repeat: int) -> dict[str, float]:
+    try:
+        import torch
+
+        from fer_ensemble.models import create_model
+    except ImportError:
+        return {}
+    timings = {}
+    for member in recognizer.ensemble.members:
+        if member.classifier.name not in MODEL_NAMES:
+            continue
+        pre = member.classifier.preprocessing
+        model = create_model(member.classifier.name, input_size=pre.input_size).eval()
+        batch = torch.from_numpy(prepare_batch(crops, pre))
+        with torch.inference_mode():
+            timings[member.classifier.name] = median_ms(lambda: model(batch), repeat)
+    return timings
+
+
+def measure(recognizer, faces: int, repeat: int, with_torch: bool, detect_every: int) -> dict:
+    frame = test_frame(faces)
+    encoded = cv2.imencode(".jpg", frame)[1]
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    boxes = recognizer.detect(frame)
+    crops = crop_faces(gray, boxes, recognizer.margin)
+    row = {
+        "faces_requested": faces,
+        "faces_found": len(boxes),
+        "decode_ms": median_ms(lambda: cv2.imdecode(encoded, cv2.IMREAD_COLOR), repeat),
+        "detect_ms": median_ms(lambda: recognizer.detect(frame), repeat),
+        "members": {},
+    }
+    for member in recognizer.ensemble.members:
+        pre = member.classifier.preprocessing
+        batch = prepare_batch(crops, pre)
+        row["members"][member.classifier.name] = {
+            "input_size": pre.input_size,
+            "variant": member.classifier.variant,
+            "preprocess_ms": median_ms(lambda: prepare_batch(crops, pre), repeat),
+            "onnx_ms": median_ms(lambda: member.classifier.logits(batch), repeat),
+        }
+    if with_torch:
+        for name, ms in torch_timings(recognizer, crops, repeat).items():
+            row["members"][name]["torch_ms"] = ms
+    classify = sum(m["preprocess_ms"] + m["onnx_ms"] for m in row["members"].values())
+    row["ensemble_ms_per_face"] = classify / max(1, len(boxes))
+    row["total_ms"] = row["decode_ms"] + row["detect_ms"] + classify
+    row["fps"] = 1000 / row["total_ms"]
+    row["detect_every"] = detect_every
+    row["fps_detect_every"] = 1000 / (row["total_ms"] - row["detect_ms"] * (1 - 1 / detect_every))
+    return row
+
+
+def format_rows(rows: list[dict]) -> str:
+    header = "| stage | " + " | ".join(f"{r['faces_found']} face(s)" for r in rows) + " |"
+    lines = [header, "|---|" + "---|" * len(rows)]
+
+    def line(name: str, values: list) -> None:
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+
+    line("decode JPEG (ms)", [f"{r['decode_ms']:.2f}" for r in rows])
+    line("detect, Haar (ms)", [f"{r['detect_ms']:.2f}" for r in rows])
+    for name in rows[0]["members"]:
+        line(f"{name} preprocess (ms)", [f"{r['members'][name]['preprocess_ms']:.2f}" for r in rows])
+        line(f"{name} ONNX Runtime (ms)", [f"{r['members'][name]['onnx_ms']:.2f}" for r in rows])
+        if "torch_ms" in rows[0]["members"][name]:
+            line(f"{name} PyTorch eager, same input (ms)",
+                 [f"{r['members'][name]['torch_ms']:.2f}" for r in rows])
+            line(f"{name} PyTorch / ONNX Runtime",
+                 [f"{r['members'][name]['torch_ms'] / r['members'][name]['onnx_ms']:.2f}x" for r in rows])
+    line("ensemble per face (ms)", [f"{r['ensemble_ms_per_face']:.2f}" for r in rows])
+    line("total, detector on every frame (ms)", [f"{r['total_ms']:.2f}" for r in rows])
+    line("fps, detector on every frame", [f"{r['fps']:.1f}" for r in rows])
+    every = rows[0]["detect_every"]
+    line(f"fps, detector every {every} frames (webcam default)", [f"{r['fps_detect_every']:.1f}" for r in rows])
+    return "\n".join(lines)
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--detect-every", type=int, default=2, help="as the webcam's option")
+    parser.add_argument("--json", action="store_true")
+    add_recognizer_arguments(parser)
+    return parser
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    recognizer = build_recognizer(args)
+    rows = [measure(recognizer, faces, args.repeat, not args.no_torch, args.detect_every) for faces in (1, 4)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"640x480 frames, {os.cpu_count()} CPU cores, detector at {args.detect_width} px wide, "
+              f"median of {args.repeat} runs")
+        print(format_rows(rows))
+    return 0

@@ -1,0 +1,68 @@
+"""Options and helpers shared by the apps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fer_ensemble.constants import EMOTIONS
+
+
+# Haar settings measured on 640x480 frames and on ../shared/data/faces (see the README):
+# live video scans a 320 px wide copy for faces of 64 px and more; stills scan 960 px for smaller ones
+LIVE_DETECTION = {"detect_width": 320, "min_face": 64, "scale_factor": 1.2}
+STILL_DETECTION = {"detect_width": 960, "min_face": 32, "scale_factor": 1.15}
+
+
+def add_recognizer_arguments(
+    parser: argparse.ArgumentParser, smoothing: float | None = None, still: bool = False
+) -> None:
+    """Model and detector options, with the detector preset for still images or live video."""
+    preset = STILL_DETECTION if still else LIVE_DETECTION
+    parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
+    parser.add_argument("--margin", type=float, default=0.1, help="crop margin around each face box")
+    parser.add_argument("--detect-width", type=int, default=preset["detect_width"],
+                        help="frame width the Haar detector works at (0: full size; default %(default)s)")
+    parser.add_argument("--min-face", type=int, default=preset["min_face"],
+                        help="smallest face side in frame pixels (default %(default)s)")
+    parser.add_argument("--scale-factor", type=float, default=preset["scale_factor"],
+                        help="Haar pyramid step (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per member")
+    if smoothing is not None:
+        parser.add_argument("--smoothing", type=float, default=smoothing,
+                            help="weight of the newest frame in per-face smoothing (1: off)")
+
+
+def build_recognizer(args: argparse.Namespace):
+    from fer_ensemble.runtime.detection import HaarFaceDetector
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    detector = HaarFaceDetector(detect_width=args.detect_width, min_face=args.min_face,
+                                scale_factor=args.scale_factor)
+    return EmotionRecognizer(args.ensemble, detector=detector, margin=args.margin,
+                             smoothing=getattr(args, "smoothing", 1.0), threads=args.threads)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def unique_path(folder: Path, name: str, used: set[str]) -> Path:
+    """``folder/name``, with a numeric suffix when an earlier input already took that name."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}_{n}{suffix}"
+    used.add(candidate)
+    return folder / candidate
+
+
+def face_row(prefix: list, face) -> list:
+    """One CSV row: ``prefix`` columns, then the box, label, score and every probability."""
+    return [*prefix, *face.box, face.label, f"{face.score:.4f}",
+            *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS)]
+
+
+FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS]

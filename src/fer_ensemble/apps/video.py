@@ -1,0 +1,145 @@
+"""``fer-ensemble video FILE``: annotated video, per-frame timeline, per-track plot and summary."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from fer_ensemble.apps.common import FACE_COLUMNS, add_recognizer_arguments, build_recognizer, face_row, warn
+from fer_ensemble.apps.media import InputError
+from fer_ensemble.runtime.drawing import COLORS
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("file", help="a video file")
+    parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video)")
+    parser.add_argument("--stride", type=int, default=1, help="process every Nth frame")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--no-video", action="store_true", help="skip the annotated video")
+    parser.add_argument("--no-progress", action="store_true")
+    add_recognizer_arguments(parser, smoothing=0.5)
+    return parser
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(f"{path}: not a readable video")
+    return capture
+
+
+def summarize(timeline: list[dict], classes: tuple[str, ...]) -> dict:
+    """Per track: when it was seen, its dominant emotion and mean probabilities."""
+    tracks: dict[int, list] = {}
+    for row in timeline:
+        for face in row["faces"]:
+            tracks.setdefault(face["track_id"], []).append((row["time"], face))
+    summary = {}
+    for track_id, seen in sorted(tracks.items()):
+        mean = np.mean([[f["probabilities"][c] for c in classes] for _, f in seen], axis=0)
+        labels = [f["label"] for _, f in seen]
+        summary[str(track_id)] = {
+            "first_seen_s": round(seen[0][0], 3),
+            "last_seen_s": round(seen[-1][0], 3),
+            "frames": len(seen),
+            "dominant": classes[int(np.argmax(mean))],
+            "label_frames": {c: labels.count(c) for c in classes if labels.count(c)},
+            "mean_probabilities": {c: round(float(p), 4) for c, p in zip(classes, mean)},
+        }
+    return summary
+
+
+def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, max_tracks: int = 6) -> None:
+    """One panel per track: each emotion's probability over time (drawn with OpenCV)."""
+    tracks: dict[int, list] = {}
+    for row in timeline:
+        for face in row["faces"]:
+            tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
+    shown = sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks] or [None]
+    width, panel, left = 900, 170, 50
+    end = max((row["time"] for row in timeline), default=1.0) or 1.0
+    image = np.full((panel * len(shown) + 30, width, 3), 255, np.uint8)
+    for i, track_id in enumerate(shown):
+        top = i * panel + 10
+        cv2.rectangle(image, (left, top), (width - 120, top + panel - 30), (200, 200, 200), 1)
+        cv2.putText(image, f"#{track_id}" if track_id is not None else "no faces", (5, top + 15),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        points = tracks.get(track_id, [])
+        for j, emotion in enumerate(classes):
+            xy = np.array([[left + t / end * (width - 120 - left), top + (1 - p[emotion]) * (panel - 30)]
+                           for t, p in points], np.int32)
+            if len(xy) > 1:
+                cv2.polylines(image, [xy], False, COLORS[emotion], 2, cv2.LINE_AA)
+            if i == 0:
+                cv2.putText(image, emotion, (width - 110, 25 + 16 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                            COLORS[emotion], 1, cv2.LINE_AA)
+    cv2.putText(image, f"time (s), 0 - {end:.1f}", (left, image.shape[0] - 8),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), image)
+
+
+def run_video(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    capture = open_video(path)
+    recognizer = build_recognizer(args)
+    out = Path(args.out) if args.out else path.with_name(path.stem + "-fer")
+    out.mkdir(parents=True, exist_ok=True)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    stride = max(1, args.stride)
+    writer = None
+    timeline: list[dict] = []
+    index = 0
+    recognizer.tracker.reset()
+    bar = tqdm(total=expected, unit="frame", disable=args.no_progress, desc=path.name)
+    with open(out / "timeline.csv", "w", newline="") as timeline_csv:
+        rows = csv.writer(timeline_csv)
+        rows.writerow(["frame", "time_s", "track_id", *FACE_COLUMNS])
+        while args.max_frames is None or index < args.max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            bar.update(1)
+            if index % stride == 0:
+                time_s = index / fps
+                faces = recognizer.track(frame)
+                timeline.append({"frame": index, "time": round(time_s, 4),
+                                 "faces": [f.to_dict() for f in faces]})
+                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
+                if not args.no_video:
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                                 fps / stride, (frame.shape[1], frame.shape[0]))
+                    writer.write(recognizer.annotate(frame, faces))
+            index += 1
+    bar.close()
+    capture.release()
+    if writer is not None:
+        writer.release()
+    with open(out / "timeline.jsonl", "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in timeline)
+    summary = {"file": str(path), "frames_read": index, "frames_processed": len(timeline), "fps": fps,
+               "tracks": summarize(timeline, recognizer.classes)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_timeline(timeline, recognizer.classes, out / "timeline.png")
+    print(json.dumps(summary, indent=2))
+    problems = 0
+    if index == 0:
+        warn(f"{path}: no frame could be decoded")
+        problems += 1
+    elif expected and args.max_frames is None and index < expected:
+        warn(f"{path}: the video ended early, at frame {index} of {expected}")
+        problems += 1
+    warn(f"{index} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
+         f"outputs in {out}")
+    return 1 if problems else 0

@@ -1,0 +1,78 @@
+"""Face detection behind a small interface; OpenCV's Haar frontal-face cascade by default.
+
+OpenCV 5 removed ``CascadeClassifier``: the package pins ``opencv-python-headless<5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from fer_ensemble.preprocess import to_gray
+
+Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+
+
+class FaceDetector(Protocol):
+    """Anything that returns face boxes for a gray frame."""
+
+    def detect(self, gray: np.ndarray) -> list[Box]: ...
+
+
+def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
+    """The cascade file that ships inside opencv-python."""
+    return str(cv2.data.haarcascades) + name
+
+
+@dataclass
+class HaarFaceDetector:
+    """Haar cascade on a frame downscaled to ``detect_width`` pixels (fast), boxes in frame pixels.
+
+    ``min_face`` is the smallest face side kept, in frame pixels.
+    """
+
+    detect_width: int = 320
+    min_face: int = 48
+    scale_factor: float = 1.15
+    min_neighbors: int = 5
+    cascade: str = haar_cascade_path()
+
+    def __post_init__(self) -> None:
+        self._classifier = cv2.CascadeClassifier(self.cascade)
+        if self._classifier.empty():
+            raise RuntimeError(f"cannot load the Haar cascade {self.cascade}")
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        gray = to_gray(gray)
+        height, width = gray.shape[:2]
+        scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
+        small = gray if scale == 1.0 else cv2.resize(
+            gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        min_side = max(12, round(self.min_face * scale))
+        found = self._classifier.detectMultiScale(
+            cv2.equalizeHist(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side))
+        boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+
+def expand_box(box: Box, margin: float, frame_shape: tuple[int, ...]) -> Box:
+    """Grow a box by ``margin`` of its size on every side, clipped to the frame."""
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    height, width = frame_shape[:2]
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(width, x + w + dx), min(height, y + h + dy)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def crop_faces(gray: np.ndarray, boxes: list[Box], margin: float) -> list[np.ndarray]:
+    """Square-ish gray crops around each box (FER+ faces are framed a little wider than Haar's)."""
+    crops = []
+    for box in boxes:
+        x, y, w, h = expand_box(box, margin, gray.shape)
+        crops.append(gray[y : y + h, x : x + w])
+    return crops

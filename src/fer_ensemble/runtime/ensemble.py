@@ -1,0 +1,90 @@
+"""Soft voting over exported members, as an ensemble file describes it (torch-free).
+
+``ensemble.json``::
+
+    {"format": "fer-ensemble/ensemble/v1",
+     "classes": [...8 emotions...],
+     "members": [{"card": "resnet50.json", "variant": "int8", "temperature": 1.2, "weight": 0.6},
+                 {"card": "mobilenet_v2.json", "variant": "fp32", "temperature": 1.1, "weight": 0.4}],
+     "flip_tta": false}
+
+Each member sees all faces of a frame as one batch at its own input size; its logits are divided
+by its temperature, turned into probabilities (averaged with the mirrored faces' when
+``flip_tta``), and the members' probabilities are mixed with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
+
+ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
+
+
+@dataclass
+class Member:
+    classifier: OnnxClassifier
+    temperature: float = 1.0
+    weight: float = 1.0
+
+
+def member_probabilities(member: Member, faces, flip_tta: bool) -> np.ndarray:
+    """One member's calibrated probabilities for a list of face crops."""
+    batch = prepare_batch(faces, member.classifier.preprocessing)
+    probs = softmax(member.classifier.logits(batch), member.temperature)
+    if flip_tta:
+        mirrored = np.ascontiguousarray(batch[..., ::-1])
+        probs = 0.5 * (probs + softmax(member.classifier.logits(mirrored), member.temperature))
+    return probs
+
+
+class Ensemble:
+    """Calibrated soft voting of exported members."""
+
+    def __init__(self, members: list[Member], flip_tta: bool = False, config: dict | None = None):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        classes = {m.classifier.classes for m in members}
+        if len(classes) != 1:
+            raise ValueError("members disagree on the classes")
+        self.members = members
+        self.flip_tta = flip_tta
+        self.classes: tuple[str, ...] = classes.pop()
+        self.config = config or {}
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> Ensemble:
+        """Read an ensemble file; member cards are found relative to it."""
+        path = Path(path)
+        config = json.loads(path.read_text())
+        members = [
+            Member(
+                OnnxClassifier(path.parent / entry["card"], entry.get("variant"), threads=threads),
+                float(entry.get("temperature", 1.0)),
+                float(entry.get("weight", 1.0)),
+            )
+            for entry in config["members"]
+        ]
+        return cls(members, bool(config.get("flip_tta", False)), config)
+
+    @property
+    def name(self) -> str:
+        return "ensemble(" + "+".join(m.classifier.name for m in self.members) + ")"
+
+    def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
+        """Ensemble probabilities (N, 8) for face crops (gray or BGR uint8, any size)."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        chunks = []
+        total_weight = sum(m.weight for m in self.members)
+        for start in range(0, len(faces), batch_size):
+            part = faces[start : start + batch_size]
+            mixed = sum(m.weight * member_probabilities(m, part, self.flip_tta) for m in self.members)
+            chunks.append((mixed / total_weight).astype(np.float32))
+        return np.concatenate(chunks)

@@ -1,0 +1,118 @@
+"""The Python API: ``EmotionRecognizer().predict(image)`` -> faces with emotions (no torch).
+
+Still images: detect, crop, classify all faces in one batch per member. Video: ``stream(frames)``
+adds an IoU tracker (stable ``track_id``) and per-track smoothing of the probabilities so a still
+face does not flicker between labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_ensemble.preprocess import to_gray
+from fer_ensemble.runtime.detection import Box, FaceDetector, HaarFaceDetector, crop_faces
+from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.tracking import IoUTracker, smooth
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
+
+
+@dataclass
+class Face:
+    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them."""
+
+    box: Box
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    track_id: int | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["box"] = list(self.box)
+        return data
+
+
+def load_ensemble(path: str | Path | None = None, threads: int | None = None) -> Ensemble:
+    """The ensemble file at ``path``, or the one shipped in the package."""
+    path = Path(path) if path is not None else SHIPPED_ENSEMBLE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no ensemble file at {path}" + (" (this install ships no weights)" if path == SHIPPED_ENSEMBLE else "")
+        )
+    return Ensemble.load(path, threads=threads)
+
+
+class EmotionRecognizer:
+    """Faces and their emotions in BGR or gray images.
+
+    ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
+    ``margin`` widens each detector box on every side before cropping.
+    """
+
+    def __init__(
+        self,
+        ensemble: str | Path | Ensemble | None = None,
+        detector: FaceDetector | None = None,
+        margin: float = 0.1,
+        smoothing: float = 0.5,
+        threads: int | None = None,
+    ):
+        self.ensemble = ensemble if isinstance(ensemble, Ensemble) else load_ensemble(ensemble, threads)
+        self.detector = detector or HaarFaceDetector()
+        self.margin = margin
+        self.smoothing = smoothing
+        self.tracker = IoUTracker()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.ensemble.classes
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return self.detector.detect(to_gray(image))
+
+    def classify(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """Probabilities (N, 8) for the given boxes, all faces in one batch per member."""
+        return self.ensemble.predict_proba(crop_faces(to_gray(image), boxes, self.margin))
+
+    def predict(self, image: np.ndarray) -> list[Face]:
+        """Every face in a still image (no tracking, no smoothing)."""
+        boxes = self.detect(image)
+        return [self._face(box, probs) for box, probs in zip(boxes, self.classify(image, boxes))]
+
+    def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
+        """One video frame: faces with stable track ids and smoothed probabilities."""
+        boxes = self.detect(frame) if boxes is None else boxes
+        probabilities = self.classify(frame, boxes)
+        faces = []
+        for track, probs in zip(self.tracker.update(boxes), probabilities):
+            track.probabilities = smooth(track.probabilities, probs, self.smoothing)
+            faces.append(self._face(track.box, track.probabilities, track.track_id))
+        return faces
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, list[Face]]]:
+        """Frames in, (frame, faces) out, with tracking and smoothing; starts a fresh tracker."""
+        self.tracker.reset()
+        for frame in frames:
+            yield frame, self.track(frame)
+
+    def annotate(self, image: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
+        """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
+        from fer_ensemble.runtime.drawing import draw_faces
+
+        return draw_faces(image, faces, self.classes, bars=bars)
+
+    def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None) -> Face:
+        best = int(np.argmax(probs))
+        return Face(
+            box=tuple(int(v) for v in box),
+            label=self.classes[best],
+            score=float(probs[best]),
+            probabilities={name: float(p) for name, p in zip(self.classes, probs)},
+            track_id=track_id,
+        )

@@ -1,0 +1,78 @@
+"""Stable face ids across frames (greedy IoU matching) and per-track probability smoothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_ensemble.runtime.detection import Box
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter_w = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    inter_h = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: Box
+    missed: int = 0
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class IoUTracker:
+    """Each box takes the id of the unmatched track it overlaps most (IoU >= ``min_iou``);
+    a track survives ``max_missed`` frames without a match."""
+
+    min_iou: float = 0.3
+    max_missed: int = 5
+    tracks: list[Track] = field(default_factory=list)
+    _next_id: int = 1
+
+    def update(self, boxes: list[Box]) -> list[Track]:
+        """Tracks for ``boxes``, in the same order."""
+        pairs = sorted(
+            ((iou(box, track.box), i, j) for i, box in enumerate(boxes) for j, track in enumerate(self.tracks)),
+            reverse=True,
+        )
+        assigned: dict[int, Track] = {}
+        used: set[int] = set()
+        for overlap, i, j in pairs:
+            if overlap < self.min_iou:
+                break
+            if i in assigned or j in used:
+                continue
+            assigned[i] = self.tracks[j]
+            used.add(j)
+        for j, track in enumerate(self.tracks):
+            if j not in used:
+                track.missed += 1
+        result = []
+        for i, box in enumerate(boxes):
+            track = assigned.get(i)
+            if track is None:
+                track = Track(self._next_id, box)
+                self._next_id += 1
+                self.tracks.append(track)
+            track.box, track.missed = box, 0
+            result.append(track)
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return result
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+
+def smooth(previous: np.ndarray | None, current: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential smoothing: ``alpha`` of the new probabilities (1 = no smoothing)."""
+    if previous is None or alpha >= 1.0:
+        return current
+    return alpha * current + (1.0 - alpha) * previous

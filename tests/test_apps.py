@@ -1,0 +1,226 @@
+"""Detection, tracking, smoothing, the ensemble, every CLI app end to end and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from fer_ensemble.apps.common import STILL_DETECTION
+from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.runtime.classifier import softmax
+from fer_ensemble.runtime.detection import HaarFaceDetector, haar_cascade_path
+from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.recognizer import EmotionRecognizer
+from fer_ensemble.runtime.tracking import IoUTracker, iou, smooth
+
+FACES = REPO.parent / "shared" / "data" / "faces"
+CLIP = SAMPLES / "faces.mp4"
+
+
+@pytest.fixture(scope="module")
+def faces_dir() -> Path:
+    if not (FACES / "SOURCES.csv").is_file():
+        pytest.skip(f"{FACES} not found")
+    return FACES
+
+
+def test_opencv_below_5_and_the_cascade_loads() -> None:
+    assert int(cv2.__version__.split(".")[0]) < 5
+    assert Path(haar_cascade_path()).is_file()
+    assert not cv2.CascadeClassifier(haar_cascade_path()).empty()
+
+
+def test_haar_finds_the_faces_in_the_shared_photos(faces_dir: Path) -> None:
+    detector = HaarFaceDetector(**STILL_DETECTION)  # what `predict` uses
+    rows = list(csv.DictReader(open(faces_dir / "SOURCES.csv")))
+    group_found, group_total = 0, 0
+    for row in rows:
+        expected = int(row["faces"].split()[0])
+        found = len(detector.detect(cv2.imread(str(faces_dir / row["file"]))))
+        if expected <= 1:
+            assert found == expected, row["file"]
+        else:
+            assert found >= math.ceil(expected / 2), f"{row['file']}: {found} of {expected}"
+            group_found, group_total = group_found + min(found, expected), group_total + expected
+    assert group_found >= 0.6 * group_total
+
+
+def test_tracker_keeps_ids_on_a_moving_face() -> None:
+    tracker = IoUTracker(max_missed=2)
+    ids = [tracker.update([(100 + 6 * i, 80, 90, 90)])[0].track_id for i in range(10)]
+    assert ids == [ids[0]] * 10
+    pair = tracker.update([(160, 80, 90, 90), (400, 300, 80, 80)])
+    assert pair[0].track_id == ids[0] and pair[1].track_id != ids[0]
+    for _ in range(3):  # the first face leaves for longer than max_missed
+        tracker.update([(400, 300, 80, 80)])
+    back = tracker.update([(160, 80, 90, 90), (400, 300, 80, 80)])
+    assert back[1].track_id == pair[1].track_id and back[0].track_id not in (ids[0], pair[1].track_id)
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_track_ids_are_stable_on_the_sample_clip(tiny_ensemble: Path) -> None:
+    recognizer = EmotionRecognizer(tiny_ensemble)
+    capture = cv2.VideoCapture(str(CLIP))
+    frames = [capture.read()[1] for _ in range(20)]  # the astronaut drifting across the frame
+    ids = {face.track_id for _, faces in recognizer.stream(frames) for face in faces}
+    assert len(ids) == 1
+
+
+def test_smoothing_arithmetic(tiny_ensemble: Path) -> None:
+    previous, current = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    np.testing.assert_allclose(smooth(previous, current, 0.25), [0.75, 0.25])
+    np.testing.assert_allclose(smooth(None, current, 0.25), current)
+    np.testing.assert_allclose(smooth(previous, current, 1.0), current)
+
+    recognizer = EmotionRecognizer(tiny_ensemble, smoothing=0.3)
+    frame = cv2.imread(str(SAMPLES / "astronaut.png"))
+    box = recognizer.detect(frame)
+    rng = np.random.default_rng(0)
+    expected = None
+    for _ in range(4):  # the same box, changing pixels: an exponential average of the raw outputs
+        noisy = np.clip(frame + rng.integers(-60, 60, frame.shape), 0, 255).astype(np.uint8)
+        raw = recognizer.classify(noisy, box)[0]
+        expected = raw if expected is None else 0.3 * raw + 0.7 * expected
+        face = recognizer.track(noisy, box)[0]
+        np.testing.assert_allclose(list(face.probabilities.values()), expected, rtol=1e-5)
+    assert recognizer.predict(frame)[0].track_id is None  # stills: no tracking, no smoothing
+
+
+def test_ensemble_is_calibrated_soft_voting(tiny_ensemble: Path) -> None:
+    ensemble = Ensemble.load(tiny_ensemble)
+    faces = [cv2.imread(str(SAMPLES / "grace_hopper.jpg"), cv2.IMREAD_GRAYSCALE)[100:340, 150:390]]
+    small, large = (m.classifier for m in ensemble.members)
+    expected = 0.25 * softmax(small.logits(prepare_batch(faces, small.preprocessing)), 1.5) + \
+        0.75 * softmax(large.logits(prepare_batch(faces, large.preprocessing)), 0.8)
+    np.testing.assert_allclose(ensemble.predict_proba(faces), expected, rtol=1e-5)
+    ensemble.flip_tta = True
+    batch = prepare_batch(faces, small.preprocessing)
+    flipped = softmax(small.logits(np.ascontiguousarray(batch[..., ::-1])), 1.5)
+    np.testing.assert_allclose(  # tiny members pool globally: mirroring changes nothing
+        flipped, softmax(small.logits(batch), 1.5), rtol=1e-5)
+    assert ensemble.predict_proba([]).shape == (0, 8)
+
+
+def test_predict_json_csv_and_annotated_copies(tiny_ensemble: Path, tmp_path: Path) -> None:
+    images = [str(SAMPLES / "astronaut.png"), str(SAMPLES / "grace_hopper.jpg")]
+    result = run_cli("predict", *images, "--ensemble", str(tiny_ensemble), "--json", "--out",
+                     str(tmp_path / "out"), "--csv", str(tmp_path / "faces.csv"))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in records] == images
+    for record in records:
+        (face,) = record["faces"]
+        assert len(face["box"]) == 4 and face["label"] in face["probabilities"]
+        assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert face["score"] == max(face["probabilities"].values())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png", "grace_hopper.jpg"]
+    rows = list(csv.DictReader(open(tmp_path / "faces.csv")))
+    assert len(rows) == 2 and {"file", "x", "label", "contempt"} <= set(rows[0])
+    text = run_cli("predict", str(SAMPLES), "--ensemble", str(tiny_ensemble), check=False)
+    assert "astronaut.png: 1 face" in text.stdout and "camera.png: no face" in text.stdout
+
+
+def test_predict_bad_inputs_go_on_and_fail_at_the_end(tiny_ensemble: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    good = (SAMPLES / "astronaut.png").read_bytes()
+    (tmp_path / "corrupt.png").write_bytes(good[: len(good) // 50])
+    inputs = [str(tmp_path / n) for n in ("empty.jpg", "notes.txt", "corrupt.png", "missing.png")]
+    result = run_cli("predict", *inputs, str(SAMPLES / "camera.png"), str(SAMPLES / "astronaut.png"),
+                     "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "empty.jpg: empty file" in result.stderr
+    assert "notes.txt: not a readable image" in result.stderr
+    assert "corrupt.png: not a readable image" in result.stderr
+    assert "missing.png: no such file" in result.stderr
+    assert "camera.png: no face found" in result.stderr
+    assert "astronaut.png: 1 face" in result.stdout  # the batch went on
+    assert "5 image(s): 1 with faces (1 faces), 1 without a face, 3 unreadable, 1 not found" in result.stderr
+
+
+def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
+    out = tmp_path / "video"
+    result = run_cli("video", str(CLIP), "--ensemble", str(tiny_ensemble), "--out", str(out), "--stride", "2")
+    summary = json.loads(result.stdout)
+    assert summary["frames_read"] == 60 and summary["frames_processed"] == 30
+    assert summary["tracks"] and all(t["frames"] > 0 for t in summary["tracks"].values())
+    lines = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    assert [row["frame"] for row in lines] == list(range(0, 60, 2))
+    assert max(len(row["faces"]) for row in lines) == 2
+    rows = list(csv.DictReader(open(out / "timeline.csv")))
+    assert len(rows) == sum(len(row["faces"]) for row in lines) and rows[0]["track_id"]
+    assert cv2.imread(str(out / "timeline.png")) is not None
+    annotated = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+
+
+def test_video_bad_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a video")
+    result = run_cli("video", str(tmp_path / "notes.txt"), "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == 2 and "not a readable video" in result.stderr
+    assert "Traceback" not in result.stderr
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size * 2 // 3])
+    result = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), "--out", str(tmp_path / "t"),
+                     check=False)
+    assert "Traceback" not in result.stderr
+    assert result.returncode != 0 and ("ended early" in result.stderr or "not a readable video" in result.stderr)
+
+
+def test_webcam_headless_from_a_file(tiny_ensemble: Path) -> None:
+    result = run_cli("webcam", "--source", str(CLIP), "--no-window", "--max-frames", "12",
+                     "--ensemble", str(tiny_ensemble))
+    frames = [json.loads(line) for line in result.stdout.splitlines()]
+    assert 1 <= len(frames) <= 12
+    assert all(face["track_id"] is not None for frame in frames for face in frame["faces"])
+    assert "fps" in result.stderr
+
+
+def test_webcam_that_cannot_open(tiny_ensemble: Path) -> None:
+    result = run_cli("webcam", "--camera", "97", "--no-window", "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == 2 and "camera 97 cannot be opened" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_ensemble_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(tmp_path / "none.json"),
+                     check=False)
+    assert result.returncode == 2 and "no ensemble file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_on_the_bundled_samples(tiny_ensemble: Path, tmp_path: Path) -> None:
+    result = run_cli("demo", "--samples", "--out", str(tmp_path / "demo"), "--ensemble", str(tiny_ensemble),
+                     check=False)
+    assert "astronaut.png: 1 face" in result.stdout
+    assert (tmp_path / "demo" / "video" / "annotated.mp4").is_file()
+    assert len(list((tmp_path / "demo" / "images").iterdir())) == 3
+
+
+def test_benchmark_table(tiny_ensemble: Path) -> None:
+    result = run_cli("benchmark", "--repeat", "2", "--ensemble", str(tiny_ensemble))
+    assert "fps, detector every 2 frames" in result.stdout and "detect, Haar (ms)" in result.stdout
+    assert "PyTorch / ONNX Runtime" not in result.stdout  # tiny members have no torch twin
+    rows = json.loads(run_cli("benchmark", "--repeat", "2", "--no-torch", "--json",
+                              "--ensemble", str(tiny_ensemble)).stdout)
+    assert [r["faces_found"] for r in rows] == [1, 4]
+
+
+def test_apps_never_import_torch(tiny_ensemble: Path) -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; from fer_ensemble.cli import main; "
+        f"rc = main(['predict', {str(SAMPLES / 'astronaut.png')!r}, '--ensemble', {str(tiny_ensemble)!r}]); "
+        "import fer_ensemble.runtime.recognizer, fer_ensemble.apps.webcam, fer_ensemble.apps.video; "
+        "raise SystemExit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
