@@ -103,7 +103,6 @@ def test_ensemble_is_calibrated_soft_voting(tiny_ensemble: Path) -> None:
     expected = 0.25 * softmax(small.logits(prepare_batch(faces, small.preprocessing)), 1.5) + \
         0.75 * softmax(large.logits(prepare_batch(faces, large.preprocessing)), 0.8)
     np.testing.assert_allclose(ensemble.predict_proba(faces), expected, rtol=1e-5)
-    ensemble.flip_tta = True
     batch = prepare_batch(faces, small.preprocessing)
     flipped = softmax(small.logits(np.ascontiguousarray(batch[..., ::-1])), 1.5)
     np.testing.assert_allclose(  # tiny members pool globally: mirroring changes nothing

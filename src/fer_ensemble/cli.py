@@ -38,6 +38,12 @@ def _benchmark_train(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _fit_ensemble(args: argparse.Namespace) -> int:
+    from fer_ensemble.ensemble_fit import run_fit
+
+    return run_fit(args)
+
+
 def _import_weights(args: argparse.Namespace) -> int:
     from fer_ensemble.training.gpu_weights import import_weights
 
@@ -63,6 +69,7 @@ APPS = {  # name: (module, help)
     "webcam": ("webcam", "live webcam (or --source FILE) with boxes, labels and bars"),
     "demo": ("demo", "the webcam if there is one, else the bundled sample photos and clip"),
     "benchmark": ("benchmark", "per-stage milliseconds and fps at 640x480, 1 and 4 faces"),
+    "serve": ("serve", "web page, REST and WebSocket API (needs the server extra)"),
 }
 
 
@@ -100,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("benchmark-train", help="training img/s per member, size, precision")
     add_benchmark_arguments(bench).set_defaults(handler=_benchmark_train)
+
+    from fer_ensemble.ensemble_fit import add_fit_arguments
+
+    fit = commands.add_parser("fit-ensemble", help="temperatures, flips and weights on Valid; package")
+    add_fit_arguments(fit).set_defaults(handler=_fit_ensemble)
 
     imported = commands.add_parser("import-weights", help="fp16 parts from the GPU script -> runs")
     imported.add_argument("folder", help="the folder the GPU script wrote")

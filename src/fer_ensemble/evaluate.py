@@ -23,8 +23,13 @@ def evaluate_on_split(predict_proba: ProbabilityFn, split: LabelledSplit) -> Eva
     return evaluate_probabilities(predict_proba(split.images), split.labels)
 
 
-def load_predictor(path: str | Path):
-    """An object with ``name`` and ``predict_proba``: ONNX (card or file) without torch, else a run."""
+def load_predictor(path: str | Path | None):
+    """An object with ``name`` and ``predict_proba``: the shipped ensemble (None), an ensemble
+    file, an ONNX member (card or file) without torch, or a training run / checkpoint."""
+    if path is None or (Path(path).suffix == ".json" and "members" in json.loads(Path(path).read_text())):
+        from fer_ensemble.runtime.recognizer import load_ensemble
+
+        return load_ensemble(path)
     path = Path(path)
     if path.suffix in (".json", ".onnx"):
         from fer_ensemble.runtime import OnnxClassifier
@@ -50,7 +55,9 @@ def format_report(name: str, split: str, report: EvaluationReport) -> str:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("model", help="run folder, .pt checkpoint, .onnx file or model card .json")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="ensemble file, model card .json, .onnx file, run folder or .pt checkpoint "
+                             "(default: the ensemble shipped in the package)")
     parser.add_argument("--data", required=True, help="FER+ folder")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -62,7 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.model)
     split = load_labelled(args.data, args.split, "majority")
     report = evaluate_on_split(predictor.predict_proba, split)
-    result = {"model": str(args.model), "name": predictor.name, "split": args.split, **report.to_dict()}
+    result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split, **report.to_dict()}
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ from fer_ensemble.constants import EMOTIONS
 
 
 # Haar settings measured on 640x480 frames and on ../shared/data/faces (see the README):
-# live video scans a 320 px wide copy for faces of 64 px and more; stills scan 960 px for smaller ones
-LIVE_DETECTION = {"detect_width": 320, "min_face": 64, "scale_factor": 1.2}
+# live video scans a 240 px wide copy for faces of 80 px and more; stills scan 960 px for smaller ones
+LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1}
 STILL_DETECTION = {"detect_width": 960, "min_face": 32, "scale_factor": 1.15}
 
 

@@ -1,5 +1,7 @@
 """Inference runtime: ONNX Runtime + OpenCV + NumPy. Never imports torch."""
 
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
+from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.recognizer import EmotionRecognizer, Face, load_ensemble
 
-__all__ = ["OnnxClassifier", "softmax"]
+__all__ = ["EmotionRecognizer", "Ensemble", "Face", "OnnxClassifier", "load_ensemble", "softmax"]

@@ -4,13 +4,13 @@
 
     {"format": "fer-ensemble/ensemble/v1",
      "classes": [...8 emotions...],
-     "members": [{"card": "resnet50.json", "variant": "int8", "temperature": 1.2, "weight": 0.6},
-                 {"card": "mobilenet_v2.json", "variant": "fp32", "temperature": 1.1, "weight": 0.4}],
-     "flip_tta": false}
+     "members": [{"card": "resnet50.json", "variant": "int8", "temperature": 1.2, "weight": 0.6,
+                  "flip_tta": true},
+                 {"card": "mobilenet_v2.json", "variant": "fp32", "temperature": 1.1, "weight": 0.4}]}
 
 Each member sees all faces of a frame as one batch at its own input size; its logits are divided
-by its temperature, turned into probabilities (averaged with the mirrored faces' when
-``flip_tta``), and the members' probabilities are mixed with the weights.
+by its temperature, turned into probabilities (averaged with the mirrored faces' when the
+member's ``flip_tta`` is set), and the members' probabilities are mixed with the weights.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ class Member:
     classifier: OnnxClassifier
     temperature: float = 1.0
     weight: float = 1.0
+    flip_tta: bool = False
 
 
-def member_probabilities(member: Member, faces, flip_tta: bool) -> np.ndarray:
+def member_probabilities(member: Member, faces) -> np.ndarray:
     """One member's calibrated probabilities for a list of face crops."""
     batch = prepare_batch(faces, member.classifier.preprocessing)
     probs = softmax(member.classifier.logits(batch), member.temperature)
-    if flip_tta:
+    if member.flip_tta:
         mirrored = np.ascontiguousarray(batch[..., ::-1])
         probs = 0.5 * (probs + softmax(member.classifier.logits(mirrored), member.temperature))
     return probs
@@ -47,14 +48,13 @@ def member_probabilities(member: Member, faces, flip_tta: bool) -> np.ndarray:
 class Ensemble:
     """Calibrated soft voting of exported members."""
 
-    def __init__(self, members: list[Member], flip_tta: bool = False, config: dict | None = None):
+    def __init__(self, members: list[Member], config: dict | None = None):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
         if len(classes) != 1:
             raise ValueError("members disagree on the classes")
         self.members = members
-        self.flip_tta = flip_tta
         self.classes: tuple[str, ...] = classes.pop()
         self.config = config or {}
 
@@ -68,10 +68,11 @@ class Ensemble:
                 OnnxClassifier(path.parent / entry["card"], entry.get("variant"), threads=threads),
                 float(entry.get("temperature", 1.0)),
                 float(entry.get("weight", 1.0)),
+                bool(entry.get("flip_tta", config.get("flip_tta", False))),
             )
             for entry in config["members"]
         ]
-        return cls(members, bool(config.get("flip_tta", False)), config)
+        return cls(members, config)
 
     @property
     def name(self) -> str:
@@ -85,6 +86,6 @@ class Ensemble:
         total_weight = sum(m.weight for m in self.members)
         for start in range(0, len(faces), batch_size):
             part = faces[start : start + batch_size]
-            mixed = sum(m.weight * member_probabilities(m, part, self.flip_tta) for m in self.members)
+            mixed = sum(m.weight * member_probabilities(m, part) for m in self.members)
             chunks.append((mixed / total_weight).astype(np.float32))
         return np.concatenate(chunks)

@@ -1,0 +1,1 @@
+"""The web app (``serve``): FastAPI on uvicorn, in the ``server`` extra."""
