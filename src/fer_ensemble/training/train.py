@@ -97,7 +97,8 @@ def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
 def machine_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} torch threads")
 
 
 def run_training(args: argparse.Namespace) -> Path:

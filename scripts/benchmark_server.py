@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Load benchmark of ``fer-ensemble serve`` on loopback (a benchmark, not a test).
+
+Starts the server, then for each client count runs that many concurrent clients posting a
+sample photo to /v1/predict for a bounded time, and prints throughput, p50/p95 latency, errors
+and the server's resident memory before and after each round (flat memory = no leak).
+
+    python scripts/benchmark_server.py [--clients 1 4 8] [--seconds 15] [--ensemble FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO = REPO / "src" / "fer_ensemble" / "samples" / "grace_hopper.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def round_of(url: str, clients: int, seconds: float, photo: bytes) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        nonlocal errors
+        with httpx.Client(timeout=30) as http:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    ok = http.post(url, files={"file": ("photo.jpg", photo)}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--ensemble", default=None)
+    args = parser.parse_args()
+
+    port = free_port()
+    command = [sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port)]
+    if args.ensemble:
+        command += ["--ensemble", args.ensemble]
+    server = subprocess.Popen(command, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        photo = PHOTO.read_bytes()
+        round_of(base + "/v1/predict", 1, 2.0, photo)  # warm-up
+        print(f"POST /v1/predict with {PHOTO.name} ({len(photo) // 1024} KiB, 1 face), "
+              f"{args.seconds:.0f} s per round, loopback")
+        print("| clients | requests | throughput (req/s) | p50 (ms) | p95 (ms) | errors | server RSS before -> after (MB) |")
+        print("|---|---|---|---|---|---|---|")
+        for clients in args.clients:
+            before = rss_mb(server.pid)
+            latencies, errors = round_of(base + "/v1/predict", clients, args.seconds, photo)
+            after = rss_mb(server.pid)
+            latencies.sort()
+            p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
+            print(f"| {clients} | {len(latencies)} | {len(latencies) / args.seconds:.1f} | "
+                  f"{statistics.median(latencies):.1f} | {p95:.1f} | {errors} | {before:.0f} -> {after:.0f} |",
+                  flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
