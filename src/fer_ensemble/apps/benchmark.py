@@ -68,8 +68,14 @@ def torch_timings(recognizer, crops, repeat: int) -> dict[str, float]:
         pre = member.classifier.preprocessing
         model = create_model(member.classifier.name, input_size=pre.input_size).eval()
         batch = torch.from_numpy(prepare_batch(crops, pre))
+        passes = [batch, batch.flip(-1).contiguous()] if member.flip_tta else [batch]
+
+        def infer(model=model, passes=passes) -> None:
+            for inputs in passes:
+                model(inputs)
+
         with torch.inference_mode():
-            timings[member.classifier.name] = median_ms(lambda: model(batch), repeat)
+            timings[member.classifier.name] = median_ms(infer, repeat)
     return timings
 
 
@@ -89,11 +95,19 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool, detect_every:
     for member in recognizer.ensemble.members:
         pre = member.classifier.preprocessing
         batch = prepare_batch(crops, pre)
+        mirrored = np.ascontiguousarray(batch[..., ::-1])
+
+        def infer(member=member, batch=batch, mirrored=mirrored) -> None:
+            member.classifier.logits(batch)
+            if member.flip_tta:  # the mirrored faces cost a second pass
+                member.classifier.logits(mirrored)
+
         row["members"][member.classifier.name] = {
             "input_size": pre.input_size,
             "variant": member.classifier.variant,
+            "flip_tta": member.flip_tta,
             "preprocess_ms": median_ms(lambda: prepare_batch(crops, pre), repeat),
-            "onnx_ms": median_ms(lambda: member.classifier.logits(batch), repeat),
+            "onnx_ms": median_ms(infer, repeat),
         }
     if with_torch:
         for name, ms in torch_timings(recognizer, crops, repeat).items():
@@ -116,9 +130,10 @@ def format_rows(rows: list[dict]) -> str:
 
     line("decode JPEG (ms)", [f"{r['decode_ms']:.2f}" for r in rows])
     line("detect, Haar (ms)", [f"{r['detect_ms']:.2f}" for r in rows])
-    for name in rows[0]["members"]:
+    for name, member in rows[0]["members"].items():
+        how = f"{member['input_size']} px {member['variant']}" + (" + flip" if member["flip_tta"] else "")
         line(f"{name} preprocess (ms)", [f"{r['members'][name]['preprocess_ms']:.2f}" for r in rows])
-        line(f"{name} ONNX Runtime (ms)", [f"{r['members'][name]['onnx_ms']:.2f}" for r in rows])
+        line(f"{name} ONNX Runtime, {how} (ms)", [f"{r['members'][name]['onnx_ms']:.2f}" for r in rows])
         if "torch_ms" in rows[0]["members"][name]:
             line(f"{name} PyTorch eager, same input (ms)",
                  [f"{r['members'][name]['torch_ms']:.2f}" for r in rows])
