@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
         from fer_ensemble.apps.webcam import run_webcam
 
         return run_webcam(argparse.Namespace(**vars(args), source=None, no_window=False, max_frames=None,
-                                             detect_every=2, snapshots=".", smoothing=0.5))
+                                             unpaced=False, snapshots=".", smoothing=0.5))
     from fer_ensemble.apps.predict import run_predict
     from fer_ensemble.apps.video import run_video
 

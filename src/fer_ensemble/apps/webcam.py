@@ -1,8 +1,9 @@
 """``fer-ensemble webcam``: live recognition in an OpenCV window (or headless with --no-window).
 
-Capture runs in its own thread and keeps only the newest frame, so a slow frame is dropped
-instead of queued. The Haar detector runs every ``--detect-every`` frames; in between, the
-tracker's boxes are classified again. Keys: q / Esc quit, s snapshot, m toggle smoothing.
+Three stages overlap: capture runs in its own thread and keeps only the newest frame, so a slow
+frame is dropped instead of queued; the Haar detector runs in another thread on the newest frame
+it can get (the second core); the main thread classifies every frame with the latest boxes
+(tracked, smoothed) and draws. Keys: q / Esc quit, s snapshot, m toggle smoothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -65,6 +67,39 @@ class LatestFrame:
         self.capture.release()
 
 
+class DetectorThread:
+    """Detects faces on the newest frame, over and over, beside the classifier."""
+
+    def __init__(self, recognizer, source: LatestFrame):
+        self.recognizer, self.source = recognizer, source
+        self.boxes: list = []
+        self.detections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = 0
+        while not self._stop.is_set():
+            number, frame = self.source.next(last, timeout=0.5)
+            if frame is None:
+                if self.source.ended:
+                    return
+                continue
+            last = number
+            self.boxes = self.recognizer.detect(frame)  # one reference swap: no lock needed
+            self.detections += 1
+
+    def wait_first(self, timeout: float = 5.0) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.detections == 0 and not self.source.ended and time.perf_counter() < deadline:
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
 def open_source(args: argparse.Namespace) -> tuple[cv2.VideoCapture, float | None]:
     if args.source:
         path = Path(args.source)
@@ -73,7 +108,7 @@ def open_source(args: argparse.Namespace) -> tuple[cv2.VideoCapture, float | Non
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise InputError(f"{path}: not a readable video")
-        return capture, 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
+        return capture, None if args.unpaced else 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
     capture = cv2.VideoCapture(args.camera)
     if not capture.isOpened():
         raise InputError(f"camera {args.camera} cannot be opened (none attached, or in use)")
@@ -96,7 +131,8 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--source", help="a video file played as if it were a camera")
     parser.add_argument("--no-window", action="store_true", help="headless: print JSON lines instead")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--detect-every", type=int, default=2, help="run the detector every N frames")
+    parser.add_argument("--unpaced", action="store_true",
+                        help="with --source: read frames as fast as they decode (measures throughput)")
     parser.add_argument("--snapshots", default=".", help="folder for snapshots (key s)")
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
@@ -104,6 +140,8 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def run_webcam(args: argparse.Namespace) -> int:
     capture, pace = open_source(args)
+    if args.threads is None:
+        args.threads = 1  # one core classifies, the other detects
     recognizer = build_recognizer(args)
     show = not args.no_window
     if show and not window_available():
@@ -111,47 +149,73 @@ def run_webcam(args: argparse.Namespace) -> int:
         raise InputError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
                          "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
     source = LatestFrame(capture, pace)
+    detector = DetectorThread(recognizer, source)
     smoothing = recognizer.smoothing
-    shown, last, dropped = 0, 0, 0
-    fps, started = 0.0, time.perf_counter()
+    window = {"fps": 0.0}
+
+    def show_frame(number: int, frame: np.ndarray, faces: list) -> bool:
+        """Draw or print one frame; False when the user quits."""
+        if not show:
+            print(json.dumps({"frame": number, "faces": [f.to_dict() for f in faces]}), flush=True)
+            return True
+        canvas = recognizer.annotate(frame, faces)
+        draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "
+                            f"{'on' if recognizer.smoothing < 1 else 'off'}")
+        cv2.imshow(WINDOW, canvas)
+        key = cv2.waitKey(1) & 0xFF
+        if key == ord("s"):
+            path = Path(args.snapshots) / f"fer-snapshot-{int(time.time())}.png"
+            cv2.imwrite(str(path), canvas)
+            warn(f"snapshot: {path}")
+        if key == ord("m"):
+            recognizer.smoothing = 1.0 if recognizer.smoothing < 1 else smoothing
+        return key not in (ord("q"), 27)
+
     try:
-        while args.max_frames is None or shown < args.max_frames:
-            number, frame = source.next(last)
-            if frame is None:
-                break
-            dropped += max(0, number - last - 1)
-            last = number
-            tick = time.perf_counter()
-            boxes = None if shown % max(1, args.detect_every) == 0 else [t.box for t in recognizer.tracker.tracks
-                                                                        if t.missed == 0]
-            faces = recognizer.track(frame, boxes)
-            shown += 1
-            fps = 0.9 * fps + 0.1 / max(time.perf_counter() - tick, 1e-6) if shown > 1 else 1 / max(
-                time.perf_counter() - tick, 1e-6)
-            if not show:
-                print(json.dumps({"frame": number, "faces": [f.to_dict() for f in faces]}), flush=True)
-                continue
-            canvas = recognizer.annotate(frame, faces)
-            draw_status(canvas, f"{fps:.0f} fps  {len(faces)} face(s)  smoothing "
-                                f"{'on' if recognizer.smoothing < 1 else 'off'}")
-            cv2.imshow(WINDOW, canvas)
-            key = cv2.waitKey(1) & 0xFF
-            if key in (ord("q"), 27):
-                break
-            if key == ord("s"):
-                path = Path(args.snapshots) / f"fer-snapshot-{int(time.time())}.png"
-                cv2.imwrite(str(path), canvas)
-                warn(f"snapshot: {path}")
-            if key == ord("m"):
-                recognizer.smoothing = 1.0 if recognizer.smoothing < 1 else smoothing
+        stats = live_loop(recognizer, source, detector, show_frame, args.max_frames, window)
     finally:
+        detector.stop()
         source.stop()
         if show:
             cv2.destroyAllWindows()
-    elapsed = time.perf_counter() - started
-    warn(f"{shown} frame(s) in {elapsed:.1f} s ({shown / max(elapsed, 1e-9):.1f} fps), "
-         f"{dropped} dropped while busy")
-    if shown == 0:
+    warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
+         f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
+    if stats.frames == 0:
         warn("no frame arrived from the source")
         return 1
     return 0
+
+
+@dataclass
+class LoopStats:
+    frames: int
+    seconds: float
+    detections: int
+    dropped: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_frame=None,
+              max_frames: int | None = None, window: dict | None = None) -> LoopStats:
+    """Classify the newest frame with the detector's latest boxes until the source ends."""
+    detector.wait_first()
+    frames, last, dropped = 0, 0, 0
+    started = time.perf_counter()
+    while max_frames is None or frames < max_frames:
+        number, frame = source.next(last)
+        if frame is None:
+            break
+        dropped += max(0, number - last - 1)
+        last = number
+        tick = time.perf_counter()
+        faces = recognizer.track(frame, detector.boxes)
+        frames += 1
+        if window is not None:
+            instant = 1 / max(time.perf_counter() - tick, 1e-6)
+            window["fps"] = instant if frames == 1 else 0.9 * window["fps"] + 0.1 * instant
+        if on_frame is not None and not on_frame(number, frame, faces):
+            break
+    return LoopStats(frames, time.perf_counter() - started, detector.detections, dropped)
