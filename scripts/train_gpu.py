@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Train both ensemble members on one GPU in one call; write fp16 weights in files of <= 16 MiB.
 
-On the GPU machine (torch + torchvision installed; run from the repository root):
+A lent GPU machine receives the repository but not the dataset: pack train + valid first
+(~57 MB, lzma) into a folder that travels with the working tree, then on the GPU machine
+(torch + torchvision installed; run from the repository root):
 
-    python scripts/train_gpu.py --data FERPLUS_DIR --out "$OUT" --input-size 224 --minutes 10
+    fer-ensemble pack-data --data ../shared/data/ferplus --out .carry/ferplus.npz.xz   # here
+    python scripts/train_gpu.py --data .carry/ferplus.npz.xz --out "$OUT" --input-size 224 --minutes 10
 
 Each member's epochs are sized from a short throughput probe so that both fit the budget
 (ResNet50 gets 70 %), unless --epochs fixes them. Back here, turn the files into exported models:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fer_ensemble.data import LABEL_MODES, load_labelled, load_split, process_votes
+from fer_ensemble.data.ferplus import pack_splits
 
 
 def test_official_majority_counts(ferplus: Path) -> None:
@@ -121,6 +122,15 @@ def test_csv_pair_matches_the_folder_layout(ferplus: Path, tmp_path: Path) -> No
     for split, usage in (("valid", "PublicTest"), ("test", "PrivateTest")):
         expected = [row[1] for row in picked if row[0] == usage and row[1]]
         assert list(load_split(tmp_path, split, cache_dir=tmp_path / "cache").names) == expected
+
+    # the same splits, packed into one file for a machine without the dataset
+    pack = pack_splits(tmp_path, tmp_path / "ferplus.npz.xz", ("train", "valid"))
+    packed = load_split(pack, "train")
+    np.testing.assert_array_equal(packed.images, train.images)
+    np.testing.assert_array_equal(packed.votes, train.votes)
+    assert list(packed.names) == list(train.names)
+    with pytest.raises(FileNotFoundError, match="no test split"):
+        load_split(pack, "test")
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:

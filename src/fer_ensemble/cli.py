@@ -38,6 +38,14 @@ def _benchmark_train(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _pack_data(args: argparse.Namespace) -> int:
+    from fer_ensemble.data.ferplus import pack_splits
+
+    path = pack_splits(args.data, args.out, tuple(args.splits))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); pass it as --data")
+    return 0
+
+
 def _fit_ensemble(args: argparse.Namespace) -> int:
     from fer_ensemble.ensemble_fit import run_fit
 
@@ -112,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit-ensemble", help="temperatures, flips and weights on Valid; package")
     add_fit_arguments(fit).set_defaults(handler=_fit_ensemble)
+
+    pack = commands.add_parser("pack-data", help="FER+ splits in one compressed file, to carry to a GPU")
+    pack.add_argument("--data", required=True, help="FER+ folder")
+    pack.add_argument("--out", required=True, help="output file, name ending in .npz.xz")
+    pack.add_argument("--splits", nargs="+", choices=("train", "valid", "test"), default=["train", "valid"])
+    pack.set_defaults(handler=_pack_data)
 
     imported = commands.add_parser("import-weights", help="fp16 parts from the GPU script -> runs")
     imported.add_argument("folder", help="the folder the GPU script wrote")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import lzma
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2
 CSV_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
 IMAGE_SIZE = 48
 CACHE_VERSION = 1
+PACK_SUFFIX = ".npz.xz"
 
 _UNKNOWN = VOTE_COLUMNS.index("unknown")
 _NUM_EMOTIONS = len(EMOTIONS)
@@ -132,8 +135,11 @@ def default_cache_dir() -> Path:
 
 
 def detect_layout(root: str | Path) -> str:
-    """'folders' for Microsoft's layout, 'csv' for fer2013.csv + fer2013new.csv."""
+    """'folders' for Microsoft's layout, 'csv' for fer2013.csv + fer2013new.csv, 'pack' for a
+    file written by ``pack_splits``."""
     root = Path(root)
+    if root.is_file() and root.name.endswith(PACK_SUFFIX):
+        return "pack"
     if all((root / folder / "label.csv").is_file() for folder in SPLIT_FOLDERS.values()):
         return "folders"
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
@@ -149,6 +155,8 @@ def load_split(root: str | Path, split: str, cache_dir: str | Path | None = None
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
     root = Path(root).resolve()
     layout = detect_layout(root)
+    if layout == "pack":
+        return _read_pack(root, split)
     sources = (
         [root / SPLIT_FOLDERS[split] / "label.csv"]
         if layout == "folders"
@@ -221,3 +229,26 @@ def _read_csv_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.n
             votes.append([int(vote[c]) for c in VOTE_COLUMNS])
     stacked = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return np.array(names), stacked, np.array(votes, np.int16).reshape(-1, len(VOTE_COLUMNS))
+
+
+def pack_splits(root: str | Path, out: str | Path, splits: tuple[str, ...] = SPLITS) -> Path:
+    """Decoded splits in one lzma-compressed file (train + valid: ~57 MB), for machines that get
+    the repository but not the dataset, such as a lent GPU; ``load_split(pack, split)`` reads it."""
+    out = Path(out)
+    if not out.name.endswith(PACK_SUFFIX):
+        raise ValueError(f"the pack's name must end in {PACK_SUFFIX}")
+    arrays = {}
+    for split in splits:
+        data = load_split(root, split)
+        arrays.update({f"{split}_names": data.names, f"{split}_images": data.images, f"{split}_votes": data.votes})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    out.write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+    return out
+
+
+def _read_pack(path: Path, split: str) -> FerPlusSplit:
+    with np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False) as data:
+        if f"{split}_images" not in data:
+            raise FileNotFoundError(f"{path} holds no {split} split")
+        return FerPlusSplit(split, data[f"{split}_names"], data[f"{split}_images"], data[f"{split}_votes"])
