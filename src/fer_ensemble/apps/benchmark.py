@@ -138,7 +138,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300) ->
             writer.write(frame)
         writer.release()
         recognizer = build_recognizer(argparse.Namespace(**{**vars(args), "threads": 1}))
-        source = LatestFrame(cv2.VideoCapture(str(clip)))
+        source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
         try:
             stats = live_loop(recognizer, source, detector)
@@ -162,7 +162,7 @@ def format_rows(rows: list[dict]) -> str:
         line(f"{name} preprocess (ms)", [f"{r['members'][name]['preprocess_ms']:.2f}" for r in rows])
         line(f"{name} ONNX Runtime, {how} (ms)", [f"{r['members'][name]['onnx_ms']:.2f}" for r in rows])
         if "torch_ms" in rows[0]["members"][name]:
-            line(f"{name} PyTorch eager, same input (ms)",
+            line(f"{name} PyTorch eager fp32, same input (ms)",
                  [f"{r['members'][name]['torch_ms']:.2f}" for r in rows])
             line(f"{name} PyTorch / ONNX Runtime",
                  [f"{r['members'][name]['torch_ms'] / r['members'][name]['onnx_ms']:.2f}x" for r in rows])

@@ -26,13 +26,19 @@ WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing)"
 
 
 class LatestFrame:
-    """A capture thread that keeps only the newest frame; a file source plays at its own fps."""
+    """A capture thread that keeps only the newest frame; a file source plays at its own fps.
 
-    def __init__(self, capture: cv2.VideoCapture, pace: float | None = None):
+    ``on_demand`` (benchmarks) reads the next frame only once the classifier has taken the last,
+    so a file is not decoded faster than it is used.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, pace: float | None = None, on_demand: bool = False):
         self.capture = capture
         self.pace = pace
+        self.on_demand = on_demand
         self.frame: np.ndarray | None = None
         self.count = 0
+        self.taken = 0
         self.ended = False
         self._condition = threading.Condition()
         self._stop = threading.Event()
@@ -50,19 +56,27 @@ class LatestFrame:
                     return
                 self.frame, self.count = frame, self.count + 1
                 self._condition.notify_all()
+                if self.on_demand:
+                    self._condition.wait_for(lambda: self.taken >= self.count or self._stop.is_set())
             if self.pace:
                 time.sleep(max(0.0, self.pace - (time.perf_counter() - started)))
 
-    def next(self, after: int, timeout: float = 5.0) -> tuple[int, np.ndarray | None]:
-        """The newest frame numbered above ``after`` (waits for it); None once the source ended."""
+    def next(self, after: int, timeout: float = 5.0, take: bool = False) -> tuple[int, np.ndarray | None]:
+        """The newest frame numbered above ``after`` (waits for it); None once the source ended.
+        ``take`` marks it as consumed by the classifier."""
         with self._condition:
             self._condition.wait_for(lambda: self.count > after or self.ended, timeout)
-            if self.count > after:
-                return self.count, self.frame
-            return self.count, None
+            if self.count <= after:
+                return self.count, None
+            if take:
+                self.taken = self.count
+                self._condition.notify_all()
+            return self.count, self.frame
 
     def stop(self) -> None:
         self._stop.set()
+        with self._condition:
+            self._condition.notify_all()
         self._thread.join(timeout=2)
         self.capture.release()
 
@@ -132,7 +146,8 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--no-window", action="store_true", help="headless: print JSON lines instead")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--unpaced", action="store_true",
-                        help="with --source: read frames as fast as they decode (measures throughput)")
+                        help="with --source: no playback pacing, the next frame as soon as one is "
+                             "classified (measures throughput)")
     parser.add_argument("--snapshots", default=".", help="folder for snapshots (key s)")
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
@@ -148,7 +163,7 @@ def run_webcam(args: argparse.Namespace) -> int:
         capture.release()
         raise InputError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
                          "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
-    source = LatestFrame(capture, pace)
+    source = LatestFrame(capture, pace, on_demand=bool(args.source and args.unpaced))
     detector = DetectorThread(recognizer, source)
     smoothing = recognizer.smoothing
     window = {"fps": 0.0}
@@ -205,7 +220,7 @@ def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_fram
     frames, last, dropped = 0, 0, 0
     started = time.perf_counter()
     while max_frames is None or frames < max_frames:
-        number, frame = source.next(last)
+        number, frame = source.next(last, take=True)
         if frame is None:
             break
         dropped += max(0, number - last - 1)
