@@ -112,7 +112,7 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
             "input_size": pre.input_size,
             "variant": member.classifier.variant,
             "flip_tta": member.flip_tta,
-            "preprocess_ms": median_ms(lambda: prepare_batch(crops, pre), repeat),
+            "preprocess_ms": median_ms(lambda pre=pre: prepare_batch(crops, pre), repeat),
             "onnx_ms": median_ms(infer, repeat),
         }
     if with_torch:
