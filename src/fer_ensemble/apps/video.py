@@ -65,7 +65,7 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     for row in timeline:
         for face in row["faces"]:
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
-    shown = sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks] or [None]
+    shown = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks]) or [None]  # longest, by id
     width, panel, left = 900, 170, 50
     end = max((row["time"] for row in timeline), default=1.0) or 1.0
     image = np.full((panel * len(shown) + 30, width, 3), 255, np.uint8)
