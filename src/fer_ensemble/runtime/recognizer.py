@@ -82,13 +82,15 @@ class EmotionRecognizer:
 
     def predict(self, image: np.ndarray) -> list[Face]:
         """Every face in a still image (no tracking, no smoothing)."""
-        boxes = self.detect(image)
-        return [self._face(box, probs) for box, probs in zip(boxes, self.classify(image, boxes))]
+        gray = to_gray(image)  # once for the detector and the crops
+        boxes = self.detect(gray)
+        return [self._face(box, probs) for box, probs in zip(boxes, self.classify(gray, boxes))]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         """One video frame: faces with stable track ids and smoothed probabilities."""
-        boxes = self.detect(frame) if boxes is None else boxes
-        probabilities = self.classify(frame, boxes)
+        gray = to_gray(frame)
+        boxes = self.detect(gray) if boxes is None else boxes
+        probabilities = self.classify(gray, boxes)
         faces = []
         for track, probs in zip(self.tracker.update(boxes), probabilities):
             track.probabilities = smooth(track.probabilities, probs, self.smoothing)
