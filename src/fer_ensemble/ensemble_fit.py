@@ -80,7 +80,7 @@ def member_outputs(classifier: OnnxClassifier, split: LabelledSplit, batch_size:
     return MemberOutputs(np.concatenate(plain), np.concatenate(mirrored))
 
 
-def choose_variant(card_path: Path, valid: LabelledSplit, requested: str) -> str:
+def choose_variant(card_path: Path, requested: str) -> str:
     card = json.loads(card_path.read_text())
     if requested != "auto":
         return requested
@@ -102,7 +102,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
     out.mkdir(parents=True, exist_ok=True)
     entries, member_reports, valid_probs, test_probs = [], {}, [], []
     for card_path in cards:
-        chosen = choose_variant(card_path, valid, variant)
+        chosen = choose_variant(card_path, variant)
         classifier = OnnxClassifier(card_path, chosen)
         outputs = {"valid": member_outputs(classifier, valid), "test": member_outputs(classifier, test)}
         plain_acc = (outputs["valid"].logits.argmax(1) == valid.labels).mean()
