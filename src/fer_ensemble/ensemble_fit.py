@@ -18,23 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.metrics import evaluate_probabilities
+from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
-from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT
+from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, calibrated_probabilities
 
 INT8_TOLERANCE = 0.002  # int8 ships when it loses at most 0.2 points of Valid accuracy
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    probs = softmax(logits, temperature)
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature of least NLL on a log grid from 0.25 to 8."""
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 301))
-    return float(grid[int(np.argmin([nll(logits, labels, t) for t in grid]))])
+    losses = [negative_log_likelihood(softmax(logits, t), labels) for t in grid]
+    return float(grid[int(np.argmin(losses))])
 
 
 def fit_weights(probabilities: list[np.ndarray], labels: np.ndarray, step: float = 0.02) -> list[float]:
@@ -48,7 +44,7 @@ def fit_weights(probabilities: list[np.ndarray], labels: np.ndarray, step: float
         weights = [*head, max(0.0, last)]
         mixed = sum(w * p for w, p in zip(weights, probabilities))
         accuracy = float((mixed.argmax(1) == labels).mean())
-        loss = float(-np.log(np.clip(mixed[np.arange(len(labels)), labels], 1e-12, None)).mean())
+        loss = negative_log_likelihood(mixed, labels)
         key = (accuracy, -loss)
         if best_key is None or key > best_key:
             best_key, best = key, weights
@@ -63,8 +59,7 @@ class MemberOutputs:
     flipped: np.ndarray
 
     def probabilities(self, temperature: float, flip: bool) -> np.ndarray:
-        probs = softmax(self.logits, temperature)
-        return 0.5 * (probs + softmax(self.flipped, temperature)) if flip else probs
+        return calibrated_probabilities(self.logits, self.flipped if flip else None, temperature)
 
     def tta_logits(self, flip: bool) -> np.ndarray:
         """Logits whose softmax approximates the flip average (for fitting the temperature)."""

@@ -58,6 +58,14 @@ def per_class_metrics(matrix: np.ndarray) -> list[ClassMetrics]:
     ]
 
 
+def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log p(true class), probabilities clipped at 1e-12 (0 for no images)."""
+    if len(labels) == 0:
+        return 0.0
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """ECE of the top-1 confidence over equal-width bins."""
     confidence = probabilities.max(axis=1)
@@ -95,7 +103,6 @@ def evaluate_probabilities(
     seven_probs, seven_labels = seven_class_view(probabilities, labels)
     seven_matrix = confusion_matrix(seven_labels, seven_probs.argmax(axis=1), num_classes - 1)
     seven_recalls = [m.recall for m in per_class_metrics(seven_matrix) if m.support > 0]
-    picked = probabilities[np.arange(len(labels)), labels]
     return EvaluationReport(
         n_images=int(len(labels)),
         accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
@@ -106,7 +113,7 @@ def evaluate_probabilities(
         macro_recall_7class=float(np.mean(seven_recalls)) if seven_recalls else 0.0,
         n_images_7class=int(len(seven_labels)),
         ece=expected_calibration_error(probabilities, labels),
-        nll=float(-np.log(np.clip(picked, 1e-12, None)).mean()) if len(labels) else 0.0,
+        nll=negative_log_likelihood(probabilities, labels),
         per_class=dict(zip(class_names, per_class)),
         confusion=matrix.tolist(),
     )

@@ -35,14 +35,23 @@ class Member:
     flip_tta: bool = False
 
 
+def calibrated_probabilities(logits: np.ndarray, mirrored_logits: np.ndarray | None,
+                             temperature: float) -> np.ndarray:
+    """Temperature-scaled softmax, averaged with the mirrored faces' when those are given.
+    ``fit-ensemble`` fits with this very formula, so the shipped figures reproduce exactly."""
+    probs = softmax(logits, temperature)
+    if mirrored_logits is not None:
+        probs = 0.5 * (probs + softmax(mirrored_logits, temperature))
+    return probs
+
+
 def member_probabilities(member: Member, faces) -> np.ndarray:
     """One member's calibrated probabilities for a list of face crops."""
     batch = prepare_batch(faces, member.classifier.preprocessing)
-    probs = softmax(member.classifier.logits(batch), member.temperature)
+    mirrored = None
     if member.flip_tta:
-        mirrored = np.ascontiguousarray(batch[..., ::-1])
-        probs = 0.5 * (probs + softmax(member.classifier.logits(mirrored), member.temperature))
-    return probs
+        mirrored = member.classifier.logits(np.ascontiguousarray(batch[..., ::-1]))
+    return calibrated_probabilities(member.classifier.logits(batch), mirrored, member.temperature)
 
 
 class Ensemble:
