@@ -1,0 +1,79 @@
+"""What every Python runner shares: reading the inputs, timing, writing one result file (NumPy only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+COMMON = json.loads((HERE / "common.json").read_text())
+CLASSES: list[str] = COMMON["classes"]
+
+
+def load_faces(work: Path) -> np.ndarray:
+    """FER+ Test faces of the seven-class view, (N, 48, 48) uint8 gray."""
+    meta = json.loads((work / "faces.json").read_text())
+    size = meta["size"]
+    return np.fromfile(work / "faces.u8", np.uint8).reshape(meta["n"], size, size)
+
+
+def load_photos(work: Path) -> list[tuple[dict, np.ndarray]]:
+    """Group photos as decoded RGB arrays, with their metadata."""
+    photos = json.loads((work / "photos.json").read_text())
+    return [
+        (p, np.fromfile(work / "photos" / f"{p['file']}.rgb", np.uint8).reshape(p["height"], p["width"], 3))
+        for p in photos
+    ]
+
+
+def to_common_order(probs: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Columns reordered from a peer's label list to common.json's classes (names already mapped)."""
+    return probs[:, [labels.index(name) for name in CLASSES]]
+
+
+def time_per_face(classify_one: Callable[[np.ndarray], object], faces: np.ndarray) -> float:
+    """Median milliseconds of one call on one face, batch 1, after a warm-up."""
+    for face in faces[: COMMON["warmup_faces"]]:
+        classify_one(face)
+    times = []
+    for face in faces[: COMMON["timed_faces"]]:
+        start = time.perf_counter()
+        classify_one(face)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def end_to_end(detect_and_classify: Callable[[np.ndarray], int], photos: list[tuple[dict, np.ndarray]]) -> dict:
+    """Frames per second over the group photos (decoded RGB in, faces with emotions out)."""
+    found = {}
+    for meta, rgb in photos:  # warm-up, and the face count
+        found[meta["file"]] = int(detect_and_classify(rgb))
+    start = time.perf_counter()
+    for _ in range(COMMON["photo_repeats"]):
+        for _, rgb in photos:
+            detect_and_classify(rgb)
+    elapsed = time.perf_counter() - start
+    frames = COMMON["photo_repeats"] * len(photos)
+    return {
+        "fps": frames / elapsed,
+        "faces_found": sum(found.values()),
+        "faces_true": sum(meta["faces"] for meta, _ in photos),
+        "per_photo": found,
+    }
+
+
+def write_result(work: Path, key: str, result: dict) -> None:
+    """One JSON file per system under work/results, merged into what an earlier run (other threads) wrote."""
+    out = work / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{key}.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    result = {**earlier, "key": key, **result}
+    if "probs" in result:
+        result["probs"] = np.round(np.asarray(result["probs"], np.float64), 6).tolist()
+    path.write_text(json.dumps(result))
+    print(f"{key}: wrote {path}")

@@ -1,0 +1,208 @@
+// face-api and Human on the benchmark's inputs: Node, pure tfjs, WebAssembly backend, models from
+// their npm packages (nothing downloaded). Usage: node run.js WORK_DIR
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const tf = require('@tensorflow/tfjs');
+const wasm = require('@tensorflow/tfjs-backend-wasm');
+const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
+const { Human } = require(path.join(__dirname, 'node_modules/@vladmandic/human/dist/human.node-wasm.js')); // its "exports" map lacks './' prefixes
+
+const here = __dirname;
+const common = JSON.parse(fs.readFileSync(path.join(here, '..', 'common.json'), 'utf8'));
+const modules = path.join(here, 'node_modules');
+const wasmDir = path.join(modules, '@tensorflow', 'tfjs-backend-wasm', 'dist') + path.sep;
+const faceapiModels = path.join(modules, '@vladmandic', 'face-api', 'model');
+const humanModels = path.join(modules, '@vladmandic', 'human', 'models');
+
+// Peers' labels, renamed to FER+'s (common.json's classes)
+const FACEAPI = { neutral: 'neutral', happy: 'happiness', surprised: 'surprise', sad: 'sadness',
+  angry: 'anger', disgusted: 'disgust', fearful: 'fear' };
+const HUMAN_EMOTION = ['anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral'];
+
+// tfjs without tfjs-node has no file:// loader: read model.json and its shards from disk.
+tf.io.registerLoadRouter((url) => {
+  if (typeof url !== 'string' || !url.startsWith('file://')) return null;
+  const file = url.slice('file://'.length);
+  return {
+    load: async () => {
+      const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const specs = [];
+      const buffers = [];
+      for (const group of json.weightsManifest) {
+        specs.push(...group.weights);
+        for (const shard of group.paths) buffers.push(fs.readFileSync(path.join(path.dirname(file), shard)));
+      }
+      const all = Buffer.concat(buffers);
+      return {
+        modelTopology: json.modelTopology, format: json.format, generatedBy: json.generatedBy,
+        convertedBy: json.convertedBy, weightSpecs: specs, userDefinedMetadata: json.userDefinedMetadata,
+        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+      };
+    },
+  };
+});
+
+function loadFaces(work) {
+  const meta = JSON.parse(fs.readFileSync(path.join(work, 'faces.json'), 'utf8'));
+  const bytes = fs.readFileSync(path.join(work, 'faces.u8'));
+  const size = meta.size * meta.size;
+  return Array.from({ length: meta.n }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+}
+
+function loadPhotos(work) {
+  const photos = JSON.parse(fs.readFileSync(path.join(work, 'photos.json'), 'utf8'));
+  return photos.map((p) => ({ meta: p, rgb: fs.readFileSync(path.join(work, 'photos', `${p.file}.rgb`)) }));
+}
+
+// a 48x48 gray crop as the RGB [48, 48, 3] int tensor both libraries take from an image
+function faceTensor(gray) {
+  return tf.tidy(() => tf.tensor3d(gray, [48, 48, 1], 'int32').tile([1, 1, 3]));
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+async function timePerFace(classifyOne, faces) {
+  for (const face of faces.slice(0, common.warmup_faces)) await classifyOne(face);
+  const times = [];
+  for (const face of faces.slice(0, common.timed_faces)) {
+    const start = performance.now();
+    await classifyOne(face);
+    times.push(performance.now() - start);
+  }
+  return median(times);
+}
+
+async function endToEnd(detectAndClassify, photos) {
+  const perPhoto = {};
+  for (const { meta, rgb } of photos) perPhoto[meta.file] = await detectAndClassify(rgb, meta);
+  const start = performance.now();
+  for (let r = 0; r < common.photo_repeats; r++) {
+    for (const { meta, rgb } of photos) await detectAndClassify(rgb, meta);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return {
+    fps: (common.photo_repeats * photos.length) / seconds,
+    faces_found: Object.values(perPhoto).reduce((a, b) => a + b, 0),
+    faces_true: photos.reduce((a, p) => a + p.meta.faces, 0),
+    per_photo: perPhoto,
+  };
+}
+
+function inCommonOrder(byName) {
+  return common.classes.map((name) => byName[name]);
+}
+
+// face-api: its expression net on the crop; end to end SSD MobileNet v1 + landmarks + expressions
+async function faceapiClassify(gray) {
+  const input = faceTensor(gray);
+  const result = await faceapi.nets.faceExpressionNet.predictExpressions(input);
+  input.dispose();
+  const byName = {};
+  for (const [key, name] of Object.entries(FACEAPI)) byName[name] = result[key];
+  return inCommonOrder(byName);
+}
+
+async function faceapiDetect(rgb, meta) {
+  const input = tf.tensor3d(rgb, [meta.height, meta.width, 3], 'int32');
+  const found = await faceapi.detectAllFaces(input, new faceapi.SsdMobilenetv1Options())
+    .withFaceLandmarks().withFaceExpressions();
+  input.dispose();
+  return found.length;
+}
+
+// Human: its emotion model on the crop with Human's own preprocessing (src/gear/emotion.ts);
+// end to end, Human.detect with face detector, mesh and emotion (the rest of Human switched off)
+let emotionModel = null;
+async function humanClassify(gray) {
+  const output = tf.tidy(() => {
+    const image = tf.tensor4d(gray, [1, 48, 48, 1], 'float32').div(255).tile([1, 1, 1, 3]);
+    const size = emotionModel.inputs[0].shape[2];
+    const resized = tf.image.resizeBilinear(image, [size, size], false);
+    const grayscale = tf.sum(tf.mul(resized, [0.2989, 0.5870, 0.1140]), 3, true);
+    return emotionModel.execute(tf.mul(tf.sub(grayscale, 0.5), 2));
+  });
+  const data = await output.data();
+  output.dispose();
+  const byName = {};
+  HUMAN_EMOTION.forEach((name, i) => { byName[name] = data[i]; });
+  return inCommonOrder(byName);
+}
+
+function humanConfig() {
+  return {
+    backend: 'wasm', wasmPath: wasmDir, modelBasePath: `file://${humanModels}/`, debug: false,
+    cacheSensitivity: 0, // every photo is a new frame: no result reuse
+    face: { enabled: true, detector: { maxDetected: 50 }, mesh: { enabled: true }, iris: { enabled: false },
+      description: { enabled: false }, emotion: { enabled: true }, antispoof: { enabled: false },
+      liveness: { enabled: false } },
+    body: { enabled: false }, hand: { enabled: false }, object: { enabled: false },
+    gesture: { enabled: false }, segmentation: { enabled: false },
+  };
+}
+
+async function humanDetect(human, rgb, meta) {
+  const input = tf.tensor4d(rgb, [1, meta.height, meta.width, 3], 'float32');
+  const result = await human.detect(input);
+  input.dispose();
+  return result.face.filter((f) => f.emotion && f.emotion.length).length;
+}
+
+// tfjs-backend-wasm has no multithreading in Node (WASM_HAS_MULTITHREAD_SUPPORT is false there),
+// so both peers run on one thread whatever is asked; the thread count used is recorded.
+async function setBackend() {
+  wasm.setWasmPaths(wasmDir);
+  wasm.setThreadsCount(2);
+  await tf.setBackend('wasm');
+  await tf.ready();
+  return wasm.getThreadsCount();
+}
+
+function writeResult(work, key, result) {
+  const out = path.join(work, 'results');
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, `${key}.json`), JSON.stringify({ key, ...result }));
+  console.log(`${key}: wrote ${path.join(out, key + '.json')}`);
+}
+
+async function main() {
+  const work = path.resolve(process.argv[2]);
+  const faces = loadFaces(work);
+  const photos = loadPhotos(work);
+  const threads = await setBackend();
+  const backend = `tfjs ${tf.version.tfjs} wasm, ${threads} thread(s)`;
+  const results = {};
+
+  await faceapi.nets.faceExpressionNet.loadFromDisk(faceapiModels);
+  await faceapi.nets.ssdMobilenetv1.loadFromDisk(faceapiModels);
+  await faceapi.nets.faceLandmark68Net.loadFromDisk(faceapiModels);
+  results['face-api'] = { system: 'face-api: expression net on the crop',
+    package: `@vladmandic/face-api ${faceapi.version}, ${backend}`, input: '112 px RGB',
+    detector: 'SSD MobileNet v1 + 68 landmarks' };
+  results['face-api'].probs = [];
+  for (const face of faces) results['face-api'].probs.push(await faceapiClassify(face));
+  results['face-api'][`ms_per_face_${threads}t`] = await timePerFace(faceapiClassify, faces);
+  results['face-api'].threads = threads;
+  results['face-api'][`end_to_end_${threads}t`] = await endToEnd(faceapiDetect, photos);
+
+  const human = new Human(humanConfig());
+  await human.load();
+  emotionModel = await tf.loadGraphModel(`file://${path.join(humanModels, 'emotion.json')}`);
+  results.human = { system: 'Human: emotion model on the crop',
+    package: `@vladmandic/human ${human.version}, ${backend}`, input: '64 px gray',
+    detector: 'BlazeFace + face mesh' };
+  results.human.probs = [];
+  for (const face of faces) results.human.probs.push(await humanClassify(face));
+  results.human[`ms_per_face_${threads}t`] = await timePerFace(humanClassify, faces);
+  results.human.threads = threads;
+  results.human[`end_to_end_${threads}t`] = await endToEnd((rgb, meta) => humanDetect(human, rgb, meta), photos);
+
+  for (const [key, result] of Object.entries(results)) writeResult(work, key, result);
+}
+
+main().catch((err) => { console.error(err); process.exit(1); });

@@ -1,0 +1,70 @@
+"""Write the benchmark's shared inputs as raw arrays that every peer can read without our package.
+
+FER+ Test, official majority protocol, seven-class view (contempt images left out):
+``faces.u8`` (N x 48 x 48 gray) and ``faces.json`` (labels in common.json's class order).
+The group photos of ../shared/data/faces, decoded once: ``photos/<name>.rgb`` (H x W x 3 RGB)
+and ``photos.json`` (sizes and the true face count), so that no system is timed on decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
+from fer_ensemble.data import load_labelled
+
+HERE = Path(__file__).resolve().parent
+CLASSES = json.loads((HERE / "common.json").read_text())["classes"]
+
+
+def write_faces(data: Path, work: Path) -> int:
+    test = load_labelled(data, "test", "majority")
+    keep = test.labels != CONTEMPT_INDEX
+    names = [EMOTIONS[i] for i in test.labels[keep]]
+    labels = [CLASSES.index(name) for name in names]
+    np.ascontiguousarray(test.images[keep], dtype=np.uint8).tofile(work / "faces.u8")
+    meta = {"n": int(keep.sum()), "size": 48, "labels": labels, "n_test_majority": len(test)}
+    (work / "faces.json").write_text(json.dumps(meta))
+    return meta["n"]
+
+
+def write_photos(faces_dir: Path, work: Path, min_faces: int) -> list[dict]:
+    (work / "photos").mkdir(exist_ok=True)
+    photos = []
+    with open(faces_dir / "SOURCES.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            count = row["faces"].split()[0]
+            if not count.isdigit() or int(count) < min_faces:
+                continue
+            bgr = cv2.imread(str(faces_dir / row["file"]), cv2.IMREAD_COLOR)
+            rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            rgb.tofile(work / "photos" / f"{row['file']}.rgb")
+            photos.append({"file": row["file"], "height": rgb.shape[0], "width": rgb.shape[1],
+                           "faces": int(count)})
+    (work / "photos.json").write_text(json.dumps(photos, indent=1))
+    return photos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="FER+ folder")
+    parser.add_argument("--faces", required=True, help="../shared/data/faces (with SOURCES.csv)")
+    parser.add_argument("--work", required=True, help="folder for the shared inputs and results")
+    parser.add_argument("--min-faces", type=int, default=2, help="group photos: at least this many faces")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    n = write_faces(Path(args.data), work)
+    photos = write_photos(Path(args.faces), work, args.min_faces)
+    print(f"{n} test faces (7-class view), {len(photos)} group photos "
+          f"({sum(p['faces'] for p in photos)} faces) in {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Tables and a plot from the runners' result files: accuracy on FER+ Test (seven-class view) and speed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CLASSES: list[str] = json.loads((HERE / "common.json").read_text())["classes"]
+ORDER = ["ours-ensemble", "ours-resnet50", "ours-mobilenet_v2", "fer-model", "fer-detect_emotions",
+         "face-api", "human"]
+SHORT = {"ours-ensemble": "ours: ensemble", "ours-resnet50": "ours: ResNet50", "ours-mobilenet_v2": "ours: MobileNetV2",
+         "fer-model": "fer: model", "fer-detect_emotions": "fer: detect_emotions", "face-api": "face-api",
+         "human": "Human"}
+NOT_OFFLINE = [
+    ("deepface", "downloads its emotion model (facial_expression_model_weights.h5) from GitHub at first use"),
+    ("hsemotion-onnx", "downloads its ONNX models from GitHub at first use"),
+    ("emotiefflib", "downloads its models from GitHub at first use"),
+]
+
+
+def load_results(work: Path) -> list[dict]:
+    found = {p.stem: json.loads(p.read_text()) for p in (work / "results").glob("*.json")}
+    return [found[k] for k in ORDER if k in found] + [v for k, v in sorted(found.items()) if k not in ORDER]
+
+
+def accuracy_row(result: dict, labels: np.ndarray) -> dict:
+    predictions = np.asarray(result["probs"]).argmax(axis=1)
+    recalls = [float((predictions[labels == c] == c).mean()) for c in range(len(CLASSES))]
+    return {"accuracy": float((predictions == labels).mean()), "macro_recall": float(np.mean(recalls)),
+            "recall": recalls}
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def accuracy_table(results: list[dict], labels: np.ndarray) -> str:
+    head = "| system | input | accuracy % | macro recall % | " + " | ".join(CLASSES) + " |"
+    lines = [head, "|" + "---|" * (4 + len(CLASSES))]
+    for r in results:
+        row = accuracy_row(r, labels)
+        lines.append(f"| {r['system']} | {r['input']} | **{pct(row['accuracy'])}** | {pct(row['macro_recall'])} | "
+                     + " | ".join(pct(v) for v in row["recall"]) + " |")
+    for name, why in NOT_OFFLINE:
+        lines.append(f"| {name} | - | not measurable offline: {why} |" + " |" * (1 + len(CLASSES)))
+    return "\n".join(lines)
+
+
+def _ms(result: dict, threads: int) -> str:
+    value = result.get(f"ms_per_face_{threads}t")
+    return f"{value:.2f}" if value is not None else "-"
+
+
+def _fps(result: dict, threads: int) -> str:
+    e2e = result.get(f"end_to_end_{threads}t")
+    return f"{e2e['fps']:.2f}" if e2e else "-"
+
+
+def speed_table(results: list[dict]) -> str:
+    lines = ["| system | package | ms/face, 1 thread | ms/face, 2 threads | detector | "
+             "fps end to end, 1 thread | fps, 2 threads | faces found (true) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        e2e = r.get("end_to_end_1t")
+        detector = r.get("detector", "-") if e2e else "-"
+        found = f"{e2e['faces_found']} ({e2e['faces_true']})" if e2e else "-"
+        lines.append(f"| {r['system']} | {r['package']} | {_ms(r, 1)} | {_ms(r, 2)} | {detector} | "
+                     f"{_fps(r, 1)} | {_fps(r, 2)} | {found} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], labels: np.ndarray, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in results:
+        acc = 100 * accuracy_row(r, labels)["accuracy"]
+        ours = r["key"].startswith("ours")
+        ax.scatter(r["ms_per_face_1t"], acc, s=70, marker="o" if ours else "s",
+                   color="tab:blue" if ours else "tab:gray", zorder=3)
+        ax.annotate(SHORT.get(r["key"], r["key"]), (r["ms_per_face_1t"], acc), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    times = [r["ms_per_face_1t"] for r in results]
+    ax.set_xscale("log")
+    ax.set_xlim(min(times) / 2, max(times) * 4)
+    ax.set_xlabel("ms per face, batch 1, one thread (log scale)")
+    ax.set_ylabel("FER+ Test accuracy, 7 classes (%)")
+    ax.set_title("Accuracy vs speed on the same faces (up and left is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--plot", help="where to write the accuracy-vs-speed plot (PNG)")
+    args = parser.parse_args()
+    work = Path(args.work)
+    meta = json.loads((work / "faces.json").read_text())
+    labels = np.asarray(meta["labels"])
+    results = load_results(work)
+    photos = json.loads((work / "photos.json").read_text())
+    text = "\n\n".join([
+        f"Machine: {platform.machine()} {platform.processor() or ''}, {len(__import__('os').sched_getaffinity(0))} cores "
+        f"available, {date.today()}. FER+ Test, official majority protocol, seven-class view: "
+        f"{meta['n']} of {meta['n_test_majority']} images (contempt left out).",
+        accuracy_table(results, labels),
+        f"Speed: one face at a time (batch 1), median over the first faces; end to end: decoded RGB frame in, "
+        f"every face with its emotions out, over {len(photos)} group photos "
+        f"({sum(p['faces'] for p in photos)} faces, {photos[0]['width']} px wide).",
+        speed_table(results),
+    ])
+    (work / "report.md").write_text(text + "\n")
+    print(text)
+    if args.plot:
+        plot(results, labels, Path(args.plot))
+        print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

