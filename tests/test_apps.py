@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -12,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli
-from fer_ensemble.apps.common import STILL_DETECTION
+
+from fer_ensemble.apps.common import add_recognizer_arguments
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.classifier import softmax
@@ -40,8 +41,23 @@ def test_opencv_below_5_and_the_cascade_loads() -> None:
     assert not cv2.CascadeClassifier(haar_cascade_path()).empty()
 
 
+def test_the_api_and_the_cli_share_the_detector_presets() -> None:
+    def cli_detector(still: bool) -> tuple:
+        parser = argparse.ArgumentParser()
+        add_recognizer_arguments(parser, still=still)
+        args = parser.parse_args([])
+        return args.detect_width, args.min_face, args.scale_factor
+
+    def settings(detector: HaarFaceDetector) -> tuple:
+        return detector.detect_width, detector.min_face, detector.scale_factor
+
+    assert settings(HaarFaceDetector()) == cli_detector(still=True)  # predict, EmotionRecognizer()
+    assert settings(HaarFaceDetector.for_live()) == cli_detector(still=False)  # webcam, video
+    assert settings(HaarFaceDetector()) != settings(HaarFaceDetector.for_live())
+
+
 def test_haar_finds_the_faces_in_the_shared_photos(faces_dir: Path) -> None:
-    detector = HaarFaceDetector(**STILL_DETECTION)  # what `predict` uses
+    detector = HaarFaceDetector()  # the stills preset, what `predict` uses
     rows = list(csv.DictReader(open(faces_dir / "SOURCES.csv")))
     group_found, group_total = 0, 0
     for row in rows:

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import tensorflow as tf
 from fer.fer import FER
-
 from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
 
 # fer's labels, renamed to FER+'s

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
 
 import fer_ensemble
-from fer_ensemble.apps.common import STILL_DETECTION
 from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
 from fer_ensemble.runtime.detection import HaarFaceDetector
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
-
-from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
 
 SEVEN = [name for name in EMOTIONS if name != "contempt"]
 
@@ -49,7 +47,7 @@ def main() -> None:
                   "input": "48 px FER+ crop", "probs": seven_class(system.predict_proba(faces)),
                   f"ms_per_face_{threads}t": time_per_face(lambda f: system.predict_proba(f[None]), faces)}
         if key == "ours-ensemble":
-            recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector(**STILL_DETECTION))
+            recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector())  # stills preset
             result["detector"] = "OpenCV Haar cascade, 960 px scan"
             result[f"end_to_end_{threads}t"] = end_to_end(
                 lambda rgb: len(recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))), load_photos(work))

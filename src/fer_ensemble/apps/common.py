@@ -7,12 +7,7 @@ import sys
 from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
-
-
-# Haar settings measured on 640x480 frames and on ../shared/data/faces (see the README):
-# live video scans a 240 px wide copy for faces of 80 px and more; stills scan 960 px for smaller ones
-LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1}
-STILL_DETECTION = {"detect_width": 960, "min_face": 32, "scale_factor": 1.15}
+from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
 
 
 def add_recognizer_arguments(
@@ -35,7 +30,6 @@ def add_recognizer_arguments(
 
 
 def build_recognizer(args: argparse.Namespace):
-    from fer_ensemble.runtime.detection import HaarFaceDetector
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     detector = HaarFaceDetector(detect_width=args.detect_width, min_face=args.min_face,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.common import STILL_DETECTION, add_recognizer_arguments, warn
+from fer_ensemble.apps.common import add_recognizer_arguments, warn
 from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.runtime.detection import STILL_DETECTION
 
 
 def camera_and_display(camera: int) -> bool:

@@ -51,6 +51,8 @@ def load_ensemble(path: str | Path | None = None, threads: int | None = None) ->
 class EmotionRecognizer:
     """Faces and their emotions in BGR or gray images.
 
+    ``detector`` defaults to ``HaarFaceDetector()``, the stills preset of ``fer-ensemble predict``;
+    pass ``HaarFaceDetector.for_live()`` for webcam-rate video, as the webcam app does.
     ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
     ``margin`` widens each detector box on every side before cropping.
     """

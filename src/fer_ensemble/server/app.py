@@ -31,7 +31,6 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 
 from fer_ensemble import __version__
-from fer_ensemble.apps.common import LIVE_DETECTION, STILL_DETECTION
 from fer_ensemble.runtime.detection import HaarFaceDetector
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
@@ -128,13 +127,13 @@ class Recognizers:
     def still(self) -> EmotionRecognizer:
         recognizer = getattr(self._local, "still", None)
         if recognizer is None:
-            recognizer = EmotionRecognizer(self.ensemble, HaarFaceDetector(**STILL_DETECTION), smoothing=1.0)
+            recognizer = EmotionRecognizer(self.ensemble, HaarFaceDetector(), smoothing=1.0)
             self._local.still = recognizer
         return recognizer
 
     def live(self) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, HaarFaceDetector(**LIVE_DETECTION), smoothing=0.5)
+        return EmotionRecognizer(self.ensemble, HaarFaceDetector.for_live(), smoothing=0.5)
 
 
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
