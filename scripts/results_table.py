@@ -60,6 +60,13 @@ def main() -> int:
     rows = [(name, m["test"]) for name, m in members.items()] + [("ensemble", ensemble["test"])]
     for name, report in rows:
         print(f"| {name} | " + " | ".join(pct(report["per_class"][c]["recall"]) for c in classes) + " |")
+    print()
+    print("Confusion matrix of the ensemble on FER+ test (rows: true emotion, columns: predicted;"
+          " each member's is in ensemble.json):")
+    print("| true \\ predicted | " + " | ".join(classes) + " |")
+    print("|---|" + "---|" * len(classes))
+    for name, row in zip(classes, ensemble["test"]["confusion"]):
+        print(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     return 0
 
 
