@@ -127,7 +127,6 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
 
 def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300) -> dict:
     """The webcam's real loop (capture, detector and classifier threads) on a clip of this frame."""
-    from fer_ensemble.apps.common import build_recognizer
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
 
     with tempfile.TemporaryDirectory() as folder:
