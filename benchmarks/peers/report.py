@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,17 @@ NOT_OFFLINE = [
     ("hsemotion-onnx", "downloads its ONNX models from GitHub at first use"),
     ("emotiefflib", "downloads its models from GitHub at first use"),
 ]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def load_results(work: Path) -> list[dict]:
@@ -111,8 +123,8 @@ def main() -> None:
     results = load_results(work)
     photos = json.loads((work / "photos.json").read_text())
     text = "\n\n".join([
-        f"Machine: {platform.machine()} {platform.processor() or ''}, {len(__import__('os').sched_getaffinity(0))} cores "
-        f"available, {date.today()}. FER+ Test, official majority protocol, seven-class view: "
+        f"Machine: {cpu_name()}, {len(os.sched_getaffinity(0))} cores available, {date.today()}. "
+        f"FER+ Test, official majority protocol, seven-class view: "
         f"{meta['n']} of {meta['n_test_majority']} images (contempt left out).",
         accuracy_table(results, labels),
         f"Speed: one face at a time (batch 1), median over the first faces; end to end: decoded RGB frame in, "
