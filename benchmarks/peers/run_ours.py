@@ -10,7 +10,8 @@ import numpy as np
 from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
 
 import fer_ensemble
-from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.metrics import seven_class_view
 from fer_ensemble.runtime.detection import HaarFaceDetector
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
@@ -19,9 +20,9 @@ SEVEN = [name for name in EMOTIONS if name != "contempt"]
 
 
 def seven_class(probs: np.ndarray) -> np.ndarray:
-    """Fold the contempt column out and renormalise, then put the columns in common order."""
-    probs = np.delete(probs, CONTEMPT_INDEX, axis=1)
-    return to_common_order(probs / probs.sum(axis=1, keepdims=True), SEVEN)
+    """The evaluation's seven-class view (contempt folded out), columns in common order."""
+    seven, _ = seven_class_view(probs, np.zeros(len(probs), int))  # these faces hold no contempt image
+    return to_common_order(seven, SEVEN)
 
 
 def member_as_ensemble(ensemble: Ensemble, index: int) -> Ensemble:
