@@ -9,7 +9,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${1:-${FERPLUS_DIR:-$root/../shared/data/ferplus}}"
 faces="${2:-$root/../shared/data/faces}"
-work="$here/.work"
+# the shared inputs hold FER+ test images: keep them out of the work tree
+work="${PEERS_WORK:-${TMPDIR:-/tmp}/fer-ensemble-peers}"
 mkdir -p "$here/results"
 
 if [ ! -x "$root/.venv/bin/python" ]; then python3 -m venv "$root/.venv"; fi
