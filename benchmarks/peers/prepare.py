@@ -15,12 +15,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from harness import CLASSES
 
 from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
 from fer_ensemble.data import load_labelled
-
-HERE = Path(__file__).resolve().parent
-CLASSES = json.loads((HERE / "common.json").read_text())["classes"]
 
 
 def write_faces(data: Path, work: Path) -> int:

@@ -10,9 +10,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from harness import CLASSES
 
-HERE = Path(__file__).resolve().parent
-CLASSES: list[str] = json.loads((HERE / "common.json").read_text())["classes"]
 ORDER = ["ours-ensemble", "ours-resnet50", "ours-mobilenet_v2", "fer-model", "fer-detect_emotions",
          "face-api", "human"]
 SHORT = {"ours-ensemble": "ours: ensemble", "ours-resnet50": "ours: ResNet50", "ours-mobilenet_v2": "ours: MobileNetV2",
