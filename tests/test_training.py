@@ -144,27 +144,80 @@ def test_ddp_with_two_cpu_processes(ferplus: Path, tmp_path: Path) -> None:
 
 
 def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> None:
+    """Both members (two seeds of MobileNetV2) run side by side; the best per architecture comes
+    back as fp16 parts within the transfer limits, and imports bit for bit."""
     out = tmp_path / "gpu-out"
     result = subprocess.run(
         [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
-         "--device", "cpu", "--input-size", "32", "--subset", "256", "--epochs", "1",
-         "--batch-size", "64", "--runs", str(tmp_path / "runs")],
+         "--device", "cpu", "--sizes", "32", "--subset", "256", "--epochs", "1", "--seeds", "0",
+         "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe", "--photo-augment"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 runs side by side" in result.stdout
     files = sorted(out.iterdir())
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
-    assert {f.name for f in files} >= {"resnet50.meta.json", "mobilenet_v2.meta.json"}
+    assert {f.name for f in files} >= {"resnet50.meta.json", "mobilenet_v2.meta.json", "summary.json"}
     assert len([f for f in files if f.name.startswith("resnet50.part")]) >= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chosen"] == {"resnet50": "resnet50-32px-seed0", "mobilenet_v2": "mobilenet_v2-32px-seed0"}
 
     run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
-    original = torch.load(tmp_path / "runs" / "resnet50" / "best.pt", weights_only=False)["model"]
+    best = torch.load(tmp_path / "runs" / "resnet50-32px-seed0" / "best.pt", weights_only=False)
+    assert best["args"]["photo_augment"] is True
     imported = torch.load(tmp_path / "imported" / "resnet50" / "best.pt", weights_only=False)["model"]
-    assert imported.keys() == original.keys()
-    for key, tensor in original.items():
+    assert imported.keys() == best["model"].keys()
+    for key, tensor in best["model"].items():
         expected = tensor.half().float() if tensor.is_floating_point() else tensor
         torch.testing.assert_close(imported[key], expected, rtol=0, atol=0)
     assert load_trained(tmp_path / "imported" / "resnet50").preprocessing.input_size == 32
+
+
+def test_time_budget_replans_so_the_cosine_schedule_finishes(ferplus: Path, tmp_path: Path) -> None:
+    """--time-budget: after the first epoch the run sets its epochs from its own pace and ends
+    with the learning rate at the end of its cosine, not cut off mid-schedule."""
+    out = tmp_path / "budget"
+    result = run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--subset", "256",
+                     "--valid-subset", "128", "--epochs", "500", "--time-budget", "0.25",
+                     "--replan-after", "1", "--warmup-epochs", "0")
+    assert "re-planned to" in result.stdout
+    rows = metrics(out)
+    planned = torch.load(out / "checkpoint.pt", weights_only=False)["args"]["epochs"]
+    assert 2 <= planned < 500 and len(rows) == planned
+    assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert sum(r["epoch_seconds"] for r in rows) < 0.25 * 60 * 1.5
+
+
+def test_rare_class_options_shape_the_loss_and_the_sampling() -> None:
+    from fer_ensemble.training.engine import shard_batches, target_loss
+
+    logits = torch.randn(6, 8)
+    targets = torch.softmax(torch.randn(6, 8), dim=1)
+    offset = torch.log(torch.tensor([0.34, 0.27, 0.12, 0.14, 0.09, 0.009, 0.028, 0.009]))
+    adjusted = target_loss(logits, targets, "crossentropy", 0.0, logit_offset=offset)
+    expected = torch.nn.functional.cross_entropy(logits + offset, targets)
+    torch.testing.assert_close(adjusted, expected)
+
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    weights = torch.bincount(labels).double()[labels] ** -1.0  # balanced
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.cat([batch for _ in range(50) for batch in
+                       shard_batches(100, 10, generator, sample_weights=weights)])
+    share = (labels[drawn] == 1).double().mean().item()
+    assert 0.45 < share < 0.55  # a 10 % class drawn half the time
+
+
+def test_photo_augmentation_keeps_faces_in_range() -> None:
+    from fer_ensemble.preprocess import Preprocessing
+    from fer_ensemble.training.augment import AugmentConfig, make_batch
+
+    images = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
+    pre = Preprocessing(input_size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    plain = make_batch(images, pre, AugmentConfig(), torch.Generator().manual_seed(0))
+    photo = make_batch(images, pre, AugmentConfig.photo(), torch.Generator().manual_seed(0))
+    assert photo.shape == plain.shape == (16, 3, 64, 64)
+    assert 0.0 <= float(photo.min()) and float(photo.max()) <= 1.0
+    assert not torch.equal(photo, plain)
 
 
 def test_benchmark_train_prints_a_table() -> None:

@@ -24,6 +24,7 @@ class EvaluationReport:
     n_images: int
     accuracy: float
     macro_f1: float
+    macro_recall: float  # mean per-class recall (balanced accuracy) over the classes present
     accuracy_7class: float
     macro_recall_7class: float
     n_images_7class: int
@@ -107,6 +108,7 @@ def evaluate_probabilities(
         n_images=int(len(labels)),
         accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
         macro_f1=float(np.mean([m.f1 for m in per_class])),
+        macro_recall=float(np.mean([m.recall for m in per_class if m.support > 0])) if len(labels) else 0.0,
         accuracy_7class=float((seven_probs.argmax(axis=1) == seven_labels).mean())
         if len(seven_labels)
         else 0.0,

@@ -2,7 +2,9 @@
 
 One ``affine_grid`` + ``grid_sample`` call per batch does the shifted/zoomed crop, the small
 rotation, the horizontal flip and the resize to the model's input size; brightness/contrast and
-random erasing follow as tensor arithmetic. No data-loader workers are needed, which matters on a
+random erasing follow as tensor arithmetic. The "photo" preset adds what separates FER+'s web
+crops from clean photos: wider framing jitter, blur / sharpening, lower resolution and gamma.
+No data-loader workers are needed, which matters on a
 2-core CPU, and on a GPU the whole dataset stays in device memory.
 With ``augment=None`` the same path is a plain bilinear resize (evaluation).
 """
@@ -28,6 +30,16 @@ class AugmentConfig:
     contrast: float = 0.3
     erase_prob: float = 0.25
     erase_area: tuple[float, float] = (0.02, 0.15)
+    sharpen: float = 0.0  # unsharp-mask amount drawn from [-sharpen, sharpen]; -1 is a blur
+    downscale_prob: float = 0.0  # share of faces seen at a lower resolution ...
+    downscale: tuple[float, float] = (0.5, 1.0)  # ... this fraction of the 48 px (one draw per batch)
+    gamma: float = 0.0  # gamma drawn from exp([-gamma, gamma])
+
+    @classmethod
+    def photo(cls, erase_prob: float = 0.25) -> AugmentConfig:
+        """The preset that bridges web crops to clean photos (``--photo-augment``)."""
+        return cls(zoom=(0.8, 1.25), shift=0.12, erase_prob=erase_prob, sharpen=1.0,
+                   downscale_prob=0.3, gamma=0.4)
 
 
 def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
@@ -70,6 +82,29 @@ def _erase(batch: torch.Tensor, cfg: AugmentConfig, generator) -> torch.Tensor:
     return torch.where(mask[:, None], noise, batch)
 
 
+def _blur(batch: torch.Tensor) -> torch.Tensor:
+    """A 3x3 binomial blur (sigma about 0.7 px), borders replicated."""
+    kernel = torch.tensor([1.0, 2.0, 1.0], device=batch.device, dtype=batch.dtype) / 4
+    kernel = (kernel[:, None] * kernel[None, :]).view(1, 1, 3, 3)
+    return F.conv2d(F.pad(batch, (1, 1, 1, 1), mode="replicate"), kernel)
+
+
+def _photometric_source(batch: torch.Tensor, cfg: AugmentConfig, generator) -> torch.Tensor:
+    """Sharpness and resolution changes on the (N, 1, 48, 48) source faces."""
+    n, device = batch.shape[0], batch.device
+    if cfg.downscale_prob > 0:
+        fraction = float(_uniform(1, *cfg.downscale, generator, device))
+        small = max(4, round(batch.shape[-1] * fraction))
+        low = F.interpolate(batch, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+        low = F.interpolate(low, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+        chosen = torch.rand(n, generator=generator, device=device) < cfg.downscale_prob
+        batch = torch.where(chosen.view(n, 1, 1, 1), low, batch)
+    if cfg.sharpen > 0:
+        amount = _uniform(n, -cfg.sharpen, cfg.sharpen, generator, device).view(n, 1, 1, 1)
+        batch = (batch + amount * (batch - _blur(batch))).clamp(0, 1)
+    return batch
+
+
 def make_batch(
     images: torch.Tensor,
     preprocessing: Preprocessing,
@@ -88,6 +123,7 @@ def make_batch(
                 batch, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking
             )
     else:
+        batch = _photometric_source(batch, augment, generator)
         theta = _affine(n, augment, generator, device)
         grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
         batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -96,6 +132,9 @@ def make_batch(
         mean = batch.mean(dim=(1, 2, 3), keepdim=True)
         batch = ((batch - mean) * contrast.view(n, 1, 1, 1) + mean) * brightness.view(n, 1, 1, 1)
         batch = batch.clamp(0, 1)
+        if augment.gamma > 0:
+            gamma = torch.exp(_uniform(n, -augment.gamma, augment.gamma, generator, device))
+            batch = batch.clamp_min(1e-6) ** gamma.view(n, 1, 1, 1)
         if augment.erase_prob > 0:
             batch = _erase(batch, augment, generator)
     mean = torch.tensor(preprocessing.mean, device=device).view(1, 3, 1, 1)

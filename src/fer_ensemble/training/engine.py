@@ -1,4 +1,8 @@
-"""The training loop's parts: loss per label mode, weight EMA, ``train_one_epoch`` and ``evaluate``."""
+"""The training loop's parts: loss per label mode, weight EMA, ``train_one_epoch`` and ``evaluate``.
+
+The loop never waits for the device inside an epoch: loss and accuracy are summed on the device
+and read once at the end, so a GPU is not held back by one host sync per step.
+"""
 
 from __future__ import annotations
 
@@ -34,9 +38,16 @@ def target_loss(
     mode: str,
     label_smoothing: float = 0.0,
     generator: torch.Generator | None = None,
+    logit_offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The FER+ paper's losses: one-hot / sampled one-hot / soft-target cross-entropy, or multi-target."""
+    """The FER+ paper's losses: one-hot / sampled one-hot / soft-target cross-entropy, or multi-target.
+
+    ``logit_offset`` (``tau * log prior``) turns the loss into the logit-adjusted loss of Menon et
+    al. (2021): the network's own logits then carry no class prior.
+    """
     logits = logits.float()
+    if logit_offset is not None:
+        logits = logits + logit_offset
     if mode == "multi_target":
         epsilon = 1e-3
         accepted = (1 - epsilon) * (targets > 0).float() + epsilon
@@ -64,13 +75,13 @@ class ModelEma(nn.Module):
         self.updates += 1
         n = float(self.updates)
         decay = min(self.decay, (1 + n) / (10 + n))
-        ema_state = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            target = ema_state[key]
-            if target.dtype.is_floating_point:
-                target.lerp_(value.detach().to(target.dtype), 1 - decay)
-            else:
-                target.copy_(value)
+        ema_state, state = self.module.state_dict(), model.state_dict()
+        floating = [key for key, value in ema_state.items() if value.dtype.is_floating_point]
+        torch._foreach_lerp_([ema_state[k] for k in floating],
+                             [state[k].detach().to(ema_state[k].dtype) for k in floating], 1 - decay)
+        for key, value in ema_state.items():
+            if not value.dtype.is_floating_point:
+                value.copy_(state[key])
 
 
 @dataclass
@@ -86,10 +97,18 @@ class EpochStats:
 
 
 def shard_batches(
-    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1,
+    sample_weights: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
-    """A seeded shuffle split across processes (as DistributedSampler), full batches only."""
-    order = torch.randperm(n, generator=generator)
+    """A seeded shuffle split across processes (as DistributedSampler), full batches only.
+
+    With ``sample_weights`` an epoch is ``n`` draws with replacement in proportion to them
+    (class-aware sampling) instead of a permutation.
+    """
+    if sample_weights is None:
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.multinomial(sample_weights, n, replacement=True, generator=generator)
     per_rank = n // world_size
     mine = order[rank * per_rank : (rank + 1) * per_rank]
     for start in range(0, per_rank - batch_size + 1, batch_size):
@@ -116,40 +135,49 @@ def train_one_epoch(
     world_size: int = 1,
     progress: bool = True,
     description: str = "train",
+    sample_weights: torch.Tensor | None = None,
+    logit_offset: torch.Tensor | None = None,
+    progress_every: int = 25,
 ) -> EpochStats:
     """One pass over the (sharded) training set; images and targets already live on the device.
 
     ``generator`` (CPU) shuffles; ``device_generator`` drives augmentation and label sampling.
+    The progress bar's figures are read from the device every ``progress_every`` steps only.
     """
     model.train()
     device = images.device
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
     started = time.perf_counter()
-    batches = list(shard_batches(len(images), batch_size, generator, rank, world_size))
+    batches = list(shard_batches(len(images), batch_size, generator, rank, world_size, sample_weights))
     bar = tqdm(batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
-    for index in bar:
+    for step, index in enumerate(bar):
         index = index.to(device)
         batch = make_batch(images[index], preprocessing, augment, device_generator)
         batch = batch.contiguous(memory_format=torch.channels_last)
         batch_targets = targets[index]
         with autocast(device, precision):
             logits = model(batch)
-        loss = target_loss(logits, batch_targets, label_mode, label_smoothing, device_generator)
+        loss = target_loss(logits, batch_targets, label_mode, label_smoothing, device_generator,
+                           logit_offset)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if ema is not None:
             ema.update(unwrap(model))
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"training loss became {loss_value}")
-        total_loss += loss_value * len(index)
-        correct += int((logits.argmax(1) == batch_targets.argmax(1)).sum())
+        total_loss += loss.detach().double() * len(index)
+        scores = logits.detach() if logit_offset is None else logits.detach() + logit_offset
+        correct += (scores.argmax(1) == batch_targets.argmax(1)).sum()
         seen += len(index)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                        lr=f"{scheduler.get_last_lr()[0]:.2e}")
-    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - started)
+        if progress and step % progress_every == 0:
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    mean_loss = total_loss.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(f"training loss became {mean_loss}")
+    return EpochStats(mean_loss, correct.item() / max(seen, 1), seen, time.perf_counter() - started)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -164,16 +192,20 @@ def predict_probabilities(
     preprocessing: Preprocessing,
     precision: str = "fp32",
     batch_size: int = 256,
+    logit_offset: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities (N, C) for uint8 faces on the model's device."""
+    """Softmax probabilities (N, C) for uint8 faces on the model's device; ``logit_offset`` is
+    added to the logits first (a logit-adjusted model's training prior, put back)."""
     model.eval()
     device = images.device
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = make_batch(images[start : start + batch_size], preprocessing)
         with autocast(device, precision):
-            logits = model(batch.contiguous(memory_format=torch.channels_last))
-        outputs.append(logits.float().softmax(dim=1).cpu())
+            logits = model(batch.contiguous(memory_format=torch.channels_last)).float()
+        if logit_offset is not None:
+            logits = logits + logit_offset
+        outputs.append(logits.softmax(dim=1).cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 0), np.float32)
 
 

@@ -14,6 +14,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--out", required=True, help="run folder: checkpoints, metrics, curves")
     parser.add_argument("--input-size", type=int, default=224, help="model input in pixels (seed: 224)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="after --replan-after epochs, set --epochs to what fits this wall time at "
+                             "the pace measured, so the cosine schedule finishes (GPU runs)")
+    parser.add_argument("--replan-after", type=int, default=2, metavar="EPOCHS")
     parser.add_argument("--batch-size", type=int, default=128, help="per process")
     parser.add_argument("--label-mode", choices=LABEL_MODES, default="crossentropy")
     parser.add_argument("--opt", choices=("sgd", "adamw"), default="sgd")
@@ -25,6 +29,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     parser.add_argument("--erase-prob", type=float, default=0.25)
+    parser.add_argument("--photo-augment", action="store_true",
+                        help="add framing jitter, blur/sharpening, lower resolution and gamma "
+                             "(bridges FER+'s web crops to clean photos)")
+    parser.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+                        help="logit-adjusted loss: add TAU * log(training class prior) to the logits "
+                             "in the loss (0: off, 1: the network's logits carry no prior)")
+    parser.add_argument("--balance-sampling", type=float, default=0.0, metavar="Q",
+                        help="class-aware sampling: draw faces with weight count(class)^-Q "
+                             "(0: natural frequencies, 0.5: square root, 1: balanced classes)")
     parser.add_argument("--weights", default=None, help="local ImageNet state dict to start from")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")

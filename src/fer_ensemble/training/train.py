@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from fer_ensemble.data import load_labelled
+from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing
@@ -86,7 +87,24 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
+def class_prior(split: LabelledSplit) -> np.ndarray:
+    """The training set's class prior under its label mode: the mean target distribution."""
+    prior = split.targets.astype(np.float64).mean(axis=0)
+    return prior / prior.sum()
+
+
+def class_sample_weights(split: LabelledSplit, power: float) -> np.ndarray:
+    """Per-image draw weights count(class)^-power, the class being each target's arg-max."""
+    labels = split.targets.argmax(axis=1)
+    counts = np.bincount(labels, minlength=split.targets.shape[1]).astype(np.float64)
+    return np.clip(counts, 1, None)[labels] ** -power
+
+
 def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    for name, default in (("photo_augment", False), ("logit_adjust", 0.0), ("balance_sampling", 0.0),
+                          ("time_budget", None), ("replan_after", 2)):
+        if not hasattr(args, name):  # a checkpoint written before the flag existed
+            setattr(args, name, default)
     if args.lr is None:
         args.lr = 0.1 if args.opt == "sgd" else 2e-3
     if args.weight_decay is None:
@@ -128,6 +146,13 @@ def run_training(args: argparse.Namespace) -> Path:
     train_images = torch.from_numpy(train.images).to(device)
     train_targets = torch.from_numpy(train.targets).to(device)
     valid_images = torch.from_numpy(valid.images).to(device)
+    prior = class_prior(train)
+    log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
+    # logits + tau * log prior are the logits under FER+'s own prior (tau = 0: the logits themselves)
+    logit_offset = args.logit_adjust * log_prior if args.logit_adjust else None
+    sample_weights = None
+    if args.balance_sampling:
+        sample_weights = torch.from_numpy(class_sample_weights(train, args.balance_sampling))
 
     torch.manual_seed(args.seed)
     model = create_model(args.model, input_size=args.input_size, weights=args.weights,
@@ -160,13 +185,16 @@ def run_training(args: argparse.Namespace) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    augment = None if args.no_augment else AugmentConfig(erase_prob=args.erase_prob)
+    augment = None
+    if not args.no_augment:
+        augment = (AugmentConfig.photo if args.photo_augment else AugmentConfig)(erase_prob=args.erase_prob)
     progress = main_process and not args.no_progress
     if main_process:
         print(f"{args.model} @ {args.input_size}px on {machine_description(device)} x{world_size}: "
               f"{len(train)} train ({args.label_mode}), {len(valid)} valid, "
               f"epochs {start_epoch + 1}..{args.epochs}", flush=True)
-    for epoch in range(start_epoch, args.epochs):
+    epoch = start_epoch
+    while epoch < args.epochs:
         generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
         device_generator = generator
         if device.type != "cpu":
@@ -179,20 +207,22 @@ def run_training(args: argparse.Namespace) -> Path:
             generator=generator, device_generator=device_generator, precision=args.precision,
             ema=ema, rank=rank, world_size=world_size, progress=progress,
             description=f"epoch {epoch + 1}/{args.epochs}",
+            sample_weights=sample_weights, logit_offset=logit_offset,
         )
         train_seconds += stats.seconds
         if main_process:
             eval_started = time.perf_counter()
             candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema.module}
-            reports = {
-                key: evaluate_probabilities(
-                    predict_probabilities(module, valid_images, preprocessing, args.precision),
-                    valid.labels,
-                )
+            probabilities = {
+                key: predict_probabilities(module, valid_images, preprocessing, args.precision,
+                                           logit_offset=logit_offset)
                 for key, module in candidates.items()
             }
+            reports = {key: evaluate_probabilities(p, valid.labels) for key, p in probabilities.items()}
             chosen = max(reports, key=lambda key: reports[key].accuracy)  # EMA lags in short runs
             scored, report = candidates[chosen], reports[chosen]
+            # the same model with FER+'s prior divided out: what a class-balanced reading scores
+            balanced = evaluate_probabilities(probabilities[chosen] / prior, valid.labels)
             record = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
@@ -201,6 +231,9 @@ def run_training(args: argparse.Namespace) -> Path:
                 "train_images_per_second": stats.images_per_second * world_size,
                 "valid_accuracy": report.accuracy,
                 "valid_macro_f1": report.macro_f1,
+                "valid_macro_recall": report.macro_recall,
+                "valid_balanced_accuracy": balanced.accuracy,
+                "valid_balanced_macro_recall": balanced.macro_recall,
                 "valid_nll": report.nll,
                 "valid_weights": chosen,
                 **{f"valid_accuracy_{key}": r.accuracy for key, r in reports.items()},
@@ -210,8 +243,8 @@ def run_training(args: argparse.Namespace) -> Path:
             improved = report.accuracy > best_accuracy
             best_accuracy = max(best_accuracy, report.accuracy)
             if improved:
-                save_atomic(_weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds),
-                            out / BEST)
+                save_atomic(_weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds,
+                                          prior), out / BEST)
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
             save_atomic(
@@ -230,18 +263,59 @@ def run_training(args: argparse.Namespace) -> Path:
             plot_curves(out / METRICS, out / "curves.png")
             print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc "
                   f"{stats.accuracy:.4f}  valid acc {report.accuracy:.4f} ({chosen})  macro-F1 "
-                  f"{report.macro_f1:.4f}  {stats.images_per_second * world_size:.0f} img/s"
+                  f"{report.macro_f1:.4f}  macro recall {report.macro_recall:.4f} (prior divided out "
+                  f"{balanced.macro_recall:.4f})  {stats.images_per_second * world_size:.0f} img/s"
                   f"{'  *best' if improved else ''}", flush=True)
         if world_size > 1:
             dist.barrier()
+        epoch += 1
+        if args.time_budget and epoch == args.replan_after and epoch < args.epochs:
+            planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size)
+            if planned != args.epochs:
+                if main_process:
+                    print(f"re-planned to {planned} epochs to finish within {args.time_budget:g} min", flush=True)
+                args.epochs = recorded_args["epochs"] = planned
+                scheduler.lr_lambdas = [warmup_cosine(steps_per_epoch * planned,
+                                                      int(steps_per_epoch * args.warmup_epochs))
+                                        ] * len(optimizer.param_groups)
+                if main_process:  # a resume must follow the new plan
+                    state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+                    state["args"] = recorded_args
+                    save_atomic(state, out / CHECKPOINT)
+        elif args.time_budget and epoch < args.epochs and train_seconds_wall(out) > args.time_budget * 60:
+            if main_process:  # a safety net only: the re-plan keeps to the budget at a steady pace
+                print(f"stopped after epoch {epoch} of {args.epochs}: over the time budget", flush=True)
+            break
     if world_size > 1:
         dist.destroy_process_group()
     return out
 
 
-def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_seconds: float) -> dict:
-    """What export needs: the weights, the model's recipe and how it was trained."""
+def train_seconds_wall(out: Path) -> float:
+    """Wall seconds of the epochs so far, validation and checkpoints included."""
+    rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line.strip()]
+    return sum(r["epoch_seconds"] for r in rows)
+
+
+def replan_epochs(args: argparse.Namespace, done: int, seconds: float, world_size: int) -> int:
+    """Epochs whose cosine schedule ends inside ``--time-budget`` at the pace measured so far
+    (the same on every process of a distributed run)."""
+    per_epoch = seconds / max(done, 1)
+    planned = max(done + 1, int((args.time_budget * 60 * 0.97) // per_epoch))
+    if world_size > 1:
+        box = [planned]
+        dist.broadcast_object_list(box, src=0)
+        planned = box[0]
+    return planned
+
+
+def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_seconds: float,
+                  prior: np.ndarray) -> dict:
+    """What export needs: the weights, the model's recipe, its training class prior and how it was
+    trained. The network's logits plus ``logit_adjust * log(class_prior)`` carry FER+'s prior."""
     return {
+        "class_prior": [float(p) for p in prior],
+        "logit_adjust": float(args.get("logit_adjust", 0.0)),
         "model": model.state_dict(),
         "model_name": args["model"],
         "preprocessing": model.preprocessing.to_dict(),

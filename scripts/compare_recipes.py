@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Compare training recipes for rare classes and clean photos at a CPU-affordable scale.
+
+Every recipe trains MobileNetV2 at 64 px (fp32, one torch thread per run, ``--lanes`` runs side by
+side) for the same short schedule and two seeds; run folders (checkpoints, metrics.jsonl,
+curves.png) go to ``--runs``, outside the repository, and an interrupted comparison continues
+where it stopped. ``report`` scores each run's best weights on FER+ Valid (selection) and on a
+labelled check set such as CK+48 (reported, never used to choose):
+
+    python scripts/compare_recipes.py run --data ../shared/data/ferplus --runs /tmp/recipes
+    python scripts/compare_recipes.py report --data ../shared/data/ferplus --runs /tmp/recipes \\
+        --labels ../shared/data/ckplus48/labels.csv --group-by sequence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RECIPES: dict[str, list[str]] = {
+    "baseline": [],
+    "logit-adjusted": ["--logit-adjust", "1"],
+    "class-aware-sampling": ["--balance-sampling", "0.5"],
+    "photo-augment": ["--photo-augment"],
+}
+
+
+def run_one(name: str, seed: int, args: argparse.Namespace) -> subprocess.Popen | None:
+    """Start (or resume) one run in the background; None when it has already finished."""
+    folder = Path(args.runs) / f"{name}-seed{seed}"
+    metrics = folder / "metrics.jsonl"
+    done = metrics.is_file() and sum(1 for line in metrics.read_text().splitlines() if line) >= args.epochs
+    if done:
+        return None
+    command = [sys.executable, "-m", "fer_ensemble.training.train", "--out", str(folder), "--no-progress"]
+    if (folder / "checkpoint.pt").is_file():
+        command += ["--resume"]
+    else:
+        command += ["--model", "mobilenet_v2", "--data", args.data, "--input-size", str(args.input_size),
+                    "--epochs", str(args.epochs), "--precision", "fp32", "--seed", str(seed),
+                    *RECIPES[name]]
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = open(folder / "train.log", "a")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    queue = [(name, seed) for seed in args.seeds for name in args.recipes]
+    running: list[tuple[str, subprocess.Popen]] = []
+    started = time.perf_counter()
+    while queue or running:
+        while queue and len(running) < args.lanes:
+            name, seed = queue.pop(0)
+            process = run_one(name, seed, args)
+            if process is not None:
+                running.append((f"{name}-seed{seed}", process))
+                print(f"started {name}-seed{seed}", flush=True)
+        for label, process in list(running):
+            if process.poll() is not None:
+                running.remove((label, process))
+                print(f"{label}: exit {process.returncode} at {time.perf_counter() - started:.0f} s", flush=True)
+        time.sleep(5)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from fer_ensemble.data import load_labelled
+    from fer_ensemble.export import load_trained
+    from fer_ensemble.labelled import evaluate_crops, read_labelled_images
+    from fer_ensemble.metrics import evaluate_probabilities
+    from fer_ensemble.prior import adjust_probabilities
+
+    valid = load_labelled(args.data, "valid")
+    check = read_labelled_images(args.labels, group_by=args.group_by) if args.labels else None
+    rows = []
+    for folder in sorted(Path(args.runs).glob("*-seed*")):
+        if not (folder / "best.pt").is_file():
+            continue
+        model = load_trained(folder)
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+        valid_probs = model.predict_proba(valid.images)
+        row = {"run": folder.name, "epochs": len(lines),
+               "minutes": round(lines[-1]["train_seconds_total"] / 60, 1)}
+        for strength in (0.0, 1.0):
+            probs = adjust_probabilities(valid_probs, model.class_prior, strength)
+            r = evaluate_probabilities(probs, valid.labels)
+            row[f"valid_acc@{strength:g}"] = r.accuracy
+            row[f"valid_macro_recall@{strength:g}"] = r.macro_recall
+            if check is not None:
+                c = evaluate_crops(lambda faces: adjust_probabilities(
+                    model.predict_proba(faces), model.class_prior, strength), check)
+                row[f"check_acc@{strength:g}"] = c.per_image.accuracy
+                row[f"check_macro_recall@{strength:g}"] = c.per_image.macro_recall
+                if c.per_group is not None:
+                    row[f"check_group_acc@{strength:g}"] = c.per_group.accuracy
+                    row[f"check_group_macro_recall@{strength:g}"] = c.per_group.macro_recall
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run")
+    run.add_argument("--data", required=True)
+    run.add_argument("--runs", required=True, help="folder for the run folders (outside the repository)")
+    run.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    run.add_argument("--epochs", type=int, default=5)
+    run.add_argument("--input-size", type=int, default=64)
+    run.add_argument("--lanes", type=int, default=2, help="runs side by side, one thread each")
+    rep = commands.add_parser("report")
+    rep.add_argument("--data", required=True)
+    rep.add_argument("--runs", required=True)
+    rep.add_argument("--labels", help="file,label CSV of face crops to report (e.g. CK+48)")
+    rep.add_argument("--group-by", help="column of the labels CSV (or of sequences.csv beside it)")
+    rep.add_argument("--json-out")
+    args = parser.parse_args()
+    return run_all(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
