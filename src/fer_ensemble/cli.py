@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one member on FER+ (needs the train extra)")
     add_train_arguments(train).set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", help="FER+ protocol metrics of a run or exported model")
+    evaluate = commands.add_parser("evaluate", help="metrics on FER+ (official protocol) or on your own "
+                                                    "labelled photos or crops")
     add_evaluate_arguments(evaluate).set_defaults(handler=_evaluate)
 
     export = commands.add_parser("export", help="a run's best weights -> ONNX + model card")
@@ -135,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fer_ensemble.apps.media import InputError
+    from fer_ensemble.errors import UserError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (InputError, FileNotFoundError) as error:  # a user's mistake: one line, no traceback
+    except (UserError, FileNotFoundError) as error:  # a user's mistake: one line, no traceback
         print(f"fer-ensemble {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

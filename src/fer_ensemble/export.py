@@ -25,6 +25,7 @@ from fer_ensemble.data import load_labelled
 from fer_ensemble.evaluate import evaluate_on_split
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
+from fer_ensemble.prior import prior_logit_offset
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
 
 CARD_FORMAT = "fer-ensemble/model-card/v1"
@@ -40,13 +41,25 @@ class TrainedModel:
     preprocessing: Preprocessing
     info: dict
 
+    @property
+    def class_prior(self) -> list[float] | None:
+        """The training class prior the run recorded (None for runs older than the record)."""
+        return self.info.get("class_prior")
+
+    @property
+    def logit_adjust(self) -> float:
+        return float(self.info.get("logit_adjust", self.info["args"].get("logit_adjust", 0.0)))
+
     @torch.no_grad()
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
-        """Same preprocessing as the ONNX runtime, then the PyTorch module in fp32."""
+        """Same preprocessing as the ONNX runtime, then the PyTorch module in fp32; probabilities
+        under FER+'s prior (a logit-adjusted network gets its prior back, as in the runtime)."""
+        offset = prior_logit_offset(self.class_prior, self.logit_adjust)
         outputs = []
         for start in range(0, len(faces), batch_size):
             batch = torch.from_numpy(prepare_batch(faces[start : start + batch_size], self.preprocessing))
-            outputs.append(softmax(self.model(batch).numpy()))
+            logits = self.model(batch).numpy()
+            outputs.append(softmax(logits if offset is None else logits + offset))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
@@ -62,7 +75,8 @@ def load_trained(path: str | Path) -> TrainedModel:
         if state.get("ema"):
             prefix = "module."
             weights = {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-        info = {"args": args, "epoch": state["epoch"], "train_seconds": state["train_seconds"]}
+        info = {"args": args, "epoch": state["epoch"], "train_seconds": state["train_seconds"],
+                "logit_adjust": float(args.get("logit_adjust", 0.0))}
         preprocessing = Preprocessing(input_size=args["input_size"])
     else:
         weights = state["model"]
@@ -148,6 +162,9 @@ def export_run(
     if test:
         splits["test"] = load_labelled(data, "test")
     train = load_labelled(data, "train", args["label_mode"])
+    prior = trained.class_prior
+    if prior is None:  # a run older than the record: the same mean target the trainer takes
+        prior = train.head(args.get("subset")).targets.mean(axis=0).tolist()
     card = {
         "format": CARD_FORMAT,
         "name": name,
@@ -158,7 +175,9 @@ def export_run(
         "default_variant": "fp32",
         "input": {"name": "input", "shape": ["batch", 3, trained.preprocessing.input_size,
                                              trained.preprocessing.input_size], "dtype": "float32"},
-        "output": {"name": "logits", "kind": "logits", "apply": "softmax"},
+        "output": {"name": "logits", "kind": "logits", "apply": "softmax",
+                   "logit_adjust": trained.logit_adjust},
+        "class_prior": [round(float(p), 6) for p in prior],
         "preprocessing": trained.preprocessing.to_dict(),
         "training": {
             "label_mode": args["label_mode"],

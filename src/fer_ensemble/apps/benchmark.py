@@ -90,7 +90,7 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
     encoded = cv2.imencode(".jpg", frame)[1]
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     boxes = recognizer.detect(frame)
-    crops = crop_faces(gray, boxes, recognizer.margin)
+    crops = crop_faces(gray, boxes, recognizer.margin, recognizer.offset)
     row = {
         "faces_requested": faces,
         "faces_found": len(boxes),

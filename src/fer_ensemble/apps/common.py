@@ -7,7 +7,22 @@ import sys
 from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.prior import parse_strength
+from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+
+
+def prior_argument(value: str) -> float:
+    """argparse type for ``--prior``: ferplus, uniform or a strength in [0, 1]."""
+    try:
+        return parse_strength(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+PRIOR_HELP = ("class prior of the answers: 'uniform' (every emotion equally likely a priori: rare "
+              "ones such as disgust, fear and contempt are not given up), 'ferplus' (FER+'s own mix, "
+              "a third neutral: best accuracy on FER+-like web photos) or a strength between 0 "
+              "(ferplus) and 1 (uniform); default: the ensemble file's, fitted on FER+ Valid")
 
 
 def add_recognizer_arguments(
@@ -16,7 +31,12 @@ def add_recognizer_arguments(
     """Model and detector options, with the detector preset for still images or live video."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
-    parser.add_argument("--margin", type=float, default=0.1, help="crop margin around each face box")
+    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    parser.add_argument("--margin", type=float, default=FACE_FRAMING["margin"],
+                        help="widen each face box by this fraction of its side on every side "
+                             "(default %(default)s: FER+'s framing, measured)")
+    parser.add_argument("--offset", type=float, default=FACE_FRAMING["offset"],
+                        help="move each face box down by this fraction of its side (default %(default)s)")
     parser.add_argument("--detect-width", type=int, default=preset["detect_width"],
                         help="frame width the Haar detector works at (0: full size; default %(default)s)")
     parser.add_argument("--min-face", type=int, default=preset["min_face"],
@@ -35,7 +55,8 @@ def build_recognizer(args: argparse.Namespace):
     detector = HaarFaceDetector(detect_width=args.detect_width, min_face=args.min_face,
                                 scale_factor=args.scale_factor)
     return EmotionRecognizer(args.ensemble, detector=detector, margin=args.margin,
-                             smoothing=getattr(args, "smoothing", 1.0), threads=args.threads)
+                             smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
+                             prior=args.prior, offset=args.offset)
 
 
 def warn(message: str) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_ensemble.errors import UserError
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
-class InputError(Exception):
-    """A problem with something the user gave us; its message is shown as is."""
+class InputError(UserError):
+    """A problem with a file the user gave us; its message is shown as is."""
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:

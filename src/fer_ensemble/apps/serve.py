@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from fer_ensemble.apps.common import warn
+from fer_ensemble.apps.common import PRIOR_HELP, prior_argument, warn
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
 
@@ -20,6 +20,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
     parser.add_argument("--max-fps", type=float, default=15.0, help="frames per second per WebSocket")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per member")
+    parser.add_argument("--prior", type=prior_argument, default=None,
+                        help=PRIOR_HELP + "; requests may override it with ?prior=")
     return parser
 
 
@@ -36,6 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
         warn(f"warning: serving on {args.host} without a token; anyone who can reach it can use it")
     settings = ServerSettings(ensemble=args.ensemble, token=token,
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
-                              cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads)
+                              cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
+                              prior=args.prior)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0

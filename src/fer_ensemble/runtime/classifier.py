@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
+from fer_ensemble.prior import prior_logit_offset
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -31,7 +32,8 @@ class OnnxClassifier:
     """Class probabilities for face crops from an exported member.
 
     ``path`` is a model card (``.json``; ``variant`` picks ``fp32`` or ``int8``) or an ONNX file
-    with its card beside it.
+    with its card beside it. ``logits`` are always under FER+'s class prior: a network trained
+    with the logit-adjusted loss gets ``logit_adjust * log(class_prior)`` added back.
     """
 
     def __init__(self, path: str | Path, variant: str | None = None, threads: int | None = None):
@@ -49,6 +51,8 @@ class OnnxClassifier:
         self.name: str = self.card["name"]
         self.classes: tuple[str, ...] = tuple(self.card["classes"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])
+        self.class_prior: list[float] | None = self.card.get("class_prior")
+        self._offset = prior_logit_offset(self.class_prior, self.card.get("output", {}).get("logit_adjust", 0.0))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -64,8 +68,9 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw outputs for an already preprocessed batch (N, 3, S, S)."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        """Logits under FER+'s prior for an already preprocessed batch (N, 3, S, S)."""
+        logits = self.session.run(None, {self.input_name: batch})[0]
+        return logits if self._offset is None else logits + self._offset
 
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, 8) for face crops (gray or BGR uint8, any size)."""

@@ -71,20 +71,35 @@ class HaarFaceDetector:
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
 
-def expand_box(box: Box, margin: float, frame_shape: tuple[int, ...]) -> Box:
-    """Grow a box by ``margin`` of its size on every side, clipped to the frame."""
+FACE_FRAMING = {"margin": 0.01, "offset": 0.0}
+"""How a Haar box becomes the crop the models were trained on: widened by ``margin`` of its side on
+every side and moved down by ``offset`` of its side. Measured by ``scripts/measure_framing.py``
+(Haar run on FER+ images, its box compared with the FER+ frame); a test pins these values."""
+
+
+def expand_box(box: Box, margin: float, offset: float = 0.0) -> Box:
+    """Grow a box by ``margin`` of its size on every side and shift it down by ``offset`` of its
+    height; the result may reach outside the frame (``crop_faces`` pads)."""
     x, y, w, h = box
     dx, dy = round(w * margin), round(h * margin)
-    height, width = frame_shape[:2]
-    x0, y0 = max(0, x - dx), max(0, y - dy)
-    x1, y1 = min(width, x + w + dx), min(height, y + h + dy)
-    return x0, y0, x1 - x0, y1 - y0
+    return x - dx, y - dy + round(h * offset), w + 2 * dx, h + 2 * dy
 
 
-def crop_faces(gray: np.ndarray, boxes: list[Box], margin: float) -> list[np.ndarray]:
-    """Square-ish gray crops around each box (FER+ faces are framed a little wider than Haar's)."""
+def crop_faces(gray: np.ndarray, boxes: list[Box], margin: float = FACE_FRAMING["margin"],
+               offset: float = FACE_FRAMING["offset"]) -> list[np.ndarray]:
+    """Gray crops framed as FER+'s faces; where the frame ends, its edge pixels are repeated
+    (as in training's augmentation), so a face at the border keeps its position and scale."""
+    height, width = gray.shape[:2]
     crops = []
     for box in boxes:
-        x, y, w, h = expand_box(box, margin, gray.shape)
-        crops.append(gray[y : y + h, x : x + w])
+        x, y, w, h = expand_box(box, margin, offset)
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+        if x1 <= x0 or y1 <= y0:
+            crops.append(np.zeros((max(h, 1), max(w, 1)), gray.dtype))
+            continue
+        crop = gray[y0:y1, x0:x1]
+        pads = (y0 - y, y + h - y1, x0 - x, x + w - x1)
+        if any(pads):
+            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+        crops.append(crop)
     return crops

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.detection import Box, FaceDetector, HaarFaceDetector, crop_faces
+from fer_ensemble.runtime.detection import FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.tracking import IoUTracker, smooth
 
@@ -54,20 +54,27 @@ class EmotionRecognizer:
     ``detector`` defaults to ``HaarFaceDetector()``, the stills preset of ``fer-ensemble predict``;
     pass ``HaarFaceDetector.for_live()`` for webcam-rate video, as the webcam app does.
     ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
-    ``margin`` widens each detector box on every side before cropping.
+    ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
+    the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
+    ``"uniform"`` or a strength in [0, 1] (see ``fer_ensemble.prior``); None keeps the ensemble
+    file's default.
     """
 
     def __init__(
         self,
         ensemble: str | Path | Ensemble | None = None,
         detector: FaceDetector | None = None,
-        margin: float = 0.1,
+        margin: float = FACE_FRAMING["margin"],
         smoothing: float = 0.5,
         threads: int | None = None,
+        prior: str | float | None = None,
+        offset: float = FACE_FRAMING["offset"],
     ):
         self.ensemble = ensemble if isinstance(ensemble, Ensemble) else load_ensemble(ensemble, threads)
+        self.prior = self.ensemble.prior_strength(prior)
         self.detector = detector or HaarFaceDetector()
         self.margin = margin
+        self.offset = offset
         self.smoothing = smoothing
         self.tracker = IoUTracker()
 
@@ -80,7 +87,8 @@ class EmotionRecognizer:
 
     def classify(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """Probabilities (N, 8) for the given boxes, all faces in one batch per member."""
-        return self.ensemble.predict_proba(crop_faces(to_gray(image), boxes, self.margin))
+        crops = crop_faces(to_gray(image), boxes, self.margin, self.offset)
+        return self.ensemble.predict_proba(crops, prior=self.prior)
 
     def predict(self, image: np.ndarray) -> list[Face]:
         """Every face in a still image (no tracking, no smoothing)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fastapi import (
-    Depends, FastAPI, File, HTTPException, UploadFile, WebSocket, WebSocketDisconnect, WebSocketException,
+    Depends, FastAPI, File, HTTPException, Query, UploadFile, WebSocket, WebSocketDisconnect, WebSocketException,
 )
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -46,6 +46,11 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)
     max_fps: float = 15.0
     threads: int | None = None
+    prior: float | None = None  # None: the ensemble file's default
+
+
+PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
+                     "(FER+'s own mix) or a strength in [0, 1]; default: the server's")
 
 
 class FaceOut(BaseModel):
@@ -117,6 +122,14 @@ def decode_image(data: bytes) -> np.ndarray:
     return image
 
 
+def prior_strength(ensemble: Ensemble, value: str | None, default: float | None) -> float:
+    """A request's ``prior`` (ferplus, uniform or 0..1), else the server's; 422 when malformed."""
+    try:
+        return ensemble.prior_strength(value if value is not None else default)
+    except ValueError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
+
+
 class Recognizers:
     """One shared ensemble; a Haar detector per thread (OpenCV cascades are not shared across threads)."""
 
@@ -124,16 +137,15 @@ class Recognizers:
         self.ensemble = ensemble
         self._local = threading.local()
 
-    def still(self) -> EmotionRecognizer:
-        recognizer = getattr(self._local, "still", None)
-        if recognizer is None:
-            recognizer = EmotionRecognizer(self.ensemble, HaarFaceDetector(), smoothing=1.0)
-            self._local.still = recognizer
-        return recognizer
+    def still(self, prior: float) -> EmotionRecognizer:
+        cache = self._local.__dict__.setdefault("still", {})
+        if prior not in cache:
+            cache[prior] = EmotionRecognizer(self.ensemble, HaarFaceDetector(), smoothing=1.0, prior=prior)
+        return cache[prior]
 
-    def live(self) -> EmotionRecognizer:
+    def live(self, prior: float) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, HaarFaceDetector.for_live(), smoothing=0.5)
+        return EmotionRecognizer(self.ensemble, HaarFaceDetector.for_live(), smoothing=0.5, prior=prior)
 
 
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
@@ -179,9 +191,13 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
     @app.post("/v1/predict", response_model=PredictOut,
               responses={413: {"description": "upload too large"}, 415: {"description": "not an image"}})
-    async def predict(file: UploadFile = File(..., description="an image (JPEG, PNG, ...)")) -> PredictOut:
+    async def predict(
+        file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
+        prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
+    ) -> PredictOut:
+        strength = prior_strength(ensemble, prior, settings.prior)
         image = decode_image(await file.read())
-        faces = await run_in_threadpool(lambda: recognizers.still().predict(image))
+        faces = await run_in_threadpool(lambda: recognizers.still(strength).predict(image))
         return PredictOut(width=image.shape[1], height=image.shape[0],
                           faces=[FaceOut(**f.to_dict()) for f in faces])
 
@@ -200,9 +216,13 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
         return HTMLResponse((STATIC / "index.html").read_text())
 
     @app.websocket("/v1/stream")
-    async def stream(websocket: WebSocket) -> None:
+    async def stream(websocket: WebSocket, prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
+        try:
+            strength = prior_strength(ensemble, prior, settings.prior)
+        except HTTPException as error:
+            raise WebSocketException(code=1008, reason=str(error.detail)) from None
         await websocket.accept()
-        await serve_stream(websocket, recognizers.live(), settings.max_fps)
+        await serve_stream(websocket, recognizers.live(strength), settings.max_fps)
 
     return app
 

@@ -1,0 +1,50 @@
+"""Class priors, decided on purpose (NumPy only).
+
+A model trained on FER+ answers under FER+'s class prior: a third of its training votes say
+"neutral", under one percent say "disgust" or "contempt". Bayes' rule moves calibrated
+probabilities to another prior ``q``: ``p_q(y|x) ~ p(y|x) * q(y) / prior(y)``. The *strength* ``s``
+picks ``q ~ prior^(1 - s)``: 0 keeps FER+'s prior (best accuracy on FER+ itself), 1 makes every
+emotion equally likely a priori (best macro recall: no emotion is given up for being rare).
+The result still sums to one and is calibrated under ``q`` when the input is under ``prior``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_ensemble.errors import UserError
+
+PRIOR_NAMES = {"ferplus": 0.0, "uniform": 1.0}
+"""Named strengths: ``ferplus`` keeps the training prior, ``uniform`` divides it out."""
+
+
+def parse_strength(value: str | float) -> float:
+    """``ferplus``, ``uniform`` or a number in [0, 1] -> the strength; UserError (a ValueError) otherwise."""
+    if isinstance(value, str) and value in PRIOR_NAMES:
+        return PRIOR_NAMES[value]
+    try:
+        strength = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"prior must be 'ferplus', 'uniform' or a number in [0, 1], not {value!r}") from None
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"prior strength must lie in [0, 1], not {strength}")
+    return strength
+
+
+def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray | list[float] | None,
+                         strength: float) -> np.ndarray:
+    """Divide ``prior ** strength`` out of (N, C) probabilities and renormalise each row."""
+    probabilities = np.asarray(probabilities)
+    if prior is None or strength == 0.0 or len(probabilities) == 0:
+        return probabilities
+    weights = np.clip(np.asarray(prior, np.float64), 1e-6, None) ** -strength
+    adjusted = probabilities * weights
+    return (adjusted / adjusted.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
+
+
+def prior_logit_offset(prior: np.ndarray | list[float] | None, logit_adjust: float) -> np.ndarray | None:
+    """What a logit-adjusted network's logits need added to carry the training prior again
+    (``logit_adjust * log prior``); None when the network was trained without it."""
+    if prior is None or not logit_adjust:
+        return None
+    return (logit_adjust * np.log(np.clip(np.asarray(prior, np.float64), 1e-6, None))).astype(np.float32)
