@@ -34,6 +34,18 @@ def ferplus() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def ckplus48() -> Path:
+    """CK+48 (posed expressions, a check set: never trained or fitted on); CI=true requires it."""
+    path = Path(os.environ.get("CKPLUS48_DIR", REPO.parent / "shared" / "data" / "ckplus48"))
+    if not (path / "labels.csv").is_file():
+        message = f"CK+48 not found at {path} (set CKPLUS48_DIR)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``fer-ensemble`` in a fresh interpreter, as a user would."""
     result = subprocess.run(

@@ -1,4 +1,5 @@
-"""``fer-ensemble evaluate``: the official FER+ protocol on a checkpoint or an exported model."""
+"""``fer-ensemble evaluate``: the official FER+ protocol, or any ``file,label`` CSV of photos or face
+crops (``fer_ensemble.labelled``), on the shipped ensemble, an exported model or a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
+from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities, plot_confusion
+from fer_ensemble.prior import adjust_probabilities, parse_strength
 
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
@@ -40,10 +43,24 @@ def load_predictor(path: str | Path | None):
     return load_trained(path)
 
 
+def with_prior(predictor, prior: float | None) -> ProbabilityFn:
+    """``predictor.predict_proba`` under the prior strength ``prior`` (None: an ensemble file's
+    default, FER+'s own prior for a single member)."""
+    from fer_ensemble.runtime.ensemble import Ensemble
+
+    if isinstance(predictor, Ensemble):
+        predictor.prior_strength(prior)  # checks it before the first image
+        return lambda faces: predictor.predict_proba(faces, prior=prior)
+    strength = prior or 0.0
+    if strength and getattr(predictor, "class_prior", None) is None:
+        raise UserError(f"{predictor.name} records no class prior to adjust")
+    return lambda faces: adjust_probabilities(predictor.predict_proba(faces), predictor.class_prior, strength)
+
+
 def format_report(name: str, split: str, report: EvaluationReport) -> str:
     lines = [
         f"{name} on FER+ {split} ({report.n_images} images, official majority protocol)",
-        f"  accuracy {report.accuracy:.4f}   macro-F1 {report.macro_f1:.4f}   "
+        f"  accuracy {report.accuracy:.4f}   macro recall {report.macro_recall:.4f}   macro-F1 {report.macro_f1:.4f}   "
         f"7-class accuracy {report.accuracy_7class:.4f} ({report.n_images_7class} images)   "
         f"ECE {report.ece:.4f}   NLL {report.nll:.4f}",
         f"  {'class':<10} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}",
@@ -55,21 +72,41 @@ def format_report(name: str, split: str, report: EvaluationReport) -> str:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from fer_ensemble.apps.common import PRIOR_HELP, prior_argument
+    from fer_ensemble.runtime.detection import FACE_FRAMING
+
     parser.add_argument("model", nargs="?", default=None,
                         help="ensemble file, model card .json, .onnx file, run folder or .pt checkpoint "
                              "(default: the ensemble shipped in the package)")
-    parser.add_argument("--data", required=True, help="FER+ folder")
+    parser.add_argument("--data", help="FER+ folder: score a FER+ split (official majority protocol)")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
+    parser.add_argument("--labels", help="file,label CSV of your own photos (or of face crops with --crops)")
+    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
+    parser.add_argument("--crops", action="store_true",
+                        help="the images are face crops: classify them whole, no detector")
+    parser.add_argument("--group-by", metavar="COLUMN[,COLUMN]",
+                        help="one vote per group of images with equal values (e.g. frames of one sequence)")
+    parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by columns")
+    parser.add_argument("--margin", type=float, default=FACE_FRAMING["margin"], help="photos: crop margin")
+    parser.add_argument("--offset", type=float, default=FACE_FRAMING["offset"], help="photos: crop offset")
+    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if (args.data is None) == (args.labels is None):
+        raise UserError("give either --data FER+_FOLDER or --labels CSV")
+    if args.model is not None and not Path(args.model).exists():
+        raise FileNotFoundError(f"no model at {args.model}")
+    if args.labels:
+        return _evaluate_labelled(args)
     predictor = load_predictor(args.model)
     split = load_labelled(args.data, args.split, "majority")
-    report = evaluate_on_split(predictor.predict_proba, split)
-    result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split, **report.to_dict()}
+    report = evaluate_on_split(with_prior(predictor, args.prior), split)
+    result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split,
+              "prior": args.prior, **report.to_dict()}
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -78,4 +115,35 @@ def run_evaluate(args: argparse.Namespace) -> int:
                        f"{predictor.name}, FER+ {args.split}: accuracy {report.accuracy:.4f}")
         (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result) if args.json else format_report(predictor.name, args.split, report))
+    return 0
+
+
+def _evaluate_labelled(args: argparse.Namespace) -> int:
+    from fer_ensemble.labelled import (
+        evaluate_crops, evaluate_photos, format_labelled_report, read_labelled_images,
+    )
+
+    data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
+    predictor = load_predictor(args.model)
+    predict = with_prior(predictor, args.prior)
+    if args.crops:
+        report = evaluate_crops(predict, data)
+    else:
+        from fer_ensemble.runtime.detection import HaarFaceDetector
+
+        report = evaluate_photos(predict, data, HaarFaceDetector(), args.margin, args.offset)
+    source = f"{args.labels} ({'face crops' if args.crops else 'photos, largest face'})"
+    result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "labels": args.labels,
+              "crops": args.crops, "group_by": args.group_by, "prior": args.prior, **report.to_dict()}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{predictor.name}-{Path(args.labels).stem}"
+        for view, scores in (("image", report.per_image), ("group", report.per_group)):
+            if scores is not None:
+                plot_confusion(scores.confusion, str(out / f"{stem}-per-{view}-confusion.png"),
+                               f"{predictor.name}, {Path(args.labels).name} per {view}: "
+                               f"accuracy {scores.accuracy:.4f}, macro recall {scores.macro_recall:.4f}")
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result) if args.json else format_labelled_report(predictor.name, source, report))
     return 0

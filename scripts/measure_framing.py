@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Where does OpenCV's Haar cascade put its box on a FER+ face? The answer is the crop geometry.
+
+FER+ faces are 48x48 frames chosen by FER2013's own (Google image search + OpenCV) pipeline; the
+models learned faces framed that way. Each FER+ image is enlarged 4x (bicubic) and surrounded by
+a border of its own edge pixels (so the cascade has room to find the whole face), then the runtime's
+Haar cascade looks for faces; the largest box is expressed in units of the FER+ frame. The crop that
+turns a Haar box back into a FER+ frame is then ``margin = (1 / side - 1) / 2`` on every side and
+``offset = (frame centre - box centre) / box side`` down. Prints the medians and quartiles:
+
+    python scripts/measure_framing.py --data ../shared/data/ferplus --split train --images 3000
+
+``--resampling`` answers the second question, whether a face from a sharp photo should first be
+brought down to FER+'s 48 px (as training's faces were) before the model's resize: FER+ Valid
+faces are enlarged 2x and 4x (bicubic, standing in for a photo's larger face), then classified
+by the shipped ensemble resized directly, and via 48 px; accuracy and macro recall of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from fer_ensemble.data import load_labelled  # noqa: E402
+from fer_ensemble.runtime.detection import HaarFaceDetector  # noqa: E402
+
+SCALE = 4
+PAD = 0.5  # of the enlarged image, each side
+
+
+def haar_box_in_frame_units(face: np.ndarray, detector: HaarFaceDetector) -> tuple[float, float, float] | None:
+    """(centre x, centre y, side) of Haar's largest box, in units of the 48 px FER+ frame."""
+    size = face.shape[0] * SCALE
+    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    pad = int(size * PAD)
+    padded = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    boxes = detector.detect(padded)
+    if not boxes:
+        return None
+    x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
+    return ((x + w / 2 - pad) / size, (y + h / 2 - pad) / size, w / size)
+
+
+def measure(data: str, split: str, images: int) -> dict:
+    faces = load_labelled(data, split).images[:images]
+    detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05)
+    found = [b for b in (haar_box_in_frame_units(f, detector) for f in faces) if b is not None]
+    cx, cy, side = (np.array(v) for v in zip(*found))
+    margin = (1 / side - 1) / 2
+    offset = (0.5 - cy) / side
+    quartiles = lambda v: [round(float(q), 4) for q in np.percentile(v, [25, 50, 75])]  # noqa: E731
+    return {
+        "split": split, "images": len(faces), "found": len(found),
+        "box_side_in_frames": quartiles(side), "box_centre_x": quartiles(cx), "box_centre_y": quartiles(cy),
+        "margin": quartiles(margin), "offset": quartiles(offset),
+    }
+
+
+def measure_resampling(data: str) -> list[dict]:
+    from fer_ensemble.metrics import evaluate_probabilities
+    from fer_ensemble.runtime.recognizer import load_ensemble
+
+    ensemble = load_ensemble()
+    valid = load_labelled(data, "valid")
+    rows = []
+    for scale in (1, 2, 4):
+        side = valid.images.shape[1] * scale
+        faces = [cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in valid.images]
+        paths = {"direct": faces}
+        if scale > 1:
+            paths["via 48 px"] = [cv2.resize(f, valid.images.shape[1:], interpolation=cv2.INTER_AREA) for f in faces]
+        for name, batch in paths.items():
+            report = evaluate_probabilities(ensemble.predict_proba(batch, prior="ferplus"), valid.labels)
+            rows.append({"face_px": side, "resize": name, "valid_accuracy": round(report.accuracy, 4),
+                         "valid_macro_recall": round(report.macro_recall, 4)})
+    return rows
+
+
+def size_floor(faces: np.ndarray) -> int:
+    """Faces smaller than half the frame are not the FER+ face."""
+    return faces.shape[1] * SCALE // 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--resampling", action="store_true", help="measure the resampling question instead")
+    args = parser.parse_args()
+    result = measure_resampling(args.data) if args.resampling else measure(args.data, args.split, args.images)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Measure any model on a user's own labelled images: photos through the detector, or face crops.
+
+The labels come as a ``file,label`` CSV. Photos go through the detector and the largest face is
+classified; a photo without a face counts as wrong and is reported. With ``crops`` the images are
+already faces (the classifier alone). ``group_by`` names columns (of the same CSV or of a second
+one with a ``file`` column) whose values form a group, e.g. the frames of one video sequence: each
+group then casts one vote (its mean probabilities), so near-duplicate frames do not inflate the
+evidence. Torch-free.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import UserError
+from fer_ensemble.metrics import confusion_matrix, per_class_metrics
+
+ProbabilityFn = Callable[[list[np.ndarray]], np.ndarray]
+
+LABEL_SYNONYMS = {
+    "happy": "happiness", "happiness": "happiness", "joy": "happiness",
+    "sad": "sadness", "sadness": "sadness",
+    "angry": "anger", "anger": "anger",
+    "surprise": "surprise", "surprised": "surprise",
+    "fear": "fear", "fearful": "fear", "afraid": "fear",
+    "disgust": "disgust", "disgusted": "disgust",
+    "contempt": "contempt", "contemptuous": "contempt",
+    "neutral": "neutral",
+}
+"""Common spellings of the eight emotions in other datasets' label files."""
+
+
+class LabelsError(UserError):
+    """A labels file that cannot be read as asked (one line for the user)."""
+
+
+@dataclass
+class LabelledImages:
+    """Image paths, their class indices and (optionally) the group of each image."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    groups: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def class_index(label: str) -> int:
+    name = LABEL_SYNONYMS.get(label.strip().lower())
+    if name is None:
+        raise LabelsError(f"unknown label {label!r}; use one of {', '.join(EMOTIONS)}")
+    return EMOTIONS.index(name)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise LabelsError(f"no labels file {path}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "file" not in rows[0]:
+        raise LabelsError(f"{path} needs a header with a 'file' column")
+    return rows
+
+
+def read_labelled_images(labels_csv: str | Path, images: str | Path | None = None,
+                         group_by: str | None = None, groups_csv: str | Path | None = None) -> LabelledImages:
+    """Read ``file,label`` rows; files are relative to ``images`` (default: the CSV's folder).
+
+    ``group_by`` is one column or several joined by commas (``subject,sequence``), looked up in
+    ``groups_csv`` when given, else in the labels CSV itself.
+    """
+    labels_csv = Path(labels_csv)
+    rows = _read_rows(labels_csv)
+    if "label" not in rows[0]:
+        raise LabelsError(f"{labels_csv} needs a 'label' column")
+    root = Path(images) if images is not None else labels_csv.parent
+    if not root.is_dir():
+        raise LabelsError(f"no images folder {root}")
+    paths = [root / row["file"] for row in rows]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise LabelsError(f"{len(missing)} of {len(paths)} images not found, e.g. {missing[0]} "
+                          "(pass the folder they are relative to as --images)")
+    groups = None
+    if group_by:
+        columns = [c.strip() for c in group_by.split(",") if c.strip()]
+        source = _read_rows(Path(groups_csv)) if groups_csv else rows
+        absent = [c for c in columns if c not in source[0]]
+        if absent:
+            raise LabelsError(f"no column {absent[0]!r} in {groups_csv or labels_csv}")
+        by_file = {row["file"]: "/".join(row[c] for c in columns) for row in source}
+        ungrouped = [row["file"] for row in rows if row["file"] not in by_file]
+        if ungrouped:
+            raise LabelsError(f"{ungrouped[0]} has no row in {groups_csv}")
+        groups = [by_file[row["file"]] for row in rows]
+    return LabelledImages(paths, np.array([class_index(row["label"]) for row in rows], np.int64), groups)
+
+
+@dataclass
+class Scores:
+    """Accuracy and per-class figures of one set of predictions (-1: no face found)."""
+
+    n: int
+    accuracy: float
+    macro_recall: float  # over the classes present in the labels
+    no_face: int
+    per_class: dict[str, dict[str, float]]  # recall, precision, support
+    predicted_share: dict[str, float]  # of all predictions, "no face" included
+    confusion: list[list[int]]  # true x predicted over the eight classes (no-face left out)
+
+
+def score_predictions(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str] = EMOTIONS) -> Scores:
+    found = predictions >= 0
+    matrix = confusion_matrix(labels[found], predictions[found], len(classes))
+    support = np.bincount(labels, minlength=len(classes))
+    metrics = per_class_metrics(matrix)
+    recalls = np.diag(matrix) / np.clip(support, 1, None)  # a missed face counts against recall
+    per_class = {
+        name: {"recall": float(recalls[i]), "precision": metrics[i].precision, "support": int(support[i])}
+        for i, name in enumerate(classes)
+    }
+    share = {name: float((predictions == i).mean()) for i, name in enumerate(classes)}
+    share["no face"] = float((~found).mean())
+    present = support > 0
+    return Scores(
+        n=int(len(labels)),
+        accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
+        macro_recall=float(recalls[present].mean()) if present.any() else 0.0,
+        no_face=int((~found).sum()),
+        per_class=per_class,
+        predicted_share=share,
+        confusion=matrix.tolist(),
+    )
+
+
+@dataclass
+class LabelledReport:
+    per_image: Scores
+    per_group: Scores | None = None
+    n_groups: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def group_votes(labels: np.ndarray, probabilities: np.ndarray, found: np.ndarray,
+                groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One (label, prediction) per group: the mean probabilities of the group's found faces."""
+    keys = sorted(set(groups))
+    index = {key: i for i, key in enumerate(keys)}
+    members = np.array([index[g] for g in groups])
+    group_labels = np.full(len(keys), -1, np.int64)
+    group_predictions = np.full(len(keys), -1, np.int64)
+    for g in range(len(keys)):
+        mine = members == g
+        values = np.unique(labels[mine])
+        if len(values) != 1:
+            raise LabelsError(f"group {keys[g]!r} mixes labels {[EMOTIONS[v] for v in values]}")
+        group_labels[g] = values[0]
+        if (mine & found).any():
+            group_predictions[g] = int(probabilities[mine & found].mean(axis=0).argmax())
+    return group_labels, group_predictions
+
+
+def evaluate_labelled(probabilities: np.ndarray, found: np.ndarray, data: LabelledImages) -> LabelledReport:
+    """Scores per image and, when the data has groups, per group."""
+    predictions = np.where(found, probabilities.argmax(axis=1), -1)
+    report = LabelledReport(score_predictions(data.labels, predictions))
+    if data.groups is not None:
+        group_labels, group_predictions = group_votes(data.labels, probabilities, found, data.groups)
+        report.per_group = score_predictions(group_labels, group_predictions)
+        report.n_groups = len(group_labels)
+    return report
+
+
+def read_gray(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise LabelsError(f"cannot decode {path}")
+    return image
+
+
+def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
+    """The classifier alone: every image is a face crop."""
+    chunks = [predict_proba([read_gray(p) for p in data.paths[i : i + batch_size]])
+              for i in range(0, len(data), batch_size)]
+    probabilities = np.concatenate(chunks)
+    return evaluate_labelled(probabilities, np.ones(len(data), bool), data)
+
+
+def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
+                    offset: float = 0.0) -> LabelledReport:
+    """Detector, then the largest face of each photo; photos without a face count as wrong."""
+    from fer_ensemble.runtime.detection import crop_faces
+
+    probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
+    found = np.zeros(len(data), bool)
+    for i, path in enumerate(data.paths):
+        gray = read_gray(path)
+        boxes = detector.detect(gray)
+        if not boxes:
+            continue
+        largest = max(boxes, key=lambda b: b[2] * b[3])
+        probabilities[i] = predict_proba(crop_faces(gray, [largest], margin, offset))[0]
+        found[i] = True
+    return evaluate_labelled(probabilities, found, data)
+
+
+def format_labelled_report(name: str, source: str, report: LabelledReport) -> str:
+    """The per-image (and per-group) table a user reads in the terminal."""
+    views = [("image", report.per_image)]
+    if report.per_group is not None:
+        views.append(("group", report.per_group))
+    lines = [f"{name} on {source}"]
+    for view, scores in views:
+        lines.append(f"  per {view}: {scores.n} {view}s, accuracy {scores.accuracy:.4f}, macro recall "
+                     f"{scores.macro_recall:.4f}" + (f", no face in {scores.no_face}" if scores.no_face else ""))
+    header = "".join(f" {view + 's':>7} {'recall':>7}" for view, _ in views)
+    lines.append(f"  {'class':<10}{header} {'precision':>10} {'predicted':>10}")
+    first = report.per_image
+    for emotion in EMOTIONS:
+        cells = "".join(f" {s.per_class[emotion]['support']:>7d} {s.per_class[emotion]['recall']:>7.3f}"
+                        for _, s in views)
+        lines.append(f"  {emotion:<10}{cells} {first.per_class[emotion]['precision']:>10.3f} "
+                     f"{first.predicted_share[emotion]:>10.1%}")
+    if first.no_face:
+        lines.append(f"  {'no face':<10}" + " " * (16 * len(views)) +
+                     f" {'':>10} {first.predicted_share['no face']:>10.1%}")
+    return "\n".join(lines)
