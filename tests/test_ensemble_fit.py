@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TRAIN, run_cli
-from fer_ensemble.ensemble_fit import fit_temperature, fit_weights
+from fer_ensemble.ensemble_fit import (
+    MemberOption, choose_combination, choose_prior_strength, fit_temperature, fit_weights,
+)
 from fer_ensemble.runtime.classifier import softmax
 
 
@@ -30,6 +32,39 @@ def test_weights_favour_the_informative_member() -> None:
     assert sum(weights) == pytest.approx(1.0) and weights[1] > 0.5
 
 
+def option(name: str, variant: str, ms: float, probs: np.ndarray) -> MemberOption:
+    return MemberOption(Path(f"{name}.json"), name, variant, False, ms, 1.0, probs, probs,
+                        0.0, 0.0)
+
+
+def test_the_latency_budget_rules_out_the_more_accurate_slow_variant() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 8, 1000)
+    sharp = np.full((1000, 8), 0.02)
+    sharp[np.arange(1000), labels] = 0.86
+    blunt = 0.5 * sharp + 0.5 * softmax(rng.normal(size=(1000, 8)) * 3)
+    options = [[option("big", "fp32", 16.0, sharp), option("big", "int8", 4.5, blunt)],
+               [option("small", "fp32", 1.5, blunt)]]
+    chosen, _, considered = choose_combination(options, labels, max_ms=8.0)
+    assert [o.variant for o in chosen] == ["int8", "fp32"]
+    assert [r["within_budget"] for r in considered] == [False, True]
+    chosen, _, _ = choose_combination(options, labels, max_ms=None)
+    assert chosen[0].variant == "fp32"
+    with pytest.raises(ValueError, match="no combination"):
+        choose_combination(options, labels, max_ms=1.0)
+
+
+def test_default_prior_strength_is_the_one_of_best_valid_macro_recall() -> None:
+    prior = np.array([0.5, 0.3, 0.1, 0.04, 0.03, 0.01, 0.01, 0.01])
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(8), 50)  # balanced labels, a model leaning towards the prior
+    logits = rng.normal(size=(400, 8))
+    logits[np.arange(400), labels] += 1.5
+    probs = softmax(logits + np.log(prior))
+    assert choose_prior_strength(probs, labels, prior.tolist()) >= 0.8
+    assert choose_prior_strength(softmax(logits), labels, prior.tolist()) <= 0.2
+
+
 @pytest.fixture(scope="module")
 def two_members(tiny_run: Path, ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The tiny MobileNetV2 run and a 1-epoch tiny ResNet50 run, both exported with int8."""
@@ -45,8 +80,9 @@ def two_members(tiny_run: Path, ferplus: Path, tmp_path_factory: pytest.TempPath
 
 def test_fit_package_and_reevaluate_exactly(two_members: list[Path], ferplus: Path, tmp_path: Path) -> None:
     out = tmp_path / "packaged"
-    printed = run_cli("fit-ensemble", *map(str, two_members), "--data", str(ferplus), "--out", str(out)).stdout
-    assert "ensemble" in printed
+    printed = run_cli("fit-ensemble", *map(str, two_members), "--data", str(ferplus), "--out", str(out),
+                      "--max-ms-per-face", "50").stdout
+    assert "ensemble" in printed and "ms/face" in printed
     config = json.loads((out / "ensemble.json").read_text())
     assert [m["card"] for m in config["members"]] == ["mobilenet_v2.json", "resnet50.json"]
     assert sum(m["weight"] for m in config["members"]) == pytest.approx(1.0, abs=1e-3)
@@ -54,16 +90,27 @@ def test_fit_package_and_reevaluate_exactly(two_members: list[Path], ferplus: Pa
         card = json.loads((out / entry["card"]).read_text())
         assert list(card["files"]) == [entry["variant"]]  # only the shipped variant is packaged
         assert (out / card["files"][entry["variant"]]).is_file()
-        source = json.loads((two_members[0].parent / entry["card"]).read_text())["metrics"]
-        int8_ok = source["int8"]["valid"]["accuracy"] >= source["fp32"]["valid"]["accuracy"] - 0.002
-        assert entry["variant"] == ("int8" if int8_ok else "fp32")
         assert entry["temperature"] > 0
+    assert len(config["latency"]["considered"]) == 16  # 2 variants x 2 flips, per member
+    assert 0 < config["latency"]["ms_per_face"] <= 50
+    assert 0.0 <= config["prior"]["strength"] <= 1.0 and len(config["prior"]["class_prior"]) == 8
     report = config["metrics"]["ensemble"]["test"]
     assert report["n_images"] == 3_137
 
     # the packaged ensemble, loaded the way users load it, reproduces the recorded figures exactly
     evaluated = json.loads(run_cli("evaluate", str(out / "ensemble.json"), "--data", str(ferplus),
-                                   "--json").stdout)
+                                   "--prior", "ferplus", "--json").stdout)
     assert evaluated["n_images"] == report["n_images"]
     assert round(evaluated["accuracy"], 4) == round(report["accuracy"], 4)
     assert evaluated["confusion"] == report["confusion"]
+
+    # under its default prior, as the apps run it, it reproduces the other recorded figures
+    default = config["metrics"]["ensemble_default_prior"]["test"]
+    evaluated = json.loads(run_cli("evaluate", str(out / "ensemble.json"), "--data", str(ferplus),
+                                   "--json").stdout)
+    assert evaluated["confusion"] == default["confusion"]
+
+    too_tight = run_cli("fit-ensemble", *map(str, two_members), "--data", str(ferplus), "--out",
+                        str(tmp_path / "x"), "--max-ms-per-face", "0.001", check=False)
+    assert too_tight.returncode == 2 and "no combination" in too_tight.stderr
+    assert "Traceback" not in too_tight.stderr

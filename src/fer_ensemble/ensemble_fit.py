@@ -1,9 +1,16 @@
 """``fer-ensemble fit-ensemble``: calibrate and weight exported members on Valid, then package them.
 
-Everything is chosen on FER+ Valid: each member's variant (int8 where it costs at most 0.2
-points, else fp32), flip test-time augmentation (kept only if it helps the member on Valid), a
-temperature per member (minimum NLL) and the soft-voting weights (maximum accuracy, NLL breaking
-ties). Test is scored once, for the report written into ``ensemble.json``. Torch-free.
+Everything is chosen on FER+ Valid, within a latency budget measured on this machine:
+
+- per member, a variant (fp32 or int8) and flip test-time augmentation on or off. Each option's
+  cost is *measured* (one face at batch 1 on one thread, preprocessing and the mirrored pass
+  included); among the combinations whose total fits ``--max-ms-per-face``, the one whose fitted
+  ensemble is most accurate on Valid wins, the faster one on a tie.
+- a temperature per member (minimum NLL) and the soft-voting weights (maximum accuracy, NLL
+  breaking ties);
+- the default class prior strength (``fer_ensemble.prior``): the one of best Valid macro recall.
+
+Test is scored once, for the report written into ``ensemble.json``. Torch-free.
 """
 
 from __future__ import annotations
@@ -11,19 +18,25 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import platform
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fer_ensemble.data import LabelledSplit, load_labelled
+from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
-from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, calibrated_probabilities
+from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, Member, calibrated_probabilities, member_probabilities
 
-INT8_TOLERANCE = 0.002  # int8 ships when it loses at most 0.2 points of Valid accuracy
+DEFAULT_MAX_MS_PER_FACE = 8.0  # the webcam loop's budget for classification: >= 60 fps with one face
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -75,64 +88,144 @@ def member_outputs(classifier: OnnxClassifier, split: LabelledSplit, batch_size:
     return MemberOutputs(np.concatenate(plain), np.concatenate(mirrored))
 
 
-def choose_variant(card_path: Path, requested: str) -> str:
-    card = json.loads(card_path.read_text())
-    if requested != "auto":
-        return requested
-    if "int8" not in card["files"]:
-        return "fp32"
-    fp32 = card["metrics"]["fp32"]["valid"]["accuracy"]
-    int8 = card["metrics"]["int8"]["valid"]["accuracy"]
-    return "int8" if int8 >= fp32 - INT8_TOLERANCE else "fp32"
+def measure_ms_per_face(classifier: OnnxClassifier, face: np.ndarray, flip: bool, repeat: int = 60) -> float:
+    """Median milliseconds for one face at batch 1: preprocessing, the pass and the mirrored one."""
+    member = Member(classifier, flip_tta=flip)
+    member_probabilities(member, [face])  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        member_probabilities(member, [face])
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+@dataclass
+class MemberOption:
+    """One way to run a member: its variant and flip, what it costs and its calibrated outputs."""
+
+    card: Path
+    name: str
+    variant: str
+    flip: bool
+    ms_per_face: float
+    temperature: float
+    valid_probs: np.ndarray
+    test_probs: np.ndarray
+    valid_accuracy: float
+    test_ece_before_temperature: float
+
+
+def member_options(card_path: Path, valid: LabelledSplit, test: LabelledSplit, variants: list[str],
+                   flips: list[bool], face: np.ndarray) -> list[MemberOption]:
+    options = []
+    for variant in variants:
+        classifier = OnnxClassifier(card_path, variant)
+        timed = OnnxClassifier(card_path, variant, threads=1)
+        outputs = {"valid": member_outputs(classifier, valid), "test": member_outputs(classifier, test)}
+        for flip in flips:
+            temperature = fit_temperature(outputs["valid"].tta_logits(flip), valid.labels)
+            valid_probs = outputs["valid"].probabilities(temperature, flip)
+            options.append(MemberOption(
+                card_path, classifier.name, variant, flip, measure_ms_per_face(timed, face, flip),
+                temperature, valid_probs, outputs["test"].probabilities(temperature, flip),
+                float((valid_probs.argmax(1) == valid.labels).mean()),
+                evaluate_probabilities(outputs["test"].probabilities(1.0, flip), test.labels).ece))
+    return options
+
+
+def choose_combination(options: list[list[MemberOption]], labels: np.ndarray,
+                       max_ms: float | None) -> tuple[tuple[MemberOption, ...], list[float], list[dict]]:
+    """The combination (one option per member) within budget with the best fitted Valid accuracy."""
+    considered, best, best_key = [], None, None
+    for combination in itertools.product(*options):
+        ms = sum(o.ms_per_face for o in combination)
+        row = {"members": {o.name: {"variant": o.variant, "flip_tta": o.flip, "ms_per_face": round(o.ms_per_face, 3)}
+                           for o in combination}, "ms_per_face": round(ms, 3)}
+        if max_ms is not None and ms > max_ms:
+            considered.append({**row, "within_budget": False})
+            continue
+        weights = fit_weights([o.valid_probs for o in combination], labels)
+        mixed = sum(w * o.valid_probs for w, o in zip(weights, combination))
+        accuracy = float((mixed.argmax(1) == labels).mean())
+        considered.append({**row, "within_budget": True, "valid_accuracy": accuracy})
+        key = (accuracy, -ms)
+        if best_key is None or key > best_key:
+            best_key, best = key, (combination, weights)
+    if best is None:
+        cheapest = min(r["ms_per_face"] for r in considered)
+        raise UserError(f"no combination of variants fits {max_ms} ms per face (cheapest: {cheapest:.2f} ms)")
+    return best[0], best[1], considered
+
+
+def choose_prior_strength(probabilities: np.ndarray, labels: np.ndarray, prior: list[float],
+                          step: float = 0.05) -> float:
+    """The strength of best Valid macro recall (the smaller one on a tie)."""
+    grid = np.round(np.arange(0.0, 1.0 + 1e-9, step), 4)
+    recalls = [evaluate_probabilities(adjust_probabilities(probabilities, prior, s), labels).macro_recall
+               for s in grid]
+    return float(grid[int(np.argmax(recalls))])
 
 
 def _report(probs: np.ndarray, labels: np.ndarray) -> dict:
     return evaluate_probabilities(probs, labels).to_dict()
 
 
-def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = "auto",
-                 flip: str = "auto") -> dict:
+def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = "auto", flip: str = "auto",
+                 max_ms_per_face: float | None = DEFAULT_MAX_MS_PER_FACE, prior: str = "auto") -> dict:
     """Fit, report and package: ``out`` receives the chosen member files, their cards and ensemble.json."""
     valid, test = load_labelled(data, "valid"), load_labelled(data, "test")
     out.mkdir(parents=True, exist_ok=True)
-    entries, member_reports, valid_probs, test_probs = [], {}, [], []
+    face = cv2.resize(valid.images[0], (160, 160), interpolation=cv2.INTER_LINEAR)  # a webcam-sized crop
+    options = []
     for card_path in cards:
-        chosen = choose_variant(card_path, variant)
-        classifier = OnnxClassifier(card_path, chosen)
-        outputs = {"valid": member_outputs(classifier, valid), "test": member_outputs(classifier, test)}
-        plain_acc = (outputs["valid"].logits.argmax(1) == valid.labels).mean()
-        flip_acc = (outputs["valid"].probabilities(1.0, True).argmax(1) == valid.labels).mean()
-        use_flip = bool(flip == "on" or (flip == "auto" and flip_acc > plain_acc))
-        temperature = fit_temperature(outputs["valid"].tta_logits(use_flip), valid.labels)
-        valid_probs.append(outputs["valid"].probabilities(temperature, use_flip))
-        test_probs.append(outputs["test"].probabilities(temperature, use_flip))
-        raw_test = outputs["test"].probabilities(1.0, use_flip)
-        member_reports[classifier.name] = {
-            "variant": chosen,
-            "flip_tta": use_flip,
-            "valid_accuracy_plain": float(plain_acc),
-            "valid_accuracy_flip": float(flip_acc),
-            "temperature": temperature,
-            "valid": _report(valid_probs[-1], valid.labels),
-            "test": _report(test_probs[-1], test.labels),
-            "test_ece_before_temperature": evaluate_probabilities(raw_test, test.labels).ece,
+        files = json.loads(card_path.read_text())["files"]
+        variants = [v for v in ("fp32", "int8") if v in files] if variant == "auto" else [variant]
+        if variant != "auto" and variant not in files:
+            raise UserError(f"{card_path.name} has no {variant} file")
+        flips = {"auto": [False, True], "on": [True], "off": [False]}[flip]
+        options.append(member_options(card_path, valid, test, variants, flips, face))
+    chosen, weights, considered = choose_combination(options, valid.labels, max_ms_per_face)
+
+    mixed_valid = sum(w * o.valid_probs for w, o in zip(weights, chosen))
+    mixed_test = sum(w * o.test_probs for w, o in zip(weights, chosen))
+    class_prior = json.loads(cards[0].read_text()).get("class_prior")
+    if prior == "auto":
+        strength = choose_prior_strength(mixed_valid, valid.labels, class_prior) if class_prior else 0.0
+    else:
+        strength = parse_strength(prior)
+    entries, member_reports = [], {}
+    for option, weight in zip(chosen, weights):
+        entries.append({"card": option.card.name, "variant": option.variant, "temperature": option.temperature,
+                        "weight": weight, "flip_tta": option.flip})
+        member_reports[option.name] = {
+            "variant": option.variant,
+            "flip_tta": option.flip,
+            "ms_per_face": round(option.ms_per_face, 3),
+            "temperature": option.temperature,
+            "valid": _report(option.valid_probs, valid.labels),
+            "test": _report(option.test_probs, test.labels),
+            "test_ece_before_temperature": option.test_ece_before_temperature,
         }
-        entries.append({"card": card_path.name, "variant": chosen, "temperature": temperature,
-                        "flip_tta": use_flip})
-        _package_member(card_path, chosen, out)
-    weights = fit_weights(valid_probs, valid.labels)
-    for entry, weight in zip(entries, weights):
-        entry["weight"] = weight
-    mixed_valid = sum(w * p for w, p in zip(weights, valid_probs))
-    mixed_test = sum(w * p for w, p in zip(weights, test_probs))
+        _package_member(option.card, option.variant, out)
+    splits = {"valid": (mixed_valid, valid.labels), "test": (mixed_test, test.labels)}
+    adjusted = {name: _report(adjust_probabilities(p, class_prior, strength), labels)
+                for name, (p, labels) in splits.items()}
     config = {
         "format": ENSEMBLE_FORMAT,
         "classes": json.loads(cards[0].read_text())["classes"],
         "members": entries,
+        "prior": {"class_prior": class_prior, "strength": strength},
         "fitted_on": "FER+ Valid (majority protocol); Test scored once for this report",
+        "latency": {"max_ms_per_face": max_ms_per_face, "measured": "one face at batch 1, one thread",
+                    "ms_per_face": round(sum(o.ms_per_face for o in chosen), 3),
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "considered": considered},
         "metrics": {
             "members": member_reports,
+            # under FER+'s own prior (strength 0): the FER+ benchmark figure
             "ensemble": {"valid": _report(mixed_valid, valid.labels), "test": _report(mixed_test, test.labels)},
+            # under the default prior the apps use
+            "ensemble_default_prior": {"strength": strength, **adjusted},
         },
     }
     (out / "ensemble.json").write_text(json.dumps(config, indent=2))
@@ -154,19 +247,32 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("cards", nargs="+", help="model cards (.json) of the exported members")
     parser.add_argument("--data", required=True, help="FER+ folder")
     parser.add_argument("--out", required=True, help="folder for the packaged ensemble")
-    parser.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto")
+    parser.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
+                        help="auto: the most accurate combination on Valid within --max-ms-per-face")
     parser.add_argument("--flip", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--max-ms-per-face", type=float, default=DEFAULT_MAX_MS_PER_FACE,
+                        help="budget for all members on one face, measured here (default %(default)s; "
+                             "0: no budget)")
+    parser.add_argument("--prior", default="auto",
+                        help="default class prior strength: auto (best Valid macro recall), ferplus, "
+                             "uniform or a number in [0, 1]")
     return parser
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    config = fit_ensemble([Path(c) for c in args.cards], args.data, Path(args.out), args.variant, args.flip)
+    config = fit_ensemble([Path(c) for c in args.cards], args.data, Path(args.out), args.variant, args.flip,
+                          args.max_ms_per_face or None, args.prior)
     rows = [(name, m["variant"], m["temperature"], m["test"]["accuracy"])
             for name, m in config["metrics"]["members"].items()]
     for (name, variant, temperature, accuracy), entry in zip(rows, config["members"]):
+        ms = config["metrics"]["members"][name]["ms_per_face"]
         print(f"{name:<14} {variant:<5} T={temperature:.2f} weight={entry['weight']:.2f} "
-              f"flip={entry['flip_tta']} test acc {accuracy:.4f}")
+              f"flip={entry['flip_tta']} {ms:.2f} ms/face  test acc {accuracy:.4f}")
     ensemble = config["metrics"]["ensemble"]
-    print(f"{'ensemble':<14} valid acc {ensemble['valid']['accuracy']:.4f}  "
-          f"test acc {ensemble['test']['accuracy']:.4f}  -> {Path(args.out) / 'ensemble.json'}")
+    adjusted = config["metrics"]["ensemble_default_prior"]
+    print(f"{'ensemble':<14} {config['latency']['ms_per_face']:.2f} ms/face  valid acc "
+          f"{ensemble['valid']['accuracy']:.4f}  test acc {ensemble['test']['accuracy']:.4f} (FER+ prior)")
+    print(f"{'':<14} default prior strength {adjusted['strength']:.2f}: valid macro recall "
+          f"{adjusted['valid']['macro_recall']:.4f}  test acc {adjusted['test']['accuracy']:.4f}  "
+          f"-> {Path(args.out) / 'ensemble.json'}")
     return 0
