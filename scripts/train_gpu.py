@@ -121,7 +121,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2)
-    parser.add_argument("--recipe", default="", help="more train flags for every run, one string")
+    parser.add_argument("--recipe", default="",
+                        help="more train flags for every run, one string: --recipe=\"--logit-adjust 1\"")
     parser.add_argument("--subset", type=int, default=None, help="first N train/valid images (smoke runs)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--runs", default=None, help="run folders (default: a temporary folder)")

@@ -270,7 +270,8 @@ def run_training(args: argparse.Namespace) -> Path:
             dist.barrier()
         epoch += 1
         if args.time_budget and epoch == args.replan_after and epoch < args.epochs:
-            planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size)
+            planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size,
+                                    epoch_wall_seconds(out)[-1])
             if planned != args.epochs:
                 if main_process:
                     print(f"re-planned to {planned} epochs to finish within {args.time_budget:g} min", flush=True)
@@ -291,17 +292,23 @@ def run_training(args: argparse.Namespace) -> Path:
     return out
 
 
-def train_seconds_wall(out: Path) -> float:
-    """Wall seconds of the epochs so far, validation and checkpoints included."""
+def epoch_wall_seconds(out: Path) -> list[float]:
+    """Wall seconds of each epoch so far, validation and checkpoints included."""
     rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line.strip()]
-    return sum(r["epoch_seconds"] for r in rows)
+    return [r["epoch_seconds"] for r in rows]
 
 
-def replan_epochs(args: argparse.Namespace, done: int, seconds: float, world_size: int) -> int:
-    """Epochs whose cosine schedule ends inside ``--time-budget`` at the pace measured so far
-    (the same on every process of a distributed run)."""
-    per_epoch = seconds / max(done, 1)
-    planned = max(done + 1, int((args.time_budget * 60 * 0.97) // per_epoch))
+def train_seconds_wall(out: Path) -> float:
+    return sum(epoch_wall_seconds(out))
+
+
+def replan_epochs(args: argparse.Namespace, done: int, seconds: float, world_size: int,
+                  last_epoch: float | None = None) -> int:
+    """Epochs whose cosine schedule ends inside ``--time-budget`` at the pace of the last epoch
+    (the first one carries start-up costs), the same on every process of a distributed run."""
+    per_epoch = last_epoch or seconds / max(done, 1)
+    remaining = args.time_budget * 60 * 0.97 - seconds
+    planned = done + max(1, int(remaining // per_epoch))
     if world_size > 1:
         box = [planned]
         dist.broadcast_object_list(box, src=0)
