@@ -93,8 +93,10 @@ def report(args: argparse.Namespace) -> int:
             row[f"valid_acc@{strength:g}"] = r.accuracy
             row[f"valid_macro_recall@{strength:g}"] = r.macro_recall
             if check is not None:
-                c = evaluate_crops(lambda faces: adjust_probabilities(
-                    model.predict_proba(faces), model.class_prior, strength), check)
+                def predict(faces, model=model, strength=strength):
+                    return adjust_probabilities(model.predict_proba(faces), model.class_prior, strength)
+
+                c = evaluate_crops(predict, check)
                 row[f"check_acc@{strength:g}"] = c.per_image.accuracy
                 row[f"check_macro_recall@{strength:g}"] = c.per_image.macro_recall
                 if c.per_group is not None:

@@ -239,3 +239,20 @@ def test_apps_never_import_torch(tiny_ensemble: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_python_example_runs(tmp_path: Path) -> None:
+    """The README's Python API block, run as written, on the bundled photo and clip."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)
+    samples = REPO / "src" / "fer_ensemble" / "samples"
+    code = (block.replace('"group.jpg"', repr(str(samples / "grace_hopper.jpg")))
+                 .replace('"clip.mp4"', repr(str(samples / "faces.mp4")))
+                 .replace('"annotated.jpg"', repr(str(tmp_path / "annotated.jpg")))
+                 .replace("    ...", "    seen.append(len(faces))"))
+    namespace: dict = {"seen": []}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert (tmp_path / "annotated.jpg").stat().st_size > 0
+    assert len(namespace["seen"]) > 10 and max(namespace["seen"]) >= 1

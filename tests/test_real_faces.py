@@ -10,11 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli
-from fer_ensemble.constants import EMOTIONS
+
 from fer_ensemble.labelled import (
-    LabelsError, class_index, evaluate_crops, evaluate_photos, read_labelled_images,
+    LabelsError,
+    class_index,
+    evaluate_crops,
+    evaluate_photos,
+    read_labelled_images,
 )
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.classifier import softmax

@@ -1,4 +1,5 @@
-"""Tables and a plot from the runners' result files: accuracy on FER+ Test (seven-class view) and speed."""
+"""Tables and a plot from the runners' result files: accuracy on FER+ Test (seven-class view), on
+CK+48's posed faces (per image and per sequence, when run.sh was given it) and speed."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from harness import CLASSES
 
-ORDER = ["ours-ensemble", "ours-resnet50", "ours-mobilenet_v2", "fer-model", "fer-detect_emotions",
+ORDER = ["ours-ensemble", "ours-ensemble-ferplus", "ours-resnet50", "ours-mobilenet_v2", "fer-model", "fer-detect_emotions",
          "face-api", "human"]
-SHORT = {"ours-ensemble": "ours: ensemble", "ours-resnet50": "ours: ResNet50", "ours-mobilenet_v2": "ours: MobileNetV2",
+SHORT = {"ours-ensemble": "ours: ensemble", "ours-ensemble-ferplus": "ours: ensemble, ferplus prior", "ours-resnet50": "ours: ResNet50", "ours-mobilenet_v2": "ours: MobileNetV2",
          "fer-model": "fer: model", "fer-detect_emotions": "fer: detect_emotions", "face-api": "face-api",
          "human": "Human"}
 NOT_OFFLINE = [
@@ -60,6 +61,39 @@ def accuracy_table(results: list[dict], labels: np.ndarray) -> str:
                      + " | ".join(pct(v) for v in row["recall"]) + " |")
     for name, why in NOT_OFFLINE:
         lines.append(f"| {name} | - | not measurable offline: {why} |" + " |" * (1 + len(CLASSES)))
+    return "\n".join(lines)
+
+
+def sequence_votes(probs: np.ndarray, labels: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One prediction per sequence: the arg-max of its frames' mean probabilities."""
+    keys = sorted(set(groups))
+    index = np.array([keys.index(g) for g in groups])
+    votes = np.array([probs[index == k].mean(axis=0).argmax() for k in range(len(keys))])
+    truth = np.array([labels[index == k][0] for k in range(len(keys))])
+    return votes, truth
+
+
+def posed_scores(predictions: np.ndarray, labels: np.ndarray) -> dict:
+    present = sorted(set(labels.tolist()))
+    recalls = {CLASSES[c]: float((predictions[labels == c] == c).mean()) for c in present}
+    return {"accuracy": float((predictions == labels).mean()), "macro_recall": float(np.mean(list(recalls.values()))),
+            "neutral": float((predictions == CLASSES.index("neutral")).mean()), "recall": recalls}
+
+
+def ckplus_table(results: list[dict], meta: dict) -> str:
+    labels = np.asarray(meta["labels"])
+    present = [CLASSES[c] for c in sorted(set(labels.tolist()))]
+    lines = ["| system | accuracy % per image / sequence | macro recall % per image / sequence | "
+             "called neutral % (sequences) | " + " | ".join(present) + " (sequences) |",
+             "|" + "---|" * (4 + len(present))]
+    for r in results:
+        probs = np.asarray(r["probs"])
+        image = posed_scores(probs.argmax(axis=1), labels)
+        votes, truth = sequence_votes(probs, labels, meta["groups"])
+        seq = posed_scores(votes, truth)
+        lines.append(f"| {r['system']} | **{pct(image['accuracy'])}** / **{pct(seq['accuracy'])}** | "
+                     f"{pct(image['macro_recall'])} / {pct(seq['macro_recall'])} | {pct(seq['neutral'])} | "
+                     + " | ".join(pct(seq["recall"][c]) for c in present) + " |")
     return "\n".join(lines)
 
 
@@ -131,6 +165,14 @@ def main() -> None:
         f"({sum(p['faces'] for p in photos)} faces, {photos[0]['width']} px wide).",
         speed_table(results),
     ])
+    posed = work / "ckplus48"
+    if (posed / "results").is_dir():
+        posed_meta = json.loads((posed / "faces.json").read_text())
+        n_sequences = len(set(posed_meta["groups"]))
+        text += "\n\n".join(["", (
+            f"CK+48 (posed expressions, 48 px crops; no neutral faces), seven-class view: {posed_meta['n']} "
+            f"images of {n_sequences} sequences (contempt left out); one vote per sequence = the mean "
+            f"probabilities of its frames."), ckplus_table(load_results(posed), posed_meta)])
     (work / "report.md").write_text(text + "\n")
     print(text)
     if args.plot:

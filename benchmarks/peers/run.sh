@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: our shipped ensemble vs fer, face-api and Human on the same inputs.
-#   bash benchmarks/peers/run.sh [FERPLUS_DIR] [FACES_DIR]
+#   bash benchmarks/peers/run.sh [FERPLUS_DIR] [FACES_DIR] [CKPLUS48_DIR]
 # Installs the peers in their own environments (benchmarks/peers/.envs, node/node_modules), never
 # in the project's; writes results/report.md and results/peers.png. Run it on a quiet machine:
 # one-thread figures are pinned to one core with taskset, two-thread figures to two.
@@ -9,6 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 data="${1:-${FERPLUS_DIR:-$root/../shared/data/ferplus}}"
 faces="${2:-$root/../shared/data/faces}"
+ckplus48="${3:-${CKPLUS48_DIR:-$root/../shared/data/ckplus48}}"
 # the shared inputs hold FER+ test images: keep them out of the work tree
 work="${PEERS_WORK:-${TMPDIR:-/tmp}/fer-ensemble-peers}"
 mkdir -p "$here/results"
@@ -19,7 +20,8 @@ if [ ! -x "$root/.venv/bin/python" ]; then python3 -m venv "$root/.venv"; fi
 bash "$here/install.sh"
 
 rm -rf "$work/results"
-"$root/.venv/bin/python" "$here/prepare.py" --data "$data" --faces "$faces" --work "$work"
+rm -rf "$work/ckplus48/results"
+"$root/.venv/bin/python" "$here/prepare.py" --data "$data" --faces "$faces" --work "$work" --ckplus48 "$ckplus48"
 cd "$here"
 for threads in 1 2; do
   cpus=$([ "$threads" = 1 ] && echo 0 || echo 0,1)
@@ -28,5 +30,9 @@ for threads in 1 2; do
     | grep -v "XNNPACK" || true
 done
 taskset -c 0 node node/run.js "$work"  # tfjs-wasm runs one thread in Node
+# CK+48's posed faces: accuracy only (the speed figures above are the FER+ ones)
+"$root/.venv/bin/python" run_ours.py --work "$work/ckplus48" --accuracy-only
+TF_CPP_MIN_LOG_LEVEL=2 .envs/fer/bin/python run_fer.py --work "$work/ckplus48" --accuracy-only 2>&1 | grep -v "XNNPACK" || true
+node node/run.js "$work/ckplus48" --accuracy-only
 "$root/.venv/bin/python" report.py --work "$work" --plot results/peers.png
 cp "$work/report.md" results/report.md

@@ -34,19 +34,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", required=True)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime and OpenCV threads")
+    parser.add_argument("--accuracy-only", action="store_true", help="probabilities only: no timing")
     args = parser.parse_args()
     work, threads = Path(args.work), args.threads
     cv2.setNumThreads(threads)
     faces = load_faces(work)
     ensemble = load_ensemble(threads=threads)
-    systems = {"ours-ensemble": ("fer-ensemble: ResNet50 + MobileNetV2 ensemble", ensemble)}
+    default = {0.0: "ferplus", 1.0: "uniform"}.get(ensemble.default_prior_strength,
+                                                   f"{ensemble.default_prior_strength:g}")
+    systems = {"ours-ensemble": (f"fer-ensemble: ResNet50 + MobileNetV2 ensemble (prior {default}, the default)",
+                                 ensemble, None)}
+    if ensemble.default_prior_strength != 0.0:
+        systems["ours-ensemble-ferplus"] = ("fer-ensemble: the ensemble, prior ferplus", ensemble, "ferplus")
     for i, member in enumerate(ensemble.members):
         name = member.classifier.name
-        systems[f"ours-{name}"] = (f"fer-ensemble: {name} alone", member_as_ensemble(ensemble, i))
-    for key, (name, system) in systems.items():
+        systems[f"ours-{name}"] = (f"fer-ensemble: {name} alone (prior {default})",
+                                   member_as_ensemble(ensemble, i), None)
+    for key, (name, system, prior) in systems.items():
+        def classify(batch: np.ndarray, system=system, prior=prior) -> np.ndarray:
+            return system.predict_proba(batch, prior=prior)
+
         result = {"system": name, "package": f"fer-ensemble {fer_ensemble.__version__}",
-                  "input": "48 px FER+ crop", "probs": seven_class(system.predict_proba(faces)),
-                  f"ms_per_face_{threads}t": time_per_face(lambda f: system.predict_proba(f[None]), faces)}
+                  "input": "48 px crop", "probs": seven_class(classify(faces))}
+        if args.accuracy_only:
+            write_result(work, key, result)
+            continue
+        result[f"ms_per_face_{threads}t"] = time_per_face(lambda f, classify=classify: classify(f[None]), faces)
         if key == "ours-ensemble":
             recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector())  # stills preset
             result["detector"] = "OpenCV Haar cascade, 960 px scan"

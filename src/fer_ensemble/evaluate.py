@@ -14,7 +14,7 @@ from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities, plot_confusion
-from fer_ensemble.prior import adjust_probabilities, parse_strength
+from fer_ensemble.prior import adjust_probabilities
 
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
@@ -120,7 +120,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_labelled(args: argparse.Namespace) -> int:
     from fer_ensemble.labelled import (
-        evaluate_crops, evaluate_photos, format_labelled_report, read_labelled_images,
+        evaluate_crops,
+        evaluate_photos,
+        format_labelled_report,
+        read_labelled_images,
     )
 
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)

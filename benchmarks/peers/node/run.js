@@ -172,6 +172,7 @@ function writeResult(work, key, result) {
 
 async function main() {
   const work = path.resolve(process.argv[2]);
+  const timed = process.argv[3] !== '--accuracy-only';  // probabilities only for a second face set
   const faces = loadFaces(work);
   const photos = loadPhotos(work);
   const threads = await setBackend();
@@ -186,9 +187,11 @@ async function main() {
     detector: 'SSD MobileNet v1 + 68 landmarks' };
   results['face-api'].probs = [];
   for (const face of faces) results['face-api'].probs.push(await faceapiClassify(face));
-  results['face-api'][`ms_per_face_${threads}t`] = await timePerFace(faceapiClassify, faces);
   results['face-api'].threads = threads;
-  results['face-api'][`end_to_end_${threads}t`] = await endToEnd(faceapiDetect, photos);
+  if (timed) {
+    results['face-api'][`ms_per_face_${threads}t`] = await timePerFace(faceapiClassify, faces);
+    results['face-api'][`end_to_end_${threads}t`] = await endToEnd(faceapiDetect, photos);
+  }
 
   const human = new Human(humanConfig());
   await human.load();
@@ -198,9 +201,11 @@ async function main() {
     detector: 'BlazeFace + face mesh' };
   results.human.probs = [];
   for (const face of faces) results.human.probs.push(await humanClassify(face));
-  results.human[`ms_per_face_${threads}t`] = await timePerFace(humanClassify, faces);
   results.human.threads = threads;
-  results.human[`end_to_end_${threads}t`] = await endToEnd((rgb, meta) => humanDetect(human, rgb, meta), photos);
+  if (timed) {
+    results.human[`ms_per_face_${threads}t`] = await timePerFace(humanClassify, faces);
+    results.human[`end_to_end_${threads}t`] = await endToEnd((rgb, meta) => humanDetect(human, rgb, meta), photos);
+  }
 
   for (const [key, result] of Object.entries(results)) writeResult(work, key, result);
 }
