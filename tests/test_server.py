@@ -42,7 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     tiny_member(folder, "small", 16, 0)
     tiny_member(folder, "large", 24, 1)
     (folder / "ensemble.json").write_text(json.dumps({"members": [
-        {"card": "small.json", "weight": 0.5}, {"card": "large.json", "weight": 0.5}]}))
+        {"card": "small.json", "weight": 0.5}, {"card": "large.json", "weight": 0.5}],
+        "prior": {"class_prior": [0.34, 0.27, 0.12, 0.14, 0.09, 0.009, 0.028, 0.009], "strength": 1.0}}))
     tmpdir = tmp_path_factory.mktemp("server-tmp")
     port = free_port()
     process = subprocess.Popen(
@@ -78,6 +79,19 @@ def test_predict_matches_the_cli(server) -> None:
     cli = json.loads(run_cli("predict", str(photo), "--json", "--ensemble", str(server["ensemble"])).stdout)
     assert [f["box"] for f in served["faces"]] == [f["box"] for f in cli["faces"]]
     assert [f["label"] for f in served["faces"]] == [f["label"] for f in cli["faces"]]
+
+
+def test_a_request_chooses_its_class_prior(server) -> None:
+    photo = (SAMPLES / "grace_hopper.jpg").read_bytes()
+    default = upload(server, photo).json()["faces"][0]["probabilities"]
+    url = server["url"] + "/v1/predict"
+    ferplus = httpx.post(url + "?prior=ferplus", files={"file": ("a.jpg", photo)}, headers=AUTH, timeout=30)
+    assert ferplus.status_code == 200
+    native = ferplus.json()["faces"][0]["probabilities"]
+    assert native["neutral"] > default["neutral"] and native["contempt"] < default["contempt"]
+    for bad in ("2", "balanced"):
+        response = httpx.post(url + f"?prior={bad}", files={"file": ("a.jpg", photo)}, headers=AUTH, timeout=30)
+        assert response.status_code == 422 and "prior" in response.json()["detail"]
 
 
 def test_token_is_required_everywhere(server) -> None:
