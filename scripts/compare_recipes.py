@@ -9,7 +9,8 @@ labelled check set such as CK+48 (reported, never used to choose):
 
     python scripts/compare_recipes.py run --data ../shared/data/ferplus --runs /tmp/recipes
     python scripts/compare_recipes.py report --data ../shared/data/ferplus --runs /tmp/recipes \\
-        --labels ../shared/data/ckplus48/labels.csv --group-by sequence
+        --labels ../shared/data/ckplus48/labels.csv --images ../shared/data/ckplus48/images \\
+        --group-by subject,sequence --groups ../shared/data/ckplus48/sequences.csv
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ RECIPES: dict[str, list[str]] = {
 
 def run_one(name: str, seed: int, args: argparse.Namespace) -> subprocess.Popen | None:
     """Start (or resume) one run in the background; None when it has already finished."""
-    folder = Path(args.runs) / f"{name}-seed{seed}"
+    folder = Path(args.runs) / f"{args.prefix}{name}-seed{seed}"
     metrics = folder / "metrics.jsonl"
     done = metrics.is_file() and sum(1 for line in metrics.read_text().splitlines() if line) >= args.epochs
     if done:
@@ -44,6 +45,8 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> subprocess.Popen 
         command += ["--model", "mobilenet_v2", "--data", args.data, "--input-size", str(args.input_size),
                     "--epochs", str(args.epochs), "--precision", "fp32", "--seed", str(seed),
                     *RECIPES[name]]
+        if args.init:  # fine-tuning a trained member: a short, gentle schedule
+            command += ["--init", args.init, "--lr", str(args.lr), "--warmup-epochs", "0.1"]
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(folder / "train.log", "a")
@@ -59,8 +62,8 @@ def run_all(args: argparse.Namespace) -> int:
             name, seed = queue.pop(0)
             process = run_one(name, seed, args)
             if process is not None:
-                running.append((f"{name}-seed{seed}", process))
-                print(f"started {name}-seed{seed}", flush=True)
+                running.append((f"{args.prefix}{name}-seed{seed}", process))
+                print(f"started {args.prefix}{name}-seed{seed}", flush=True)
         for label, process in list(running):
             if process.poll() is not None:
                 running.remove((label, process))
@@ -77,24 +80,31 @@ def report(args: argparse.Namespace) -> int:
     from fer_ensemble.prior import adjust_probabilities
 
     valid = load_labelled(args.data, "valid")
-    check = read_labelled_images(args.labels, group_by=args.group_by) if args.labels else None
+    check = read_labelled_images(args.labels, args.images, args.group_by, args.groups) if args.labels else None
     rows = []
-    for folder in sorted(Path(args.runs).glob("*-seed*")):
+    folders = sorted(Path(args.runs).glob("*-seed*")) + [Path(r) for r in args.reference]
+    for folder in folders:
         if not (folder / "best.pt").is_file():
             continue
         model = load_trained(folder)
         lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+        if str(folder) not in args.reference and len(lines) < model.info["args"]["epochs"]:
+            print(f"{folder.name}: still training ({len(lines)} of {model.info['args']['epochs']} epochs)")
+            continue
+        prior = model.class_prior
+        if prior is None:  # a run older than the record: the mean target the trainer takes
+            prior = load_labelled(args.data, "train", model.info["args"]["label_mode"]).targets.mean(axis=0)
         valid_probs = model.predict_proba(valid.images)
         row = {"run": folder.name, "epochs": len(lines),
                "minutes": round(lines[-1]["train_seconds_total"] / 60, 1)}
         for strength in (0.0, 1.0):
-            probs = adjust_probabilities(valid_probs, model.class_prior, strength)
+            probs = adjust_probabilities(valid_probs, prior, strength)
             r = evaluate_probabilities(probs, valid.labels)
             row[f"valid_acc@{strength:g}"] = r.accuracy
             row[f"valid_macro_recall@{strength:g}"] = r.macro_recall
             if check is not None:
-                def predict(faces, model=model, strength=strength):
-                    return adjust_probabilities(model.predict_proba(faces), model.class_prior, strength)
+                def predict(faces, model=model, prior=prior, strength=strength):
+                    return adjust_probabilities(model.predict_proba(faces), prior, strength)
 
                 c = evaluate_crops(predict, check)
                 row[f"check_acc@{strength:g}"] = c.per_image.accuracy
@@ -120,12 +130,18 @@ def main() -> int:
     run.add_argument("--epochs", type=int, default=5)
     run.add_argument("--input-size", type=int, default=64)
     run.add_argument("--lanes", type=int, default=2, help="runs side by side, one thread each")
+    run.add_argument("--init", help="fine-tune this trained MobileNetV2 (run folder) instead of training from scratch")
+    run.add_argument("--lr", type=float, default=0.01, help="with --init")
+    run.add_argument("--prefix", default="", help="run folder prefix (e.g. ft- for fine-tuning runs)")
     rep = commands.add_parser("report")
     rep.add_argument("--data", required=True)
     rep.add_argument("--runs", required=True)
     rep.add_argument("--labels", help="file,label CSV of face crops to report (e.g. CK+48)")
-    rep.add_argument("--group-by", help="column of the labels CSV (or of sequences.csv beside it)")
+    rep.add_argument("--images", help="folder the labels CSV's files are relative to")
+    rep.add_argument("--group-by", help="columns (comma-separated) whose values form a group")
+    rep.add_argument("--groups", help="a second CSV holding the --group-by columns")
     rep.add_argument("--json-out")
+    rep.add_argument("--reference", nargs="*", default=[], help="other run folders to score beside them")
     args = parser.parse_args()
     return run_all(args) if args.command == "run" else report(args)
 

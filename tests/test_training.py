@@ -226,3 +226,21 @@ def test_benchmark_train_prints_a_table() -> None:
     result = run_cli("benchmark-train", "--models", "mobilenet_v2", "--sizes", "32",
                      "--steps", "1", "--warmup", "0", "--batch-size", "8")
     assert "| mobilenet_v2 | 32 | bf16 | 8 |" in result.stdout and "x |" in result.stdout
+
+
+def test_init_fine_tunes_a_trained_member_and_refuses_a_mismatch(tiny_run: Path, ferplus: Path,
+                                                                   tmp_path: Path) -> None:
+    """--init starts from a member's weights, classifier included; another size is refused."""
+    from fer_ensemble.models import create_model
+    from fer_ensemble.training.train import load_member_weights
+
+    model = create_model("mobilenet_v2", input_size=32)
+    load_member_weights(model, "mobilenet_v2", 32, tiny_run)
+    trained = torch.load(tiny_run / "best.pt", weights_only=False)["model"]
+    for key, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, trained[key].to(tensor.dtype))
+    with pytest.raises(ValueError, match="not mobilenet_v2 at 48 px"):
+        load_member_weights(create_model("mobilenet_v2", input_size=48), "mobilenet_v2", 48, tiny_run)
+    run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(tmp_path / "ft"), "--epochs", "1",
+            "--init", str(tiny_run), "--lr", "1e-4", "--logit-adjust", "1")
+    assert torch.load(tmp_path / "ft" / "best.pt", weights_only=False)["args"]["init"] == str(tiny_run)

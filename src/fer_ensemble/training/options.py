@@ -39,6 +39,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="class-aware sampling: draw faces with weight count(class)^-Q "
                              "(0: natural frequencies, 0.5: square root, 1: balanced classes)")
     parser.add_argument("--weights", default=None, help="local ImageNet state dict to start from")
+    parser.add_argument("--init", default=None, metavar="RUN",
+                        help="start from a trained member (run folder or best.pt), classifier included: "
+                             "fine-tuning; model and input size must match")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--subset", type=int, default=None, help="first N training images (smoke runs)")

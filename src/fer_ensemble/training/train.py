@@ -100,9 +100,19 @@ def class_sample_weights(split: LabelledSplit, power: float) -> np.ndarray:
     return np.clip(counts, 1, None)[labels] ** -power
 
 
+def load_member_weights(model: nn.Module, name: str, input_size: int, path: str | Path) -> None:
+    """A trained member's weights (``best.pt`` or its run folder), classifier included."""
+    path = Path(path)
+    state = torch.load(path / BEST if path.is_dir() else path, map_location="cpu", weights_only=True)
+    if state.get("model_name") != name or state["preprocessing"]["input_size"] != input_size:
+        raise ValueError(f"--init {path} is a {state.get('model_name')} at "
+                         f"{state['preprocessing']['input_size']} px, not {name} at {input_size} px")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+
+
 def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     for name, default in (("photo_augment", False), ("logit_adjust", 0.0), ("balance_sampling", 0.0),
-                          ("time_budget", None), ("replan_after", 2)):
+                          ("time_budget", None), ("replan_after", 2), ("init", None)):
         if not hasattr(args, name):  # a checkpoint written before the flag existed
             setattr(args, name, default)
     if args.lr is None:
@@ -157,6 +167,8 @@ def run_training(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     model = create_model(args.model, input_size=args.input_size, weights=args.weights,
                          dropout=args.dropout)
+    if args.init and resume_state is None:
+        load_member_weights(model, args.model, args.input_size, args.init)
     preprocessing: Preprocessing = model.preprocessing
     model = model.to(device, memory_format=torch.channels_last)
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
