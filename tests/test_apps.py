@@ -256,3 +256,11 @@ def test_the_readme_python_example_runs(tmp_path: Path) -> None:
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert (tmp_path / "annotated.jpg").stat().st_size > 0
     assert len(namespace["seen"]) > 10 and max(namespace["seen"]) >= 1
+
+
+@pytest.mark.parametrize("option", [["--margin", "-1"], ["--detect-width", "-5"], ["--scale-factor", "1.0"],
+                                    ["--threads", "0"], ["--prior", "3"], ["--offset", "x"]])
+def test_out_of_range_options_are_usage_errors(option: list[str]) -> None:
+    result = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *option, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert option[0] in result.stderr

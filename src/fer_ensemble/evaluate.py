@@ -72,7 +72,7 @@ def format_report(name: str, split: str, report: EvaluationReport) -> str:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from fer_ensemble.apps.common import PRIOR_HELP, prior_argument
+    from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument
     from fer_ensemble.runtime.detection import FACE_FRAMING
 
     parser.add_argument("model", nargs="?", default=None,
@@ -87,8 +87,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--group-by", metavar="COLUMN[,COLUMN]",
                         help="one vote per group of images with equal values (e.g. frames of one sequence)")
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by columns")
-    parser.add_argument("--margin", type=float, default=FACE_FRAMING["margin"], help="photos: crop margin")
-    parser.add_argument("--offset", type=float, default=FACE_FRAMING["offset"], help="photos: crop offset")
+    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
+                        help="photos: crop margin")
+    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
+                        help="photos: crop offset")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")

@@ -19,6 +19,21 @@ def prior_argument(value: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def bounded(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """argparse type: ``kind`` within [low, high] (``low_open``: strictly above low), else a usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        if below or (high is not None and value > high):
+            where = f"{'above' if low_open else 'at least'} {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be {where}, not {text}")
+        return value
+    return parse
+
+
 PRIOR_HELP = ("class prior of the answers: 'uniform' (every emotion equally likely a priori: rare "
               "ones such as disgust, fear and contempt are not given up), 'ferplus' (FER+'s own mix, "
               "a third neutral: best accuracy on FER+-like web photos) or a strength between 0 "
@@ -32,18 +47,18 @@ def add_recognizer_arguments(
     preset = STILL_DETECTION if still else LIVE_DETECTION
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
-    parser.add_argument("--margin", type=float, default=FACE_FRAMING["margin"],
+    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="widen each face box by this fraction of its side on every side "
                              "(default %(default)s: FER+'s framing, measured)")
-    parser.add_argument("--offset", type=float, default=FACE_FRAMING["offset"],
+    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
                         help="move each face box down by this fraction of its side (default %(default)s)")
-    parser.add_argument("--detect-width", type=int, default=preset["detect_width"],
+    parser.add_argument("--detect-width", type=bounded(int, 0), default=preset["detect_width"],
                         help="frame width the Haar detector works at (0: full size; default %(default)s)")
-    parser.add_argument("--min-face", type=int, default=preset["min_face"],
+    parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
                         help="smallest face side in frame pixels (default %(default)s)")
-    parser.add_argument("--scale-factor", type=float, default=preset["scale_factor"],
+    parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=preset["scale_factor"],
                         help="Haar pyramid step (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per member")
+    parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     if smoothing is not None:
         parser.add_argument("--smoothing", type=float, default=smoothing,
                             help="weight of the newest frame in per-face smoothing (1: off)")
