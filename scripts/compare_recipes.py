@@ -78,6 +78,7 @@ def report(args: argparse.Namespace) -> int:
     from fer_ensemble.labelled import evaluate_crops, read_labelled_images
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
+    from fer_ensemble.training.train import class_prior, class_sample_weights, sampled_prior
 
     valid = load_labelled(args.data, "valid")
     check = read_labelled_images(args.labels, args.images, args.group_by, args.groups) if args.labels else None
@@ -92,8 +93,14 @@ def report(args: argparse.Namespace) -> int:
             print(f"{folder.name}: still training ({len(lines)} of {model.info['args']['epochs']} epochs)")
             continue
         prior = model.class_prior
-        if prior is None:  # a run older than the record: the mean target the trainer takes
-            prior = load_labelled(args.data, "train", model.info["args"]["label_mode"]).targets.mean(axis=0)
+        if prior is None or (model.info["args"].get("balance_sampling") and "sampled_prior" not in model.info):
+            # a run older than these records: recompute them as the trainer does
+            train = load_labelled(args.data, "train", model.info["args"]["label_mode"])
+            prior = class_prior(train)
+            model.info["class_prior"] = prior.tolist()
+            if model.info["args"].get("balance_sampling"):
+                weights = class_sample_weights(train, model.info["args"]["balance_sampling"])
+                model.info["sampled_prior"] = sampled_prior(train, weights).tolist()
         valid_probs = model.predict_proba(valid.images)
         row = {"run": folder.name, "epochs": len(lines),
                "minutes": round(lines[-1]["train_seconds_total"] / 60, 1)}

@@ -175,3 +175,14 @@ def test_crops_at_the_frame_edge_keep_their_size_and_position() -> None:
     assert crop.shape == (h, w) == (60, 60)
     assert crop[20, 30] == gray[y + 20, x + 30]  # inside the frame: the same pixel
     assert crop[-1, -1] == gray[-1, x + w - 1]  # below the frame: the edge row repeated
+
+
+def test_offsets_bring_rebalanced_networks_back_to_ferplus_prior() -> None:
+    """An uninformed network answers the prior it saw; the recorded offset turns that into FER+'s."""
+    from fer_ensemble.prior import prior_logit_offset
+
+    seen = np.full(8, 1 / 8)  # class-balanced sampling, or logit adjustment with tau = 1
+    uninformed = np.log(seen)[None]
+    for offset in (prior_logit_offset(PRIOR, 0.0, sampled_prior=seen), prior_logit_offset(PRIOR, 1.0)):
+        assert np.allclose(softmax(uninformed + offset), PRIOR / PRIOR.sum(), atol=1e-6)
+    assert prior_logit_offset(PRIOR, 0.0) is None and prior_logit_offset(None, 1.0) is None

@@ -150,7 +150,7 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> N
     result = subprocess.run(
         [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
          "--device", "cpu", "--sizes", "32", "--subset", "256", "--epochs", "1", "--seeds", "0",
-         "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe=--photo-augment"],
+         "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe=--photo-augment --balance-sampling 0.5"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -164,7 +164,8 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> N
 
     run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
     best = torch.load(tmp_path / "runs" / "resnet50-32px-seed0" / "best.pt", weights_only=False)
-    assert best["args"]["photo_augment"] is True
+    assert best["args"]["photo_augment"] is True and best["args"]["balance_sampling"] == 0.5
+    assert len(best["sampled_prior"]) == 8  # what the rebalanced network saw, for the runtime's offset
     imported = torch.load(tmp_path / "imported" / "resnet50" / "best.pt", weights_only=False)["model"]
     assert imported.keys() == best["model"].keys()
     for key, tensor in best["model"].items():

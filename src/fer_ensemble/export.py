@@ -50,11 +50,16 @@ class TrainedModel:
     def logit_adjust(self) -> float:
         return float(self.info.get("logit_adjust", self.info["args"].get("logit_adjust", 0.0)))
 
+    @property
+    def sampled_prior(self) -> list[float] | None:
+        """The class prior class-aware sampling showed the network (None without it)."""
+        return self.info.get("sampled_prior")
+
     @torch.no_grad()
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """Same preprocessing as the ONNX runtime, then the PyTorch module in fp32; probabilities
         under FER+'s prior (a logit-adjusted network gets its prior back, as in the runtime)."""
-        offset = prior_logit_offset(self.class_prior, self.logit_adjust)
+        offset = prior_logit_offset(self.class_prior, self.logit_adjust, self.sampled_prior)
         outputs = []
         for start in range(0, len(faces), batch_size):
             batch = torch.from_numpy(prepare_batch(faces[start : start + batch_size], self.preprocessing))
@@ -176,7 +181,7 @@ def export_run(
         "input": {"name": "input", "shape": ["batch", 3, trained.preprocessing.input_size,
                                              trained.preprocessing.input_size], "dtype": "float32"},
         "output": {"name": "logits", "kind": "logits", "apply": "softmax",
-                   "logit_adjust": trained.logit_adjust},
+                   "logit_adjust": trained.logit_adjust, "sampled_prior": trained.sampled_prior},
         "class_prior": [round(float(p), 6) for p in prior],
         "preprocessing": trained.preprocessing.to_dict(),
         "training": {

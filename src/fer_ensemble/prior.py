@@ -42,9 +42,15 @@ def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray | list[flo
     return (adjusted / adjusted.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
 
 
-def prior_logit_offset(prior: np.ndarray | list[float] | None, logit_adjust: float) -> np.ndarray | None:
-    """What a logit-adjusted network's logits need added to carry the training prior again
-    (``logit_adjust * log prior``); None when the network was trained without it."""
-    if prior is None or not logit_adjust:
+def prior_logit_offset(prior: np.ndarray | list[float] | None, logit_adjust: float = 0.0,
+                       sampled_prior: np.ndarray | list[float] | None = None) -> np.ndarray | None:
+    """What a network's logits need added to answer under its training data's class prior:
+    ``logit_adjust * log prior`` after the logit-adjusted loss, and ``log(prior / sampled_prior)``
+    after class-aware sampling (the network then saw ``sampled_prior``). None when nothing."""
+    if prior is None or (not logit_adjust and sampled_prior is None):
         return None
-    return (logit_adjust * np.log(np.clip(np.asarray(prior, np.float64), 1e-6, None))).astype(np.float32)
+    log_prior = np.log(np.clip(np.asarray(prior, np.float64), 1e-6, None))
+    offset = logit_adjust * log_prior
+    if sampled_prior is not None:
+        offset = offset + log_prior - np.log(np.clip(np.asarray(sampled_prior, np.float64), 1e-6, None))
+    return offset.astype(np.float32)

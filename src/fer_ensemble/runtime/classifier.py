@@ -33,7 +33,8 @@ class OnnxClassifier:
 
     ``path`` is a model card (``.json``; ``variant`` picks ``fp32`` or ``int8``) or an ONNX file
     with its card beside it. ``logits`` are always under FER+'s class prior: a network trained
-    with the logit-adjusted loss gets ``logit_adjust * log(class_prior)`` added back.
+    with the logit-adjusted loss or class-aware sampling gets FER+'s prior added back
+    (``fer_ensemble.prior.prior_logit_offset``).
     """
 
     def __init__(self, path: str | Path, variant: str | None = None, threads: int | None = None):
@@ -52,7 +53,9 @@ class OnnxClassifier:
         self.classes: tuple[str, ...] = tuple(self.card["classes"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])
         self.class_prior: list[float] | None = self.card.get("class_prior")
-        self._offset = prior_logit_offset(self.class_prior, self.card.get("output", {}).get("logit_adjust", 0.0))
+        output = self.card.get("output", {})
+        self._offset = prior_logit_offset(self.class_prior, output.get("logit_adjust", 0.0),
+                                          output.get("sampled_prior"))
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -142,7 +142,8 @@ def train_one_epoch(
     """One pass over the (sharded) training set; images and targets already live on the device.
 
     ``generator`` (CPU) shuffles; ``device_generator`` drives augmentation and label sampling.
-    The progress bar's figures are read from the device every ``progress_every`` steps only.
+    ``logit_offset`` turns the loss into the logit-adjusted loss (``target_loss``). The progress
+    bar's figures are read from the device every ``progress_every`` steps only.
     """
     model.train()
     device = images.device

@@ -25,6 +25,7 @@ from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing
+from fer_ensemble.prior import prior_logit_offset
 from fer_ensemble.training.augment import AugmentConfig
 from fer_ensemble.training.options import add_train_arguments
 from fer_ensemble.training.engine import (
@@ -93,6 +94,12 @@ def class_prior(split: LabelledSplit) -> np.ndarray:
     return prior / prior.sum()
 
 
+def sampled_prior(split: LabelledSplit, weights: np.ndarray) -> np.ndarray:
+    """The class prior the network sees when faces are drawn with ``weights``."""
+    prior = (split.targets.astype(np.float64) * weights[:, None]).sum(axis=0)
+    return prior / prior.sum()
+
+
 def class_sample_weights(split: LabelledSplit, power: float) -> np.ndarray:
     """Per-image draw weights count(class)^-power, the class being each target's arg-max."""
     labels = split.targets.argmax(axis=1)
@@ -158,11 +165,14 @@ def run_training(args: argparse.Namespace) -> Path:
     valid_images = torch.from_numpy(valid.images).to(device)
     prior = class_prior(train)
     log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
-    # logits + tau * log prior are the logits under FER+'s own prior (tau = 0: the logits themselves)
-    logit_offset = args.logit_adjust * log_prior if args.logit_adjust else None
-    sample_weights = None
+    loss_offset = args.logit_adjust * log_prior if args.logit_adjust else None  # the logit-adjusted loss
+    sample_weights, seen_prior = None, None
     if args.balance_sampling:
-        sample_weights = torch.from_numpy(class_sample_weights(train, args.balance_sampling))
+        weights = class_sample_weights(train, args.balance_sampling)
+        sample_weights, seen_prior = torch.from_numpy(weights), sampled_prior(train, weights)
+    # what the logits need to answer under FER+'s own prior (None: they already do)
+    output_offset = prior_logit_offset(prior, args.logit_adjust, seen_prior)
+    logit_offset = None if output_offset is None else torch.from_numpy(output_offset).to(device)
 
     torch.manual_seed(args.seed)
     model = create_model(args.model, input_size=args.input_size, weights=args.weights,
@@ -219,7 +229,7 @@ def run_training(args: argparse.Namespace) -> Path:
             generator=generator, device_generator=device_generator, precision=args.precision,
             ema=ema, rank=rank, world_size=world_size, progress=progress,
             description=f"epoch {epoch + 1}/{args.epochs}",
-            sample_weights=sample_weights, logit_offset=logit_offset,
+            sample_weights=sample_weights, logit_offset=loss_offset,
         )
         train_seconds += stats.seconds
         if main_process:
@@ -256,7 +266,7 @@ def run_training(args: argparse.Namespace) -> Path:
             best_accuracy = max(best_accuracy, report.accuracy)
             if improved:
                 save_atomic(_weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds,
-                                          prior), out / BEST)
+                                          prior, seen_prior), out / BEST)
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
             save_atomic(
@@ -329,11 +339,12 @@ def replan_epochs(args: argparse.Namespace, done: int, seconds: float, world_siz
 
 
 def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_seconds: float,
-                  prior: np.ndarray) -> dict:
-    """What export needs: the weights, the model's recipe, its training class prior and how it was
-    trained. The network's logits plus ``logit_adjust * log(class_prior)`` carry FER+'s prior."""
+                  prior: np.ndarray, seen_prior: np.ndarray | None) -> dict:
+    """What export needs: the weights, the model's recipe, its training class prior (and the one
+    class-aware sampling showed it) and how it was trained (``fer_ensemble.prior``)."""
     return {
         "class_prior": [float(p) for p in prior],
+        "sampled_prior": None if seen_prior is None else [float(p) for p in seen_prior],
         "logit_adjust": float(args.get("logit_adjust", 0.0)),
         "model": model.state_dict(),
         "model_name": args["model"],
