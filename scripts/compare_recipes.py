@@ -126,6 +126,28 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def table(args: argparse.Namespace) -> int:
+    """The README's table from report's JSON: each recipe's mean (and range) over its seeds."""
+    rows = json.loads(Path(args.json).read_text())
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["run"].rsplit("-seed", 1)[0], []).append(row)
+    columns = [("valid_acc@0", "Valid acc. (FER+ prior)"), ("valid_macro_recall@0", "Valid macro recall (FER+ prior)"),
+               ("valid_acc@1", "Valid acc. (uniform)"), ("valid_macro_recall@1", "Valid macro recall (uniform)"),
+               ("check_group_acc@1", "CK+48 acc. per sequence (uniform)"),
+               ("check_group_macro_recall@1", "CK+48 macro recall per sequence (uniform)")]
+    print("| recipe | seeds | " + " | ".join(title for _, title in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for name, runs in groups.items():
+        cells = []
+        for key, _ in columns:
+            values = [100 * r[key] for r in runs if key in r]
+            spread = f" ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else ""
+            cells.append(f"{sum(values) / len(values):.1f}{spread}" if values else "-")
+        print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,8 +171,10 @@ def main() -> int:
     rep.add_argument("--groups", help="a second CSV holding the --group-by columns")
     rep.add_argument("--json-out")
     rep.add_argument("--reference", nargs="*", default=[], help="other run folders to score beside them")
+    tab = commands.add_parser("table", help="markdown table of a report's JSON, mean over seeds")
+    tab.add_argument("json")
     args = parser.parse_args()
-    return run_all(args) if args.command == "run" else report(args)
+    return {"run": run_all, "report": report, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

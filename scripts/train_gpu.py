@@ -48,8 +48,11 @@ from fer_ensemble.constants import MODEL_NAMES  # noqa: E402
 from fer_ensemble.training.gpu_weights import save_fp16_parts  # noqa: E402
 
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # the device tool's limits
-RECIPE = ["--label-mode", "crossentropy", "--precision", "bf16"]
-"""Flags every run shares; ``--recipe`` adds to them (e.g. the rare-class recipe of the README)."""
+RECIPE = ["--label-mode", "crossentropy", "--precision", "bf16", "--balance-sampling", "0.5"]
+"""Flags every run shares; ``--recipe`` adds to them. Class-aware sampling (square root) won the
+README's recipe comparison on FER+ Valid: from scratch and fine-tuning, two seeds, it raised Valid
+macro recall under the uniform prior (83.7 % against 79.7 % for the release recipe) at the same
+accuracy under FER+'s prior."""
 
 
 def run_name(model: str, size: int, seed: int) -> str:
