@@ -55,7 +55,7 @@ def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
         "ck": ensemble.predict_proba([read_gray(p) for p in ck.paths], prior=0.0),
     }
     rows = []
-    for strength in STRENGTHS:
+    for strength in sorted({*STRENGTHS, ensemble.default_prior_strength}):
         adjust = lambda p: adjust_probabilities(p, ensemble.class_prior, strength)  # noqa: E731
         v = evaluate_probabilities(adjust(native["valid"]), valid.labels)
         t = evaluate_probabilities(adjust(native["test"]), test.labels)
