@@ -120,7 +120,9 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[96], help="input sizes, one run each")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--minutes", type=float, default=9.0, help="wall budget of every run")
+    parser.add_argument("--minutes", type=float, default=9.0,
+                        help="wall budget of every run (a run more than 15 %% over it stops early: leave room "
+                             "for start-up and the final save)")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2)

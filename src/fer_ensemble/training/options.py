@@ -16,7 +16,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                         help="after --replan-after epochs, set --epochs to what fits this wall time at "
-                             "the pace measured, so the cosine schedule finishes (GPU runs)")
+                             "the pace measured, so the cosine schedule finishes (GPU runs); a run "
+                             "more than 15 %% over it stops early")
     parser.add_argument("--replan-after", type=int, default=2, metavar="EPOCHS")
     parser.add_argument("--batch-size", type=int, default=128, help="per process")
     parser.add_argument("--label-mode", choices=LABEL_MODES, default="crossentropy")

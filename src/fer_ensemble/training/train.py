@@ -305,8 +305,8 @@ def run_training(args: argparse.Namespace) -> Path:
                     state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
                     state["args"] = recorded_args
                     save_atomic(state, out / CHECKPOINT)
-        elif args.time_budget and epoch < args.epochs and train_seconds_wall(out) > args.time_budget * 60:
-            if main_process:  # a safety net only: the re-plan keeps to the budget at a steady pace
+        elif args.time_budget and epoch < args.epochs and train_seconds_wall(out) > args.time_budget * 60 * 1.15:
+            if main_process:  # a safety net for a broken plan; a pace a few % off still finishes
                 print(f"stopped after epoch {epoch} of {args.epochs}: over the time budget", flush=True)
             break
     if world_size > 1:
