@@ -73,15 +73,17 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from fer_ensemble.data import load_labelled
-    from fer_ensemble.export import load_trained
-    from fer_ensemble.labelled import evaluate_crops, read_labelled_images
+    from fer_ensemble.export import fill_training_priors, load_trained
+    from fer_ensemble.labelled import evaluate_labelled, read_gray, read_labelled_images
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
-    from fer_ensemble.training.train import class_prior, class_sample_weights, sampled_prior
 
     valid = load_labelled(args.data, "valid")
     check = read_labelled_images(args.labels, args.images, args.group_by, args.groups) if args.labels else None
+    check_faces = [read_gray(p) for p in check.paths] if check else []
     rows = []
     folders = sorted(Path(args.runs).glob("*-seed*")) + [Path(r) for r in args.reference]
     for folder in folders:
@@ -92,28 +94,20 @@ def report(args: argparse.Namespace) -> int:
         if str(folder) not in args.reference and len(lines) < model.info["args"]["epochs"]:
             print(f"{folder.name}: still training ({len(lines)} of {model.info['args']['epochs']} epochs)")
             continue
-        prior = model.class_prior
-        if prior is None or (model.info["args"].get("balance_sampling") and "sampled_prior" not in model.info):
-            # a run older than these records: recompute them as the trainer does
-            train = load_labelled(args.data, "train", model.info["args"]["label_mode"])
-            prior = class_prior(train)
-            model.info["class_prior"] = prior.tolist()
-            if model.info["args"].get("balance_sampling"):
-                weights = class_sample_weights(train, model.info["args"]["balance_sampling"])
-                model.info["sampled_prior"] = sampled_prior(train, weights).tolist()
-        valid_probs = model.predict_proba(valid.images)
+        fill_training_priors(model, load_labelled(args.data, "train", model.info["args"]["label_mode"]))
+        # under FER+'s prior, once; every strength is then arithmetic on these
+        native = {"valid": model.predict_proba(valid.images),
+                  "check": model.predict_proba(check_faces) if check else None}
         row = {"run": folder.name, "epochs": len(lines),
                "minutes": round(lines[-1]["train_seconds_total"] / 60, 1)}
         for strength in (0.0, 1.0):
-            probs = adjust_probabilities(valid_probs, prior, strength)
-            r = evaluate_probabilities(probs, valid.labels)
+            r = evaluate_probabilities(adjust_probabilities(native["valid"], model.class_prior, strength),
+                                       valid.labels)
             row[f"valid_acc@{strength:g}"] = r.accuracy
             row[f"valid_macro_recall@{strength:g}"] = r.macro_recall
             if check is not None:
-                def predict(faces, model=model, prior=prior, strength=strength):
-                    return adjust_probabilities(model.predict_proba(faces), prior, strength)
-
-                c = evaluate_crops(predict, check)
+                c = evaluate_labelled(adjust_probabilities(native["check"], model.class_prior, strength),
+                                      np.ones(len(check), bool), check)
                 row[f"check_acc@{strength:g}"] = c.per_image.accuracy
                 row[f"check_macro_recall@{strength:g}"] = c.per_image.macro_recall
                 if c.per_group is not None:

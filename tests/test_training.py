@@ -245,3 +245,20 @@ def test_init_fine_tunes_a_trained_member_and_refuses_a_mismatch(tiny_run: Path,
     run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(tmp_path / "ft"), "--epochs", "1",
             "--init", str(tiny_run), "--lr", "1e-4", "--logit-adjust", "1")
     assert torch.load(tmp_path / "ft" / "best.pt", weights_only=False)["args"]["init"] == str(tiny_run)
+
+
+def test_priors_of_a_checkpoint_are_recomputed_as_the_trainer_recorded_them(tiny_run: Path, ferplus: Path) -> None:
+    """checkpoint.pt keeps no class prior; export fills it from the data exactly as best.pt has it,
+    and adds the sampled prior for a run trained with class-aware sampling."""
+    from fer_ensemble.export import fill_training_priors
+
+    trained = load_trained(tiny_run / "checkpoint.pt")
+    assert trained.class_prior is None
+    train = load_labelled(ferplus, "train", trained.info["args"]["label_mode"])
+    fill_training_priors(trained, train)
+    recorded = torch.load(tiny_run / "best.pt", weights_only=False)["class_prior"]
+    np.testing.assert_allclose(trained.class_prior, recorded, rtol=1e-12)
+    assert trained.sampled_prior is None
+    trained.info["args"]["balance_sampling"] = 1.0
+    fill_training_priors(trained, train)
+    assert len(trained.sampled_prior) == 8 and max(trained.sampled_prior) < 0.2  # balanced: about 1/8 each

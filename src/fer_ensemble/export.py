@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.data import load_labelled
+from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.evaluate import evaluate_on_split
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
-from fer_ensemble.prior import prior_logit_offset
+from fer_ensemble.prior import prior_logit_offset, training_priors
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
 
 CARD_FORMAT = "fer-ensemble/model-card/v1"
@@ -66,6 +66,18 @@ class TrainedModel:
             logits = self.model(batch).numpy()
             outputs.append(softmax(logits if offset is None else logits + offset))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(EMOTIONS)), np.float32)
+
+
+def fill_training_priors(trained: TrainedModel, train: LabelledSplit) -> None:
+    """Record the class priors a run trained under (``train``: its training split, label mode and
+    subset as in the run) where its file lacks them: a ``checkpoint.pt``, or a run older than the
+    record."""
+    args = trained.info["args"]
+    balance = args.get("balance_sampling", 0.0)
+    if trained.class_prior is None or (balance and trained.sampled_prior is None):
+        prior, seen = training_priors(train.head(args.get("subset")).targets, balance)
+        trained.info["class_prior"] = prior.tolist()
+        trained.info["sampled_prior"] = None if seen is None else seen.tolist()
 
 
 def load_trained(path: str | Path) -> TrainedModel:
@@ -167,9 +179,7 @@ def export_run(
     if test:
         splits["test"] = load_labelled(data, "test")
     train = load_labelled(data, "train", args["label_mode"])
-    prior = trained.class_prior
-    if prior is None:  # a run older than the record: the same mean target the trainer takes
-        prior = train.head(args.get("subset")).targets.mean(axis=0).tolist()
+    fill_training_priors(trained, train)
     card = {
         "format": CARD_FORMAT,
         "name": name,
@@ -182,7 +192,7 @@ def export_run(
                                              trained.preprocessing.input_size], "dtype": "float32"},
         "output": {"name": "logits", "kind": "logits", "apply": "softmax",
                    "logit_adjust": trained.logit_adjust, "sampled_prior": trained.sampled_prior},
-        "class_prior": [round(float(p), 6) for p in prior],
+        "class_prior": [round(float(p), 6) for p in trained.class_prior],
         "preprocessing": trained.preprocessing.to_dict(),
         "training": {
             "label_mode": args["label_mode"],

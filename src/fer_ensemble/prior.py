@@ -42,6 +42,33 @@ def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray | list[flo
     return (adjusted / adjusted.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
 
 
+def class_prior(targets: np.ndarray) -> np.ndarray:
+    """A training set's class prior under its label mode: the mean of its (N, C) target distributions."""
+    prior = np.asarray(targets, np.float64).mean(axis=0)
+    return prior / prior.sum()
+
+
+def class_sample_weights(targets: np.ndarray, power: float) -> np.ndarray:
+    """Per-image draw weights count(class)^-power for class-aware sampling, the class being each
+    target's arg-max (0: natural frequencies, 0.5: square root, 1: balanced classes)."""
+    labels = np.asarray(targets).argmax(axis=1)
+    counts = np.bincount(labels, minlength=np.asarray(targets).shape[1]).astype(np.float64)
+    return np.clip(counts, 1, None)[labels] ** -power
+
+
+def sampled_prior(targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The class prior a network sees when faces are drawn with ``weights``."""
+    prior = (np.asarray(targets, np.float64) * weights[:, None]).sum(axis=0)
+    return prior / prior.sum()
+
+
+def training_priors(targets: np.ndarray, balance_sampling: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the training data's class prior, the prior class-aware sampling showed the network or None),
+    as the trainer records them."""
+    seen = sampled_prior(targets, class_sample_weights(targets, balance_sampling)) if balance_sampling else None
+    return class_prior(targets), seen
+
+
 def prior_logit_offset(prior: np.ndarray | list[float] | None, logit_adjust: float = 0.0,
                        sampled_prior: np.ndarray | list[float] | None = None) -> np.ndarray | None:
     """What a network's logits need added to answer under its training data's class prior:

@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fer_ensemble.data import LabelledSplit, load_labelled
+from fer_ensemble.data import load_labelled
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing
-from fer_ensemble.prior import prior_logit_offset
+from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
 from fer_ensemble.training.options import add_train_arguments
 from fer_ensemble.training.engine import (
@@ -88,25 +88,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def class_prior(split: LabelledSplit) -> np.ndarray:
-    """The training set's class prior under its label mode: the mean target distribution."""
-    prior = split.targets.astype(np.float64).mean(axis=0)
-    return prior / prior.sum()
-
-
-def sampled_prior(split: LabelledSplit, weights: np.ndarray) -> np.ndarray:
-    """The class prior the network sees when faces are drawn with ``weights``."""
-    prior = (split.targets.astype(np.float64) * weights[:, None]).sum(axis=0)
-    return prior / prior.sum()
-
-
-def class_sample_weights(split: LabelledSplit, power: float) -> np.ndarray:
-    """Per-image draw weights count(class)^-power, the class being each target's arg-max."""
-    labels = split.targets.argmax(axis=1)
-    counts = np.bincount(labels, minlength=split.targets.shape[1]).astype(np.float64)
-    return np.clip(counts, 1, None)[labels] ** -power
-
-
 def load_member_weights(model: nn.Module, name: str, input_size: int, path: str | Path) -> None:
     """A trained member's weights (``best.pt`` or its run folder), classifier included."""
     path = Path(path)
@@ -163,13 +144,12 @@ def run_training(args: argparse.Namespace) -> Path:
     train_images = torch.from_numpy(train.images).to(device)
     train_targets = torch.from_numpy(train.targets).to(device)
     valid_images = torch.from_numpy(valid.images).to(device)
-    prior = class_prior(train)
+    prior, seen_prior = training_priors(train.targets, args.balance_sampling)
     log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
     loss_offset = args.logit_adjust * log_prior if args.logit_adjust else None  # the logit-adjusted loss
-    sample_weights, seen_prior = None, None
+    sample_weights = None
     if args.balance_sampling:
-        weights = class_sample_weights(train, args.balance_sampling)
-        sample_weights, seen_prior = torch.from_numpy(weights), sampled_prior(train, weights)
+        sample_weights = torch.from_numpy(class_sample_weights(train.targets, args.balance_sampling))
     # what the logits need to answer under FER+'s own prior (None: they already do)
     output_offset = prior_logit_offset(prior, args.logit_adjust, seen_prior)
     logit_offset = None if output_offset is None else torch.from_numpy(output_offset).to(device)
