@@ -33,8 +33,7 @@ def test_weights_favour_the_informative_member() -> None:
 
 
 def option(name: str, variant: str, ms: float, probs: np.ndarray) -> MemberOption:
-    return MemberOption(Path(f"{name}.json"), name, variant, False, ms, 1.0, probs, probs,
-                        0.0, 0.0)
+    return MemberOption(Path(f"{name}.json"), name, variant, False, ms, 1.0, probs, probs, 0.0)
 
 
 def test_the_latency_budget_rules_out_the_more_accurate_slow_variant() -> None:

@@ -113,7 +113,6 @@ class MemberOption:
     temperature: float
     valid_probs: np.ndarray
     test_probs: np.ndarray
-    valid_accuracy: float
     test_ece_before_temperature: float
 
 
@@ -130,7 +129,6 @@ def member_options(card_path: Path, valid: LabelledSplit, test: LabelledSplit, v
             options.append(MemberOption(
                 card_path, classifier.name, variant, flip, measure_ms_per_face(timed, face, flip),
                 temperature, valid_probs, outputs["test"].probabilities(temperature, flip),
-                float((valid_probs.argmax(1) == valid.labels).mean()),
                 evaluate_probabilities(outputs["test"].probabilities(1.0, flip), test.labels).ece))
     return options
 
