@@ -160,7 +160,7 @@ def test_predict_bad_inputs_go_on_and_fail_at_the_end(tiny_ensemble: Path, tmp_p
     assert "missing.png: no such file" in result.stderr
     assert "camera.png: no face found" in result.stderr
     assert "astronaut.png: 1 face" in result.stdout  # the batch went on
-    assert "5 image(s): 1 with faces (1 faces), 1 without a face, 3 unreadable, 1 not found" in result.stderr
+    assert "5 image(s): 1 with faces (1 faces), 1 without a face, 4 failed" in result.stderr
 
 
 def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
 def test_video_bad_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a video")
     result = run_cli("video", str(tmp_path / "notes.txt"), "--ensemble", str(tiny_ensemble), check=False)
-    assert result.returncode == 2 and "not a readable video" in result.stderr
+    assert result.returncode == 1 and "not a readable video" in result.stderr
     assert "Traceback" not in result.stderr
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size * 2 // 3])
@@ -203,7 +203,7 @@ def test_webcam_headless_from_a_file(tiny_ensemble: Path) -> None:
 
 def test_webcam_that_cannot_open(tiny_ensemble: Path) -> None:
     result = run_cli("webcam", "--camera", "97", "--no-window", "--ensemble", str(tiny_ensemble), check=False)
-    assert result.returncode == 2 and "camera 97 cannot be opened" in result.stderr
+    assert result.returncode == 1 and "camera 97 cannot be opened" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -90,21 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Facial expression recognition with a ResNet50 + MobileNetV2 ensemble trained on FER+.",
     )
     parser.add_argument("--version", action="version", version=f"fer-ensemble {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="let OpenCV's and FFmpeg's own warnings through")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, parents=[common])
+
     for name, (module, help_text) in APPS.items():
-        app = commands.add_parser(name, help=help_text)
+        app = command(name, help_text)
         adder = getattr(importlib.import_module(f"fer_ensemble.apps.{module}"), f"add_{module}_arguments")
         adder(app).set_defaults(handler=_app(module, f"run_{module}"))
 
-    train = commands.add_parser("train", help="train one member on FER+ (needs the train extra)")
+    train = command("train", "train one member on FER+ (needs the train extra)")
     add_train_arguments(train).set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", help="metrics on FER+ (official protocol) or on your own "
-                                                    "labelled photos or crops")
+    evaluate = command("evaluate", "metrics on FER+ (official protocol) or on your own labelled photos or crops")
     add_evaluate_arguments(evaluate).set_defaults(handler=_evaluate)
 
-    export = commands.add_parser("export", help="a run's best weights -> ONNX + model card")
+    export = command("export", "a run's best weights -> ONNX + model card")
     export.add_argument("run", help="run folder (or a best.pt / checkpoint.pt)")
     export.add_argument("--out", required=True, help="folder for <model>.onnx and <model>.json")
     export.add_argument("--data", help="FER+ folder for the card's metrics (default: the run's)")
@@ -114,41 +119,67 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--print-card", action="store_true")
     export.set_defaults(handler=_export)
 
-    bench = commands.add_parser("benchmark-train", help="training img/s per member, size, precision")
+    bench = command("benchmark-train", "training img/s per member, size, precision")
     add_benchmark_arguments(bench).set_defaults(handler=_benchmark_train)
 
     from fer_ensemble.ensemble_fit import add_fit_arguments
 
-    fit = commands.add_parser("fit-ensemble", help="temperatures, flips and weights on Valid; package")
+    fit = command("fit-ensemble", "temperatures, flips and weights on Valid; package")
     add_fit_arguments(fit).set_defaults(handler=_fit_ensemble)
 
-    pack = commands.add_parser("pack-data", help="FER+ splits in one compressed file, to carry to a GPU")
+    pack = command("pack-data", "FER+ splits in one compressed file, to carry to a GPU")
     pack.add_argument("--data", required=True, help="FER+ folder")
     pack.add_argument("--out", required=True, help="output file, name ending in .npz.xz")
     pack.add_argument("--splits", nargs="+", choices=("train", "valid", "test"), default=["train", "valid"])
     pack.set_defaults(handler=_pack_data)
 
-    imported = commands.add_parser("import-weights", help="fp16 parts from the GPU script -> runs")
+    imported = command("import-weights", "fp16 parts from the GPU script -> runs")
     imported.add_argument("folder", help="the folder the GPU script wrote")
     imported.add_argument("--out", required=True, help="where to write <model>/best.pt")
     imported.set_defaults(handler=_import_weights)
     return parser
 
 
+def quiet_opencv(verbose: bool) -> None:
+    """Keep OpenCV's and FFmpeg's warnings (camera probing, damaged files) out of the output, so a
+    problem reads as our one line; ``--verbose`` lets them through."""
+    if verbose:
+        return
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg first opens
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from fer_ensemble.errors import UserError
+    from fer_ensemble.errors import ExitCode, UserError, missing_extra
 
     args = build_parser().parse_args(argv)
+    quiet_opencv(args.verbose)
+
+    def fail(message: object, code: ExitCode = ExitCode.USAGE) -> int:
+        print(f"fer-ensemble {args.command}: {message}", file=sys.stderr)
+        return code
+
     try:
-        return args.handler(args)
-    except (UserError, FileNotFoundError) as error:  # a user's mistake: one line, no traceback
-        print(f"fer-ensemble {args.command}: {error}", file=sys.stderr)
-        return 2
+        return int(args.handler(args))
+    except UserError as error:  # a user's mistake: one line, no traceback
+        return fail(error, error.exit_code)
+    except FileNotFoundError as error:
+        return fail(error, ExitCode.INPUT_FAILED)
+    except ModuleNotFoundError as error:
+        if (message := missing_extra(error)) is None:
+            raise
+        return fail(message)
+    except OSError as error:  # an output path that cannot be used: a folder, a file, no permission
+        if error.filename is None:
+            raise
+        return fail(f"{error.filename}: {error.strerror}")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # output piped into head, less, ...
         sys.stdout = open(os.devnull, "w")
-        return 0
+        return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,5 +1,60 @@
-"""The error every layer raises for a user's mistake; the command line prints it as one line."""
+"""The errors every layer raises for a user's mistake, and the exit codes the command line
+answers them with (one line on stderr, no traceback)."""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """What every ``fer-ensemble`` command returns (the README's table)."""
+
+    OK = 0
+    INPUT_FAILED = 1  # some input (file, folder, video, camera) could not be read, or an output not written
+    USAGE = 2  # a bad option or argument, a missing extra: nothing was processed
+    NO_FACE = 3  # every input was read but no face was found anywhere (0 with --allow-empty)
 
 
 class UserError(ValueError):
     """A bad path, file or argument: the message says what is wrong and how to fix it."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(UserError):
+    """An input (image, video, camera) that cannot be read, or an output that cannot be written."""
+
+    exit_code = ExitCode.INPUT_FAILED
+
+
+def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()) -> dict:
+    """The JSON object in ``path`` (a ``what``, e.g. "ensemble file"), holding every key of
+    ``required``; a UserError naming the file and the problem otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no {what} at {path}")
+    what = ("an " if what[0] in "aeiou" else "a ") + what
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not {what} (not valid JSON: {error})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not {what} (a JSON object was expected)")
+    if missing := [key for key in required if key not in data]:
+        raise UserError(f"{path}: not {what} (no {', '.join(repr(k) for k in missing)})")
+    return data
+
+
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "train", "fastapi": "server", "uvicorn": "server",
+          "multipart": "server", "python_multipart": "server"}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The message for an optional dependency that is not installed, None for any other module."""
+    top = (error.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    extra = EXTRAS[top]
+    return f"this command needs the '{extra}' extra ({top} is not installed): pip install 'fer-ensemble[{extra}]'"

@@ -29,7 +29,8 @@ def evaluate_on_split(predict_proba: ProbabilityFn, split: LabelledSplit) -> Eva
 def load_predictor(path: str | Path | None):
     """An object with ``name`` and ``predict_proba``: the shipped ensemble (None), an ensemble
     file, an ONNX member (card or file) without torch, or a training run / checkpoint."""
-    if path is None or (Path(path).suffix == ".json" and "members" in json.loads(Path(path).read_text())):
+    if path is None or (Path(path).suffix == ".json"
+                        and "members" in read_json_object(path, "ensemble file or model card")):
         from fer_ensemble.runtime.recognizer import load_ensemble
 
         return load_ensemble(path)

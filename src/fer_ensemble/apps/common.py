@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import ExitCode
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
 
@@ -28,7 +29,7 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, low
             raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
         below = low is not None and (value <= low if low_open else value < low)
         if below or (high is not None and value > high):
-            where = f"{'above' if low_open else 'at least'} {low}" if high is None else f"in [{low}, {high}]"
+            where = f"{'above' if low_open else 'at least'} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
             raise argparse.ArgumentTypeError(f"must be {where}, not {text}")
         return value
     return parse
@@ -60,7 +61,7 @@ def add_recognizer_arguments(
                         help="Haar pyramid step (default %(default)s)")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     if smoothing is not None:
-        parser.add_argument("--smoothing", type=float, default=smoothing,
+        parser.add_argument("--smoothing", type=bounded(float, 0.0, 1.0, low_open=True), default=smoothing,
                             help="weight of the newest frame in per-face smoothing (1: off)")
 
 
@@ -72,6 +73,21 @@ def build_recognizer(args: argparse.Namespace):
     return EmotionRecognizer(args.ensemble, detector=detector, margin=args.margin,
                              smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
                              prior=args.prior, offset=args.offset)
+
+
+def add_exit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="exit 0, not 3, when no face is found anywhere (for scripts)")
+
+
+def exit_code(failed: bool, found: bool, args: argparse.Namespace) -> ExitCode:
+    """The README's table: 1 when an input failed, else 3 when no face was found (0 with
+    ``--allow-empty``), else 0."""
+    if failed:
+        return ExitCode.INPUT_FAILED
+    if not found and not getattr(args, "allow_empty", False):
+        return ExitCode.NO_FACE
+    return ExitCode.OK
 
 
 def warn(message: str) -> None:

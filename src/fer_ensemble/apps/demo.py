@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.common import add_recognizer_arguments, warn
+from fer_ensemble.apps.common import add_recognizer_arguments, bounded, warn
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.runtime.detection import STILL_DETECTION
 
@@ -24,7 +24,7 @@ def camera_and_display(camera: int) -> bool:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--camera", type=int, default=0)
+    parser.add_argument("--camera", type=bounded(int, 0), default=0, help="camera index")
     parser.add_argument("--out", default="fer-demo", help="folder for the sample outputs")
     parser.add_argument("--samples", action="store_true", help="use the bundled samples even with a webcam")
     add_recognizer_arguments(parser)
@@ -45,10 +45,10 @@ def run_demo(args: argparse.Namespace) -> int:
     images = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
     common = {k: v for k, v in vars(args).items() if k not in ("out", "camera", "samples")}
     still = {**common, **STILL_DETECTION}
-    run_predict(argparse.Namespace(**still, paths=images, out=str(out / "images"), json=False, csv=None,
+    images_status = run_predict(argparse.Namespace(**still, paths=images, out=str(out / "images"), json=False, csv=None,
                                    no_bars=False))
-    status = run_video(argparse.Namespace(**common, file=str(SAMPLES / "faces.mp4"), out=str(out / "video"),
+    video_status = run_video(argparse.Namespace(**common, file=str(SAMPLES / "faces.mp4"), out=str(out / "video"),
                                           stride=1, max_frames=None, no_video=False, no_progress=True,
                                           smoothing=0.5))
     warn(f"annotated images in {out / 'images'}, annotated video, timeline and plot in {out / 'video'}")
-    return status
+    return images_status or video_status

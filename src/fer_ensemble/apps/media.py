@@ -3,36 +3,60 @@
 from __future__ import annotations
 
 import glob
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import InputError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
+                    ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}  # what this OpenCV build decodes
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
-class InputError(UserError):
-    """A problem with a file the user gave us; its message is shown as is."""
+@dataclass
+class Inputs:
+    """What the user's paths, folders and globs name."""
+
+    files: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # matched nothing
+    skipped: Counter = field(default_factory=Counter)  # files in folders that are not images, by extension
+
+    def describe_skipped(self) -> str | None:
+        if not self.skipped:
+            return None
+        kinds = ", ".join(f"{ext or '(no extension)'} {n}" for ext, n in self.skipped.most_common())
+        return (f"skipped {sum(self.skipped.values())} file(s) in folders whose extension is no image format "
+                f"OpenCV reads: {kinds} (name a file to try it anyway)")
 
 
-def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
-    """Files from paths, folders (their images, sorted) and glob patterns; plus what matched nothing."""
-    files: list[Path] = []
-    missing: list[str] = []
+def expand_inputs(items: list[str], exclude: Path | None = None) -> Inputs:
+    """Files from paths, folders (their images, sorted, recursively) and glob patterns. Folder scans
+    leave out ``exclude`` (the output folder) and count the files they pass over."""
+    found = Inputs()
+    excluded = exclude.resolve() if exclude is not None else None
+
+    def wanted(path: Path) -> bool:
+        return excluded is None or not path.resolve().is_relative_to(excluded)
+
     for item in items:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and wanted(p)):
+                if child.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.files.append(child)
+                elif not child.name.startswith("."):
+                    found.skipped[child.suffix.lower()] += 1
         elif path.is_file():
-            files.append(path)
+            found.files.append(path)
         elif matches := sorted(glob.glob(item, recursive=True)):
-            files += [Path(m) for m in matches if Path(m).is_file()]
+            found.files += [Path(m) for m in matches if Path(m).is_file()]
         else:
-            missing.append(item)
-    return files, missing
+            found.missing.append(item)
+    return found
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -48,3 +72,24 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or not an image format)")
     return image
+
+
+def writable_name(name: str) -> str:
+    """``name``, or one with an extension OpenCV can encode (``a.jfif`` -> ``a.jpg``, ``a`` -> ``a.png``)."""
+    try:
+        if cv2.haveImageWriter(name):
+            return name
+    except cv2.error:  # a codec this build has but disables (e.g. OpenEXR)
+        pass
+    path = Path(name)
+    return path.stem + ".jpg" if path.suffix.lower() == ".jfif" else name + ".png"
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write ``image`` to ``path``, or raise an InputError that says why it could not be."""
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error as error:
+        raise InputError(f"{path}: cannot write ({error.err})") from None
+    if not written:
+        raise InputError(f"{path}: cannot write (no permission, or the disk is full)")

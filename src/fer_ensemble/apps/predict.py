@@ -5,24 +5,40 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS, add_recognizer_arguments, build_recognizer, face_row, unique_path, warn,
+    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, build_recognizer, exit_code, face_row, unique_path,
+    warn,
 )
-from fer_ensemble.apps.media import InputError, expand_inputs, read_image
+from fer_ensemble.apps.media import expand_inputs, read_image, writable_name, write_image
+from fer_ensemble.errors import InputError, UserError
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
-    parser.add_argument("--out", help="folder for annotated copies")
-    parser.add_argument("--json", action="store_true", help="JSON lines: one object per image")
+    parser.add_argument("--out", help="folder for annotated copies (never one of the input folders)")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON lines: one object per input, with 'error' for one that failed")
     parser.add_argument("--csv", help="write one CSV row per face to this file")
     parser.add_argument("--no-bars", action="store_true", help="annotate without probability bars")
+    add_exit_arguments(parser)
     add_recognizer_arguments(parser, still=True)
     return parser
+
+
+@dataclass
+class Tally:
+    images: int = 0
+    with_faces: int = 0
+    faces: int = 0
+    no_face: int = 0
+    failed: int = 0  # not found, unreadable, or its annotated copy not written
+
+    def line(self) -> str:
+        return (f"{self.images} image(s): {self.with_faces} with faces ({self.faces} faces), "
+                f"{self.no_face} without a face, {self.failed} failed")
 
 
 def describe(path: Path, faces) -> str:
@@ -32,32 +48,59 @@ def describe(path: Path, faces) -> str:
     return f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}: " + "; ".join(parts)
 
 
+def check_outputs(args: argparse.Namespace) -> Path | None:
+    """The annotated-copies folder, after checking that neither output can harm an input."""
+    if args.csv and Path(args.csv).is_dir():
+        raise UserError(f"--csv {args.csv} is a folder; give a file name")
+    if not args.out:
+        return None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the annotated copies")
+    if any(Path(p).is_dir() and Path(p).resolve() == out.resolve() for p in args.paths):
+        raise UserError(f"--out {out} is an input folder: the annotated copies would sit among (and on "
+                        "the next run, be read as) your photos; choose another folder")
+    return out
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    out = check_outputs(args)
+    inputs = expand_inputs(args.paths, exclude=out)
     recognizer = build_recognizer(args)
-    files, missing = expand_inputs(args.paths)
-    for item in missing:
-        warn(f"{item}: no such file, folder or match")
-    out = Path(args.out) if args.out else None
+    tally = Tally()
+
+    def failed(item: str | Path, message: str) -> None:
+        tally.failed += 1
+        warn(message)
+        if args.json:
+            print(json.dumps({"file": str(item), "error": message}), flush=True)
+
+    for item in inputs.missing:
+        failed(item, f"{item}: no such file, folder or match")
+    if note := inputs.describe_skipped():
+        warn(note)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
+    # names of inputs that live in the output folder are taken: an annotated copy never replaces one
+    used = {p.name for p in inputs.files if p.resolve().parent == out.resolve()} if out else set()
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
         writer.writerow(["file", "face", *FACE_COLUMNS])
-    counts = {"faces": 0, "with_faces": 0, "no_face": 0, "unreadable": 0}
     try:
-        for path in files:
+        for path in inputs.files:
+            tally.images += 1
             try:
                 image = read_image(path)
             except InputError as error:
-                warn(str(error))
-                counts["unreadable"] += 1
+                failed(path, str(error))
                 continue
             faces = recognizer.predict(image)
-            counts["faces"] += len(faces)
-            counts["with_faces" if faces else "no_face"] += 1
-            if not faces:
+            tally.faces += len(faces)
+            if faces:
+                tally.with_faces += 1
+            else:
+                tally.no_face += 1
                 warn(f"{path}: no face found")
             if args.json:
                 print(json.dumps({"file": str(path), "faces": [f.to_dict() for f in faces]}), flush=True)
@@ -66,13 +109,16 @@ def run_predict(args: argparse.Namespace) -> int:
             if writer:
                 writer.writerows(face_row([str(path), i], f) for i, f in enumerate(faces))
             if out:
-                annotated = recognizer.annotate(image, faces, bars=not args.no_bars)
-                cv2.imwrite(str(unique_path(out, path.name, used)), annotated)
+                try:
+                    target = unique_path(out, writable_name(path.name), used)
+                    write_image(target, recognizer.annotate(image, faces, bars=not args.no_bars))
+                except InputError as error:
+                    tally.failed += 1
+                    warn(str(error))
     finally:
         if csv_file:
             csv_file.close()
-    problems = counts["no_face"] + counts["unreadable"] + len(missing)
-    warn(f"{len(files)} image(s): {counts['with_faces']} with faces ({counts['faces']} faces), "
-         f"{counts['no_face']} without a face, {counts['unreadable']} unreadable, "
-         f"{len(missing)} not found")
-    return 1 if problems or not files else 0
+    if not inputs.files and not inputs.missing:
+        warn("no image in the given paths")
+    warn(tally.line())
+    return exit_code(failed=tally.failed or not inputs.files, found=tally.faces > 0, args=args)

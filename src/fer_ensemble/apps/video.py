@@ -11,18 +11,21 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer_ensemble.apps.common import FACE_COLUMNS, add_recognizer_arguments, build_recognizer, face_row, warn
-from fer_ensemble.apps.media import InputError
+from fer_ensemble.apps.common import (
+    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, face_row, warn,
+)
+from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.runtime.drawing import COLORS
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("file", help="a video file")
     parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video)")
-    parser.add_argument("--stride", type=int, default=1, help="process every Nth frame")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--stride", type=bounded(int, 1), default=1, help="process every Nth frame")
+    parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip the annotated video")
     parser.add_argument("--no-progress", action="store_true")
+    add_exit_arguments(parser)
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
 
@@ -93,10 +96,12 @@ def run_video(args: argparse.Namespace) -> int:
     capture = open_video(path)
     recognizer = build_recognizer(args)
     out = Path(args.out) if args.out else path.with_name(path.stem + "-fer")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the outputs")
     out.mkdir(parents=True, exist_ok=True)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    stride = max(1, args.stride)
+    stride = args.stride
     writer = None
     timeline: list[dict] = []
     index = 0
@@ -142,4 +147,4 @@ def run_video(args: argparse.Namespace) -> int:
         problems += 1
     warn(f"{index} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
          f"outputs in {out}")
-    return 1 if problems else 0
+    return exit_code(failed=problems > 0, found=bool(summary["tracks"]), args=args)

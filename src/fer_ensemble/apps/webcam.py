@@ -18,8 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer, warn
-from fer_ensemble.apps.media import InputError
+from fer_ensemble.apps.common import (
+    add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, warn,
+)
+from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.runtime.drawing import draw_status
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing)"
@@ -141,14 +143,15 @@ def window_available() -> bool:
 
 
 def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--camera", type=int, default=0, help="camera index")
+    parser.add_argument("--camera", type=bounded(int, 0), default=0, help="camera index")
     parser.add_argument("--source", help="a video file played as if it were a camera")
     parser.add_argument("--no-window", action="store_true", help="headless: print JSON lines instead")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
     parser.add_argument("--unpaced", action="store_true",
                         help="with --source: no playback pacing, the next frame as soon as one is "
                              "classified (measures throughput)")
     parser.add_argument("--snapshots", default=".", help="folder for snapshots (key s)")
+    add_exit_arguments(parser)
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
 
@@ -161,7 +164,7 @@ def run_webcam(args: argparse.Namespace) -> int:
     show = not args.no_window
     if show and not window_available():
         capture.release()
-        raise InputError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
+        raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
                          "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
     source = LatestFrame(capture, pace, on_demand=bool(args.source and args.unpaced))
     detector = DetectorThread(recognizer, source)
@@ -193,12 +196,11 @@ def run_webcam(args: argparse.Namespace) -> int:
         source.stop()
         if show:
             cv2.destroyAllWindows()
-    warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
+    warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.faces} face(s), "
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
-        return 1
-    return 0
+    return exit_code(failed=stats.frames == 0, found=stats.faces > 0, args=args)
 
 
 @dataclass
@@ -207,6 +209,7 @@ class LoopStats:
     seconds: float
     detections: int
     dropped: int
+    faces: int = 0  # summed over frames
 
     @property
     def fps(self) -> float:
@@ -217,7 +220,7 @@ def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_fram
               max_frames: int | None = None, window: dict | None = None) -> LoopStats:
     """Classify the newest frame with the detector's latest boxes until the source ends."""
     detector.wait_first()
-    frames, last, dropped = 0, 0, 0
+    frames, last, dropped, seen = 0, 0, 0, 0
     started = time.perf_counter()
     while max_frames is None or frames < max_frames:
         number, frame = source.next(last, take=True)
@@ -228,9 +231,10 @@ def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_fram
         tick = time.perf_counter()
         faces = recognizer.track(frame, detector.boxes)
         frames += 1
+        seen += len(faces)
         if window is not None:
             instant = 1 / max(time.perf_counter() - tick, 1e-6)
             window["fps"] = instant if frames == 1 else 0.9 * window["fps"] + 0.1 * instant
         if on_frame is not None and not on_frame(number, frame, faces):
             break
-    return LoopStats(frames, time.perf_counter() - started, detector.detections, dropped)
+    return LoopStats(frames, time.perf_counter() - started, detector.detections, dropped, seen)

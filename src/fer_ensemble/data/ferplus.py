@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS, VOTE_COLUMNS
+from fer_ensemble.errors import UserError
 
 LABEL_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multi_target")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -204,7 +205,7 @@ def _read_folders(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.nd
     for i, name in enumerate(names):
         image = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
         if image is None:
-            raise OSError(f"cannot decode {folder / name}")
+            raise UserError(f"cannot decode {folder / name}")
         if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
             image = cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
         images[i] = image
@@ -221,7 +222,7 @@ def _read_csv_pair(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.n
         pixel_rows, vote_rows = csv.DictReader(f_pixels), csv.DictReader(f_votes)
         for line, (pixels, vote) in enumerate(zip(pixel_rows, vote_rows, strict=True), start=2):
             if pixels["Usage"] != vote["Usage"]:
-                raise ValueError(f"fer2013.csv and fer2013new.csv disagree on Usage at line {line}")
+                raise UserError(f"fer2013.csv and fer2013new.csv disagree on Usage at line {line}")
             if vote["Usage"] != usage or not vote["Image name"].strip():
                 continue
             names.append(vote["Image name"].strip())
@@ -236,7 +237,7 @@ def pack_splits(root: str | Path, out: str | Path, splits: tuple[str, ...] = SPL
     the repository but not the dataset, such as a lent GPU; ``load_split(pack, split)`` reads it."""
     out = Path(out)
     if not out.name.endswith(PACK_SUFFIX):
-        raise ValueError(f"the pack's name must end in {PACK_SUFFIX}")
+        raise UserError(f"the pack's name must end in {PACK_SUFFIX}")
     arrays = {}
     for split in splits:
         data = load_split(root, split)

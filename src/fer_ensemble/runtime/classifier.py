@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset
 
@@ -24,8 +25,11 @@ def find_card(path: Path) -> Path:
     stem = path.name.removesuffix(".onnx").removesuffix(".int8")
     card = path.with_name(stem + ".json")
     if not card.is_file():
-        raise FileNotFoundError(f"no model card {card.name} beside {path}")
+        raise UserError(f"no model card {card.name} beside {path}")
     return card
+
+
+CARD_KEYS = ("name", "classes", "files", "preprocessing")
 
 
 class OnnxClassifier:
@@ -40,9 +44,11 @@ class OnnxClassifier:
     def __init__(self, path: str | Path, variant: str | None = None, threads: int | None = None):
         path = Path(path)
         card_path = path if path.suffix == ".json" else find_card(path)
-        self.card: dict = json.loads(card_path.read_text())
+        self.card: dict = read_json_object(card_path, "model card", CARD_KEYS)
         if path.suffix == ".json":
             variant = variant or self.card.get("default_variant", "fp32")
+            if variant not in self.card["files"]:
+                raise UserError(f"{card_path}: no {variant!r} file (it has {', '.join(self.card['files'])})")
             model_path = card_path.with_name(self.card["files"][variant])
         else:
             model_path = path
@@ -65,9 +71,12 @@ class OnnxClassifier:
             # take the cores from the next (measured on 2 cores, ensemble at batch 1: 8.2 ms per
             # face with spinning, about 4 ms without; benchmarks/peers, as in the README)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
+        if not model_path.is_file():
+            raise UserError(f"no model file {model_path.name} beside its card {card_path}")
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph) as error:
+            raise UserError(f"{model_path}: not a loadable ONNX model ({error})") from None
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

@@ -18,13 +18,12 @@ under FER+'s own prior, 1 under equal priors; the ensemble file holds the fitted
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
@@ -64,10 +63,10 @@ class Ensemble:
 
     def __init__(self, members: list[Member], config: dict | None = None):
         if not members:
-            raise ValueError("an ensemble needs at least one member")
+            raise UserError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
         if len(classes) != 1:
-            raise ValueError("members disagree on the classes")
+            raise UserError("members disagree on the classes")
         self.members = members
         self.classes: tuple[str, ...] = classes.pop()
         self.config = config or {}
@@ -88,7 +87,11 @@ class Ensemble:
     def load(cls, path: str | Path, threads: int | None = None) -> Ensemble:
         """Read an ensemble file; member cards are found relative to it."""
         path = Path(path)
-        config = json.loads(path.read_text())
+        config = read_json_object(path, "ensemble file", ("members",))
+        if not isinstance(config["members"], list) or not all(
+            isinstance(entry, dict) and "card" in entry for entry in config["members"]
+        ):
+            raise UserError(f"{path}: not an ensemble file ('members' must list objects with a 'card')")
         members = [
             Member(
                 OnnxClassifier(path.parent / entry["card"], entry.get("variant"), threads=threads),

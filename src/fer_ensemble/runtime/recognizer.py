@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces
 from fer_ensemble.runtime.ensemble import Ensemble
@@ -42,7 +43,7 @@ def load_ensemble(path: str | Path | None = None, threads: int | None = None) ->
     """The ensemble file at ``path``, or the one shipped in the package."""
     path = Path(path) if path is not None else SHIPPED_ENSEMBLE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"no ensemble file at {path}" + (" (this install ships no weights)" if path == SHIPPED_ENSEMBLE else "")
         )
     return Ensemble.load(path, threads=threads)

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fer_ensemble.data import load_labelled
+from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing
@@ -93,7 +94,7 @@ def load_member_weights(model: nn.Module, name: str, input_size: int, path: str 
     path = Path(path)
     state = torch.load(path / BEST if path.is_dir() else path, map_location="cpu", weights_only=True)
     if state.get("model_name") != name or state["preprocessing"]["input_size"] != input_size:
-        raise ValueError(f"--init {path} is a {state.get('model_name')} at "
+        raise UserError(f"--init {path} is a {state.get('model_name')} at "
                          f"{state['preprocessing']['input_size']} px, not {name} at {input_size} px")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
 
@@ -129,9 +130,9 @@ def run_training(args: argparse.Namespace) -> Path:
         args = argparse.Namespace(**resume_state["args"])
         args.device, args.no_progress, args.resume = device_name, progress, True
     elif args.model is None or args.data is None:
-        raise ValueError("--model and --data are required (unless --resume)")
+        raise UserError("--model and --data are required (unless --resume)")
     args = fill_defaults(args)
-    recorded_args = {k: v for k, v in vars(args).items() if k not in ("handler", "command")}
+    recorded_args = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "verbose")}
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(args.device, local_rank)
@@ -165,7 +166,7 @@ def run_training(args: argparse.Namespace) -> Path:
     optimizer = build_optimizer(model, args)
     steps_per_epoch = (len(train) // world_size) // args.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(train)} training images make no batch of {args.batch_size}")
+        raise UserError(f"{len(train)} training images make no batch of {args.batch_size}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         warmup_cosine(steps_per_epoch * args.epochs, int(steps_per_epoch * args.warmup_epochs)),

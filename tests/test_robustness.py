@@ -1,0 +1,183 @@
+"""What a new user can get wrong, and what must never happen to their files: each test here
+reproduces a failure seen from a fresh clone (issue "Robustness")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, run_cli
+
+from fer_ensemble.apps.media import SAMPLES
+
+PHOTO = SAMPLES / "grace_hopper.jpg"
+NO_FACE = SAMPLES / "camera.png"
+CLIP = SAMPLES / "faces.mp4"
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# --- data loss and broken paths -------------------------------------------------------------
+
+def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(PHOTO, photos / "gh.jpg")
+    original = (photos / "gh.jpg").read_bytes()
+    tiny = ("--ensemble", str(tiny_ensemble))
+
+    same = run_cli("predict", str(photos), "--out", str(photos), *tiny, check=False)
+    assert same.returncode == 2 and "is an input folder" in same.stderr
+    inside = photos / "annotated"
+    for _ in range(2):  # the second run must not read the first run's outputs
+        result = run_cli("predict", str(photos), "--out", str(inside), *tiny)
+        assert len(lines(result.stdout)) == 1
+    assert [p.name for p in inside.iterdir()] == ["gh.jpg"]
+    run_cli("predict", str(photos / "gh.jpg"), "--out", str(photos), *tiny)  # the file itself, named
+    assert (photos / "gh.jpg").read_bytes() == original
+    assert (photos / "gh_2.jpg").is_file()
+
+
+def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.jfif", "noext", "b.png"):
+        cv2.imwrite(str(tmp_path / "x.jpg"), cv2.imread(str(PHOTO)))
+        shutil.copy(tmp_path / "x.jpg", folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "phone.heic").write_bytes(b"\0" * 64)
+    out = tmp_path / "out"
+    files = [str(folder / n) for n in ("a.jfif", "noext", "b.png")]
+    result = run_cli("predict", *files, "--out", str(out), "--ensemble", str(tiny_ensemble))
+    assert len(lines(result.stdout)) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png", "noext.png"]
+    assert all(cv2.imread(str(p)) is not None for p in out.iterdir())
+
+    scan = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble))
+    assert "a.jfif: 1 face" in scan.stdout  # .jfif is a JPEG: scanned
+    assert "skipped 3 file(s)" in scan.stderr
+    assert all(kind in scan.stderr for kind in (".heic 1", ".txt 1", "(no extension) 1"))
+
+
+def test_json_lists_every_input_once_failures_included(tiny_ensemble: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    inputs = [str(PHOTO), str(tmp_path / "bad.png"), str(tmp_path / "missing.png"), str(NO_FACE)]
+    result = run_cli("predict", *inputs, "--json", "--ensemble", str(tiny_ensemble), check=False)
+    records = {r["file"]: r for r in map(json.loads, lines(result.stdout))}
+    assert sorted(records) == sorted(inputs) and len(lines(result.stdout)) == 4
+    assert "not a readable image" in records[inputs[1]]["error"]
+    assert "no such file" in records[inputs[2]]["error"]
+    assert records[inputs[3]]["faces"] == [] and len(records[inputs[0]]["faces"]) == 1
+    assert result.returncode == 1
+
+
+# --- exit codes: 0 ok, 1 an input failed, 2 usage, 3 no face anywhere -------------------------
+
+def blank_clip(path: Path, frames: int = 8) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for _ in range(frames):
+        writer.write(np.full((64, 96, 3), 128, np.uint8))
+    writer.release()
+    return path
+
+
+def test_exit_code_table(tiny_ensemble: Path, tmp_path: Path) -> None:
+    tiny = ("--ensemble", str(tiny_ensemble))
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    clip = blank_clip(tmp_path / "blank.mp4")
+    cases = [
+        (0, ["predict", str(PHOTO), str(NO_FACE)]),  # faces in one of them is enough
+        (3, ["predict", str(NO_FACE)]),
+        (0, ["predict", str(NO_FACE), "--allow-empty"]),
+        (1, ["predict", str(PHOTO), str(tmp_path / "bad.png")]),
+        (1, ["predict", str(NO_FACE), str(tmp_path / "missing.png")]),  # a failure outranks "no face"
+        (2, ["predict", str(PHOTO), "--threads", "-1"]),
+        (0, ["video", str(CLIP), "--out", str(tmp_path / "v1"), "--no-video", "--max-frames", "4"]),
+        (3, ["video", str(clip), "--out", str(tmp_path / "v2"), "--no-video"]),
+        (0, ["video", str(clip), "--out", str(tmp_path / "v3"), "--no-video", "--allow-empty"]),
+        (1, ["video", str(tmp_path / "bad.png")]),
+        (1, ["webcam", "--camera", "97", "--no-window"]),
+        (3, ["webcam", "--source", str(clip), "--no-window", "--unpaced"]),
+    ]
+    for expected, command in cases:
+        result = run_cli(*command, *tiny, check=False)
+        assert result.returncode == expected, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+# --- a user's mistakes: one line, the right exit code, no traceback ---------------------------
+
+def bad_ensembles(folder: Path, tiny_ensemble: Path) -> list[Path]:
+    files = {"empty.json": "{}", "no-members.json": '{"members": []}', "list.json": "[1, 2]",
+             "missing-card.json": '{"members": [{"card": "nope.json"}]}',
+             "bad-card.json": '{"members": [{"card": "README.md"}]}'}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (folder / "README.md").write_text("# not a card")
+    broken = tiny_ensemble.parent / "broken.json"
+    card = json.loads((tiny_ensemble.parent / "small.json").read_text())
+    (tiny_ensemble.parent / "garbage.onnx").write_bytes(b"not onnx")
+    broken.write_text(json.dumps({**card, "files": {"fp32": "garbage.onnx"}}))
+    (folder / "bad-onnx.json").write_text(json.dumps({"members": [{"card": str(broken)}]}))
+    return [REPO / "README.md", *(folder / name for name in [*files, "bad-onnx.json"])]
+
+
+def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path) -> None:
+    for path in bad_ensembles(tmp_path, tiny_ensemble):
+        result = run_cli("predict", str(PHOTO), "--ensemble", str(path), check=False)
+        assert result.returncode == 2, (path.name, result.stderr)
+        assert len(lines(result.stderr)) == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", str(PHOTO), "--out", str(REPO / "README.md")],
+    ["predict", str(PHOTO), "--csv", str(REPO)],
+    ["video", str(CLIP), "--out", str(REPO / "README.md")],
+    ["video", str(CLIP), "--max-frames", "0"],
+    ["video", str(CLIP), "--stride", "0"],
+    ["video", str(CLIP), "--smoothing", "0"],
+    ["webcam", "--max-frames", "0"],
+    ["webcam", "--camera", "-1"],
+    ["evaluate", "--labels", "x.csv", "--data", "y"],
+    ["train", "--out", "nowhere", "--data", "nowhere"],
+    ["export", "nowhere", "--out", "nowhere"],
+])
+def test_usage_errors_are_one_line(command: list[str]) -> None:
+    result = run_cli(*command, check=False)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2 or "nowhere" in result.stderr  # a path that does not exist may read as 1
+
+
+def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
+    """Without torch (the base install), the torch commands say which extra to install."""
+    commands = [["train", "--model", "resnet50", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
+                ["export", str(tmp_path), "--out", str(tmp_path / "e")],
+                ["evaluate", str(tmp_path), "--data", str(tmp_path)],
+                ["benchmark-train"],
+                ["import-weights", str(tmp_path), "--out", str(tmp_path / "i")]]
+    for command in commands:
+        code = ("import sys; sys.modules['torch'] = None; from fer_ensemble.cli import main; "
+                f"raise SystemExit(main({command!r}))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                                timeout=120)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "pip install 'fer-ensemble[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(CLIP.read_bytes()[1000:5000])  # no moov atom
+    quiet = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), check=False)
+    assert lines(quiet.stderr) == [f"fer-ensemble video: {truncated}: not a readable video"]
+    loud = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), "--verbose", check=False)
+    assert "moov atom not found" in loud.stderr
+    camera = run_cli("webcam", "--camera", "97", "--no-window", "--ensemble", str(tiny_ensemble), check=False)
+    assert lines(camera.stderr) == ["fer-ensemble webcam: camera 97 cannot be opened (none attached, or in use)"]
