@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -45,12 +46,21 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         {"card": "small.json", "weight": 0.5}, {"card": "large.json", "weight": 0.5}],
         "prior": {"class_prior": [0.34, 0.27, 0.12, 0.14, 0.09, 0.009, 0.028, 0.009], "strength": 1.0}}))
     tmpdir = tmp_path_factory.mktemp("server-tmp")
+    log = folder / "serve.log"
+    with start_server(folder / "ensemble.json", log, "--token", TOKEN, "--max-upload-mb", "3", "--max-fps", "5",
+                      "--max-megapixels", "60", env={"TMPDIR": str(tmpdir)}) as (base, port):
+        yield {"url": base, "port": port, "tmpdir": tmpdir, "ensemble": folder / "ensemble.json", "log": log}
+
+
+@contextmanager
+def start_server(ensemble: Path, log: Path, *options: str, env: dict | None = None):
+    """``fer-ensemble serve`` on a free loopback port, its output in ``log``; yields (url, port)."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port), "--ensemble",
-         str(folder / "ensemble.json"), "--token", TOKEN, "--max-upload-mb", "3", "--max-fps", "5"],
-        cwd=REPO, env={**os.environ, "TMPDIR": str(tmpdir)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port), "--ensemble", str(ensemble),
+             *options], cwd=REPO, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -59,11 +69,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                 break
         except httpx.TransportError:
             pass
-        assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+        assert process.poll() is None and time.monotonic() < deadline, "server did not start:\n" + log.read_text()
         time.sleep(0.2)
-    yield {"url": base, "port": port, "tmpdir": tmpdir, "ensemble": folder / "ensemble.json"}
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield base, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def upload(server, data: bytes, name: str = "image.jpg", headers=AUTH) -> httpx.Response:
@@ -184,7 +196,7 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 30) -> None:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
                     reason="Debian chromium is not installed")
-def test_browser_page_draws_a_labelled_face(server, tmp_path: Path) -> None:
+def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     from fer_ensemble.apps.benchmark import fit
@@ -209,7 +221,185 @@ def test_browser_page_draws_a_labelled_face(server, tmp_path: Path) -> None:
         }""")
         status = page.inner_text("#status")
         page.screenshot(path=str(tmp_path / "page.png"))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server["url"])
+                   else route.abort())  # the API docs must render with no network beyond our server
+        page.goto(f"{server['url']}/docs?token={TOKEN}")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        documented = page.locator(".opblock-summary-path").all_inner_texts()
         browser.close()
     assert label in ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
     assert drawn > 500  # the box and its label are on the overlay
     assert status == "live"
+    assert any("/v1/predict" in path for path in documented)
+
+
+# --- hostile input (issue "Robustness") ------------------------------------------------------
+
+def huge_png(side: int = 20000) -> bytes:
+    """A valid 1-bit PNG of side x side pixels: a few hundred KB that OpenCV would decode into
+    side * side * 3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + side // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_pixel_count_is_checked_before_decoding(server) -> None:
+    data = huge_png()
+    assert len(data) < 3 * 2**20
+    started = time.monotonic()
+    response = upload(server, data, "huge.png")
+    assert response.status_code == 413 and "megapixels" in response.json()["detail"]
+    assert time.monotonic() - started < 2  # refused from the header: nothing was decoded
+    assert upload(server, data[:200], "huge-header-only.png").status_code == 413
+
+
+def test_a_chunked_upload_without_length_gets_413(server) -> None:
+    """70 MB streamed with Transfer-Encoding: chunked, no Content-Length: counted as it arrives."""
+    boundary = "xyz"
+
+    def body():
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n"
+               "Content-Type: image/jpeg\r\n\r\n").encode()
+        for _ in range(70):
+            yield b"\xff" * 2**20
+
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=30) as connection:
+        connection.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                           f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n".encode())
+        try:
+            for part in body():
+                connection.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the 70 MB were sent: as it should
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert b" 413 " in status_line and b"larger than" in answer, answer[:300]
+
+
+HEAVY_CLIENTS = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import httpx
+url, token, path, n = sys.argv[1:5]
+data = open(path, "rb").read()
+post = lambda _: httpx.post(url + "/v1/predict", files={"file": ("heavy.png", data)},
+                            headers={"Authorization": "Bearer " + token}, timeout=120).status_code
+with ThreadPoolExecutor(int(n)) as clients:
+    print(" ".join(map(str, clients.map(post, range(int(n))))))
+"""
+
+
+def heavy_png(folder: Path, side: int = 6000) -> Path:
+    """36 megapixels in about 1 MB: each decode and detection costs a good fraction of a second."""
+    path = folder / "heavy.png"
+    cv2.imwrite(str(path), np.tile(np.linspace(0, 255, side, dtype=np.uint8), (side, 1)))
+    return path
+
+
+def test_healthz_answers_while_heavy_requests_run(server, tmp_path: Path) -> None:
+    """Eight heavy uploads from another process; /healthz probed from this one meanwhile."""
+    clients = subprocess.Popen([sys.executable, "-c", HEAVY_CLIENTS, server["url"], TOKEN,
+                                str(heavy_png(tmp_path)), "8"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    delays = []
+    with httpx.Client(headers=AUTH, timeout=10) as probe:
+        while clients.poll() is None or not delays:
+            started = time.monotonic()
+            assert probe.get(server["url"] + "/healthz").status_code == 200
+            delays.append(time.monotonic() - started)
+            time.sleep(0.05)
+    statuses = clients.stdout.read().split()
+    assert set(statuses) <= {"200", "503"} and "200" in statuses
+    assert len(delays) >= 5 and max(delays) < 0.1, delays
+
+
+def test_a_full_worker_pool_answers_503_with_retry_after() -> None:
+    import threading
+
+    from fastapi import HTTPException  # noqa: F401 - the server extra is present
+
+    from fer_ensemble.server.app import Busy, WorkerPool
+
+    pool = WorkerPool(workers=1, queue=1)
+    release = threading.Event()
+
+    async def scenario() -> list:
+        first = asyncio.ensure_future(pool.run(release.wait))
+        second = asyncio.ensure_future(pool.run(release.wait))
+        await asyncio.sleep(0.05)
+        outcomes = []
+        try:
+            await pool.run(release.wait)
+        except Busy:
+            outcomes.append("busy")
+        release.set()
+        outcomes += await asyncio.gather(first, second)
+        outcomes.append(await pool.run(lambda: "after"))
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["busy", True, True, "after"]
+
+
+def test_busy_server_says_when_to_retry(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import tiny_member
+
+    tiny_member(tmp_path, "small", 16, 0)
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"card": "small.json"}]}))
+    heavy = heavy_png(tmp_path).read_bytes()
+    with start_server(tmp_path / "ensemble.json", tmp_path / "serve.log", "--workers", "1", "--queue", "0") as (
+            base, port):
+        with ThreadPoolExecutor(4) as clients:
+            answers = list(clients.map(lambda _: upload({"url": base}, heavy, "heavy.png", headers={}), range(4)))
+    busy = [a for a in answers if a.status_code == 503]
+    assert busy and all(a.headers["retry-after"] == "1" for a in busy)
+    assert any(a.status_code == 200 for a in answers)
+
+
+def test_websocket_close_codes_and_frame_limits(server) -> None:
+    import websockets
+
+    url = f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}"
+
+    async def closed_by(message) -> tuple[int, str]:
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(message)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    code, reason = asyncio.run(closed_by("hello"))
+    assert code == 1003 and "binary" in reason
+    code, reason = asyncio.run(closed_by(b"\xff" * (3 * 2**20 + 10)))
+    assert code == 1009 and "larger than" in reason
+
+    async def huge_frame() -> dict:
+        async with websockets.connect(url) as ws:
+            await ws.send(huge_png())
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    assert "megapixels" in asyncio.run(huge_frame())["error"]
+
+
+def test_docs_work_offline_and_the_server_says_where_it_listens(server) -> None:
+    page = httpx.get(server["url"] + f"/docs?token={TOKEN}", timeout=10)
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert httpx.get(server["url"] + "/docs-assets/" + asset, timeout=10).status_code == 200
+    httpx.get(server["url"] + "/healthz", headers=AUTH, timeout=10)
+    log = server["log"].read_text()
+    assert f"http://127.0.0.1:{server['port']}/" in log and "token required" in log
+    assert '"GET /healthz HTTP/1.1" 200' in log  # uvicorn's access log

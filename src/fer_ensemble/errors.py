@@ -47,8 +47,11 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
     return data
 
 
-EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "train", "fastapi": "server", "uvicorn": "server",
-          "multipart": "server", "python_multipart": "server"}
+EXTRAS = {  # an optional dependency's top-level module: the extra that installs it
+    "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "train",
+    "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
+    "fastapi_offline": "server", "PIL": "server",
+}
 
 
 def missing_extra(error: ModuleNotFoundError) -> str | None:

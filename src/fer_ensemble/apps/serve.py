@@ -5,40 +5,54 @@ from __future__ import annotations
 import argparse
 import os
 
-from fer_ensemble.apps.common import PRIOR_HELP, prior_argument, warn
+from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you say otherwise)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=bounded(int, 0, 65535), default=8000)
     parser.add_argument("--token", default=None,
                         help=f"bearer token required on every endpoint (or set {TOKEN_VARIABLE})")
     parser.add_argument("--ensemble", help="ensemble file (default: the shipped weights)")
-    parser.add_argument("--max-upload-mb", type=float, default=8.0, help="upload size limit (413 above)")
+    parser.add_argument("--max-upload-mb", type=bounded(float, 0.0, low_open=True), default=8.0,
+                        help="upload and WebSocket frame size limit (413 / close 1009 above; default %(default)s)")
+    parser.add_argument("--max-megapixels", type=bounded(float, 0.0, low_open=True), default=50.0,
+                        help="largest image, width x height read from its header before decoding "
+                             "(413 above; default %(default)s)")
+    parser.add_argument("--workers", type=bounded(int, 1), default=os.cpu_count() or 2,
+                        help="images decoded and classified at once (default: the CPU count, %(default)s)")
+    parser.add_argument("--queue", type=bounded(int, 0), default=8,
+                        help="requests waiting for a worker; beyond them 503 with Retry-After (default %(default)s)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
-    parser.add_argument("--max-fps", type=float, default=15.0, help="frames per second per WebSocket")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per member")
+    parser.add_argument("--max-fps", type=bounded(float, 0.0), default=15.0,
+                        help="frames per second per WebSocket (0: no cap)")
+    parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     parser.add_argument("--prior", type=prior_argument, default=None,
                         help=PRIOR_HELP + "; requests may override it with ?prior=")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     return parser
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    import uvicorn  # the server extra; a missing one is named by the command line
 
-        from fer_ensemble.server.app import ServerSettings, create_app
-    except ImportError as error:
-        warn(f"the server needs the 'server' extra (pip install 'fer-ensemble[server]'): {error}")
-        return 2
+    from fer_ensemble.server.app import ServerSettings, create_app
+
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         warn(f"warning: serving on {args.host} without a token; anyone who can reach it can use it")
     settings = ServerSettings(ensemble=args.ensemble, token=token,
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
-                              prior=args.prior)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+                              prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
+                              workers=args.workers, queue=args.queue)
+    app = create_app(settings)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}/"
+    warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "
+         + ("token required: 'Authorization: Bearer TOKEN' or ?token=TOKEN" if token else "no token required")
+         + f"; {settings.workers} worker(s), queue {settings.queue}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
     return 0

@@ -1,20 +1,29 @@
-"""FastAPI app: the browser page, HTTP and WebSocket inference, model cards, health.
+"""FastAPI app: the browser page, HTTP and WebSocket inference, model cards, health, offline docs.
 
-Images and frames are decoded in memory and never written to disk; uploads are capped before
-they are parsed (413); bytes that are not an image get 415 with a reason; an optional bearer
+Hostile input is bounded before it costs anything: upload bytes are counted as they stream (413,
+with or without a Content-Length), an image's pixel count is read from its header before it is
+decoded (413 above ``max_pixels``), bytes that are not an image get 415 with a reason. Decoding
+and inference run on a bounded worker pool, never on the event loop, so ``/healthz`` answers
+while heavy requests run; when every worker is busy and the queue is full, 503 with
+``Retry-After``. Images are decoded in memory and never written to disk. An optional bearer
 token guards every endpoint (WebSockets and the page take it as ``?token=``); CORS stays closed
-unless origins are given; each WebSocket processes at most ``max_fps`` frames a second and
-always the newest one, dropping frames that arrive while it is busy.
+unless origins are given. Each WebSocket processes at most ``max_fps`` frames a second and always
+the newest one, dropping frames that arrive while it is busy; a text message or an oversized
+frame closes it with 1003 / 1009 and a reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import io
 import json
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import cv2
@@ -25,8 +34,9 @@ from fastapi import (
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 
@@ -36,6 +46,7 @@ from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
 STATIC = Path(__file__).parent / "static"
+SWAGGER_ASSETS = files("fastapi_offline") / "static"  # Swagger UI 5 (OpenAPI 3.1), no CDN
 
 
 @dataclass
@@ -47,6 +58,9 @@ class ServerSettings:
     max_fps: float = 15.0
     threads: int | None = None
     prior: float | None = None  # None: the ensemble file's default
+    max_pixels: int = 50_000_000  # width x height, read from the header before decoding
+    workers: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
+    queue: int = 8  # requests waiting for a worker before 503
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -73,7 +87,8 @@ class Health(BaseModel):
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 once a request body passes ``limit`` bytes, before parsing."""
+    """Pure ASGI middleware: 413 once a request body passes ``limit`` bytes, counted as it streams
+    (a chunked upload without Content-Length included), before anything parses it."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -81,45 +96,106 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers", []))
-        declared = headers.get(b"content-length")
+        declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(send, self.limit)
-        seen = 0
+        state = {"seen": 0, "over": False, "started": False}
 
-        async def counted():
-            nonlocal seen
+        async def counted_receive():
+            if state["over"]:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
+                state["seen"] += len(message.get("body", b""))
+                if state["seen"] > self.limit:
+                    state["over"] = True
+                    if not state["started"]:
+                        state["started"] = True
+                        await _too_large(send, self.limit)
+                    return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
             return message
 
+        async def guarded_send(message):
+            if state["over"]:
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            await _too_large(send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
 
 
 async def _too_large(send, limit: int) -> None:
     body = json.dumps({"detail": f"upload larger than {limit} bytes"}).encode()
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 
-def decode_image(data: bytes) -> np.ndarray:
+class ImageRejected(Exception):
+    """An upload or frame refused before or while decoding; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header alone (Pillow reads no pixels here); None when the
+    header declares more pixels than Pillow's own decompression-bomb bound."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Image.DecompressionBombError:
+        return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ImageRejected(415, NOT_AN_IMAGE) from None
+
+
+NOT_AN_IMAGE = "the bytes are not a decodable image (JPEG, PNG, WebP, BMP, GIF, TIFF...)"
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """A BGR image, after checking its pixel count against ``max_pixels`` from the header."""
     if not data:
-        raise HTTPException(status_code=415, detail="empty upload: expected a JPEG, PNG or other image")
+        raise ImageRejected(415, "empty upload: expected a JPEG, PNG or other image")
+    size = header_size(data)
+    if size is None or size[0] * size[1] > max_pixels:
+        declared = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}" if size else "more than 179"
+        raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
+                                 f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise HTTPException(status_code=415, detail="the bytes are not a decodable image (JPEG, PNG, BMP, WebP...)")
+        raise ImageRejected(415, NOT_AN_IMAGE)
     return image
+
+
+class Busy(Exception):
+    """Every worker is busy and the queue is full."""
+
+
+class WorkerPool:
+    """Decoding and inference off the event loop: ``workers`` jobs at once, ``queue`` more waiting;
+    beyond that ``run`` raises Busy at once rather than queueing without bound."""
+
+    def __init__(self, workers: int, queue: int):
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fer-worker")
+        self.capacity = workers + queue
+        self.pending = 0  # touched only on the event loop: no lock
+
+    async def run(self, function, *args):
+        if self.pending >= self.capacity:
+            raise Busy
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        finally:
+            self.pending -= 1
 
 
 def prior_strength(ensemble: Ensemble, value: str | None, default: float | None) -> float:
@@ -152,6 +228,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
     recognizers = Recognizers(ensemble)
+    pool = WorkerPool(settings.workers, settings.queue)
     # keep multipart uploads in memory up to the limit: nothing spills into temporary files
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
 
@@ -178,7 +255,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
 
     @app.get("/healthz", response_model=Health)
-    def healthz() -> Health:
+    async def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
     @app.get("/v1/model")
@@ -190,16 +267,28 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
         }
 
     @app.post("/v1/predict", response_model=PredictOut,
-              responses={413: {"description": "upload too large"}, 415: {"description": "not an image"}})
+              responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
+                         503: {"description": "every worker busy: retry after Retry-After seconds"}})
     async def predict(
         file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
         prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
     ) -> PredictOut:
         strength = prior_strength(ensemble, prior, settings.prior)
-        image = decode_image(await file.read())
-        faces = await run_in_threadpool(lambda: recognizers.still(strength).predict(image))
-        return PredictOut(width=image.shape[1], height=image.shape[0],
-                          faces=[FaceOut(**f.to_dict()) for f in faces])
+        data = await file.read()
+
+        def work() -> PredictOut:
+            image = decode_image(data, settings.max_pixels)
+            faces = recognizers.still(strength).predict(image)
+            return PredictOut(width=image.shape[1], height=image.shape[0],
+                              faces=[FaceOut(**f.to_dict()) for f in faces])
+
+        try:
+            return await pool.run(work)
+        except ImageRejected as error:
+            raise HTTPException(status_code=error.status, detail=error.detail) from None
+        except Busy:
+            raise HTTPException(status_code=503, detail="every worker is busy; retry shortly",
+                                headers={"Retry-After": "1"}) from None
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict:
@@ -209,7 +298,11 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     def docs(connection: HTTPConnection) -> HTMLResponse:
         token = connection.query_params.get("token")
         return get_swagger_ui_html(openapi_url="/openapi.json" + (f"?token={token}" if token else ""),
-                                   title="fer-ensemble API")
+                                   title="fer-ensemble API", swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    app.mount("/docs-assets", StaticFiles(directory=str(SWAGGER_ASSETS)), name="docs-assets")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -222,34 +315,54 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
         except HTTPException as error:
             raise WebSocketException(code=1008, reason=str(error.detail)) from None
         await websocket.accept()
-        await serve_stream(websocket, recognizers.live(strength), settings.max_fps)
+        await serve_stream(websocket, recognizers.live(strength), settings, pool)
 
     return app
 
 
-async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, max_fps: float) -> None:
-    """Receive JPEG frames, always process the newest, answer with its faces."""
+async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
+                       pool: WorkerPool) -> None:
+    """Receive image frames, always process the newest, answer with its faces. A text message
+    closes the connection with 1003, a frame above the upload limit with 1009."""
     latest: dict = {}
     arrived = asyncio.Event()
     received = dropped = 0
     closed = False
 
+    async def close(code: int, reason: str) -> None:
+        nonlocal closed
+        await websocket.close(code=code, reason=reason)
+        closed = True
+        arrived.set()
+
     async def receive() -> None:
         nonlocal received, dropped, closed
         try:
             while True:
-                data = await websocket.receive_bytes()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    return await close(1003, "send image frames as binary messages, not text")
+                if len(data) > settings.max_upload_bytes:
+                    return await close(1009, f"frame larger than {settings.max_upload_bytes} bytes")
                 received += 1
                 if latest:
                     dropped += 1  # the previous frame was never processed: stale
                 latest["frame"] = (received, data)
                 arrived.set()
-        except (WebSocketDisconnect, RuntimeError, KeyError):
-            closed = True
-            arrived.set()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        closed = True
+        arrived.set()
+
+    def work(data: bytes) -> tuple[np.ndarray, list]:
+        image = decode_image(data, settings.max_pixels)
+        return image, recognizer.track(image)
 
     reader = asyncio.create_task(receive())
-    interval = 1.0 / max_fps if max_fps > 0 else 0.0
+    interval = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
     last_start = 0.0
     try:
         while True:
@@ -266,11 +379,16 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, max_
                 continue
             number, data = latest.pop("frame")
             last_start = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                await websocket.send_text(json.dumps({"frame": number, "error": "not a decodable image"}))
+            try:
+                image, faces = await pool.run(work, data)
+            except ImageRejected as error:
+                await websocket.send_text(json.dumps({"frame": number, "error": error.detail}))
                 continue
-            faces = await run_in_threadpool(recognizer.track, image)
+            except Busy:
+                dropped += 1
+                await websocket.send_text(json.dumps({"frame": number, "error": "every worker is busy",
+                                                      "retry_after": 1}))
+                continue
             await websocket.send_text(json.dumps({
                 "frame": number, "width": image.shape[1], "height": image.shape[0],
                 "faces": [f.to_dict() for f in faces], "dropped": dropped,
@@ -279,5 +397,5 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, max_
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        await asyncio.wait([reader], timeout=2)  # let a closing handshake finish
         reader.cancel()
-
