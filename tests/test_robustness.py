@@ -157,7 +157,8 @@ def test_usage_errors_are_one_line(command: list[str]) -> None:
 
 
 def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
-    """Without torch (the base install), the torch commands say which extra to install."""
+    """Without torch (the base install), the torch commands say which extra to install; so does
+    serve without the server extra."""
     commands = [["train", "--model", "resnet50", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
                 ["export", str(tmp_path), "--out", str(tmp_path / "e")],
                 ["evaluate", str(tmp_path), "--data", str(tmp_path)],
@@ -170,6 +171,12 @@ def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
                                 timeout=120)
         assert result.returncode == 2, (command, result.stderr)
         assert "pip install 'fer-ensemble[train]'" in result.stderr and "Traceback" not in result.stderr
+    for blocked in ("fastapi", "uvicorn", "fastapi_offline"):
+        code = (f"import sys; sys.modules[{blocked!r}] = None; from fer_ensemble.cli import main; "
+                "raise SystemExit(main(['serve']))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                                timeout=120)
+        assert result.returncode == 2 and "pip install 'fer-ensemble[server]'" in result.stderr, result.stderr
 
 
 def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Path, tmp_path: Path) -> None:
