@@ -188,3 +188,26 @@ def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Pat
     assert "moov atom not found" in loud.stderr
     camera = run_cli("webcam", "--camera", "97", "--no-window", "--ensemble", str(tiny_ensemble), check=False)
     assert lines(camera.stderr) == ["fer-ensemble webcam: camera 97 cannot be opened (none attached, or in use)"]
+
+
+# --- the test command itself ------------------------------------------------------------------
+
+@pytest.mark.parametrize("uid, ci, expected, installs", [
+    ("1000", "", 0, False),  # a plain user without sudo: say the browser test is skipped, go on
+    ("1000", "true", 1, False),  # CI keeps the browser test required
+    ("0", "", 0, True),  # root with apt-get: install
+])
+def test_the_test_command_installs_chromium_only_when_it_may(tmp_path: Path, uid: str, ci: str, expected: int,
+                                                            installs: bool) -> None:
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name, body in {"id": f"echo {uid}", "sudo": "exit 1",
+                       "apt-get": f"echo \"$@\" >> {tmp_path / 'apt.log'}"}.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    result = subprocess.run(["/bin/bash", "-c", f"source {REPO / 'scripts' / 'test.sh'}; ensure_chromium"],
+                            capture_output=True, text=True, env={"PATH": str(stubs), "CI": ci}, timeout=30)
+    assert result.returncode == expected, result.stderr
+    assert (tmp_path / "apt.log").exists() == installs
+    if not installs and not ci:
+        assert "browser test will be skipped" in result.stderr
