@@ -211,3 +211,62 @@ def test_the_test_command_installs_chromium_only_when_it_may(tmp_path: Path, uid
     assert (tmp_path / "apt.log").exists() == installs
     if not installs and not ci:
         assert "browser test will be skipped" in result.stderr
+
+
+# --- annotations readable on group photos ----------------------------------------------------
+
+def group_faces(file: str) -> list:
+    from fer_ensemble.constants import EMOTIONS
+    from fer_ensemble.metrics import read_face_boxes
+    from fer_ensemble.runtime.recognizer import Face
+
+    boxes = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")[file]
+    probabilities = {e: 0.02 for e in EMOTIONS} | {"happiness": 0.86}
+    return [Face(box, "happiness", 0.86, probabilities) for box in boxes]
+
+
+@pytest.mark.parametrize("file, size", [("nasa_s131e010010_group_portrait.jpg", (1280, 876)),
+                                        ("nasa_sts106_crew.jpg", (1280, 878))])
+def test_labels_and_panels_stay_in_the_image_and_off_other_faces(file: str, size: tuple[int, int]) -> None:
+    from fer_ensemble.runtime.drawing import layout_faces
+
+    faces = group_faces(file)
+    width, height = size
+    layouts = layout_faces(faces, 8, width, height)
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
+    labels = [layout.label.rect for layout in layouts]
+    panels = [layout.panel for layout in layouts if layout.panel is not None]
+
+    def inside(r) -> bool:
+        return r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
+
+    def overlap(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    assert all(inside(r) for r in labels + panels)
+    for i, label in enumerate(labels):
+        assert not any(overlap(label, other) for other in labels[:i] + labels[i + 1:]), "tags overlap"
+        assert not any(overlap(label, box) for j, box in enumerate(boxes) if j != i), "a tag covers a face"
+    for i, panel in enumerate(panels):
+        assert not any(overlap(panel, other) for other in boxes + labels + panels[:i] + panels[i + 1:])
+    assert panels  # some faces still get their bars
+
+
+def test_a_face_at_the_top_edge_keeps_its_label_inside() -> None:
+    from fer_ensemble.constants import EMOTIONS
+    from fer_ensemble.runtime.drawing import draw_faces, layout_faces
+    from fer_ensemble.runtime.recognizer import Face
+
+    face = Face((600, 0, 120, 110), "anger", 0.34, {e: 0.09 for e in EMOTIONS} | {"anger": 0.34})
+    (layout,) = layout_faces([face], 8, 1280, 878)
+    assert layout.label.rect[1] >= 0 and layout.label.rect[2] <= 1280
+    canvas = draw_faces(np.zeros((878, 1280, 3), np.uint8), [face], EMOTIONS)
+    assert canvas.shape == (878, 1280, 3)
+
+
+def test_the_palette_reads_on_white_and_under_its_tags() -> None:
+    from fer_ensemble.runtime.drawing import COLORS, _ink, contrast_ratio
+
+    for emotion, color in COLORS.items():
+        assert contrast_ratio(color, (255, 255, 255)) >= 3.0, emotion  # timeline lines, bar panels
+        assert contrast_ratio(color, _ink(color)) >= 4.5, emotion  # a tag's text on its colour

@@ -89,7 +89,8 @@ def main() -> None:
         model[f"ms_per_face_{threads}t"] = time_per_face(model_on_crop, faces)
         pipeline[f"ms_per_face_{threads}t"] = time_per_face(lambda f: detect_emotions_on_crop(detector, f), faces)
         pipeline[f"end_to_end_{threads}t"] = end_to_end(
-            lambda rgb: len(detector.detect_emotions(np.ascontiguousarray(rgb[:, :, ::-1]))), load_photos(work))
+            lambda rgb: [f["box"] for f in detector.detect_emotions(np.ascontiguousarray(rgb[:, :, ::-1]))],
+            load_photos(work))
     write_result(work, "fer-model", model)
     write_result(work, "fer-detect_emotions", pipeline)
 

@@ -64,7 +64,7 @@ def main() -> None:
             recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector())  # stills preset
             result["detector"] = "OpenCV Haar cascade, 960 px scan"
             result[f"end_to_end_{threads}t"] = end_to_end(
-                lambda rgb: len(recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))), load_photos(work))
+                lambda rgb: [f.box for f in recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))], load_photos(work))
         write_result(work, key, result)
 
 if __name__ == "__main__":

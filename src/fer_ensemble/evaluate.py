@@ -12,7 +12,7 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities, plot_confusion
 from fer_ensemble.prior import adjust_probabilities
 

@@ -1,8 +1,11 @@
-"""Classification metrics for the FER+ protocol (NumPy only)."""
+"""Classification metrics for the FER+ protocol, and face-detection counts against labelled boxes
+(NumPy only)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import csv
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -146,3 +149,63 @@ def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+MIN_IOU = 0.4
+"""A detection counts as a labelled face when the two boxes overlap by at least this much
+(intersection over union). Below the usual 0.5 because detectors frame faces differently (Haar's
+square from brow to chin, BlazeFace's tighter box, SSD's taller one), not because misplaced boxes
+should pass: a box on a shoulder or a belt overlaps a face by far less."""
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    width = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    height = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    overlap = width * height
+    union = aw * ah + bw * bh - overlap
+    return overlap / union if union > 0 else 0.0
+
+
+@dataclass
+class DetectionCounts:
+    """Detections matched one to one with labelled faces (greedily, highest overlap first)."""
+
+    true_positives: int = 0
+    misses: int = 0
+    false_positives: int = 0
+    missed: list = field(default_factory=list)  # the labelled boxes no detection matched
+
+    def __add__(self, other: DetectionCounts) -> DetectionCounts:
+        return DetectionCounts(self.true_positives + other.true_positives, self.misses + other.misses,
+                               self.false_positives + other.false_positives, self.missed + other.missed)
+
+    def to_dict(self) -> dict:
+        return {"true_positives": self.true_positives, "misses": self.misses,
+                "false_positives": self.false_positives}
+
+
+def match_faces(found, labelled, min_iou: float = MIN_IOU) -> DetectionCounts:
+    """True positives, misses and false positives of ``found`` boxes against ``labelled`` ones."""
+    pairs = sorted(((box_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(labelled)),
+                   reverse=True)
+    used_found, used_truth = set(), set()
+    for overlap, i, j in pairs:
+        if overlap < min_iou:
+            break
+        if i not in used_found and j not in used_truth:
+            used_found.add(i)
+            used_truth.add(j)
+    missed = [tuple(labelled[j]) for j in range(len(labelled)) if j not in used_truth]
+    return DetectionCounts(len(used_truth), len(missed), len(found) - len(used_found), missed)
+
+
+def read_face_boxes(path: str | Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """``file,x,y,w,h[,...]`` rows (one per labelled face) as {file: [boxes]}."""
+    boxes: dict[str, list] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            boxes.setdefault(row["file"], []).append(tuple(int(row[k]) for k in "xywh"))
+    return boxes

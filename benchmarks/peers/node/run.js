@@ -79,8 +79,10 @@ async function timePerFace(classifyOne, faces) {
 }
 
 async function endToEnd(detectAndClassify, photos) {
-  const perPhoto = {};
-  for (const { meta, rgb } of photos) perPhoto[meta.file] = await detectAndClassify(rgb, meta);
+  const boxes = {};  // [x, y, w, h] per face; report.py scores them against the labelled faces
+  for (const { meta, rgb } of photos) {
+    boxes[meta.file] = (await detectAndClassify(rgb, meta)).map((box) => box.map((v) => Math.round(v)));
+  }
   const start = performance.now();
   for (let r = 0; r < common.photo_repeats; r++) {
     for (const { meta, rgb } of photos) await detectAndClassify(rgb, meta);
@@ -88,9 +90,9 @@ async function endToEnd(detectAndClassify, photos) {
   const seconds = (performance.now() - start) / 1000;
   return {
     fps: (common.photo_repeats * photos.length) / seconds,
-    faces_found: Object.values(perPhoto).reduce((a, b) => a + b, 0),
+    faces_found: Object.values(boxes).reduce((a, b) => a + b.length, 0),
     faces_true: photos.reduce((a, p) => a + p.meta.faces, 0),
-    per_photo: perPhoto,
+    boxes,
   };
 }
 
@@ -113,7 +115,7 @@ async function faceapiDetect(rgb, meta) {
   const found = await faceapi.detectAllFaces(input, new faceapi.SsdMobilenetv1Options())
     .withFaceLandmarks().withFaceExpressions();
   input.dispose();
-  return found.length;
+  return found.map((f) => { const b = f.detection.box; return [b.x, b.y, b.width, b.height]; });
 }
 
 // Human: its emotion model on the crop with Human's own preprocessing (src/gear/emotion.ts);
@@ -150,7 +152,7 @@ async function humanDetect(human, rgb, meta) {
   const input = tf.tensor4d(rgb, [1, meta.height, meta.width, 3], 'float32');
   const result = await human.detect(input);
   input.dispose();
-  return result.face.filter((f) => f.emotion && f.emotion.length).length;
+  return result.face.filter((f) => f.emotion && f.emotion.length).map((f) => f.box);
 }
 
 // tfjs-backend-wasm has no multithreading in Node (WASM_HAS_MULTITHREAD_SUPPORT is false there),

@@ -62,32 +62,55 @@ def summarize(timeline: list[dict], classes: tuple[str, ...]) -> dict:
     return summary
 
 
+TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
+
+
 def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, max_tracks: int = 6) -> None:
-    """One panel per track: each emotion's probability over time (drawn with OpenCV)."""
+    """One panel per track: each emotion's probability over time (drawn with OpenCV). The y axis is
+    square-root scaled (ticks labelled in probability), so rare emotions' small values stay visible."""
     tracks: dict[int, list] = {}
     for row in timeline:
         for face in row["faces"]:
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
     shown = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks]) or [None]  # longest, by id
-    width, panel, left = 900, 170, 50
+    width, panel, left, right = 900, 180, 70, 130
+    plot_w, plot_h = width - left - right, panel - 40
     end = max((row["time"] for row in timeline), default=1.0) or 1.0
     image = np.full((panel * len(shown) + 30, width, 3), 255, np.uint8)
+    ink, grid, font = (40, 40, 40), (225, 225, 225), cv2.FONT_HERSHEY_SIMPLEX
+
+    def y_of(top: int, p: float) -> int:
+        return round(top + (1 - np.sqrt(p)) * plot_h)
+
     for i, track_id in enumerate(shown):
-        top = i * panel + 10
-        cv2.rectangle(image, (left, top), (width - 120, top + panel - 30), (200, 200, 200), 1)
-        cv2.putText(image, f"#{track_id}" if track_id is not None else "no faces", (5, top + 15),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        top = i * panel + 20
+        for tick in TICKS:
+            y = y_of(top, tick)
+            cv2.line(image, (left, y), (left + plot_w, y), grid, 1)
+            cv2.putText(image, f"{tick:g}", (left - 38, y + 4), font, 0.38, ink, 1, cv2.LINE_AA)
+        cv2.rectangle(image, (left, top), (left + plot_w, top + plot_h), ink, 1)
+        cv2.putText(image, f"track #{track_id}" if track_id is not None else "no faces", (left, top - 6), font,
+                    0.45, ink, 1, cv2.LINE_AA)
         points = tracks.get(track_id, [])
-        for j, emotion in enumerate(classes):
-            xy = np.array([[left + t / end * (width - 120 - left), top + (1 - p[emotion]) * (panel - 30)]
-                           for t, p in points], np.int32)
+        means = {e: np.mean([p[e] for _, p in points]) if points else 0.0 for e in classes}
+        for emotion in sorted(classes, key=lambda e: -means[e]):  # the rare ones drawn last, on top
+            xy = np.array([[left + t / end * plot_w, y_of(top, p[emotion])] for t, p in points], np.int32)
             if len(xy) > 1:
                 cv2.polylines(image, [xy], False, COLORS[emotion], 2, cv2.LINE_AA)
-            if i == 0:
-                cv2.putText(image, emotion, (width - 110, 25 + 16 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                            COLORS[emotion], 1, cv2.LINE_AA)
-    cv2.putText(image, f"time (s), 0 - {end:.1f}", (left, image.shape[0] - 8),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            elif len(xy) == 1:
+                cv2.circle(image, tuple(int(v) for v in xy[0]), 3, COLORS[emotion], -1)
+    for j, emotion in enumerate(classes):  # legend
+        y = 30 + 18 * j
+        cv2.line(image, (width - right + 12, y - 4), (width - right + 32, y - 4), COLORS[emotion], 3)
+        cv2.putText(image, emotion, (width - right + 38, y), font, 0.45, ink, 1, cv2.LINE_AA)
+    bottom = image.shape[0] - 8
+    for k in range(6):  # x axis: seconds
+        x = left + round(k / 5 * plot_w)
+        cv2.putText(image, f"{k / 5 * end:.1f}", (x - 10, bottom), font, 0.38, ink, 1, cv2.LINE_AA)
+    cv2.putText(image, "s", (left + plot_w + 12, bottom), font, 0.38, ink, 1, cv2.LINE_AA)
+    for j, line in enumerate(("y: probability,", "square-root", "scale")):
+        cv2.putText(image, line, (width - right + 12, 30 + 18 * (len(classes) + 1 + j)), font, 0.38, ink, 1,
+                    cv2.LINE_AA)
     cv2.imwrite(str(path), image)
 
 

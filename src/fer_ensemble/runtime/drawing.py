@@ -1,7 +1,14 @@
-"""Drawing kept apart from recognition: boxes, labels, per-emotion bars and an fps line."""
+"""Drawing kept apart from recognition: boxes, labels, per-emotion bars and an fps line.
+
+Readable on any photo: every box and text has a dark or light halo, labels sit on a filled tag in
+the emotion's colour and stay inside the image, and a face's probability panel is drawn only where
+it covers no other face, label or panel (beside, then below or above the face; left out when the
+faces are too dense for it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -10,57 +17,182 @@ import numpy as np
 if TYPE_CHECKING:
     from fer_ensemble.runtime.recognizer import Face
 
-# one BGR colour per emotion, in EMOTIONS order
+# one BGR colour per emotion, in EMOTIONS order: distinct hues (matplotlib's tab10, the light ones
+# darkened), each at least 3:1 against white (WCAG, for graphics: the timeline plot and the bar
+# panels are white) and 4.5:1 against its tag's text; on photos a halo gives the contrast
 COLORS = {
-    "neutral": (200, 200, 200),
-    "happiness": (0, 215, 255),
-    "surprise": (255, 191, 0),
-    "sadness": (200, 80, 30),
-    "anger": (40, 40, 230),
-    "disgust": (60, 160, 60),
-    "fear": (180, 60, 160),
-    "contempt": (0, 120, 200),
+    "neutral": (60, 60, 60),
+    "happiness": (0, 110, 220),
+    "surprise": (180, 150, 0),
+    "sadness": (180, 119, 31),
+    "anger": (40, 39, 214),
+    "disgust": (44, 140, 44),
+    "fear": (189, 103, 148),
+    "contempt": (75, 86, 140),
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def relative_luminance(color) -> float:
+    """WCAG 2 relative luminance of a BGR colour."""
+    def linear(value: int) -> float:
+        v = value / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    blue, green, red = color
+    return 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
+
+
+def contrast_ratio(a, b) -> float:
+    """WCAG 2 contrast ratio of two BGR colours, 1 to 21."""
+    high, low = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _ink(color) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with ``color``."""
+    black, white = (0, 0, 0), (255, 255, 255)
+    return black if contrast_ratio(color, black) > contrast_ratio(color, white) else white
 
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, color) -> None:
-    cv2.putText(image, text, origin, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    """Text with a halo of the opposite brightness, readable on any background."""
+    cv2.putText(image, text, origin, FONT, scale, _ink(color), 3, cv2.LINE_AA)
     cv2.putText(image, text, origin, FONT, scale, color, 1, cv2.LINE_AA)
 
 
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(rect: Rect, width: int, height: int) -> bool:
+    return rect[0] >= 0 and rect[1] >= 0 and rect[2] <= width and rect[3] <= height
+
+
+@dataclass
+class _Style:
+    scale: float  # text scale of labels
+    thickness: int  # box lines
+    bar_step: int  # pixels per bar row
+    bar_length: int
+    bar_text: float
+
+    @classmethod
+    def for_image(cls, width: int) -> _Style:
+        unit = max(0.4, min(1.0, width / 1000))
+        return cls(0.6 * unit + 0.1, max(1, round(2 * unit)), max(10, round(14 * unit)), round(60 * unit),
+                   0.35 * unit + 0.05)
+
+
+@dataclass
+class _Label:
+    text: str
+    scale: float
+    rect: Rect
+    origin: tuple[int, int]
+
+
+def _place_label(face: Face, style: _Style, width: int, height: int, taken: list[Rect]) -> _Label:
+    """The face's tag: full name, then smaller, then abbreviated; above the box, below it, inside its
+    top or beside it; the first that stays clear of the other faces and tags (always in the image)."""
+    score = f"{face.score:.0%}"
+    track = f"#{face.track_id} " if face.track_id is not None else ""
+    small = max(0.35, style.scale * 0.7)
+    texts = [(f"{track}{face.label} {score}", style.scale), (f"{track}{face.label} {score}", small),
+             (f"{track}{face.label[:4]} {score}", small)]  # as in the bars
+    x, y, w, h = face.box
+    first = None
+    for text, scale in texts:
+        (text_w, text_h), base = cv2.getTextSize(text, FONT, scale, 1)
+        tag_w, tag_h = text_w + 6, text_h + base + 4
+        centred = x + (w - tag_w) // 2 if tag_w > w else x
+        # above, below, inside the top, then beside the box (left, right)
+        for left, top in ((centred, y - tag_h), (centred, y + h), (centred, y), (x - tag_w, y), (x + w, y)):
+            left = min(max(0, left), max(0, width - tag_w))
+            top = min(max(0, top), max(0, height - tag_h))
+            rect = (left, top, left + tag_w, top + tag_h)
+            label = _Label(text, scale, rect, (left + 3, top + tag_h - base - 2))
+            first = first or label
+            if not any(_overlaps(rect, other) for other in taken):
+                return label
+    return first
+
+
+def _panel_rect(face: Face, style: _Style, rows: int, panel_w: int, width: int, height: int,
+                taken: list[Rect]) -> Rect | None:
+    """Where this face's bars fit: right, left, below or above the box, clear of everything taken."""
+    x, y, w, h = face.box
+    panel_h = rows * style.bar_step + 4
+    gap = 4
+    candidates = [(x + w + gap, y), (x - gap - panel_w, y), (x, y + h + gap), (x, y - gap - panel_h)]
+    for left, top in candidates:
+        rect = (left, top, left + panel_w, top + panel_h)
+        if _inside(rect, width, height) and not any(_overlaps(rect, other) for other in taken):
+            return rect
+    return None
+
+
+@dataclass
+class FaceLayout:
+    """Where one face's tag and probability panel go (``panel`` None: no room for it)."""
+
+    label: _Label
+    panel: Rect | None
+
+
+def layout_faces(faces: list[Face], rows: int, width: int, height: int, bars: bool = True) -> list[FaceLayout]:
+    """Tags clear of other faces and tags, then panels clear of every face, tag and panel."""
+    style = _Style.for_image(width)
+    boxes: list[Rect] = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]
+    labels: list[_Label] = []
+    for i, face in enumerate(faces):
+        others = boxes[:i] + boxes[i + 1:]
+        labels.append(_place_label(face, style, width, height, others + [label.rect for label in labels]))
+    taken = boxes + [label.rect for label in labels]
+    panels: list[Rect | None] = []
+    text_w = cv2.getTextSize("cont 0.00", FONT, style.bar_text, 1)[0][0]
+    for face in faces:
+        panel = _panel_rect(face, style, rows, style.bar_length + text_w + 10, width, height, taken) if bars else None
+        if panel is not None:
+            taken.append(panel)
+        panels.append(panel)
+    return [FaceLayout(label, panel) for label, panel in zip(labels, panels)]
+
+
 def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], bars: bool = True) -> np.ndarray:
-    """A BGR copy of ``image`` with each face's box, label, score and (optionally) bars."""
+    """A BGR copy of ``image`` with each face's box, label, score and (where they fit) bars."""
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     height, width = canvas.shape[:2]
-    scale = max(0.4, min(1.0, width / 1000))
+    style = _Style.for_image(width)
+    layouts = layout_faces(faces, len(classes), width, height, bars)
     for face in faces:
-        x, y, w, h = face.box
         color = COLORS.get(face.label, (0, 255, 0))
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), color, max(1, round(2 * scale)))
-        tag = f"{face.label} {face.score:.0%}"
-        if face.track_id is not None:
-            tag = f"#{face.track_id} {tag}"
-        _text(canvas, tag, (x, max(12, y - 6)), 0.6 * scale + 0.1, color)
-        if bars:
-            _draw_bars(canvas, face, classes, (x + w + 4, y), max(40, w // 2), scale)
+        x, y, w, h = face.box
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), _ink(color), style.thickness + 2)
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), color, style.thickness)
+    for face, layout in zip(faces, layouts):  # tags and panels over every box
+        color = COLORS.get(face.label, (0, 255, 0))
+        label = layout.label
+        cv2.rectangle(canvas, label.rect[:2], (label.rect[2] - 1, label.rect[3] - 1), color, -1)
+        cv2.putText(canvas, label.text, label.origin, FONT, label.scale, _ink(color), 1, cv2.LINE_AA)
+        if layout.panel is not None:
+            _draw_bars(canvas, face, classes, layout.panel, style)
     return canvas
 
 
-def _draw_bars(canvas: np.ndarray, face: Face, classes, origin: tuple[int, int], length: int,
-               scale: float) -> None:
-    x, y = origin
-    step = max(10, round(14 * scale))
-    if x + length + 70 > canvas.shape[1]:  # no room on the right: draw inside the box
-        x = face.box[0] + 2
+def _draw_bars(canvas: np.ndarray, face: Face, classes, rect: Rect, style: _Style) -> None:
+    """A light panel (the palette reads on white) with one bar and value per emotion."""
+    x0, y0, x1, y1 = rect
+    region = canvas[y0:y1, x0:x1]
+    region[:] = (region * 0.2 + 255 * 0.8).astype(canvas.dtype)
     for i, name in enumerate(classes):
-        top = y + i * step
-        if top + step > canvas.shape[0]:
-            break
+        top = y0 + 2 + i * style.bar_step
         value = face.probabilities[name]
-        cv2.rectangle(canvas, (x, top), (x + round(length * value), top + step - 3), COLORS[name], -1)
-        _text(canvas, f"{name[:4]} {value:.2f}", (x + length + 3, top + step - 4), 0.35 * scale + 0.05,
-              (255, 255, 255))
+        length = max(1, round(style.bar_length * value))
+        cv2.rectangle(canvas, (x0 + 3, top + 1), (x0 + 3 + length, top + style.bar_step - 3), COLORS[name], -1)
+        cv2.putText(canvas, f"{name[:4]} {value:.2f}", (x0 + style.bar_length + 7, top + style.bar_step - 3),
+                    FONT, style.bar_text, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def draw_status(canvas: np.ndarray, text: str) -> None:
