@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Load benchmark of ``fer-ensemble serve`` on loopback (a benchmark, not a test).
 
-Starts the server, then for each client count runs that many concurrent clients posting a
-sample photo to /v1/predict for a bounded time, and prints throughput, p50/p95 latency, errors
-and the server's resident memory before and after each round (flat memory = no leak).
+Starts the server (once per detector preset: the previous stills preset, then the default), then
+for each client count runs that many concurrent clients posting a sample photo to /v1/predict for
+a bounded time, and prints throughput (and its ratio to the previous preset's), p50/p95 latency,
+errors and the server's resident memory before and after each round (flat memory = no leak).
 
     python scripts/benchmark_server.py [--clients 1 4 8] [--seconds 15] [--ensemble FILE]
 """
@@ -68,19 +69,22 @@ def round_of(url: str, clients: int, seconds: float, photo: bytes) -> tuple[list
     return latencies, errors
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--ensemble", default=None)
-    args = parser.parse_args()
+PRESETS = {  # detector options of serve: the previous stills preset first, the baseline of the ratio
+    "previous stills (one 960 px scan)": ["--coarse-side", "0", "--detect-width", "960", "--min-face", "32",
+                                          "--scale-factor", "1.15", "--min-neighbors", "5"],
+    "stills (ladder, the default)": [],
+}
 
+
+def measure_server(args: argparse.Namespace, options: list[str], photo: bytes) -> list[dict]:
+    """Start ``serve`` with these detector options; one round per client count."""
     port = free_port()
-    command = [sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port), "--no-access-log", *options]
     if args.ensemble:
         command += ["--ensemble", args.ensemble]
-    server = subprocess.Popen(command, cwd=REPO)
+    server = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    rows = []
     try:
         for _ in range(300):
             try:
@@ -88,24 +92,41 @@ def main() -> int:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        photo = PHOTO.read_bytes()
         round_of(base + "/v1/predict", 1, 2.0, photo)  # warm-up
-        print(f"POST /v1/predict with {PHOTO.name} ({len(photo) // 1024} KiB, 1 face), "
-              f"{args.seconds:.0f} s per round, loopback")
-        print("| clients | requests | throughput (req/s) | p50 (ms) | p95 (ms) | errors | server RSS before -> after (MB) |")
-        print("|---|---|---|---|---|---|---|")
         for clients in args.clients:
             before = rss_mb(server.pid)
             latencies, errors = round_of(base + "/v1/predict", clients, args.seconds, photo)
             after = rss_mb(server.pid)
             latencies.sort()
-            p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
-            print(f"| {clients} | {len(latencies)} | {len(latencies) / args.seconds:.1f} | "
-                  f"{statistics.median(latencies):.1f} | {p95:.1f} | {errors} | {before:.0f} -> {after:.0f} |",
-                  flush=True)
+            rows.append({"clients": clients, "requests": len(latencies), "per_second": len(latencies) / args.seconds,
+                         "p50": statistics.median(latencies) if latencies else float("nan"),
+                         "p95": latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan"),
+                         "errors": errors, "rss": (before, after)})
     finally:
         server.terminate()
         server.wait(timeout=10)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--ensemble", default=None)
+    args = parser.parse_args()
+    photo = PHOTO.read_bytes()
+    results = {name: measure_server(args, options, photo) for name, options in PRESETS.items()}
+    baseline = results[next(iter(PRESETS))]
+    print(f"POST /v1/predict with {PHOTO.name} ({len(photo) // 1024} KiB, 1 face), "
+          f"{args.seconds:.0f} s per round, loopback, each detector preset in its own server")
+    print("| detector | clients | requests | throughput (req/s) | vs previous | p50 (ms) | p95 (ms) | errors | "
+          "server RSS before -> after (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rows in results.items():
+        for row, base in zip(rows, baseline):
+            print(f"| {name} | {row['clients']} | {row['requests']} | {row['per_second']:.1f} | "
+                  f"{row['per_second'] / base['per_second']:.2f}x | {row['p50']:.1f} | {row['p95']:.1f} | "
+                  f"{row['errors']} | {row['rss'][0]:.0f} -> {row['rss'][1]:.0f} |")
     return 0
 
 

@@ -50,7 +50,7 @@ def haar_box_in_frame_units(face: np.ndarray, detector: HaarFaceDetector) -> tup
 
 def measure(data: str, split: str, images: int) -> dict:
     faces = load_labelled(data, split).images[:images]
-    detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05)
+    detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
     found = [b for b in (haar_box_in_frame_units(f, detector) for f in faces) if b is not None]
     cx, cy, side = (np.array(v) for v in zip(*found))
     margin = (1 / side - 1) / 2

@@ -46,10 +46,12 @@ def test_the_api_and_the_cli_share_the_detector_presets() -> None:
         parser = argparse.ArgumentParser()
         add_recognizer_arguments(parser, still=still)
         args = parser.parse_args([])
-        return args.detect_width, args.min_face, args.scale_factor
+        return (args.detect_width, args.min_face, args.scale_factor, args.min_neighbors, args.coarse_side,
+                args.relative_min_face)
 
     def settings(detector: HaarFaceDetector) -> tuple:
-        return detector.detect_width, detector.min_face, detector.scale_factor
+        return (detector.detect_width, detector.min_face, detector.scale_factor, detector.min_neighbors,
+                detector.coarse_side, detector.relative_min_face)
 
     assert settings(HaarFaceDetector()) == cli_detector(still=True)  # predict, EmotionRecognizer()
     assert settings(HaarFaceDetector.for_live()) == cli_detector(still=False)  # webcam, video
@@ -69,6 +71,60 @@ def test_haar_finds_the_faces_in_the_shared_photos(faces_dir: Path) -> None:
             assert found >= math.ceil(expected / 2), f"{row['file']}: {found} of {expected}"
             group_found, group_total = group_found + min(found, expected), group_total + expected
     assert group_found >= 0.6 * group_total
+
+
+def count_scans(detector: HaarFaceDetector, image: np.ndarray) -> tuple[list, int]:
+    scans = []
+    original = detector._scan
+    detector._scan = lambda *args, **kwargs: scans.append(args[1]) or original(*args, **kwargs)
+    return detector.detect(image), len(scans)
+
+
+def test_the_stills_ladder_stops_as_soon_as_the_faces_allow(faces_dir: Path) -> None:
+    boxes, scans = count_scans(HaarFaceDetector(), cv2.imread(str(SAMPLES / "grace_hopper.jpg")))
+    assert len(boxes) == 1 and scans == 1  # a portrait: the first, small scan is enough
+    _, scans = count_scans(HaarFaceDetector(), cv2.imread(str(faces_dir / "nasa_s131e010010_group_portrait.jpg")))
+    assert scans >= 3  # small faces: finer copies, as fine as they need
+
+
+def test_the_stills_preset_against_the_hand_labelled_group_photos(faces_dir: Path) -> None:
+    from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
+
+    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
+    total = DetectionCounts()
+    for file, boxes in labelled.items():
+        total = total + match_faces(HaarFaceDetector().detect(cv2.imread(str(faces_dir / file))), boxes)
+    assert total.true_positives >= 25 and total.false_positives <= 1, total.to_dict()
+
+
+def test_tiny_faces_beside_a_large_one_need_relative_min_face_0() -> None:
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    scene = cv2.copyMakeBorder(portrait, 60, 300, 40, 700, cv2.BORDER_REPLICATE)
+    small = cv2.resize(portrait, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)  # a ~75 px face
+    scene[700 : 700 + small.shape[0], 800 : 800 + small.shape[1]] = small
+    assert len(HaarFaceDetector().detect(scene)) == 1  # below 0.4 of the large face: not looked for
+    assert len(HaarFaceDetector(relative_min_face=0).detect(scene)) == 2
+
+
+def test_turned_scans_find_a_tilted_head() -> None:
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    height, width = portrait.shape[:2]
+    tilted = cv2.warpAffine(portrait, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height),
+                            borderMode=cv2.BORDER_REPLICATE)
+    assert HaarFaceDetector().detect(tilted) == []
+    (box,) = HaarFaceDetector(rotations=(-25.0, 25.0)).detect(tilted)
+    assert abs(box[0] + box[2] / 2 - width / 2) < 60 and abs(box[1] + box[3] / 2 - height / 2) < 150
+
+
+def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
+    result = run_cli("benchmark", "--stills", "--repeat", "1", "--json", "--ensemble", str(tiny_ensemble),
+                     "--group-photos", str(faces_dir))
+    rows = json.loads(result.stdout)
+    assert {row["preset"] for row in rows} == {"previous stills (one 960 px scan)", "stills (ladder)",
+                                               "stills + scans turned -25/+25 degrees"}
+    group = [row for row in rows if row["photos"].startswith("5 group photos")]
+    assert len(group) == 3 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
+    assert all(row["faces"]["true_positives"] >= 24 for row in group)
 
 
 def test_tracker_keeps_ids_on_a_moving_face() -> None:

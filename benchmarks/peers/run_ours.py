@@ -62,7 +62,7 @@ def main() -> None:
         result[f"ms_per_face_{threads}t"] = time_per_face(lambda f, classify=classify: classify(f[None]), faces)
         if key == "ours-ensemble":
             recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector())  # stills preset
-            result["detector"] = "OpenCV Haar cascade, 960 px scan"
+            result["detector"] = "OpenCV Haar cascade, stills ladder"
             result[f"end_to_end_{threads}t"] = end_to_end(
                 lambda rgb: [f.box for f in recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))], load_photos(work))
         write_result(work, key, result)

@@ -151,27 +151,30 @@ def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names
     plt.close(fig)
 
 
-MIN_IOU = 0.4
-"""A detection counts as a labelled face when the two boxes overlap by at least this much
-(intersection over union). Below the usual 0.5 because detectors frame faces differently (Haar's
-square from brow to chin, BlazeFace's tighter box, SSD's taller one), not because misplaced boxes
-should pass: a box on a shoulder or a belt overlaps a face by far less."""
+MAX_SCALE = 2.0
+"""A detection counts as a labelled face when its centre lies inside the labelled box and its size
+(the square root of its area) is within a factor ``MAX_SCALE`` of the label's. Not an IoU threshold:
+detectors frame faces differently (Haar's square from brow to chin, SSD's taller box, BlazeFace's
+whole head at about 1.6 times the side, IoU 0.35-0.5 with a correct face), while a box on a
+shoulder or a belt has its centre outside every face."""
 
 
-def box_iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    width = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    height = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    overlap = width * height
-    union = aw * ah + bw * bh - overlap
-    return overlap / union if union > 0 else 0.0
+def _match_distance(found, labelled) -> float | None:
+    """How far ``found``'s centre is from ``labelled``'s, in label sides; None when it is no match."""
+    fx, fy, fw, fh = found
+    lx, ly, lw, lh = labelled
+    cx, cy = fx + fw / 2, fy + fh / 2
+    if not (lx <= cx <= lx + lw and ly <= cy <= ly + lh):
+        return None
+    ratio = ((fw * fh) / max(lw * lh, 1)) ** 0.5
+    if not 1 / MAX_SCALE <= ratio <= MAX_SCALE:
+        return None
+    return ((cx - lx - lw / 2) ** 2 + (cy - ly - lh / 2) ** 2) ** 0.5 / max(lw, lh)
 
 
 @dataclass
 class DetectionCounts:
-    """Detections matched one to one with labelled faces (greedily, highest overlap first)."""
+    """Detections matched one to one with labelled faces."""
 
     true_positives: int = 0
     misses: int = 0
@@ -187,14 +190,13 @@ class DetectionCounts:
                 "false_positives": self.false_positives}
 
 
-def match_faces(found, labelled, min_iou: float = MIN_IOU) -> DetectionCounts:
-    """True positives, misses and false positives of ``found`` boxes against ``labelled`` ones."""
-    pairs = sorted(((box_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(labelled)),
-                   reverse=True)
+def match_faces(found, labelled) -> DetectionCounts:
+    """True positives, misses and false positives of ``found`` boxes against ``labelled`` ones
+    (``MAX_SCALE`` says what matches; one to one, nearest centres first)."""
+    pairs = sorted((distance, i, j) for i, f in enumerate(found) for j, t in enumerate(labelled)
+                   if (distance := _match_distance(f, t)) is not None)
     used_found, used_truth = set(), set()
-    for overlap, i, j in pairs:
-        if overlap < min_iou:
-            break
+    for _, i, j in pairs:
         if i not in used_found and j not in used_truth:
             used_found.add(i)
             used_truth.add(j)

@@ -1,4 +1,5 @@
-"""``fer-ensemble benchmark``: per-stage milliseconds and fps at 640x480 for 1 and 4 faces.
+"""``fer-ensemble benchmark``: per-stage milliseconds and fps at 640x480 for 1 and 4 faces
+(``--stills``: photos, ``fer_ensemble.apps.stills_benchmark``).
 
 Each stage is timed alone (median of ``--repeat`` runs), then the webcam's own loop runs end to
 end on a clip of the same frame: capture, detection and classification on their own threads, the
@@ -21,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_ensemble.apps import stills_benchmark
 from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.constants import MODEL_NAMES
@@ -179,11 +181,30 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end webcam-loop run")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stills", action="store_true",
+                        help="photos instead: portraits of several sizes and labelled group photos, "
+                             "each detector preset on one and two threads")
+    parser.add_argument("--group-photos", metavar="DIR",
+                        help=f"--stills: the group photos (default {stills_benchmark.DEFAULT_PHOTOS})")
+    parser.add_argument("--group-labels", metavar="CSV",
+                        help=f"--stills: their face boxes (default {stills_benchmark.DEFAULT_LABELS})")
     add_recognizer_arguments(parser)
     return parser
 
 
+def run_stills(args: argparse.Namespace) -> int:
+    rows = stills_benchmark.measure(args)
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        print(f"photos end to end (decode excluded), {os.cpu_count()} CPU cores, median of {args.repeat} runs")
+        print(stills_benchmark.format_rows(rows))
+    return 0
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
+    if args.stills:
+        return run_stills(args)
     recognizer = build_recognizer(args)
     rows = [measure(recognizer, faces, args.repeat, not args.no_torch) for faces in (1, 4)]
     if not args.no_pipeline:

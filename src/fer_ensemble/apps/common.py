@@ -45,7 +45,6 @@ def add_recognizer_arguments(
     parser: argparse.ArgumentParser, smoothing: float | None = None, still: bool = False
 ) -> None:
     """Model and detector options, with the detector preset for still images or live video."""
-    preset = STILL_DETECTION if still else LIVE_DETECTION
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
@@ -53,25 +52,52 @@ def add_recognizer_arguments(
                              "(default %(default)s: FER+'s framing, measured)")
     parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
                         help="move each face box down by this fraction of its side (default %(default)s)")
-    parser.add_argument("--detect-width", type=bounded(int, 0), default=preset["detect_width"],
-                        help="frame width the Haar detector works at (0: full size; default %(default)s)")
-    parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
-                        help="smallest face side in frame pixels (default %(default)s)")
-    parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=preset["scale_factor"],
-                        help="Haar pyramid step (default %(default)s)")
+    add_detector_arguments(parser, still)
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     if smoothing is not None:
         parser.add_argument("--smoothing", type=bounded(float, 0.0, 1.0, low_open=True), default=smoothing,
                             help="weight of the newest frame in per-face smoothing (1: off)")
 
 
+def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
+    """The Haar detector's options, defaulting to the stills or the live preset."""
+    preset = STILL_DETECTION if still else LIVE_DETECTION
+    width_help = ("widest copy the ladder of scans may reach (0: as fine as --min-face needs)"
+                  if still else "frame width the Haar detector works at (0: full size)")
+    parser.add_argument("--detect-width", type=bounded(int, 0), default=preset["detect_width"],
+                        help=width_help + "; default %(default)s")
+    parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
+                        help="smallest face side in frame pixels (default %(default)s)")
+    parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=preset["scale_factor"],
+                        help="Haar pyramid step (default %(default)s)")
+    parser.add_argument("--min-neighbors", type=bounded(int, 1), default=preset["min_neighbors"],
+                        help="Haar detections that must agree on a face (default %(default)s)")
+    if not still:
+        parser.set_defaults(coarse_side=0, relative_min_face=0.0, rotations=[])
+        return
+    parser.add_argument("--coarse-side", type=bounded(int, 0), default=preset["coarse_side"],
+                        help="short side of the first, smallest copy of the ladder of scans (0: no ladder, "
+                             "one scan at --detect-width; default %(default)s)")
+    parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=preset["relative_min_face"],
+                        help="once faces are found, look for faces down to this fraction of the largest "
+                             "(0: down to --min-face always, for tiny faces beside large ones; default %(default)s)")
+    parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=[],
+                        metavar="DEGREES", help="extra scans of the image turned by these angles, for tilted "
+                                                "heads (e.g. -25 25; each costs about one scan)")
+
+
+def detector_settings(args: argparse.Namespace) -> dict:
+    """HaarFaceDetector keyword arguments from the options ``add_detector_arguments`` made."""
+    return {"detect_width": args.detect_width, "min_face": args.min_face, "scale_factor": args.scale_factor,
+            "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
+            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations)}
+
+
 def build_recognizer(args: argparse.Namespace):
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
-    detector = HaarFaceDetector(detect_width=args.detect_width, min_face=args.min_face,
-                                scale_factor=args.scale_factor)
-    return EmotionRecognizer(args.ensemble, detector=detector, margin=args.margin,
-                             smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
+    return EmotionRecognizer(args.ensemble, detector=HaarFaceDetector(**detector_settings(args)),
+                             margin=args.margin, smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
                              prior=args.prior, offset=args.offset)
 
 

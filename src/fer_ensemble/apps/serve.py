@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
+from fer_ensemble.apps.common import (
+    PRIOR_HELP, add_detector_arguments, bounded, detector_settings, prior_argument, warn,
+)
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
 
@@ -32,6 +34,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--prior", type=prior_argument, default=None,
                         help=PRIOR_HELP + "; requests may override it with ?prior=")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    add_detector_arguments(parser, still=True)  # the photos of /v1/predict; WebSockets use the live preset
     return parser
 
 
@@ -47,7 +50,7 @@ def run_serve(args: argparse.Namespace) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
-                              workers=args.workers, queue=args.queue)
+                              workers=args.workers, queue=args.queue, detector=detector_settings(args))
     app = create_app(settings)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"

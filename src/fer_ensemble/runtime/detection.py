@@ -27,24 +27,38 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     return str(cv2.data.haarcascades) + name
 
 
-# Haar settings measured on 640x480 frames and on ../shared/data/faces (see the README):
-# stills scan a 960 px wide copy for faces of 32 px and more; live video scans 240 px for faces of 80 px
-STILL_DETECTION = {"detect_width": 960, "min_face": 32, "scale_factor": 1.15}
-LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1}
+# Haar settings, measured (`fer-ensemble benchmark --stills`, README "Speed"):
+# stills climb a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the
+# faces found say that smaller ones need not be searched for (see HaarFaceDetector); live video
+# scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
+STILL_DETECTION = {"detect_width": 1280, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
+                   "coarse_side": 200, "relative_min_face": 0.4}
+LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
+                  "coarse_side": 0, "relative_min_face": 0.0}
+LADDER_WINDOW = 30  # the smallest face a ladder step looks for, in pixels of its scaled copy
 
 
 @dataclass
 class HaarFaceDetector:
-    """Haar cascade on a frame downscaled to ``detect_width`` pixels (fast), boxes in frame pixels.
+    """OpenCV's Haar cascade; boxes in frame pixels, sorted left to right.
 
-    ``min_face`` is the smallest face side kept, in frame pixels. The defaults are the stills
-    preset (what ``fer-ensemble predict`` uses); ``for_live()`` is what the webcam app uses.
+    With ``coarse_side`` set (the stills preset, what ``fer-ensemble predict`` uses) it climbs a
+    ladder: scan a copy whose short side is ``coarse_side``, then copies twice as large, until a face
+    turns up or faces of ``min_face`` pixels are covered; once faces are found, one last scan at the
+    scale that covers faces down to ``relative_min_face`` times the largest (0: down to ``min_face``
+    always, for tiny faces beside large ones). A portrait is done at the first, cheap step; a
+    group photo scans only as fine as its faces need. Without ``coarse_side`` (``for_live()``), one
+    scan of a copy ``detect_width`` pixels wide (0: full size). ``rotations``: extra scans of the
+    image turned by these angles (degrees), for tilted heads, at the scale of the last upright scan.
     """
 
     detect_width: int = STILL_DETECTION["detect_width"]
     min_face: int = STILL_DETECTION["min_face"]
     scale_factor: float = STILL_DETECTION["scale_factor"]
-    min_neighbors: int = 5
+    min_neighbors: int = STILL_DETECTION["min_neighbors"]
+    coarse_side: int = STILL_DETECTION["coarse_side"]
+    relative_min_face: float = STILL_DETECTION["relative_min_face"]
+    rotations: tuple[float, ...] = ()
     cascade: str = haar_cascade_path()
 
     @classmethod
@@ -59,16 +73,86 @@ class HaarFaceDetector:
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         gray = to_gray(gray)
+        if not self.coarse_side:
+            width = gray.shape[1]
+            scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
+            boxes = self._scan(gray, scale, self.min_face, floor=12)
+        else:
+            boxes, scale = self._ladder(gray)
+        for angle in self.rotations:
+            boxes = _merge(boxes, self._scan_rotated(gray, angle, scale))
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+    def _finest_scale(self, width: int) -> float:
+        finest = min(1.0, LADDER_WINDOW / self.min_face)
+        return min(finest, self.detect_width / width) if self.detect_width else finest
+
+    def _ladder(self, gray: np.ndarray) -> tuple[list[Box], float]:
+        """Coarse to fine; returns the boxes and the scale of the last scan."""
+        finest = self._finest_scale(gray.shape[1])
+        scale = min(finest, self.coarse_side / min(gray.shape[:2]))
+        boxes: list[Box] = []
+        while True:
+            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=LADDER_WINDOW))
+            if boxes:
+                smallest = self.relative_min_face * max(b[2] for b in boxes)
+                needed = min(finest, LADDER_WINDOW / smallest) if smallest > 0 else finest
+                if needed > scale * 1.05:
+                    boxes = _merge(_merge([], self._scan(gray, needed, self.min_face, floor=LADDER_WINDOW)), boxes)
+                    scale = needed
+                return boxes, scale
+            if scale >= finest:
+                return boxes, scale
+            scale = min(finest, scale * 2)
+
+    def _scan(self, gray: np.ndarray, scale: float, min_face: float, floor: int = 24) -> list[Box]:
+        """One detectMultiScale on ``gray`` scaled by ``scale``, for faces of ``min_face`` frame
+        pixels and more (never below ``floor`` pixels of the scaled copy)."""
         height, width = gray.shape[:2]
-        scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
-        small = gray if scale == 1.0 else cv2.resize(
-            gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        min_side = max(12, round(self.min_face * scale))
+        small = gray if scale >= 1.0 else cv2.resize(
+            gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        side = max(floor, round(min(scale, 1.0) * min_face))
         found = self._classifier.detectMultiScale(
             cv2.equalizeHist(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(min_side, min_side))
-        boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
-        return sorted(boxes, key=lambda b: (b[0], b[1]))
+            minSize=(side, side))
+        scale = min(scale, 1.0)
+        return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+
+    def _scan_rotated(self, gray: np.ndarray, angle: float, scale: float) -> list[Box]:
+        """Faces of the image turned by ``angle`` degrees, as upright boxes around their centres."""
+        height, width = gray.shape[:2]
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+        size = (int(height * sin + width * cos), int(height * cos + width * sin))
+        turn[0, 2] += size[0] / 2 - width / 2
+        turn[1, 2] += size[1] / 2 - height / 2
+        turned = cv2.warpAffine(gray, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.invertAffineTransform(turn)
+        boxes = []
+        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=LADDER_WINDOW if self.coarse_side else 12):
+            cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
+            boxes.append((int(round(cx - w / 2)), int(round(cy - h / 2)), w, h))
+        return boxes
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter_w = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    inter_h = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _merge(kept: list[Box], new: list[Box]) -> list[Box]:
+    """``kept`` plus the boxes of ``new`` that overlap none kept so far (IoU below 0.3), smallest first:
+    one face found at two window sizes (the larger with more hair and background) stays one box."""
+    merged = list(kept)
+    for box in sorted(new, key=lambda b: b[2] * b[3]):
+        if all(iou(box, k) < 0.3 for k in merged):
+            merged.append(box)
+    return merged
 
 
 FACE_FRAMING = {"margin": 0.01, "offset": 0.0}

@@ -6,17 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_ensemble.runtime.detection import Box
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    inter_w = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    inter_h = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+from fer_ensemble.runtime.detection import Box, iou
 
 
 @dataclass

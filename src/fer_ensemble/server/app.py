@@ -61,6 +61,7 @@ class ServerSettings:
     max_pixels: int = 50_000_000  # width x height, read from the header before decoding
     workers: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
+    detector: dict = field(default_factory=dict)  # HaarFaceDetector settings for photos (default: stills)
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -209,14 +210,16 @@ def prior_strength(ensemble: Ensemble, value: str | None, default: float | None)
 class Recognizers:
     """One shared ensemble; a Haar detector per thread (OpenCV cascades are not shared across threads)."""
 
-    def __init__(self, ensemble: Ensemble):
+    def __init__(self, ensemble: Ensemble, detector: dict | None = None):
         self.ensemble = ensemble
+        self.detector = detector or {}
         self._local = threading.local()
 
     def still(self, prior: float) -> EmotionRecognizer:
         cache = self._local.__dict__.setdefault("still", {})
         if prior not in cache:
-            cache[prior] = EmotionRecognizer(self.ensemble, HaarFaceDetector(), smoothing=1.0, prior=prior)
+            cache[prior] = EmotionRecognizer(self.ensemble, HaarFaceDetector(**self.detector), smoothing=1.0,
+                                             prior=prior)
         return cache[prior]
 
     def live(self, prior: float) -> EmotionRecognizer:
@@ -227,7 +230,7 @@ class Recognizers:
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
-    recognizers = Recognizers(ensemble)
+    recognizers = Recognizers(ensemble, settings.detector)
     pool = WorkerPool(settings.workers, settings.queue)
     # keep multipart uploads in memory up to the limit: nothing spills into temporary files
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
