@@ -359,7 +359,7 @@ def test_busy_server_says_when_to_retry(tmp_path: Path) -> None:
     tiny_member(tmp_path, "small", 16, 0)
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"card": "small.json"}]}))
     heavy = heavy_png(tmp_path).read_bytes()
-    with start_server(tmp_path / "ensemble.json", tmp_path / "serve.log", "--workers", "1", "--queue", "0") as (
+    with start_server(tmp_path / "ensemble.json", tmp_path / "serve.log", "--concurrency", "1", "--queue", "0") as (
             base, port):
         with ThreadPoolExecutor(4) as clients:
             answers = list(clients.map(lambda _: upload({"url": base}, heavy, "heavy.png", headers={}), range(4)))

@@ -23,8 +23,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--max-megapixels", type=bounded(float, 0.0, low_open=True), default=50.0,
                         help="largest image, width x height read from its header before decoding "
                              "(413 above; default %(default)s)")
-    parser.add_argument("--workers", type=bounded(int, 1), default=os.cpu_count() or 2,
-                        help="images decoded and classified at once (default: the CPU count, %(default)s)")
+    parser.add_argument("--concurrency", type=bounded(int, 1), default=os.cpu_count() or 2,
+                        help="images decoded and classified at once, per process (default: the CPU count, "
+                             "%(default)s)")
     parser.add_argument("--queue", type=bounded(int, 0), default=8,
                         help="requests waiting for a worker; beyond them 503 with Retry-After (default %(default)s)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
@@ -50,12 +51,12 @@ def run_serve(args: argparse.Namespace) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
-                              workers=args.workers, queue=args.queue, detector=detector_settings(args))
+                              concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
     app = create_app(settings)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "
          + ("token required: 'Authorization: Bearer TOKEN' or ?token=TOKEN" if token else "no token required")
-         + f"; {settings.workers} worker(s), queue {settings.queue}")
+         + f"; {settings.concurrency} image(s) at once, queue {settings.queue}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
     return 0

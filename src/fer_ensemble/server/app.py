@@ -59,7 +59,7 @@ class ServerSettings:
     threads: int | None = None
     prior: float | None = None  # None: the ensemble file's default
     max_pixels: int = 50_000_000  # width x height, read from the header before decoding
-    workers: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
     detector: dict = field(default_factory=dict)  # HaarFaceDetector settings for photos (default: stills)
 
@@ -231,7 +231,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
     recognizers = Recognizers(ensemble, settings.detector)
-    pool = WorkerPool(settings.workers, settings.queue)
+    pool = WorkerPool(settings.concurrency, settings.queue)
     # keep multipart uploads in memory up to the limit: nothing spills into temporary files
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
 
