@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Load benchmark of ``fer-ensemble serve`` on loopback (a benchmark, not a test).
 
-Starts the server (once per detector preset: the previous stills preset, then the default), then
+Starts the server (once per configuration of ``--compare``: the previous stills preset and the
+default detector, or ``--workers 1`` and ``2``), then
 for each client count runs that many concurrent clients posting a sample photo to /v1/predict for
 a bounded time, and prints throughput (and its ratio to the previous preset's), p50/p95 latency,
 errors and the server's resident memory before and after each round (flat memory = no leak).
@@ -69,11 +70,23 @@ def round_of(url: str, clients: int, seconds: float, photo: bytes) -> tuple[list
     return latencies, errors
 
 
-PRESETS = {  # detector options of serve: the previous stills preset first, the baseline of the ratio
-    "previous stills (one 960 px scan)": ["--coarse-side", "0", "--detect-width", "960", "--min-face", "32",
-                                          "--scale-factor", "1.15", "--min-neighbors", "5"],
-    "stills (ladder, the default)": [],
+COMPARISONS = {  # --compare: server options per row; the first is the baseline of the ratio
+    "detector": {
+        "previous stills (one 960 px scan)": ["--coarse-side", "0", "--detect-width", "960", "--min-face", "32",
+                                              "--scale-factor", "1.15", "--min-neighbors", "5"],
+        "stills (ladder, the default)": [],
+    },
+    "workers": {
+        "--workers 1": ["--workers", "1"],
+        "--workers 2": ["--workers", "2"],
+    },
 }
+
+
+def process_rss_mb(pid: int) -> list[float]:
+    """Resident memory of the server and of each worker process it started."""
+    children = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True).stdout
+    return [rss_mb(pid)] + [rss_mb(int(child)) for child in children.split()]
 
 
 def measure_server(args: argparse.Namespace, options: list[str], photo: bytes) -> list[dict]:
@@ -94,14 +107,15 @@ def measure_server(args: argparse.Namespace, options: list[str], photo: bytes) -
                 time.sleep(0.2)
         round_of(base + "/v1/predict", 1, 2.0, photo)  # warm-up
         for clients in args.clients:
-            before = rss_mb(server.pid)
+            before = sum(process_rss_mb(server.pid))
             latencies, errors = round_of(base + "/v1/predict", clients, args.seconds, photo)
-            after = rss_mb(server.pid)
+            processes = process_rss_mb(server.pid)
+            after = sum(processes)
             latencies.sort()
             rows.append({"clients": clients, "requests": len(latencies), "per_second": len(latencies) / args.seconds,
                          "p50": statistics.median(latencies) if latencies else float("nan"),
                          "p95": latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan"),
-                         "errors": errors, "rss": (before, after)})
+                         "errors": errors, "rss": (before, after), "processes": processes})
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -113,20 +127,24 @@ def main() -> int:
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--ensemble", default=None)
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="detector",
+                        help="detector: the previous stills preset vs the default; workers: --workers 1 vs 2")
     args = parser.parse_args()
     photo = PHOTO.read_bytes()
-    results = {name: measure_server(args, options, photo) for name, options in PRESETS.items()}
-    baseline = results[next(iter(PRESETS))]
+    configs = COMPARISONS[args.compare]
+    results = {name: measure_server(args, options, photo) for name, options in configs.items()}
+    baseline = results[next(iter(configs))]
     print(f"POST /v1/predict with {PHOTO.name} ({len(photo) // 1024} KiB, 1 face), "
-          f"{args.seconds:.0f} s per round, loopback, each detector preset in its own server")
-    print("| detector | clients | requests | throughput (req/s) | vs previous | p50 (ms) | p95 (ms) | errors | "
-          "server RSS before -> after (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{args.seconds:.0f} s per round, loopback, each configuration in its own server")
+    print(f"| {args.compare} | clients | requests | throughput (req/s) | vs first | p50 (ms) | p95 (ms) | errors | "
+          "RSS before -> after, all processes (MB) | RSS per process after (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         for row, base in zip(rows, baseline):
+            per_process = " + ".join(f"{mb:.0f}" for mb in row["processes"])
             print(f"| {name} | {row['clients']} | {row['requests']} | {row['per_second']:.1f} | "
                   f"{row['per_second'] / base['per_second']:.2f}x | {row['p50']:.1f} | {row['p95']:.1f} | "
-                  f"{row['errors']} | {row['rss'][0]:.0f} -> {row['rss'][1]:.0f} |")
+                  f"{row['errors']} | {row['rss'][0]:.0f} -> {row['rss'][1]:.0f} | {per_process} |")
     return 0
 
 

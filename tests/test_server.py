@@ -403,3 +403,20 @@ def test_docs_work_offline_and_the_server_says_where_it_listens(server) -> None:
     log = server["log"].read_text()
     assert f"http://127.0.0.1:{server['port']}/" in log and "token required" in log
     assert '"GET /healthz HTTP/1.1" 200' in log  # uvicorn's access log
+
+
+def test_serve_with_two_worker_processes(tmp_path: Path) -> None:
+    from conftest import tiny_member
+
+    tiny_member(tmp_path, "small", 16, 0)
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"card": "small.json"}]}))
+    log = tmp_path / "serve.log"
+    with start_server(tmp_path / "ensemble.json", log, "--workers", "2") as (base, _):
+        answers = [upload({"url": base}, (SAMPLES / "grace_hopper.jpg").read_bytes(), headers={})
+                   for _ in range(6)]
+        assert all(a.status_code == 200 and len(a.json()["faces"]) == 1 for a in answers)
+        deadline = time.monotonic() + 30
+        while log.read_text().count("Started server process") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        started = log.read_text().count("Started server process")
+    assert started == 2 and "2 process(es)" in log.read_text()

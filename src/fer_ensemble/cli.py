@@ -78,6 +78,7 @@ APPS = {  # name: (module, help)
     "demo": ("demo", "the webcam if there is one, else the bundled sample photos and clip"),
     "benchmark": ("benchmark", "per-stage milliseconds and fps at 640x480, 1 and 4 faces"),
     "serve": ("serve", "web page, REST and WebSocket API (needs the server extra)"),
+    "batch": ("batch", "photo and video collections to Parquet, on Ray Data or a local process pool"),
 }
 
 

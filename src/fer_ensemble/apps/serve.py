@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
     PRIOR_HELP, add_detector_arguments, bounded, detector_settings, prior_argument, warn,
@@ -35,6 +37,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--prior", type=prior_argument, default=None,
                         help=PRIOR_HELP + "; requests may override it with ?prior=")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    parser.add_argument("--workers", type=bounded(int, 1), default=1,
+                        help="server processes (uvicorn's), each with its own copy of the models; "
+                             "default %(default)s")
     add_detector_arguments(parser, still=True)  # the photos of /v1/predict; WebSockets use the live preset
     return parser
 
@@ -42,7 +47,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # the server extra; a missing one is named by the command line
 
-    from fer_ensemble.server.app import ServerSettings, create_app
+    from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
@@ -52,11 +57,17 @@ def run_serve(args: argparse.Namespace) -> int:
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
                               concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
-    app = create_app(settings)
+    app = create_app(settings)  # a broken ensemble file is one line here, before any worker process starts
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "
          + ("token required: 'Authorization: Bearer TOKEN' or ?token=TOKEN" if token else "no token required")
-         + f"; {settings.concurrency} image(s) at once, queue {settings.queue}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=not args.no_access_log)
+         + f"; {args.workers} process(es), {settings.concurrency} image(s) at once and a queue of "
+           f"{settings.queue} in each")
+    options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": not args.no_access_log}
+    if args.workers == 1:
+        uvicorn.run(app, **options)
+    else:  # uvicorn starts each process from an import string; the settings travel in the environment
+        os.environ[SETTINGS_VARIABLE] = json.dumps(asdict(settings))
+        uvicorn.run("fer_ensemble.server.app:app_from_environment", factory=True, workers=args.workers, **options)
     return 0

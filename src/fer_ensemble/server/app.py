@@ -227,6 +227,14 @@ class Recognizers:
         return EmotionRecognizer(self.ensemble, HaarFaceDetector.for_live(), smoothing=0.5, prior=prior)
 
 
+SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``serve --workers N`` process, from the settings ``serve`` put in the environment."""
+    return create_app(ServerSettings(**json.loads(os.environ[SETTINGS_VARIABLE])))
+
+
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)

@@ -1,0 +1,115 @@
+"""``fer-ensemble batch INPUT... --out DIR``: photo and video collections to Parquet, on Ray Data
+(local, or a cluster with ``--ray-address``) or on a local process pool (``--engine local``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import defaultdict
+
+from tqdm import tqdm
+
+from fer_ensemble.apps.common import (
+    add_exit_arguments, bounded, detector_settings, exit_code, prior_argument, PRIOR_HELP, warn,
+)
+from fer_ensemble.errors import UserError
+from fer_ensemble.runtime.detection import LIVE_DETECTION
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="photos, videos, folders, globs, URIs fsspec reads (s3://..., gs://...) or a "
+                             "manifest (.csv / .parquet with a path column)")
+    parser.add_argument("--out", required=True, help="output folder (faces/, sources/, summary.parquet)")
+    parser.add_argument("--engine", choices=("ray", "local"), default="ray",
+                        help="Ray Data (default; needs the batch extra) or a local process pool")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster: 'auto' or ray://HOST:10001 (default: a local Ray on this machine)")
+    parser.add_argument("--num-workers", type=bounded(int, 1), default=os.cpu_count() or 1,
+                        help="recognizers working at once, one CPU each (default: the CPU count, %(default)s)")
+    parser.add_argument("--stride", type=bounded(int, 1), default=1, help="videos: every Nth frame")
+    parser.add_argument("--no-track", action="store_true",
+                        help="videos: no track ids or smoothing; frames are independent, so a long video "
+                             "is split into ranges of --chunk-frames across the workers")
+    parser.add_argument("--chunk-frames", type=bounded(int, 1), default=300, help="with --no-track (default 300)")
+    parser.add_argument("--manifest-column", default="path", help="the path column of a manifest")
+    parser.add_argument("--overwrite", action="store_true", help="redo sources whose output exists")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
+    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    from fer_ensemble.apps.common import add_detector_arguments
+
+    add_detector_arguments(parser, still=True)  # photos; videos use the live preset, as `video` does
+    add_exit_arguments(parser)
+    return parser
+
+
+def batch_settings(args: argparse.Namespace):
+    from fer_ensemble.batch.work import BatchSettings
+
+    return BatchSettings(ensemble=args.ensemble, prior=args.prior, stride=args.stride, track=not args.no_track,
+                         photo_detector=detector_settings(args), video_detector=dict(LIVE_DETECTION))
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from fer_ensemble.batch.engines import run_local, run_ray
+    from fer_ensemble.batch.output import BatchOutput
+    from fer_ensemble.batch.plan import expand_sources, plan_tasks
+
+    if args.engine == "ray":
+        import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
+    if args.ray_address and args.engine != "ray":
+        raise UserError("--ray-address needs --engine ray")
+    sources, missing = expand_sources(args.inputs, args.manifest_column)
+    for item in missing:
+        warn(f"{item}: no photo or video there")
+    output = BatchOutput(args.out)
+    todo = [s for s in sources if args.overwrite or not output.done(s)]
+    if len(todo) < len(sources):
+        warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
+    tasks = plan_tasks(todo, args.chunk_frames, track=not args.no_track)
+    settings = batch_settings(args)
+    started = time.perf_counter()
+    pending = defaultdict(int)
+    for task in tasks:
+        pending[task.source] += 1
+    collected: dict[str, dict] = defaultdict(lambda: {"rows": [], "read": 0, "processed": 0, "fps": None,
+                                                      "errors": []})
+    results = (run_ray(tasks, settings, args.num_workers, args.ray_address, args.verbose) if args.engine == "ray"
+               else run_local(tasks, settings, args.num_workers))
+    failed = faces = frames = 0
+    with tqdm(total=len(tasks), unit="task", disable=args.no_progress, desc="batch") as bar:
+        for index, result in results:
+            task = tasks[index]
+            done = collected[task.source]
+            done["rows"] += result.rows
+            done["read"] += result.frames_read
+            done["processed"] += result.frames_processed
+            done["fps"] = done["fps"] or result.fps
+            if result.error:
+                done["errors"].append(result.error if task.start == 0 else f"frames {task.start}-: {result.error}")
+            pending[task.source] -= 1
+            if pending[task.source] == 0:  # every range of this source is in: write it
+                summary = output.write_source(task.source, task.kind, done["rows"], done["read"],
+                                              done["processed"], done["fps"], done["errors"])
+                failed += summary["error"] is not None
+                faces += summary["faces"]
+                frames += summary["frames_processed"]
+                if summary["error"]:
+                    warn(f"{task.source}: {summary['error']}")
+                del collected[task.source]
+            bar.update(1)
+    summary_path = output.write_summary(sources)
+    seconds = time.perf_counter() - started
+    warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "
+         f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), {failed} failed; "
+         f"{summary_path}")
+    all_faces = faces + sum(json_faces(output, s) for s in sources if s not in todo)
+    return exit_code(failed=bool(failed or missing), found=all_faces > 0 or not sources, args=args)
+
+
+def json_faces(output, source: str) -> int:
+    import json
+
+    return json.loads(output.summary_path(source).read_text()).get("faces", 0)

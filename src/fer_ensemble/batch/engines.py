@@ -1,0 +1,86 @@
+"""Running tasks: a local process pool, or Ray Data (one recognizer per actor). Both call the same
+``Worker.run`` and hand results back in completion order with their task's index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from multiprocessing import get_context
+
+from fer_ensemble.batch.plan import Task
+from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker
+
+_worker: Worker | None = None  # one per pool process
+
+
+def _start_worker(settings: dict) -> None:
+    global _worker
+    _worker = Worker(BatchSettings(**settings))
+
+
+def _run_task(task: dict) -> dict:
+    return asdict(_worker.run(task))
+
+
+def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Iterator[tuple[int, TaskResult]]:
+    """A pool of ``workers`` processes (spawned: no state shared with this one)."""
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(asdict(settings),)) as pool:
+        futures = {pool.submit(_run_task, task.to_dict()): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            yield futures[future], TaskResult(**future.result())
+
+
+class RayWorker:
+    """A Ray Data actor: the recognizers load once, then one task per batch of one. ``settings`` is
+    a class attribute (see ``run_ray``): the class travels pickled, with no constructor arguments
+    in the object store."""
+
+    settings: dict = {}
+
+    def __init__(self):
+        self.worker = Worker(BatchSettings(**self.settings))
+
+    def __call__(self, batch: dict) -> dict:
+        results = []
+        for i in range(len(batch["index"])):
+            task = {key: _plain(batch[key][i]) for key in ("source", "kind", "start", "stop")}
+            task["stop"] = None if task["stop"] == -1 else task["stop"]  # Arrow columns hold no None ints here
+            results.append(json.dumps(asdict(self.worker.run(task))))
+        return {"index": batch["index"], "result": results}
+
+
+def _plain(value):
+    """A NumPy scalar from a Ray batch as a Python value."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: str | None,
+            verbose: bool = False) -> Iterator[tuple[int, TaskResult]]:
+    """Ray Data: ``ray.init()`` here when no address (``auto`` or ``ray://host:10001`` for a cluster),
+    ``workers`` actors of ``settings.threads`` CPUs each. Ray's own logging stays quiet unless
+    ``verbose``."""
+    if not verbose:
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's execution plans and timings
+        # the C++ core's notices, e.g. ray-project/ray#53727 on every Ray Data actor (it then says once
+        # that it read this variable)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours counts sources and tasks
+    items = [{"index": i, **task.to_dict(), "stop": -1 if task.stop is None else task.stop}
+             for i, task in enumerate(tasks)]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    actor = type("RayWorker", (RayWorker,), {"settings": asdict(settings)})
+    results = dataset.map_batches(actor, batch_size=1, concurrency=workers, num_cpus=settings.threads)
+    for row in results.iter_rows():
+        result = TaskResult(**json.loads(row["result"]))
+        yield int(row["index"]), result

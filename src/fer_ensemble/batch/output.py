@@ -1,0 +1,97 @@
+"""The batch output folder: ``faces/<key>.parquet`` (one row per face per frame) and
+``sources/<key>.json`` (a source's summary) per source, ``summary.parquet`` over all of them.
+
+A source is done when its summary exists without an error: a rerun skips it (``--overwrite`` does
+not), and retries the ones that failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.batch.work import ROW_COLUMNS
+
+
+def schema():
+    import pyarrow as pa
+
+    types = {"source": pa.string(), "frame": pa.int64(), "time_s": pa.float64(), "face": pa.int64(),
+             "x": pa.int64(), "y": pa.int64(), "w": pa.int64(), "h": pa.int64(), "track_id": pa.int64(),
+             "label": pa.string(), "score": pa.float64(), **{e: pa.float64() for e in EMOTIONS},
+             "error": pa.string()}
+    return pa.schema([(name, types[name]) for name in ROW_COLUMNS])
+
+
+def source_key(source: str) -> str:
+    """A file name for a source: its readable tail plus a hash of the whole path or URI."""
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "_", source.rstrip("/").split("/")[-1])[-60:]
+    return f"{tail}-{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+
+
+class BatchOutput:
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        (self.folder / "faces").mkdir(parents=True, exist_ok=True)
+        (self.folder / "sources").mkdir(parents=True, exist_ok=True)
+
+    def faces_path(self, source: str) -> Path:
+        return self.folder / "faces" / f"{source_key(source)}.parquet"
+
+    def summary_path(self, source: str) -> Path:
+        return self.folder / "sources" / f"{source_key(source)}.json"
+
+    def done(self, source: str) -> bool:
+        path = self.summary_path(source)
+        return path.is_file() and json.loads(path.read_text()).get("error") is None
+
+    def write_source(self, source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
+                     fps: float | None, errors: list[str]) -> dict:
+        """Rows (sorted by frame and face) and the summary, each written whole then renamed into place."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
+        table = pa.Table.from_pylist(rows, schema=schema())
+        _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
+        summary = summarize(source, kind, rows, frames_read, frames_processed, fps, errors)
+        _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+        return summary
+
+    def write_summary(self, sources: list[str]) -> Path:
+        """``summary.parquet``: one row per source, from the sources' summaries."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        summaries = [json.loads(self.summary_path(s).read_text()) for s in sources if self.summary_path(s).is_file()]
+        table = pa.Table.from_pylist([{**{k: v for k, v in s.items() if k != "mean_probabilities"},
+                                       **{f"mean_{e}": s["mean_probabilities"].get(e) for e in EMOTIONS}}
+                                      for s in summaries])
+        path = self.folder / "summary.parquet"
+        _replace(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+
+
+def summarize(source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
+              fps: float | None, errors: list[str]) -> dict:
+    faces = [r for r in rows if r["error"] is None]
+    mean = np.mean([[r[e] for e in EMOTIONS] for r in faces], axis=0) if faces else None
+    return {
+        "source": source, "kind": kind, "frames_read": frames_read, "frames_processed": frames_processed,
+        "fps": fps, "faces": len(faces), "frames_with_faces": len({r["frame"] for r in faces}),
+        "dominant": EMOTIONS[int(np.argmax(mean))] if mean is not None else None,
+        "mean_probabilities": {e: round(float(p), 6) for e, p in zip(EMOTIONS, mean)} if mean is not None else {},
+        "error": "; ".join(errors) if errors else None,
+    }
+
+
+def _replace(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)

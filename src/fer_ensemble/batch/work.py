@@ -1,0 +1,133 @@
+"""One task with one recognizer: its face rows, frame counts and error, as plain data that crosses
+process boundaries (local pool or Ray) unchanged."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+
+ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
+               *EMOTIONS, "error"]
+
+
+@dataclass
+class BatchSettings:
+    """What every worker builds its recognizers from (plain values: it is sent to each worker)."""
+
+    ensemble: str | None = None
+    prior: float | None = None
+    stride: int = 1
+    track: bool = True
+    smoothing: float = 0.5  # videos with tracking, as `fer-ensemble video`
+    photo_detector: dict = field(default_factory=lambda: dict(STILL_DETECTION))
+    video_detector: dict = field(default_factory=lambda: dict(LIVE_DETECTION))
+    threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
+
+
+@dataclass
+class TaskResult:
+    rows: list[dict]
+    frames_read: int = 0
+    frames_processed: int = 0
+    fps: float | None = None
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def local_copy(source: str) -> Iterator[str]:
+    """A local path for ``source``: itself, or a temporary download of a URI (OpenCV reads files)."""
+    if "://" not in source:
+        yield source
+        return
+    import fsspec
+
+    suffix = Path(source.split("?")[0]).suffix
+    with tempfile.TemporaryDirectory(prefix="fer-batch-") as folder:
+        path = os.path.join(folder, "input" + suffix)
+        with fsspec.open(source, "rb") as remote, open(path, "wb") as local:
+            while chunk := remote.read(1 << 22):
+                local.write(chunk)
+        yield path
+
+
+def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict]:
+    return [{"source": source, "frame": frame, "time_s": time_s, "face": i,
+             "x": f.box[0], "y": f.box[1], "w": f.box[2], "h": f.box[3], "track_id": f.track_id,
+             "label": f.label, "score": f.score, **{e: f.probabilities[e] for e in EMOTIONS}, "error": None}
+            for i, f in enumerate(faces)]
+
+
+def error_row(source: str, message: str) -> dict:
+    return {column: None for column in ROW_COLUMNS} | {"source": source, "error": message}
+
+
+class Worker:
+    """Recognizers built once (per process or Ray actor); ``run`` does one task."""
+
+    def __init__(self, settings: BatchSettings):
+        from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+
+        cv2.setNumThreads(settings.threads)
+        ensemble = load_ensemble(settings.ensemble, settings.threads)
+        self.settings = settings
+        self.photos = EmotionRecognizer(ensemble, HaarFaceDetector(**settings.photo_detector), smoothing=1.0,
+                                        prior=settings.prior)
+        smoothing = settings.smoothing if settings.track else 1.0
+        self.videos = EmotionRecognizer(ensemble, HaarFaceDetector(**settings.video_detector), smoothing=smoothing,
+                                        prior=settings.prior)
+
+    def run(self, task: dict) -> TaskResult:
+        """Never raises for a bad input: the error goes into the result."""
+        try:
+            with local_copy(task["source"]) as path:
+                if task["kind"] == "image":
+                    return self._photo(task["source"], path)
+                return self._video(task["source"], path, task["start"], task["stop"])
+        except Exception as error:  # noqa: BLE001 - one input's failure is a row, not a dead job
+            return TaskResult([error_row(task["source"], f"{type(error).__name__}: {error}")],
+                              error=f"{type(error).__name__}: {error}")
+
+    def _photo(self, source: str, path: str) -> TaskResult:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            message = "not a readable image"
+            return TaskResult([error_row(source, message)], error=message)
+        return TaskResult(face_rows(source, 0, None, self.photos.predict(image)), 1, 1)
+
+    def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            message = "not a readable video"
+            return TaskResult([error_row(source, message)], error=message)
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        if start:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        recognizer = self.videos
+        recognizer.tracker.reset()
+        rows, index, processed = [], start, 0
+        try:
+            while stop is None or index < stop:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if index % self.settings.stride == 0:
+                    faces = recognizer.track(frame) if self.settings.track else recognizer.predict(frame)
+                    rows += face_rows(source, index, round(index / fps, 4), faces)
+                    processed += 1
+                index += 1
+        finally:
+            capture.release()
+        if index == start and start == 0:
+            message = "no frame could be decoded"
+            return TaskResult([error_row(source, message)], error=message)
+        return TaskResult(rows, index - start, processed, fps)

@@ -1,0 +1,131 @@
+"""``fer-ensemble batch``: Parquet rows equal to predict's and video's, the same on Ray and on the
+local pool, video ranges stitched exactly, reruns that skip what is done, failures as rows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.constants import EMOTIONS
+
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("ray")
+CLIP = SAMPLES / "faces.mp4"
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Path:
+    """The bundled photos and clip, a corrupt photo and a file that is no video."""
+    folder = tmp_path / "collection"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace_hopper.jpg", "camera.png", "faces.mp4"):
+        shutil.copy(SAMPLES / name, folder / name)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    return folder
+
+
+def batch(*args: str, check: bool = True):
+    return run_cli("batch", *args, "--no-progress", check=check)
+
+
+def faces_table(out: Path, source: Path):
+    from fer_ensemble.batch.output import source_key
+
+    return pq.read_table(out / "faces" / f"{source_key(str(source))}.parquet")
+
+
+def rounded(row: dict) -> tuple:
+    return (row["x"], row["y"], row["w"], row["h"], row["label"], f"{row['score']:.4f}",
+            *(f"{row[e]:.4f}" for e in EMOTIONS))
+
+
+def test_rows_equal_predict_and_video_and_failures_are_rows(collection: Path, tiny_ensemble: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = batch(str(collection), "--out", str(out), "--engine", "local", "--num-workers", "2",
+                   "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # two inputs failed, the rest done
+    summary = {row["source"]: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert len(summary) == 6
+    assert "not a readable image" in summary[str(collection / "broken.jpg")]["error"]
+    assert "not a readable video" in summary[str(collection / "broken.mp4")]["error"]
+    assert summary[str(collection / "faces.mp4")]["frames_read"] == 60
+
+    photos = [str(collection / n) for n in ("astronaut.png", "grace_hopper.jpg", "camera.png")]
+    run_cli("predict", *photos, "--csv", str(tmp_path / "predict.csv"), "--ensemble", str(tiny_ensemble),
+            check=False)
+    expected = {}
+    for row in csv.DictReader(open(tmp_path / "predict.csv")):
+        expected.setdefault(row["file"], []).append(
+            (int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"]), row["label"], row["score"],
+             *(row[e] for e in EMOTIONS)))
+    for photo in photos:
+        assert [rounded(r) for r in faces_table(out, Path(photo)).to_pylist()] == expected.get(photo, [])
+
+    run_cli("video", str(collection / "faces.mp4"), "--out", str(tmp_path / "video"), "--no-video",
+            "--ensemble", str(tiny_ensemble))
+    timeline = [(int(r["frame"]), int(r["track_id"]), int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"]),
+                 r["label"], r["score"], *(r[e] for e in EMOTIONS))
+                for r in csv.DictReader(open(tmp_path / "video" / "timeline.csv"))]
+    rows = faces_table(out, collection / "faces.mp4").to_pylist()
+    assert [(r["frame"], r["track_id"], *rounded(r)) for r in rows] == timeline
+
+
+def test_ray_and_the_local_pool_write_the_same_parquet(collection: Path, tiny_ensemble: Path,
+                                                      tmp_path: Path) -> None:
+    (collection / "broken.mp4").unlink()
+    common = ("--ensemble", str(tiny_ensemble), "--num-workers", "2", "--no-track", "--chunk-frames", "17")
+    batch(str(collection), "--out", str(tmp_path / "local"), "--engine", "local", *common, check=False)
+    ray_run = batch(str(collection), "--out", str(tmp_path / "ray"), "--engine", "ray", *common, check=False)
+    assert ray_run.returncode == 1 and "Traceback" not in ray_run.stderr  # broken.jpg
+    local_files = sorted(p.name for p in (tmp_path / "local" / "faces").iterdir())
+    assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 5
+    for name in local_files:
+        assert pq.read_table(tmp_path / "local" / "faces" / name).equals(pq.read_table(tmp_path / "ray" / "faces" / name))
+    # the clip in four ranges of 17 frames gives what one range gives
+    whole = tmp_path / "whole"
+    batch(str(collection / "faces.mp4"), "--out", str(whole), "--engine", "local", "--no-track",
+          "--ensemble", str(tiny_ensemble))
+    assert faces_table(whole, collection / "faces.mp4").equals(faces_table(tmp_path / "local", collection / "faces.mp4"))
+    assert faces_table(whole, collection / "faces.mp4").column("track_id").null_count == \
+        faces_table(whole, collection / "faces.mp4").num_rows
+
+
+def test_reruns_skip_what_is_done_and_manifests_and_uris_name_sources(tiny_ensemble: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "astronaut.png"
+    shutil.copy(SAMPLES / "astronaut.png", photo)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,note\n{photo},a photo\n{CLIP},a clip\n")
+    out = tmp_path / "out"
+    tiny = ("--ensemble", str(tiny_ensemble), "--engine", "local")
+    batch(str(manifest), "--out", str(out), *tiny)
+    written = {p: p.stat().st_mtime_ns for p in (out / "faces").iterdir()}
+    assert len(written) == 2
+    again = batch(str(manifest), "--out", str(out), *tiny)
+    assert "2 source(s) already done" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in (out / "faces").iterdir()} == written
+    batch(str(manifest), "--out", str(out), "--overwrite", *tiny)
+    assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"path": [f"file://{photo}"]}), tmp_path / "manifest.parquet")
+    uri_out = tmp_path / "uri"
+    batch(str(tmp_path / "manifest.parquet"), "--out", str(uri_out), *tiny)
+    (row,) = pq.read_table(uri_out / "summary.parquet").to_pylist()
+    assert row["source"] == f"file://{photo}" and row["faces"] == 1
+
+
+def test_batch_without_ray_names_the_extra(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['ray'] = None; from fer_ensemble.cli import main; "
+            f"raise SystemExit(main(['batch', {str(SAMPLES)!r}, '--out', {str(tmp_path)!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2 and "pip install 'fer-ensemble[batch]'" in result.stderr
