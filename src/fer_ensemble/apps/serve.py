@@ -47,6 +47,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # the server extra; a missing one is named by the command line
 
+    from fer_ensemble.runtime.ensemble import check_ensemble_file
+    from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
     from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
@@ -57,7 +59,10 @@ def run_serve(args: argparse.Namespace) -> int:
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
                               concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
-    app = create_app(settings)  # a broken ensemble file is one line here, before any worker process starts
+    if args.workers == 1:
+        app = create_app(settings)  # a broken ensemble file is one line here
+    else:  # checked without loading the models: this process only supervises the workers
+        check_ensemble_file(settings.ensemble or SHIPPED_ENSEMBLE)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "

@@ -32,6 +32,25 @@ def find_card(path: Path) -> Path:
 CARD_KEYS = ("name", "classes", "files", "preprocessing")
 
 
+def resolve_member(path: str | Path, variant: str | None = None) -> tuple[dict, Path, str]:
+    """A member's card, model file and variant, checked (UserError otherwise) without loading the
+    model. ``path`` is a card (``variant`` picks the file) or an ONNX file with its card beside it."""
+    path = Path(path)
+    card_path = path if path.suffix == ".json" else find_card(path)
+    card = read_json_object(card_path, "model card", CARD_KEYS)
+    if path.suffix == ".json":
+        variant = variant or card.get("default_variant", "fp32")
+        if variant not in card["files"]:
+            raise UserError(f"{card_path}: no {variant!r} file (it has {', '.join(card['files'])})")
+        model_path = card_path.with_name(card["files"][variant])
+    else:
+        model_path = path
+        variant = next((k for k, v in card["files"].items() if v == path.name), "fp32")
+    if not model_path.is_file():
+        raise UserError(f"no model file {model_path.name} beside its card {card_path}")
+    return card, model_path, variant
+
+
 class OnnxClassifier:
     """Class probabilities for face crops from an exported member.
 
@@ -42,17 +61,7 @@ class OnnxClassifier:
     """
 
     def __init__(self, path: str | Path, variant: str | None = None, threads: int | None = None):
-        path = Path(path)
-        card_path = path if path.suffix == ".json" else find_card(path)
-        self.card: dict = read_json_object(card_path, "model card", CARD_KEYS)
-        if path.suffix == ".json":
-            variant = variant or self.card.get("default_variant", "fp32")
-            if variant not in self.card["files"]:
-                raise UserError(f"{card_path}: no {variant!r} file (it has {', '.join(self.card['files'])})")
-            model_path = card_path.with_name(self.card["files"][variant])
-        else:
-            model_path = path
-            variant = next((k for k, v in self.card["files"].items() if v == path.name), "fp32")
+        self.card, model_path, variant = resolve_member(path, variant)
         self.variant = variant
         self.model_path = model_path
         self.name: str = self.card["name"]
@@ -71,8 +80,6 @@ class OnnxClassifier:
             # take the cores from the next (measured on 2 cores, ensemble at batch 1: 8.2 ms per
             # face with spinning, about 4 ms without; benchmarks/peers, as in the README)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if not model_path.is_file():
-            raise UserError(f"no model file {model_path.name} beside its card {card_path}")
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph) as error:

@@ -26,7 +26,7 @@ import numpy as np
 from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
-from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
+from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 
 ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
 
@@ -58,6 +58,25 @@ def member_probabilities(member: Member, faces) -> np.ndarray:
     return calibrated_probabilities(member.classifier.logits(batch), mirrored, member.temperature)
 
 
+def read_config(path: Path) -> dict:
+    """An ensemble file's contents, its structure checked (UserError otherwise)."""
+    config = read_json_object(path, "ensemble file", ("members",))
+    if not isinstance(config["members"], list) or not all(
+        isinstance(entry, dict) and "card" in entry for entry in config["members"]
+    ):
+        raise UserError(f"{path}: not an ensemble file ('members' must list objects with a 'card')")
+    if not config["members"]:
+        raise UserError(f"{path}: an ensemble needs at least one member")
+    return config
+
+
+def check_ensemble_file(path: str | Path) -> None:
+    """Everything ``Ensemble.load`` reads, checked without loading a model (UserError otherwise)."""
+    path = Path(path)
+    for entry in read_config(path)["members"]:
+        resolve_member(path.parent / entry["card"], entry.get("variant"))
+
+
 class Ensemble:
     """Calibrated soft voting of exported members, then the chosen class prior."""
 
@@ -87,11 +106,7 @@ class Ensemble:
     def load(cls, path: str | Path, threads: int | None = None) -> Ensemble:
         """Read an ensemble file; member cards are found relative to it."""
         path = Path(path)
-        config = read_json_object(path, "ensemble file", ("members",))
-        if not isinstance(config["members"], list) or not all(
-            isinstance(entry, dict) and "card" in entry for entry in config["members"]
-        ):
-            raise UserError(f"{path}: not an ensemble file ('members' must list objects with a 'card')")
+        config = read_config(path)
         members = [
             Member(
                 OnnxClassifier(path.parent / entry["card"], entry.get("variant"), threads=threads),
