@@ -20,13 +20,29 @@ pytest.importorskip("ray")
 CLIP = SAMPLES / "faces.mp4"
 
 
+def generated_clip(path: Path, frames: int = 45) -> Path:
+    """The bundled clip played backwards and mirrored, at another frame rate and size."""
+    import cv2
+
+    source = cv2.VideoCapture(str(CLIP))
+    clip = []
+    while len(clip) < frames and (frame := source.read()[1]) is not None:
+        clip.append(cv2.resize(cv2.flip(frame, 1), (480, 360)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (480, 360))
+    for frame in reversed(clip):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 @pytest.fixture
 def collection(tmp_path: Path) -> Path:
-    """The bundled photos and clip, a corrupt photo and a file that is no video."""
+    """The bundled photos and clip, a generated clip, a corrupt photo and a file that is no video."""
     folder = tmp_path / "collection"
     folder.mkdir()
     for name in ("astronaut.png", "grace_hopper.jpg", "camera.png", "faces.mp4"):
         shutil.copy(SAMPLES / name, folder / name)
+    generated_clip(folder / "generated.avi")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     (folder / "broken.mp4").write_bytes(b"not a video")
     return folder
@@ -54,7 +70,7 @@ def test_rows_equal_predict_and_video_and_failures_are_rows(collection: Path, ti
                    "--ensemble", str(tiny_ensemble), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr  # two inputs failed, the rest done
     summary = {row["source"]: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
-    assert len(summary) == 6
+    assert len(summary) == 7 and summary[str(collection / "generated.avi")]["frames_read"] == 45
     assert "not a readable image" in summary[str(collection / "broken.jpg")]["error"]
     assert "not a readable video" in summary[str(collection / "broken.mp4")]["error"]
     assert summary[str(collection / "faces.mp4")]["frames_read"] == 60
@@ -87,7 +103,7 @@ def test_ray_and_the_local_pool_write_the_same_parquet(collection: Path, tiny_en
     ray_run = batch(str(collection), "--out", str(tmp_path / "ray"), "--engine", "ray", *common, check=False)
     assert ray_run.returncode == 1 and "Traceback" not in ray_run.stderr  # broken.jpg
     local_files = sorted(p.name for p in (tmp_path / "local" / "faces").iterdir())
-    assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 5
+    assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 6
     for name in local_files:
         assert pq.read_table(tmp_path / "local" / "faces" / name).equals(pq.read_table(tmp_path / "ray" / "faces" / name))
     # the clip in four ranges of 17 frames gives what one range gives

@@ -11,7 +11,14 @@ from collections import defaultdict
 from tqdm import tqdm
 
 from fer_ensemble.apps.common import (
-    add_exit_arguments, bounded, detector_settings, exit_code, prior_argument, PRIOR_HELP, warn,
+    PRIOR_HELP,
+    add_detector_arguments,
+    add_exit_arguments,
+    bounded,
+    detector_settings,
+    exit_code,
+    prior_argument,
+    warn,
 )
 from fer_ensemble.errors import UserError
 from fer_ensemble.runtime.detection import LIVE_DETECTION
@@ -38,8 +45,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
-    from fer_ensemble.apps.common import add_detector_arguments
-
     add_detector_arguments(parser, still=True)  # photos; videos use the live preset, as `video` does
     add_exit_arguments(parser)
     return parser
@@ -105,11 +110,5 @@ def run_batch(args: argparse.Namespace) -> int:
     warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "
          f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), {failed} failed; "
          f"{summary_path}")
-    all_faces = faces + sum(json_faces(output, s) for s in sources if s not in todo)
-    return exit_code(failed=bool(failed or missing), found=all_faces > 0 or not sources, args=args)
-
-
-def json_faces(output, source: str) -> int:
-    import json
-
-    return json.loads(output.summary_path(source).read_text()).get("faces", 0)
+    earlier = sum(output.summary(s).get("faces", 0) for s in sources if s not in todo)
+    return exit_code(failed=bool(failed or missing), found=faces + earlier > 0, args=args)

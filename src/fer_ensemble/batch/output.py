@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.batch.work import ROW_COLUMNS
+from fer_ensemble.constants import EMOTIONS
 
 
 def schema():
@@ -47,9 +47,14 @@ class BatchOutput:
     def summary_path(self, source: str) -> Path:
         return self.folder / "sources" / f"{source_key(source)}.json"
 
-    def done(self, source: str) -> bool:
+    def summary(self, source: str) -> dict:
+        """A source's summary, or {} before it is written."""
         path = self.summary_path(source)
-        return path.is_file() and json.loads(path.read_text()).get("error") is None
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def done(self, source: str) -> bool:
+        summary = self.summary(source)
+        return bool(summary) and summary.get("error") is None
 
     def write_source(self, source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str]) -> dict:
