@@ -270,3 +270,12 @@ def test_the_palette_reads_on_white_and_under_its_tags() -> None:
     for emotion, color in COLORS.items():
         assert contrast_ratio(color, (255, 255, 255)) >= 3.0, emotion  # timeline lines, bar panels
         assert contrast_ratio(color, _ink(color)) >= 4.5, emotion  # a tag's text on its colour
+
+
+def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
+    photos = " ".join([str(PHOTO)] * 12)
+    command = (f"{sys.executable} -m fer_ensemble.cli predict {photos} --json --ensemble {tiny_ensemble} "
+               "| head -1; exit ${PIPESTATUS[0]}")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert len(lines(result.stdout)) == 1
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -172,15 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         if (message := missing_extra(error)) is None:
             raise
         return fail(message)
+    except BrokenPipeError:  # output piped into head, less, ...
+        sys.stdout = open(os.devnull, "w")
+        return ExitCode.OK
     except OSError as error:  # an output path that cannot be used: a folder, a file, no permission
         if error.filename is None:
             raise
         return fail(f"{error.filename}: {error.strerror}")
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # output piped into head, less, ...
-        sys.stdout = open(os.devnull, "w")
-        return ExitCode.OK
 
 
 if __name__ == "__main__":
