@@ -66,6 +66,11 @@ def run_batch(args: argparse.Namespace) -> int:
         import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
     if args.ray_address and args.engine != "ray":
         raise UserError("--ray-address needs --engine ray")
+    cores = os.cpu_count() or 1
+    if args.engine == "ray" and args.ray_address is None and args.num_workers > cores:
+        warn(f"a local Ray has {cores} CPU(s): {cores} worker(s), not {args.num_workers} "
+             "(each actor takes one; more would wait for ever)")
+        args.num_workers = cores
     sources, missing = expand_sources(args.inputs, args.manifest_column)
     for item in missing:
         warn(f"{item}: no photo or video there")

@@ -28,7 +28,9 @@ def _run_task(task: dict) -> dict:
 
 def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Iterator[tuple[int, TaskResult]]:
     """A pool of ``workers`` processes (spawned: no state shared with this one)."""
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+    if not tasks:
+        return
+    with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=get_context("spawn"), initializer=_start_worker,
                              initargs=(asdict(settings),)) as pool:
         futures = {pool.submit(_run_task, task.to_dict()): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
@@ -64,6 +66,8 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
     """Ray Data: ``ray.init()`` here when no address (``auto`` or ``ray://host:10001`` for a cluster),
     ``workers`` actors of ``settings.threads`` CPUs each. Ray's own logging stays quiet unless
     ``verbose``."""
+    if not tasks:
+        return
     if not verbose:
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's execution plans and timings
         # the C++ core's notices, e.g. ray-project/ray#53727 on every Ray Data actor (it then says once
@@ -80,7 +84,8 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
              for i, task in enumerate(tasks)]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     actor = type("RayWorker", (RayWorker,), {"settings": asdict(settings)})
-    results = dataset.map_batches(actor, batch_size=1, concurrency=workers, num_cpus=settings.threads)
+    results = dataset.map_batches(actor, batch_size=1, concurrency=max(1, min(workers, len(tasks))),
+                                  num_cpus=settings.threads)
     for row in results.iter_rows():
         result = TaskResult(**json.loads(row["result"]))
         yield int(row["index"]), result
