@@ -97,13 +97,21 @@ def test_the_stills_preset_against_the_hand_labelled_group_photos(faces_dir: Pat
     assert total.true_positives >= 25 and total.false_positives <= 1, total.to_dict()
 
 
-def test_tiny_faces_beside_a_large_one_need_relative_min_face_0() -> None:
-    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+def scene_with_a_small_face(fraction: float) -> np.ndarray:
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))  # a ~240 px face
     scene = cv2.copyMakeBorder(portrait, 60, 300, 40, 700, cv2.BORDER_REPLICATE)
-    small = cv2.resize(portrait, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)  # a ~75 px face
+    small = cv2.resize(portrait, None, fx=fraction, fy=fraction, interpolation=cv2.INTER_AREA)
     scene[700 : 700 + small.shape[0], 800 : 800 + small.shape[1]] = small
+    return scene
+
+
+def test_tiny_faces_beside_a_large_one_need_relative_min_face_0() -> None:
+    scene = scene_with_a_small_face(0.3)  # a ~75 px face
     assert len(HaarFaceDetector().detect(scene)) == 1  # below 0.4 of the large face: not looked for
     assert len(HaarFaceDetector(relative_min_face=0).detect(scene)) == 2
+    scene = scene_with_a_small_face(0.12)  # a ~29 px face: the README's recipe for tiny faces
+    assert len(HaarFaceDetector(relative_min_face=0).detect(scene)) == 1
+    assert len(HaarFaceDetector(relative_min_face=0, min_face=20, scale_factor=1.1).detect(scene)) == 2
 
 
 def test_turned_scans_find_a_tilted_head() -> None:

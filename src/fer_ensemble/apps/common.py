@@ -80,7 +80,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                              "one scan at --detect-width; default %(default)s)")
     parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=preset["relative_min_face"],
                         help="once faces are found, look for faces down to this fraction of the largest "
-                             "(0: down to --min-face always, for tiny faces beside large ones; default %(default)s)")
+                             "(0: down to --min-face always; for tiny faces beside large ones add e.g. "
+                             "--min-face 20 --scale-factor 1.1, slower; default %(default)s)")
     parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=[],
                         metavar="DEGREES", help="extra scans of the image turned by these angles, for tilted "
                                                 "heads (e.g. -25 25; each costs about one scan)")

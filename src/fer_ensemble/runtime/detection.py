@@ -93,12 +93,13 @@ class HaarFaceDetector:
         scale = min(finest, self.coarse_side / min(gray.shape[:2]))
         boxes: list[Box] = []
         while True:
-            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=LADDER_WINDOW))
+            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=_ladder_floor(scale)))
             if boxes:
                 smallest = self.relative_min_face * max(b[2] for b in boxes)
                 needed = min(finest, LADDER_WINDOW / smallest) if smallest > 0 else finest
                 if needed > scale * 1.05:
-                    boxes = _merge(_merge([], self._scan(gray, needed, self.min_face, floor=LADDER_WINDOW)), boxes)
+                    found = self._scan(gray, needed, self.min_face, floor=_ladder_floor(needed))
+                    boxes = _merge(_merge([], found), boxes)
                     scale = needed
                 return boxes, scale
             if scale >= finest:
@@ -129,10 +130,16 @@ class HaarFaceDetector:
         turned = cv2.warpAffine(gray, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         back = cv2.invertAffineTransform(turn)
         boxes = []
-        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=LADDER_WINDOW if self.coarse_side else 12):
+        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=_ladder_floor(scale) if self.coarse_side else 12):
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             boxes.append((int(round(cx - w / 2)), int(round(cy - h / 2)), w, h))
         return boxes
+
+
+def _ladder_floor(scale: float) -> int:
+    """The smallest window of a ladder step: LADDER_WINDOW on a reduced copy; at full size, where
+    nothing finer is left, down to the cascade's own 24 px (``min_face`` below 30)."""
+    return LADDER_WINDOW if scale < 1.0 else 24
 
 
 def iou(a: Box, b: Box) -> float:
