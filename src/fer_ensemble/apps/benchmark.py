@@ -14,30 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fer_ensemble.apps import stills_benchmark
-from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer
+from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer, median_ms
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.detection import crop_faces
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:

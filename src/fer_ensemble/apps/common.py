@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import ExitCode
+from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
 
@@ -115,6 +117,26 @@ def exit_code(failed: bool, found: bool, args: argparse.Namespace) -> ExitCode:
     if not found and not getattr(args, "allow_empty", False):
         return ExitCode.NO_FACE
     return ExitCode.OK
+
+
+def median_ms(fn, repeat: int) -> float:
+    """Median milliseconds of ``repeat`` calls of ``fn``, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def output_folder(path: str | Path) -> Path:
+    """``path`` as a folder for outputs, created; a UserError when a file is in the way."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; give a folder for the outputs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def warn(message: str) -> None:

@@ -59,6 +59,18 @@ def expand_inputs(items: list[str], exclude: Path | None = None) -> Inputs:
     return found
 
 
+def open_video(path: Path) -> cv2.VideoCapture:
+    """An opened capture of a video file, or an InputError that says what is wrong with it."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(f"{path}: not a readable video")
+    return capture
+
+
 def read_image(path: Path) -> np.ndarray:
     """A BGR image, or an InputError that says what is wrong with the file."""
     try:

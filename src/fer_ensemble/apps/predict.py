@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, build_recognizer, exit_code, face_row, unique_path,
-    warn,
+    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, build_recognizer, exit_code, face_row, output_folder,
+    unique_path, warn,
 )
 from fer_ensemble.apps.media import expand_inputs, read_image, writable_name, write_image
 from fer_ensemble.errors import InputError, UserError
@@ -55,8 +55,6 @@ def check_outputs(args: argparse.Namespace) -> Path | None:
     if not args.out:
         return None
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the annotated copies")
     if any(Path(p).is_dir() and Path(p).resolve() == out.resolve() for p in args.paths):
         raise UserError(f"--out {out} is an input folder: the annotated copies would sit among (and on "
                         "the next run, be read as) your photos; choose another folder")
@@ -79,10 +77,11 @@ def run_predict(args: argparse.Namespace) -> int:
         failed(item, f"{item}: no such file, folder or match")
     if note := inputs.describe_skipped():
         warn(note)
+    used: set[str] = set()  # names taken in the output folder
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-    # names of inputs that live in the output folder are taken: an annotated copy never replaces one
-    used = {p.name for p in inputs.files if p.resolve().parent == out.resolve()} if out else set()
+        out = output_folder(out)
+        folder = out.resolve()  # the names of inputs that live there: an annotated copy never replaces one
+        used = {p.name for p in inputs.files if p.resolve().parent == folder}
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:

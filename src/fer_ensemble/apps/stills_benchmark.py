@@ -10,14 +10,13 @@ the same inputs, the previous stills preset first, so the table compares like wi
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from fer_ensemble.apps.common import median_ms
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.detection import STILL_DETECTION, HaarFaceDetector
@@ -52,18 +51,6 @@ def portrait(width: int, height: int) -> np.ndarray:
     return cv2.resize(cv2.imread(str(SAMPLES / "grace_hopper.jpg")), (width, height), interpolation=cv2.INTER_AREA)
 
 
-def median_ms_per_photo(recognizer, images: list[np.ndarray], repeat: int) -> float:
-    for image in images:  # warm-up
-        recognizer.predict(image)
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for image in images:
-            recognizer.predict(image)
-        times.append((time.perf_counter() - started) * 1000 / len(images))
-    return statistics.median(times)
-
-
 def build(ensembles: dict, settings: dict, threads: int):
     """A recognizer with this detector, OpenCV and ONNX Runtime both held to ``threads``."""
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
@@ -92,7 +79,8 @@ def measure(args: argparse.Namespace) -> list[StillsRow]:
             row = StillsRow(preset, name)
             for threads in (1, 2):
                 recognizer = build(ensembles, settings, threads)
-                row.ms_per_photo[threads] = median_ms_per_photo(recognizer, images, args.repeat)
+                ms = median_ms(lambda: [recognizer.predict(image) for image in images], args.repeat)  # noqa: B023
+                row.ms_per_photo[threads] = ms / len(images)
             found = [[f.box for f in recognizer.predict(image)] for image in images]
             if truth is None:
                 row.faces = {"found": sum(map(len, found))}

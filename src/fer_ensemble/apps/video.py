@@ -12,9 +12,10 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, face_row, warn,
+    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, face_row,
+    output_folder, warn,
 )
-from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.apps.media import open_video
 from fer_ensemble.runtime.drawing import COLORS
 
 
@@ -28,17 +29,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
-
-
-def open_video(path: Path) -> cv2.VideoCapture:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise InputError(f"{path}: not a readable video")
-    return capture
 
 
 def summarize(timeline: list[dict], classes: tuple[str, ...]) -> dict:
@@ -118,10 +108,7 @@ def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
     capture = open_video(path)
     recognizer = build_recognizer(args)
-    out = Path(args.out) if args.out else path.with_name(path.stem + "-fer")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the outputs")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out or path.with_name(path.stem + "-fer"))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     stride = args.stride

@@ -21,6 +21,7 @@ import numpy as np
 from fer_ensemble.apps.common import (
     add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, warn,
 )
+from fer_ensemble.apps.media import open_video
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.runtime.drawing import draw_status
 
@@ -118,12 +119,7 @@ class DetectorThread:
 
 def open_source(args: argparse.Namespace) -> tuple[cv2.VideoCapture, float | None]:
     if args.source:
-        path = Path(args.source)
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise InputError(f"{path}: not a readable video")
+        capture = open_video(Path(args.source))
         return capture, None if args.unpaced else 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
     capture = cv2.VideoCapture(args.camera)
     if not capture.isOpened():

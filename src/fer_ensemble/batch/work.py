@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numpy as np
 
+from fer_ensemble.apps.media import open_video, read_image
 from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import InputError
 from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
@@ -67,8 +68,10 @@ def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict
             for i, f in enumerate(faces)]
 
 
-def error_row(source: str, message: str) -> dict:
-    return {column: None for column in ROW_COLUMNS} | {"source": source, "error": message}
+def failure(source: str, message: str) -> TaskResult:
+    """A task that failed: one row holding the error, and the error."""
+    row = {column: None for column in ROW_COLUMNS} | {"source": source, "error": message}
+    return TaskResult([row], error=message)
 
 
 class Worker:
@@ -88,27 +91,23 @@ class Worker:
 
     def run(self, task: dict) -> TaskResult:
         """Never raises for a bad input: the error goes into the result."""
+        source = task["source"]
         try:
-            with local_copy(task["source"]) as path:
-                if task["kind"] == "image":
-                    return self._photo(task["source"], path)
-                return self._video(task["source"], path, task["start"], task["stop"])
+            with local_copy(source) as path:
+                try:
+                    if task["kind"] == "image":
+                        return self._photo(source, path)
+                    return self._video(source, path, task["start"], task["stop"])
+                except InputError as error:  # the reason, without the (maybe temporary) local path
+                    return failure(source, str(error).removeprefix(f"{path}: "))
         except Exception as error:  # noqa: BLE001 - one input's failure is a row, not a dead job
-            return TaskResult([error_row(task["source"], f"{type(error).__name__}: {error}")],
-                              error=f"{type(error).__name__}: {error}")
+            return failure(source, f"{type(error).__name__}: {error}")
 
     def _photo(self, source: str, path: str) -> TaskResult:
-        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            message = "not a readable image"
-            return TaskResult([error_row(source, message)], error=message)
-        return TaskResult(face_rows(source, 0, None, self.photos.predict(image)), 1, 1)
+        return TaskResult(face_rows(source, 0, None, self.photos.predict(read_image(Path(path)))), 1, 1)
 
     def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
-        capture = cv2.VideoCapture(path)
-        if not capture.isOpened():
-            message = "not a readable video"
-            return TaskResult([error_row(source, message)], error=message)
+        capture = open_video(Path(path))
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         if start:
             capture.set(cv2.CAP_PROP_POS_FRAMES, start)
@@ -128,6 +127,5 @@ class Worker:
         finally:
             capture.release()
         if index == start and start == 0:
-            message = "no frame could be decoded"
-            return TaskResult([error_row(source, message)], error=message)
+            raise InputError(f"{path}: no frame could be decoded")
         return TaskResult(rows, index - start, processed, fps)
