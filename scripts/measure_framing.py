@@ -29,14 +29,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fer_ensemble.data import load_labelled  # noqa: E402
-from fer_ensemble.runtime.detection import HaarFaceDetector  # noqa: E402
+from fer_ensemble.runtime.detection import FaceDetector, HaarFaceDetector  # noqa: E402
 
 SCALE = 4
 PAD = 0.5  # of the enlarged image, each side
 
 
-def haar_box_in_frame_units(face: np.ndarray, detector: HaarFaceDetector) -> tuple[float, float, float] | None:
-    """(centre x, centre y, side) of Haar's largest box, in units of the 48 px FER+ frame."""
+def haar_box_in_frame_units(face: np.ndarray, detector: FaceDetector) -> tuple[float, float, float] | None:
+    """(centre x, centre y, side) of the detector's largest box, in units of the 48 px FER+ frame."""
     size = face.shape[0] * SCALE
     big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
     pad = int(size * PAD)
@@ -46,6 +46,25 @@ def haar_box_in_frame_units(face: np.ndarray, detector: HaarFaceDetector) -> tup
         return None
     x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
     return ((x + w / 2 - pad) / size, (y + h / 2 - pad) / size, w / size)
+
+
+def blazeface_to_haar(data: str, split: str, images: int) -> dict:
+    """How BlazeFace's box relates to Haar's on the same FER+ faces (both enlarged and padded as
+    above): Haar's side over BlazeFace's, and the shift of Haar's centre in BlazeFace sides."""
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector
+
+    faces = load_labelled(data, split).images[:images]
+    haar = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
+    blaze = BlazeFaceDetector(min_face=size_floor(faces), to_haar={"scale": 1.0, "dx": 0.0, "dy": 0.0})
+    pairs = [(h, b) for h, b in ((haar_box_in_frame_units(f, haar), haar_box_in_frame_units(f, blaze))
+                                 for f in faces) if h is not None and b is not None]
+    (hx, hy, hside), (bx, by, bside) = (np.array(v).T for v in zip(*pairs))
+    quartiles = lambda v: [round(float(q), 4) for q in np.percentile(v, [25, 50, 75])]  # noqa: E731
+    return {
+        "split": split, "images": len(faces), "found_by_both": len(pairs),
+        "blazeface_side_in_frames": quartiles(bside), "scale": quartiles(hside / bside),
+        "dx": quartiles((hx - bx) / bside), "dy": quartiles((hy - by) / bside),
+    }
 
 
 def measure(data: str, split: str, images: int) -> dict:
@@ -94,8 +113,15 @@ def main() -> int:
     parser.add_argument("--split", default="train", choices=("train", "valid", "test"))
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--resampling", action="store_true", help="measure the resampling question instead")
+    parser.add_argument("--detector", choices=("haar", "blazeface"), default="haar",
+                        help="blazeface: how its boxes relate to Haar's (BLAZEFACE_TO_HAAR)")
     args = parser.parse_args()
-    result = measure_resampling(args.data) if args.resampling else measure(args.data, args.split, args.images)
+    if args.resampling:
+        result = measure_resampling(args.data)
+    elif args.detector == "blazeface":
+        result = blazeface_to_haar(args.data, args.split, args.images)
+    else:
+        result = measure(args.data, args.split, args.images)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -129,9 +129,10 @@ def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
                      "--group-photos", str(faces_dir))
     rows = json.loads(result.stdout)
     assert {row["preset"] for row in rows} == {"previous stills (one 960 px scan)", "stills (ladder)",
-                                               "stills + scans turned -25/+25 degrees"}
+                                               "stills + scans turned -25/+25 degrees",
+                                               "BlazeFace (--detector blazeface)"}
     group = [row for row in rows if row["photos"].startswith("5 group photos")]
-    assert len(group) == 3 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
+    assert len(group) == 4 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
     assert all(row["faces"]["true_positives"] >= 24 for row in group)
 
 

@@ -75,6 +75,7 @@ def format_report(name: str, split: str, report: EvaluationReport) -> str:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument
     from fer_ensemble.runtime.detection import FACE_FRAMING
+    from fer_ensemble.runtime.detectors import DETECTOR_NAMES
 
     parser.add_argument("model", nargs="?", default=None,
                         help="ensemble file, model card .json, .onnx file, run folder or .pt checkpoint "
@@ -92,6 +93,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="photos: crop margin")
     parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
                         help="photos: crop offset")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
+                        help="photos: the face detector (default %(default)s, its stills preset)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
@@ -135,12 +138,14 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
     if args.crops:
         report = evaluate_crops(predict, data)
     else:
-        from fer_ensemble.runtime.detection import HaarFaceDetector
+        from fer_ensemble.runtime.detectors import create_detector
 
-        report = evaluate_photos(predict, data, HaarFaceDetector(), args.margin, args.offset)
-    source = f"{args.labels} ({'face crops' if args.crops else 'photos, largest face'})"
+        detector = create_detector({"detector": args.detector})
+        report = evaluate_photos(predict, data, detector, args.margin, args.offset)
+    source = f"{args.labels} ({'face crops' if args.crops else f'photos, largest face, {args.detector} detector'})"
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "labels": args.labels,
-              "crops": args.crops, "group_by": args.group_by, "prior": args.prior, **report.to_dict()}
+              "crops": args.crops, "detector": None if args.crops else args.detector, "group_by": args.group_by,
+              "prior": args.prior, **report.to_dict()}
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -204,8 +204,11 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
     probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
     found = np.zeros(len(data), bool)
     for i, path in enumerate(data.paths):
-        gray = read_gray(path)
-        boxes = detector.detect(gray)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise LabelsError(f"cannot decode {path}")
+        boxes = detector.detect(image)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if not boxes:
             continue
         largest = max(boxes, key=lambda b: b[2] * b[3])

@@ -11,7 +11,9 @@ from pathlib import Path
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.prior import parse_strength
-from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
+from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
+from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
 
 
 def prior_argument(value: str) -> float:
@@ -22,16 +24,20 @@ def prior_argument(value: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def bounded(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
-    """argparse type: ``kind`` within [low, high] (``low_open``: strictly above low), else a usage error."""
+def bounded(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False):
+    """argparse type: ``kind`` within [low, high] (``low_open``/``high_open``: strictly above low /
+    below high), else a usage error."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
         below = low is not None and (value <= low if low_open else value < low)
-        if below or (high is not None and value > high):
-            where = f"{'above' if low_open else 'at least'} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            where = (f"{'above' if low_open else 'at least'} {low}" if high is None
+                     else f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
             raise argparse.ArgumentTypeError(f"must be {where}, not {text}")
         return value
     return parse
@@ -62,44 +68,53 @@ def add_recognizer_arguments(
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
-    """The Haar detector's options, defaulting to the stills or the live preset."""
+    """The detector and its options, defaulting to the stills or the live preset."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
-    width_help = ("widest copy the ladder of scans may reach (0: as fine as --min-face needs)"
-                  if still else "frame width the Haar detector works at (0: full size)")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
+                        help="haar: OpenCV's frontal-face cascade (default); blazeface: MediaPipe's BlazeFace "
+                             "(shipped in the package), which also finds turned and tilted heads")
+    parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
+                        default=BLAZEFACE_DETECTION["score_threshold"],
+                        help="blazeface: least face probability kept (default %(default)s)")
+    width_help = "haar: " + ("widest copy the ladder of scans may reach (0: as fine as --min-face needs)"
+                             if still else "frame width the detector works at (0: full size)")
     parser.add_argument("--detect-width", type=bounded(int, 0), default=preset["detect_width"],
                         help=width_help + "; default %(default)s")
     parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
                         help="smallest face side in frame pixels (default %(default)s)")
     parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=preset["scale_factor"],
-                        help="Haar pyramid step (default %(default)s)")
+                        help="haar: pyramid step (default %(default)s)")
     parser.add_argument("--min-neighbors", type=bounded(int, 1), default=preset["min_neighbors"],
-                        help="Haar detections that must agree on a face (default %(default)s)")
+                        help="haar: detections that must agree on a face (default %(default)s)")
     if not still:
         parser.set_defaults(coarse_side=0, relative_min_face=0.0, rotations=[])
         return
     parser.add_argument("--coarse-side", type=bounded(int, 0), default=preset["coarse_side"],
-                        help="short side of the first, smallest copy of the ladder of scans (0: no ladder, "
+                        help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
                              "one scan at --detect-width; default %(default)s)")
     parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=preset["relative_min_face"],
                         help="once faces are found, look for faces down to this fraction of the largest "
                              "(0: down to --min-face always; for tiny faces beside large ones add e.g. "
                              "--min-face 20 --scale-factor 1.1, slower; default %(default)s)")
     parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=[],
-                        metavar="DEGREES", help="extra scans of the image turned by these angles, for tilted "
+                        metavar="DEGREES", help="haar: extra scans of the image turned by these angles, for tilted "
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
 def detector_settings(args: argparse.Namespace) -> dict:
-    """HaarFaceDetector keyword arguments from the options ``add_detector_arguments`` made."""
-    return {"detect_width": args.detect_width, "min_face": args.min_face, "scale_factor": args.scale_factor,
-            "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
+    """``create_detector`` settings from the options ``add_detector_arguments`` made."""
+    if args.detector == "blazeface":
+        return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
+                "score_threshold": args.score_threshold}
+    return {"detector": "haar", "detect_width": args.detect_width, "min_face": args.min_face,
+            "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
             "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations)}
 
 
 def build_recognizer(args: argparse.Namespace):
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
-    return EmotionRecognizer(args.ensemble, detector=HaarFaceDetector(**detector_settings(args)),
+    return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args), args.threads),
                              margin=args.margin, smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
                              prior=args.prior, offset=args.offset)
 

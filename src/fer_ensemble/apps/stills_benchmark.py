@@ -19,13 +19,16 @@ import numpy as np
 from fer_ensemble.apps.common import median_ms
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
-from fer_ensemble.runtime.detection import STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
+from fer_ensemble.runtime.detection import STILL_DETECTION
+from fer_ensemble.runtime.detectors import create_detector
 
 PRESETS = {  # name: detector settings
     "previous stills (one 960 px scan)": {"detect_width": 960, "min_face": 32, "scale_factor": 1.15,
                                           "min_neighbors": 5, "coarse_side": 0},
     "stills (ladder)": dict(STILL_DETECTION),
     "stills + scans turned -25/+25 degrees": {**STILL_DETECTION, "rotations": (-25.0, 25.0)},
+    "BlazeFace (--detector blazeface)": {"detector": "blazeface", **BLAZEFACE_DETECTION},
 }
 PORTRAIT_SIZES = [(480, 640), (562, 762), (1200, 1600), (3024, 4032)]  # width, height
 DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
@@ -56,7 +59,7 @@ def build(ensembles: dict, settings: dict, threads: int):
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     cv2.setNumThreads(threads)
-    return EmotionRecognizer(ensembles[threads], HaarFaceDetector(**settings), smoothing=1.0)
+    return EmotionRecognizer(ensembles[threads], create_detector(settings, threads), smoothing=1.0)
 
 
 def measure(args: argparse.Namespace) -> list[StillsRow]:

@@ -16,6 +16,7 @@ from fer_ensemble.apps.media import open_video, read_image
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
 from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.runtime.detectors import create_detector
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
                *EMOTIONS, "error"]
@@ -83,7 +84,8 @@ class Worker:
         cv2.setNumThreads(settings.threads)
         ensemble = load_ensemble(settings.ensemble, settings.threads)
         self.settings = settings
-        self.photos = EmotionRecognizer(ensemble, HaarFaceDetector(**settings.photo_detector), smoothing=1.0,
+        self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
+                                        smoothing=1.0,
                                         prior=settings.prior)
         smoothing = settings.smoothing if settings.track else 1.0
         self.videos = EmotionRecognizer(ensemble, HaarFaceDetector(**settings.video_detector), smoothing=smoothing,

@@ -53,7 +53,8 @@ class EmotionRecognizer:
     """Faces and their emotions in BGR or gray images.
 
     ``detector`` defaults to ``HaarFaceDetector()``, the stills preset of ``fer-ensemble predict``;
-    pass ``HaarFaceDetector.for_live()`` for webcam-rate video, as the webcam app does.
+    pass ``HaarFaceDetector.for_live()`` for webcam-rate video, as the webcam app does, or
+    ``BlazeFaceDetector()`` (``fer_ensemble.runtime.blazeface``) for turned heads and crowded photos.
     ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
     ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
     the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
@@ -84,7 +85,8 @@ class EmotionRecognizer:
         return self.ensemble.classes
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        return self.detector.detect(to_gray(image))
+        """Face boxes; the detector gets the image as given (BlazeFace reads colour, Haar gray)."""
+        return self.detector.detect(image)
 
     def classify(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """Probabilities (N, 8) for the given boxes, all faces in one batch per member."""
@@ -93,14 +95,14 @@ class EmotionRecognizer:
 
     def predict(self, image: np.ndarray) -> list[Face]:
         """Every face in a still image (no tracking, no smoothing)."""
-        gray = to_gray(image)  # once for the detector and the crops
-        boxes = self.detect(gray)
+        boxes = self.detect(image)
+        gray = to_gray(image)
         return [self._face(box, probs) for box, probs in zip(boxes, self.classify(gray, boxes))]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         """One video frame: faces with stable track ids and smoothed probabilities."""
+        boxes = self.detect(frame) if boxes is None else boxes
         gray = to_gray(frame)
-        boxes = self.detect(gray) if boxes is None else boxes
         probabilities = self.classify(gray, boxes)
         faces = []
         for track, probs in zip(self.tracker.update(boxes), probabilities):

@@ -42,6 +42,7 @@ from starlette.requests import HTTPConnection
 
 from fer_ensemble import __version__
 from fer_ensemble.runtime.detection import HaarFaceDetector
+from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
@@ -61,7 +62,7 @@ class ServerSettings:
     max_pixels: int = 50_000_000  # width x height, read from the header before decoding
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
-    detector: dict = field(default_factory=dict)  # HaarFaceDetector settings for photos (default: stills)
+    detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: Haar stills)
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -208,7 +209,7 @@ def prior_strength(ensemble: Ensemble, value: str | None, default: float | None)
 
 
 class Recognizers:
-    """One shared ensemble; a Haar detector per thread (OpenCV cascades are not shared across threads)."""
+    """One shared ensemble; a detector per thread (OpenCV cascades are not shared across threads)."""
 
     def __init__(self, ensemble: Ensemble, detector: dict | None = None):
         self.ensemble = ensemble
@@ -218,7 +219,7 @@ class Recognizers:
     def still(self, prior: float) -> EmotionRecognizer:
         cache = self._local.__dict__.setdefault("still", {})
         if prior not in cache:
-            cache[prior] = EmotionRecognizer(self.ensemble, HaarFaceDetector(**self.detector), smoothing=1.0,
+            cache[prior] = EmotionRecognizer(self.ensemble, create_detector(self.detector), smoothing=1.0,
                                              prior=prior)
         return cache[prior]
 

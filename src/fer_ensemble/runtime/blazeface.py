@@ -1,0 +1,196 @@
+"""BlazeFace (MediaPipe's short-range face detector) as an optional detector, on ONNX Runtime.
+
+The model ships inside the package (``weights/blazeface_short_range.onnx``, Apache 2.0, built by
+``scripts/export_blazeface.py``); nothing is downloaded. It sees a 128x128 picture and finds faces
+from about a tenth of its side up, also turned and tilted heads that the frontal Haar cascade
+misses. A photo is read as a pyramid of square tiles: the whole image first, then tiles half as
+large at each step down to the tile whose smallest findable face is ``min_face``; like the Haar
+ladder it stops early when the faces found say smaller ones need not be searched for. Boxes come
+out framed as Haar's (``BLAZEFACE_TO_HAAR``), so the classifiers' crops do not depend on the detector.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from fer_ensemble.runtime.detection import Box, iou
+
+BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short_range.onnx"
+INPUT_SIDE = 128
+SMALLEST_FACE = 1 / 9.6  # of a tile's side: smaller faces are not looked for in that tile
+TILE_STEP = 2 / 3  # of a tile's side: neighbouring tiles overlap by a third, so a face up to a
+# third of a tile (where the next coarser level takes over) lies whole inside one of them
+
+BLAZEFACE_DETECTION = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
+"""Defaults, measured on the labelled group photos (README "Speed", `benchmark --stills`)."""
+
+BLAZEFACE_TO_HAAR = {"scale": 1.14, "dx": 0.0, "dy": -0.10}
+"""Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,
+``dy`` of BlazeFace's side. Measured on FER+ images by ``scripts/measure_framing.py --detector
+blazeface``; a test pins the values."""
+
+
+def _anchors() -> np.ndarray:
+    """Centres (x, y) in [0, 1] of the model's 896 anchors: 16x16 cells with 2 anchors, 8x8 with 6."""
+    centres = []
+    for cells, per_cell in ((16, 2), (8, 6)):
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
+        centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(centres).astype(np.float32)
+
+
+ANCHORS = _anchors()
+
+
+@dataclass
+class Tile:
+    """A square window of the (padded) image: left, top, side, in image pixels."""
+
+    x: int
+    y: int
+    side: int
+
+
+def pyramid(height: int, width: int, min_face: float) -> list[int]:
+    """Tile sides, coarse to fine: the whole image (its longer side), then halving down to the side
+    whose smallest findable face is ``min_face`` pixels."""
+    finest = max(1, round(min_face / SMALLEST_FACE))
+    sides = [max(height, width)]
+    while sides[-1] > finest:
+        sides.append(max(finest, sides[-1] // 2))
+    return sides
+
+
+def tiles(height: int, width: int, side: int) -> list[Tile]:
+    """Windows of ``side`` pixels covering the image, a third of a side overlapping."""
+    step = max(1, round(side * TILE_STEP))
+
+    def starts(length: int) -> list[int]:
+        if length <= side:
+            return [0]
+        positions = list(range(0, length - side, step))
+        return positions + [length - side]
+
+    return [Tile(x, y, side) for y in starts(height) for x in starts(width)]
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+@dataclass
+class BlazeFaceDetector:
+    """Faces in BGR, BGRA or gray images; boxes in image pixels framed as Haar's, left to right.
+
+    ``score_threshold``: the least face probability kept (MediaPipe's own default is 0.5, which
+    on group photos adds false positives); ``min_face``: the smallest face looked for, in pixels;
+    ``relative_min_face``: once faces are found, finer tiles are scanned only for faces down to
+    this fraction of the largest (0: always down to ``min_face``). ``threads``: ONNX Runtime's.
+    ``to_haar``: how a BlazeFace box becomes Haar's (``BLAZEFACE_TO_HAAR``; scale 1 and no shift
+    give BlazeFace's own boxes).
+    """
+
+    min_face: int = BLAZEFACE_DETECTION["min_face"]
+    score_threshold: float = BLAZEFACE_DETECTION["score_threshold"]
+    relative_min_face: float = BLAZEFACE_DETECTION["relative_min_face"]
+    threads: int | None = None
+    model: str = str(BLAZEFACE_FILE)
+    to_haar: dict = field(default_factory=lambda: dict(BLAZEFACE_TO_HAAR))
+
+    def __post_init__(self) -> None:
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
+        self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        rgb = _to_rgb(image)
+        height, width = rgb.shape[:2]
+        found: list[tuple[float, float, float, float, float]] = []  # x, y, w, h, score
+        covered = math.inf  # the smallest face the levels scanned so far look for
+        for side in pyramid(height, width, self.min_face):
+            if found and covered <= self._needed(found):
+                break
+            found = _suppress(found + self._scan(rgb, side))
+            covered = side * SMALLEST_FACE
+        boxes = [_as_haar(det, self.to_haar) for det in found]
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+    def _needed(self, found: list) -> float:
+        return max(self.min_face, self.relative_min_face * max(det[2] for det in found))
+
+    def _scan(self, rgb: np.ndarray, side: int) -> list[tuple[float, float, float, float, float]]:
+        """Detections of one pyramid level, in image pixels; faces cut by a tile's inner edge are
+        left to the neighbouring tile that holds them whole."""
+        height, width = rgb.shape[:2]
+        padded = rgb
+        if height < side or width < side:  # letterbox, as MediaPipe does: black below and right
+            padded = cv2.copyMakeBorder(rgb, 0, max(0, side - height), 0, max(0, side - width),
+                                        cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        windows = tiles(height, width, side)
+        shrink = cv2.INTER_AREA if side > INPUT_SIDE else cv2.INTER_LINEAR
+        crops = [cv2.resize(padded[t.y:t.y + side, t.x:t.x + side], (INPUT_SIDE, INPUT_SIDE),
+                            interpolation=shrink) for t in windows]
+        batch = cv2.dnn.blobFromImages(crops, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
+        regressors, logits = self._session.run(None, {"input": batch})
+        detections = []
+        for tile, regression, logit in zip(windows, regressors, logits[..., 0]):
+            for index in np.flatnonzero(logit > self._min_logit):
+                dx, dy, w, h = regression[index, :4] / INPUT_SIDE * tile.side
+                cx = ANCHORS[index, 0] * tile.side + dx + tile.x
+                cy = ANCHORS[index, 1] * tile.side + dy + tile.y
+                box = (cx - w / 2, cy - h / 2, w, h, 1 / (1 + math.exp(-float(logit[index]))))
+                if not _cut_by_inner_edge(box, tile, height, width):
+                    detections.append(box)
+        return detections
+
+
+def _cut_by_inner_edge(box, tile: Tile, height: int, width: int, slack: float = 0.1) -> bool:
+    x, y, w, h = box[:4]
+    allowed = slack * w
+    return ((tile.x > 0 and x < tile.x - allowed) or (tile.y > 0 and y < tile.y - allowed)
+            or (tile.x + tile.side < width and x + w > tile.x + tile.side + allowed)
+            or (tile.y + tile.side < height and y + h > tile.y + tile.side + allowed))
+
+
+def _same_face(a, b) -> bool:
+    """Overlapping boxes (IoU above 0.3), or one's centre inside the other."""
+    if iou(a[:4], b[:4]) > 0.3:
+        return True
+    return (abs(a[0] + a[2] / 2 - b[0] - b[2] / 2) < max(a[2], b[2]) / 2
+            and abs(a[1] + a[3] / 2 - b[1] - b[3] / 2) < max(a[3], b[3]) / 2)
+
+
+def _suppress(detections: list) -> list:
+    """One box per face: the best-scoring detection's group, boxes averaged by score (MediaPipe's
+    weighted non-maximum suppression)."""
+    kept = []
+    remaining = sorted(detections, key=lambda d: -d[4])
+    while remaining:
+        best = remaining[0]
+        group = [d for d in remaining if _same_face(best, d)]
+        remaining = [d for d in remaining if not _same_face(best, d)]
+        weights = np.array([d[4] for d in group])
+        box = (np.array([d[:4] for d in group]) * weights[:, None]).sum(0) / weights.sum()
+        kept.append((*box, best[4]))
+    return kept
+
+
+def _as_haar(det, to_haar: dict) -> Box:
+    x, y, w, h = det[:4]
+    side = max(w, h) * to_haar["scale"]
+    cx = x + w / 2 + to_haar["dx"] * w
+    cy = y + h / 2 + to_haar["dy"] * h
+    return (round(cx - side / 2), round(cy - side / 2), round(side), round(side))
