@@ -14,6 +14,12 @@ turns a Haar box back into a FER+ frame is then ``margin = (1 / side - 1) / 2`` 
 brought down to FER+'s 48 px (as training's faces were) before the model's resize: FER+ Valid
 faces are enlarged 2x and 4x (bicubic, standing in for a photo's larger face), then classified
 by the shipped ensemble resized directly, and via 48 px; accuracy and macro recall of each.
+
+``--detector blazeface`` measures how the optional BlazeFace detector's box relates to Haar's on the
+same faces (``BLAZEFACE_TO_HAAR``). ``--alignment`` asks whether a head turned in the image plane
+should be cropped turned back upright (BlazeFace's roll, from its eye keypoints): FER+ Valid faces
+turned by 0-60 degrees, classified from the same boxes cropped as found and upright (always, or
+from a roll of 10 or 15 degrees on).
 """
 
 from __future__ import annotations
@@ -38,10 +44,8 @@ PAD = 0.5  # of the enlarged image, each side
 def haar_box_in_frame_units(face: np.ndarray, detector: FaceDetector) -> tuple[float, float, float] | None:
     """(centre x, centre y, side) of the detector's largest box, in units of the 48 px FER+ frame."""
     size = face.shape[0] * SCALE
-    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
     pad = int(size * PAD)
-    padded = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    boxes = detector.detect(padded)
+    boxes = detector.detect(enlarge(face))
     if not boxes:
         return None
     x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
@@ -50,19 +54,31 @@ def haar_box_in_frame_units(face: np.ndarray, detector: FaceDetector) -> tuple[f
 
 def blazeface_to_haar(data: str, split: str, images: int) -> dict:
     """How BlazeFace's box relates to Haar's on the same FER+ faces (both enlarged and padded as
-    above): Haar's side over BlazeFace's, and the shift of Haar's centre in BlazeFace sides."""
+    above): its side over the eyes' distance (``eyes``), Haar's side over the larger of BlazeFace's
+    side and ``eyes`` times the eyes' distance (``scale``), the shift of Haar's centre in BlazeFace
+    sides (``dx``, ``dy``)."""
     from fer_ensemble.runtime.blazeface import BlazeFaceDetector
 
     faces = load_labelled(data, split).images[:images]
     haar = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
-    blaze = BlazeFaceDetector(min_face=size_floor(faces), to_haar={"scale": 1.0, "dx": 0.0, "dy": 0.0})
-    pairs = [(h, b) for h, b in ((haar_box_in_frame_units(f, haar), haar_box_in_frame_units(f, blaze))
-                                 for f in faces) if h is not None and b is not None]
-    (hx, hy, hside), (bx, by, bside) = (np.array(v).T for v in zip(*pairs))
+    blaze = BlazeFaceDetector(min_face=size_floor(faces))
+    rows = []
+    for face in faces:
+        found = haar_box_in_frame_units(face, haar)
+        detections = blaze.detections(enlarge(face))
+        if found is not None and detections:
+            d = max(detections, key=lambda d: d.w)
+            rows.append((*found, d.x + d.w / 2, d.y + d.h / 2, max(d.w, d.h), d.eye_distance))
+    hx, hy, hside, bx, by, bside, eyes = np.array(rows).T
+    size = faces.shape[1] * SCALE
+    pad = int(size * PAD)
+    bx, by, bside, eyes = (bx - pad) / size, (by - pad) / size, bside / size, eyes / size
+    eyes_factor = float(np.median(bside / eyes))
     quartiles = lambda v: [round(float(q), 4) for q in np.percentile(v, [25, 50, 75])]  # noqa: E731
     return {
-        "split": split, "images": len(faces), "found_by_both": len(pairs),
-        "blazeface_side_in_frames": quartiles(bside), "scale": quartiles(hside / bside),
+        "split": split, "images": len(faces), "found_by_both": len(rows),
+        "blazeface_side_in_frames": quartiles(bside), "eyes": quartiles(bside / eyes),
+        "scale": quartiles(hside / np.maximum(bside, eyes_factor * eyes)),
         "dx": quartiles((hx - bx) / bside), "dy": quartiles((hy - by) / bside),
     }
 
@@ -102,6 +118,58 @@ def measure_resampling(data: str) -> list[dict]:
     return rows
 
 
+def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60)) -> list[dict]:
+    """Does cropping a turned head upright (BlazeFace's roll) help the classifier? FER+ Valid faces,
+    enlarged and padded as above, turned by each angle (alternately clockwise and counter-clockwise),
+    found by BlazeFace; the same boxes cropped as they are and turned upright."""
+    from fer_ensemble.metrics import evaluate_probabilities
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector
+    from fer_ensemble.runtime.detection import FACE_FRAMING, crop_faces
+    from fer_ensemble.runtime.recognizer import load_ensemble
+
+    ensemble = load_ensemble()
+    valid = load_labelled(data, "valid")
+    detector = BlazeFaceDetector(min_face=size_floor(valid.images))
+    rows = []
+    for angle in angles:
+        boxes, turned_images, labels, rolls = [], [], [], []
+        for index, face in enumerate(valid.images):
+            turned = turn(enlarge(face), angle if index % 2 == 0 else -angle)
+            found = detector.detect(turned)
+            if found:
+                box = max(found, key=lambda b: b[2] * b[3])
+                boxes.append(box)
+                turned_images.append(turned)
+                labels.append(valid.labels[index])
+                rolls.append(abs(box.roll))
+        row = {"angle": angle, "faces": len(valid.images), "found": len(boxes),
+               "median_abs_roll": round(float(np.median(rolls)), 1)}
+        for name, upright_from in (("as_found", 1e9), ("upright_from_15", 15.0), ("upright_from_10", 10.0),
+                                   ("upright", 0.0)):
+            crops = [crop_faces(image, [box], FACE_FRAMING["margin"], FACE_FRAMING["offset"], upright_from)[0]
+                     for image, box in zip(turned_images, boxes)]
+            report = evaluate_probabilities(ensemble.predict_proba(crops, prior="ferplus"), np.array(labels))
+            row[f"{name}_accuracy"] = round(report.accuracy, 4)
+            row[f"{name}_macro_recall"] = round(report.macro_recall, 4)
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
+def enlarge(face: np.ndarray) -> np.ndarray:
+    """A FER+ face enlarged SCALE times and padded with its edge pixels, as the detectors see it here."""
+    size = face.shape[0] * SCALE
+    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    pad = int(size * PAD)
+    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def turn(image: np.ndarray, angle: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def size_floor(faces: np.ndarray) -> int:
     """Faces smaller than half the frame are not the FER+ face."""
     return faces.shape[1] * SCALE // 2
@@ -113,11 +181,15 @@ def main() -> int:
     parser.add_argument("--split", default="train", choices=("train", "valid", "test"))
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--resampling", action="store_true", help="measure the resampling question instead")
+    parser.add_argument("--alignment", action="store_true",
+                        help="measure whether cropping turned heads upright helps (FER+ Valid, turned)")
     parser.add_argument("--detector", choices=("haar", "blazeface"), default="haar",
                         help="blazeface: how its boxes relate to Haar's (BLAZEFACE_TO_HAAR)")
     args = parser.parse_args()
     if args.resampling:
         result = measure_resampling(args.data)
+    elif args.alignment:
+        result = measure_alignment(args.data)
     elif args.detector == "blazeface":
         result = blazeface_to_haar(args.data, args.split, args.images)
     else:

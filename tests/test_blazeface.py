@@ -21,7 +21,7 @@ from fer_ensemble.runtime.blazeface import (
     pyramid,
     tiles,
 )
-from fer_ensemble.runtime.detection import HaarFaceDetector, iou
+from fer_ensemble.runtime.detection import HaarFaceDetector, TurnedBox, crop_faces, expand_box, iou
 from fer_ensemble.runtime.detectors import create_detector
 
 FACES = REPO.parent / "shared" / "data" / "faces"
@@ -123,8 +123,8 @@ def test_boxes_are_framed_as_haar_on_ferplus_faces(ferplus: Path) -> None:
 
     measured = blazeface_to_haar(str(ferplus), "train", 400)
     assert measured["found_by_both"] > 250
-    for key in ("scale", "dx", "dy"):
-        assert abs(measured[key][1] - BLAZEFACE_TO_HAAR[key]) < 0.03, (key, measured[key])
+    for key in ("scale", "dx", "dy", "eyes"):
+        assert abs(measured[key][1] - BLAZEFACE_TO_HAAR[key]) < (0.05 if key == "eyes" else 0.03), (key, measured[key])
 
 
 def test_create_detector_by_name() -> None:
@@ -144,3 +144,54 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
     labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{SAMPLES / 'camera.png'},neutral\n")
     result = run_cli("evaluate", "--labels", str(labels), "--detector", "blazeface", "--json")
     assert '"detector": "blazeface"' in result.stdout
+
+
+# --- turned heads: the roll and upright crops ------------------------------------------------------
+
+def turned_portrait(angle: float) -> np.ndarray:
+    """The bundled portrait turned by ``angle`` degrees counter-clockwise (its roll becomes -angle)."""
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    height, width = portrait.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    return cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("angle", [-50, -25, 0, 25, 50])
+def test_the_roll_is_the_turn_of_the_head(detector: BlazeFaceDetector, angle: float) -> None:
+    (upright,) = detector.detect(turned_portrait(0))
+    (box,) = detector.detect(turned_portrait(angle))
+    assert abs(box.roll - (upright.roll - angle)) < 10, box.roll
+
+
+def test_a_turned_box_is_a_box_that_pickles() -> None:
+    import pickle
+
+    box = TurnedBox((10, 20, 30, 30), roll=-32.5)
+    assert box == (10, 20, 30, 30) and tuple(box) == (10, 20, 30, 30)
+    x, y, w, h = box
+    assert pickle.loads(pickle.dumps(box)).roll == -32.5 and expand_box(box, 0.1) == (7, 17, 36, 36)
+
+
+def test_upright_crops_of_a_turned_head_match_the_upright_photo() -> None:
+    """Turned by 40 degrees, the face cropped upright is the upright photo's crop again; its
+    emotion probabilities come out closer to the upright photo's than those of the crop as found."""
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(detector=BlazeFaceDetector())
+    (upright,) = recognizer.predict(turned_portrait(0))
+    image = turned_portrait(40)
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    (box,) = recognizer.detect(image)
+    (as_found,) = crop_faces(gray, [tuple(box)])
+    (turned_back,) = crop_faces(gray, [box])
+    (reference,) = crop_faces(cv2.cvtColor(turned_portrait(0), cv2.COLOR_BGR2GRAY),
+                              recognizer.detect(turned_portrait(0)))
+
+    def similarity(crop: np.ndarray) -> float:  # of the face's layout, at 16 px
+        small = [cv2.resize(c, (16, 16), interpolation=cv2.INTER_AREA).ravel() for c in (crop, reference)]
+        return float(np.corrcoef(*small)[0, 1])
+
+    assert similarity(turned_back) > 0.75 and similarity(as_found) < 0.5
+    probabilities = [recognizer.ensemble.predict_proba([crop])[0] for crop in (turned_back, as_found)]
+    expected = np.array([upright.probabilities[c] for c in recognizer.classes])
+    assert np.abs(probabilities[0] - expected).sum() < np.abs(probabilities[1] - expected).sum()

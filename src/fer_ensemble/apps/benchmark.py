@@ -201,7 +201,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"640x480 frames, {os.cpu_count()} CPU cores, detector at {args.detect_width} px wide, "
-              f"median of {args.repeat} runs")
+        detector = (f"Haar at {args.detect_width} px wide" if args.detector == "haar"
+                    else f"BlazeFace, faces from {args.min_face} px")
+        print(f"640x480 frames, {os.cpu_count()} CPU cores, detector: {detector}, median of {args.repeat} runs")
         print(format_rows(rows))
     return 0

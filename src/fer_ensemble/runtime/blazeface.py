@@ -12,14 +12,15 @@ out framed as Haar's (``BLAZEFACE_TO_HAAR``), so the classifiers' crops do not d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
-from fer_ensemble.runtime.detection import Box, iou
+from fer_ensemble.runtime.detection import TurnedBox, iou
 
 BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short_range.onnx"
 INPUT_SIDE = 128
@@ -30,10 +31,12 @@ TILE_STEP = 2 / 3  # of a tile's side: neighbouring tiles overlap by a third, so
 BLAZEFACE_DETECTION = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
 """Defaults, measured on the labelled group photos (README "Speed", `benchmark --stills`)."""
 
-BLAZEFACE_TO_HAAR = {"scale": 1.14, "dx": 0.0, "dy": -0.10}
+BLAZEFACE_TO_HAAR = {"scale": 1.12, "dx": 0.0, "dy": -0.10, "eyes": 2.35}
 """Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,
-``dy`` of BlazeFace's side. Measured on FER+ images by ``scripts/measure_framing.py --detector
-blazeface``; a test pins the values."""
+``dy`` of BlazeFace's side (in the face's own frame). BlazeFace's box shrinks on a head turned in
+the image plane (by a fifth at 40 degrees) while its eyes stay as far apart, so the side used is
+the larger of the box's and ``eyes`` times the eyes' distance. Measured on FER+ images by
+``scripts/measure_framing.py --detector blazeface``; a test pins the values."""
 
 
 def _anchors() -> np.ndarray:
@@ -47,6 +50,19 @@ def _anchors() -> np.ndarray:
 
 
 ANCHORS = _anchors()
+
+
+class Detection(NamedTuple):
+    """BlazeFace's own box (image pixels), its face probability, the roll of the eyes' line
+    (degrees, clockwise as seen) and the eyes' distance (pixels)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    roll: float
+    eye_distance: float
 
 
 @dataclass
@@ -96,8 +112,7 @@ class BlazeFaceDetector:
     on group photos adds false positives); ``min_face``: the smallest face looked for, in pixels;
     ``relative_min_face``: once faces are found, finer tiles are scanned only for faces down to
     this fraction of the largest (0: always down to ``min_face``). ``threads``: ONNX Runtime's.
-    ``to_haar``: how a BlazeFace box becomes Haar's (``BLAZEFACE_TO_HAAR``; scale 1 and no shift
-    give BlazeFace's own boxes).
+    Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright.
     """
 
     min_face: int = BLAZEFACE_DETECTION["min_face"]
@@ -105,7 +120,6 @@ class BlazeFaceDetector:
     relative_min_face: float = BLAZEFACE_DETECTION["relative_min_face"]
     threads: int | None = None
     model: str = str(BLAZEFACE_FILE)
-    to_haar: dict = field(default_factory=lambda: dict(BLAZEFACE_TO_HAAR))
 
     def __post_init__(self) -> None:
         options = ort.SessionOptions()
@@ -115,23 +129,27 @@ class BlazeFaceDetector:
         self._session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def detect(self, image: np.ndarray) -> list[TurnedBox]:
+        boxes = [as_haar(detection) for detection in self.detections(image)]
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+    def detections(self, image: np.ndarray) -> list[Detection]:
+        """BlazeFace's own detections (image pixels), coarse levels first, finer ones while faces
+        may be missing."""
         rgb = _to_rgb(image)
-        height, width = rgb.shape[:2]
-        found: list[tuple[float, float, float, float, float]] = []  # x, y, w, h, score
+        found: list[Detection] = []
         covered = math.inf  # the smallest face the levels scanned so far look for
-        for side in pyramid(height, width, self.min_face):
+        for side in pyramid(*rgb.shape[:2], self.min_face):
             if found and covered <= self._needed(found):
                 break
             found = _suppress(found + self._scan(rgb, side))
             covered = side * SMALLEST_FACE
-        boxes = [_as_haar(det, self.to_haar) for det in found]
-        return sorted(boxes, key=lambda b: (b[0], b[1]))
+        return found
 
-    def _needed(self, found: list) -> float:
-        return max(self.min_face, self.relative_min_face * max(det[2] for det in found))
+    def _needed(self, found: list[Detection]) -> float:
+        return max(self.min_face, self.relative_min_face * max(det.w for det in found))
 
-    def _scan(self, rgb: np.ndarray, side: int) -> list[tuple[float, float, float, float, float]]:
+    def _scan(self, rgb: np.ndarray, side: int) -> list[Detection]:
         """Detections of one pyramid level, in image pixels; faces cut by a tile's inner edge are
         left to the neighbouring tile that holds them whole."""
         height, width = rgb.shape[:2]
@@ -151,13 +169,16 @@ class BlazeFaceDetector:
                 dx, dy, w, h = regression[index, :4] / INPUT_SIDE * tile.side
                 cx = ANCHORS[index, 0] * tile.side + dx + tile.x
                 cy = ANCHORS[index, 1] * tile.side + dy + tile.y
-                box = (cx - w / 2, cy - h / 2, w, h, 1 / (1 + math.exp(-float(logit[index]))))
-                if not _cut_by_inner_edge(box, tile, height, width):
-                    detections.append(box)
+                right_x, right_y, left_x, left_y = regression[index, 4:8]  # the eyes, seen as in a mirror
+                detection = Detection(cx - w / 2, cy - h / 2, w, h, 1 / (1 + math.exp(-float(logit[index]))),
+                                      math.degrees(math.atan2(left_y - right_y, left_x - right_x)),
+                                      math.hypot(left_x - right_x, left_y - right_y) / INPUT_SIDE * tile.side)
+                if not _cut_by_inner_edge(detection, tile, height, width):
+                    detections.append(detection)
         return detections
 
 
-def _cut_by_inner_edge(box, tile: Tile, height: int, width: int, slack: float = 0.1) -> bool:
+def _cut_by_inner_edge(box: Detection, tile: Tile, height: int, width: int, slack: float = 0.1) -> bool:
     x, y, w, h = box[:4]
     allowed = slack * w
     return ((tile.x > 0 and x < tile.x - allowed) or (tile.y > 0 and y < tile.y - allowed)
@@ -173,24 +194,29 @@ def _same_face(a, b) -> bool:
             and abs(a[1] + a[3] / 2 - b[1] - b[3] / 2) < max(a[3], b[3]) / 2)
 
 
-def _suppress(detections: list) -> list:
-    """One box per face: the best-scoring detection's group, boxes averaged by score (MediaPipe's
-    weighted non-maximum suppression)."""
+def _suppress(detections: list[Detection]) -> list[Detection]:
+    """One box per face: the best-scoring detection's group, boxes and rolls averaged by score
+    (MediaPipe's weighted non-maximum suppression)."""
     kept = []
-    remaining = sorted(detections, key=lambda d: -d[4])
+    remaining = sorted(detections, key=lambda d: -d.score)
     while remaining:
         best = remaining[0]
         group = [d for d in remaining if _same_face(best, d)]
         remaining = [d for d in remaining if not _same_face(best, d)]
-        weights = np.array([d[4] for d in group])
-        box = (np.array([d[:4] for d in group]) * weights[:, None]).sum(0) / weights.sum()
-        kept.append((*box, best[4]))
+        weights = np.array([d.score for d in group])
+        x, y, w, h, eyes = (np.array([(d.x, d.y, d.w, d.h, d.eye_distance) for d in group]).T @ weights) / weights.sum()
+        rolls = np.radians([d.roll for d in group])
+        roll = math.degrees(math.atan2(np.sin(rolls) @ weights, np.cos(rolls) @ weights))
+        kept.append(Detection(x, y, w, h, best.score, roll, eyes))
     return kept
 
 
-def _as_haar(det, to_haar: dict) -> Box:
-    x, y, w, h = det[:4]
-    side = max(w, h) * to_haar["scale"]
-    cx = x + w / 2 + to_haar["dx"] * w
-    cy = y + h / 2 + to_haar["dy"] * h
-    return (round(cx - side / 2), round(cy - side / 2), round(side), round(side))
+def as_haar(detection: Detection, to_haar: dict = BLAZEFACE_TO_HAAR) -> TurnedBox:
+    """Haar's box for this face, its centre shifted in the face's own frame (turned by its roll)."""
+    x, y, w, h, _, roll, eyes = detection
+    side = max(w, h, to_haar["eyes"] * eyes) * to_haar["scale"]
+    turn = math.radians(roll)
+    shift_x, shift_y = to_haar["dx"] * w, to_haar["dy"] * h
+    cx = x + w / 2 + shift_x * math.cos(turn) - shift_y * math.sin(turn)
+    cy = y + h / 2 + shift_x * math.sin(turn) + shift_y * math.cos(turn)
+    return TurnedBox((round(cx - side / 2), round(cy - side / 2), round(side), round(side)), roll)
