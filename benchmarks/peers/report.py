@@ -54,10 +54,15 @@ def pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def with_probabilities(results: list[dict]) -> list[dict]:
+    """The systems that classified the crops (a detector-only row has no accuracy of its own)."""
+    return [r for r in results if "probs" in r]
+
+
 def accuracy_table(results: list[dict], labels: np.ndarray) -> str:
     head = "| system | input | accuracy % | macro recall % | " + " | ".join(CLASSES) + " |"
     lines = [head, "|" + "---|" * (4 + len(CLASSES))]
-    for r in results:
+    for r in with_probabilities(results):
         row = accuracy_row(r, labels)
         lines.append(f"| {r['system']} | {r['input']} | **{pct(row['accuracy'])}** | {pct(row['macro_recall'])} | "
                      + " | ".join(pct(v) for v in row["recall"]) + " |")
@@ -88,7 +93,7 @@ def ckplus_table(results: list[dict], meta: dict) -> str:
     lines = ["| system | accuracy % per image / sequence | macro recall % per image / sequence | "
              "called neutral % (sequences) | " + " | ".join(present) + " (sequences) |",
              "|" + "---|" * (4 + len(present))]
-    for r in results:
+    for r in with_probabilities(results):
         probs = np.asarray(r["probs"])
         image = posed_scores(probs.argmax(axis=1), labels)
         votes, truth = sequence_votes(probs, labels, meta["groups"])
@@ -144,6 +149,7 @@ def plot(results: list[dict], labels: np.ndarray, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    results = with_probabilities(results)
     for r in results:
         acc = 100 * accuracy_row(r, labels)["accuracy"]
         ours = r["key"].startswith("ours")

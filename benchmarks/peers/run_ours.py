@@ -12,6 +12,7 @@ from harness import end_to_end, load_faces, load_photos, time_per_face, to_commo
 import fer_ensemble
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.metrics import seven_class_view
+from fer_ensemble.runtime.blazeface import BlazeFaceDetector
 from fer_ensemble.runtime.detection import HaarFaceDetector
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
@@ -61,11 +62,20 @@ def main() -> None:
             continue
         result[f"ms_per_face_{threads}t"] = time_per_face(lambda f, classify=classify: classify(f[None]), faces)
         if key == "ours-ensemble":
-            recognizer = EmotionRecognizer(ensemble, detector=HaarFaceDetector())  # stills preset
             result["detector"] = "OpenCV Haar cascade, stills ladder"
-            result[f"end_to_end_{threads}t"] = end_to_end(
-                lambda rgb: [f.box for f in recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))], load_photos(work))
+            result[f"end_to_end_{threads}t"] = photos_end_to_end(ensemble, HaarFaceDetector(), work)  # stills preset
         write_result(work, key, result)
+    if not args.accuracy_only:  # the same ensemble on the same crops: only the detector differs (no accuracy row)
+        write_result(work, "ours-ensemble-blazeface", {
+            "system": "fer-ensemble: the ensemble, --detector blazeface", "package": f"fer-ensemble {fer_ensemble.__version__}",
+            "input": "photo", "detector": "BlazeFace (MediaPipe short range, ONNX)",
+            f"end_to_end_{threads}t": photos_end_to_end(ensemble, BlazeFaceDetector(threads=threads), work)})
+
+
+def photos_end_to_end(ensemble: Ensemble, detector, work: Path) -> dict:
+    recognizer = EmotionRecognizer(ensemble, detector=detector)
+    return end_to_end(lambda rgb: [f.box for f in recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))],
+                      load_photos(work))
 
 if __name__ == "__main__":
     main()

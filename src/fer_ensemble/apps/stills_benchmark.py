@@ -28,8 +28,19 @@ PRESETS = {  # name: detector settings
                                           "min_neighbors": 5, "coarse_side": 0},
     "stills (ladder)": dict(STILL_DETECTION),
     "stills + scans turned -25/+25 degrees": {**STILL_DETECTION, "rotations": (-25.0, 25.0)},
-    "BlazeFace (--detector blazeface)": {"detector": "blazeface", **BLAZEFACE_DETECTION},
 }
+BLAZEFACE_PRESET = "BlazeFace (--detector blazeface)"
+
+
+def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
+    """The Haar presets, then BlazeFace at each score threshold (default: its own)."""
+    thresholds = score_thresholds or [BLAZEFACE_DETECTION["score_threshold"]]
+    blazeface = {
+        BLAZEFACE_PRESET + ("" if t == BLAZEFACE_DETECTION["score_threshold"] else f", --score-threshold {t}"):
+            {"detector": "blazeface", **BLAZEFACE_DETECTION, "score_threshold": t}
+        for t in thresholds
+    }
+    return {**PRESETS, **blazeface}
 PORTRAIT_SIZES = [(480, 640), (562, 762), (1200, 1600), (3024, 4032)]  # width, height
 DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
 DEFAULT_PHOTOS = Path("..") / "shared" / "data" / "faces"
@@ -77,7 +88,7 @@ def measure(args: argparse.Namespace) -> list[StillsRow]:
 
     ensembles = {threads: load_ensemble(args.ensemble, threads) for threads in (1, 2)}
     rows = []
-    for preset, settings in PRESETS.items():
+    for preset, settings in presets(args.score_thresholds).items():
         for name, images, truth in inputs:
             row = StillsRow(preset, name)
             for threads in (1, 2):
