@@ -6,7 +6,8 @@ from about a tenth of its side up, also turned and tilted heads that the frontal
 misses. A photo is read as a pyramid of square tiles: the whole image first, then tiles half as
 large at each step down to the tile whose smallest findable face is ``min_face``; like the Haar
 ladder it stops early when the faces found say smaller ones need not be searched for. Boxes come
-out framed as Haar's (``BLAZEFACE_TO_HAAR``), so the classifiers' crops do not depend on the detector.
+out framed as Haar's (``BLAZEFACE_TO_HAAR``), so the classifiers' crops do not depend on the detector,
+and carry each face's roll from the eye keypoints, so ``crop_faces`` can turn a tilted head upright.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from fer_ensemble.runtime.detection import TurnedBox, iou
 
 BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short_range.onnx"
 INPUT_SIDE = 128
-SMALLEST_FACE = 1 / 9.6  # of a tile's side: smaller faces are not looked for in that tile
+SMALLEST_FACE = 1 / 9.6  # of a tile's side: smaller faces are not looked for in that tile (13 px of
+# the 128 px input, two thirds of the model's smallest anchor); with it 40 px faces get 384 px
+# tiles, the best trade of faces found and time among the 256-400 px grids tried on the group photos
 TILE_STEP = 2 / 3  # of a tile's side: neighbouring tiles overlap by a third, so a face up to a
 # third of a tile (where the next coarser level takes over) lies whole inside one of them
 
@@ -32,7 +35,8 @@ RUN_BATCH = 2  # tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % 
 # 24 on this project's 2-core machine (the activations of a small batch stay in cache)
 
 BLAZEFACE_DETECTION = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
-"""Defaults, measured on the labelled group photos (README "Speed", `benchmark --stills`)."""
+"""Defaults: ``min_face`` and ``relative_min_face`` as the Haar stills ladder's; the score threshold
+chosen on the five labelled group photos (README "Speed": ``benchmark --stills --score-thresholds``)."""
 
 BLAZEFACE_TO_HAAR = {"scale": 1.12, "dx": 0.0, "dy": -0.10, "eyes": 2.35}
 """Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,
