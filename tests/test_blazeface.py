@@ -140,6 +140,10 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
     bad = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface",
                   "--score-threshold", "1", check=False)
     assert bad.returncode == 2 and "--score-threshold" in bad.stderr
+    for options, message in ((["--detector", "blazeface", "--rotations", "-25", "25"], "--rotations does not apply"),
+                             (["--score-threshold", "0.5"], "--score-threshold does not apply to --detector haar")):
+        ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
+        assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{SAMPLES / 'camera.png'},neutral\n")
     result = run_cli("evaluate", "--labels", str(labels), "--detector", "blazeface", "--json")

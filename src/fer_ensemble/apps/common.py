@@ -101,8 +101,21 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
+HAAR_ONLY = ("detect_width", "scale_factor", "min_neighbors", "coarse_side", "rotations")
+
+
 def detector_settings(args: argparse.Namespace) -> dict:
-    """``create_detector`` settings from the options ``add_detector_arguments`` made."""
+    """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
+    of the other detector, changed from its default, is a usage error rather than ignored."""
+    if args.detector == "blazeface":
+        presets = (STILL_DETECTION, LIVE_DETECTION)
+        changed = [name for name in HAAR_ONLY
+                   if getattr(args, name) not in [preset.get(name, ()) for preset in presets] + [[]]]
+    else:
+        changed = ["score_threshold"] if args.score_threshold != BLAZEFACE_DETECTION["score_threshold"] else []
+    if changed:
+        options = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise UserError(f"{options} {'does' if len(changed) == 1 else 'do'} not apply to --detector {args.detector}")
     if args.detector == "blazeface":
         return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
                 "score_threshold": args.score_threshold}
