@@ -18,8 +18,9 @@ by the shipped ensemble resized directly, and via 48 px; accuracy and macro reca
 ``--detector blazeface`` measures how the optional BlazeFace detector's box relates to Haar's on the
 same faces (``BLAZEFACE_TO_HAAR``). ``--alignment`` asks whether a head turned in the image plane
 should be cropped turned back upright (BlazeFace's roll, from its eye keypoints): FER+ Valid faces
-turned by 0-60 degrees, classified from the same boxes cropped as found and upright (always, or
-from a roll of 10 or 15 degrees on).
+turned by 0-180 degrees, classified from the same boxes cropped as found and upright (always, or
+from a roll of 10 or 15 degrees on); ``--upside-down-check 0`` turns BlazeFace's second look at
+doubtful faces off, to compare.
 """
 
 from __future__ import annotations
@@ -118,10 +119,12 @@ def measure_resampling(data: str) -> list[dict]:
     return rows
 
 
-def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60)) -> list[dict]:
+def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60, 90, 180),
+                      upside_down_check: float | None = None) -> list[dict]:
     """Does cropping a turned head upright (BlazeFace's roll) help the classifier? FER+ Valid faces,
     enlarged and padded as above, turned by each angle (alternately clockwise and counter-clockwise),
-    found by BlazeFace; the same boxes cropped as they are and turned upright."""
+    found by BlazeFace; the same boxes cropped as they are and turned upright. ``read_upside_down``:
+    faces whose roll came out beyond 90 degrees (wrong at small angles, right at 180)."""
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.runtime.blazeface import BlazeFaceDetector
     from fer_ensemble.runtime.detection import FACE_FRAMING, crop_faces
@@ -130,6 +133,8 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60)) 
     ensemble = load_ensemble()
     valid = load_labelled(data, "valid")
     detector = BlazeFaceDetector(min_face=size_floor(valid.images))
+    if upside_down_check is not None:
+        detector.upside_down_check = upside_down_check
     rows = []
     for angle in angles:
         boxes, turned_images, labels, rolls = [], [], [], []
@@ -142,8 +147,10 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60)) 
                 turned_images.append(turned)
                 labels.append(valid.labels[index])
                 rolls.append(abs(box.roll))
-        row = {"angle": angle, "faces": len(valid.images), "found": len(boxes),
-               "median_abs_roll": round(float(np.median(rolls)), 1)}
+        row = {"angle": angle, "upside_down_check": detector.upside_down_check,
+               "faces": len(valid.images), "found": len(boxes),
+               "median_abs_roll": round(float(np.median(rolls)), 1),
+               "read_upside_down": int(sum(roll > 90 for roll in rolls))}
         for name, upright_from in (("as_found", 1e9), ("upright_from_15", 15.0), ("upright_from_10", 10.0),
                                    ("upright", 0.0)):
             crops = [crop_faces(image, [box], FACE_FRAMING["margin"], FACE_FRAMING["offset"], upright_from)[0]
@@ -183,13 +190,17 @@ def main() -> int:
     parser.add_argument("--resampling", action="store_true", help="measure the resampling question instead")
     parser.add_argument("--alignment", action="store_true",
                         help="measure whether cropping turned heads upright helps (FER+ Valid, turned)")
+    parser.add_argument("--angles", type=int, nargs="+", default=[0, 10, 20, 40, 60, 90, 180],
+                        help="--alignment: turns of the faces, degrees")
+    parser.add_argument("--upside-down-check", type=float, default=None,
+                        help="--alignment: BlazeFace's upside_down_check (default: its own; 0: off)")
     parser.add_argument("--detector", choices=("haar", "blazeface"), default="haar",
                         help="blazeface: how its boxes relate to Haar's (BLAZEFACE_TO_HAAR)")
     args = parser.parse_args()
     if args.resampling:
         result = measure_resampling(args.data)
     elif args.alignment:
-        result = measure_alignment(args.data)
+        result = measure_alignment(args.data, tuple(args.angles), args.upside_down_check)
     elif args.detector == "blazeface":
         result = blazeface_to_haar(args.data, args.split, args.images)
     else:

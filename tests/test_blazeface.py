@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -199,3 +200,21 @@ def test_upright_crops_of_a_turned_head_match_the_upright_photo() -> None:
     probabilities = [recognizer.ensemble.predict_proba([crop])[0] for crop in (turned_back, as_found)]
     expected = np.array([upright.probabilities[c] for c in recognizer.classes])
     assert np.abs(probabilities[0] - expected).sum() < np.abs(probabilities[1] - expected).sum()
+
+
+def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetector, faces_dir: Path) -> None:
+    """Its keypoints are only right when the face is looked at turned: the roll comes out near 180."""
+    (box,) = detector.detect(turned_portrait(180))
+    assert abs(abs(box.roll) - 180) < 15, box.roll
+    (unchecked,) = BlazeFaceDetector(upside_down_check=0).detect(turned_portrait(180))
+    assert abs(unchecked.roll) < 30  # the model alone reads the eyes as if the face were upright
+    rows = list(csv.DictReader(open(REPO / "benchmarks" / "group-photo-faces.csv")))
+    poses = {(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])): r["pose"] for r in rows
+             if r["file"] == "nasa_s131e010010_group_portrait.jpg"}
+    found = detector.detect(cv2.imread(str(faces_dir / "nasa_s131e010010_group_portrait.jpg")))
+    rolls = {pose: [] for pose in poses.values()}
+    for box in found:
+        (face,) = [face for face in poses if match_faces([box], [face]).true_positives]
+        rolls[poses[face]].append(abs(box.roll))
+    assert all(roll < 45 for roll in rolls["frontal"]), rolls  # upright faces stay upright
+    assert any(roll > 150 for roll in rolls["upside down"]), rolls  # one of the two found is righted

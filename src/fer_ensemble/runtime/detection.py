@@ -192,9 +192,9 @@ def expand_box(box: Box, margin: float, offset: float = 0.0) -> Box:
 
 UPRIGHT_FROM_ROLL = 10.0
 """A face turned by at least this many degrees (a ``TurnedBox``'s roll) is cropped upright. Chosen on
-FER+ Valid faces turned by 0-60 degrees (``scripts/measure_framing.py --alignment``): best mean
+FER+ Valid faces turned by 0-180 degrees (``scripts/measure_framing.py --alignment``): best mean
 accuracy over the angles; levelling every small tilt (FER+'s own faces lean a few degrees, and the
-models learned them so) cost 0.35 points on unturned faces."""
+models learned them so) cost 0.4 points on unturned faces."""
 
 
 def crop_faces(gray: np.ndarray, boxes: list[Box], margin: float = FACE_FRAMING["margin"],
