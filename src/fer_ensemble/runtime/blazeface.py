@@ -124,7 +124,8 @@ class BlazeFaceDetector:
     on group photos adds false positives); ``min_face``: the smallest face looked for, in pixels;
     ``relative_min_face``: once faces are found, finer tiles are scanned only for faces down to
     this fraction of the largest (0: always down to ``min_face``). ``threads``: ONNX Runtime's.
-    Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright.
+    Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright;
+    ``upside_down_check``: faces scored below it get a second look turned 180 degrees (0: none).
     """
 
     min_face: int = BLAZEFACE_DETECTION["min_face"]
@@ -175,7 +176,7 @@ class BlazeFaceDetector:
             for angle in (0, 180):
                 turn = cv2.getRotationMatrix2D((d.x + d.w / 2, d.y + d.h / 2), angle, INPUT_SIDE / window)
                 turn[:, 2] += INPUT_SIDE / 2 - np.array([d.x + d.w / 2, d.y + d.h / 2])
-                views.append(cv2.warpAffine(rgb, turn, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_AREA))
+                views.append(cv2.warpAffine(rgb, turn, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR))
         regressors, logits = self._run(views)
         oriented = list(found)
         for k, i in enumerate(doubtful):
