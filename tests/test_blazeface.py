@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import REPO, run_cli
+
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.blazeface import (
@@ -55,7 +56,7 @@ def test_the_pyramid_reaches_min_face_and_its_tiles_overlap_by_a_third(height, w
     sides = pyramid(height, width, min_face)
     assert sides[0] == max(height, width) and sides == sorted(sides, reverse=True)
     assert sides[-1] * SMALLEST_FACE <= min_face * 1.01 or len(sides) == 1
-    assert all(b >= a / 2 for a, b in zip(sides, sides[1:]))  # no level skipped
+    assert all(b >= a / 2 for a, b in pairwise(sides))  # no level skipped
     for side in sides[1:]:
         windows = tiles(height, width, side)
         covered = np.zeros((height, width), bool)
@@ -63,7 +64,7 @@ def test_the_pyramid_reaches_min_face_and_its_tiles_overlap_by_a_third(height, w
             covered[tile.y:tile.y + side, tile.x:tile.x + side] = True
         assert covered.all()
         xs = sorted({t.x for t in windows})
-        assert all(b - a <= side * 2 / 3 + 1 for a, b in zip(xs, xs[1:]))  # a face of side/3 fits whole in one
+        assert all(b - a <= side * 2 / 3 + 1 for a, b in pairwise(xs))  # a face of side/3 fits whole in one
 
 
 def test_finds_the_single_faces_where_haar_puts_them(detector: BlazeFaceDetector, faces_dir: Path) -> None:
@@ -173,7 +174,6 @@ def test_a_turned_box_is_a_box_that_pickles() -> None:
 
     box = TurnedBox((10, 20, 30, 30), roll=-32.5)
     assert box == (10, 20, 30, 30) and tuple(box) == (10, 20, 30, 30)
-    x, y, w, h = box
     assert pickle.loads(pickle.dumps(box)).roll == -32.5 and expand_box(box, 0.1) == (7, 17, 36, 36)
 
 
@@ -208,7 +208,8 @@ def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetecto
     assert abs(abs(box.roll) - 180) < 15, box.roll
     (unchecked,) = BlazeFaceDetector(upside_down_check=0).detect(turned_portrait(180))
     assert abs(unchecked.roll) < 30  # the model alone reads the eyes as if the face were upright
-    rows = list(csv.DictReader(open(REPO / "benchmarks" / "group-photo-faces.csv")))
+    with open(REPO / "benchmarks" / "group-photo-faces.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     poses = {(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])): r["pose"] for r in rows
              if r["file"] == "nasa_s131e010010_group_portrait.jpg"}
     found = detector.detect(cv2.imread(str(faces_dir / "nasa_s131e010010_group_portrait.jpg")))
