@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from itertools import pairwise
@@ -219,3 +220,24 @@ def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetecto
         rolls[poses[face]].append(abs(box.roll))
     assert all(roll < 45 for roll in rolls["frontal"]), rolls  # upright faces stay upright
     assert any(roll > 150 for roll in rolls["upside down"]), rolls  # one of the two found is righted
+
+
+def test_live_video_keeps_the_chosen_detector() -> None:
+    """Server streams and batch videos use the live preset of the detector chosen for photos."""
+    from fer_ensemble.apps.batch import add_batch_arguments, batch_settings
+    from fer_ensemble.runtime.detectors import live_settings
+    from fer_ensemble.runtime.recognizer import load_ensemble
+    from fer_ensemble.server.app import Recognizers
+
+    haar = create_detector(live_settings())
+    assert isinstance(haar, HaarFaceDetector) and haar.detect_width == HaarFaceDetector.for_live().detect_width
+    live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
+    assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold) == (
+        80, 0.0, 0.6)
+    ensemble = load_ensemble()
+    assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live(0.95).detector, BlazeFaceDetector)
+    assert isinstance(Recognizers(ensemble).live(0.95).detector, HaarFaceDetector)
+    parser = argparse.ArgumentParser()
+    add_batch_arguments(parser)
+    settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))
+    assert settings.photo_detector["detector"] == settings.video_detector["detector"] == "blazeface"

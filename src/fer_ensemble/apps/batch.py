@@ -21,7 +21,6 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.errors import UserError
-from fer_ensemble.runtime.detection import LIVE_DETECTION
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -45,16 +44,17 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
-    add_detector_arguments(parser, still=True)  # photos; videos use the live preset, as `video` does
+    add_detector_arguments(parser, still=True)  # photos; videos use the detector's live preset, as `video` does
     add_exit_arguments(parser)
     return parser
 
 
 def batch_settings(args: argparse.Namespace):
     from fer_ensemble.batch.work import BatchSettings
+    from fer_ensemble.runtime.detectors import live_settings
 
     return BatchSettings(ensemble=args.ensemble, prior=args.prior, stride=args.stride, track=not args.no_track,
-                         photo_detector=detector_settings(args), video_detector=dict(LIVE_DETECTION))
+                         photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 
 def run_batch(args: argparse.Namespace) -> int:

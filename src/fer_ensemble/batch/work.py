@@ -15,8 +15,8 @@ import cv2
 from fer_ensemble.apps.media import open_video, read_image
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
-from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
-from fer_ensemble.runtime.detectors import create_detector
+from fer_ensemble.runtime.detection import STILL_DETECTION
+from fer_ensemble.runtime.detectors import create_detector, live_settings
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
                *EMOTIONS, "error"]
@@ -32,7 +32,7 @@ class BatchSettings:
     track: bool = True
     smoothing: float = 0.5  # videos with tracking, as `fer-ensemble video`
     photo_detector: dict = field(default_factory=lambda: dict(STILL_DETECTION))
-    video_detector: dict = field(default_factory=lambda: dict(LIVE_DETECTION))
+    video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
 
 
@@ -88,7 +88,8 @@ class Worker:
                                         smoothing=1.0,
                                         prior=settings.prior)
         smoothing = settings.smoothing if settings.track else 1.0
-        self.videos = EmotionRecognizer(ensemble, HaarFaceDetector(**settings.video_detector), smoothing=smoothing,
+        self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
+                                        smoothing=smoothing,
                                         prior=settings.prior)
 
     def run(self, task: dict) -> TaskResult:

@@ -3,9 +3,20 @@ around): ``{"detector": "haar" | "blazeface", **keyword arguments}``; no name me
 
 from __future__ import annotations
 
-from fer_ensemble.runtime.detection import FaceDetector, HaarFaceDetector
+from fer_ensemble.runtime.detection import LIVE_DETECTION, FaceDetector, HaarFaceDetector
 
 DETECTOR_NAMES = ("haar", "blazeface")
+
+
+def live_settings(settings: dict | None = None) -> dict:
+    """The live-video preset of the detector ``settings`` name (what `webcam` and `video` use):
+    Haar's on a 240 px copy, or BlazeFace's one look at the whole frame, both for faces of 80 px
+    and more."""
+    settings = settings or {}
+    if settings.get("detector") == "blazeface":
+        return {"detector": "blazeface", "min_face": LIVE_DETECTION["min_face"], "relative_min_face": 0.0,
+                **{key: settings[key] for key in ("score_threshold",) if key in settings}}
+    return {"detector": "haar", **LIVE_DETECTION}
 
 
 def create_detector(settings: dict | None = None, threads: int | None = None) -> FaceDetector:

@@ -41,8 +41,7 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 
 from fer_ensemble import __version__
-from fer_ensemble.runtime.detection import HaarFaceDetector
-from fer_ensemble.runtime.detectors import create_detector
+from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
@@ -225,7 +224,8 @@ class Recognizers:
 
     def live(self, prior: float) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, HaarFaceDetector.for_live(), smoothing=0.5, prior=prior)
+        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), smoothing=0.5,
+                                 prior=prior)
 
 
 SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
