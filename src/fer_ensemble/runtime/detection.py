@@ -1,4 +1,5 @@
-"""Face detection behind a small interface; OpenCV's Haar frontal-face cascade by default.
+"""Face detection behind a small interface; OpenCV's Haar frontal-face cascade by default (BlazeFace,
+the option, is in ``blazeface.py``); crops of the detected faces as the models were trained on them.
 
 OpenCV 5 removed ``CascadeClassifier``: the package pins ``opencv-python-headless<5``.
 """
@@ -31,9 +32,9 @@ class TurnedBox(tuple):
 
 
 class FaceDetector(Protocol):
-    """Anything that returns face boxes for a gray frame."""
+    """Anything that returns face boxes for a BGR or gray image (a ``TurnedBox`` may carry a roll)."""
 
-    def detect(self, gray: np.ndarray) -> list[Box]: ...
+    def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
 def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
