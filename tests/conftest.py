@@ -113,3 +113,16 @@ def tiny_ensemble(tmp_path: Path) -> Path:
         "flip_tta": False,
     }))
     return path
+
+
+def turned_portrait(angle: float) -> np.ndarray:
+    """The bundled portrait turned by ``angle`` degrees counter-clockwise (its roll becomes -angle),
+    edges repeated."""
+    import cv2
+
+    from fer_ensemble.apps.media import SAMPLES
+
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    height, width = portrait.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    return cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)

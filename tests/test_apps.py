@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.common import add_recognizer_arguments
 from fer_ensemble.apps.media import SAMPLES
@@ -115,10 +115,8 @@ def test_tiny_faces_beside_a_large_one_need_relative_min_face_0() -> None:
 
 
 def test_turned_scans_find_a_tilted_head() -> None:
-    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    height, width = portrait.shape[:2]
-    tilted = cv2.warpAffine(portrait, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height),
-                            borderMode=cv2.BORDER_REPLICATE)
+    tilted = turned_portrait(25)
+    height, width = tilted.shape[:2]
     assert HaarFaceDetector().detect(tilted) == []
     (box,) = HaarFaceDetector(rotations=(-25.0, 25.0)).detect(tilted)
     assert abs(box[0] + box[2] / 2 - width / 2) < 60 and abs(box[1] + box[3] / 2 - height / 2) < 150

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
@@ -110,10 +110,8 @@ def test_a_coarse_level_that_covers_the_faces_ends_the_scan(detector: BlazeFaceD
 
 
 def test_a_tilted_head_that_haar_misses() -> None:
-    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    height, width = portrait.shape[:2]
-    tilted = cv2.warpAffine(portrait, cv2.getRotationMatrix2D((width / 2, height / 2), 35, 1.0), (width, height),
-                            borderMode=cv2.BORDER_REPLICATE)
+    tilted = turned_portrait(35)
+    height, width = tilted.shape[:2]
     assert HaarFaceDetector().detect(tilted) == []
     (box,) = BlazeFaceDetector().detect(tilted)
     assert abs(box[0] + box[2] / 2 - width / 2) < 60 and abs(box[1] + box[3] / 2 - height / 2) < 150
@@ -154,14 +152,6 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
 
 
 # --- turned heads: the roll and upright crops ------------------------------------------------------
-
-def turned_portrait(angle: float) -> np.ndarray:
-    """The bundled portrait turned by ``angle`` degrees counter-clockwise (its roll becomes -angle)."""
-    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    height, width = portrait.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    return cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
-
 
 @pytest.mark.parametrize("angle", [-50, -25, 0, 25, 50])
 def test_the_roll_is_the_turn_of_the_head(detector: BlazeFaceDetector, angle: float) -> None:
@@ -241,3 +231,24 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     add_batch_arguments(parser)
     settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))
     assert settings.photo_detector["detector"] == settings.video_detector["detector"] == "blazeface"
+
+
+def test_the_recognizer_gives_colour_only_to_a_detector_that_reads_it() -> None:
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+
+    class Spy:
+        def __init__(self, reads_colour: bool):
+            self.reads_colour, self.seen = reads_colour, []
+
+        def detect(self, image: np.ndarray) -> list:
+            self.seen.append(image.ndim)
+            return []
+
+    ensemble = load_ensemble()
+    image = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    for reads_colour, ndim in ((True, 3), (False, 2)):
+        spy = Spy(reads_colour)
+        recognizer = EmotionRecognizer(ensemble, detector=spy)
+        recognizer.predict(image)
+        recognizer.track(image)
+        assert spy.seen == [ndim, ndim]

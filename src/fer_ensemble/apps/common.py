@@ -101,27 +101,26 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
-HAAR_ONLY = ("detect_width", "scale_factor", "min_neighbors", "coarse_side", "rotations")
-
-
 def detector_settings(args: argparse.Namespace) -> dict:
     """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
     of the other detector, changed from its default, is a usage error rather than ignored."""
     if args.detector == "blazeface":
-        presets = (STILL_DETECTION, LIVE_DETECTION)
-        changed = [name for name in HAAR_ONLY
-                   if getattr(args, name) not in [preset.get(name, ()) for preset in presets] + [[]]]
-    else:
-        changed = ["score_threshold"] if args.score_threshold != BLAZEFACE_DETECTION["score_threshold"] else []
-    if changed:
-        options = ", ".join("--" + name.replace("_", "-") for name in changed)
-        raise UserError(f"{options} {'does' if len(changed) == 1 else 'do'} not apply to --detector {args.detector}")
-    if args.detector == "blazeface":
+        haar_only = [name for name in ("detect_width", "scale_factor", "min_neighbors", "coarse_side")
+                     if getattr(args, name) not in (STILL_DETECTION[name], LIVE_DETECTION[name])]
+        _refuse(haar_only + (["rotations"] if args.rotations else []), args.detector)
         return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
                 "score_threshold": args.score_threshold}
+    if args.score_threshold != BLAZEFACE_DETECTION["score_threshold"]:
+        _refuse(["score_threshold"], args.detector)
     return {"detector": "haar", "detect_width": args.detect_width, "min_face": args.min_face,
             "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
             "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations)}
+
+
+def _refuse(options: list[str], detector: str) -> None:
+    if options:
+        names = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise UserError(f"{names} {'does' if len(options) == 1 else 'do'} not apply to --detector {detector}")
 
 
 def build_recognizer(args: argparse.Namespace):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import cv2
 import numpy as np
@@ -127,6 +127,8 @@ class BlazeFaceDetector:
     Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright;
     ``upside_down_check``: faces scored below it get a second look turned 180 degrees (0: none).
     """
+
+    reads_colour: ClassVar[bool] = True  # EmotionRecognizer passes the colour image, not its gray copy
 
     min_face: int = BLAZEFACE_DETECTION["min_face"]
     score_threshold: float = BLAZEFACE_DETECTION["score_threshold"]

@@ -32,7 +32,8 @@ class TurnedBox(tuple):
 
 
 class FaceDetector(Protocol):
-    """Anything that returns face boxes for a BGR or gray image (a ``TurnedBox`` may carry a roll)."""
+    """Anything that returns face boxes for a BGR or gray image (a ``TurnedBox`` may carry a roll).
+    One with a true ``reads_colour`` attribute is given the colour image; others may get it gray."""
 
     def detect(self, image: np.ndarray) -> list[Box]: ...
 

@@ -9,9 +9,9 @@ DETECTOR_NAMES = ("haar", "blazeface")
 
 
 def live_settings(settings: dict | None = None) -> dict:
-    """The live-video preset of the detector ``settings`` name (what `webcam` and `video` use):
-    Haar's on a 240 px copy, or BlazeFace's one look at the whole frame, both for faces of 80 px
-    and more."""
+    """The live-video preset of the detector ``settings`` name (the values `webcam` and `video`
+    default to): Haar's on a 240 px copy, or BlazeFace's one look at the whole frame, both for
+    faces of 80 px and more."""
     settings = settings or {}
     if settings.get("detector") == "blazeface":
         return {"detector": "blazeface", "min_face": LIVE_DETECTION["min_face"], "relative_min_face": 0.0,

@@ -216,10 +216,12 @@ class Recognizers:
         self._local = threading.local()
 
     def still(self, prior: float) -> EmotionRecognizer:
-        cache = self._local.__dict__.setdefault("still", {})
+        local = self._local.__dict__
+        if "detector" not in local:  # one per thread, whatever the priors asked for
+            local["detector"] = create_detector(self.detector)
+        cache = local.setdefault("still", {})
         if prior not in cache:
-            cache[prior] = EmotionRecognizer(self.ensemble, create_detector(self.detector), smoothing=1.0,
-                                             prior=prior)
+            cache[prior] = EmotionRecognizer(self.ensemble, local["detector"], smoothing=1.0, prior=prior)
         return cache[prior]
 
     def live(self, prior: float) -> EmotionRecognizer:
