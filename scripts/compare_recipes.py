@@ -77,13 +77,14 @@ def report(args: argparse.Namespace) -> int:
 
     from fer_ensemble.data import load_labelled
     from fer_ensemble.export import fill_training_priors, load_trained
-    from fer_ensemble.labelled import evaluate_labelled, read_gray, read_labelled_images
+    from fer_ensemble.labelled import evaluate_labelled, read_labelled_images
+    from fer_ensemble.media import read_image
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
 
     valid = load_labelled(args.data, "valid")
     check = read_labelled_images(args.labels, args.images, args.group_by, args.groups) if args.labels else None
-    check_faces = [read_gray(p) for p in check.paths] if check else []
+    check_faces = [read_image(p, gray=True) for p in check.paths] if check else []
     rows = []
     folders = sorted(Path(args.runs).glob("*-seed*")) + [Path(r) for r in args.reference]
     for folder in folders:

@@ -40,7 +40,8 @@ def pct(value: float) -> str:
 def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
     """FER+ Valid/Test and CK+48 (per image and per sequence) for every strength in STRENGTHS."""
     from fer_ensemble.data import load_labelled
-    from fer_ensemble.labelled import evaluate_labelled, read_gray, read_labelled_images
+    from fer_ensemble.labelled import evaluate_labelled, read_labelled_images
+    from fer_ensemble.media import read_image
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
     from fer_ensemble.runtime.ensemble import Ensemble
@@ -52,7 +53,7 @@ def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
     native = {  # under FER+'s prior; every strength is then exact arithmetic on these
         "valid": ensemble.predict_proba(valid.images, prior=0.0),
         "test": ensemble.predict_proba(test.images, prior=0.0),
-        "ck": ensemble.predict_proba([read_gray(p) for p in ck.paths], prior=0.0),
+        "ck": ensemble.predict_proba([read_image(p, gray=True) for p in ck.paths], prior=0.0),
     }
     rows = []
     for strength in sorted({*STRENGTHS, ensemble.default_prior_strength}):

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.common import add_recognizer_arguments
-from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.media import SAMPLES, VideoFrames
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.classifier import softmax
 from fer_ensemble.runtime.detection import HaarFaceDetector, haar_cascade_path
@@ -244,6 +244,19 @@ def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     assert cv2.imread(str(out / "timeline.png")) is not None
     annotated = cv2.VideoCapture(str(out / "annotated.mp4"))
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+
+
+def test_video_frames_reads_a_range_as_reading_from_the_start_would() -> None:
+    """The one frame reader of the video app and batch: indices from ``start``, ``stop`` exclusive."""
+    whole = VideoFrames(CLIP)
+    frames = list(whole)
+    assert whole.frame_count == 60 and whole.fps == 15.0 and whole.read == 60
+    assert [i for i, _ in frames] == list(range(60))
+    part = VideoFrames(CLIP, start=50, stop=55)
+    assert [(i, np.array_equal(frame, frames[i][1])) for i, frame in part] == [(i, True) for i in range(50, 55)]
+    assert part.read == 5
+    tail = VideoFrames(CLIP, start=58, stop=100)
+    assert [i for i, _ in tail] == [58, 59] and tail.read == 2
 
 
 def test_video_bad_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.media import SAMPLES
 
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("ray")

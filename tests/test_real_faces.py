@@ -140,6 +140,12 @@ def test_labels_files_with_mistakes_get_one_clear_error(tmp_path: Path) -> None:
         read_labelled_images(path, group_by="session")
     result = run_cli("evaluate", "--labels", str(tmp_path / "bad.csv"), "--crops", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "grumpy" in result.stderr
+    (tmp_path / "corrupt.png").write_bytes(b"not an image")
+    (tmp_path / "corrupt.csv").write_text("file,label\ncorrupt.png,anger\n")
+    for mode in (["--crops"], []):  # the classifier alone, and photos through the detector
+        result = run_cli("evaluate", "--labels", str(tmp_path / "corrupt.csv"), *mode, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "corrupt.png: not a readable image" in result.stderr
 
 
 def test_evaluate_measures_ckplus48_per_image_and_per_sequence(ckplus48: Path, tmp_path: Path) -> None:

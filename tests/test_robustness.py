@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
-from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.media import SAMPLES
 
 PHOTO = SAMPLES / "grace_hopper.jpg"
 NO_FACE = SAMPLES / "camera.png"

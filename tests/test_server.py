@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
-from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.media import SAMPLES
 
 pytest.importorskip("fastapi")
 TOKEN = "test-token"

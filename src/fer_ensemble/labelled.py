@@ -20,6 +20,7 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
+from fer_ensemble.media import read_image
 from fer_ensemble.metrics import confusion_matrix, per_class_metrics
 
 ProbabilityFn = Callable[[list[np.ndarray]], np.ndarray]
@@ -181,16 +182,9 @@ def evaluate_labelled(probabilities: np.ndarray, found: np.ndarray, data: Labell
     return report
 
 
-def read_gray(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise LabelsError(f"cannot decode {path}")
-    return image
-
-
 def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
     """The classifier alone: every image is a face crop."""
-    chunks = [predict_proba([read_gray(p) for p in data.paths[i : i + batch_size]])
+    chunks = [predict_proba([read_image(p, gray=True) for p in data.paths[i : i + batch_size]])
               for i in range(0, len(data), batch_size)]
     probabilities = np.concatenate(chunks)
     return evaluate_labelled(probabilities, np.ones(len(data), bool), data)
@@ -204,9 +198,7 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
     probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
     found = np.zeros(len(data), bool)
     for i, path in enumerate(data.paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise LabelsError(f"cannot decode {path}")
+        image = read_image(path)
         boxes = detector.detect(image)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if not boxes:

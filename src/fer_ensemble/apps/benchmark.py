@@ -22,8 +22,8 @@ import numpy as np
 
 from fer_ensemble.apps import stills_benchmark
 from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, median_ms
-from fer_ensemble.apps.media import SAMPLES
 from fer_ensemble.constants import MODEL_NAMES
+from fer_ensemble.media import SAMPLES
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.detection import crop_faces
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 
 from fer_ensemble.apps.common import add_recognizer_arguments, bounded, warn
-from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.media import SAMPLES
 from fer_ensemble.runtime.detection import STILL_DETECTION
 
 

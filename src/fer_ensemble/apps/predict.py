@@ -12,8 +12,8 @@ from fer_ensemble.apps.common import (
     FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, build_recognizer, exit_code, face_row, output_folder,
     unique_path, warn,
 )
-from fer_ensemble.apps.media import expand_inputs, read_image, writable_name, write_image
 from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.media import expand_inputs, read_image, writable_name, write_image
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

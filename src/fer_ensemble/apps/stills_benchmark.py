@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from fer_ensemble.apps.common import median_ms
-from fer_ensemble.apps.media import SAMPLES
+from fer_ensemble.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import STILL_DETECTION

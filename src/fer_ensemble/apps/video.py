@@ -15,7 +15,7 @@ from fer_ensemble.apps.common import (
     FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, face_row,
     output_folder, warn,
 )
-from fer_ensemble.apps.media import open_video
+from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 
 
@@ -106,55 +106,48 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
 
 def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    capture = open_video(path)
+    frames = VideoFrames(path, stop=args.max_frames)
     recognizer = build_recognizer(args)
     out = output_folder(args.out or path.with_name(path.stem + "-fer"))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    stride = args.stride
+    fps, expected, stride = frames.fps, frames.frame_count, args.stride
     writer = None
     timeline: list[dict] = []
-    index = 0
     recognizer.tracker.reset()
     bar = tqdm(total=expected, unit="frame", disable=args.no_progress, desc=path.name)
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
         rows.writerow(["frame", "time_s", "track_id", *FACE_COLUMNS])
-        while args.max_frames is None or index < args.max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
+        for index, frame in frames:
             bar.update(1)
-            if index % stride == 0:
-                time_s = index / fps
-                faces = recognizer.track(frame)
-                timeline.append({"frame": index, "time": round(time_s, 4),
-                                 "faces": [f.to_dict() for f in faces]})
-                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
-                if not args.no_video:
-                    if writer is None:
-                        writer = cv2.VideoWriter(str(out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                 fps / stride, (frame.shape[1], frame.shape[0]))
-                    writer.write(recognizer.annotate(frame, faces))
-            index += 1
+            if index % stride:
+                continue
+            time_s = index / fps
+            faces = recognizer.track(frame)
+            timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
+            rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
+            if not args.no_video:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             fps / stride, (frame.shape[1], frame.shape[0]))
+                writer.write(recognizer.annotate(frame, faces))
     bar.close()
-    capture.release()
     if writer is not None:
         writer.release()
+    read = frames.read
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in timeline)
-    summary = {"file": str(path), "frames_read": index, "frames_processed": len(timeline), "fps": fps,
+    summary = {"file": str(path), "frames_read": read, "frames_processed": len(timeline), "fps": fps,
                "tracks": summarize(timeline, recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
     print(json.dumps(summary, indent=2))
     problems = 0
-    if index == 0:
+    if read == 0:
         warn(f"{path}: no frame could be decoded")
         problems += 1
-    elif expected and args.max_frames is None and index < expected:
-        warn(f"{path}: the video ended early, at frame {index} of {expected}")
+    elif expected and args.max_frames is None and read < expected:
+        warn(f"{path}: the video ended early, at frame {read} of {expected}")
         problems += 1
-    warn(f"{index} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
+    warn(f"{read} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
          f"outputs in {out}")
     return exit_code(failed=problems > 0, found=bool(summary["tracks"]), args=args)

@@ -21,8 +21,8 @@ import numpy as np
 from fer_ensemble.apps.common import (
     add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, warn,
 )
-from fer_ensemble.apps.media import open_video
 from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.media import open_video
 from fer_ensemble.runtime.drawing import draw_status
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing)"

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.media import IMAGE_EXTENSIONS
 from fer_ensemble.errors import UserError
+from fer_ensemble.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
 MANIFEST_EXTENSIONS = {".csv", ".parquet"}
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.media import open_video, read_image
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
+from fer_ensemble.media import VideoFrames, read_image
 from fer_ensemble.runtime.detection import STILL_DETECTION
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 
@@ -110,25 +110,15 @@ class Worker:
         return TaskResult(face_rows(source, 0, None, self.photos.predict(read_image(Path(path)))), 1, 1)
 
     def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
-        capture = open_video(Path(path))
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        if start:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        frames = VideoFrames(Path(path), start, stop)
         recognizer = self.videos
         recognizer.tracker.reset()
-        rows, index, processed = [], start, 0
-        try:
-            while stop is None or index < stop:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                if index % self.settings.stride == 0:
-                    faces = recognizer.track(frame) if self.settings.track else recognizer.predict(frame)
-                    rows += face_rows(source, index, round(index / fps, 4), faces)
-                    processed += 1
-                index += 1
-        finally:
-            capture.release()
-        if index == start and start == 0:
+        rows, processed = [], 0
+        for index, frame in frames:
+            if index % self.settings.stride == 0:
+                faces = recognizer.track(frame) if self.settings.track else recognizer.predict(frame)
+                rows += face_rows(source, index, round(index / frames.fps, 4), faces)
+                processed += 1
+        if frames.read == 0 and start == 0:
             raise InputError(f"{path}: no frame could be decoded")
-        return TaskResult(rows, index - start, processed, fps)
+        return TaskResult(rows, frames.read, processed, frames.fps)

@@ -1,9 +1,11 @@
-"""Reading user inputs without tracebacks: every problem becomes one clear line."""
+"""Reading and writing user media (images, videos, folders, globs) without tracebacks: every
+problem becomes one clear line. Shared by the apps, batch and evaluation."""
 
 from __future__ import annotations
 
 import glob
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from fer_ensemble.errors import InputError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
                     ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}  # what this OpenCV build decodes
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 @dataclass
@@ -71,8 +74,34 @@ def open_video(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A BGR image, or an InputError that says what is wrong with the file."""
+class VideoFrames:
+    """A video file's frames in order, as ``(index, frame)``, from ``start`` up to ``stop``
+    (exclusive; None: to the end). ``fps`` is 25 when the file does not say, ``frame_count`` None
+    when unknown; ``read`` counts the frames decoded so far. The file is released at the end."""
+
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None):
+        self.capture = open_video(path)
+        self.fps: float = self.capture.get(cv2.CAP_PROP_FPS) or 25.0
+        self.frame_count: int | None = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        if start:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        self.start, self.stop, self.read = start, stop, 0
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            while self.stop is None or self.start + self.read < self.stop:
+                ok, frame = self.capture.read()
+                if not ok:
+                    return
+                self.read += 1
+                yield self.start + self.read - 1, frame
+        finally:
+            self.capture.release()
+
+
+def read_image(path: Path, gray: bool = False) -> np.ndarray:
+    """A BGR (or, with ``gray``, a grayscale) image, or an InputError that says what is wrong with
+    the file."""
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -80,7 +109,7 @@ def read_image(path: Path) -> np.ndarray:
     if size == 0:
         raise InputError(f"{path}: empty file")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or not an image format)")
     return image
