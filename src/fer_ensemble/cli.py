@@ -18,7 +18,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fer_ensemble.evaluate import run_evaluate
+    from fer_ensemble.apps.evaluate import run_evaluate
 
     return run_evaluate(args)
 
@@ -83,7 +83,7 @@ APPS = {  # name: (module, help)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fer_ensemble.evaluate import add_evaluate_arguments
+    from fer_ensemble.apps.evaluate import add_evaluate_arguments
     from fer_ensemble.training.options import add_benchmark_arguments, add_train_arguments
 
     parser = argparse.ArgumentParser(
