@@ -218,7 +218,7 @@ def test_the_test_command_installs_chromium_only_when_it_may(tmp_path: Path, uid
 def group_faces(file: str) -> list:
     from fer_ensemble.constants import EMOTIONS
     from fer_ensemble.metrics import read_face_boxes
-    from fer_ensemble.runtime.recognizer import Face
+    from fer_ensemble.runtime.face import Face
 
     boxes = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")[file]
     probabilities = {e: 0.02 for e in EMOTIONS} | {"happiness": 0.86}
@@ -255,7 +255,7 @@ def test_labels_and_panels_stay_in_the_image_and_off_other_faces(file: str, size
 def test_a_face_at_the_top_edge_keeps_its_label_inside() -> None:
     from fer_ensemble.constants import EMOTIONS
     from fer_ensemble.runtime.drawing import draw_faces, layout_faces
-    from fer_ensemble.runtime.recognizer import Face
+    from fer_ensemble.runtime.face import Face
 
     face = Face((600, 0, 120, 110), "anger", 0.34, {e: 0.09 for e in EMOTIONS} | {"anger": 0.34})
     (layout,) = layout_faces([face], 8, 1280, 878)

@@ -1,16 +1,15 @@
-"""Scoring a predictor on FER+ (official majority protocol): the shipped ensemble, an exported
-model or a checkpoint, under the class prior asked for. The command is ``apps/evaluate.py``."""
+"""Scoring a predictor (anything with ``predict_proba``) on FER+ (official majority protocol), under
+the class prior asked for. The command, which also loads the predictor, is ``apps/evaluate.py``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit
-from fer_ensemble.errors import UserError, read_json_object
+from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities
 from fer_ensemble.prior import adjust_probabilities
 
@@ -22,24 +21,6 @@ def evaluate_on_split(predict_proba: ProbabilityFn, split: LabelledSplit) -> Eva
     if split.mode != "majority":
         raise ValueError("evaluation uses the majority labels; load the split with mode='majority'")
     return evaluate_probabilities(predict_proba(split.images), split.labels)
-
-
-def load_predictor(path: str | Path | None):
-    """An object with ``name`` and ``predict_proba``: the shipped ensemble (None), an ensemble
-    file, an ONNX member (card or file) without torch, or a training run / checkpoint."""
-    if path is None or (Path(path).suffix == ".json"
-                        and "members" in read_json_object(path, "ensemble file or model card")):
-        from fer_ensemble.runtime.recognizer import load_ensemble
-
-        return load_ensemble(path)
-    path = Path(path)
-    if path.suffix in (".json", ".onnx"):
-        from fer_ensemble.runtime import OnnxClassifier
-
-        return OnnxClassifier(path)
-    from fer_ensemble.export import load_trained  # needs the 'train' extra (torch)
-
-    return load_trained(path)
 
 
 def with_prior(predictor, prior: float | None) -> ProbabilityFn:

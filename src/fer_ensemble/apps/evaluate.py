@@ -9,12 +9,27 @@ from pathlib import Path
 
 from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument
 from fer_ensemble.data import load_labelled
-from fer_ensemble.errors import UserError
-from fer_ensemble.evaluate import evaluate_on_split, format_report, load_predictor, with_prior
+from fer_ensemble.errors import UserError, read_json_object
+from fer_ensemble.evaluate import evaluate_on_split, format_report, with_prior
 from fer_ensemble.labelled import evaluate_crops, evaluate_photos, format_labelled_report, read_labelled_images
 from fer_ensemble.metrics import plot_confusion
+from fer_ensemble.runtime import OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
+
+
+def load_predictor(path: str | Path | None):
+    """An object with ``name`` and ``predict_proba``: the shipped ensemble (None), an ensemble
+    file, an ONNX member (card or file) without torch, or a training run / checkpoint."""
+    if path is None or (Path(path).suffix == ".json"
+                        and "members" in read_json_object(path, "ensemble file or model card")):
+        return load_ensemble(path)
+    path = Path(path)
+    if path.suffix in (".json", ".onnx"):
+        return OnnxClassifier(path)
+    from fer_ensemble.export import load_trained  # needs the 'train' extra (torch)
+
+    return load_trained(path)
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

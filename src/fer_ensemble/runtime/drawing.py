@@ -9,13 +9,11 @@ faces are too dense for it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from fer_ensemble.runtime.recognizer import Face
+from fer_ensemble.runtime.face import Face
 
 # one BGR colour per emotion, in EMOTIONS order: distinct hues (matplotlib's tab10, the light ones
 # darkened), each at least 3:1 against white (WCAG, for graphics: the timeline plot and the bar

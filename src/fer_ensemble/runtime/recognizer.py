@@ -8,7 +8,6 @@ face does not flicker between labels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +15,13 @@ import numpy as np
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces
+from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.tracking import IoUTracker, smooth
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
-
-
-@dataclass
-class Face:
-    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them."""
-
-    box: Box
-    label: str
-    score: float
-    probabilities: dict[str, float]
-    track_id: int | None = None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["box"] = list(self.box)
-        return data
 
 
 def load_ensemble(path: str | Path | None = None, threads: int | None = None) -> Ensemble:
@@ -122,8 +107,6 @@ class EmotionRecognizer:
 
     def annotate(self, image: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
         """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
-        from fer_ensemble.runtime.drawing import draw_faces
-
         return draw_faces(image, faces, self.classes, bars=bars)
 
     def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None) -> Face:

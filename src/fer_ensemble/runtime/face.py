@@ -1,0 +1,23 @@
+"""What recognition returns for one face: plain data, shared by the recognizer, drawing and the apps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from fer_ensemble.runtime.detection import Box
+
+
+@dataclass
+class Face:
+    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them."""
+
+    box: Box
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    track_id: int | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["box"] = list(self.box)
+        return data

@@ -1,0 +1,97 @@
+"""The package's shape: no import cycles between modules, and every layer imports only downward
+(imports inside functions included: a lazy import is still a dependency)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
+
+# what each layer may import from the package besides itself
+ALLOWED = {
+    "runtime": {"constants", "errors", "preprocess", "prior"},
+    "media": {"errors"},
+    "data": {"constants", "errors"},
+    "batch": {"constants", "errors", "media", "runtime"},
+    "server": {"", "constants", "errors", "runtime", "prior", "media"},
+}
+COMMANDS = {"apps", "cli"}  # the top: nothing below imports them
+
+
+def module_names() -> dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        names[".".join(p for p in parts if p != "__init__")] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (``a.b`` for ``fer_ensemble.a.b``; ``""`` for the root)."""
+    names = module_names()
+
+    def known(dotted: str) -> str:
+        while dotted and dotted not in names:
+            dotted = dotted.rpartition(".")[0]
+        return dotted
+
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "fer_ensemble":
+                base = node.module.removeprefix("fer_ensemble").lstrip(".")
+                targets |= {known(f"{base}.{a.name}".lstrip(".")) for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {known(a.name.removeprefix("fer_ensemble").lstrip("."))
+                            for a in node.names if a.name.split(".")[0] == "fer_ensemble"}
+        graph[name] = targets - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each cycle found by a depth-first search, as the path that closes it."""
+    found, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                found.append(path[path.index(target):] + [node, target])
+            elif target not in state:
+                visit(target, path + [node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def layer(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_graph_sees_lazy_imports() -> None:
+    graph = import_graph()
+    assert "export" in graph["apps.evaluate"]  # imported inside load_predictor (torch)
+    assert "runtime.face" in graph["runtime.drawing"]
+
+
+def test_no_import_cycles() -> None:
+    assert cycles(import_graph()) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the check itself
+
+
+def test_layers_import_only_downward() -> None:
+    wrong = []
+    for module, targets in import_graph().items():
+        for target in targets:
+            if layer(target) == layer(module):
+                continue
+            if layer(target) in COMMANDS and layer(module) not in COMMANDS:
+                wrong.append(f"{module} -> {target}")
+            elif layer(module) in ALLOWED and layer(target) not in ALLOWED[layer(module)]:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
