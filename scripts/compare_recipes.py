@@ -28,6 +28,7 @@ RECIPES: dict[str, list[str]] = {
     "logit-adjusted": ["--logit-adjust", "1"],
     "class-aware-sampling": ["--balance-sampling", "0.5"],
     "photo-augment": ["--photo-augment"],
+    "class-aware-sampling+photo-augment": ["--balance-sampling", "0.5", "--photo-augment"],  # the two combined
 }
 
 

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,20 +119,78 @@ def machine_description(device: torch.device) -> str:
             f"{torch.get_num_threads()} torch threads")
 
 
+@dataclass
+class ClassBalance:
+    """How a run treats FER+'s class prior: the prior itself, the one class-aware sampling shows the
+    network (None without it), the per-sample weights that do it, the logit-adjusted loss's offset,
+    and what the logits need added to answer under FER+'s prior (None: they already do)."""
+
+    prior: np.ndarray
+    seen_prior: np.ndarray | None
+    sample_weights: torch.Tensor | None
+    loss_offset: torch.Tensor | None
+    output_offset: torch.Tensor | None
+
+    @classmethod
+    def of(cls, targets: np.ndarray, args: argparse.Namespace, device: torch.device) -> ClassBalance:
+        prior, seen_prior = training_priors(targets, args.balance_sampling)
+        log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
+        output_offset = prior_logit_offset(prior, args.logit_adjust, seen_prior)
+        weights = class_sample_weights(targets, args.balance_sampling) if args.balance_sampling else None
+        return cls(
+            prior, seen_prior,
+            None if weights is None else torch.from_numpy(weights),
+            args.logit_adjust * log_prior if args.logit_adjust else None,
+            None if output_offset is None else torch.from_numpy(output_offset).to(device),
+        )
+
+
+def start_or_resume(args: argparse.Namespace) -> tuple[argparse.Namespace, dict | None]:
+    """The run's arguments and, with ``--resume``, its latest checkpoint, whose recorded arguments
+    win over the command line's (except the device and the progress bar)."""
+    if not args.resume:
+        if args.model is None or args.data is None:
+            raise UserError("--model and --data are required (unless --resume)")
+        return fill_defaults(args), None
+    path = Path(args.out) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {args.out}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    resumed = argparse.Namespace(**state["args"])
+    resumed.device, resumed.no_progress, resumed.resume = args.device, args.no_progress, True
+    return fill_defaults(resumed), state
+
+
+def score_on_valid(model: nn.Module, ema: ModelEma | None, valid, valid_images: torch.Tensor,
+                   preprocessing: Preprocessing, precision: str,
+                   balance: ClassBalance) -> tuple[nn.Module, dict]:
+    """The better of the raw and the EMA weights on Valid, and its metrics: under FER+'s prior and
+    with the prior divided out (what a class-balanced reading scores)."""
+    candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema.module}
+    probabilities = {key: predict_probabilities(module, valid_images, preprocessing, precision,
+                                                logit_offset=balance.output_offset)
+                     for key, module in candidates.items()}
+    reports = {key: evaluate_probabilities(p, valid.labels) for key, p in probabilities.items()}
+    chosen = max(reports, key=lambda key: reports[key].accuracy)  # EMA lags in short runs
+    report = reports[chosen]
+    balanced = evaluate_probabilities(probabilities[chosen] / balance.prior, valid.labels)
+    metrics = {
+        "valid_accuracy": report.accuracy,
+        "valid_macro_f1": report.macro_f1,
+        "valid_macro_recall": report.macro_recall,
+        "valid_balanced_accuracy": balanced.accuracy,
+        "valid_balanced_macro_recall": balanced.macro_recall,
+        "valid_nll": report.nll,
+        "valid_weights": chosen,
+        **{f"valid_accuracy_{key}": r.accuracy for key, r in reports.items()},
+    }
+    return candidates[chosen], metrics
+
+
 def run_training(args: argparse.Namespace) -> Path:
     """Train (or resume) one member; returns the run folder."""
     out = Path(args.out)
-    resume_state = None
-    if args.resume:
-        if not (out / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
-        resume_state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-        device_name, progress = args.device, args.no_progress
-        args = argparse.Namespace(**resume_state["args"])
-        args.device, args.no_progress, args.resume = device_name, progress, True
-    elif args.model is None or args.data is None:
-        raise UserError("--model and --data are required (unless --resume)")
-    args = fill_defaults(args)
+    args, resume_state = start_or_resume(args)
     recorded_args = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "verbose")}
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -145,15 +204,7 @@ def run_training(args: argparse.Namespace) -> Path:
     train_images = torch.from_numpy(train.images).to(device)
     train_targets = torch.from_numpy(train.targets).to(device)
     valid_images = torch.from_numpy(valid.images).to(device)
-    prior, seen_prior = training_priors(train.targets, args.balance_sampling)
-    log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
-    loss_offset = args.logit_adjust * log_prior if args.logit_adjust else None  # the logit-adjusted loss
-    sample_weights = None
-    if args.balance_sampling:
-        sample_weights = torch.from_numpy(class_sample_weights(train.targets, args.balance_sampling))
-    # what the logits need to answer under FER+'s own prior (None: they already do)
-    output_offset = prior_logit_offset(prior, args.logit_adjust, seen_prior)
-    logit_offset = None if output_offset is None else torch.from_numpy(output_offset).to(device)
+    balance = ClassBalance.of(train.targets, args, device)
 
     torch.manual_seed(args.seed)
     model = create_model(args.model, input_size=args.input_size, weights=args.weights,
@@ -210,44 +261,28 @@ def run_training(args: argparse.Namespace) -> Path:
             generator=generator, device_generator=device_generator, precision=args.precision,
             ema=ema, rank=rank, world_size=world_size, progress=progress,
             description=f"epoch {epoch + 1}/{args.epochs}",
-            sample_weights=sample_weights, logit_offset=loss_offset,
+            sample_weights=balance.sample_weights, logit_offset=balance.loss_offset,
         )
         train_seconds += stats.seconds
         if main_process:
             eval_started = time.perf_counter()
-            candidates = {"raw": model} if ema is None else {"raw": model, "ema": ema.module}
-            probabilities = {
-                key: predict_probabilities(module, valid_images, preprocessing, args.precision,
-                                           logit_offset=logit_offset)
-                for key, module in candidates.items()
-            }
-            reports = {key: evaluate_probabilities(p, valid.labels) for key, p in probabilities.items()}
-            chosen = max(reports, key=lambda key: reports[key].accuracy)  # EMA lags in short runs
-            scored, report = candidates[chosen], reports[chosen]
-            # the same model with FER+'s prior divided out: what a class-balanced reading scores
-            balanced = evaluate_probabilities(probabilities[chosen] / prior, valid.labels)
+            scored, metrics = score_on_valid(model, ema, valid, valid_images, preprocessing, args.precision,
+                                             balance)
             record = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": stats.loss,
                 "train_accuracy": stats.accuracy,
                 "train_images_per_second": stats.images_per_second * world_size,
-                "valid_accuracy": report.accuracy,
-                "valid_macro_f1": report.macro_f1,
-                "valid_macro_recall": report.macro_recall,
-                "valid_balanced_accuracy": balanced.accuracy,
-                "valid_balanced_macro_recall": balanced.macro_recall,
-                "valid_nll": report.nll,
-                "valid_weights": chosen,
-                **{f"valid_accuracy_{key}": r.accuracy for key, r in reports.items()},
+                **metrics,
                 "epoch_seconds": stats.seconds + time.perf_counter() - eval_started,
                 "train_seconds_total": train_seconds,
             }
-            improved = report.accuracy > best_accuracy
-            best_accuracy = max(best_accuracy, report.accuracy)
+            improved = record["valid_accuracy"] > best_accuracy
+            best_accuracy = max(best_accuracy, record["valid_accuracy"])
             if improved:
-                save_atomic(_weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds,
-                                          prior, seen_prior), out / BEST)
+                weights = _weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds, balance)
+                save_atomic(weights, out / BEST)
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
             save_atomic(
@@ -264,35 +299,48 @@ def run_training(args: argparse.Namespace) -> Path:
                 out / CHECKPOINT,
             )
             plot_curves(out / METRICS, out / "curves.png")
-            print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc "
-                  f"{stats.accuracy:.4f}  valid acc {report.accuracy:.4f} ({chosen})  macro-F1 "
-                  f"{report.macro_f1:.4f}  macro recall {report.macro_recall:.4f} (prior divided out "
-                  f"{balanced.macro_recall:.4f})  {stats.images_per_second * world_size:.0f} img/s"
-                  f"{'  *best' if improved else ''}", flush=True)
+            print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc {stats.accuracy:.4f}  "
+                  f"valid acc {record['valid_accuracy']:.4f} ({record['valid_weights']})  macro-F1 "
+                  f"{record['valid_macro_f1']:.4f}  macro recall {record['valid_macro_recall']:.4f} (prior "
+                  f"divided out {record['valid_balanced_macro_recall']:.4f})  "
+                  f"{stats.images_per_second * world_size:.0f} img/s{'  *best' if improved else ''}",
+                  flush=True)
         if world_size > 1:
             dist.barrier()
         epoch += 1
-        if args.time_budget and epoch == args.replan_after and epoch < args.epochs:
-            planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size,
-                                    epoch_wall_seconds(out)[-1])
-            if planned != args.epochs:
-                if main_process:
-                    print(f"re-planned to {planned} epochs to finish within {args.time_budget:g} min", flush=True)
-                args.epochs = recorded_args["epochs"] = planned
-                scheduler.lr_lambdas = [warmup_cosine(steps_per_epoch * planned,
-                                                      int(steps_per_epoch * args.warmup_epochs))
-                                        ] * len(optimizer.param_groups)
-                if main_process:  # a resume must follow the new plan
-                    state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-                    state["args"] = recorded_args
-                    save_atomic(state, out / CHECKPOINT)
-        elif args.time_budget and epoch < args.epochs and train_seconds_wall(out) > args.time_budget * 60 * 1.15:
-            if main_process:  # a safety net for a broken plan; a pace a few % off still finishes
-                print(f"stopped after epoch {epoch} of {args.epochs}: over the time budget", flush=True)
+        if args.time_budget and not keep_to_time_budget(args, recorded_args, epoch, out, world_size,
+                                                        scheduler, steps_per_epoch, main_process):
             break
     if world_size > 1:
         dist.destroy_process_group()
     return out
+
+
+def keep_to_time_budget(args: argparse.Namespace, recorded_args: dict, epoch: int, out: Path, world_size: int,
+                        scheduler, steps_per_epoch: int, main_process: bool) -> bool:
+    """After ``--replan-after`` epochs, shorten or lengthen the cosine schedule so that it ends
+    within ``--time-budget`` (the checkpoint records the new plan, for a resume); later, stop (False)
+    only if the run is well over it."""
+    if epoch >= args.epochs:
+        return True
+    if epoch == args.replan_after:
+        planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size, epoch_wall_seconds(out)[-1])
+        if planned != args.epochs:
+            if main_process:
+                print(f"re-planned to {planned} epochs to finish within {args.time_budget:g} min", flush=True)
+            args.epochs = recorded_args["epochs"] = planned
+            schedule = warmup_cosine(steps_per_epoch * planned, int(steps_per_epoch * args.warmup_epochs))
+            scheduler.lr_lambdas = [schedule] * len(scheduler.lr_lambdas)
+            if main_process:
+                state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+                state["args"] = recorded_args
+                save_atomic(state, out / CHECKPOINT)
+        return True
+    if train_seconds_wall(out) > args.time_budget * 60 * 1.15:  # a safety net for a broken plan;
+        if main_process:  # a pace a few % off still finishes
+            print(f"stopped after epoch {epoch} of {args.epochs}: over the time budget", flush=True)
+        return False
+    return True
 
 
 def epoch_wall_seconds(out: Path) -> list[float]:
@@ -320,12 +368,12 @@ def replan_epochs(args: argparse.Namespace, done: int, seconds: float, world_siz
 
 
 def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_seconds: float,
-                  prior: np.ndarray, seen_prior: np.ndarray | None) -> dict:
+                  balance: ClassBalance) -> dict:
     """What export needs: the weights, the model's recipe, its training class prior (and the one
     class-aware sampling showed it) and how it was trained (``fer_ensemble.prior``)."""
     return {
-        "class_prior": [float(p) for p in prior],
-        "sampled_prior": None if seen_prior is None else [float(p) for p in seen_prior],
+        "class_prior": [float(p) for p in balance.prior],
+        "sampled_prior": None if balance.seen_prior is None else [float(p) for p in balance.seen_prior],
         "logit_adjust": float(args.get("logit_adjust", 0.0)),
         "model": model.state_dict(),
         "model_name": args["model"],
