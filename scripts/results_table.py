@@ -5,9 +5,10 @@ The FER+ tables come from ``ensemble.json`` and the member cards, which ``fer-en
 ``fer-ensemble fit-ensemble`` wrote and which a CI test re-checks on the FER+ test set. With
 ``--data`` and ``--ckplus48`` it also runs the ensemble on FER+ Valid/Test and on CK+48 and prints
 what each class-prior strength gives on each (the README's trade-off table); ``--json-out`` keeps
-those figures for the CI test that re-checks them:
+those figures for the CI test that re-checks them, and ``--tradeoff-json F`` prints the table from them:
 
     python scripts/results_table.py [ENSEMBLE] [--data FERPLUS_DIR --ckplus48 CKPLUS48_DIR [--json-out F]]
+    python scripts/results_table.py --tradeoff-json benchmarks/results/prior-tradeoff.json
 """
 
 from __future__ import annotations
@@ -98,17 +99,22 @@ def main() -> int:
     parser.add_argument("--data", help="FER+ folder (with --ckplus48: the prior trade-off table)")
     parser.add_argument("--ckplus48", help="CK+48 folder (labels.csv, sequences.csv, images/)")
     parser.add_argument("--json-out", help="write the trade-off figures here")
+    parser.add_argument("--tradeoff-json", help="print the trade-off table from figures written by --json-out")
     args = parser.parse_args()
     path = Path(args.ensemble)
     print_fer_tables(path)
+    rows = None
     if args.data and args.ckplus48:
         rows = prior_tradeoff(path, Path(args.data), Path(args.ckplus48))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
+    elif args.tradeoff_json:
+        rows = json.loads(Path(args.tradeoff_json).read_text())
+    if rows is not None:
         print()
         print("What the class prior gives and costs (FER+ Test: official protocol; CK+48: classifier on "
               "the crops, no neutral faces in it, one vote per sequence = mean probabilities of its frames):")
         print_tradeoff(rows)
-        if args.json_out:
-            Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -69,3 +71,20 @@ def test_shipped_ensemble_reproduces_its_ckplus48_figures(ckplus48: Path) -> Non
         "--json").stdout)
     assert round(result["per_group"]["accuracy"], 4) == round(recorded["ckplus48_sequence"]["accuracy"], 4)
     assert round(result["per_image"]["macro_recall"], 4) == round(recorded["ckplus48_image"]["macro_recall"], 4)
+
+
+def table_lines(*command: str) -> list[str]:
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, check=True, cwd=REPO)
+    return [line for line in result.stdout.splitlines() if line.startswith("|")]
+
+
+def test_the_readme_tables_are_what_the_scripts_print_from_the_recorded_figures() -> None:
+    """Results, prior trade-off and recipe tables: printed from the shipped ensemble and cards and
+    from benchmarks/results (which the tests above re-measure where the data allows)."""
+    readme = (REPO / "README.md").read_text().splitlines()
+    results = REPO / "benchmarks" / "results"
+    for command in (["scripts/results_table.py", "--tradeoff-json", str(results / "prior-tradeoff.json")],
+                    ["scripts/compare_recipes.py", "table", str(results / "recipes.json")]):
+        lines = table_lines(*command)
+        assert len(lines) > 10
+        assert [line for line in lines if line not in readme] == [], command
