@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.media import read_image
 from fer_ensemble.metrics import confusion_matrix, per_class_metrics
+from fer_ensemble.preprocess import to_gray
 
 ProbabilityFn = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -200,11 +200,10 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
     for i, path in enumerate(data.paths):
         image = read_image(path)
         boxes = detector.detect(image)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if not boxes:
             continue
         largest = max(boxes, key=lambda b: b[2] * b[3])
-        probabilities[i] = predict_proba(crop_faces(gray, [largest], margin, offset))[0]
+        probabilities[i] = predict_proba(crop_faces(to_gray(image), [largest], margin, offset))[0]
         found[i] = True
     return evaluate_labelled(probabilities, found, data)
 
