@@ -150,22 +150,28 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> N
     result = subprocess.run(
         [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
          "--device", "cpu", "--sizes", "32", "--subset", "256", "--epochs", "1", "--seeds", "0",
-         "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe=--photo-augment --balance-sampling 0.5"],
+         "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe=--photo-augment",
+         "--models", "resnet50", "mobilenet_v2", "--balance-sampling", "0.5", "0"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 runs side by side" in result.stdout
+    assert "4 runs side by side" in result.stdout
     files = sorted(out.iterdir())
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
     assert {f.name for f in files} >= {"resnet50.meta.json", "mobilenet_v2.meta.json", "summary.json"}
     assert len([f for f in files if f.name.startswith("resnet50.part")]) >= 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["chosen"] == {"resnet50": "resnet50-32px-seed0", "mobilenet_v2": "mobilenet_v2-32px-seed0"}
+    assert set(summary["runs"]) == {f"{m}-32px-seed0{s}" for m in ("resnet50", "mobilenet_v2")
+                                    for s in ("-balance0.5", "")}
+    assert set(summary["chosen"]) == {"resnet50", "mobilenet_v2"}  # whichever scored best on Valid
+    chosen = summary["chosen"]["resnet50"]
 
     run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
-    best = torch.load(tmp_path / "runs" / "resnet50-32px-seed0" / "best.pt", weights_only=False)
-    assert best["args"]["photo_augment"] is True and best["args"]["balance_sampling"] == 0.5
-    assert len(best["sampled_prior"]) == 8  # what the rebalanced network saw, for the runtime's offset
+    best = torch.load(tmp_path / "runs" / chosen / "best.pt", weights_only=False)
+    assert best["args"]["photo_augment"] is True
+    assert best["args"]["balance_sampling"] == (0.5 if chosen.endswith("balance0.5") else 0.0)
+    balanced = torch.load(tmp_path / "runs" / "resnet50-32px-seed0-balance0.5" / "best.pt", weights_only=False)
+    assert len(balanced["sampled_prior"]) == 8  # what the rebalanced network saw, for the runtime's offset
     imported = torch.load(tmp_path / "imported" / "resnet50" / "best.pt", weights_only=False)["model"]
     assert imported.keys() == best["model"].keys()
     for key, tensor in best["model"].items():
