@@ -119,10 +119,15 @@ def test_photos_without_a_face_count_as_wrong_and_are_reported(tmp_path: Path) -
     data = read_labelled_images(write_labels(tmp_path, rows))
 
     class OnlyBrightFaces:  # finds a "face" in the anger image only
+        seen: list[int] = []
+
         def detect(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+            self.seen.append(gray.ndim)
             return [(4, 4, 40, 40)] if gray.mean() < 100 else []
 
-    report = evaluate_photos(brightness_classifier(set()), data, OnlyBrightFaces(), margin=0.0)
+    detector = OnlyBrightFaces()
+    report = evaluate_photos(brightness_classifier(set()), data, detector, margin=0.0)
+    assert detector.seen == [2, 2]  # a gray detector gets the gray copy the crops use
     assert report.per_image.no_face == 1 and report.per_image.accuracy == 0.5
     assert report.per_image.per_class["fear"]["recall"] == 0.0
     assert report.per_image.predicted_share["no face"] == 0.5

@@ -193,17 +193,18 @@ def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_siz
 def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
                     offset: float = 0.0) -> LabelledReport:
     """Detector, then the largest face of each photo; photos without a face count as wrong."""
-    from fer_ensemble.runtime.detection import crop_faces
+    from fer_ensemble.runtime.detection import crop_faces, detect_faces
 
     probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
     found = np.zeros(len(data), bool)
     for i, path in enumerate(data.paths):
         image = read_image(path)
-        boxes = detector.detect(image)
+        gray = to_gray(image)
+        boxes = detect_faces(detector, image, gray)
         if not boxes:
             continue
         largest = max(boxes, key=lambda b: b[2] * b[3])
-        probabilities[i] = predict_proba(crop_faces(to_gray(image), [largest], margin, offset))[0]
+        probabilities[i] = predict_proba(crop_faces(gray, [largest], margin, offset))[0]
         found[i] = True
     return evaluate_labelled(probabilities, found, data)
 

@@ -38,6 +38,12 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
+def detect_faces(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> list[Box]:
+    """``detector``'s boxes: it gets the colour image if it reads colour, else the gray copy the
+    caller made for the crops, so a photo is converted to gray once, not twice."""
+    return detector.detect(image if getattr(detector, "reads_colour", False) else gray)
+
+
 def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     """The cascade file that ships inside opencv-python."""
     return str(cv2.data.haarcascades) + name

@@ -14,7 +14,9 @@ import numpy as np
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.detection import FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces
+from fer_ensemble.runtime.detection import (
+    FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces, detect_faces,
+)
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.face import Face
@@ -73,10 +75,6 @@ class EmotionRecognizer:
         """Face boxes; the detector gets the image as given (BlazeFace reads colour, Haar gray)."""
         return self.detector.detect(image)
 
-    def _detect(self, image: np.ndarray, gray: np.ndarray) -> list[Box]:
-        """``detect`` with the gray copy already made for the crops, for a detector that reads gray."""
-        return self.detector.detect(image if getattr(self.detector, "reads_colour", False) else gray)
-
     def classify(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """Probabilities (N, 8) for the given boxes, all faces in one batch per member."""
         crops = crop_faces(to_gray(image), boxes, self.margin, self.offset)
@@ -85,13 +83,13 @@ class EmotionRecognizer:
     def predict(self, image: np.ndarray) -> list[Face]:
         """Every face in a still image (no tracking, no smoothing)."""
         gray = to_gray(image)  # once for the crops and a gray detector
-        boxes = self._detect(image, gray)
+        boxes = detect_faces(self.detector, image, gray)
         return [self._face(box, probs) for box, probs in zip(boxes, self.classify(gray, boxes))]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         """One video frame: faces with stable track ids and smoothed probabilities."""
         gray = to_gray(frame)
-        boxes = self._detect(frame, gray) if boxes is None else boxes
+        boxes = detect_faces(self.detector, frame, gray) if boxes is None else boxes
         probabilities = self.classify(gray, boxes)
         faces = []
         for track, probs in zip(self.tracker.update(boxes), probabilities):
