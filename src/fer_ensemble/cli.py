@@ -79,6 +79,7 @@ APPS = {  # name: (module, help)
     "benchmark": ("benchmark", "per-stage milliseconds and fps at 640x480, 1 and 4 faces"),
     "serve": ("serve", "web page, REST and WebSocket API (needs the server extra)"),
     "batch": ("batch", "photo and video collections to Parquet, on Ray Data or a local process pool"),
+    "adapt": ("adapt", "fit a calibration to your labelled photos, cross-validated (needs the adapt extra)"),
 }
 
 

@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     INPUT_FAILED = 1  # some input (file, folder, video, camera) could not be read, or an output not written
     USAGE = 2  # a bad option or argument, a missing extra: nothing was processed
     NO_FACE = 3  # every input was read but no face was found anywhere (0 with --allow-empty)
+    NOT_IMPROVED = 4  # adapt: the calibration did not beat the uncalibrated ensemble; nothing written
 
 
 class UserError(ValueError):
@@ -51,6 +52,7 @@ EXTRAS = {  # an optional dependency's top-level module: the extra that installs
     "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "train",
     "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
     "fastapi_offline": "server", "PIL": "server", "ray": "batch", "pyarrow": "batch", "fsspec": "batch",
+    "sklearn": "adapt", "scipy": "adapt",
 }
 
 

@@ -182,17 +182,17 @@ def evaluate_labelled(probabilities: np.ndarray, found: np.ndarray, data: Labell
     return report
 
 
-def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
-    """The classifier alone: every image is a face crop."""
+def crop_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> np.ndarray:
+    """``predict_proba`` of every image read whole as a gray face crop: (N, 8) float32."""
     chunks = [predict_proba([read_image(p, gray=True) for p in data.paths[i : i + batch_size]])
               for i in range(0, len(data), batch_size)]
-    probabilities = np.concatenate(chunks)
-    return evaluate_labelled(probabilities, np.ones(len(data), bool), data)
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
-def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
-                    offset: float = 0.0) -> LabelledReport:
-    """Detector, then the largest face of each photo; photos without a face count as wrong."""
+def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
+                        offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_proba`` of the largest face of each photo: (N, 8) float32 probabilities (zeros
+    where no face was found) and the (N,) bool mask of photos with a face."""
     from fer_ensemble.runtime.detection import crop_faces, detect_faces
 
     probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
@@ -206,7 +206,18 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
         largest = max(boxes, key=lambda b: b[2] * b[3])
         probabilities[i] = predict_proba(crop_faces(gray, [largest], margin, offset))[0]
         found[i] = True
-    return evaluate_labelled(probabilities, found, data)
+    return probabilities, found
+
+
+def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
+    """The classifier alone: every image is a face crop."""
+    return evaluate_labelled(crop_probabilities(predict_proba, data, batch_size), np.ones(len(data), bool), data)
+
+
+def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
+                    offset: float = 0.0) -> LabelledReport:
+    """Detector, then the largest face of each photo; photos without a face count as wrong."""
+    return evaluate_labelled(*photo_probabilities(predict_proba, data, detector, margin, offset), data)
 
 
 def format_labelled_report(name: str, source: str, report: LabelledReport) -> str:

@@ -55,6 +55,7 @@ def add_recognizer_arguments(
     """Model and detector options, with the detector preset for still images or live video."""
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_calibration_argument(parser)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="widen each face box by this fraction of its side on every side "
                              "(default %(default)s: FER+'s framing, measured)")
@@ -65,6 +66,15 @@ def add_recognizer_arguments(
     if smoothing is not None:
         parser.add_argument("--smoothing", type=bounded(float, 0.0, 1.0, low_open=True), default=smoothing,
                             help="weight of the newest frame in per-face smoothing (1: off)")
+
+
+CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
+                    "reads deliberate expressions better, web photos worse; see the README) or the "
+                    "ensemble file that 'fer-ensemble adapt' wrote; default: the ensemble file's own")
+
+
+def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibration", metavar="NAME|FILE", default=None, help=CALIBRATION_HELP)
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
@@ -128,7 +138,7 @@ def build_recognizer(args: argparse.Namespace):
 
     return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args), args.threads),
                              margin=args.margin, smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
-                             prior=args.prior, offset=args.offset)
+                             prior=args.prior, offset=args.offset, calibration=args.calibration)
 
 
 def add_exit_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,13 +7,20 @@ import argparse
 import json
 from pathlib import Path
 
-from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument
+import numpy as np
+
+from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.evaluate import evaluate_on_split, format_report, with_prior
-from fer_ensemble.labelled import evaluate_crops, evaluate_photos, format_labelled_report, read_labelled_images
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.labelled import (
+    LabelledImages, Scores, crop_probabilities, evaluate_labelled, format_labelled_report, photo_probabilities,
+    read_labelled_images,
+)
 from fer_ensemble.metrics import plot_confusion
-from fer_ensemble.runtime import OnnxClassifier, load_ensemble
+from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
+from fer_ensemble.runtime.ensemble import load_calibration
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
 
@@ -52,6 +59,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
                         help="photos: the face detector (default %(default)s, its stills preset)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_calibration_argument(parser)
+    parser.add_argument("--resting-face", metavar="COLUMN",
+                        help="labels: within each group of COLUMN (a person), the photos labelled neutral are "
+                             "that person's resting face and every other photo is read relative to it; "
+                             "prints before and after")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
@@ -64,7 +76,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no model at {args.model}")
     if args.labels:
         return _evaluate_labelled(args)
-    predictor = load_predictor(args.model)
+    if args.resting_face:
+        raise UserError("--resting-face needs --labels (a CSV with a column naming each person)")
+    predictor = calibrated(load_predictor(args.model), args.calibration)
     split = load_labelled(args.data, args.split, "majority")
     report = evaluate_on_split(with_prior(predictor, args.prior), split)
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split,
@@ -80,15 +94,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def calibrated(predictor, calibration: str | None):
+    """``predictor`` with the ``--calibration`` asked for (an ensemble only; UserError otherwise)."""
+    if calibration is None:
+        return predictor
+    if not isinstance(predictor, Ensemble):
+        raise UserError("--calibration applies to an ensemble file, not to a single member")
+    predictor.calibration = load_calibration(calibration)
+    return predictor
+
+
+def _probabilities(args: argparse.Namespace, predict, data: LabelledImages) -> tuple[np.ndarray, np.ndarray]:
+    if args.crops:
+        return crop_probabilities(predict, data), np.ones(len(data), bool)
+    return photo_probabilities(predict, data, create_detector({"detector": args.detector}), args.margin, args.offset)
+
+
 def _evaluate_labelled(args: argparse.Namespace) -> int:
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
-    predictor = load_predictor(args.model)
-    predict = with_prior(predictor, args.prior)
-    if args.crops:
-        report = evaluate_crops(predict, data)
-    else:
-        detector = create_detector({"detector": args.detector})
-        report = evaluate_photos(predict, data, detector, args.margin, args.offset)
+    predictor = calibrated(load_predictor(args.model), args.calibration)
+    if args.resting_face:
+        return _evaluate_resting_face(args, predictor, data)
+    report = evaluate_labelled(*_probabilities(args, with_prior(predictor, args.prior), data), data)
     source = f"{args.labels} ({'face crops' if args.crops else f'photos, largest face, {args.detector} detector'})"
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "labels": args.labels,
               "crops": args.crops, "detector": None if args.crops else args.detector, "group_by": args.group_by,
@@ -105,3 +132,62 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
         (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result) if args.json else format_labelled_report(predictor.name, source, report))
     return 0
+
+
+def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledImages) -> int:
+    """Each person's neutral photos as their resting face; the other photos scored before and after."""
+    if not isinstance(ensemble, Ensemble):
+        raise UserError("--resting-face needs an ensemble file (the shipped one by default), not a single member")
+    ensemble.prior_strength(args.prior)
+    person = read_labelled_images(args.labels, args.images, args.resting_face, args.groups).groups
+    native, found = _probabilities(args, ensemble.native_probabilities, data)
+    native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
+    neutral = data.labels == EMOTIONS.index("neutral")
+    before = ensemble.answer(native, args.prior)
+    after = before.copy()
+    people = sorted(set(person))
+    without = []
+    for key in people:
+        mine = np.array([p == key for p in person])
+        reference = mine & neutral & found
+        if not reference.any():
+            without.append(key)
+            continue
+        scored = mine & ~neutral & found
+        if scored.any():
+            after[scored] = ensemble.answer(native[scored], args.prior, ensemble.resting_face(native[reference]))
+    keep = np.flatnonzero(~neutral & np.isin(person, [k for k in people if k not in without]))
+    if len(keep) == 0:
+        raise UserError(f"no photo to score: every {args.resting_face} needs neutral photos (its resting face) "
+                        "and other photos")
+    subset = LabelledImages([data.paths[i] for i in keep], data.labels[keep],
+                            None if data.groups is None else [data.groups[i] for i in keep])
+    report = evaluate_labelled(after[keep], found[keep], subset)
+    uncalibrated = evaluate_labelled(before[keep], found[keep], subset)
+    result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
+              "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
+              "resting_face": args.resting_face, "people": len(people) - len(without),
+              "people_without_reference": without, **report.to_dict(), "uncalibrated": uncalibrated.to_dict()}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_resting_report(ensemble.name, args, len(people) - len(without), without,
+                                    uncalibrated.per_image, report.per_image))
+    return 0
+
+
+def format_resting_report(name: str, args: argparse.Namespace, people: int, without: list[str],
+                          before: Scores, after: Scores) -> str:
+    lines = [f"{name} on {args.labels}, each {args.resting_face}'s neutral photos as the resting face "
+             f"({people} with one{'; none for ' + ', '.join(without) if without else ''}): "
+             f"{before.n} other photos",
+             f"  {'':<14}{'before':>8}{'after':>8}",
+             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
+             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
+    for emotion in EMOTIONS:
+        b, a = before.per_class[emotion], after.per_class[emotion]
+        if b["support"]:
+            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} photos)")
+    if before.no_face:
+        lines.append(f"  no face found in {before.no_face} photos (counted as wrong)")
+    return "\n".join(lines)

@@ -23,9 +23,23 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="JSON lines: one object per input, with 'error' for one that failed")
     parser.add_argument("--csv", help="write one CSV row per face to this file")
     parser.add_argument("--no-bars", action="store_true", help="annotate without probability bars")
+    parser.add_argument("--resting-face", nargs="+", metavar="IMAGE",
+                        help="photo(s) of the person at rest: every face is read relative to that resting "
+                             "face (for photos of one person)")
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, still=True)
     return parser
+
+
+def resting_face(recognizer, paths: list[str]):
+    """The resting face of the ``--resting-face`` photos (InputError for an unreadable one,
+    UserError when none shows a face)."""
+    try:
+        return recognizer.resting_face(read_image(Path(p)) for p in paths)
+    except ValueError as error:
+        if isinstance(error, UserError):
+            raise
+        raise UserError(f"--resting-face: {error}") from None
 
 
 @dataclass
@@ -65,6 +79,7 @@ def run_predict(args: argparse.Namespace) -> int:
     out = check_outputs(args)
     inputs = expand_inputs(args.paths, exclude=out)
     recognizer = build_recognizer(args)
+    reference = resting_face(recognizer, args.resting_face) if args.resting_face else None
     tally = Tally()
 
     def failed(item: str | Path, message: str) -> None:
@@ -94,7 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
             except InputError as error:
                 failed(path, str(error))
                 continue
-            faces = recognizer.predict(image)
+            faces = recognizer.predict(image, resting_face=reference)
             tally.faces += len(faces)
             if faces:
                 tally.with_faces += 1

@@ -3,7 +3,8 @@
 Three stages overlap: capture runs in its own thread and keeps only the newest frame, so a slow
 frame is dropped instead of queued; the Haar detector runs in another thread on the newest frame
 it can get (the second core); the main thread classifies every frame with the latest boxes
-(tracked, smoothed) and draws. Keys: q / Esc quit, s snapshot, m toggle smoothing.
+(tracked, smoothed) and draws. Keys: q / Esc quit, s snapshot, m toggle smoothing, r take each
+face on screen now as that person's resting face (its label then reads "vs rest"), c clear them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media import open_video
 from fer_ensemble.runtime.drawing import draw_status
 
-WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing)"
+WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear)"
 
 
 class LatestFrame:
@@ -183,6 +184,8 @@ def run_webcam(args: argparse.Namespace) -> int:
             warn(f"snapshot: {path}")
         if key == ord("m"):
             recognizer.smoothing = 1.0 if recognizer.smoothing < 1 else smoothing
+        if key in (ord("r"), ord("c")):
+            resting_face_key(recognizer, chr(key))
         return key not in (ord("q"), 27)
 
     try:
@@ -197,6 +200,21 @@ def run_webcam(args: argparse.Namespace) -> int:
     if stats.frames == 0:
         warn("no frame arrived from the source")
     return exit_code(failed=stats.frames == 0, found=stats.faces > 0, args=args)
+
+
+def resting_face_key(recognizer, key: str) -> list[int]:
+    """``r``: every face on screen now becomes its own resting face; ``c``: forget them all.
+    Returns the track ids changed (and says so on stderr)."""
+    if key == "r":
+        taken = recognizer.take_resting_face()
+        warn(f"resting face taken for face(s) {', '.join(f'#{t}' for t in taken)}" if taken
+             else "no face on screen to take as a resting face")
+        return taken
+    cleared = [t.track_id for t in recognizer.tracker.tracks if t.resting_face is not None]
+    for track_id in cleared:
+        recognizer.set_resting_face(track_id, None)
+    warn("resting faces cleared")
+    return cleared
 
 
 @dataclass

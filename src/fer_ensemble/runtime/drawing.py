@@ -94,7 +94,7 @@ class _Label:
 def _place_label(face: Face, style: _Style, width: int, height: int, taken: list[Rect]) -> _Label:
     """The face's tag: full name, then smaller, then abbreviated; above the box, below it, inside its
     top or beside it; the first that stays clear of the other faces and tags (always in the image)."""
-    score = f"{face.score:.0%}"
+    score = f"{face.score:.0%}" + (" vs rest" if face.relative else "")  # read relative to a resting face
     track = f"#{face.track_id} " if face.track_id is not None else ""
     small = max(0.35, style.scale * 0.7)
     texts = [(f"{track}{face.label} {score}", style.scale), (f"{track}{face.label} {score}", small),

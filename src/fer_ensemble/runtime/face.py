@@ -9,13 +9,16 @@ from fer_ensemble.runtime.detection import Box
 
 @dataclass
 class Face:
-    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them."""
+    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them
+    (``probabilities``: emotion -> probability, summing to one); ``relative`` when read relative
+    to the person's resting face."""
 
     box: Box
     label: str
     score: float
     probabilities: dict[str, float]
     track_id: int | None = None
+    relative: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)

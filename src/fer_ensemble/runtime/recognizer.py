@@ -3,6 +3,12 @@
 Still images: detect, crop, classify all faces in one batch per member. Video: ``stream(frames)``
 adds an IoU tracker (stable ``track_id``) and per-track smoothing of the probabilities so a still
 face does not flicker between labels.
+
+A person's resting face makes answers relative to how that face looks at rest
+(``fer_ensemble.runtime.calibration.RestingFace``): ``resting_face(images)`` builds one from photos
+or crops of the person at rest, ``predict(image, resting_face=...)`` uses it, and in a stream each
+track can take one (``set_resting_face``, or ``take_resting_face`` from what the track shows now:
+the webcam's ``r`` key).
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import (
     FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces, detect_faces,
 )
+from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.drawing import draw_faces
-from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.tracking import IoUTracker, smooth
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
+__all__ = ["SHIPPED_ENSEMBLE", "WEIGHTS_DIR", "EmotionRecognizer", "load_ensemble"]
 
 
 def load_ensemble(path: str | Path | None = None, threads: int | None = None) -> Ensemble:
@@ -46,7 +53,9 @@ class EmotionRecognizer:
     ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
     the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
     ``"uniform"`` or a strength in [0, 1] (see ``fer_ensemble.prior``); None keeps the ensemble
-    file's default.
+    file's default. ``calibration`` is ``"none"``, a preset name (``"posed"``), or a file that
+    ``fer-ensemble adapt`` wrote; None keeps the ensemble file's own (the shipped one has none).
+    It is set on the ensemble, so a passed ``Ensemble`` object is changed too.
     """
 
     def __init__(
@@ -58,8 +67,11 @@ class EmotionRecognizer:
         threads: int | None = None,
         prior: str | float | None = None,
         offset: float = FACE_FRAMING["offset"],
+        calibration: str | Path | None = None,
     ):
         self.ensemble = ensemble if isinstance(ensemble, Ensemble) else load_ensemble(ensemble, threads)
+        if calibration is not None:
+            self.ensemble.calibration = load_calibration(calibration)
         self.prior = self.ensemble.prior_strength(prior)
         self.detector = detector or HaarFaceDetector()
         self.margin = margin
@@ -75,27 +87,70 @@ class EmotionRecognizer:
         """Face boxes; the detector gets the image as given (BlazeFace reads colour, Haar gray)."""
         return self.detector.detect(image)
 
-    def classify(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
-        """Probabilities (N, 8) for the given boxes, all faces in one batch per member."""
-        crops = crop_faces(to_gray(image), boxes, self.margin, self.offset)
-        return self.ensemble.predict_proba(crops, prior=self.prior)
+    def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None) -> np.ndarray:
+        """Probabilities (N, 8) float32 for the given boxes ([x, y, w, h] in pixels of ``image``,
+        BGR or gray uint8), all faces in one batch per member, relative to ``resting_face`` if given."""
+        return self.ensemble.answer(self._native(to_gray(image), boxes), self.prior, resting_face)
 
-    def predict(self, image: np.ndarray) -> list[Face]:
-        """Every face in a still image (no tracking, no smoothing)."""
+    def _native(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        return self.ensemble.native_probabilities(crop_faces(gray, boxes, self.margin, self.offset))
+
+    def resting_face(self, images: Iterable[np.ndarray], crops: bool = False, **options) -> RestingFace:
+        """A person's resting face from photos of them at rest (BGR or gray uint8; the largest face
+        of each is used) or, with ``crops``, from face crops. ``options`` go to ``RestingFace``
+        (``method``, ``strength``). ValueError when no image shows a face."""
+        native = []
+        for image in images:
+            gray = to_gray(check_image(image))
+            if crops:
+                native.append(self.ensemble.native_probabilities([gray]))
+                continue
+            boxes = detect_faces(self.detector, image, gray)
+            if boxes:
+                native.append(self._native(gray, [max(boxes, key=lambda b: b[2] * b[3])]))
+        if not native:
+            raise ValueError("no face found in the resting-face image(s)")
+        return self.ensemble.resting_face(np.concatenate(native), **options)
+
+    def predict(self, image: np.ndarray, resting_face: RestingFace | None = None) -> list[Face]:
+        """Every face in a still image (BGR or gray uint8; no tracking, no smoothing), each read
+        relative to ``resting_face`` when given (one person's photos)."""
         gray = to_gray(image)  # once for the crops and a gray detector
         boxes = detect_faces(self.detector, image, gray)
-        return [self._face(box, probs) for box, probs in zip(boxes, self.classify(gray, boxes))]
+        probabilities = self.classify(gray, boxes, resting_face)
+        return [self._face(box, probs, relative=resting_face is not None)
+                for box, probs in zip(boxes, probabilities)]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
-        """One video frame: faces with stable track ids and smoothed probabilities."""
+        """One video frame: faces with stable track ids and smoothed probabilities; a track with a
+        resting face (``set_resting_face``) is read relative to it."""
         gray = to_gray(frame)
         boxes = detect_faces(self.detector, frame, gray) if boxes is None else boxes
-        probabilities = self.classify(gray, boxes)
+        native = self._native(gray, boxes)
         faces = []
-        for track, probs in zip(self.tracker.update(boxes), probabilities):
+        for track, face_native in zip(self.tracker.update(boxes), native):
+            track.native = smooth(track.native, face_native, self.smoothing)
+            probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
             track.probabilities = smooth(track.probabilities, probs, self.smoothing)
-            faces.append(self._face(track.box, track.probabilities, track.track_id))
+            faces.append(self._face(track.box, track.probabilities, track.track_id, track.resting_face is not None))
         return faces
+
+    def set_resting_face(self, track_id: int, resting_face: RestingFace | None) -> None:
+        """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer).
+        KeyError for a track that is not alive."""
+        track = self.tracker.get(track_id)
+        track.resting_face = resting_face
+        track.probabilities = None  # the smoothed answer restarts in the new frame of reference
+
+    def take_resting_face(self, track_ids: Iterable[int] | None = None) -> list[int]:
+        """Take what each track (default: every live track) shows now, its smoothed probabilities,
+        as that person's resting face; returns the track ids that took one."""
+        taken = []
+        for track in self.tracker.tracks:
+            if (track_ids is None or track.track_id in track_ids) and track.native is not None and not track.missed:
+                self.set_resting_face(track.track_id, self.ensemble.resting_face(track.native[None]))
+                taken.append(track.track_id)
+        return taken
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, list[Face]]]:
         """Frames in, (frame, faces) out, with tracking and smoothing; starts a fresh tracker."""
@@ -107,7 +162,7 @@ class EmotionRecognizer:
         """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
         return draw_faces(image, faces, self.classes, bars=bars)
 
-    def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None) -> Face:
+    def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None, relative: bool = False) -> Face:
         best = int(np.argmax(probs))
         return Face(
             box=tuple(int(v) for v in box),
@@ -115,4 +170,16 @@ class EmotionRecognizer:
             score=float(probs[best]),
             probabilities={name: float(p) for name, p in zip(self.classes, probs)},
             track_id=track_id,
+            relative=relative,
         )
+
+
+def check_image(image: object) -> np.ndarray:
+    """``image`` if it is a non-empty uint8 array; TypeError / ValueError saying what was given."""
+    if image is None:
+        raise TypeError("image is None: did cv2.imread fail to read the file?")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"an image must be a NumPy array (BGR or gray uint8), not {type(image).__name__}")
+    if image.size == 0 or image.dtype != np.uint8:
+        raise ValueError(f"an image must be a non-empty uint8 array, got {image.dtype} of shape {image.shape}")
+    return image

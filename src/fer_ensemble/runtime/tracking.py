@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.detection import Box, iou
 
 
@@ -14,7 +15,9 @@ class Track:
     track_id: int
     box: Box
     missed: int = 0
-    probabilities: np.ndarray | None = None
+    probabilities: np.ndarray | None = None  # the smoothed answer shown
+    native: np.ndarray | None = None  # smoothed probabilities under FER+'s prior (what a resting face is taken from)
+    resting_face: RestingFace | None = None
 
 
 @dataclass
@@ -57,8 +60,17 @@ class IoUTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return result
 
+    def get(self, track_id: int) -> Track:
+        """The live track ``track_id``; KeyError if there is none."""
+        for track in self.tracks:
+            if track.track_id == track_id:
+                return track
+        raise KeyError(f"no live track {track_id}")
+
     def reset(self) -> None:
+        """Forget every track; ids start again from 1 (a new video gets the same ids wherever it runs)."""
         self.tracks.clear()
+        self._next_id = 1
 
 
 def smooth(previous: np.ndarray | None, current: np.ndarray, alpha: float) -> np.ndarray:

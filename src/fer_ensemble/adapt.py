@@ -1,0 +1,198 @@
+"""Fit a calibration to a user's labelled faces, and measure it by cross-validation (``adapt``).
+
+The ensemble's eight log-probabilities (under FER+'s prior) of each labelled face are the
+features; a multinomial logistic regression on them is fitted with balanced class weights (each
+class present counts equally, so a class with few labelled faces is not given up) and an L2
+penalty that pulls it towards *no change*: the identity map for the weights, FER+'s prior
+divided out for the biases. Candidates, from the most constrained up:
+
+- ``bias``: class biases only (weights fixed to the identity), penalty 0.01;
+- ``linear``: the full (K, C) map and biases, penalty 0.01, 1e-3, 1e-4 or 1e-5.
+
+The candidate is chosen by cross-validation on macro recall (inside each outer fold
+when measuring, so the reported figures never saw their own test faces); folds are grouped (no
+person on both sides) when groups are given. SciPy's L-BFGS does the fitting, scikit-learn makes
+the folds (the ``adapt`` extra). Source of the method: multinomial logistic regression on a
+classifier's log-probabilities is Platt scaling's multi-class form ("matrix scaling", Guo et al.
+2017, "On Calibration of Modern Neural Networks", section 4.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.labelled import Scores, score_predictions
+from fer_ensemble.prior import adjust_probabilities
+from fer_ensemble.runtime.calibration import Calibration, log_probabilities, softmax_rows
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One form of calibration: ``kind`` "bias" or "linear", with its L2 ``penalty`` per face."""
+
+    kind: str
+    penalty: float
+
+    def __str__(self) -> str:
+        return f"{self.kind} (penalty {self.penalty:g})"
+
+
+CANDIDATES = (Candidate("bias", 0.01), Candidate("linear", 0.01), Candidate("linear", 1e-3),
+              Candidate("linear", 1e-4), Candidate("linear", 1e-5))
+FEW_GROUPS_CANDIDATE = CANDIDATES[1]
+"""Used when too few groups are left to choose by cross-validation: the most constrained linear map."""
+
+
+def balanced_weights(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Per-face weights that give each class of ``classes`` the same total weight; mean 1."""
+    counts = np.array([(labels == c).sum() for c in classes], np.float64)
+    per_class = len(labels) / (len(classes) * counts)
+    return per_class[np.searchsorted(classes, labels)]
+
+
+def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, prior: Sequence[float],
+                    candidate: Candidate = FEW_GROUPS_CANDIDATE, about: dict | None = None) -> Calibration:
+    """The calibration of form ``candidate`` fitted to (N, C) probabilities under FER+'s ``prior``
+    and their (N,) class indices; classes with no face in ``labels`` are left unfitted."""
+    from scipy.optimize import minimize
+
+    x = log_probabilities(probabilities)
+    n_classes = x.shape[1]
+    present = np.unique(labels)
+    k = len(present)
+    target = np.searchsorted(present, labels)
+    weight = balanced_weights(labels, present)
+    log_prior = log_probabilities(np.asarray(prior)[None])[0][present]
+    identity = np.eye(n_classes)[present]  # (K, C): class j's own log-probability
+    linear = candidate.kind == "linear"
+
+    def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        delta_w = theta[: k * n_classes].reshape(k, n_classes) if linear else np.zeros((k, n_classes))
+        return identity + delta_w, theta[-k:]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, delta_b = unpack(theta)
+        p = softmax_rows(x @ w.T + (delta_b - log_prior))
+        nll = -(weight * np.log(np.clip(p[np.arange(len(x)), target], 1e-300, None))).sum() / len(x)
+        grad_z = p.copy()
+        grad_z[np.arange(len(x)), target] -= 1.0
+        grad_z *= weight[:, None] / len(x)
+        grad_b = grad_z.sum(axis=0) + 2 * candidate.penalty * delta_b
+        value = nll + candidate.penalty * (delta_b @ delta_b)
+        if not linear:
+            return value, grad_b
+        delta_w = w - identity
+        grad_w = grad_z.T @ x + 2 * candidate.penalty * delta_w
+        return value + candidate.penalty * (delta_w**2).sum(), np.concatenate([grad_w.ravel(), grad_b])
+
+    size = k * n_classes + k if linear else k
+    theta = minimize(loss, np.zeros(size), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
+    w, delta_b = unpack(theta)
+    weights, bias = np.eye(n_classes), np.zeros(n_classes)
+    weights[present] = w
+    # fitted under equal priors (delta_b - log_prior), answered under FER+'s (+ log_prior): delta_b
+    bias[present] = delta_b
+    fitted = np.zeros(n_classes, bool)
+    fitted[present] = True
+    return Calibration(weights, bias, fitted, candidate.kind, tuple(EMOTIONS[:n_classes]), about or {})
+
+
+def balanced_log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present of their faces' mean -log p(true class)."""
+    picked = -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None))
+    return float(np.mean([picked[labels == c].mean() for c in np.unique(labels)]))
+
+
+def folds(labels: np.ndarray, groups: Sequence[str] | None, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs: grouped when ``groups`` is given (no group on both sides),
+    else stratified by class; at most ``n_folds`` and at most one per group. [] when fewer than two."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    index = np.arange(len(labels))
+    if groups is not None:
+        n = min(n_folds, len(set(groups)))
+        return list(GroupKFold(n_splits=n).split(index, labels, groups)) if n >= 2 else []
+    n = min(n_folds, int(np.bincount(labels).max()))
+    if n < 2:
+        return []
+    return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=0).split(index, labels))
+
+
+def macro_recall(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present in ``labels`` of the share of their faces predicted right."""
+    return float(np.mean([(predictions[labels == c] == c).mean() for c in np.unique(labels)]))
+
+
+def choose_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
+                     prior: Sequence[float], strength: float, n_folds: int = 5) -> Candidate:
+    """The candidate of best cross-validated macro recall under the prior ``strength`` (ties: the
+    lower balanced log-loss); ``FEW_GROUPS_CANDIDATE`` when the faces cannot be split in two."""
+    splits = folds(labels, groups, n_folds)
+    if not splits:
+        return FEW_GROUPS_CANDIDATE
+    scores = []
+    for candidate in CANDIDATES:
+        held_out = np.zeros_like(probabilities, np.float64)
+        for train, test in splits:
+            calibration = fit_calibration(probabilities[train], labels[train], prior, candidate)
+            held_out[test] = calibration.apply(probabilities[test])
+        predictions = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
+        scores.append((round(macro_recall(predictions, labels), 6), -balanced_log_loss(held_out, labels)))
+    return CANDIDATES[max(range(len(CANDIDATES)), key=scores.__getitem__)]
+
+
+@dataclass
+class AdaptReport:
+    """Cross-validated scores before and after calibration, on the same folds and images."""
+
+    n_images: int
+    n_faces: int
+    n_folds: int
+    grouped: bool
+    cv_before: Scores
+    cv_after: Scores
+    candidate: Candidate  # what the final fit on every face uses (chosen on all of them)
+    unfitted: list[str]  # classes with no labelled face: they keep their uncalibrated answers
+
+    @property
+    def improves(self) -> bool:
+        """Better macro recall without a lower accuracy, or better accuracy without a lower macro recall."""
+        before, after = self.cv_before, self.cv_after
+        return (after.macro_recall >= before.macro_recall and after.accuracy >= before.accuracy
+                and (after.macro_recall > before.macro_recall or after.accuracy > before.accuracy))
+
+
+def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndarray,
+                   groups: Sequence[str] | None, prior: Sequence[float], strength: float,
+                   n_folds: int = 5) -> tuple[AdaptReport, np.ndarray]:
+    """Nested cross-validation of ``adapt`` on (N, C) probabilities under FER+'s ``prior``
+    (``found``: (N,) bool, faces found; the others count as wrong, as in ``evaluate``), answered
+    under the prior ``strength``. Returns the report and the (N, C) held-out calibrated probabilities.
+    ValueError when the faces cannot be split into two folds."""
+    faces = np.flatnonzero(found)
+    face_groups = None if groups is None else [groups[i] for i in faces]
+    splits = folds(labels[faces], face_groups, n_folds)
+    if not splits:
+        raise ValueError("too few labelled faces (or groups) to cross-validate: at least two of one "
+                         "class, or two groups, are needed")
+    x, y = probabilities[faces], labels[faces]
+    held_out = np.zeros_like(x, np.float32)
+    for train, test in splits:
+        inner_groups = None if face_groups is None else [face_groups[i] for i in train]
+        candidate = choose_candidate(x[train], y[train], inner_groups, prior, strength, n_folds)
+        held_out[test] = fit_calibration(x[train], y[train], prior, candidate).apply(x[test])
+    before = np.full(len(labels), -1)
+    after = np.full(len(labels), -1)
+    before[faces] = adjust_probabilities(x, prior, strength).argmax(axis=1)
+    after[faces] = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
+    calibrated = np.array(probabilities, np.float32)
+    calibrated[faces] = held_out
+    unfitted = [EMOTIONS[c] for c in range(probabilities.shape[1]) if not (y == c).any()]
+    report = AdaptReport(len(labels), len(faces), len(splits), groups is not None,
+                         score_predictions(labels, before), score_predictions(labels, after),
+                         choose_candidate(x, y, face_groups, prior, strength, n_folds), unfitted)
+    return report, calibrated

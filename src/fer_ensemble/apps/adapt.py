@@ -1,0 +1,132 @@
+"""``fer-ensemble adapt``: fit a calibration to your own labelled photos or crops, measured by
+cross-validation first (``fer_ensemble.adapt``), and write it as an ensemble file that every command
+and the API accept (``--ensemble DIR/ensemble.json``, or ``--calibration DIR/ensemble.json`` on top
+of another ensemble)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.labelled import crop_probabilities, photo_probabilities, read_labelled_images
+from fer_ensemble.runtime.detection import FACE_FRAMING
+from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.ensemble import read_config
+from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
+
+
+def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--labels", required=True, help="file,label CSV of your photos (or face crops with --crops)")
+    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
+    parser.add_argument("--crops", action="store_true", help="the images are face crops: no detector")
+    parser.add_argument("--group-by", metavar="COLUMN",
+                        help="keep each group (e.g. a person) on one side of every fold; strongly advised "
+                             "when one person has several photos")
+    parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by column")
+    parser.add_argument("--out", required=True, help="folder for the calibrated ensemble.json (created)")
+    parser.add_argument("--ensemble", help="ensemble to calibrate (default: the shipped one)")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
+                        help="photos: the face detector (default %(default)s, its stills preset)")
+    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
+                        help="photos: crop margin")
+    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
+                        help="photos: crop offset")
+    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + " (for the figures)")
+    parser.add_argument("--folds", type=bounded(int, 2), default=5, help="cross-validation folds (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def written_config(base_path: Path, out: Path, calibration: dict) -> dict:
+    """The base ensemble file's members and prior, with the calibration; member cards found from
+    ``out`` (the shipped weights by name, so the file keeps working wherever it is moved)."""
+    config = read_config(base_path)
+    kept = {key: config[key] for key in ("format", "classes", "members", "prior", "flip_tta") if key in config}
+    if base_path.resolve() == SHIPPED_ENSEMBLE.resolve() or config.get("weights") == "shipped":
+        kept["weights"] = "shipped"
+    else:
+        folder = os.path.relpath(base_path.resolve().parent, out.resolve())
+        kept["members"] = [{**m, "card": str(Path(folder) / m["card"])} for m in kept["members"]]
+    return {**kept, "calibration": calibration}
+
+
+def format_adapt_report(report, written: Path | None) -> str:
+    before, after = report.cv_before, report.cv_after
+    lines = [f"adapt: {report.n_images} labelled images ({report.n_faces} with a face), {report.n_folds}-fold "
+             f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}",
+             f"  {'':<14}{'before':>8}{'after':>8}",
+             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
+             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
+    for emotion in EMOTIONS:
+        b, a = before.per_class[emotion], after.per_class[emotion]
+        if b["support"]:
+            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} images)")
+    if report.unfitted:
+        lines.append(f"  no labels for {', '.join(report.unfitted)}: those keep their uncalibrated answers")
+    if written:
+        lines.append(f"wrote {written}: use it with --ensemble {written} (or --calibration {written})")
+    return "\n".join(lines)
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from fer_ensemble.adapt import cross_validate, fit_calibration  # needs the 'adapt' extra (scipy, scikit-learn)
+
+    out = Path(args.out)
+    target = out / "ensemble.json"
+    if target.exists():
+        raise UserError(f"{target} exists; choose another --out (adapt never overwrites a file)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    base_path = Path(args.ensemble) if args.ensemble else SHIPPED_ENSEMBLE
+    ensemble = load_ensemble(base_path)
+    if ensemble.class_prior is None:
+        raise UserError(f"{base_path}: its cards record no class prior, which a calibration needs")
+    ensemble.calibration = None  # fitted on the members' vote, not on top of another calibration
+    strength = ensemble.prior_strength(args.prior)
+    data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
+    if args.crops:
+        probabilities, found = crop_probabilities(ensemble.native_probabilities, data), np.ones(len(data), bool)
+    else:
+        probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
+                                                   create_detector({"detector": args.detector}), args.margin, args.offset)
+    try:
+        report, _ = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
+                                   args.folds)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    written = None
+    if report.improves:
+        faces = np.flatnonzero(found)
+        calibration = fit_calibration(probabilities[faces], data.labels[faces], ensemble.class_prior, report.candidate)
+        calibration.about = {"fitted_on": f"{args.labels} ({report.n_faces} faces)", "candidate": str(report.candidate),
+                             "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
+                             "unfitted": report.unfitted}
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(written_config(base_path, out, calibration.to_dict()), indent=1) + "\n")
+        written = target
+    if args.json:
+        print(json.dumps({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,
+                          "folds": report.n_folds, "grouped": report.grouped, "candidate": str(report.candidate),
+                          "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
+                          "unfitted": report.unfitted, "written": str(written) if written else None}))
+    else:
+        print(format_adapt_report(report, written))
+    if written is None:
+        warn("the calibration does not beat the uncalibrated ensemble in cross-validation (accuracy and "
+             "macro recall); nothing written")
+        return ExitCode.NOT_IMPROVED
+    return ExitCode.OK
+
+
+def summary(scores) -> dict:
+    """``accuracy``, ``macro_recall`` and ``per_class`` recalls (classes with labels), as ``evaluate --json``."""
+    return {"accuracy": scores.accuracy, "macro_recall": scores.macro_recall, "no_face": scores.no_face,
+            "per_class": {e: v for e, v in scores.per_class.items() if v["support"]}}
+

@@ -1,0 +1,164 @@
+"""Calibrations on top of the ensemble's answers (NumPy only at run time).
+
+Two corrections for faces the training data did not prepare the networks for:
+
+- ``Calibration``: a small multinomial logistic regression on the ensemble's eight log-probabilities
+  (under FER+'s prior), fitted on a user's labelled faces by ``fer-ensemble adapt``
+  (``fer_ensemble.adapt``) or shipped as a named preset. It maps each face's log-probabilities
+  ``l`` (shape (C,)) to ``z = W l + b`` for the classes it was fitted on and leaves the others as
+  they were, then answers again under FER+'s prior, so the usual class prior (``--prior``) still
+  applies after it.
+- ``RestingFace``: one person's resting face as the reference for their expressions. A single
+  photo of a stranger carries no reference for how their face looks at rest: a face that reads as
+  a little sad at rest reads sad in every photo. Given the log-probabilities of that person's
+  neutral face, each later face of theirs is read relative to it (``relative_log_probabilities``).
+
+Both are tiny (an (8, 8) matrix and an (8,) vector): applying them costs microseconds per face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import UserError
+
+CALIBRATION_FORMAT = "fer-ensemble/calibration/v1"
+LOG_FLOOR = np.log(1e-6)
+"""Log-probabilities are clipped at log(1e-6): a class the networks rule out keeps a finite value."""
+
+
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """Natural log of (N, C) probabilities, clipped below at ``LOG_FLOOR``; float64."""
+    return np.maximum(np.log(np.clip(np.asarray(probabilities, np.float64), 1e-300, None)), LOG_FLOOR)
+
+
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Calibration:
+    """``z = l @ weights.T + bias`` on the classes in ``fitted`` (a (C,) bool mask), then softmax
+    within them, scaled to the probability the uncalibrated answer gave those classes together;
+    classes outside ``fitted`` keep their uncalibrated probabilities.
+
+    ``weights`` is (C, C) float64, ``bias`` (C,) float64 (entries of unfitted classes unused);
+    ``l`` is the log-probabilities under FER+'s prior and so is the answer: the bias holds FER+'s
+    prior over the fitted classes (``fer_ensemble.adapt`` fits with balanced class weights, then adds
+    it), so a prior strength divides out exactly what it does without a calibration.
+    """
+
+    weights: np.ndarray
+    bias: np.ndarray
+    fitted: np.ndarray
+    kind: str = "linear"  # "bias": weights are the identity, only the class biases were fitted
+    classes: tuple[str, ...] = EMOTIONS
+    about: dict = field(default_factory=dict)  # what it was fitted on, and its cross-validated figures
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated (N, C) probabilities (float32) for (N, C) probabilities under FER+'s prior."""
+        probabilities = np.asarray(probabilities)
+        if len(probabilities) == 0:
+            return probabilities
+        fitted = self.fitted
+        inside = softmax_rows(log_probabilities(probabilities) @ self.weights[fitted].T + self.bias[fitted])
+        result = np.array(probabilities, np.float64)
+        mass = result[:, fitted].sum(axis=1, keepdims=True)
+        result[:, fitted] = inside * mass
+        return (result / result.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"format": CALIBRATION_FORMAT, "kind": self.kind, "classes": list(self.classes),
+                "fitted": [c for c, f in zip(self.classes, self.fitted) if f],
+                "weights": np.round(self.weights, 8).tolist(), "bias": np.round(self.bias, 8).tolist(),
+                "about": self.about}
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "calibration") -> Calibration:
+        """A calibration from its JSON form; UserError naming ``source`` when it is not one."""
+        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise UserError(f"{source}: not a calibration (format {found!r}, expected {CALIBRATION_FORMAT!r})")
+        try:
+            classes = tuple(data["classes"])
+            weights = np.asarray(data["weights"], np.float64)
+            bias = np.asarray(data["bias"], np.float64)
+            fitted = np.array([c in data["fitted"] for c in classes])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{source}: a damaged calibration ({error})") from None
+        n = len(classes)
+        if weights.shape != (n, n) or bias.shape != (n,) or not fitted.any() or not np.isfinite(weights).all():
+            raise UserError(f"{source}: a damaged calibration (weights {weights.shape}, bias {bias.shape} "
+                            f"for {n} classes)")
+        return cls(weights, bias, fitted, str(data.get("kind", "linear")), classes, dict(data.get("about", {})))
+
+
+RESTING_FACE_METHODS = ("partial", "clipped", "excess")
+"""How a face is read relative to its person's resting face (``RestingFace``)."""
+
+
+@dataclass
+class RestingFace:
+    """One person's resting face: the mean (C,) log-probabilities ``reference`` of their neutral
+    face(s), under FER+'s ``prior`` ((C,) probabilities) and the same calibration as the faces it
+    is applied to.
+
+    A face is compared with it with FER+'s prior taken out of both (``l - log prior``: how much a
+    face looks like each class beyond the class's base rate). ``method``, as compared on
+    taiwan-posed by ``scripts/calibration_study.py resting`` (the README's table):
+
+    - ``partial``: subtract ``strength`` of the reference's evidence (1: the plain log-probability
+      difference);
+    - ``clipped``: subtract ``strength`` of only the evidence the resting face shows above its own
+      mean over the classes, leaving every class it does not show alone;
+    - ``excess``: subtract only what this resting face holds beyond a typical one (``population``:
+      the mean log-probabilities of FER+ Valid's neutral faces, ``TYPICAL_RESTING_FACE``).
+
+    The answer is again under FER+'s prior, so ``--prior`` applies after it as without a reference.
+    """
+
+    reference: np.ndarray
+    prior: np.ndarray
+    method: str = "clipped"  # kept by the comparison on taiwan-posed (Haar stills detector)
+    strength: float = 0.5
+    population: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in RESTING_FACE_METHODS:
+            raise ValueError(f"unknown resting-face method {self.method!r}; known: {', '.join(RESTING_FACE_METHODS)}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"resting-face strength must lie in (0, 1], not {self.strength}")
+        if self.method == "excess" and self.population is None:
+            raise ValueError("the 'excess' method needs a population resting face")
+
+    @classmethod
+    def from_probabilities(cls, probabilities: np.ndarray, prior: np.ndarray | list[float],
+                           **options) -> RestingFace:
+        """The resting face of (N, C) probabilities (under FER+'s ``prior``, a (C,) vector) of one
+        person's neutral faces, N >= 1; ValueError for no faces."""
+        probabilities = np.asarray(probabilities)
+        if probabilities.ndim != 2 or len(probabilities) == 0:
+            raise ValueError(f"a resting face needs the probabilities of at least one face, got shape "
+                             f"{probabilities.shape}")
+        return cls(log_probabilities(probabilities).mean(axis=0), np.asarray(prior, np.float64), **options)
+
+    def offset(self) -> np.ndarray:
+        """What is subtracted from a face's log-probabilities: (C,) float64."""
+        if self.method == "excess":
+            return self.reference - self.population
+        evidence = self.reference - log_probabilities(self.prior[None])[0]
+        if self.method == "clipped":
+            evidence = np.maximum(evidence - evidence.mean(), 0.0)
+        return self.strength * evidence
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """(N, C) probabilities read relative to this resting face (float32, rows sum to one)."""
+        probabilities = np.asarray(probabilities)
+        if len(probabilities) == 0:
+            return probabilities
+        return softmax_rows(log_probabilities(probabilities) - self.offset()).astype(np.float32)
