@@ -9,16 +9,22 @@ on them (minutes once, then seconds):
     python scripts/calibration_study.py cache --ferplus ../shared/data/ferplus \
         --ckplus48 ../shared/data/ckplus48 --taiwan ../shared/data/taiwan-posed --cache ../runs/calib
 
-Step 2, ``resting``: each resting-face method on taiwan-posed, each performer's neutral photos as
+Step 2, ``taiwan``: the shipped defaults end to end on taiwan-posed, each detector, per class,
+per kind of performance and on the observer-agreed photos.
+
+Step 3, ``resting``: each resting-face method on taiwan-posed, each performer's neutral photos as
 their reference (a neutral photo itself is scored with the performer's *other* neutral photos as
 reference, so that a method that forgets what a neutral face is shows it). The method kept is the
 one of best seven-class macro recall among those that leave every class within 5 points of its
 uncalibrated recall.
 
-Step 3, ``adapt``: `fer-ensemble adapt`'s cross-validation by performer on taiwan-posed, the
+Step 4, ``adapt``: `fer-ensemble adapt`'s cross-validation by performer on taiwan-posed, the
 learning curve with labels of 1, 2, 4 and 8 performers (scored on the others; 10 draws each), and
 what a calibration fitted on all of taiwan-posed does to FER+ Valid/Test and CK+48 (the posed
 preset's trade-off). ``--json-out`` keeps the figures (``benchmarks/results/calibration.json``).
+
+``table --json benchmarks/results/calibration.json`` prints the README's tables from them (a CI
+test checks that the README holds them).
 """
 
 from __future__ import annotations
@@ -81,6 +87,81 @@ METHODS = [("none", None), ("partial 1 (difference)", {"method": "partial", "str
            ("clipped 1", {"method": "clipped", "strength": 1.0}),
            ("clipped 0.5", {"method": "clipped", "strength": 0.5}),
            ("excess", {"method": "excess"})]
+
+
+def taiwan(args: argparse.Namespace) -> dict:
+    from fer_ensemble.labelled import score_predictions
+    from fer_ensemble.prior import adjust_probabilities
+    from fer_ensemble.runtime.recognizer import load_ensemble
+
+    ensemble = load_ensemble(args.ensemble)
+    prior, strength = np.array(ensemble.class_prior), ensemble.default_prior_strength
+    columns = taiwan_columns(Path(args.taiwan))
+    subsets = {"all": np.ones(len(columns["file"]), bool),
+               "observer-agreed": columns["observer_label"] == columns["label"],
+               **{kind: columns["performance"] == kind for kind in ("facs", "theatrical", "personal-event")}}
+    rows = []
+    for detector in ("haar", "blazeface"):
+        data = np.load(Path(args.cache) / f"taiwan-{detector}.npz")
+        found, labels = data["found"], data["labels"]
+        probs = np.where(found[:, None], data["probabilities"], 1.0 / data["probabilities"].shape[1])
+        predictions = np.where(found, adjust_probabilities(probs, prior, strength).argmax(1), -1)
+        for subset, mask in subsets.items():
+            if detector != "haar" and subset != "all":
+                continue
+            scores = score_predictions(labels[mask], predictions[mask])
+            rows.append({"detector": detector, "photos": subset, "n": int(mask.sum()), "accuracy": scores.accuracy,
+                         "macro_recall": scores.macro_recall, "no_face": scores.no_face,
+                         "recall": {e: v["recall"] for e, v in scores.per_class.items() if v["support"]}})
+    return {"prior_strength": strength, "rows": rows}
+
+
+def table(args: argparse.Namespace) -> None:
+    """The README's tables, from the recorded figures."""
+    figures = json.loads(Path(args.json).read_text())
+    classes = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    print("| detector | photos | n | accuracy | macro recall | " + " | ".join(classes) + " | no face |")
+    print("|---" * (6 + len(classes)) + "|")
+    for r in figures["taiwan"]["rows"]:
+        print(f"| {r['detector']} | {r['photos']} | {r['n']} | {pct(r['accuracy'])} | {pct(r['macro_recall'])} | "
+              + " | ".join(pct(r["recall"][c]) if c in r["recall"] else "-" for c in classes) + f" | {r['no_face']} |")
+    print()
+    rows = figures["resting"]["haar"]["rows"]
+    print("| resting face (Haar) | expressive photos | observer-agreed | macro recall (7) | " + " | ".join(classes) + " |")
+    print("|---" * (4 + len(classes)) + "|")
+    for r in rows:
+        kept = r["method"] == figures["resting"]["haar"]["chosen"]
+        name = f"**{r['method']}, default**" if kept else r["method"]
+        print(f"| {name} | {pct(r['expressive_accuracy'])} | {pct(r['agreed_accuracy'])} | {pct(r['macro_recall_7'])} | "
+              + " | ".join(pct(r["recall"][c]) for c in classes) + " |")
+    print()
+    adapt = figures["adapt"]
+    print("| adapt, 5 folds by performer | accuracy | macro recall | " + " | ".join(classes) + " |")
+    print("|---" * (3 + len(classes)) + "|")
+    for detector in ("haar", "blazeface"):
+        cv = adapt[f"cv_{detector}"]
+        for when in ("before", "after"):
+            r = cv[when]
+            print(f"| {detector}, {when} | {pct(r['accuracy'])} | {pct(r['macro_recall'])} | "
+                  + " | ".join(pct(r["recall"][c]) for c in classes) + " |")
+    print()
+    print("| labels of | labelled faces | accuracy before → after (range over 10 draws) | macro recall before → after |")
+    print("|---|---|---|---|")
+    for r in adapt["learning_curve"]:
+        low, high = r["accuracy_after_range"]
+        print(f"| {r['performers']} performer(s) | {r['labelled_faces']:.0f} | {pct(r['accuracy_before'])} → "
+              f"{pct(r['accuracy_after'])} ({pct(low)}-{pct(high)}) | {pct(r['macro_recall_before'])} → "
+              f"{pct(r['macro_recall_after'])} |")
+    print()
+    print("| calibration fitted on all of taiwan-posed | FER+ Valid acc. (own prior) | FER+ Valid macro recall "
+          "(default prior) | FER+ Test acc. (own prior) | CK+48 acc. per sequence | CK+48 macro recall per sequence |")
+    print("|---|---|---|---|---|---|")
+    for r in adapt["posed_preset"]:
+        name = f"**{r['calibration']}, `posed` preset**" if r["preset"] else r["calibration"]
+        print(f"| {name} | {pct(r['ferplus_valid_ferplus']['accuracy'])} | {pct(r['ferplus_valid_default']['macro_recall'])} | "
+              f"{pct(r['ferplus_test_ferplus']['accuracy'])} | {pct(r['ckplus48_sequence']['accuracy'])} | "
+              f"{pct(r['ckplus48_sequence']['macro_recall'])} |")
 
 
 def resting(args: argparse.Namespace) -> dict:
@@ -227,7 +308,9 @@ def main() -> None:
     c.add_argument("--ckplus48", required=True)
     c.add_argument("--taiwan", required=True)
     c.add_argument("--cache", required=True)
-    for name in ("resting", "adapt"):
+    t = sub.add_parser("table")
+    t.add_argument("--json", required=True)
+    for name in ("taiwan", "resting", "adapt"):
         step = sub.add_parser(name)
         step.add_argument("--ensemble")
         step.add_argument("--taiwan", required=True)
@@ -237,7 +320,8 @@ def main() -> None:
         if name == "adapt":
             step.add_argument("--preset-out", help="write the calibration fitted on all of taiwan-posed here")
     args = parser.parse_args()
-    result = {"cache": cache, "resting": resting, "adapt": adapt_study}[args.step](args)
+    result = {"cache": cache, "taiwan": taiwan, "resting": resting, "adapt": adapt_study,
+              "table": table}[args.step](args)
     if getattr(args, "json_out", None):
         path = Path(args.json_out)
         merged = json.loads(path.read_text()) if path.is_file() else {}

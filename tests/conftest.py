@@ -46,6 +46,19 @@ def ckplus48() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def taiwan_posed() -> Path:
+    """taiwan-posed (whole photos of posed expressions, a check set: never trained on; calibrations
+    are scored only on performers they were not fitted on); CI=true requires it."""
+    path = Path(os.environ.get("TAIWAN_POSED_DIR", REPO.parent / "shared" / "data" / "taiwan-posed"))
+    if not (path / "labels.csv").is_file():
+        message = f"taiwan-posed not found at {path} (set TAIWAN_POSED_DIR)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``fer-ensemble`` in a fresh interpreter, as a user would."""
     result = subprocess.run(

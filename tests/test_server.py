@@ -420,3 +420,66 @@ def test_serve_with_two_worker_processes(tmp_path: Path) -> None:
             time.sleep(0.2)
         started = log.read_text().count("Started server process")
     assert started == 2 and "2 process(es)" in log.read_text()
+
+
+# --- resting face over the WebSocket ---------------------------------------------------------
+
+async def ask(ws, *messages) -> list[dict]:
+    """Send ``messages`` at once (bytes: a frame, dict: a control message), then read one answer each."""
+    for message in messages:
+        await ws.send(json.dumps(message) if isinstance(message, dict) else message)
+    return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in messages]
+
+
+def test_websocket_takes_and_clears_a_resting_face(server) -> None:
+    import websockets
+
+    frame = (SAMPLES / "grace_hopper.jpg").read_bytes()
+
+    async def talk() -> dict:
+        async with websockets.connect(f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}") as ws:
+            [before] = await ask(ws, frame)
+            track = before["faces"][0]["track_id"]
+            taken, relative = await ask(ws, {"resting_face": "take", "track_id": track}, frame)
+            cleared, plain = await ask(ws, {"resting_face": "clear", "track_id": track}, frame)
+            taken_all, relative_all = await ask(ws, {"resting_face": "take"}, frame)
+            cleared_all, plain_all = await ask(ws, {"resting_face": "clear"}, frame)
+        return locals()
+
+    answers = asyncio.run(talk())
+    track = answers["track"]
+    assert answers["before"]["faces"][0]["relative"] is False
+    assert answers["taken"] == {"resting_face": "take", "track_ids": [track]}
+    assert answers["relative"]["faces"][0]["relative"] is True
+    assert answers["relative"]["faces"][0]["track_id"] == track
+    assert answers["cleared"] == {"resting_face": "clear", "track_ids": [track]}
+    assert answers["plain"]["faces"][0]["relative"] is False
+    assert answers["taken_all"] == {"resting_face": "take", "track_ids": [track]}
+    assert answers["relative_all"]["faces"][0]["relative"] is True
+    assert answers["cleared_all"] == {"resting_face": "clear", "track_ids": [track]}
+    assert answers["plain_all"]["faces"][0]["relative"] is False
+
+
+def test_a_malformed_resting_face_message_gets_an_error_and_the_stream_goes_on(server) -> None:
+    import websockets
+
+    frame = (SAMPLES / "grace_hopper.jpg").read_bytes()
+    malformed = [({"resting_face": "wink"}, "'take' or 'clear'"),
+                 ({"resting_face": "take", "track_id": "1"}, "integer"),
+                 ({"resting_face": "take", "track": 1}, "unknown key"), ({"track_id": 1}, "control message"),
+                 ({"resting_face": "clear", "track_id": 999}, "no face #999 in view")]
+
+    async def talk() -> tuple[list[dict], dict, dict]:
+        async with websockets.connect(f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}") as ws:
+            errors = await ask(ws, *(message for message, _ in malformed))
+            await ws.send("[1, 2]")  # JSON, but not an object
+            not_an_object = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            [after] = await ask(ws, frame)
+        return errors, not_an_object, after
+
+    errors, not_an_object, after = asyncio.run(talk())
+    for reply, (message, expected) in zip(errors, malformed):
+        assert expected in reply["error"] and "frame" not in reply, (message, reply)
+    assert errors[0]["resting_face"] is None and errors[-1]["resting_face"] == "clear"
+    assert "control message" in not_an_object["error"]
+    assert after["faces"] and after["faces"][0]["relative"] is False

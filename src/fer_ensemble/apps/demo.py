@@ -46,6 +46,7 @@ def run_demo(args: argparse.Namespace) -> int:
     common = {k: v for k, v in vars(args).items() if k not in ("out", "camera", "samples")}
     still = {**common, **STILL_DETECTION}
     images_status = run_predict(argparse.Namespace(**still, paths=images, out=str(out / "images"), json=False, csv=None,
+                                   resting_face=None,
                                    no_bars=False))
     video_status = run_video(argparse.Namespace(**common, file=str(SAMPLES / "faces.mp4"), out=str(out / "video"),
                                           stride=1, max_frames=None, no_video=False, no_progress=True,

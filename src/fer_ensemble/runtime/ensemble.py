@@ -131,7 +131,8 @@ class Ensemble:
         self.class_prior: list[float] | None = prior.get("class_prior") or (cards[0] if cards else None)
         self.default_prior_strength = float(prior.get("strength", 0.0))
         self.calibration: Calibration | None = (
-            Calibration.from_dict(self.config["calibration"], "ensemble file") if "calibration" in self.config else None)
+            Calibration.from_dict(self.config["calibration"], "ensemble file")
+            if "calibration" in self.config else None)
 
     def prior_strength(self, value: str | float | None = None) -> float:
         """The strength ``value`` names (``ferplus``, ``uniform`` or a number in [0, 1]); None
@@ -146,6 +147,8 @@ class Ensemble:
         """Read an ensemble file; member cards are found relative to it."""
         path = Path(path)
         config = read_config(path)
+        if "calibration" in config:  # a damaged one fails before any model is loaded
+            Calibration.from_dict(config["calibration"], str(path))
         folder = cards_folder(path, config)
         members = [
             Member(
@@ -186,10 +189,10 @@ class Ensemble:
 
     def resting_face(self, native: np.ndarray, **options) -> RestingFace:
         """A person's resting face from the (N, 8) ``native_probabilities`` of their neutral
-        face(s); ``options`` go to ``RestingFace`` (method, strength). ValueError for no faces."""
-        if self.class_prior is None:
-            raise UserError("this ensemble's cards record no class prior: a resting face needs it")
-        return RestingFace.from_probabilities(native, self.class_prior, **options)
+        face(s); ``options`` go to ``RestingFace`` (method, strength). ValueError for no faces.
+        Without a recorded class prior, equal priors stand in (the answers are then under them)."""
+        prior = self.class_prior if self.class_prior is not None else np.full(len(self.classes), 1 / len(self.classes))
+        return RestingFace.from_probabilities(native, prior, **options)
 
     def predict_proba(self, faces, batch_size: int = 256, prior: str | float | None = None,
                       resting_face: RestingFace | None = None) -> np.ndarray:

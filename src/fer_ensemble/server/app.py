@@ -8,8 +8,18 @@ while heavy requests run; when every worker is busy and the queue is full, 503 w
 ``Retry-After``. Images are decoded in memory and never written to disk. An optional bearer
 token guards every endpoint (WebSockets and the page take it as ``?token=``); CORS stays closed
 unless origins are given. Each WebSocket processes at most ``max_fps`` frames a second and always
-the newest one, dropping frames that arrive while it is busy; a text message or an oversized
-frame closes it with 1003 / 1009 and a reason.
+the newest one, dropping frames that arrive while it is busy; a text message that is not JSON or
+an oversized message closes it with 1003 / 1009 and a reason.
+
+WebSocket ``/v1/stream`` protocol: the client sends image frames (JPEG...) as binary messages and
+gets one JSON text answer per processed frame, ``{"frame": n, "width", "height", "faces": [...],
+"dropped", "ms"}`` (each face with ``track_id`` and ``relative``), or ``{"frame": n, "error": ...}``.
+A JSON text message is a control message: ``{"resting_face": "take", "track_id": 3}`` takes what
+face 3 shows now as that person's resting face, ``{"resting_face": "clear", "track_id": 3}``
+clears it; without ``track_id``, every face in view. It is applied between frames, so the next
+frame's answer reads that face relative to its resting face (``"relative": true``). Its reply has
+no ``"frame"``: ``{"resting_face": "take", "track_ids": [3]}``, or ``{"resting_face": ..., "error":
+"..."}`` for a malformed message or a face not in view; the connection stays open.
 """
 
 from __future__ import annotations
@@ -230,6 +240,60 @@ class Recognizers:
                                  prior=prior)
 
 
+RESTING_FACE_ACTIONS = ("take", "clear")
+RESTING_FACE_EXAMPLE = '{"resting_face": "take" or "clear", "track_id": 3} (no track_id: every face)'
+MAX_PENDING_CONTROLS = 64  # control messages waiting for the frame in progress before 1008
+
+
+def parse_resting_face(message: object) -> tuple[str, int | None]:
+    """(action, track_id or None for every face) from a decoded control message; ValueError
+    saying what is wrong with it."""
+    if not isinstance(message, dict) or "resting_face" not in message:
+        raise ValueError(f"a text message must be a JSON control message: {RESTING_FACE_EXAMPLE}")
+    unknown = sorted(str(key) for key in message if key not in ("resting_face", "track_id"))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {RESTING_FACE_EXAMPLE}")
+    action, track_id = message["resting_face"], message.get("track_id")
+    if action not in RESTING_FACE_ACTIONS:
+        raise ValueError(f"resting_face must be 'take' or 'clear', not {json.dumps(action)[:40]}")
+    if track_id is not None and type(track_id) is not int:
+        raise ValueError(f"track_id must be an integer (omit it for every face), not "
+                         f"{json.dumps(track_id)[:40]}")
+    return action, track_id
+
+
+def apply_resting_face(recognizer: EmotionRecognizer, action: str, track_id: int | None) -> list[int]:
+    """Take or clear the resting face of face ``track_id`` (None: every face in view); the track
+    ids changed. KeyError when that face is not in view. Never call it while ``track`` runs."""
+    if action == "take":
+        taken = recognizer.take_resting_face(None if track_id is None else [track_id])
+        if track_id is not None and not taken:
+            raise KeyError(track_id)
+        return taken
+    if track_id is not None:
+        recognizer.set_resting_face(track_id, None)
+        return [track_id]
+    cleared = [t.track_id for t in recognizer.tracker.tracks if t.resting_face is not None]
+    for cleared_id in cleared:
+        recognizer.set_resting_face(cleared_id, None)
+    return cleared
+
+
+def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
+    """Apply one decoded control message to ``recognizer``; the reply to send (never raises for
+    a bad message: the reply's ``error`` says what is wrong)."""
+    given = message.get("resting_face") if isinstance(message, dict) else None
+    action = given if isinstance(given, str) and given in RESTING_FACE_ACTIONS else None
+    try:
+        action, track_id = parse_resting_face(message)
+        return {"resting_face": action, "track_ids": apply_resting_face(recognizer, action, track_id)}
+    except KeyError:
+        return {"resting_face": action, "error": f"no face #{track_id} in view (see the track_id of the "
+                                                 "faces in the latest frame's answer)"}
+    except ValueError as error:  # UserError included: an ensemble without a class prior
+        return {"resting_face": action, "error": str(error)}
+
+
 SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
 
 
@@ -324,6 +388,15 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket, prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
+        """Live recognition with tracking. Send image frames as binary messages; each processed
+        frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
+        with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
+        ``{"resting_face": "clear", "track_id": 3}`` as JSON text (no ``track_id``: every face in
+        view) to take or clear that person's resting face: the next frame's answer reads it
+        relative to it (``"relative": true``). The reply, ``{"resting_face", "track_ids"}`` or
+        ``{"resting_face", "error"}``, has no ``frame``; a bad control message leaves the
+        connection open. Non-JSON text closes with 1003, a message above the upload limit with
+        1009; ``?prior=`` as in ``/v1/predict``; ``?token=`` when the server has one."""
         try:
             strength = prior_strength(ensemble, prior, settings.prior)
         except HTTPException as error:
@@ -336,9 +409,11 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
 async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
                        pool: WorkerPool) -> None:
-    """Receive image frames, always process the newest, answer with its faces. A text message
-    closes the connection with 1003, a frame above the upload limit with 1009."""
+    """Receive image frames, always process the newest, answer with its faces. JSON text messages
+    are resting-face control messages, applied between frames (``control_reply``); other text
+    closes the connection with 1003, a message above the upload limit with 1009."""
     latest: dict = {}
+    controls: list = []  # decoded control messages waiting for the frame in progress
     arrived = asyncio.Event()
     received = dropped = 0
     closed = False
@@ -357,10 +432,18 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, sett
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
-                if data is None:
-                    return await close(1003, "send image frames as binary messages, not text")
-                if len(data) > settings.max_upload_bytes:
+                if len(data if data is not None else message.get("text") or "") > settings.max_upload_bytes:
                     return await close(1009, f"frame larger than {settings.max_upload_bytes} bytes")
+                if data is None:
+                    try:
+                        controls.append(json.loads(message.get("text") or ""))
+                    except ValueError:
+                        return await close(1003, "send image frames as binary messages; text is for JSON "
+                                                 "control messages")
+                    if len(controls) > MAX_PENDING_CONTROLS:
+                        return await close(1008, "too many control messages waiting for one frame")
+                    arrived.set()
+                    continue
                 received += 1
                 if latest:
                     dropped += 1  # the previous frame was never processed: stale
@@ -370,6 +453,11 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, sett
             pass
         closed = True
         arrived.set()
+
+    async def answer_controls() -> None:
+        """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
+        while controls:
+            await websocket.send_text(json.dumps(control_reply(recognizer, controls.pop(0))))
 
     def work(data: bytes) -> tuple[np.ndarray, list]:
         image = decode_image(data, settings.max_pixels)
@@ -384,13 +472,15 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, sett
             arrived.clear()
             if closed:
                 break
+            await answer_controls()
+            if "frame" not in latest:  # already taken, or only control messages arrived
+                continue
             wait = last_start + interval - time.perf_counter()
             if wait > 0:  # the per-connection frame-rate cap
                 await asyncio.sleep(wait)
                 if closed:
                     break
-            if "frame" not in latest:  # already taken: it arrived while we waited for the cap
-                continue
+                await answer_controls()  # those that arrived while we waited apply to this frame
             number, data = latest.pop("frame")
             last_start = time.perf_counter()
             try:
