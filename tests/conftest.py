@@ -34,29 +34,29 @@ def ferplus() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ckplus48() -> Path:
-    """CK+48 (posed expressions, a check set: never trained or fitted on); CI=true requires it."""
-    path = Path(os.environ.get("CKPLUS48_DIR", REPO.parent / "shared" / "data" / "ckplus48"))
+def check_set(variable: str, name: str, folder: str) -> Path:
+    """A real-face check set from ``variable`` (default ``../shared/data/<folder>``); missing data
+    fails under CI=true and skips elsewhere."""
+    path = Path(os.environ.get(variable, REPO.parent / "shared" / "data" / folder))
     if not (path / "labels.csv").is_file():
-        message = f"CK+48 not found at {path} (set CKPLUS48_DIR)"
+        message = f"{name} not found at {path} (set {variable})"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def ckplus48() -> Path:
+    """CK+48 (posed expressions, a check set: never trained or fitted on)."""
+    return check_set("CKPLUS48_DIR", "CK+48", "ckplus48")
 
 
 @pytest.fixture(scope="session")
 def taiwan_posed() -> Path:
     """taiwan-posed (whole photos of posed expressions, a check set: never trained on; calibrations
-    are scored only on performers they were not fitted on); CI=true requires it."""
-    path = Path(os.environ.get("TAIWAN_POSED_DIR", REPO.parent / "shared" / "data" / "taiwan-posed"))
-    if not (path / "labels.csv").is_file():
-        message = f"taiwan-posed not found at {path} (set TAIWAN_POSED_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    are scored only on performers they were not fitted on)."""
+    return check_set("TAIWAN_POSED_DIR", "taiwan-posed", "taiwan-posed")
 
 
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

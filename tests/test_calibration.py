@@ -206,3 +206,14 @@ def test_readme_holds_the_calibration_tables() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [line for line in printed.splitlines() if line and line not in readme]
     assert not missing, missing[:3]
+
+
+def test_evaluate_reproduces_the_taiwan_posed_default_row(taiwan_posed: Path) -> None:
+    """CI re-measures the README's default row on taiwan-posed, end to end through the detector."""
+    result = json.loads(run_cli("evaluate", "--labels", str(taiwan_posed / "labels.csv"),
+                                "--images", str(taiwan_posed / "images"), "--json").stdout)["per_image"]
+    rows = json.loads((REPO / "benchmarks" / "results" / "calibration.json").read_text())["taiwan"]["rows"]
+    recorded = next(r for r in rows if r["detector"] == "haar" and r["photos"] == "all")
+    assert round(result["accuracy"], 4) == round(recorded["accuracy"], 4)
+    assert round(result["macro_recall"], 4) == round(recorded["macro_recall"], 4)
+    assert result["no_face"] == recorded["no_face"]

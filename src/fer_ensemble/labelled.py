@@ -241,3 +241,16 @@ def format_labelled_report(name: str, source: str, report: LabelledReport) -> st
         lines.append(f"  {'no face':<10}" + " " * (16 * len(views)) +
                      f" {'':>10} {first.predicted_share['no face']:>10.1%}")
     return "\n".join(lines)
+
+
+def format_before_after(heading: str, before: Scores, after: Scores, unit: str = "images") -> list[str]:
+    """The lines of a before/after table (a calibration's, a resting face's): accuracy, macro recall
+    and the recall of every class with labels, in percent."""
+    lines = [heading, f"  {'':<14}{'before':>8}{'after':>8}",
+             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
+             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
+    for emotion in EMOTIONS:
+        b, a = before.per_class[emotion], after.per_class[emotion]
+        if b["support"]:
+            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} {unit})")
+    return lines

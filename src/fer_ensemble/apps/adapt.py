@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
-from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
-from fer_ensemble.labelled import crop_probabilities, photo_probabilities, read_labelled_images
+from fer_ensemble.labelled import crop_probabilities, format_before_after, photo_probabilities, read_labelled_images
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import read_config
@@ -58,16 +57,10 @@ def written_config(base_path: Path, out: Path, calibration: dict) -> dict:
 
 
 def format_adapt_report(report, written: Path | None) -> str:
-    before, after = report.cv_before, report.cv_after
-    lines = [f"adapt: {report.n_images} labelled images ({report.n_faces} with a face), {report.n_folds}-fold "
-             f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}",
-             f"  {'':<14}{'before':>8}{'after':>8}",
-             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
-             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
-    for emotion in EMOTIONS:
-        b, a = before.per_class[emotion], after.per_class[emotion]
-        if b["support"]:
-            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} images)")
+    lines = format_before_after(
+        f"adapt: {report.n_images} labelled images ({report.n_faces} with a face), {report.n_folds}-fold "
+        f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}",
+        report.cv_before, report.cv_after)
     if report.unfitted:
         lines.append(f"  no labels for {', '.join(report.unfitted)}: those keep their uncalibrated answers")
     if written:

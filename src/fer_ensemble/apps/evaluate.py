@@ -15,8 +15,8 @@ from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.evaluate import evaluate_on_split, format_report, with_prior
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.labelled import (
-    LabelledImages, Scores, crop_probabilities, evaluate_labelled, format_labelled_report, photo_probabilities,
-    read_labelled_images,
+    LabelledImages, Scores, crop_probabilities, evaluate_labelled, format_before_after, format_labelled_report,
+    photo_probabilities, read_labelled_images,
 )
 from fer_ensemble.metrics import plot_confusion
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
@@ -178,16 +178,10 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
 
 def format_resting_report(name: str, args: argparse.Namespace, people: int, without: list[str],
                           before: Scores, after: Scores) -> str:
-    lines = [f"{name} on {args.labels}, each {args.resting_face}'s neutral photos as the resting face "
-             f"({people} with one{'; none for ' + ', '.join(without) if without else ''}): "
-             f"{before.n} other photos",
-             f"  {'':<14}{'before':>8}{'after':>8}",
-             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
-             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
-    for emotion in EMOTIONS:
-        b, a = before.per_class[emotion], after.per_class[emotion]
-        if b["support"]:
-            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} photos)")
+    lines = format_before_after(
+        f"{name} on {args.labels}, each {args.resting_face}'s neutral photos as the resting face "
+        f"({people} with one{'; none for ' + ', '.join(without) if without else ''}): {before.n} other photos",
+        before, after, "photos")
     if before.no_face:
         lines.append(f"  no face found in {before.no_face} photos (counted as wrong)")
     return "\n".join(lines)
