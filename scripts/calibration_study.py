@@ -226,8 +226,8 @@ def adapt_study(args: argparse.Namespace) -> dict:
     out: dict = {}
     for detector in ("haar", "blazeface"):
         data = np.load(cache / f"taiwan-{detector}.npz")
-        report, _ = cross_validate(data["probabilities"], data["found"], data["labels"], list(performer),
-                                   prior, strength)
+        report = cross_validate(data["probabilities"], data["found"], data["labels"], list(performer),
+                                prior, strength)
         out[f"cv_{detector}"] = {"before": asdict_scores(report.cv_before), "after": asdict_scores(report.cv_after),
                                  "candidate": str(report.candidate), "folds": report.n_folds}
         print(f"adapt, taiwan-posed, {detector}, {report.n_folds} folds by performer: accuracy "

@@ -122,11 +122,6 @@ def folds(labels: np.ndarray, groups: Sequence[str] | None, n_folds: int) -> lis
     return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=0).split(index, labels))
 
 
-def macro_recall(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes present in ``labels`` of the share of their faces predicted right."""
-    return float(np.mean([(predictions[labels == c] == c).mean() for c in np.unique(labels)]))
-
-
 def choose_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
                      prior: Sequence[float], strength: float, n_folds: int = 5) -> Candidate:
     """The candidate of best cross-validated macro recall under the prior ``strength`` (ties: the
@@ -141,7 +136,8 @@ def choose_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequ
             calibration = fit_calibration(probabilities[train], labels[train], prior, candidate)
             held_out[test] = calibration.apply(probabilities[test])
         predictions = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
-        scores.append((round(macro_recall(predictions, labels), 6), -balanced_log_loss(held_out, labels)))
+        scores.append((round(score_predictions(labels, predictions).macro_recall, 6),
+                       -balanced_log_loss(held_out, labels)))
     return CANDIDATES[max(range(len(CANDIDATES)), key=scores.__getitem__)]
 
 
@@ -168,11 +164,10 @@ class AdaptReport:
 
 def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndarray,
                    groups: Sequence[str] | None, prior: Sequence[float], strength: float,
-                   n_folds: int = 5) -> tuple[AdaptReport, np.ndarray]:
+                   n_folds: int = 5) -> AdaptReport:
     """Nested cross-validation of ``adapt`` on (N, C) probabilities under FER+'s ``prior``
     (``found``: (N,) bool, faces found; the others count as wrong, as in ``evaluate``), answered
-    under the prior ``strength``. Returns the report and the (N, C) held-out calibrated probabilities.
-    ValueError when the faces cannot be split into two folds."""
+    under the prior ``strength``. ValueError when the faces cannot be split into two folds."""
     faces = np.flatnonzero(found)
     face_groups = None if groups is None else [groups[i] for i in faces]
     splits = folds(labels[faces], face_groups, n_folds)
@@ -189,10 +184,7 @@ def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndar
     after = np.full(len(labels), -1)
     before[faces] = adjust_probabilities(x, prior, strength).argmax(axis=1)
     after[faces] = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
-    calibrated = np.array(probabilities, np.float32)
-    calibrated[faces] = held_out
     unfitted = [EMOTIONS[c] for c in range(probabilities.shape[1]) if not (y == c).any()]
-    report = AdaptReport(len(labels), len(faces), len(splits), groups is not None,
-                         score_predictions(labels, before), score_predictions(labels, after),
-                         choose_candidate(x, y, face_groups, prior, strength, n_folds), unfitted)
-    return report, calibrated
+    return AdaptReport(len(labels), len(faces), len(splits), groups is not None,
+                       score_predictions(labels, before), score_predictions(labels, after),
+                       choose_candidate(x, y, face_groups, prior, strength, n_folds), unfitted)

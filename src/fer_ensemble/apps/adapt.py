@@ -90,8 +90,8 @@ def run_adapt(args: argparse.Namespace) -> int:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
     try:
-        report, _ = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
-                                   args.folds)
+        report = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
+                                args.folds)
     except ValueError as error:
         raise UserError(str(error)) from None
     written = None

@@ -210,9 +210,7 @@ def resting_face_key(recognizer, key: str) -> list[int]:
         warn(f"resting face taken for face(s) {', '.join(f'#{t}' for t in taken)}" if taken
              else "no face on screen to take as a resting face")
         return taken
-    cleared = [t.track_id for t in recognizer.tracker.tracks if t.resting_face is not None]
-    for track_id in cleared:
-        recognizer.set_resting_face(track_id, None)
+    cleared = recognizer.clear_resting_face()
     warn("resting faces cleared")
     return cleared
 

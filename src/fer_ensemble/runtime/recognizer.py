@@ -127,10 +127,12 @@ class EmotionRecognizer:
         gray = to_gray(frame)
         boxes = detect_faces(self.detector, frame, gray) if boxes is None else boxes
         native = self._native(gray, boxes)
+        answers = self.ensemble.answer(native, self.prior)  # one pass for every face without a resting face
         faces = []
-        for track, face_native in zip(self.tracker.update(boxes), native):
+        for track, face_native, probs in zip(self.tracker.update(boxes), native, answers):
             track.native = smooth(track.native, face_native, self.smoothing)
-            probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
+            if track.resting_face is not None:
+                probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
             track.probabilities = smooth(track.probabilities, probs, self.smoothing)
             faces.append(self._face(track.box, track.probabilities, track.track_id, track.resting_face is not None))
         return faces
@@ -145,12 +147,22 @@ class EmotionRecognizer:
     def take_resting_face(self, track_ids: Iterable[int] | None = None) -> list[int]:
         """Take what each track (default: every live track) shows now, its smoothed probabilities,
         as that person's resting face; returns the track ids that took one."""
+        wanted = None if track_ids is None else set(track_ids)
         taken = []
         for track in self.tracker.tracks:
-            if (track_ids is None or track.track_id in track_ids) and track.native is not None and not track.missed:
+            if (wanted is None or track.track_id in wanted) and track.native is not None and not track.missed:
                 self.set_resting_face(track.track_id, self.ensemble.resting_face(track.native[None]))
                 taken.append(track.track_id)
         return taken
+
+    def clear_resting_face(self, track_ids: Iterable[int] | None = None) -> list[int]:
+        """Forget the resting face of each track in ``track_ids`` (default: every live track that
+        has one); returns the track ids cleared. KeyError for a given id that is not alive."""
+        cleared = ([t.track_id for t in self.tracker.tracks if t.resting_face is not None]
+                   if track_ids is None else list(track_ids))
+        for track_id in cleared:
+            self.set_resting_face(track_id, None)
+        return cleared
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, list[Face]]]:
         """Frames in, (frame, faces) out, with tracking and smoothing; starts a fresh tracker."""

@@ -270,13 +270,7 @@ def apply_resting_face(recognizer: EmotionRecognizer, action: str, track_id: int
         if track_id is not None and not taken:
             raise KeyError(track_id)
         return taken
-    if track_id is not None:
-        recognizer.set_resting_face(track_id, None)
-        return [track_id]
-    cleared = [t.track_id for t in recognizer.tracker.tracks if t.resting_face is not None]
-    for cleared_id in cleared:
-        recognizer.set_resting_face(cleared_id, None)
-    return cleared
+    return recognizer.clear_resting_face(None if track_id is None else [track_id])
 
 
 def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
