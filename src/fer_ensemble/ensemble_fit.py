@@ -33,6 +33,7 @@ from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
+from fer_ensemble.runtime.calibration import resting_spread
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
 from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, Member, calibrated_probabilities, member_probabilities
 
@@ -218,6 +219,8 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
         "classes": json.loads(cards[0].read_text())["classes"],
         "members": entries,
         "prior": {"class_prior": class_prior, "strength": strength},
+        "resting_face": {"spread": np.round(resting_spread(mixed_valid[valid.labels == 0]), 6).tolist(),
+                         "measured_on": "FER+ Valid's neutral faces (majority protocol)"},
         "fitted_on": "FER+ Valid (majority protocol); Test scored once for this report",
         "latency": {"max_ms_per_face": max_ms_per_face, "measured": "one face at batch 1, one thread",
                     "ms_per_face": round(sum(o.ms_per_face for o in chosen), 3),

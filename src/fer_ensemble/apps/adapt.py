@@ -44,10 +44,12 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def written_config(base_path: Path, out: Path, calibration: dict) -> dict:
-    """The base ensemble file's members and prior, with the calibration; member cards found from
-    ``out`` (the shipped weights by name, so the file keeps working wherever it is moved)."""
+    """The base ensemble file's members, prior and resting-face spread (measured without the
+    calibration), with the calibration; member cards found from ``out`` (the shipped weights by
+    name, so the file keeps working wherever it is moved)."""
     config = read_config(base_path)
-    kept = {key: config[key] for key in ("format", "classes", "members", "prior", "flip_tta") if key in config}
+    kept = {key: config[key] for key in ("format", "classes", "members", "prior", "flip_tta", "resting_face")
+            if key in config}
     if base_path.resolve() == SHIPPED_ENSEMBLE.resolve() or config.get("weights") == "shipped":
         kept["weights"] = "shipped"
     else:

@@ -11,7 +11,7 @@ Two corrections for faces the training data did not prepare the networks for:
 - ``RestingFace``: one person's resting face as the reference for their expressions. A single
   photo of a stranger carries no reference for how their face looks at rest: a face that reads as
   a little sad at rest reads sad in every photo. Given the log-probabilities of that person's
-  neutral face, each later face of theirs is read relative to it (``relative_log_probabilities``).
+  neutral face, each later face of theirs is read relative to it (``RestingFace.apply``).
 
 Both are tiny (an (8, 8) matrix and an (8,) vector): applying them costs microseconds per face.
 """
@@ -98,8 +98,20 @@ class Calibration:
         return cls(weights, bias, fitted, str(data.get("kind", "linear")), classes, dict(data.get("about", {})))
 
 
-RESTING_FACE_METHODS = ("partial", "clipped", "excess")
+RESTING_FACE_METHODS = ("standardized", "partial", "clipped")
 """How a face is read relative to its person's resting face (``RestingFace``)."""
+NEUTRAL = EMOTIONS.index("neutral")
+
+
+def resting_spread(neutral_probabilities: np.ndarray) -> np.ndarray:
+    """How much each class's log-probability varies among faces at rest: the (C,) standard
+    deviation over the (N, C) probabilities (under FER+'s prior) of faces labelled neutral (the
+    shipped ensemble's: FER+ Valid's neutral faces, recorded by ``fit-ensemble`` in its file as
+    ``resting_face.spread``). ValueError for fewer than two faces."""
+    neutral_probabilities = np.asarray(neutral_probabilities)
+    if neutral_probabilities.ndim != 2 or len(neutral_probabilities) < 2:
+        raise ValueError(f"a spread needs at least two neutral faces, got shape {neutral_probabilities.shape}")
+    return np.maximum(log_probabilities(neutral_probabilities).std(axis=0), 1e-3)
 
 
 @dataclass
@@ -108,33 +120,45 @@ class RestingFace:
     face(s), under FER+'s ``prior`` ((C,) probabilities) and the same calibration as the faces it
     is applied to.
 
-    A face is compared with it with FER+'s prior taken out of both (``l - log prior``: how much a
-    face looks like each class beyond the class's base rate). ``method``, as compared on
-    taiwan-posed by ``scripts/calibration_study.py resting`` (the README's table):
+    ``method``, as compared on taiwan-posed by ``scripts/calibration_study.py resting`` (the
+    README's table; ``l`` is a face's log-probabilities, ``r`` the reference, ``log prior`` FER+'s):
 
-    - ``partial``: subtract ``strength`` of the reference's evidence (1: the plain log-probability
-      difference);
+    - ``standardized`` (the default, kept by that comparison): each expression scores how far its
+      log-probability rose above the resting face, in units of ``spread ** exponent`` (``spread``:
+      how much that log-probability varies among faces at rest, ``resting_spread``; a class that
+      varies a lot at rest, like sadness, needs a larger rise), plus ``own_evidence`` times the
+      face's own evidence ``l - log prior``; neutral scores ``threshold`` plus its own evidence
+      likewise, so a face reads neutral unless some expression rose past the threshold. The
+      scores, times ``sharpness``, are the answer's log-odds over FER+'s prior. Without a
+      ``spread`` (an ensemble file that records none), every class counts as spread 1.
+    - ``partial``: subtract ``strength`` of the reference's evidence ``r - log prior`` (1: the
+      plain log-probability difference; it forgets what a neutral face is: a neutral face minus
+      itself is no evidence of anything);
     - ``clipped``: subtract ``strength`` of only the evidence the resting face shows above its own
-      mean over the classes, leaving every class it does not show alone;
-    - ``excess``: subtract only what this resting face holds beyond a typical one (``population``:
-      the mean log-probabilities of FER+ Valid's neutral faces, ``TYPICAL_RESTING_FACE``).
+      mean over the classes, leaving every class it does not show alone.
 
     The answer is again under FER+'s prior, so ``--prior`` applies after it as without a reference.
     """
 
     reference: np.ndarray
     prior: np.ndarray
-    method: str = "clipped"  # kept by the comparison on taiwan-posed (Haar stills detector)
-    strength: float = 0.5
-    population: np.ndarray | None = None
+    method: str = "standardized"
+    spread: np.ndarray | None = None
+    # chosen together on taiwan-posed (Haar stills detector) by scripts/calibration_study.py resting
+    exponent: float = 0.5
+    threshold: float = 0.5
+    own_evidence: float = 0.1
+    sharpness: float = 4.0
+    strength: float = 0.5  # partial and clipped only
 
     def __post_init__(self) -> None:
         if self.method not in RESTING_FACE_METHODS:
             raise ValueError(f"unknown resting-face method {self.method!r}; known: {', '.join(RESTING_FACE_METHODS)}")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"resting-face strength must lie in (0, 1], not {self.strength}")
-        if self.method == "excess" and self.population is None:
-            raise ValueError("the 'excess' method needs a population resting face")
+        if self.spread is not None and (np.shape(self.spread) != np.shape(self.reference)
+                                        or not (np.asarray(self.spread) > 0).all()):
+            raise ValueError(f"a resting-face spread must be {np.shape(self.reference)} positive numbers")
 
     @classmethod
     def from_probabilities(cls, probabilities: np.ndarray, prior: np.ndarray | list[float],
@@ -147,18 +171,29 @@ class RestingFace:
                              f"{probabilities.shape}")
         return cls(log_probabilities(probabilities).mean(axis=0), np.asarray(prior, np.float64), **options)
 
+    def log_prior(self) -> np.ndarray:
+        return log_probabilities(self.prior[None])[0]
+
     def offset(self) -> np.ndarray:
-        """What is subtracted from a face's log-probabilities: (C,) float64."""
-        if self.method == "excess":
-            return self.reference - self.population
-        evidence = self.reference - log_probabilities(self.prior[None])[0]
+        """What ``partial`` and ``clipped`` subtract from a face's log-probabilities: (C,) float64."""
+        evidence = self.reference - self.log_prior()
         if self.method == "clipped":
             evidence = np.maximum(evidence - evidence.mean(), 0.0)
         return self.strength * evidence
+
+    def scores(self, log_probs: np.ndarray) -> np.ndarray:
+        """``standardized``'s (N, C) scores for (N, C) log-probabilities (float64)."""
+        spread = np.ones_like(self.reference) if self.spread is None else np.asarray(self.spread, np.float64)
+        scores = (log_probs - self.reference) / spread**self.exponent
+        scores[:, NEUTRAL] = self.threshold
+        return scores + self.own_evidence * (log_probs - self.log_prior())
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """(N, C) probabilities read relative to this resting face (float32, rows sum to one)."""
         probabilities = np.asarray(probabilities)
         if len(probabilities) == 0:
             return probabilities
-        return softmax_rows(log_probabilities(probabilities) - self.offset()).astype(np.float32)
+        log_probs = log_probabilities(probabilities)
+        if self.method == "standardized":
+            return softmax_rows(self.sharpness * self.scores(log_probs) + self.log_prior()).astype(np.float32)
+        return softmax_rows(log_probs - self.offset()).astype(np.float32)

@@ -8,7 +8,8 @@
                   "flip_tta": true},
                  {"card": "mobilenet_v2.json", "variant": "fp32", "temperature": 1.1, "weight": 0.4}],
      "prior": {"class_prior": [...8 training class frequencies...], "strength": 1.0},
-     "calibration": {...}}   (optional: fer_ensemble.runtime.calibration.Calibration, as adapt writes it)
+     "calibration": {...},   (optional: fer_ensemble.runtime.calibration.Calibration, as adapt writes it)
+     "resting_face": {"spread": [...8...]}}   (optional: resting_spread of FER+ Valid's neutral faces)
 
 ``"weights": "shipped"`` makes the cards relative to the package's weights folder instead of the
 file's own folder (what ``adapt`` writes on top of the shipped ensemble, so the file keeps working
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
@@ -95,6 +97,22 @@ def check_ensemble_file(path: str | Path) -> None:
         resolve_member(cards_folder(path, config) / entry["card"], entry.get("variant"))
     if "calibration" in config:
         Calibration.from_dict(config["calibration"], str(path))
+    read_resting_spread(config, len(config.get("classes", EMOTIONS)), str(path))
+
+
+def read_resting_spread(config: dict, n_classes: int, source: str) -> np.ndarray | None:
+    """The ensemble file's ``resting_face.spread``: (C,) positive float64, or None where it records
+    none; UserError naming ``source`` for a damaged one."""
+    entry = config.get("resting_face")
+    if entry is None:
+        return None
+    try:
+        spread = np.asarray(entry["spread"], np.float64)
+    except (KeyError, TypeError, ValueError):
+        spread = None
+    if spread is None or spread.shape != (n_classes,) or not (spread > 0).all():
+        raise UserError(f"{source}: a damaged resting_face entry (expected a spread of {n_classes} positive numbers)")
+    return spread
 
 
 def load_calibration(value: str | Path) -> Calibration | None:
@@ -133,6 +151,7 @@ class Ensemble:
         self.calibration: Calibration | None = (
             Calibration.from_dict(self.config["calibration"], "ensemble file")
             if "calibration" in self.config else None)
+        self.resting_spread = read_resting_spread(self.config, len(self.classes), "ensemble file")
 
     def prior_strength(self, value: str | float | None = None) -> float:
         """The strength ``value`` names (``ferplus``, ``uniform`` or a number in [0, 1]); None
@@ -149,6 +168,7 @@ class Ensemble:
         config = read_config(path)
         if "calibration" in config:  # a damaged one fails before any model is loaded
             Calibration.from_dict(config["calibration"], str(path))
+        read_resting_spread(config, len(config.get("classes", EMOTIONS)), str(path))
         folder = cards_folder(path, config)
         members = [
             Member(
@@ -189,9 +209,12 @@ class Ensemble:
 
     def resting_face(self, native: np.ndarray, **options) -> RestingFace:
         """A person's resting face from the (N, 8) ``native_probabilities`` of their neutral
-        face(s); ``options`` go to ``RestingFace`` (method, strength). ValueError for no faces.
-        Without a recorded class prior, equal priors stand in (the answers are then under them)."""
+        face(s); ``options`` go to ``RestingFace`` (method and its parameters). ValueError for no
+        faces. The spread is the ensemble file's ``resting_face.spread`` (what ``fit-ensemble``
+        measured on FER+ Valid's neutral faces), if it records one. Without a recorded class prior,
+        equal priors stand in (the answers are then under them)."""
         prior = self.class_prior if self.class_prior is not None else np.full(len(self.classes), 1 / len(self.classes))
+        options.setdefault("spread", self.resting_spread)
         return RestingFace.from_probabilities(native, prior, **options)
 
     def predict_proba(self, faces, batch_size: int = 256, prior: str | float | None = None,
