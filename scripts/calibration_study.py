@@ -39,6 +39,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR  # noqa: E402
+
+DETECTORS = (DEFAULT_DETECTOR, *(d for d in ("blazeface", "haar") if d != DEFAULT_DETECTOR))
+"""The default detector first: the resting-face method is chosen, and the posed preset fitted, on its faces."""
+
 
 def cache(args: argparse.Namespace) -> None:
     from fer_ensemble.data import load_labelled
@@ -53,7 +58,7 @@ def cache(args: argparse.Namespace) -> None:
     native = lambda faces: ensemble.predict_proba(faces, prior=0.0)  # noqa: E731
     taiwan = Path(args.taiwan)
     data = read_labelled_images(taiwan / "labels.csv", taiwan / "images")
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         probs, found = photo_probabilities(native, data, create_detector({"detector": detector}),
                                            FACE_FRAMING["margin"], FACE_FRAMING["offset"])
         np.savez(out / f"taiwan-{detector}.npz", probabilities=probs, found=found, labels=data.labels)
@@ -104,13 +109,13 @@ def taiwan(args: argparse.Namespace) -> dict:
                "observer-agreed": columns["observer_label"] == columns["label"],
                **{kind: columns["performance"] == kind for kind in ("facs", "theatrical", "personal-event")}}
     rows = []
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         data = np.load(Path(args.cache) / f"taiwan-{detector}.npz")
         found, labels = data["found"], data["labels"]
         probs = np.where(found[:, None], data["probabilities"], 1.0 / data["probabilities"].shape[1])
         predictions = np.where(found, adjust_probabilities(probs, prior, strength).argmax(1), -1)
         for subset, mask in subsets.items():
-            if detector != "haar" and subset != "all":
+            if detector != DEFAULT_DETECTOR and subset != "all":
                 continue
             scores = score_predictions(labels[mask], predictions[mask])
             rows.append({"detector": detector, "photos": subset, "n": int(mask.sum()), "accuracy": scores.accuracy,
@@ -138,9 +143,9 @@ def table(args: argparse.Namespace) -> None:
         print(f"| {r['detector']} | {r['photos']} | {r['n']} | {pct(r['accuracy'])} | {pct(r['macro_recall'])} | "
               + " | ".join(pct(r["recall"][c]) if c in r["recall"] else "-" for c in classes) + f" | {r['no_face']} |")
     print()
-    resting_figures = figures["resting"]["haar"]
+    resting_figures = figures["resting"][DEFAULT_DETECTOR]
     chosen = resting_figures["chosen"]
-    print("| resting face (Haar) | expressive photos | observer-agreed | macro recall (7) | " + " | ".join(classes) + " |")
+    print(f"| resting face ({DEFAULT_DETECTOR}, the default detector) | expressive photos | observer-agreed | macro recall (7) | " + " | ".join(classes) + " |")
     print("|---" * (4 + len(classes)) + "|")
     for r in resting_figures["rows"]:
         if r["method"].startswith("standardized") and not near(r["method"], chosen):
@@ -149,7 +154,7 @@ def table(args: argparse.Namespace) -> None:
         print(f"| {name} | {pct(r['expressive_accuracy'])} | {pct(r['agreed_accuracy'])} | {pct(r['macro_recall_7'])} | "
               + " | ".join(pct(r["recall"][c]) for c in classes) + " |")
     print()
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         nested = figures["resting"][detector]
         print(f"- {detector}: chosen on 4/5 of the performers and scored on the others (3 splits): expressive "
               f"photos {', '.join(pct(v) for v in nested['nested_expressive_accuracy'])} %, macro recall (7) "
@@ -158,7 +163,7 @@ def table(args: argparse.Namespace) -> None:
     adapt = figures["adapt"]
     print("| adapt, 5 folds by performer | accuracy | macro recall | " + " | ".join(classes) + " |")
     print("|---" * (3 + len(classes)) + "|")
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         cv = adapt[f"cv_{detector}"]
         for when in ("before", "after"):
             r = cv[when]
@@ -229,7 +234,7 @@ def resting(args: argparse.Namespace) -> dict:
     columns = taiwan_columns(Path(args.taiwan))
     performer, agreed = columns["performer"], columns["observer_label"] == columns["label"]
     results = {}
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         data = np.load(cache / f"taiwan-{detector}.npz")
         probs, found, labels = data["probabilities"], data["found"], data["labels"]
         expressive = labels != 0
@@ -278,7 +283,7 @@ def adapt_study(args: argparse.Namespace) -> dict:
     cache = Path(args.cache)
     performer = taiwan_columns(Path(args.taiwan))["performer"]
     out: dict = {}
-    for detector in ("haar", "blazeface"):
+    for detector in DETECTORS:
         data = np.load(cache / f"taiwan-{detector}.npz")
         report = cross_validate(data["probabilities"], data["found"], data["labels"], list(performer),
                                 prior, strength)
@@ -287,7 +292,7 @@ def adapt_study(args: argparse.Namespace) -> dict:
         print(f"adapt, taiwan-posed, {detector}, {report.n_folds} folds by performer: accuracy "
               f"{report.cv_before.accuracy:.3f} -> {report.cv_after.accuracy:.3f}, macro recall "
               f"{report.cv_before.macro_recall:.3f} -> {report.cv_after.macro_recall:.3f}")
-    data = np.load(cache / "taiwan-haar.npz")
+    data = np.load(cache / f"taiwan-{DEFAULT_DETECTOR}.npz")
     found, labels = data["found"], data["labels"]
     probs = np.where(found[:, None], data["probabilities"], 1.0 / data["probabilities"].shape[1])  # no face: unused
     people = np.unique(performer)
@@ -341,9 +346,9 @@ def adapt_study(args: argparse.Namespace) -> dict:
               f"macro recall {c.per_group.macro_recall:.4f}" + ("   <- posed preset" if row["preset"] else ""))
     out["posed_preset"] = preset
     if args.preset_out:
-        posed.about = {"fitted_on": "taiwan-posed (625 photos of 15 performers, Haar stills detector), "
+        posed.about = {"fitted_on": f"taiwan-posed (625 photos of 15 performers, {DEFAULT_DETECTOR} detector), "
                                     "scripts/calibration_study.py adapt", "candidate": str(PRESET_CANDIDATE),
-                       "cv_by_performer": out["cv_haar"]}
+                       "cv_by_performer": out[f"cv_{DEFAULT_DETECTOR}"]}
         Path(args.preset_out).write_text(json.dumps(posed.to_dict(), indent=1) + "\n")
     return out
 

@@ -34,11 +34,16 @@ def ferplus() -> Path:
     return path
 
 
-def check_set(variable: str, name: str, folder: str) -> Path:
-    """A real-face check set from ``variable`` (default ``../shared/data/<folder>``); missing data
-    fails under CI=true and skips elsewhere."""
+NO_FACE = Path(__file__).resolve().parent / "data" / "no_face.png"
+"""A photo with no face for either detector (shapes on a gradient; the bundled camera.png shows the
+cameraman's face, which BlazeFace finds)."""
+
+
+def check_set(variable: str, name: str, folder: str, marker: str = "labels.csv") -> Path:
+    """A real-face check set from ``variable`` (default ``../shared/data/<folder>``), known by its
+    ``marker`` file; missing data fails under CI=true and skips elsewhere."""
     path = Path(os.environ.get(variable, REPO.parent / "shared" / "data" / folder))
-    if not (path / "labels.csv").is_file():
+    if not (path / marker).is_file():
         message = f"{name} not found at {path} (set {variable})"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
@@ -57,6 +62,13 @@ def taiwan_posed() -> Path:
     """taiwan-posed (whole photos of posed expressions, a check set: never trained on; calibrations
     are scored only on performers they were not fitted on)."""
     return check_set("TAIWAN_POSED_DIR", "taiwan-posed", "taiwan-posed")
+
+
+@pytest.fixture(scope="session")
+def user_cases() -> Path:
+    """Inputs that reproduce what users of FER tools report as failing (its README says what a
+    user expects of each)."""
+    return check_set("USER_CASES_DIR", "user-cases", "user-cases", "README.md")
 
 
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

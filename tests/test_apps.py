@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, turned_portrait
+from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.common import add_recognizer_arguments
 from fer_ensemble.media import SAMPLES, VideoFrames
@@ -82,19 +82,24 @@ def count_scans(detector: HaarFaceDetector, image: np.ndarray) -> tuple[list, in
 
 def test_the_stills_ladder_stops_as_soon_as_the_faces_allow(faces_dir: Path) -> None:
     boxes, scans = count_scans(HaarFaceDetector(), cv2.imread(str(SAMPLES / "grace_hopper.jpg")))
-    assert len(boxes) == 1 and scans == 1  # a portrait: the first, small scan is enough
+    # a portrait: the first, small scan finds the face; one more, fine enough for faces of 0.4 of
+    # its size (the first saw faces of 50 px in its copy only), and the ladder stops
+    assert len(boxes) == 1 and scans == 2
     _, scans = count_scans(HaarFaceDetector(), cv2.imread(str(faces_dir / "nasa_s131e010010_group_portrait.jpg")))
     assert scans >= 3  # small faces: finer copies, as fine as they need
 
 
-def test_the_stills_preset_against_the_hand_labelled_group_photos(faces_dir: Path) -> None:
+@pytest.mark.parametrize("detector, least", [("blazeface", 29), ("haar", 24)])
+def test_the_stills_presets_against_the_hand_labelled_group_photos(faces_dir: Path, detector: str, least: int) -> None:
+    """The default detector finds 29 of the 31 faces (issue 21's bar); Haar, an option, 24."""
     from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
+    from fer_ensemble.runtime.detectors import create_detector
 
     labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
-    total = DetectionCounts()
+    total, found = DetectionCounts(), create_detector({"detector": detector})
     for file, boxes in labelled.items():
-        total = total + match_faces(HaarFaceDetector().detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert total.true_positives >= 25 and total.false_positives <= 1, total.to_dict()
+        total = total + match_faces(found.detect(cv2.imread(str(faces_dir / file))), boxes)
+    assert total.true_positives >= least and total.false_positives <= 1, total.to_dict()
 
 
 def scene_with_a_small_face(fraction: float) -> np.ndarray:
@@ -125,16 +130,15 @@ def test_turned_scans_find_a_tilted_head() -> None:
 def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
     result = run_cli("benchmark", "--stills", "--repeat", "1", "--json", "--ensemble", str(tiny_ensemble),
                      "--group-photos", str(faces_dir), "--score-thresholds", "0.7", "0.9")
-    rows = json.loads(result.stdout)
-    assert {row["preset"] for row in rows} == {"previous stills (one 960 px scan)", "stills (ladder)",
-                                               "stills + scans turned -25/+25 degrees",
-                                               "BlazeFace (--detector blazeface)",
-                                               "BlazeFace (--detector blazeface), --score-threshold 0.9"}
+    rows = json.loads(result.stdout)["speed"]
+    assert {row["preset"] for row in rows} == {"Haar ladder before (global equalisation, 30 px window, 1280 px cap)",
+                                               "Haar (--detector haar)", "Haar + scans turned -25/+25 degrees",
+                                               "BlazeFace (default)", "BlazeFace (default), --score-threshold 0.9"}
     group = {row["preset"]: row["faces"] for row in rows if row["photos"].startswith("5 group photos")}
     assert len(group) == 5 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
     assert all(faces["true_positives"] >= 24 for preset, faces in group.items() if "0.9" not in preset)
-    assert group["BlazeFace (--detector blazeface)"]["true_positives"] >= 29
-    strict = group["BlazeFace (--detector blazeface), --score-threshold 0.9"]
+    assert group["BlazeFace (default)"]["true_positives"] >= 29
+    strict = group["BlazeFace (default), --score-threshold 0.9"]
     assert strict["true_positives"] + strict["false_positives"] < 29  # a higher threshold keeps fewer
 
 
@@ -208,7 +212,7 @@ def test_predict_json_csv_and_annotated_copies(tiny_ensemble: Path, tmp_path: Pa
     rows = list(csv.DictReader(open(tmp_path / "faces.csv")))
     assert len(rows) == 2 and {"file", "x", "label", "contempt"} <= set(rows[0])
     text = run_cli("predict", str(SAMPLES), "--ensemble", str(tiny_ensemble), check=False)
-    assert "astronaut.png: 1 face" in text.stdout and "camera.png: no face" in text.stdout
+    assert "astronaut.png: 1 face" in text.stdout and "camera.png: 1 face" in text.stdout  # the cameraman
 
 
 def test_predict_bad_inputs_go_on_and_fail_at_the_end(tiny_ensemble: Path, tmp_path: Path) -> None:
@@ -217,7 +221,7 @@ def test_predict_bad_inputs_go_on_and_fail_at_the_end(tiny_ensemble: Path, tmp_p
     good = (SAMPLES / "astronaut.png").read_bytes()
     (tmp_path / "corrupt.png").write_bytes(good[: len(good) // 50])
     inputs = [str(tmp_path / n) for n in ("empty.jpg", "notes.txt", "corrupt.png", "missing.png")]
-    result = run_cli("predict", *inputs, str(SAMPLES / "camera.png"), str(SAMPLES / "astronaut.png"),
+    result = run_cli("predict", *inputs, str(NO_FACE), str(SAMPLES / "astronaut.png"),
                      "--ensemble", str(tiny_ensemble), check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -225,7 +229,7 @@ def test_predict_bad_inputs_go_on_and_fail_at_the_end(tiny_ensemble: Path, tmp_p
     assert "notes.txt: not a readable image" in result.stderr
     assert "corrupt.png: not a readable image" in result.stderr
     assert "missing.png: no such file" in result.stderr
-    assert "camera.png: no face found" in result.stderr
+    assert "no_face.png: no face found" in result.stderr
     assert "astronaut.png: 1 face" in result.stdout  # the batch went on
     assert "5 image(s): 1 with faces (1 faces), 1 without a face, 4 failed" in result.stderr
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import NO_FACE, REPO, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media import SAMPLES
@@ -42,6 +42,7 @@ def collection(tmp_path: Path) -> Path:
     folder.mkdir()
     for name in ("astronaut.png", "grace_hopper.jpg", "camera.png", "faces.mp4"):
         shutil.copy(SAMPLES / name, folder / name)
+    shutil.copy(NO_FACE, folder / "no_face.png")
     generated_clip(folder / "generated.avi")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     (folder / "broken.mp4").write_bytes(b"not a video")
@@ -70,12 +71,12 @@ def test_rows_equal_predict_and_video_and_failures_are_rows(collection: Path, ti
                    "--ensemble", str(tiny_ensemble), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr  # two inputs failed, the rest done
     summary = {row["source"]: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
-    assert len(summary) == 7 and summary[str(collection / "generated.avi")]["frames_read"] == 45
+    assert len(summary) == 8 and summary[str(collection / "generated.avi")]["frames_read"] == 45
     assert "not a readable image" in summary[str(collection / "broken.jpg")]["error"]
     assert "not a readable video" in summary[str(collection / "broken.mp4")]["error"]
     assert summary[str(collection / "faces.mp4")]["frames_read"] == 60
 
-    photos = [str(collection / n) for n in ("astronaut.png", "grace_hopper.jpg", "camera.png")]
+    photos = [str(collection / n) for n in ("astronaut.png", "grace_hopper.jpg", "camera.png", "no_face.png")]
     run_cli("predict", *photos, "--csv", str(tmp_path / "predict.csv"), "--ensemble", str(tiny_ensemble),
             check=False)
     expected = {}
@@ -103,7 +104,7 @@ def test_ray_and_the_local_pool_write_the_same_parquet(collection: Path, tiny_en
     ray_run = batch(str(collection), "--out", str(tmp_path / "ray"), "--engine", "ray", *common, check=False)
     assert ray_run.returncode == 1 and "Traceback" not in ray_run.stderr  # broken.jpg
     local_files = sorted(p.name for p in (tmp_path / "local" / "faces").iterdir())
-    assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 6
+    assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 7
     for name in local_files:
         assert pq.read_table(tmp_path / "local" / "faces" / name).equals(pq.read_table(tmp_path / "ray" / "faces" / name))
     # the clip in four ranges of 17 frames gives what one range gives

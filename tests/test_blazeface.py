@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import REPO, run_cli, turned_portrait
+from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
 from fer_ensemble.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
@@ -129,7 +129,8 @@ def test_boxes_are_framed_as_haar_on_ferplus_faces(ferplus: Path) -> None:
 
 
 def test_create_detector_by_name() -> None:
-    assert isinstance(create_detector(), HaarFaceDetector)
+    assert isinstance(create_detector(), BlazeFaceDetector)  # the default
+    assert isinstance(create_detector({"detector": "haar", "equalize": "clahe"}), HaarFaceDetector)
     assert isinstance(create_detector({"detector": "blazeface", "min_face": 30}), BlazeFaceDetector)
     with pytest.raises(ValueError, match="unknown detector"):
         create_detector({"detector": "yolo"})
@@ -142,11 +143,13 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
                   "--score-threshold", "1", check=False)
     assert bad.returncode == 2 and "--score-threshold" in bad.stderr
     for options, message in ((["--detector", "blazeface", "--rotations", "-25", "25"], "--rotations does not apply"),
-                             (["--score-threshold", "0.5"], "--score-threshold does not apply to --detector haar")):
+                             (["--detector", "haar", "--score-threshold", "0.5"],
+                              "--score-threshold does not apply to --detector haar"),
+                             (["--equalize", "global"], "--equalize does not apply to --detector blazeface")):
         ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
         assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{SAMPLES / 'camera.png'},neutral\n")
+    labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{NO_FACE},neutral\n")
     result = run_cli("evaluate", "--labels", str(labels), "--detector", "blazeface", "--json")
     assert '"detector": "blazeface"' in result.stdout
 
@@ -219,14 +222,16 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     from fer_ensemble.runtime.recognizer import load_ensemble
     from fer_ensemble.server.app import Recognizers
 
-    haar = create_detector(live_settings())
+    assert isinstance(create_detector(live_settings()), BlazeFaceDetector)  # the default's live preset
+    haar = create_detector(live_settings({"detector": "haar"}))
     assert isinstance(haar, HaarFaceDetector) and haar.detect_width == HaarFaceDetector.for_live().detect_width
     live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
     assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold) == (
         80, 0.0, 0.6)
     ensemble = load_ensemble()
     assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live(0.95).detector, BlazeFaceDetector)
-    assert isinstance(Recognizers(ensemble).live(0.95).detector, HaarFaceDetector)
+    assert isinstance(Recognizers(ensemble).live(0.95).detector, BlazeFaceDetector)
+    assert isinstance(Recognizers(ensemble, {"detector": "haar"}).live(0.95).detector, HaarFaceDetector)
     parser = argparse.ArgumentParser()
     add_batch_arguments(parser)
     settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))

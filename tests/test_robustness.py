@@ -12,12 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import NO_FACE, REPO, run_cli
 
 from fer_ensemble.media import SAMPLES
 
 PHOTO = SAMPLES / "grace_hopper.jpg"
-NO_FACE = SAMPLES / "camera.png"
 CLIP = SAMPLES / "faces.mp4"
 
 

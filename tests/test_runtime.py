@@ -64,3 +64,21 @@ def test_runtime_and_cli_import_no_torch() -> None:
             capture_output=True, text=True, cwd=REPO, timeout=120,
         )
         assert result.returncode == 0 and "usage" in result.stdout, result.stderr
+
+
+def test_a_face_budget_reads_new_faces_then_the_longest_waiting() -> None:
+    """The webcam's --faces-per-frame: with four faces and a budget of two, each face is read every
+    other frame, every face is in every frame's answer, and a new face is read at once."""
+    from fer_ensemble.apps.benchmark import test_frame as frame_with_faces
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(smoothing=1.0)
+    frame = frame_with_faces(4)
+    boxes = recognizer.detect(frame)
+    assert len(boxes) == 4
+    read, native = [], recognizer._native
+    recognizer._native = lambda gray, faces: read.append(len(faces)) or native(gray, faces)
+    answers = [recognizer.track(frame, boxes, budget=2) for _ in range(5)]
+    assert all(len(faces) == 4 for faces in answers) and read == [4, 2, 2, 2, 2]
+    assert sorted(t.answered for t in recognizer.tracker.tracks) == [4, 4, 5, 5]
+    assert answers[-1] == recognizer.track(frame, boxes)  # a still frame: the same answers as reading all

@@ -16,7 +16,7 @@ from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.labelled import crop_probabilities, format_before_after, photo_probabilities, read_labelled_images
 from fer_ensemble.runtime.detection import FACE_FRAMING
-from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import read_config
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
 
@@ -31,8 +31,8 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by column")
     parser.add_argument("--out", required=True, help="folder for the calibrated ensemble.json (created)")
     parser.add_argument("--ensemble", help="ensemble to calibrate (default: the shipped one)")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
-                        help="photos: the face detector (default %(default)s, its stills preset)")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                        help="photos, with its stills preset: " + DETECTOR_HELP)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="photos: crop margin")
     parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],

@@ -12,8 +12,8 @@ from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
-from fer_ensemble.runtime.detection import FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
-from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 
 
 def prior_argument(value: str) -> float:
@@ -80,9 +80,7 @@ def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
     """The detector and its options, defaulting to the stills or the live preset."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
-                        help="haar: OpenCV's frontal-face cascade (default); blazeface: MediaPipe's BlazeFace "
-                             "(shipped in the package), which also finds turned and tilted heads")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
                         default=BLAZEFACE_DETECTION["score_threshold"],
                         help="blazeface: least face probability kept (default %(default)s)")
@@ -96,6 +94,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                         help="haar: pyramid step (default %(default)s)")
     parser.add_argument("--min-neighbors", type=bounded(int, 1), default=preset["min_neighbors"],
                         help="haar: detections that must agree on a face (default %(default)s)")
+    parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=preset["equalize"],
+                        help="haar: contrast of the scanned copy first (global histogram equalisation washes "
+                             "out a face on a plain or bright background; default %(default)s)")
     if not still:
         parser.set_defaults(coarse_side=0, relative_min_face=0.0, rotations=[])
         return
@@ -115,7 +116,7 @@ def detector_settings(args: argparse.Namespace) -> dict:
     """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
     of the other detector, changed from its default, is a usage error rather than ignored."""
     if args.detector == "blazeface":
-        haar_only = [name for name in ("detect_width", "scale_factor", "min_neighbors", "coarse_side")
+        haar_only = [name for name in ("detect_width", "scale_factor", "min_neighbors", "coarse_side", "equalize")
                      if getattr(args, name) not in (STILL_DETECTION[name], LIVE_DETECTION[name])]
         _refuse(haar_only + (["rotations"] if args.rotations else []), args.detector)
         return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
@@ -124,7 +125,7 @@ def detector_settings(args: argparse.Namespace) -> dict:
         _refuse(["score_threshold"], args.detector)
     return {"detector": "haar", "detect_width": args.detect_width, "min_face": args.min_face,
             "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
-            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations)}
+            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations), "equalize": args.equalize}
 
 
 def _refuse(options: list[str], detector: str) -> None:

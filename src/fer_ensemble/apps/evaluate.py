@@ -22,7 +22,7 @@ from fer_ensemble.metrics import plot_confusion
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.ensemble import load_calibration
 from fer_ensemble.runtime.detection import FACE_FRAMING
-from fer_ensemble.runtime.detectors import DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 
 
 def load_predictor(path: str | Path | None):
@@ -56,8 +56,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="photos: crop margin")
     parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
                         help="photos: crop offset")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="haar",
-                        help="photos: the face detector (default %(default)s, its stills preset)")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                        help="photos, with its stills preset: " + DETECTOR_HELP)
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     add_calibration_argument(parser)
     parser.add_argument("--resting-face", metavar="COLUMN",

@@ -23,13 +23,21 @@ from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import STILL_DETECTION
 from fer_ensemble.runtime.detectors import create_detector
 
+HAAR_BEFORE = {**STILL_DETECTION, "detect_width": 1280, "equalize": "global", "ladder_window": 30}
+"""The Haar stills ladder before its blind spots were fixed (global equalisation, a 30 px ladder
+window, never finer than a 1280 px copy)."""
+HAAR_PRESET = "Haar (--detector haar)"
 PRESETS = {  # name: detector settings
-    "previous stills (one 960 px scan)": {"detect_width": 960, "min_face": 32, "scale_factor": 1.15,
-                                          "min_neighbors": 5, "coarse_side": 0},
-    "stills (ladder)": dict(STILL_DETECTION),
-    "stills + scans turned -25/+25 degrees": {**STILL_DETECTION, "rotations": (-25.0, 25.0)},
+    "Haar ladder before (global equalisation, 30 px window, 1280 px cap)": {"detector": "haar", **HAAR_BEFORE},
+    HAAR_PRESET: {"detector": "haar", **STILL_DETECTION},
+    "Haar + scans turned -25/+25 degrees": {"detector": "haar", **STILL_DETECTION, "rotations": (-25.0, 25.0)},
 }
-BLAZEFACE_PRESET = "BlazeFace (--detector blazeface)"
+BLAZEFACE_PRESET = "BlazeFace (default)"
+USER_CASES = {"c07_sts106_crew_640.jpg": (7, 7), "c08_canvas_2048x1536.jpg": (1, 1), "c12_three_faces.jpg": (3, 3),
+              "c13_backlit_astronaut.png": (1, 1), "c14_tilt_20.png": (1, 1), "c14_tilt_180.png": (0, 1),
+              "c15_mask_astronaut.png": (1, 1)}
+"""The photos of ``../shared/data/user-cases`` and the number of faces a user expects in each (its
+README: least, most; c14_tilt_180: the face or nothing)."""
 
 
 def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
@@ -41,9 +49,13 @@ def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
         for t in thresholds
     }
     return {**PRESETS, **blazeface}
+
+
 PORTRAIT_SIZES = [(480, 640), (562, 762), (1200, 1600), (3024, 4032)]  # width, height
 DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
 DEFAULT_PHOTOS = Path("..") / "shared" / "data" / "faces"
+DEFAULT_USER_CASES = Path("..") / "shared" / "data" / "user-cases"
+DEFAULT_TAIWAN = Path("..") / "shared" / "data" / "taiwan-posed"
 
 
 @dataclass
@@ -109,8 +121,8 @@ def measure(args: argparse.Namespace) -> list[StillsRow]:
 
 
 def format_rows(rows: list[StillsRow]) -> str:
-    baseline = {row.photos: row for row in rows if row.preset == next(iter(PRESETS))}
-    lines = ["| photos | preset | ms per photo, 1 thread | 2 threads | speed-up vs previous, 1 thread | "
+    baseline = {row.photos: row for row in rows if row.preset == HAAR_PRESET}
+    lines = ["| photos | preset | ms per photo, 1 thread | 2 threads | speed-up vs --detector haar, 1 thread | "
              "faces found / missed / false positives |", "|---|---|---|---|---|---|"]
     for row in rows:
         faces = row.faces
@@ -120,4 +132,86 @@ def format_rows(rows: list[StillsRow]) -> str:
         per_second = "" if "true_positives" not in faces else f" ({1000 / row.ms_per_photo[1]:.1f} photos/s)"
         lines.append(f"| {row.photos} | {row.preset} | {row.ms_per_photo[1]:.1f}{per_second} | "
                      f"{row.ms_per_photo[2]:.1f} | {ratio:.2f}x | {counts} |")
+    return "\n".join(lines)
+
+
+@dataclass
+class DetectorChecks:
+    """One detector preset on the checks a user meets (``benchmark --stills``): faces found in each
+    user-case photo, taiwan-posed end to end (largest face of each photo), and the bundled clip's
+    frames with a face under the preset's live settings."""
+
+    preset: str
+    user_cases: dict[str, int] = field(default_factory=dict)  # file -> faces found
+    taiwan_no_face: int = 0
+    taiwan_accuracy: float = 0.0
+    taiwan_macro_recall: float = 0.0
+    clip_frames_with_face: int = 0
+    clip_frames: int = 0
+
+    @property
+    def user_cases_passed(self) -> int:
+        return sum(low <= self.user_cases[f] <= high for f, (low, high) in USER_CASES.items() if f in self.user_cases)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "user_cases_passed": self.user_cases_passed}
+
+
+def live_variant(settings: dict) -> dict:
+    """The live-video settings of a stills preset: its detector's live preset, same equalisation."""
+    from fer_ensemble.runtime.detectors import live_settings
+
+    live = live_settings({"detector": settings["detector"]})
+    return {**live, "equalize": settings["equalize"]} if "equalize" in settings else live
+
+
+def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
+    from fer_ensemble.labelled import photo_probabilities, read_labelled_images, score_predictions
+    from fer_ensemble.media import read_image
+    from fer_ensemble.runtime.detection import FACE_FRAMING, detect_faces
+    from fer_ensemble.runtime.recognizer import load_ensemble
+
+    cases, taiwan = Path(args.user_cases), Path(args.taiwan)
+    ensemble = load_ensemble(args.ensemble)
+    taiwan_data = read_labelled_images(taiwan / "labels.csv", taiwan / "images") if taiwan.is_dir() else None
+    capture, frames = cv2.VideoCapture(str(SAMPLES / "faces.mp4")), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    rows = []
+    for preset, settings in {**PRESETS, BLAZEFACE_PRESET: {"detector": "blazeface", **BLAZEFACE_DETECTION}}.items():
+        if "rotations" in settings:
+            continue
+        row, detector = DetectorChecks(preset), create_detector(settings)
+        for name in USER_CASES:
+            if (cases / name).is_file():
+                image = read_image(cases / name)
+                row.user_cases[name] = len(detect_faces(detector, image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)))
+        if taiwan_data is not None:
+            probs, found = photo_probabilities(lambda faces: ensemble.predict_proba(faces), taiwan_data, detector,
+                                               FACE_FRAMING["margin"], FACE_FRAMING["offset"])
+            scores = score_predictions(taiwan_data.labels, np.where(found, probs.argmax(axis=1), -1))
+            row.taiwan_no_face, row.taiwan_accuracy, row.taiwan_macro_recall = (
+                int((~found).sum()), scores.accuracy, scores.macro_recall)
+        live = create_detector(live_variant(settings))
+        row.clip_frames = len(frames)
+        row.clip_frames_with_face = sum(bool(detect_faces(live, f, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))) for f in frames)
+        rows.append(row)
+    return rows
+
+
+def case_label(name: str) -> str:
+    """``c14_tilt_20.png`` -> ``c14 tilt 20 (1)``: the case and the faces expected."""
+    low, high = USER_CASES[name]
+    case = " ".join(name.split(".")[0].split("_")[:3]) if name.startswith("c14") else name.split("_")[0]
+    return f"{case} ({low}{'' if low == high else f'-{high}'})"
+
+
+def format_checks(rows: list[DetectorChecks]) -> str:
+    names = [name for name in USER_CASES if any(name in r.user_cases for r in rows)]
+    lines = ["| preset | " + " | ".join(map(case_label, names)) + " | user-cases passed | taiwan-posed no face | "
+             "accuracy | macro recall | sample clip frames with a face |", "|---" * (len(names) + 6) + "|"]
+    for r in rows:
+        lines.append(f"| {r.preset} | " + " | ".join(str(r.user_cases[n]) for n in names)
+                     + f" | {r.user_cases_passed} of {len(names)} | {r.taiwan_no_face} | {100 * r.taiwan_accuracy:.1f} | "
+                       f"{100 * r.taiwan_macro_recall:.1f} | {r.clip_frames_with_face} of {r.clip_frames} |")
     return "\n".join(lines)

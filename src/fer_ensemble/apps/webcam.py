@@ -28,6 +28,11 @@ from fer_ensemble.runtime.drawing import draw_status
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear)"
 
+FACES_PER_FRAME = 2
+"""The webcam's default budget of faces classified per frame (``--faces-per-frame``): one or two
+faces are read in every frame; with four, each every other frame, which keeps the loop above 60
+frames per second on two cores (README "Speed": the benchmark's rows with and without it)."""
+
 
 class LatestFrame:
     """A capture thread that keeps only the newest frame; a file source plays at its own fps.
@@ -148,6 +153,10 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         help="with --source: no playback pacing, the next frame as soon as one is "
                              "classified (measures throughput)")
     parser.add_argument("--snapshots", default=".", help="folder for snapshots (key s)")
+    parser.add_argument("--faces-per-frame", type=bounded(int, 0), default=FACES_PER_FRAME,
+                        help="classify at most this many faces per frame; the others keep their latest "
+                             "answer, the longest-waiting read next (default %(default)s: with four faces each "
+                             "is read every other frame; 0: every face every frame)")
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
@@ -189,7 +198,8 @@ def run_webcam(args: argparse.Namespace) -> int:
         return key not in (ord("q"), 27)
 
     try:
-        stats = live_loop(recognizer, source, detector, show_frame, args.max_frames, window)
+        stats = live_loop(recognizer, source, detector, show_frame, args.max_frames, window,
+                          args.faces_per_frame or None)
     finally:
         detector.stop()
         source.stop()
@@ -229,8 +239,9 @@ class LoopStats:
 
 
 def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_frame=None,
-              max_frames: int | None = None, window: dict | None = None) -> LoopStats:
-    """Classify the newest frame with the detector's latest boxes until the source ends."""
+              max_frames: int | None = None, window: dict | None = None, budget: int | None = None) -> LoopStats:
+    """Classify the newest frame with the detector's latest boxes until the source ends, at most
+    ``budget`` faces per frame (``EmotionRecognizer.track``; None: every face)."""
     detector.wait_first()
     frames, last, dropped, seen = 0, 0, 0, 0
     started = time.perf_counter()
@@ -241,7 +252,7 @@ def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_fram
         dropped += max(0, number - last - 1)
         last = number
         tick = time.perf_counter()
-        faces = recognizer.track(frame, detector.boxes)
+        faces = recognizer.track(frame, detector.boxes, budget)
         frames += 1
         seen += len(faces)
         if window is not None:

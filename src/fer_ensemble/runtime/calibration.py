@@ -144,9 +144,9 @@ class RestingFace:
     prior: np.ndarray
     method: str = "standardized"
     spread: np.ndarray | None = None
-    # chosen together on taiwan-posed (Haar stills detector) by scripts/calibration_study.py resting
+    # chosen together on taiwan-posed (the default detector's faces) by scripts/calibration_study.py resting
     exponent: float = 0.5
-    threshold: float = 0.5
+    threshold: float = 0.75
     own_evidence: float = 0.1
     sharpness: float = 4.0
     strength: float = 0.5  # partial and clipped only

@@ -53,11 +53,20 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
 # stills climb a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the
 # faces found say that smaller ones need not be searched for (see HaarFaceDetector); live video
 # scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
-STILL_DETECTION = {"detect_width": 1280, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
-                   "coarse_side": 200, "relative_min_face": 0.4}
+STILL_DETECTION = {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
+                   "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
 LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
-                  "coarse_side": 0, "relative_min_face": 0.0}
-LADDER_WINDOW = 30  # the smallest face a ladder step looks for, in pixels of its scaled copy
+                  "coarse_side": 0, "relative_min_face": 0.0, "equalize": "none"}
+LADDER_WINDOW = 50
+"""The smallest face a ladder step looks for, in pixels of its scaled copy: the frontal cascade's
+24 px window finds few faces below about 50 px (c12 of ``../shared/data/user-cases``: a 114 px face
+beside a 193 px one was lost while this was 30), so a step at scale ``s`` covers faces of
+``50 / s`` frame pixels and more."""
+EQUALIZATIONS = {"none": None, "global": cv2.equalizeHist,
+                 "clahe": cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply}
+"""What the scanned copy's contrast gets first. Global histogram equalisation (what OpenCV's
+samples do) washes out a face on a plain or bright background (c08, c13 of the user-cases); the
+choice among these was measured (README "Finding faces")."""
 
 
 @dataclass
@@ -81,6 +90,8 @@ class HaarFaceDetector:
     coarse_side: int = STILL_DETECTION["coarse_side"]
     relative_min_face: float = STILL_DETECTION["relative_min_face"]
     rotations: tuple[float, ...] = ()
+    equalize: str = STILL_DETECTION["equalize"]
+    ladder_window: int = LADDER_WINDOW
     cascade: str = haar_cascade_path()
 
     @classmethod
@@ -89,6 +100,8 @@ class HaarFaceDetector:
         return cls(**LIVE_DETECTION)
 
     def __post_init__(self) -> None:
+        if self.equalize not in EQUALIZATIONS:
+            raise ValueError(f"unknown equalization {self.equalize!r}; known: {', '.join(EQUALIZATIONS)}")
         self._classifier = cv2.CascadeClassifier(self.cascade)
         if self._classifier.empty():
             raise RuntimeError(f"cannot load the Haar cascade {self.cascade}")
@@ -106,7 +119,7 @@ class HaarFaceDetector:
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
     def _finest_scale(self, width: int) -> float:
-        finest = min(1.0, LADDER_WINDOW / self.min_face)
+        finest = min(1.0, self.ladder_window / self.min_face)
         return min(finest, self.detect_width / width) if self.detect_width else finest
 
     def _ladder(self, gray: np.ndarray) -> tuple[list[Box], float]:
@@ -115,18 +128,23 @@ class HaarFaceDetector:
         scale = min(finest, self.coarse_side / min(gray.shape[:2]))
         boxes: list[Box] = []
         while True:
-            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=_ladder_floor(scale)))
+            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=self._ladder_floor(scale)))
             if boxes:
                 smallest = self.relative_min_face * max(b[2] for b in boxes)
-                needed = min(finest, LADDER_WINDOW / smallest) if smallest > 0 else finest
+                needed = min(finest, self.ladder_window / smallest) if smallest > 0 else finest
                 if needed > scale * 1.05:
-                    found = self._scan(gray, needed, self.min_face, floor=_ladder_floor(needed))
+                    found = self._scan(gray, needed, self.min_face, floor=self._ladder_floor(needed))
                     boxes = _merge(_merge([], found), boxes)
                     scale = needed
                 return boxes, scale
             if scale >= finest:
                 return boxes, scale
             scale = min(finest, scale * 2)
+
+    def _ladder_floor(self, scale: float) -> int:
+        """The smallest window of a ladder step: ``ladder_window`` on a reduced copy; at full size,
+        where nothing finer is left, down to the cascade's own 24 px (``min_face`` below that)."""
+        return self.ladder_window if scale < 1.0 else 24
 
     def _scan(self, gray: np.ndarray, scale: float, min_face: float, floor: int = 24) -> list[Box]:
         """One detectMultiScale on ``gray`` scaled by ``scale``, for faces of ``min_face`` frame
@@ -135,8 +153,9 @@ class HaarFaceDetector:
         small = gray if scale >= 1.0 else cv2.resize(
             gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
         side = max(floor, round(min(scale, 1.0) * min_face))
+        equalize = EQUALIZATIONS[self.equalize]
         found = self._classifier.detectMultiScale(
-            cv2.equalizeHist(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            small if equalize is None else equalize(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(side, side))
         scale = min(scale, 1.0)
         return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
@@ -152,16 +171,10 @@ class HaarFaceDetector:
         turned = cv2.warpAffine(gray, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         back = cv2.invertAffineTransform(turn)
         boxes = []
-        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=_ladder_floor(scale) if self.coarse_side else 12):
+        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=self._ladder_floor(scale) if self.coarse_side else 12):
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             boxes.append((int(round(cx - w / 2)), int(round(cy - h / 2)), w, h))
         return boxes
-
-
-def _ladder_floor(scale: float) -> int:
-    """The smallest window of a ladder step: LADDER_WINDOW on a reduced copy; at full size, where
-    nothing finer is left, down to the cascade's own 24 px (``min_face`` below 30)."""
-    return LADDER_WINDOW if scale < 1.0 else 24
 
 
 def iou(a: Box, b: Box) -> float:

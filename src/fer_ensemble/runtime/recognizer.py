@@ -21,9 +21,10 @@ import numpy as np
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import (
-    FACE_FRAMING, Box, FaceDetector, HaarFaceDetector, crop_faces, detect_faces,
+    FACE_FRAMING, Box, FaceDetector, crop_faces, detect_faces,
 )
 from fer_ensemble.runtime.calibration import RestingFace
+from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
@@ -46,9 +47,10 @@ def load_ensemble(path: str | Path | None = None, threads: int | None = None) ->
 class EmotionRecognizer:
     """Faces and their emotions in BGR or gray images.
 
-    ``detector`` defaults to ``HaarFaceDetector()``, the stills preset of ``fer-ensemble predict``;
-    pass ``HaarFaceDetector.for_live()`` for webcam-rate video, as the webcam app does, or
-    ``BlazeFaceDetector()`` (``fer_ensemble.runtime.blazeface``) for turned heads and crowded photos.
+    ``detector`` defaults to ``create_detector()`` (``fer_ensemble.runtime.detectors``): BlazeFace
+    with the stills preset of ``fer-ensemble predict``; ``create_detector(live_settings())`` is the
+    webcam app's live preset, and ``HaarFaceDetector()`` (``fer_ensemble.runtime.detection``) the
+    OpenCV cascade.
     ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
     ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
     the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
@@ -73,7 +75,7 @@ class EmotionRecognizer:
         if calibration is not None:
             self.ensemble.calibration = load_calibration(calibration)
         self.prior = self.ensemble.prior_strength(prior)
-        self.detector = detector or HaarFaceDetector()
+        self.detector = detector or create_detector()
         self.margin = margin
         self.offset = offset
         self.smoothing = smoothing
@@ -121,21 +123,30 @@ class EmotionRecognizer:
         return [self._face(box, probs, relative=resting_face is not None)
                 for box, probs in zip(boxes, probabilities)]
 
-    def track(self, frame: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
+    def track(self, frame: np.ndarray, boxes: list[Box] | None = None, budget: int | None = None) -> list[Face]:
         """One video frame: faces with stable track ids and smoothed probabilities; a track with a
-        resting face (``set_resting_face``) is read relative to it."""
+        resting face (``set_resting_face``) is read relative to it.
+
+        ``budget``: classify at most this many faces in this frame (None: all). The others, their
+        boxes moved to this frame's, keep their latest answer: a new face is always read, then those
+        whose answer is oldest, so with 4 faces and a budget of 2 each face is read every other
+        frame (what lets the webcam loop keep its frame rate with several faces)."""
         gray = to_gray(frame)
         boxes = detect_faces(self.detector, frame, gray) if boxes is None else boxes
-        native = self._native(gray, boxes)
+        tracks = self.tracker.update(boxes)
+        new = [i for i, t in enumerate(tracks) if t.probabilities is None]  # always read: never shown unread
+        oldest = sorted((i for i, t in enumerate(tracks) if t.probabilities is not None), key=lambda i: tracks[i].answered)
+        chosen = sorted(new + (oldest if budget is None else oldest[:max(budget - len(new), 0)]))
+        native = self._native(gray, [boxes[i] for i in chosen])
         answers = self.ensemble.answer(native, self.prior)  # one pass for every face without a resting face
-        faces = []
-        for track, face_native, probs in zip(self.tracker.update(boxes), native, answers):
+        for i, face_native, probs in zip(chosen, native, answers):
+            track = tracks[i]
             track.native = smooth(track.native, face_native, self.smoothing)
             if track.resting_face is not None:
                 probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
             track.probabilities = smooth(track.probabilities, probs, self.smoothing)
-            faces.append(self._face(track.box, track.probabilities, track.track_id, track.resting_face is not None))
-        return faces
+            track.answered = self.tracker.frames
+        return [self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None) for t in tracks]
 
     def set_resting_face(self, track_id: int, resting_face: RestingFace | None) -> None:
         """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer).

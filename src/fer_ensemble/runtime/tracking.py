@@ -18,6 +18,7 @@ class Track:
     probabilities: np.ndarray | None = None  # the smoothed answer shown
     native: np.ndarray | None = None  # smoothed probabilities under FER+'s prior (what a resting face is taken from)
     resting_face: RestingFace | None = None
+    answered: int = -1  # the frame (tracker.frames) whose crop gave the newest answer; -1: none yet
 
 
 @dataclass
@@ -29,9 +30,11 @@ class IoUTracker:
     max_missed: int = 5
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
+    frames: int = 0  # frames seen (update calls) since the last reset
 
     def update(self, boxes: list[Box]) -> list[Track]:
-        """Tracks for ``boxes``, in the same order."""
+        """Tracks for ``boxes``, in the same order; counts the frame (``frames``)."""
+        self.frames += 1
         pairs = sorted(
             ((iou(box, track.box), i, j) for i, box in enumerate(boxes) for j, track in enumerate(self.tracks)),
             reverse=True,
@@ -70,7 +73,7 @@ class IoUTracker:
     def reset(self) -> None:
         """Forget every track; ids start again from 1 (a new video gets the same ids wherever it runs)."""
         self.tracks.clear()
-        self._next_id = 1
+        self._next_id, self.frames = 1, 0
 
 
 def smooth(previous: np.ndarray | None, current: np.ndarray, alpha: float) -> np.ndarray:

@@ -71,7 +71,7 @@ class ServerSettings:
     max_pixels: int = 50_000_000  # width x height, read from the header before decoding
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
-    detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: Haar stills)
+    detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: DEFAULT_DETECTOR, stills preset)
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
