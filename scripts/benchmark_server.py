@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Load benchmark of ``fer-ensemble serve`` on loopback (a benchmark, not a test).
 
-Starts the server (once per configuration of ``--compare``: the previous stills preset, the
-default detector and BlazeFace, or ``--workers 1`` and ``2``), then
+Starts the server (once per configuration of ``--compare``: ``--detector haar`` and the default,
+BlazeFace, or ``--workers 1`` and ``2``), then
 for each client count runs that many concurrent clients posting a sample photo to /v1/predict for
-a bounded time, and prints throughput (and its ratio to the previous preset's), p50/p95 latency,
+a bounded time, and prints throughput (and its ratio to the first configuration's), p50/p95 latency,
 errors and the server's resident memory before and after each round (flat memory = no leak).
 
     python scripts/benchmark_server.py [--clients 1 4 8] [--seconds 15] [--ensemble FILE]
@@ -72,10 +72,8 @@ def round_of(url: str, clients: int, seconds: float, photo: bytes) -> tuple[list
 
 COMPARISONS = {  # --compare: server options per row; the first is the baseline of the ratio
     "detector": {
-        "previous stills (one 960 px scan)": ["--coarse-side", "0", "--detect-width", "960", "--min-face", "32",
-                                              "--scale-factor", "1.15", "--min-neighbors", "5"],
-        "stills (ladder, the default)": [],
-        "BlazeFace (--detector blazeface)": ["--detector", "blazeface"],
+        "Haar (--detector haar)": ["--detector", "haar"],
+        "BlazeFace (default)": [],
     },
     "workers": {
         "--workers 1": ["--workers", "1"],
@@ -129,7 +127,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--ensemble", default=None)
     parser.add_argument("--compare", choices=sorted(COMPARISONS), default="detector",
-                        help="detector: the previous stills preset vs the default and BlazeFace; workers: --workers 1 vs 2")
+                        help="detector: --detector haar vs the default (BlazeFace); workers: --workers 1 vs 2")
     args = parser.parse_args()
     photo = PHOTO.read_bytes()
     configs = COMPARISONS[args.compare]

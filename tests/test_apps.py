@@ -129,8 +129,15 @@ def test_turned_scans_find_a_tilted_head() -> None:
 
 def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
     result = run_cli("benchmark", "--stills", "--repeat", "1", "--json", "--ensemble", str(tiny_ensemble),
-                     "--group-photos", str(faces_dir), "--score-thresholds", "0.7", "0.9")
-    rows = json.loads(result.stdout)["speed"]
+                     "--group-photos", str(faces_dir), "--score-thresholds", "0.7", "0.9",
+                     "--taiwan", str(faces_dir / "absent"))  # taiwan-posed: test_calibration's
+    rows, checks = json.loads(result.stdout)["speed"], json.loads(result.stdout)["checks"]
+    passed = {c["preset"]: c["user_cases_passed"] for c in checks}
+    if all(c["user_cases"] for c in checks):  # ../shared/data/user-cases is there
+        assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
+        assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
+    clip = {c["preset"]: c["clip_frames_with_face"] for c in checks}
+    assert clip["BlazeFace (default)"] == 60 and clip["Haar (--detector haar)"] == 59 and checks[0]["taiwan_no_face"] is None
     assert {row["preset"] for row in rows} == {"Haar ladder before (global equalisation, 30 px window, 1280 px cap)",
                                                "Haar (--detector haar)", "Haar + scans turned -25/+25 degrees",
                                                "BlazeFace (default)", "BlazeFace (default), --score-threshold 0.9"}
