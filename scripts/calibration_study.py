@@ -109,13 +109,15 @@ def taiwan(args: argparse.Namespace) -> dict:
                "observer-agreed": columns["observer_label"] == columns["label"],
                **{kind: columns["performance"] == kind for kind in ("facs", "theatrical", "personal-event")}}
     rows = []
+    found_by_all = np.logical_and.reduce([np.load(Path(args.cache) / f"taiwan-{d}.npz")["found"] for d in DETECTORS])
     for detector in DETECTORS:
         data = np.load(Path(args.cache) / f"taiwan-{detector}.npz")
         found, labels = data["found"], data["labels"]
         probs = np.where(found[:, None], data["probabilities"], 1.0 / data["probabilities"].shape[1])
         predictions = np.where(found, adjust_probabilities(probs, prior, strength).argmax(1), -1)
-        for subset, mask in subsets.items():
-            if detector != DEFAULT_DETECTOR and subset != "all":
+        # "found by both": the photos where every detector finds the face, to compare their crops alone
+        for subset, mask in {**subsets, "found by both": found_by_all}.items():
+            if detector != DEFAULT_DETECTOR and subset not in ("all", "found by both"):
                 continue
             scores = score_predictions(labels[mask], predictions[mask])
             rows.append({"detector": detector, "photos": subset, "n": int(mask.sum()), "accuracy": scores.accuracy,

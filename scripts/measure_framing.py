@@ -15,8 +15,10 @@ brought down to FER+'s 48 px (as training's faces were) before the model's resiz
 faces are enlarged 2x and 4x (bicubic, standing in for a photo's larger face), then classified
 by the shipped ensemble resized directly, and via 48 px; accuracy and macro recall of each.
 
-``--detector blazeface`` measures how the optional BlazeFace detector's box relates to Haar's on the
-same faces (``BLAZEFACE_TO_HAAR``). ``--alignment`` asks whether a head turned in the image plane
+``--detector blazeface`` does the same for BlazeFace's boxes as the runtime frames them (its own
+box turned into Haar's by ``BLAZEFACE_TO_HAAR``), so that both detectors' crops are checked
+against FER+'s frame directly; ``--blazeface-to-haar`` measures that relation itself, how
+BlazeFace's own box relates to Haar's on the same faces. ``--alignment`` asks whether a head turned in the image plane
 should be cropped turned back upright (BlazeFace's roll, from its eye keypoints): FER+ Valid faces
 turned by 0-180 degrees, classified from the same boxes cropped as found and upright (always, or
 from a roll of 10 or 15 degrees on); ``--upside-down-check 0`` turns BlazeFace's second look at
@@ -84,16 +86,23 @@ def blazeface_to_haar(data: str, split: str, images: int) -> dict:
     }
 
 
-def measure(data: str, split: str, images: int) -> dict:
+def measure(data: str, split: str, images: int, detector_name: str = "haar") -> dict:
+    """Where ``detector_name``'s box (BlazeFace's: the Haar-framed box the runtime crops around)
+    sits on FER+ faces, and the margin and offset that turn it back into the FER+ frame."""
     faces = load_labelled(data, split).images[:images]
-    detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
+    if detector_name == "blazeface":
+        from fer_ensemble.runtime.blazeface import BlazeFaceDetector
+
+        detector = BlazeFaceDetector(min_face=size_floor(faces))
+    else:
+        detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
     found = [b for b in (haar_box_in_frame_units(f, detector) for f in faces) if b is not None]
     cx, cy, side = (np.array(v) for v in zip(*found))
     margin = (1 / side - 1) / 2
     offset = (0.5 - cy) / side
     quartiles = lambda v: [round(float(q), 4) for q in np.percentile(v, [25, 50, 75])]  # noqa: E731
     return {
-        "split": split, "images": len(faces), "found": len(found),
+        "detector": detector_name, "split": split, "images": len(faces), "found": len(found),
         "box_side_in_frames": quartiles(side), "box_centre_x": quartiles(cx), "box_centre_y": quartiles(cy),
         "margin": quartiles(margin), "offset": quartiles(offset),
     }
@@ -195,16 +204,18 @@ def main() -> int:
     parser.add_argument("--upside-down-check", type=float, default=None,
                         help="--alignment: BlazeFace's upside_down_check (default: its own; 0: off)")
     parser.add_argument("--detector", choices=("haar", "blazeface"), default="haar",
-                        help="blazeface: how its boxes relate to Haar's (BLAZEFACE_TO_HAAR)")
+                        help="whose boxes to place in the FER+ frame (BlazeFace's as the runtime frames them)")
+    parser.add_argument("--blazeface-to-haar", action="store_true",
+                        help="how BlazeFace's own boxes relate to Haar's on the same faces (BLAZEFACE_TO_HAAR)")
     args = parser.parse_args()
     if args.resampling:
         result = measure_resampling(args.data)
     elif args.alignment:
         result = measure_alignment(args.data, tuple(args.angles), args.upside_down_check)
-    elif args.detector == "blazeface":
+    elif args.blazeface_to_haar:
         result = blazeface_to_haar(args.data, args.split, args.images)
     else:
-        result = measure(args.data, args.split, args.images)
+        result = measure(args.data, args.split, args.images, args.detector)
     print(json.dumps(result, indent=2))
     return 0
 

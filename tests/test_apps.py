@@ -91,7 +91,8 @@ def test_the_stills_ladder_stops_as_soon_as_the_faces_allow(faces_dir: Path) -> 
 
 @pytest.mark.parametrize("detector, least", [("blazeface", 29), ("haar", 24)])
 def test_the_stills_presets_against_the_hand_labelled_group_photos(faces_dir: Path, detector: str, least: int) -> None:
-    """The default detector finds 29 of the 31 faces (issue 21's bar); Haar, an option, 24."""
+    """The default detector finds 29 of the 31 faces (issue 21's bar); Haar, an option, 24; neither
+    keeps a false box (Haar's, a belt, is dropped by BlazeFace's second look)."""
     from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
     from fer_ensemble.runtime.detectors import create_detector
 
@@ -99,7 +100,7 @@ def test_the_stills_presets_against_the_hand_labelled_group_photos(faces_dir: Pa
     total, found = DetectionCounts(), create_detector({"detector": detector})
     for file, boxes in labelled.items():
         total = total + match_faces(found.detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert total.true_positives >= least and total.false_positives <= 1, total.to_dict()
+    assert total.true_positives >= least and total.false_positives == 0, total.to_dict()
 
 
 def scene_with_a_small_face(fraction: float) -> np.ndarray:

@@ -25,7 +25,7 @@ from fer_ensemble.runtime.blazeface import (
     tiles,
 )
 from fer_ensemble.runtime.detection import HaarFaceDetector, TurnedBox, crop_faces, expand_box, iou
-from fer_ensemble.runtime.detectors import create_detector
+from fer_ensemble.runtime.detectors import SecondLook, create_detector
 
 FACES = REPO.parent / "shared" / "data" / "faces"
 
@@ -130,7 +130,9 @@ def test_boxes_are_framed_as_haar_on_ferplus_faces(ferplus: Path) -> None:
 
 def test_create_detector_by_name() -> None:
     assert isinstance(create_detector(), BlazeFaceDetector)  # the default
-    assert isinstance(create_detector({"detector": "haar", "equalize": "clahe"}), HaarFaceDetector)
+    haar = create_detector({"detector": "haar", "equalize": "clahe"})
+    assert isinstance(haar, SecondLook) and isinstance(haar.detector, HaarFaceDetector)  # with its second look
+    assert isinstance(create_detector({"detector": "haar", "second_look": 0}), HaarFaceDetector)
     assert isinstance(create_detector({"detector": "blazeface", "min_face": 30}), BlazeFaceDetector)
     with pytest.raises(ValueError, match="unknown detector"):
         create_detector({"detector": "yolo"})
@@ -223,7 +225,7 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     from fer_ensemble.server.app import Recognizers
 
     assert isinstance(create_detector(live_settings()), BlazeFaceDetector)  # the default's live preset
-    haar = create_detector(live_settings({"detector": "haar"}))
+    haar = create_detector(live_settings({"detector": "haar", "second_look": 0}))
     assert isinstance(haar, HaarFaceDetector) and haar.detect_width == HaarFaceDetector.for_live().detect_width
     live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
     assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold) == (
@@ -231,7 +233,7 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     ensemble = load_ensemble()
     assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live(0.95).detector, BlazeFaceDetector)
     assert isinstance(Recognizers(ensemble).live(0.95).detector, BlazeFaceDetector)
-    assert isinstance(Recognizers(ensemble, {"detector": "haar"}).live(0.95).detector, HaarFaceDetector)
+    assert isinstance(Recognizers(ensemble, {"detector": "haar"}).live(0.95).detector.detector, HaarFaceDetector)
     parser = argparse.ArgumentParser()
     add_batch_arguments(parser)
     settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))

@@ -167,12 +167,14 @@ def test_evaluate_measures_ckplus48_per_image_and_per_sequence(ckplus48: Path, t
 
 # --- framing -----------------------------------------------------------------------------------------
 
-def test_default_framing_matches_haar_on_ferplus_faces(ferplus: Path) -> None:
-    """Haar's box on FER+ images, turned into a crop with the defaults, is the FER+ frame."""
+@pytest.mark.parametrize("detector", ["haar", "blazeface"])
+def test_default_framing_matches_each_detector_on_ferplus_faces(ferplus: Path, detector: str) -> None:
+    """Each detector's box on FER+ images (BlazeFace's as the runtime frames it), turned into a crop
+    with the defaults, is the FER+ frame."""
     sys.path.insert(0, str(REPO / "scripts"))
     from measure_framing import measure
 
-    measured = measure(str(ferplus), "train", 400)
+    measured = measure(str(ferplus), "train", 400, detector)
     assert measured["found"] > 300
     assert abs(measured["margin"][1] - FACE_FRAMING["margin"]) < 0.02
     assert abs(measured["offset"][1] - FACE_FRAMING["offset"]) < 0.02

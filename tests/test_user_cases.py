@@ -50,6 +50,17 @@ def test_the_old_haar_ladder_fails_the_upside_down_case(user_cases: Path) -> Non
     assert not user_case_passed("c14_tilt_180.png", create_detector({"detector": "haar", **HAAR_BEFORE}).detect(image))
 
 
+def test_the_second_look_drops_a_box_that_is_not_a_face_and_keeps_a_masked_one(user_cases: Path) -> None:
+    """CLAHE's Haar scan puts a box on the upside-down photo's shuttle; BlazeFace's second look
+    drops it, and keeps the masked face."""
+    upside_down = cv2.imread(str(user_cases / "c14_tilt_180.png"))
+    assert create_detector({"detector": "haar", "equalize": "clahe", "second_look": 0}).detect(upside_down)
+    assert create_detector({"detector": "haar", "equalize": "clahe"}).detect(upside_down) == []
+    masked = cv2.imread(str(user_cases / "c15_mask_astronaut.png"))
+    assert len(create_detector({"detector": "haar"}).detect(masked)) == 1
+    assert create_detector({"detector": "haar"}).score(masked, (-900, -900, 100, 100)) == 0.0  # off the photo
+
+
 def test_predict_on_the_upside_down_photo_says_no_face(user_cases: Path) -> None:
     result = run_cli("predict", str(user_cases / "c14_tilt_180.png"), check=False)
     assert result.returncode == ExitCode.NO_FACE, result.stderr

@@ -27,6 +27,7 @@ from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.media import SAMPLES
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.detection import crop_faces
+from fer_ensemble.runtime.detectors import SECOND_LOOK
 
 
 def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -214,13 +215,19 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 def run_stills(args: argparse.Namespace) -> int:
     rows = stills_benchmark.measure(args)
     checks = stills_benchmark.detector_checks(args)
+    looks = stills_benchmark.second_look_scores(args)
     if args.json:
-        print(json.dumps({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks]}, indent=2))
+        print(json.dumps({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks],
+                          "second_look": looks}, indent=2))
     else:
         print(f"photos end to end (decode excluded), {os.cpu_count()} CPU cores, median of {args.repeat} runs")
         print(stills_benchmark.format_rows(rows))
         print("\nwhat each detector finds where users report failures (faces found, expected in brackets)")
         print(stills_benchmark.format_checks(checks))
+        print("\nBlazeFace's second look at the Haar ladder's boxes (scores, lowest first; kept from "
+              f"{SECOND_LOOK})")
+        for kind, values in looks.items():
+            print(f"- {kind}: " + ", ".join(f"{v:.2f}" for v in values))
     return 0
 
 

@@ -13,7 +13,9 @@ from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
-from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import (
+    DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, SECOND_LOOK, create_detector,
+)
 
 
 def prior_argument(value: str) -> float:
@@ -94,6 +96,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                         help="haar: pyramid step (default %(default)s)")
     parser.add_argument("--min-neighbors", type=bounded(int, 1), default=preset["min_neighbors"],
                         help="haar: detections that must agree on a face (default %(default)s)")
+    parser.add_argument("--second-look", type=bounded(float, 0.0, 1.0, high_open=True), default=SECOND_LOOK,
+                        help="haar: keep a box only where BlazeFace, looking again at it and its surroundings, "
+                             "scores a face at least this likely (0: off; default %(default)s)")
     parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=preset["equalize"],
                         help="haar: contrast of the scanned copy first (global histogram equalisation washes "
                              "out a face on a plain or bright background; default %(default)s)")
@@ -118,14 +123,16 @@ def detector_settings(args: argparse.Namespace) -> dict:
     if args.detector == "blazeface":
         haar_only = [name for name in ("detect_width", "scale_factor", "min_neighbors", "coarse_side", "equalize")
                      if getattr(args, name) not in (STILL_DETECTION[name], LIVE_DETECTION[name])]
-        _refuse(haar_only + (["rotations"] if args.rotations else []), args.detector)
+        _refuse(haar_only + (["rotations"] if args.rotations else [])
+                + (["second_look"] if args.second_look != SECOND_LOOK else []), args.detector)
         return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
                 "score_threshold": args.score_threshold}
     if args.score_threshold != BLAZEFACE_DETECTION["score_threshold"]:
         _refuse(["score_threshold"], args.detector)
     return {"detector": "haar", "detect_width": args.detect_width, "min_face": args.min_face,
             "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
-            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations), "equalize": args.equalize}
+            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations), "equalize": args.equalize,
+            "second_look": args.second_look}
 
 
 def _refuse(options: list[str], detector: str) -> None:

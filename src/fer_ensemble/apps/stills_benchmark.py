@@ -20,12 +20,12 @@ from fer_ensemble.apps.common import median_ms
 from fer_ensemble.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
-from fer_ensemble.runtime.detection import STILL_DETECTION
+from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION
 from fer_ensemble.runtime.detectors import create_detector
 
-HAAR_BEFORE = {**STILL_DETECTION, "detect_width": 1280, "equalize": "global", "ladder_window": 30}
+HAAR_BEFORE = {**STILL_DETECTION, "detect_width": 1280, "equalize": "global", "ladder_window": 30, "second_look": 0}
 """The Haar stills ladder before its blind spots were fixed (global equalisation, a 30 px ladder
-window, never finer than a 1280 px copy)."""
+window, never finer than a 1280 px copy, no second look)."""
 HAAR_PRESET = "Haar (--detector haar)"
 PRESETS = {  # name: detector settings
     "Haar ladder before (global equalisation, 30 px window, 1280 px cap)": {"detector": "haar", **HAAR_BEFORE},
@@ -234,3 +234,27 @@ def format_checks(rows: list[DetectorChecks]) -> str:
                          f"{r.taiwan_no_face} | {100 * r.taiwan_accuracy:.1f} | {100 * r.taiwan_macro_recall:.1f}")
                      + f" | {r.clip_frames_with_face} of {r.clip_frames} |")
     return "\n".join(lines)
+
+
+def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
+    """BlazeFace's second-look score (``SecondLook.score``) of every box the Haar ladder finds,
+    without the second look, on the labelled group photos ("face" or "false box") and the user-cases
+    ("user-case"), for each equalisation: what ``SECOND_LOOK`` was chosen from."""
+    from fer_ensemble.media import read_image
+    from fer_ensemble.runtime.detectors import SecondLook
+
+    labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
+    labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
+    photos = [(photos_dir / f, labelled[f]) for f in sorted(labelled) if (photos_dir / f).is_file()]
+    photos += [(Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
+    scores: dict[str, list[float]] = {}
+    for equalize in EQUALIZATIONS:
+        look = SecondLook(create_detector({"detector": "haar", **STILL_DETECTION, "equalize": equalize,
+                                           "second_look": 0}))
+        for path, truth in photos:
+            image = read_image(path)
+            for box in look.detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)):
+                kind = "user-case" if truth is None else ("face" if match_faces([box], truth).true_positives
+                                                          else "false box")
+                scores.setdefault(f"{kind}, --equalize {equalize}", []).append(round(look.score(image, box), 2))
+    return {kind: sorted(values) for kind, values in scores.items()}
