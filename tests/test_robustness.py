@@ -4,6 +4,7 @@ reproduces a failure seen from a fresh clone (issue "Robustness")."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -278,3 +279,45 @@ def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert len(lines(result.stdout)) == 1
     assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+# --- the Python API: shared by threads, and what it is given (issue 22, items 1 and 5) -------------
+
+@pytest.mark.parametrize("detector", ["blazeface", "haar"])
+def test_one_recognizer_shared_by_eight_threads_answers_as_one_thread(detector: str) -> None:
+    """OpenCV's cascade is not thread-safe: a shared HaarFaceDetector keeps one per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer_ensemble.runtime.detectors import create_detector
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(detector=create_detector({"detector": detector}))
+    photos = [cv2.imread(str(SAMPLES / name)) for name in ("astronaut.png", "grace_hopper.jpg", "camera.png")]
+    photos.append(cv2.resize(photos[1], None, fx=0.5, fy=0.5))
+    expected = [recognizer.predict(photo) for photo in photos]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: (i % 4, recognizer.predict(photos[i % 4])), range(96)))
+    assert all(faces == expected[i] for i, faces in answers)
+
+
+def test_the_api_takes_what_has_one_obvious_meaning_and_names_the_rest() -> None:
+    from PIL import Image
+
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer()
+    bgr = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    (face,) = recognizer.predict(gray)
+    for same in (gray[..., None], gray.astype(np.uint16) * 257, gray / 255.0):
+        assert [f.box for f in recognizer.predict(same)] == [face.box]
+    pil = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    assert recognizer.predict(pil) == recognizer.predict(bgr)
+    for bad, error, words in ((None, TypeError, "did cv2.imread fail"), ("photo.jpg", TypeError, "cv2.imread('photo.jpg')"),
+                              (np.zeros((0, 0, 3), np.uint8), ValueError, "shape (0, 0, 3)"),
+                              (gray * 1.0, ValueError, "values in [0, 1]"), ([1, 2], TypeError, "not list"),
+                              (np.zeros((4, 4, 2), np.uint8), ValueError, "shape (4, 4, 2)")):
+        with pytest.raises(error, match=re.escape(words)):
+            recognizer.predict(bad)
+    with pytest.raises(ValueError, match="smoothing"):
+        EmotionRecognizer(smoothing=0)

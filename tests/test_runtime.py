@@ -82,3 +82,20 @@ def test_a_face_budget_reads_new_faces_then_the_longest_waiting() -> None:
     assert all(len(faces) == 4 for faces in answers) and read == [4, 2, 2, 2, 2]
     assert sorted(t.answered for t in recognizer.tracker.tracks) == [4, 4, 5, 5]
     assert answers[-1] == recognizer.track(frame, boxes)  # a still frame: the same answers as reading all
+
+
+def test_a_missed_detection_holds_the_tracked_face_for_a_few_frames() -> None:
+    """Issue 22, item 4: one missed detection does not make a tracked face blink out."""
+    import cv2
+
+    from fer_ensemble.media import SAMPLES
+    from fer_ensemble.runtime.recognizer import HOLD_FRAMES, EmotionRecognizer
+
+    recognizer = EmotionRecognizer()
+    frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    (seen,) = recognizer.track(frame)
+    for _ in range(HOLD_FRAMES):
+        (held,) = recognizer.track(frame, boxes=[])
+        assert held.held and held.track_id == seen.track_id and held.box == seen.box and held.label == seen.label
+    assert recognizer.track(frame, boxes=[]) == []  # longer than the hold: gone
+    assert not seen.held and seen.to_dict()["held"] is False

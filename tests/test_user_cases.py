@@ -65,3 +65,18 @@ def test_predict_on_the_upside_down_photo_says_no_face(user_cases: Path) -> None
     result = run_cli("predict", str(user_cases / "c14_tilt_180.png"), check=False)
     assert result.returncode == ExitCode.NO_FACE, result.stderr
     assert "no face" in result.stdout + result.stderr
+
+
+def test_a_variable_frame_rate_video_keeps_its_timing(user_cases: Path, tmp_path: Path) -> None:
+    """v2_vfr.mp4: the astronaut for 10 frames 0.2 s apart, then Grace Hopper for 27 frames 0.04 s
+    apart from 2.00 s: each frame's own timestamp in the timeline, and an annotated video as long
+    as the source (3.08 s), not index / average fps (issue 22, item 2)."""
+    import json
+
+    summary = json.loads(run_cli("video", str(user_cases / "v2_vfr.mp4"), "--out", str(tmp_path / "out"),
+                                 "--no-progress").stdout)
+    spans = sorted((t["first_seen_s"], t["last_seen_s"], t["dominant"]) for t in summary["tracks"].values())
+    assert spans == [(0.0, 1.8, "happiness"), (2.0, 3.04, "neutral")]
+    video = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
+    seconds = video.get(cv2.CAP_PROP_FRAME_COUNT) / video.get(cv2.CAP_PROP_FPS)
+    assert abs(seconds - 3.08) < 0.1, seconds

@@ -77,7 +77,9 @@ def open_video(path: Path) -> cv2.VideoCapture:
 class VideoFrames:
     """A video file's frames in order, as ``(index, frame)``, from ``start`` up to ``stop``
     (exclusive; None: to the end). ``fps`` is 25 when the file does not say, ``frame_count`` None
-    when unknown; ``read`` counts the frames decoded so far. The file is released at the end."""
+    when unknown; ``read`` counts the frames decoded so far; ``time_s`` is the frame just yielded's
+    own timestamp in seconds (the container's, so a variable-frame-rate video keeps its timing;
+    index / fps where the container gives none). The file is released at the end."""
 
     def __init__(self, path: Path, start: int = 0, stop: int | None = None):
         self.capture = open_video(path)
@@ -86,6 +88,7 @@ class VideoFrames:
         if start:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, start)
         self.start, self.stop, self.read = start, stop, 0
+        self.time_s = 0.0
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         try:
@@ -94,7 +97,10 @@ class VideoFrames:
                 if not ok:
                     return
                 self.read += 1
-                yield self.start + self.read - 1, frame
+                index = self.start + self.read - 1
+                stamp = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                self.time_s = stamp if stamp > 0 or index == 0 else index / self.fps
+                yield index, frame
         finally:
             self.capture.release()
 

@@ -104,6 +104,29 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     cv2.imwrite(str(path), image)
 
 
+class TimedWriter:
+    """An mp4 at a constant ``fps`` that shows each frame at its source time: a frame is repeated
+    until the next one is due and skipped when the next is already due, so a variable-frame-rate
+    source keeps its timing (and a constant one is written frame for frame)."""
+
+    def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+        self.fps, self.written, self.last = fps, 0, None
+
+    def write(self, image: np.ndarray, time_s: float) -> None:
+        slot = round(time_s * self.fps)  # the output frame this source frame is due at
+        while self.last is not None and self.written < slot:
+            self.writer.write(self.last)
+            self.written += 1
+        if self.written <= slot:
+            self.writer.write(image)
+            self.written += 1
+        self.last = image
+
+    def release(self) -> None:
+        self.writer.release()
+
+
 def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
     frames = VideoFrames(path, stop=args.max_frames)
@@ -121,15 +144,14 @@ def run_video(args: argparse.Namespace) -> int:
             bar.update(1)
             if index % stride:
                 continue
-            time_s = index / fps
+            time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
             faces = recognizer.track(frame)
             timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
             rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
             if not args.no_video:
                 if writer is None:
-                    writer = cv2.VideoWriter(str(out / "annotated.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             fps / stride, (frame.shape[1], frame.shape[0]))
-                writer.write(recognizer.annotate(frame, faces))
+                    writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
+                writer.write(recognizer.annotate(frame, faces), time_s)
     bar.close()
     if writer is not None:
         writer.release()

@@ -117,7 +117,7 @@ class Worker:
         for index, frame in frames:
             if index % self.settings.stride == 0:
                 faces = recognizer.track(frame) if self.settings.track else recognizer.predict(frame)
-                rows += face_rows(source, index, round(index / frames.fps, 4), faces)
+                rows += face_rows(source, index, round(frames.time_s, 4), faces)
                 processed += 1
         if frames.read == 0 and start == 0:
             raise InputError(f"{path}: no frame could be decoded")

@@ -6,6 +6,7 @@ OpenCV 5 removed ``CascadeClassifier``: the package pins ``opencv-python-headles
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,9 +103,17 @@ class HaarFaceDetector:
     def __post_init__(self) -> None:
         if self.equalize not in EQUALIZATIONS:
             raise ValueError(f"unknown equalization {self.equalize!r}; known: {', '.join(EQUALIZATIONS)}")
-        self._classifier = cv2.CascadeClassifier(self.cascade)
+        self._local = threading.local()  # OpenCV's CascadeClassifier is not thread-safe: one per thread
         if self._classifier.empty():
             raise RuntimeError(f"cannot load the Haar cascade {self.cascade}")
+
+    @property
+    def _classifier(self) -> cv2.CascadeClassifier:
+        """This thread's cascade (a detector shared by threads gives each its own)."""
+        classifier = getattr(self._local, "classifier", None)
+        if classifier is None:
+            classifier = self._local.classifier = cv2.CascadeClassifier(self.cascade)
+        return classifier
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         gray = to_gray(gray)

@@ -11,7 +11,8 @@ from fer_ensemble.runtime.detection import Box
 class Face:
     """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them
     (``probabilities``: emotion -> probability, summing to one); ``relative`` when read relative
-    to the person's resting face."""
+    to the person's resting face; ``held`` when the detector missed this tracked face in this frame
+    and its last box and answer are shown (``EmotionRecognizer.hold``)."""
 
     box: Box
     label: str
@@ -19,6 +20,7 @@ class Face:
     probabilities: dict[str, float]
     track_id: int | None = None
     relative: bool = False
+    held: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -21,7 +21,7 @@ import numpy as np
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import (
-    FACE_FRAMING, Box, FaceDetector, crop_faces, detect_faces,
+    FACE_FRAMING, Box, FaceDetector, crop_faces, detect_faces, iou,
 )
 from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.detectors import create_detector
@@ -44,6 +44,13 @@ def load_ensemble(path: str | Path | None = None, threads: int | None = None) ->
     return Ensemble.load(path, threads=threads)
 
 
+HOLD_FRAMES = 3
+"""In a stream, a tracked face the detector misses is still shown, with its last box and answer and
+``held`` set, for up to this many frames (a tracker's "max age"; 0: not at all), unless a box of
+this frame overlaps it (the same face, moved too far for its track): one missed detection does not
+make its box blink out. Its track lives on for ``IoUTracker.max_missed``."""
+
+
 class EmotionRecognizer:
     """Faces and their emotions in BGR or gray images.
 
@@ -51,6 +58,9 @@ class EmotionRecognizer:
     with the stills preset of ``fer-ensemble predict``; ``create_detector(live_settings())`` is the
     webcam app's live preset, and ``HaarFaceDetector()`` (``fer_ensemble.runtime.detection``) the
     OpenCV cascade.
+    ``predict`` may be called from many threads on one recognizer (answers as from one thread; a
+    shared Haar detector keeps a cascade per thread); ``track`` and ``stream`` keep one stream's
+    tracks: one recognizer per stream.
     ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
     ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
     the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
@@ -74,11 +84,14 @@ class EmotionRecognizer:
         self.ensemble = ensemble if isinstance(ensemble, Ensemble) else load_ensemble(ensemble, threads)
         if calibration is not None:
             self.ensemble.calibration = load_calibration(calibration)
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing is the newest frame's weight, in (0, 1] (1: off); got {smoothing}")
         self.prior = self.ensemble.prior_strength(prior)
         self.detector = detector or create_detector()
         self.margin = margin
         self.offset = offset
         self.smoothing = smoothing
+        self.hold = HOLD_FRAMES
         self.tracker = IoUTracker()
 
     @property
@@ -103,7 +116,8 @@ class EmotionRecognizer:
         (``method``, ``strength``). ValueError when no image shows a face."""
         native = []
         for image in images:
-            gray = to_gray(check_image(image))
+            image = check_image(image)
+            gray = to_gray(image)
             if crops:
                 native.append(self.ensemble.native_probabilities([gray]))
                 continue
@@ -116,7 +130,9 @@ class EmotionRecognizer:
 
     def predict(self, image: np.ndarray, resting_face: RestingFace | None = None) -> list[Face]:
         """Every face in a still image (BGR or gray uint8; no tracking, no smoothing), each read
-        relative to ``resting_face`` when given (one person's photos)."""
+        relative to ``resting_face`` when given (one person's photos). Other inputs as
+        ``check_image`` takes them; TypeError / ValueError for what it does not."""
+        image = check_image(image)
         gray = to_gray(image)  # once for the crops and a gray detector
         boxes = detect_faces(self.detector, image, gray)
         probabilities = self.classify(gray, boxes, resting_face)
@@ -131,6 +147,7 @@ class EmotionRecognizer:
         boxes moved to this frame's, keep their latest answer: a new face is always read, then those
         whose answer is oldest, so with 4 faces and a budget of 2 each face is read every other
         frame (what lets the webcam loop keep its frame rate with several faces)."""
+        frame = check_image(frame)
         gray = to_gray(frame)
         boxes = detect_faces(self.detector, frame, gray) if boxes is None else boxes
         tracks = self.tracker.update(boxes)
@@ -146,7 +163,10 @@ class EmotionRecognizer:
                 probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
             track.probabilities = smooth(track.probabilities, probs, self.smoothing)
             track.answered = self.tracker.frames
-        return [self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None) for t in tracks]
+        held = [t for t in self.tracker.tracks if 0 < t.missed <= self.hold and t.probabilities is not None
+                and not any(iou(t.box, box) > 0 for box in boxes)]  # a box there now is that face, moved
+        return [self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None) for t in tracks] + [
+            self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None, held=True) for t in held]
 
     def set_resting_face(self, track_id: int, resting_face: RestingFace | None) -> None:
         """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer).
@@ -185,7 +205,8 @@ class EmotionRecognizer:
         """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
         return draw_faces(image, faces, self.classes, bars=bars)
 
-    def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None, relative: bool = False) -> Face:
+    def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None, relative: bool = False,
+              held: bool = False) -> Face:
         best = int(np.argmax(probs))
         return Face(
             box=tuple(int(v) for v in box),
@@ -194,15 +215,38 @@ class EmotionRecognizer:
             probabilities={name: float(p) for name, p in zip(self.classes, probs)},
             track_id=track_id,
             relative=relative,
+            held=held,
         )
 
 
+IMAGE_TAKES = "a BGR (H, W, 3), BGRA or gray (H, W) uint8 array, as cv2.imread returns, or a PIL image"
+
+
 def check_image(image: object) -> np.ndarray:
-    """``image`` if it is a non-empty uint8 array; TypeError / ValueError saying what was given."""
+    """``image`` as a uint8 BGR, BGRA or gray array. What has one obvious meaning is converted: a
+    single channel (H, W, 1) is squeezed, uint16 is scaled by 1/257, floats in [0, 1] by 255, a PIL
+    image is taken as RGB (or gray). Otherwise TypeError / ValueError saying what was given."""
     if image is None:
         raise TypeError("image is None: did cv2.imread fail to read the file?")
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image, without importing PIL
+        gray = image.mode in ("L", "I;16", "I", "F", "1")
+        array = np.asarray(image.convert("L" if gray else "RGB"))
+        return array if gray else np.ascontiguousarray(array[..., ::-1])
+    if isinstance(image, (str, Path)):
+        raise TypeError(f"predict takes {IMAGE_TAKES}, not a path: read it with cv2.imread({str(image)!r})")
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"an image must be a NumPy array (BGR or gray uint8), not {type(image).__name__}")
-    if image.size == 0 or image.dtype != np.uint8:
-        raise ValueError(f"an image must be a non-empty uint8 array, got {image.dtype} of shape {image.shape}")
+        raise TypeError(f"predict takes {IMAGE_TAKES}, not {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.size == 0 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"predict takes {IMAGE_TAKES}; got an array of shape {image.shape}")
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    if image.dtype.kind == "f":
+        if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+            raise ValueError("a float image must hold values in [0, 1] (scaled to 0-255); got "
+                             f"{float(np.nanmin(image)):g} to {float(np.nanmax(image)):g}")
+        return np.round(image * 255).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ValueError(f"predict takes {IMAGE_TAKES}; got dtype {image.dtype}")
     return image
