@@ -30,6 +30,20 @@ def load_photos(work: Path) -> list[tuple[dict, np.ndarray]]:
     ]
 
 
+def load_taiwan(work: Path) -> list[tuple[dict, np.ndarray]]:
+    """taiwan-posed's whole photos as decoded RGB arrays, with their label and ``our_box`` (or None)."""
+    photos = json.loads((work / "taiwan.json").read_text())
+    return [
+        (p, np.fromfile(work / "photos" / f"{p['file']}.rgb", np.uint8).reshape(p["height"], p["width"], 3))
+        for p in photos
+    ]
+
+
+def largest(boxes: list) -> int | None:
+    """The index of the largest box ([x, y, w, h]), None when there is none."""
+    return max(range(len(boxes)), key=lambda i: boxes[i][2] * boxes[i][3]) if len(boxes) else None
+
+
 def to_common_order(probs: np.ndarray, labels: list[str]) -> np.ndarray:
     """Columns reordered from a peer's label list to common.json's classes (names already mapped)."""
     return probs[:, [labels.index(name) for name in CLASSES]]
@@ -77,5 +91,9 @@ def write_result(work: Path, key: str, result: dict) -> None:
     result = {**earlier, "key": key, **result}
     if "probs" in result:
         result["probs"] = np.round(np.asarray(result["probs"], np.float64), 6).tolist()
+    for photos in ("photo_probs", "our_box_probs"):  # taiwan-posed: one row per photo, None where no face
+        if photos in result:
+            result[photos] = [None if p is None else np.round(np.asarray(p, np.float64), 6).tolist()
+                              for p in result[photos]]
     path.write_text(json.dumps(result))
     print(f"{key}: wrote {path}")

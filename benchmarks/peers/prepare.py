@@ -6,6 +6,9 @@ The group photos of ../shared/data/faces, decoded once: ``photos/<name>.rgb`` (H
 and ``photos.json`` (sizes and the true face count), so that no system is timed on decoding.
 With ``--ckplus48``, the same for CK+48's posed faces in ``<work>/ckplus48`` (seven-class view:
 the contempt sequences left out; ``groups`` names each face's sequence), scored for accuracy only.
+With ``--taiwan``, taiwan-posed's whole photos decoded in ``<work>/taiwan`` (``photos/<file>.rgb``
+and ``taiwan.json``: each photo's size, label and ``our_box``, the largest face our default
+detector finds, null where none), scored for accuracy only; the images stay outside the repo.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from harness import CLASSES
 
 from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
 from fer_ensemble.data import load_labelled
+from fer_ensemble.preprocess import to_gray
+from fer_ensemble.runtime.detection import detect_faces
+from fer_ensemble.runtime.detectors import create_detector
 
 
 def write_faces(data: Path, work: Path) -> int:
@@ -65,23 +71,54 @@ def write_photos(faces_dir: Path, work: Path, min_faces: int) -> list[dict]:
     return photos
 
 
+def write_taiwan(taiwan: Path, work: Path) -> list[dict]:
+    """taiwan-posed's photos as RGB arrays, with the box every system gets for the classifier comparison:
+    the largest face of ``EmotionRecognizer()``'s default detector (``create_detector()``)."""
+    (work / "photos").mkdir(parents=True, exist_ok=True)
+    detector = create_detector()
+    photos = []
+    with open(taiwan / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            bgr = cv2.imread(str(taiwan / "images" / row["file"]), cv2.IMREAD_COLOR)
+            boxes = detect_faces(detector, bgr, to_gray(bgr))
+            box = max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+            rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            rgb.tofile(work / "photos" / f"{row['file']}.rgb")
+            photos.append({"file": row["file"], "height": rgb.shape[0], "width": rgb.shape[1],
+                           "label": CLASSES.index(row["label"]), "performer": row["performer"],
+                           "our_box": None if box is None else [int(v) for v in box]})
+    (work / "taiwan.json").write_text(json.dumps(photos, indent=1))
+    return photos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="FER+ folder")
-    parser.add_argument("--faces", required=True, help="../shared/data/faces (with SOURCES.csv)")
+    parser.add_argument("--data", help="FER+ folder (required unless --only-taiwan)")
+    parser.add_argument("--faces", help="../shared/data/faces (with SOURCES.csv; required unless --only-taiwan)")
     parser.add_argument("--work", required=True, help="folder for the shared inputs and results")
     parser.add_argument("--min-faces", type=int, default=2, help="group photos: at least this many faces")
     parser.add_argument("--ckplus48", help="CK+48 folder: also write its faces to <work>/ckplus48")
+    parser.add_argument("--taiwan", help="taiwan-posed folder: also write its photos to <work>/taiwan")
+    parser.add_argument("--only-taiwan", action="store_true", help="write <work>/taiwan and nothing else")
     args = parser.parse_args()
+    if args.only_taiwan and not args.taiwan:
+        parser.error("--only-taiwan needs --taiwan")
+    if not args.only_taiwan and not (args.data and args.faces):
+        parser.error("--data and --faces are required unless --only-taiwan")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    n = write_faces(Path(args.data), work)
-    photos = write_photos(Path(args.faces), work, args.min_faces)
-    print(f"{n} test faces (7-class view), {len(photos)} group photos "
-          f"({sum(p['faces'] for p in photos)} faces) in {work}")
+    if not args.only_taiwan:
+        n = write_faces(Path(args.data), work)
+        photos = write_photos(Path(args.faces), work, args.min_faces)
+        print(f"{n} test faces (7-class view), {len(photos)} group photos "
+              f"({sum(p['faces'] for p in photos)} faces) in {work}")
     if args.ckplus48:
         print(f"{write_ckplus48(Path(args.ckplus48), work / 'ckplus48')} CK+48 faces (7-class view) "
               f"in {work / 'ckplus48'}")
+    if args.taiwan:
+        photos = write_taiwan(Path(args.taiwan), work / "taiwan")
+        print(f"{len(photos)} taiwan-posed photos ({sum(p['our_box'] is None for p in photos)} without a face "
+              f"for our detector) in {work / 'taiwan'}")
 
 
 if __name__ == "__main__":

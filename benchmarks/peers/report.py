@@ -1,5 +1,6 @@
 """Tables and a plot from the runners' result files: accuracy on FER+ Test (seven-class view), on
-CK+48's posed faces (per image and per sequence, when run.sh was given it) and speed."""
+CK+48's posed faces (per image and per sequence, when run.sh was given it), on taiwan-posed's whole
+photos (end to end and on our detector's boxes, when run.sh was given it) and speed."""
 
 from __future__ import annotations
 
@@ -104,6 +105,33 @@ def ckplus_table(results: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+TAIWAN_SHORT = {"ours-ensemble": "ours (EmotionRecognizer())", "fer-detect_emotions": "fer", "face-api": "face-api",
+                "human": "Human"}
+
+
+def photo_scores(rows: list, labels: np.ndarray) -> dict:
+    """Accuracy, macro recall and per-class recall over the classes present, one row per photo: a
+    photo without a face (None) counts as wrong."""
+    predictions = np.array([-1 if r is None else int(np.argmax(r)) for r in rows])
+    recalls = {CLASSES[c]: float((predictions[labels == c] == c).mean()) for c in sorted(set(labels.tolist()))}
+    return {"accuracy": float((predictions == labels).mean()), "macro_recall": float(np.mean(list(recalls.values()))),
+            "recall": recalls, "no_face": int((predictions < 0).sum())}
+
+
+def taiwan_table(results: list[dict], photos: list[dict]) -> str:
+    labels = np.array([p["label"] for p in photos])
+    present = [CLASSES[c] for c in sorted(set(labels.tolist()))]
+    lines = ["| system | accuracy % | macro recall % | " + " | ".join(present) + " | no face |",
+             "|" + "---|" * (4 + len(present))]
+    for way, field in (("end to end", "photo_probs"), ("on our boxes", "our_box_probs")):
+        for r in results:
+            row = photo_scores(r[field], labels)
+            lines.append(f"| {TAIWAN_SHORT.get(r['key'], r['key'])}, {way} | **{pct(row['accuracy'])}** | "
+                         f"{pct(row['macro_recall'])} | " + " | ".join(pct(row["recall"][c]) for c in present)
+                         + f" | {row['no_face']} |")
+    return "\n".join(lines)
+
+
 def _ms(result: dict, threads: int) -> str:
     value = result.get(f"ms_per_face_{threads}t")
     return f"{value:.2f}" if value is not None else "-"
@@ -168,12 +196,31 @@ def plot(results: list[dict], labels: np.ndarray, out: Path) -> None:
     fig.savefig(out)
 
 
+def taiwan_section(taiwan: Path) -> str:
+    """taiwan-posed's table, when its results are there (else nothing)."""
+    if not (taiwan / "results").is_dir():
+        return ""
+    photos = json.loads((taiwan / "taiwan.json").read_text())
+    counts = {c: sum(p["label"] == CLASSES.index(c) for p in photos) for c in CLASSES}
+    return "\n\n".join(["", (
+        f"taiwan-posed (real photos, {len(photos)} whole 256 px photos of "
+        f"{len({p['performer'] for p in photos})} performers posing; "
+        + ", ".join(f"{c} {n}" for c, n in counts.items() if n) + "): the largest face of each photo, "
+        "a photo without a face counted wrong. End to end: each system with its own detector. On our "
+        "boxes: each classifier given the box of our default detector's largest face (each with its own "
+        "framing of a given box), so that only the classifiers differ. Recall % per class."),
+        taiwan_table(load_results(taiwan), photos)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", required=True)
     parser.add_argument("--plot", help="where to write the accuracy-vs-speed plot (PNG)")
     args = parser.parse_args()
     work = Path(args.work)
+    if (work / "taiwan.json").exists():  # a taiwan-posed work folder alone
+        print(taiwan_section(work).strip())
+        return
     meta = json.loads((work / "faces.json").read_text())
     labels = np.asarray(meta["labels"])
     results = load_results(work)
@@ -199,6 +246,7 @@ def main() -> None:
             f"CK+48 (posed expressions, 48 px crops; no neutral faces), seven-class view: {posed_meta['n']} "
             f"images of {n_sequences} sequences (contempt left out); one vote per sequence = the mean "
             f"probabilities of its frames."), ckplus_table(load_results(posed), posed_meta)])
+    text += taiwan_section(work / "taiwan")
     (work / "report.md").write_text(text + "\n")
     print(text)
     if args.plot:

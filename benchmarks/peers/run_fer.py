@@ -3,7 +3,9 @@
 Two ways in, as its users call it: its bundled TFLite emotion model applied directly to the
 crop (fer's own preprocessing: resize to 64 px, scale to [-1, 1]), and ``FER.detect_emotions``
 with the crop's full box given (fer's own padding, offsets and square crop). End to end:
-``detect_emotions`` with its own Haar detector on the group photos.
+``detect_emotions`` with its own Haar detector on the group photos. On a taiwan-posed work folder
+(``taiwan.json``): ``detect_emotions`` on the whole photos (the largest face of each), and with
+``face_rectangles=[our_box]`` (our detector's box, fer's own offsets and square crop).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import cv2
 import numpy as np
 import tensorflow as tf
 from fer.fer import FER
-from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
+from harness import (
+    end_to_end,
+    largest,
+    load_faces,
+    load_photos,
+    load_taiwan,
+    time_per_face,
+    to_common_order,
+    write_result,
+)
 
 # fer's labels, renamed to FER+'s
 FER_LABELS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
@@ -72,8 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     work, threads = Path(args.work), args.threads
     cv2.setNumThreads(threads)
-    faces = load_faces(work)
     detector, interpreter = fer_with_threads(threads)
+    if (work / "taiwan.json").exists():
+        write_result(work, "fer-detect_emotions", taiwan(detector, work))
+        return
+    faces = load_faces(work)
     model_on_crop = FerModel(interpreter)
     package = f"fer {importlib.metadata.version('fer')}, TensorFlow {tf.__version__}"
     model = {
@@ -93,6 +107,25 @@ def main() -> None:
             load_photos(work))
     write_result(work, "fer-model", model)
     write_result(work, "fer-detect_emotions", pipeline)
+
+def taiwan(detector: FER, work: Path) -> dict:
+    """``detect_emotions`` end to end on taiwan-posed's photos (largest face; None where none) and on our boxes."""
+    def emotions(found: dict) -> list[float]:
+        return to_common_order(np.array([[found["emotions"][k] for k in FER_KEYS]]), FER_LABELS)[0]
+
+    photo_probs, photo_boxes, our_box_probs = [], [], []
+    for meta, rgb in load_taiwan(work):
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        found = detector.detect_emotions(bgr)
+        i = largest([f["box"] for f in found])
+        photo_boxes.append(None if i is None else [int(v) for v in found[i]["box"]])
+        photo_probs.append(None if i is None else emotions(found[i]))
+        given = detector.detect_emotions(bgr, face_rectangles=[meta["our_box"]]) if meta["our_box"] else []
+        our_box_probs.append(emotions(given[0]) if given else None)
+    return {"system": "fer: detect_emotions", "package": f"fer {importlib.metadata.version('fer')}, "
+            f"TensorFlow {tf.__version__}", "detector": "OpenCV Haar cascade (fer's defaults)",
+            "photo_probs": photo_probs, "photo_boxes": photo_boxes, "our_box_probs": our_box_probs}
+
 
 if __name__ == "__main__":
     main()

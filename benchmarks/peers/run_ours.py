@@ -1,4 +1,9 @@
-"""Our shipped ensemble (and each of its members) on the benchmark's inputs, in the project's venv."""
+"""Our shipped ensemble (and each of its members) on the benchmark's inputs, in the project's venv.
+
+On a taiwan-posed work folder (``taiwan.json``, see prepare.py): ``EmotionRecognizer()`` as shipped
+(default detector) on the whole photos, the largest face of each, and the same recognizer's
+classifier on prepare.py's ``our_box`` (the same box, so both answers should agree).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from harness import end_to_end, load_faces, load_photos, time_per_face, to_common_order, write_result
+from harness import (
+    end_to_end,
+    largest,
+    load_faces,
+    load_photos,
+    load_taiwan,
+    time_per_face,
+    to_common_order,
+    write_result,
+)
 
 import fer_ensemble
 from fer_ensemble.constants import EMOTIONS
@@ -39,6 +53,9 @@ def main() -> None:
     args = parser.parse_args()
     work, threads = Path(args.work), args.threads
     cv2.setNumThreads(threads)
+    if (work / "taiwan.json").exists():
+        write_result(work, "ours-ensemble", taiwan(work, threads))
+        return
     faces = load_faces(work)
     ensemble = load_ensemble(threads=threads)
     default = {0.0: "ferplus", 1.0: "uniform"}.get(ensemble.default_prior_strength,
@@ -76,6 +93,25 @@ def photos_end_to_end(ensemble: Ensemble, detector, work: Path) -> dict:
     recognizer = EmotionRecognizer(ensemble, detector=detector)
     return end_to_end(lambda rgb: [f.box for f in recognizer.predict(np.ascontiguousarray(rgb[:, :, ::-1]))],
                       load_photos(work))
+
+
+def taiwan(work: Path, threads: int) -> dict:
+    """End to end on taiwan-posed's photos (the largest face; None where none) and on our boxes."""
+    recognizer = EmotionRecognizer(threads=threads)
+    photo_probs, photo_boxes, our_box_probs = [], [], []
+    for meta, rgb in load_taiwan(work):
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        faces = recognizer.predict(bgr)
+        i = largest([f.box for f in faces])
+        photo_boxes.append(None if i is None else list(faces[i].box))
+        photo_probs.append(None if i is None else
+                           seven_class(np.array([[faces[i].probabilities[n] for n in EMOTIONS]]))[0])
+        box = meta["our_box"]
+        our_box_probs.append(None if box is None else seven_class(recognizer.classify(bgr, [box]))[0])
+    return {"system": "fer-ensemble: EmotionRecognizer() (the shipped ensemble, default detector)",
+            "package": f"fer-ensemble {fer_ensemble.__version__}", "detector": type(recognizer.detector).__name__,
+            "photo_probs": photo_probs, "photo_boxes": photo_boxes, "our_box_probs": our_box_probs}
+
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,7 @@
 // face-api and Human on the benchmark's inputs: Node, pure tfjs, WebAssembly backend, models from
-// their npm packages (nothing downloaded). Usage: node run.js WORK_DIR
+// their npm packages (nothing downloaded). Usage: node run.js WORK_DIR [--accuracy-only]
+// On a taiwan-posed work folder (taiwan.json, see prepare.py): each end to end on the whole photos
+// (the largest face of each) and each classifier on our detector's box (our_box), accuracy only.
 'use strict';
 
 const fs = require('fs');
@@ -20,6 +22,9 @@ const humanModels = path.join(modules, '@vladmandic', 'human', 'models');
 const FACEAPI = { neutral: 'neutral', happy: 'happiness', surprised: 'surprise', sad: 'sadness',
   angry: 'anger', disgusted: 'disgust', fearful: 'fear' };
 const HUMAN_EMOTION = ['anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral'];
+const HUMAN_NAMES = { angry: 'anger', disgust: 'disgust', fear: 'fear', happy: 'happiness', sad: 'sadness',
+  surprise: 'surprise', neutral: 'neutral' };
+const HUMAN_MESH_SIZE = 192;  // Human's face mesh input, the crop its emotion model is given
 
 // tfjs without tfjs-node has no file:// loader: read model.json and its shards from disk.
 tf.io.registerLoadRouter((url) => {
@@ -96,6 +101,17 @@ async function endToEnd(detectAndClassify, photos) {
   };
 }
 
+function loadTaiwan(work) {
+  const photos = JSON.parse(fs.readFileSync(path.join(work, 'taiwan.json'), 'utf8'));
+  return photos.map((p) => ({ meta: p, rgb: fs.readFileSync(path.join(work, 'photos', `${p.file}.rgb`)) }));
+}
+
+function largest(boxes) {  // index of the largest [x, y, w, h], -1 when none
+  let best = -1;
+  boxes.forEach((b, i) => { if (best < 0 || b[2] * b[3] > boxes[best][2] * boxes[best][3]) best = i; });
+  return best;
+}
+
 function inCommonOrder(byName) {
   return common.classes.map((name) => byName[name]);
 }
@@ -118,6 +134,43 @@ async function faceapiDetect(rgb, meta) {
   return found.map((f) => { const b = f.detection.box; return [b.x, b.y, b.width, b.height]; });
 }
 
+function faceapiProbs(expressions) {
+  const byName = {};
+  for (const [key, name] of Object.entries(FACEAPI)) byName[name] = expressions[key];
+  return inCommonOrder(byName);
+}
+
+// face-api on a given box, as its own pipeline treats a detection: 68 landmarks in the box, then
+// the expression net on the landmark-aligned box (withFaceLandmarks().withFaceExpressions())
+async function faceapiOnBox(input, [x, y, w, h], width, height) {
+  const detection = new faceapi.FaceDetection(1, new faceapi.Rect(x / width, y / height, w / width, h / height),
+    { width, height });
+  const [crop] = await faceapi.extractFaceTensors(input, [detection]);
+  const landmarks = await faceapi.nets.faceLandmark68Net.detectLandmarks(crop);
+  crop.dispose();
+  const withLandmarks = faceapi.extendWithFaceLandmarks(faceapi.extendWithFaceDetection({}, detection), landmarks);
+  const [aligned] = await faceapi.extractFaceTensors(input, [withLandmarks.alignedRect]);
+  const expressions = await faceapi.nets.faceExpressionNet.predictExpressions(aligned);
+  aligned.dispose();
+  return faceapiProbs(expressions);
+}
+
+async function faceapiTaiwan(photos) {
+  const result = { photo_probs: [], photo_boxes: [], our_box_probs: [] };
+  for (const { meta, rgb } of photos) {
+    const input = tf.tensor3d(rgb, [meta.height, meta.width, 3], 'int32');
+    const found = await faceapi.detectAllFaces(input, new faceapi.SsdMobilenetv1Options())
+      .withFaceLandmarks().withFaceExpressions();
+    const i = largest(found.map((f) => { const b = f.detection.box; return [b.x, b.y, b.width, b.height]; }));
+    const b = i < 0 ? null : found[i].detection.box;
+    result.photo_boxes.push(b && [b.x, b.y, b.width, b.height].map(Math.round));
+    result.photo_probs.push(i < 0 ? null : faceapiProbs(found[i].expressions));
+    result.our_box_probs.push(meta.our_box && await faceapiOnBox(input, meta.our_box, meta.width, meta.height));
+    input.dispose();
+  }
+  return result;
+}
+
 // Human: its emotion model on the crop with Human's own preprocessing (src/gear/emotion.ts);
 // end to end, Human.detect with face detector, mesh and emotion (the rest of Human switched off)
 let emotionModel = null;
@@ -134,6 +187,48 @@ async function humanClassify(gray) {
   const byName = {};
   HUMAN_EMOTION.forEach((name, i) => { byName[name] = data[i]; });
   return inCommonOrder(byName);
+}
+
+// Human's emotion model on a given box, framed as Human frames its detector's box for it (enlarged by
+// face.detector.scale, squared, cut to the mesh input) before its emotion preprocessing
+async function humanOnBox(human, input, [x, y, w, h], width, height) {
+  const side = Math.max(w, h) * human.config.face.detector.scale;
+  const [cx, cy] = [x + w / 2, y + h / 2];
+  const box = [(cy - side / 2) / height, (cx - side / 2) / width, (cy + side / 2) / height, (cx + side / 2) / width];
+  const output = tf.tidy(() => {
+    const face = tf.image.cropAndResize(input, [box], [0], [HUMAN_MESH_SIZE, HUMAN_MESH_SIZE]).div(255);
+    const size = emotionModel.inputs[0].shape[2];
+    const resized = tf.image.resizeBilinear(face, [size, size], false);
+    const grayscale = tf.sum(tf.mul(resized, [0.2989, 0.5870, 0.1140]), 3, true);
+    return emotionModel.execute(tf.mul(tf.sub(grayscale, 0.5), 2));
+  });
+  const data = await output.data();
+  output.dispose();
+  const byName = {};
+  HUMAN_EMOTION.forEach((name, i) => { byName[name] = data[i]; });
+  return inCommonOrder(byName);
+}
+
+// Human's result lists emotions by score (truncated to 0.01; all seven with minConfidence 0): a tie
+// is broken by 1e-6 per rank, so that the arg-max is Human's own first emotion
+function humanProbs(emotions) {
+  const byName = {};
+  emotions.forEach(({ score, emotion }, rank) => { byName[HUMAN_NAMES[emotion]] = score - rank * 1e-6; });
+  return common.classes.map((name) => byName[name] || 0);
+}
+
+async function humanTaiwan(human, photos) {
+  const result = { photo_probs: [], photo_boxes: [], our_box_probs: [] };
+  for (const { meta, rgb } of photos) {
+    const input = tf.tensor4d(rgb, [1, meta.height, meta.width, 3], 'float32');
+    const faces = (await human.detect(input)).face.filter((f) => f.emotion && f.emotion.length);
+    const i = largest(faces.map((f) => f.box));
+    result.photo_boxes.push(i < 0 ? null : faces[i].box.map(Math.round));
+    result.photo_probs.push(i < 0 ? null : humanProbs(faces[i].emotion));
+    result.our_box_probs.push(meta.our_box && await humanOnBox(human, input, meta.our_box, meta.width, meta.height));
+    input.dispose();
+  }
+  return result;
 }
 
 function humanConfig() {
@@ -172,8 +267,29 @@ function writeResult(work, key, result) {
   console.log(`${key}: wrote ${path.join(out, key + '.json')}`);
 }
 
+async function taiwan(work) {
+  const photos = loadTaiwan(work);
+  const threads = await setBackend();
+  const backend = `tfjs ${tf.version.tfjs} wasm, ${threads} thread(s)`;
+  await faceapi.nets.faceExpressionNet.loadFromDisk(faceapiModels);
+  await faceapi.nets.ssdMobilenetv1.loadFromDisk(faceapiModels);
+  await faceapi.nets.faceLandmark68Net.loadFromDisk(faceapiModels);
+  writeResult(work, 'face-api', { system: 'face-api: detectAllFaces + landmarks + expressions',
+    package: `@vladmandic/face-api ${faceapi.version}, ${backend}`, detector: 'SSD MobileNet v1 + 68 landmarks',
+    ...await faceapiTaiwan(photos) });
+  const config = humanConfig();
+  config.face.emotion.minConfidence = 0;  // every score, not only those over 0.1
+  const human = new Human(config);
+  await human.load();
+  emotionModel = await tf.loadGraphModel(`file://${path.join(humanModels, 'emotion.json')}`);
+  writeResult(work, 'human', { system: 'Human: detect (face, mesh, emotion)',
+    package: `@vladmandic/human ${human.version}, ${backend}`, detector: 'BlazeFace + face mesh',
+    ...await humanTaiwan(human, photos) });
+}
+
 async function main() {
   const work = path.resolve(process.argv[2]);
+  if (fs.existsSync(path.join(work, 'taiwan.json'))) return taiwan(work);
   const timed = process.argv[3] !== '--accuracy-only';  // probabilities only for a second face set
   const faces = loadFaces(work);
   const photos = loadPhotos(work);
