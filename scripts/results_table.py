@@ -58,7 +58,7 @@ def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
     }
     rows = []
     for strength in sorted({*STRENGTHS, ensemble.default_prior_strength}):
-        adjust = lambda p: adjust_probabilities(p, ensemble.class_prior, strength)  # noqa: E731
+        adjust = lambda p, strength=strength: adjust_probabilities(p, ensemble.class_prior, strength)  # noqa: E731
         v = evaluate_probabilities(adjust(native["valid"]), valid.labels)
         t = evaluate_probabilities(adjust(native["test"]), test.labels)
         c = evaluate_labelled(adjust(native["ck"]), np.ones(len(ck), bool), ck)

@@ -154,7 +154,7 @@ def main() -> int:
               f"{max((r['valid_accuracy'] for r in rows), default=float('nan')):.4f}", flush=True)
 
     chosen = choose_best(runs, list(processes))
-    for model, name in chosen.items():
+    for name in chosen.values():
         save_fp16_parts(runs / name / "best.pt", out, runs / name / "metrics.jsonl")
     summary = {
         "seconds": round(time.perf_counter() - started, 1),

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import NO_FACE, REPO, run_cli
+
 from fer_ensemble.adapt import Candidate, cross_validate, fit_calibration, folds
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError

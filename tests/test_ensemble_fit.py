@@ -7,10 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_TRAIN, run_cli
+
 from fer_ensemble.ensemble_fit import (
-    MemberOption, choose_combination, choose_prior_strength, fit_temperature, fit_weights,
+    MemberOption,
+    choose_combination,
+    choose_prior_strength,
+    fit_temperature,
+    fit_weights,
 )
 from fer_ensemble.runtime.classifier import softmax
 

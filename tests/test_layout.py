@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
@@ -95,3 +96,15 @@ def test_layers_import_only_downward() -> None:
             elif layer(module) in ALLOWED and layer(target) not in ALLOWED[layer(module)]:
                 wrong.append(f"{module} -> {target}")
     assert wrong == []
+
+
+def test_ruff_is_clean() -> None:
+    """The rules pyproject.toml selects (pyflakes, bugbear, import order, pyupgrade) hold everywhere."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is missing: pip install -e '.[dev]'"
+    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks"], cwd=PACKAGE.parents[1],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

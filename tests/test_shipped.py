@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from conftest import REPO, run_cli
-from fer_ensemble.media import SAMPLES
+
 from fer_ensemble.data import load_labelled
 from fer_ensemble.evaluate import evaluate_on_split
+from fer_ensemble.media import SAMPLES
 from fer_ensemble.runtime import EmotionRecognizer
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, WEIGHTS_DIR, load_ensemble
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, TINY_TRAIN, run_cli
+
 from fer_ensemble.data import load_labelled
 from fer_ensemble.export import load_trained
 from fer_ensemble.runtime import OnnxClassifier

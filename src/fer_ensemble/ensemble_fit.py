@@ -35,7 +35,12 @@ from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import resting_spread
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
-from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, Member, calibrated_probabilities, member_probabilities
+from fer_ensemble.runtime.ensemble import (
+    ENSEMBLE_FORMAT,
+    Member,
+    calibrated_probabilities,
+    member_probabilities,
+)
 
 DEFAULT_MAX_MS_PER_FACE = 8.0  # the webcam loop's budget for classification: >= 60 fps with one face
 ACCURACY_TOLERANCE = 0.001  # 0.1 Valid points (3 of 3,191 images): within it, the faster combination wins

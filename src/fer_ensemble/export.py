@@ -124,7 +124,10 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration_faces: np.ndarra
                   preprocessing: Preprocessing) -> None:
     """Static int8 quantization (QDQ, per-channel weights) calibrated on training faces."""
     from onnxruntime.quantization import (
-        CalibrationDataReader, QuantFormat, QuantType, quantize_static,
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -14,7 +14,12 @@ import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
 from fer_ensemble.errors import ExitCode, UserError
-from fer_ensemble.labelled import crop_probabilities, format_before_after, photo_probabilities, read_labelled_images
+from fer_ensemble.labelled import (
+    crop_probabilities,
+    format_before_after,
+    photo_probabilities,
+    read_labelled_images,
+)
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import read_config
@@ -71,7 +76,10 @@ def format_adapt_report(report, written: Path | None) -> str:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from fer_ensemble.adapt import cross_validate, fit_calibration  # needs the 'adapt' extra (scipy, scikit-learn)
+    from fer_ensemble.adapt import (  # needs the 'adapt' extra (scipy, scikit-learn)
+        cross_validate,
+        fit_calibration,
+    )
 
     out = Path(args.out)
     target = out / "ensemble.json"

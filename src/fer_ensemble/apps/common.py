@@ -14,7 +14,11 @@ from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
 from fer_ensemble.runtime.detectors import (
-    DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, SECOND_LOOK, create_detector,
+    DEFAULT_DETECTOR,
+    DETECTOR_HELP,
+    DETECTOR_NAMES,
+    SECOND_LOOK,
+    create_detector,
 )
 
 

@@ -10,19 +10,25 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument
+from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.evaluate import evaluate_on_split, format_report, with_prior
-from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.labelled import (
-    LabelledImages, Scores, crop_probabilities, evaluate_labelled, format_before_after, format_labelled_report,
-    photo_probabilities, read_labelled_images,
+    LabelledImages,
+    Scores,
+    crop_probabilities,
+    evaluate_labelled,
+    format_before_after,
+    format_labelled_report,
+    photo_probabilities,
+    read_labelled_images,
 )
 from fer_ensemble.metrics import plot_confusion
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
-from fer_ensemble.runtime.ensemble import load_calibration
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.ensemble import load_calibration
 
 
 def load_predictor(path: str | Path | None):

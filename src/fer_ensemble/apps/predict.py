@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, build_recognizer, exit_code, face_row, output_folder,
-    unique_path, warn,
+    FACE_COLUMNS,
+    add_exit_arguments,
+    add_recognizer_arguments,
+    build_recognizer,
+    exit_code,
+    face_row,
+    output_folder,
+    unique_path,
+    warn,
 )
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media import expand_inputs, read_image, writable_name, write_image

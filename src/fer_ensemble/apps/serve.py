@@ -8,7 +8,12 @@ import os
 from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
-    PRIOR_HELP, add_detector_arguments, bounded, detector_settings, prior_argument, warn,
+    PRIOR_HELP,
+    add_detector_arguments,
+    bounded,
+    detector_settings,
+    prior_argument,
+    warn,
 )
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"

@@ -12,8 +12,15 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS, add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, face_row,
-    output_folder, warn,
+    FACE_COLUMNS,
+    add_exit_arguments,
+    add_recognizer_arguments,
+    bounded,
+    build_recognizer,
+    exit_code,
+    face_row,
+    output_folder,
+    warn,
 )
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS

@@ -20,7 +20,12 @@ import cv2
 import numpy as np
 
 from fer_ensemble.apps.common import (
-    add_exit_arguments, add_recognizer_arguments, bounded, build_recognizer, exit_code, warn,
+    add_exit_arguments,
+    add_recognizer_arguments,
+    bounded,
+    build_recognizer,
+    exit_code,
+    warn,
 )
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media import open_video

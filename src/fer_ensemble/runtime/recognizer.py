@@ -20,10 +20,15 @@ import numpy as np
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.detection import (
-    FACE_FRAMING, Box, FaceDetector, crop_faces, detect_faces, iou,
-)
 from fer_ensemble.runtime.calibration import RestingFace
+from fer_ensemble.runtime.detection import (
+    FACE_FRAMING,
+    Box,
+    FaceDetector,
+    crop_faces,
+    detect_faces,
+    iou,
+)
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration

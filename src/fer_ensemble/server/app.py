@@ -39,7 +39,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fastapi import (
-    Depends, FastAPI, File, HTTPException, Query, UploadFile, WebSocket, WebSocketDisconnect, WebSocketException,
+    Depends,
+    FastAPI,
+    File,
+    HTTPException,
+    Query,
+    UploadFile,
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketException,
 )
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html

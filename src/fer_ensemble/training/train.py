@@ -29,7 +29,6 @@ from fer_ensemble.models import create_model
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
-from fer_ensemble.training.options import add_train_arguments
 from fer_ensemble.training.engine import (
     ModelEma,
     predict_probabilities,
@@ -37,6 +36,7 @@ from fer_ensemble.training.engine import (
     train_one_epoch,
     unwrap,
 )
+from fer_ensemble.training.options import add_train_arguments
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
