@@ -321,3 +321,21 @@ def test_the_api_takes_what_has_one_obvious_meaning_and_names_the_rest() -> None
             recognizer.predict(bad)
     with pytest.raises(ValueError, match="smoothing"):
         EmotionRecognizer(smoothing=0)
+
+
+def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:
+    """Issue 22, items 6, 9, 15: Excel's "CSV UTF-8" (a byte-order mark) is read; a binary file, a
+    header without rows, a folder and a missing groups file each get one line naming what is wrong."""
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbffile,label\n" + f"{PHOTO},neutral\n".encode())
+    result = run_cli("evaluate", "--labels", str(excel), "--json")
+    assert json.loads(result.stdout)["per_image"]["n"] == 1
+    (tmp_path / "header.csv").write_text("file,label\n")
+    for labels, words in ((CLIP, "not a text CSV file"), (tmp_path / "header.csv", "a header but no rows"),
+                          (tmp_path, "a folder, not a labels file")):
+        bad = run_cli("evaluate", "--labels", str(labels), check=False)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and words in bad.stderr, bad.stderr
+    groups = run_cli("evaluate", "--labels", str(excel), "--group-by", "person", "--groups",
+                     str(tmp_path / "nope.csv"), check=False)
+    assert groups.returncode == 2 and "no groups file" in groups.stderr, groups.stderr

@@ -61,14 +61,25 @@ def class_index(label: str) -> int:
     return EMOTIONS.index(name)
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def read_csv_rows(path: Path, kind: str = "labels file") -> list[dict[str, str]]:
+    """The rows of a CSV with a header holding a ``file`` column, as dicts. UTF-8 with or without
+    the byte-order mark Excel writes ("CSV UTF-8"); LabelsError naming ``kind`` for a missing file, a
+    folder, a file that is not text, a header without ``file`` or without rows."""
+    if path.is_dir():
+        raise LabelsError(f"{path}: a folder, not a {kind} (a CSV with file,label rows)")
     if not path.is_file():
-        raise LabelsError(f"no labels file {path}")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "file" not in rows[0]:
-        raise LabelsError(f"{path} needs a header with a 'file' column")
-    return rows
+        raise LabelsError(f"no {kind} {path}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows, header = list(reader), reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error):
+        raise LabelsError(f"{path}: not a text CSV file (a {kind} has file,label rows)") from None
+    if "file" not in [name.strip() for name in header]:
+        raise LabelsError(f"{path} needs a header with a 'file' column (it has {', '.join(header) or 'none'})")
+    if not rows:
+        raise LabelsError(f"{path}: a header but no rows")
+    return [{key.strip(): value for key, value in row.items() if key is not None} for row in rows]
 
 
 def read_labelled_images(labels_csv: str | Path, images: str | Path | None = None,
@@ -79,7 +90,7 @@ def read_labelled_images(labels_csv: str | Path, images: str | Path | None = Non
     ``groups_csv`` when given, else in the labels CSV itself.
     """
     labels_csv = Path(labels_csv)
-    rows = _read_rows(labels_csv)
+    rows = read_csv_rows(labels_csv)
     if "label" not in rows[0]:
         raise LabelsError(f"{labels_csv} needs a 'label' column")
     root = Path(images) if images is not None else labels_csv.parent
@@ -93,7 +104,7 @@ def read_labelled_images(labels_csv: str | Path, images: str | Path | None = Non
     groups = None
     if group_by:
         columns = [c.strip() for c in group_by.split(",") if c.strip()]
-        source = _read_rows(Path(groups_csv)) if groups_csv else rows
+        source = read_csv_rows(Path(groups_csv), "groups file") if groups_csv else rows
         absent = [c for c in columns if c not in source[0]]
         if absent:
             raise LabelsError(f"no column {absent[0]!r} in {groups_csv or labels_csv}")

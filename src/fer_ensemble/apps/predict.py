@@ -58,13 +58,14 @@ class Tally:
     failed: int = 0  # not found, unreadable, or its annotated copy not written
 
     def line(self) -> str:
-        return (f"{self.images} image(s): {self.with_faces} with faces ({self.faces} faces), "
+        return (f"{self.images} image(s): {self.with_faces} with faces ({self.faces} "
+                f"face{'' if self.faces == 1 else 's'}), "
                 f"{self.no_face} without a face, {self.failed} failed")
 
 
 def describe(path: Path, faces) -> str:
     if not faces:
-        return f"{path}: no face"
+        return f"{path}: no face found"
     parts = [f"{f.label} {f.score:.2f} at {list(f.box)}" for f in faces]
     return f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}: " + "; ".join(parts)
 
@@ -122,7 +123,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 tally.with_faces += 1
             else:
                 tally.no_face += 1
-                warn(f"{path}: no face found")
+                if args.json or writer:  # the text output already says it, once
+                    warn(f"{path}: no face found")
             if args.json:
                 print(json.dumps({"file": str(path), "faces": [f.to_dict() for f in faces]}), flush=True)
             elif not writer:

@@ -51,7 +51,7 @@ def read_manifest(path: str, column: str) -> list[str]:
             if column not in table.column_names:
                 raise UserError(f"{path}: no {column!r} column (it has {', '.join(table.column_names)})")
             return [str(v) for v in table.column(column).to_pylist() if v]
-        rows = list(csv.DictReader(line.decode() for line in f))
+        rows = list(csv.DictReader(line.decode("utf-8-sig") for line in f))  # Excel's byte-order mark too
     if rows and column not in rows[0]:
         raise UserError(f"{path}: no {column!r} column (it has {', '.join(rows[0])})")
     return [row[column] for row in rows if row[column]]
