@@ -41,9 +41,13 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
         result = run_cli("predict", str(photos), "--out", str(inside), *tiny)
         assert len(lines(result.stdout)) == 1
     assert [p.name for p in inside.iterdir()] == ["gh.jpg"]
-    run_cli("predict", str(photos / "gh.jpg"), "--out", str(photos), *tiny)  # the file itself, named
-    assert (photos / "gh.jpg").read_bytes() == original
-    assert (photos / "gh_2.jpg").is_file()
+    for named in (str(photos / "gh.jpg"), str(photos / "*.jpg")):  # the file itself, or a glob there
+        refused = run_cli("predict", named, "--out", str(photos), *tiny, check=False)
+        assert refused.returncode == 2 and "holds input photos" in refused.stderr, refused.stderr
+    assert (photos / "gh.jpg").read_bytes() == original and sorted(p.name for p in photos.iterdir()) == [
+        "annotated", "gh.jpg"]
+    result = run_cli("predict", str(photos / "gh.jpg"), "--csv", str(tmp_path / "new" / "faces.csv"), *tiny)
+    assert (tmp_path / "new" / "faces.csv").is_file() and "Traceback" not in result.stderr  # the folder made
 
 
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:

@@ -86,6 +86,9 @@ def check_outputs(args: argparse.Namespace) -> Path | None:
 def run_predict(args: argparse.Namespace) -> int:
     out = check_outputs(args)
     inputs = expand_inputs(args.paths, exclude=out)
+    if out and any(p.resolve().parent == out.resolve() for p in inputs.files):
+        raise UserError(f"--out {out} holds input photos: the annotated copies would sit among (and on the "
+                        "next run, be read as) your photos; choose another folder")
     recognizer = build_recognizer(args)
     reference = resting_face(recognizer, args.resting_face) if args.resting_face else None
     tally = Tally()
@@ -100,11 +103,11 @@ def run_predict(args: argparse.Namespace) -> int:
         failed(item, f"{item}: no such file, folder or match")
     if note := inputs.describe_skipped():
         warn(note)
-    used: set[str] = set()  # names taken in the output folder
+    used: set[str] = set()  # names taken in the output folder (no input lives there: refused above)
     if out:
         out = output_folder(out)
-        folder = out.resolve()  # the names of inputs that live there: an annotated copy never replaces one
-        used = {p.name for p in inputs.files if p.resolve().parent == folder}
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)  # as --out is created
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
