@@ -485,3 +485,18 @@ def test_a_malformed_resting_face_message_gets_an_error_and_the_stream_goes_on(s
     assert errors[0]["resting_face"] is None and errors[-1]["resting_face"] == "clear"
     assert "control message" in not_an_object["error"]
     assert after["faces"] and after["faces"][0]["relative"] is False
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
+    """Issue 22, item 13: not uvicorn's [Errno 98] after a 'listening' banner, and not exit 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), check=False, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"fer-ensemble serve: cannot listen on 127.0.0.1:{port} (Address already in use): another server may "
+        "be using it; choose another --port (or --host)"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
@@ -15,6 +16,7 @@ from fer_ensemble.apps.common import (
     prior_argument,
     warn,
 )
+from fer_ensemble.errors import UserError
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
 
@@ -49,6 +51,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+def check_address(host: str, port: int) -> None:
+    """A UserError, before any banner, when ``host:port`` cannot be listened on (in use, or an
+    address this machine does not have), rather than uvicorn's error after it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error}): another server may "
+                        "be using it; choose another --port (or --host)") from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # the server extra; a missing one is named by the command line
 
@@ -68,6 +83,7 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)  # a broken ensemble file is one line here
     else:  # checked without loading the models: this process only supervises the workers
         check_ensemble_file(settings.ensemble or SHIPPED_ENSEMBLE)
+    check_address(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "
