@@ -343,3 +343,12 @@ def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:
     groups = run_cli("evaluate", "--labels", str(excel), "--group-by", "person", "--groups",
                      str(tmp_path / "nope.csv"), check=False)
     assert groups.returncode == 2 and "no groups file" in groups.stderr, groups.stderr
+
+
+def test_evaluate_prints_no_recall_for_a_class_without_images(tmp_path: Path) -> None:
+    """Issue 22, item 19: a dash, not 'recall 0.000', where a class has no images (or no predictions)."""
+    labels = tmp_path / "one.csv"
+    labels.write_text(f"file,label\n{PHOTO},neutral\n")
+    rows = {line.split()[0]: line.split() for line in run_cli("evaluate", "--labels", str(labels)).stdout.splitlines()
+            if line.strip() and line.split()[0] in ("neutral", "happiness")}
+    assert rows["neutral"][1:4] == ["1", "1.000", "1.000"] and rows["happiness"][1:4] == ["0", "-", "-"]

@@ -244,10 +244,12 @@ def format_labelled_report(name: str, source: str, report: LabelledReport) -> st
     lines.append(f"  {'class':<10}{header} {'precision':>10} {'predicted':>10}")
     first = report.per_image
     for emotion in EMOTIONS:
-        cells = "".join(f" {s.per_class[emotion]['support']:>7d} {s.per_class[emotion]['recall']:>7.3f}"
-                        for _, s in views)
-        lines.append(f"  {emotion:<10}{cells} {first.per_class[emotion]['precision']:>10.3f} "
-                     f"{first.predicted_share[emotion]:>10.1%}")
+        cells = "".join(f" {s.per_class[emotion]['support']:>7d} " + (
+            f"{s.per_class[emotion]['recall']:>7.3f}" if s.per_class[emotion]["support"] else f"{'-':>7}")
+            for _, s in views)  # no images of a class: no recall, not 0.000
+        precision = (f"{first.per_class[emotion]['precision']:>10.3f}" if first.predicted_share[emotion]
+                     else f"{'-':>10}")  # never predicted: no precision
+        lines.append(f"  {emotion:<10}{cells} {precision} {first.predicted_share[emotion]:>10.1%}")
     if first.no_face:
         lines.append(f"  {'no face':<10}" + " " * (16 * len(views)) +
                      f" {'':>10} {first.predicted_share['no face']:>10.1%}")
