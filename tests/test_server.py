@@ -500,3 +500,12 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
     assert result.stderr.strip().splitlines() == [
         f"fer-ensemble serve: cannot listen on 127.0.0.1:{port} (Address already in use): another server may "
         "be using it; choose another --port (or --host)"]
+
+
+def test_a_huge_image_is_refused_with_its_own_size() -> None:
+    """Issue 22, item 19: a 400-megapixel PNG is called that, not 'more than 179 megapixels'."""
+    from fer_ensemble.server.app import ImageRejected, decode_image
+
+    with pytest.raises(ImageRejected) as refused:
+        decode_image(huge_png(20000), 50_000_000)
+    assert refused.value.status == 413 and refused.value.detail.startswith("image of 400.0 megapixels")

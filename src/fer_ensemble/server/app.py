@@ -29,6 +29,7 @@ import hmac
 import io
 import json
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -170,8 +171,9 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except Image.DecompressionBombError:
-        return None
+    except Image.DecompressionBombError as error:  # beyond Pillow's own limit: its message has the count
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        return (int(pixels.group(1)), 1) if pixels else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageRejected(415, NOT_AN_IMAGE) from None
 
@@ -185,7 +187,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise ImageRejected(415, "empty upload: expected a JPEG, PNG or other image")
     size = header_size(data)
     if size is None or size[0] * size[1] > max_pixels:
-        declared = f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}" if size else "more than 179"
+        declared = ("more than 179" if size is None else f"{size[0] * size[1] / 1e6:.1f}" if size[1] == 1
+                    else f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}")
         raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
                                  f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
