@@ -258,7 +258,8 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--data", required=True, help="FER+ folder")
     parser.add_argument("--out", required=True, help="folder for the packaged ensemble")
     parser.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
-                        help="auto: the most accurate combination on Valid within --max-ms-per-face")
+                        help="auto: within --max-ms-per-face, the fastest combination of variants and flips "
+                             f"whose ensemble is within {100 * ACCURACY_TOLERANCE:g} points of the best FER+ Valid accuracy")
     parser.add_argument("--flip", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--max-ms-per-face", type=float, default=DEFAULT_MAX_MS_PER_FACE,
                         help="budget for all members on one face, measured here (default %(default)s; "
