@@ -174,11 +174,12 @@ async function faceapiTaiwan(photos) {
 // Human: its emotion model on the crop with Human's own preprocessing (src/gear/emotion.ts);
 // end to end, Human.detect with face detector, mesh and emotion (the rest of Human switched off)
 let emotionModel = null;
-async function humanClassify(gray) {
+// Human's emotion model on an image tensor ([1, H, W, 3] in [0, 1]) that makeImage builds: its own
+// preprocessing (resize to the model's input, gray, scaled to [-1, 1]), scores in common order
+async function humanEmotion(makeImage) {
   const output = tf.tidy(() => {
-    const image = tf.tensor4d(gray, [1, 48, 48, 1], 'float32').div(255).tile([1, 1, 1, 3]);
     const size = emotionModel.inputs[0].shape[2];
-    const resized = tf.image.resizeBilinear(image, [size, size], false);
+    const resized = tf.image.resizeBilinear(makeImage(), [size, size], false);
     const grayscale = tf.sum(tf.mul(resized, [0.2989, 0.5870, 0.1140]), 3, true);
     return emotionModel.execute(tf.mul(tf.sub(grayscale, 0.5), 2));
   });
@@ -189,24 +190,17 @@ async function humanClassify(gray) {
   return inCommonOrder(byName);
 }
 
+async function humanClassify(gray) {
+  return humanEmotion(() => tf.tensor4d(gray, [1, 48, 48, 1], 'float32').div(255).tile([1, 1, 1, 3]));
+}
+
 // Human's emotion model on a given box, framed as Human frames its detector's box for it (enlarged by
 // face.detector.scale, squared, cut to the mesh input) before its emotion preprocessing
 async function humanOnBox(human, input, [x, y, w, h], width, height) {
   const side = Math.max(w, h) * human.config.face.detector.scale;
   const [cx, cy] = [x + w / 2, y + h / 2];
   const box = [(cy - side / 2) / height, (cx - side / 2) / width, (cy + side / 2) / height, (cx + side / 2) / width];
-  const output = tf.tidy(() => {
-    const face = tf.image.cropAndResize(input, [box], [0], [HUMAN_MESH_SIZE, HUMAN_MESH_SIZE]).div(255);
-    const size = emotionModel.inputs[0].shape[2];
-    const resized = tf.image.resizeBilinear(face, [size, size], false);
-    const grayscale = tf.sum(tf.mul(resized, [0.2989, 0.5870, 0.1140]), 3, true);
-    return emotionModel.execute(tf.mul(tf.sub(grayscale, 0.5), 2));
-  });
-  const data = await output.data();
-  output.dispose();
-  const byName = {};
-  HUMAN_EMOTION.forEach((name, i) => { byName[name] = data[i]; });
-  return inCommonOrder(byName);
+  return humanEmotion(() => tf.image.cropAndResize(input, [box], [0], [HUMAN_MESH_SIZE, HUMAN_MESH_SIZE]).div(255));
 }
 
 // Human's result lists emotions by score (truncated to 0.01; all seven with minConfidence 0): a tie
