@@ -63,6 +63,12 @@ def test_kill_and_resume_gives_the_same_weights(ferplus: Path, tmp_path: Path) -
             torch.testing.assert_close(final_resumed[key][name], tensor, rtol=0, atol=0, msg=name)
     assert [r["epoch"] for r in metrics(killed)] == [1, 2, 3]
     assert [r["train_loss"] for r in metrics(killed)] == [r["train_loss"] for r in metrics(straight)]
+    # issue 22, item 11: a finished run says so; a run folder is never overwritten without --resume
+    done = run_cli("train", "--resume", "--out", str(straight), "--no-progress")
+    assert "the run is done (3 of 3 epochs)" in done.stdout
+    again = run_cli("train", *args, "--out", str(straight), check=False)
+    assert again.returncode == 2 and "holds a run (checkpoint.pt): add --resume" in again.stderr
+    assert [r["epoch"] for r in metrics(straight)] == [1, 2, 3]
 
 
 def test_evaluate_a_checkpoint(tiny_run: Path, ferplus: Path, tmp_path: Path) -> None:

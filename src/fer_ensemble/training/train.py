@@ -148,13 +148,16 @@ class ClassBalance:
 def start_or_resume(args: argparse.Namespace) -> tuple[argparse.Namespace, dict | None]:
     """The run's arguments and, with ``--resume``, its latest checkpoint, whose recorded arguments
     win over the command line's (except the device and the progress bar)."""
+    path = Path(args.out) / CHECKPOINT
     if not args.resume:
         if args.model is None or args.data is None:
             raise UserError("--model and --data are required (unless --resume)")
+        if path.is_file():  # never overwrite a run's checkpoints nor mix two runs' metrics
+            raise UserError(f"--out {args.out} holds a run ({CHECKPOINT}): add --resume to go on with it, "
+                            "or choose another --out")
         return fill_defaults(args), None
-    path = Path(args.out) / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {args.out}")
+        raise UserError(f"--resume: no {CHECKPOINT} in {args.out}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     resumed = argparse.Namespace(**state["args"])
     resumed.device, resumed.no_progress, resumed.resume = args.device, args.no_progress, True
@@ -243,6 +246,10 @@ def run_training(args: argparse.Namespace) -> Path:
     if not args.no_augment:
         augment = (AugmentConfig.photo if args.photo_augment else AugmentConfig)(erase_prob=args.erase_prob)
     progress = main_process and not args.no_progress
+    if start_epoch >= args.epochs:
+        if main_process:
+            print(f"{out}: the run is done ({args.epochs} of {args.epochs} epochs); nothing to resume", flush=True)
+        return out
     if main_process:
         print(f"{args.model} @ {args.input_size}px on {machine_description(device)} x{world_size}: "
               f"{len(train)} train ({args.label_mode}), {len(valid)} valid, "
