@@ -19,6 +19,7 @@ import numpy as np
 from fer_ensemble.apps.common import median_ms
 from fer_ensemble.media import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
+from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION
 from fer_ensemble.runtime.detectors import create_detector
@@ -181,17 +182,15 @@ def live_variant(settings: dict) -> dict:
 
 
 def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
-    from fer_ensemble.labelled import photo_probabilities, read_labelled_images, score_predictions
-    from fer_ensemble.media import read_image
+    from fer_ensemble.labelled import evaluate_photos, read_labelled_images
+    from fer_ensemble.media import VideoFrames, read_image
     from fer_ensemble.runtime.detection import FACE_FRAMING, detect_faces
     from fer_ensemble.runtime.recognizer import load_ensemble
 
     cases, taiwan = Path(args.user_cases), Path(args.taiwan)
     ensemble = load_ensemble(args.ensemble)
     taiwan_data = read_labelled_images(taiwan / "labels.csv", taiwan / "images") if taiwan.is_dir() else None
-    capture, frames = cv2.VideoCapture(str(SAMPLES / "faces.mp4")), []
-    while (frame := capture.read()[1]) is not None:
-        frames.append(frame)
+    frames = [frame for _, frame in VideoFrames(SAMPLES / "faces.mp4")]
     rows = []
     for preset, settings in {**{name: s for name, s in PRESETS.items() if "rotations" not in s},
                              **EQUALISATION_PRESETS,
@@ -200,17 +199,16 @@ def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
         for name in USER_CASES:
             if (cases / name).is_file():
                 image = read_image(cases / name)
-                boxes = detect_faces(detector, image, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+                boxes = detect_faces(detector, image, to_gray(image))
                 row.user_cases[name] = [[int(v) for v in box] for box in boxes]
         if taiwan_data is not None:
-            probs, found = photo_probabilities(lambda faces: ensemble.predict_proba(faces), taiwan_data, detector,
-                                               FACE_FRAMING["margin"], FACE_FRAMING["offset"])
-            scores = score_predictions(taiwan_data.labels, np.where(found, probs.argmax(axis=1), -1))
+            scores = evaluate_photos(ensemble.predict_proba, taiwan_data, detector, FACE_FRAMING["margin"],
+                                     FACE_FRAMING["offset"]).per_image
             row.taiwan_no_face, row.taiwan_accuracy, row.taiwan_macro_recall = (
-                int((~found).sum()), scores.accuracy, scores.macro_recall)
+                scores.no_face, scores.accuracy, scores.macro_recall)
         live = create_detector(live_variant(settings))
         row.clip_frames = len(frames)
-        row.clip_frames_with_face = sum(bool(detect_faces(live, f, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))) for f in frames)
+        row.clip_frames_with_face = sum(bool(detect_faces(live, f, to_gray(f))) for f in frames)
         rows.append(row)
     return rows
 
@@ -253,7 +251,7 @@ def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
                                            "second_look": 0}))
         for path, truth in photos:
             image = read_image(path)
-            for box in look.detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)):
+            for box in look.detector.detect(to_gray(image)):
                 kind = "user-case" if truth is None else ("face" if match_faces([box], truth).true_positives
                                                           else "false box")
                 scores.setdefault(f"{kind}, --equalize {equalize}", []).append(round(look.score(image, box), 2))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import LIVE_DETECTION, Box, FaceDetector, HaarFaceDetector
 
 DETECTOR_NAMES = ("haar", "blazeface")
@@ -67,8 +68,7 @@ class SecondLook:
         return max((d.score for d in self._verifier.detections(crop)), default=0.0)
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        colour = getattr(self.detector, "reads_colour", False)
-        boxes = self.detector.detect(image if colour or image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        boxes = self.detector.detect(image if getattr(self.detector, "reads_colour", False) else to_gray(image))
         return [box for box in boxes if self.score(image, box) >= self.threshold]
 
 
