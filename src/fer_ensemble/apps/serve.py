@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import logging
 import os
+import re
 import socket
 from dataclasses import asdict
 
@@ -19,13 +22,40 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.errors import UserError
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
+TOKEN_IN_QUERY = re.compile(r"(?<![\w-])(token=)[^&\s\"']*")
+
+
+class RedactToken(logging.Filter):
+    """Writes ``token=[redacted]`` for any ``token=...`` of a logged request line (the WebSocket
+    may carry the token in its query; uvicorn logs every request's path and query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's own logging configuration with ``RedactToken`` on both of its handlers; given to
+    ``uvicorn.run``, so each ``--workers`` process configures it too."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_token"] = {"()": f"{__name__}.RedactToken"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_token")
+    return config
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless you say otherwise)")
     parser.add_argument("--port", type=bounded(int, 0, 65535), default=8000)
     parser.add_argument("--token", default=None,
-                        help=f"bearer token required on every endpoint (or set {TOKEN_VARIABLE})")
+                        help=f"bearer token required by /healthz and /v1/* (or set {TOKEN_VARIABLE}); "
+                             "the 'Authorization: Bearer' header, or ?token= on the WebSocket only")
     parser.add_argument("--ensemble", help="ensemble file (default: the shipped weights)")
     parser.add_argument("--max-upload-mb", type=bounded(float, 0.0, low_open=True), default=8.0,
                         help="upload and WebSocket frame size limit (413 / close 1009 above; default %(default)s)")
@@ -87,10 +117,12 @@ def run_serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "
-         + ("token required: 'Authorization: Bearer TOKEN' or ?token=TOKEN" if token else "no token required")
+         + ("token required: 'Authorization: Bearer TOKEN' (the page: its token field)" if token
+            else "no token required")
          + f"; {args.workers} process(es), {settings.concurrency} image(s) at once and a queue of "
            f"{settings.queue} in each")
-    options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": not args.no_access_log}
+    options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": not args.no_access_log,
+               "log_config": log_config()}
     if args.workers == 1:
         uvicorn.run(app, **options)
     else:  # uvicorn starts each process from an import string; the settings travel in the environment

@@ -6,8 +6,11 @@ decoded (413 above ``max_pixels``), bytes that are not an image get 415 with a r
 and inference run on a bounded worker pool, never on the event loop, so ``/healthz`` answers
 while heavy requests run; when every worker is busy and the queue is full, 503 with
 ``Retry-After``. Images are decoded in memory and never written to disk. An optional bearer
-token guards every endpoint (WebSockets and the page take it as ``?token=``); CORS stays closed
-unless origins are given. Each WebSocket processes at most ``max_fps`` frames a second and always
+token guards every endpoint that touches the models (``/healthz``, ``/v1/...``), in the
+``Authorization`` header; only the WebSocket, whose browser API cannot set headers, may take it as
+``?token=`` (``serve`` keeps it out of the logs). The page, ``/docs`` and ``/openapi.json`` hold
+no data and load without it: the page has a token field, ``/docs`` its Authorize button. CORS
+stays closed unless origins are given. Each WebSocket processes at most ``max_fps`` frames a second and always
 the newest one, dropping frames that arrive while it is busy; a text message that is not JSON or
 an oversized message closes it with 1003 / 1009 and a reason.
 
@@ -40,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fastapi import (
+    APIRouter,
     Depends,
     FastAPI,
     File,
@@ -316,32 +320,35 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
 
     def check_token(connection: HTTPConnection) -> None:
-        """Bearer header, or ``?token=`` (browsers cannot set headers on WebSockets or page loads)."""
+        """The bearer header; a WebSocket may send ``?token=`` instead (browsers cannot set its headers)."""
         if settings.token is None:
             return
         header = connection.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else connection.query_params.get("token", "")
+        websocket = connection.scope["type"] == "websocket"
+        given = header[7:] if header.lower().startswith("bearer ") else (
+            connection.query_params.get("token", "") if websocket else "")
         if hmac.compare_digest(given.encode(), settings.token.encode()):
             return
-        if connection.scope["type"] == "websocket":
+        if websocket:
             raise WebSocketException(code=1008, reason="missing or wrong token")
         raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
 
-    app = FastAPI(title="fer-ensemble", version=__version__, dependencies=[Depends(check_token)],
+    app = FastAPI(title="fer-ensemble", version=__version__,
                   description="Facial expression recognition (FER+ emotions) with a ResNet50 + "
                               "MobileNetV2 ensemble.",
-                  openapi_url=None, docs_url=None, redoc_url=None)  # re-added below, behind the token
+                  openapi_url=None, docs_url=None, redoc_url=None)  # re-added below, offline
+    api = APIRouter(dependencies=[Depends(check_token)])  # every route that touches the models
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
 
-    @app.get("/healthz", response_model=Health)
+    @api.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         return Health(status="ok", version=__version__)
 
-    @app.get("/v1/model")
+    @api.get("/v1/model")
     def model() -> dict:
         """The ensemble file and every member's model card."""
         return {
@@ -349,7 +356,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
             "members": [m.classifier.card for m in ensemble.members],
         }
 
-    @app.post("/v1/predict", response_model=PredictOut,
+    @api.post("/v1/predict", response_model=PredictOut,
               responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
                          503: {"description": "every worker busy: retry after Retry-After seconds"}})
     async def predict(
@@ -375,13 +382,16 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict:
-        return app.openapi()
+        schema = app.openapi()
+        if settings.token is not None:  # /docs shows an Authorize button that sends the header
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+        return schema
 
     @app.get("/docs", include_in_schema=False)
-    def docs(connection: HTTPConnection) -> HTMLResponse:
-        token = connection.query_params.get("token")
-        return get_swagger_ui_html(openapi_url="/openapi.json" + (f"?token={token}" if token else ""),
-                                   title="fer-ensemble API", swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="fer-ensemble API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon.png")
 
@@ -391,7 +401,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     def page() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.websocket("/v1/stream")
+    @api.websocket("/v1/stream")
     async def stream(websocket: WebSocket, prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
         """Live recognition with tracking. Send image frames as binary messages; each processed
         frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
@@ -409,6 +419,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
         await websocket.accept()
         await serve_stream(websocket, recognizers.live(strength), settings, pool)
 
+    app.include_router(api)
     return app
 
 
