@@ -10,6 +10,7 @@ import pytest
 
 from fer_ensemble.data import LABEL_MODES, load_labelled, load_split, process_votes
 from fer_ensemble.data.ferplus import pack_splits
+from fer_ensemble.errors import UserError
 
 
 def test_official_majority_counts(ferplus: Path) -> None:
@@ -129,10 +130,10 @@ def test_csv_pair_matches_the_folder_layout(ferplus: Path, tmp_path: Path) -> No
     np.testing.assert_array_equal(packed.images, train.images)
     np.testing.assert_array_equal(packed.votes, train.votes)
     assert list(packed.names) == list(train.names)
-    with pytest.raises(FileNotFoundError, match="no test split"):
+    with pytest.raises(UserError, match="no test split"):
         load_split(pack, "test")
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="neither"):
+    with pytest.raises(UserError, match="neither"):
         load_split(tmp_path, "train")

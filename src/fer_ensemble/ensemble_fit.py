@@ -29,18 +29,13 @@ import cv2
 import numpy as np
 
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import resting_spread
-from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
-from fer_ensemble.runtime.ensemble import (
-    ENSEMBLE_FORMAT,
-    Member,
-    calibrated_probabilities,
-    member_probabilities,
-)
+from fer_ensemble.runtime.classifier import OnnxClassifier, read_card, softmax
+from fer_ensemble.runtime.ensemble import Member, calibrated_probabilities, member_probabilities
 
 DEFAULT_MAX_MS_PER_FACE = 8.0  # the webcam loop's budget for classification: >= 60 fps with one face
 ACCURACY_TOLERANCE = 0.001  # 0.1 Valid points (3 of 3,191 images): within it, the faster combination wins
@@ -186,8 +181,9 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
     out.mkdir(parents=True, exist_ok=True)
     face = cv2.resize(valid.images[0], (160, 160), interpolation=cv2.INTER_LINEAR)  # a webcam-sized crop
     options = []
+    first = read_card(cards[0])
     for card_path in cards:
-        files = json.loads(card_path.read_text())["files"]
+        files = read_card(card_path)["files"]
         variants = [v for v in ("fp32", "int8") if v in files] if variant == "auto" else [variant]
         if variant != "auto" and variant not in files:
             raise UserError(f"{card_path.name} has no {variant} file")
@@ -197,7 +193,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
 
     mixed_valid = sum(w * o.valid_probs for w, o in zip(weights, chosen))
     mixed_test = sum(w * o.test_probs for w, o in zip(weights, chosen))
-    class_prior = json.loads(cards[0].read_text()).get("class_prior")
+    class_prior = first.get("class_prior")
     if prior == "auto":
         strength = choose_prior_strength(mixed_valid, valid.labels, class_prior) if class_prior else 0.0
     else:
@@ -221,7 +217,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
                 for name, (p, labels) in splits.items()}
     config = {
         "format": ENSEMBLE_FORMAT,
-        "classes": json.loads(cards[0].read_text())["classes"],
+        "classes": first["classes"],
         "members": entries,
         "prior": {"class_prior": class_prior, "strength": strength},
         "resting_face": {"spread": np.round(resting_spread(mixed_valid[valid.labels == 0]), 6).tolist(),
@@ -244,7 +240,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
 
 def _package_member(card_path: Path, variant: str, out: Path) -> None:
     """Copy one variant's ONNX file and a card that names only that file."""
-    card = json.loads(card_path.read_text())
+    card = read_card(card_path)
     name = card["files"][variant]
     if card_path.parent.resolve() != out.resolve():
         shutil.copyfile(card_path.parent / name, out / name)

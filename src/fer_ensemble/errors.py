@@ -7,6 +7,11 @@ import json
 from enum import IntEnum
 from pathlib import Path
 
+ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
+"""The ``format`` of the ensemble files this version writes and reads."""
+CARD_FORMAT = "fer-ensemble/model-card/v1"
+"""The ``format`` of the model cards this version writes and reads."""
+
 
 class ExitCode(IntEnum):
     """What every ``fer-ensemble`` command returns (the README's table)."""
@@ -30,9 +35,12 @@ class InputError(UserError):
     exit_code = ExitCode.INPUT_FAILED
 
 
-def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()) -> dict:
+def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = (),
+                     file_format: str | None = None) -> dict:
     """The JSON object in ``path`` (a ``what``, e.g. "ensemble file"), holding every key of
-    ``required``; a UserError naming the file and the problem otherwise."""
+    ``required`` and, when ``file_format`` is given, no ``"format"`` other than it (a file without
+    one is read as that format: files written before formats were recorded); a UserError naming the
+    file and the problem otherwise."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no {what} at {path}")
@@ -43,6 +51,9 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
         raise UserError(f"{path}: not {what} (not valid JSON: {error})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: not {what} (a JSON object was expected)")
+    if file_format is not None and data.get("format", file_format) != file_format:
+        raise UserError(f"{path}: {what} of format {data['format']!r}, which this version of fer-ensemble "
+                        f"does not read (it reads {file_format!r})")
     if missing := [key for key in required if key not in data]:
         raise UserError(f"{path}: not {what} (no {', '.join(repr(k) for k in missing)})")
     return data

@@ -22,13 +22,13 @@ from torch import nn
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
+from fer_ensemble.errors import CARD_FORMAT, UserError
 from fer_ensemble.evaluate import evaluate_on_split
-from fer_ensemble.models import create_model
+from fer_ensemble.models import create_model, read_weights
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset, training_priors
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
 
-CARD_FORMAT = "fer-ensemble/model-card/v1"
 OPSET = 17
 
 
@@ -85,7 +85,9 @@ def load_trained(path: str | Path) -> TrainedModel:
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, "training run (a run folder, its best.pt or a checkpoint.pt)")
+    if "args" not in state or "model" not in state:
+        raise UserError(f"{path}: not a fer-ensemble training run's weights (no 'args' and 'model')")
     args = state["args"]
     if "optimizer" in state:  # a training checkpoint: export its EMA weights when it has them
         weights = state["model"]

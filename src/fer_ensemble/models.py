@@ -10,6 +10,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES
+from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import Preprocessing
 
 
@@ -56,7 +57,7 @@ def create_model(
     state dict); its classifier is left out, everything else must match. Nothing is downloaded.
     """
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose from {list_models()}")
+        raise UserError(f"unknown model {name!r}; choose from {list_models()}")
     model = _BUILDERS[name](num_classes, dropout)
     if weights is not None:
         load_backbone_weights(model, name, weights)
@@ -65,15 +66,30 @@ def create_model(
     return model
 
 
+def read_weights(path: str | Path, what: str = "weights file") -> dict:
+    """The dict a ``.pt`` file holds, read with ``weights_only`` (no code runs); UserError naming
+    ``path`` when it is missing or not a PyTorch weights file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no {what} at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and torch's own errors: all mean "not a weights file"
+        raise UserError(f"{path}: not a PyTorch {what} ({type(error).__name__})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a PyTorch {what} (it holds a {type(state).__name__}, not a dict)")
+    return state
+
+
 def load_backbone_weights(model: nn.Module, name: str, path: str | Path) -> None:
     """Load an ImageNet state dict into everything but the classifier."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     backbone = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES[name])}
     missing, unexpected = model.load_state_dict(backbone, strict=False)
     missing = [k for k in missing if not k.startswith(_CLASSIFIER_PREFIXES[name])]
     if missing or unexpected:
-        raise ValueError(
+        raise UserError(
             f"{path} does not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )

@@ -61,7 +61,10 @@ def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.batch.engines import run_local, run_ray
     from fer_ensemble.batch.output import BatchOutput
     from fer_ensemble.batch.plan import expand_sources, plan_tasks
+    from fer_ensemble.runtime.ensemble import check_ensemble_file
+    from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
+    check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
     if args.engine == "ray":
         import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
     if args.ray_address and args.engine != "ray":

@@ -78,8 +78,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 def run_evaluate(args: argparse.Namespace) -> int:
     if (args.data is None) == (args.labels is None):
         raise UserError("give either --data FER+_FOLDER or --labels CSV")
-    if args.model is not None and not Path(args.model).exists():
-        raise FileNotFoundError(f"no model at {args.model}")
+    if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
+        raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
         return _evaluate_labelled(args)
     if args.resting_face:

@@ -145,7 +145,7 @@ def detect_layout(root: str | Path) -> str:
         return "folders"
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
         return "csv"
-    raise FileNotFoundError(
+    raise UserError(
         f"{root} holds neither FER2013Train|Valid|Test/label.csv nor fer2013.csv + fer2013new.csv"
     )
 
@@ -251,5 +251,5 @@ def pack_splits(root: str | Path, out: str | Path, splits: tuple[str, ...] = SPL
 def _read_pack(path: Path, split: str) -> FerPlusSplit:
     with np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False) as data:
         if f"{split}_images" not in data:
-            raise FileNotFoundError(f"{path} holds no {split} split")
+            raise UserError(f"{path} holds no {split} split")
         return FerPlusSplit(split, data[f"{split}_names"], data[f"{split}_images"], data[f"{split}_votes"])

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from fer_ensemble.errors import UserError, read_json_object
+from fer_ensemble.errors import CARD_FORMAT, UserError, read_json_object
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset
 
@@ -32,12 +32,21 @@ def find_card(path: Path) -> Path:
 CARD_KEYS = ("name", "classes", "files", "preprocessing")
 
 
+def read_card(path: str | Path) -> dict:
+    """A model card's contents: a JSON object of format ``CARD_FORMAT`` with ``CARD_KEYS``
+    (UserError naming the file and what is wrong otherwise)."""
+    card = read_json_object(path, "model card", CARD_KEYS, CARD_FORMAT)
+    if not isinstance(card["files"], dict) or not card["files"]:
+        raise UserError(f"{path}: not a model card ('files' must map variants to ONNX file names)")
+    return card
+
+
 def resolve_member(path: str | Path, variant: str | None = None) -> tuple[dict, Path, str]:
     """A member's card, model file and variant, checked (UserError otherwise) without loading the
     model. ``path`` is a card (``variant`` picks the file) or an ONNX file with its card beside it."""
     path = Path(path)
     card_path = path if path.suffix == ".json" else find_card(path)
-    card = read_json_object(card_path, "model card", CARD_KEYS)
+    card = read_card(card_path)
     if path.suffix == ".json":
         variant = variant or card.get("default_variant", "fp32")
         if variant not in card["files"]:

@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError, read_json_object
+from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 
-ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """The package's weights folder: the shipped ensemble, its members, BlazeFace and the calibration presets."""
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
@@ -74,7 +73,7 @@ def member_probabilities(member: Member, faces) -> np.ndarray:
 
 def read_config(path: Path) -> dict:
     """An ensemble file's contents, its structure checked (UserError otherwise)."""
-    config = read_json_object(path, "ensemble file", ("members",))
+    config = read_json_object(path, "ensemble file", ("members",), ENSEMBLE_FORMAT)
     if not isinstance(config["members"], list) or not all(
         isinstance(entry, dict) and "card" in entry for entry in config["members"]
     ):

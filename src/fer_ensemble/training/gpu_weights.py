@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from fer_ensemble.errors import UserError
+from fer_ensemble.models import read_weights
 from fer_ensemble.training.engine import save_atomic
 
 PART_BYTES = 15 * 2**20  # tensor bytes per part: leaves room for pickling under 16 MiB
@@ -19,7 +21,7 @@ PART_BYTES = 15 * 2**20  # tensor bytes per part: leaves room for pickling under
 
 def save_fp16_parts(best_file: Path, out_dir: Path, metrics_file: Path | None = None) -> list[Path]:
     """Split ``best.pt``'s weights (floating tensors as fp16) into files of at most 16 MiB."""
-    state = torch.load(best_file, map_location="cpu", weights_only=True)
+    state = read_weights(best_file, "trained member")
     name = state["model_name"]
     parts: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -64,5 +66,5 @@ def import_weights(folder: str | Path, out: str | Path) -> list[Path]:
             (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
         runs.append(run)
     if not runs:
-        raise FileNotFoundError(f"no <model>.meta.json in {folder}")
+        raise UserError(f"no <model>.meta.json in {folder}")
     return runs

@@ -25,7 +25,7 @@ from torch import nn
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities
-from fer_ensemble.models import create_model
+from fer_ensemble.models import create_model, read_weights
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
@@ -93,7 +93,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 def load_member_weights(model: nn.Module, name: str, input_size: int, path: str | Path) -> None:
     """A trained member's weights (``best.pt`` or its run folder), classifier included."""
     path = Path(path)
-    state = torch.load(path / BEST if path.is_dir() else path, map_location="cpu", weights_only=True)
+    state = read_weights(path / BEST if path.is_dir() else path, "trained member")
+    if "model" not in state or "preprocessing" not in state:
+        raise UserError(f"--init {path}: not a fer-ensemble run's best.pt (no 'model' and 'preprocessing')")
     if state.get("model_name") != name or state["preprocessing"]["input_size"] != input_size:
         raise UserError(f"--init {path} is a {state.get('model_name')} at "
                          f"{state['preprocessing']['input_size']} px, not {name} at {input_size} px")
@@ -158,7 +160,7 @@ def start_or_resume(args: argparse.Namespace) -> tuple[argparse.Namespace, dict 
         return fill_defaults(args), None
     if not path.is_file():
         raise UserError(f"--resume: no {CHECKPOINT} in {args.out}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(path, "checkpoint")
     resumed = argparse.Namespace(**state["args"])
     resumed.device, resumed.no_progress, resumed.resume = args.device, args.no_progress, True
     return fill_defaults(resumed), state
