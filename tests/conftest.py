@@ -1,7 +1,12 @@
-"""Shared fixtures: the FER+ folder (FERPLUS_DIR) and one tiny trained run reused by several tests."""
+"""Shared fixtures: the data folders, tiny ONNX members built on the fly, one tiny trained run.
+
+Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewhere (say after
+``pip install -e .[dev]`` alone) the tests that need them skip, and the rest run.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -9,13 +14,27 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from fer_ensemble.preprocess import Preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(module: str):
+    """``module``, imported; when its extra is not installed, a failure under CI=true and a skip
+    elsewhere (of the calling test, or of the whole module when called at import time)."""
+    if IN_CI:
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def skip_or_fail(message: str) -> None:
+    """Missing data: fails under CI=true, skips elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def ferplus_dir() -> Path:
@@ -27,10 +46,7 @@ def ferplus() -> Path:
     """FER+ in Microsoft's layout; missing data fails under CI and skips elsewhere."""
     path = ferplus_dir()
     if not (path / "FER2013Test" / "label.csv").is_file():
-        message = f"FER+ not found at {path} (set FERPLUS_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"FER+ not found at {path} (set FERPLUS_DIR)")
     return path
 
 
@@ -44,10 +60,7 @@ def check_set(variable: str, name: str, folder: str, marker: str = "labels.csv")
     ``marker`` file; missing data fails under CI=true and skips elsewhere."""
     path = Path(os.environ.get(variable, REPO.parent / "shared" / "data" / folder))
     if not (path / marker).is_file():
-        message = f"{name} not found at {path} (set {variable})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"{name} not found at {path} (set {variable})")
     return path
 
 
@@ -62,6 +75,12 @@ def taiwan_posed() -> Path:
     """taiwan-posed (whole photos of posed expressions, a check set: never trained on; calibrations
     are scored only on performers they were not fitted on)."""
     return check_set("TAIWAN_POSED_DIR", "taiwan-posed", "taiwan-posed")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """Real photos with 0-13 faces (its SOURCES.csv says which may be bundled)."""
+    return check_set("FACES_DIR", "faces", "faces", "SOURCES.csv")
 
 
 @pytest.fixture(scope="session")
@@ -95,21 +114,30 @@ def tiny_run(ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0) -> Path:
-    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card."""
+def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0,
+                mirror_sensitive: bool = False) -> Path:
+    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card. With
+    ``mirror_sensitive`` the input is first weighted by a left-to-right ramp, so a mirrored face
+    gets other logits (what the runtime's flip test-time augmentation must be tested with)."""
+    onnx = need("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
     rng = np.random.default_rng(seed)
     weight = rng.normal(size=(3, 8)).astype(np.float32)
     bias = rng.normal(size=(8,)).astype(np.float32)
+    nodes = [helper.make_node("GlobalAveragePool", ["weighted" if mirror_sensitive else "input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"])]
+    constants = [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")]
+    if mirror_sensitive:
+        ramp = np.broadcast_to(np.linspace(0.0, 2.0, input_size, dtype=np.float32), (1, 1, input_size, input_size))
+        nodes.insert(0, helper.make_node("Mul", ["input", "ramp"], ["weighted"]))
+        constants.append(numpy_helper.from_array(np.ascontiguousarray(ramp), "ramp"))
     graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["flat"]),
-            helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"]),
-        ],
-        "tiny",
+        nodes, "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, input_size, input_size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])],
-        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+        constants,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

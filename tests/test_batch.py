@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NO_FACE, REPO, run_cli
+from conftest import NO_FACE, REPO, need, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media import SAMPLES
 
-pq = pytest.importorskip("pyarrow.parquet")
-pytest.importorskip("ray")
+pq = need("pyarrow.parquet")
+need("ray")
 CLIP = SAMPLES / "faces.mp4"
 
 

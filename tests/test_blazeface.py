@@ -27,15 +27,6 @@ from fer_ensemble.runtime.blazeface import (
 from fer_ensemble.runtime.detection import HaarFaceDetector, TurnedBox, crop_faces, expand_box, iou
 from fer_ensemble.runtime.detectors import SecondLook, create_detector
 
-FACES = REPO.parent / "shared" / "data" / "faces"
-
-
-@pytest.fixture(scope="module")
-def faces_dir() -> Path:
-    if not (FACES / "SOURCES.csv").is_file():
-        pytest.skip(f"{FACES} not found")
-    return FACES
-
 
 @pytest.fixture(scope="module")
 def detector() -> BlazeFaceDetector:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from torchvision import models as tv_models
+from conftest import need
 
-from fer_ensemble.models import create_model, list_models
+torch = need("torch")
+tv_models = need("torchvision.models")
+
+from fer_ensemble.models import create_model, list_models  # noqa: E402 - after the check for torch
 
 
 @pytest.mark.parametrize("name", list_models())
