@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The pictures of the documentation site, written into docs/assets/ (issue 23): none is drawn by hand.
+
+- ``demo-photo.jpg``, ``demo-video-frame.jpg``, ``timeline.png``: what ``fer-ensemble demo
+  --samples`` writes for the bundled samples (the annotated astronaut photo, a frame of the
+  annotated clip with two faces in view, the clip's timeline plot), run here into a temporary folder.
+- ``confusion-ferplus-test.png``: the shipped ensemble's confusion matrices on FER+ Test, under
+  FER+'s prior and under the default prior (0.95), as ``fit-ensemble`` recorded them in
+  ``src/fer_ensemble/weights/ensemble.json`` (``scripts/results_table.py`` prints the same numbers).
+- ``confusion-ckplus48.png``: CK+48 per sequence, from ``fer-ensemble evaluate --labels ... --crops
+  --group-by subject,sequence --json`` (default prior; the accuracy page's 75.8 %).
+- ``confusion-taiwan-posed.png``: taiwan-posed, every photo end to end through the default detector,
+  from ``fer-ensemble evaluate --labels ... --json`` (the accuracy page's 49.4 %).
+- ``peers.png``: a byte-identical copy of ``benchmarks/peers/results/peers.png``, the accuracy-vs-speed
+  plot that ``bash benchmarks/peers/run.sh`` draws (its peers need their own runtimes, so it is not
+  re-run here).
+
+Needs the ``train`` extra (matplotlib) and the check sets at ``../shared/data`` (``--ckplus48``,
+``--taiwan``). About 40 s on the 2-core machine. The same inputs give the same pictures.
+
+    python scripts/docs_figures.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "docs" / "assets"
+SHARED = REPO.parent / "shared" / "data"
+ENSEMBLE = REPO / "src" / "fer_ensemble" / "weights" / "ensemble.json"
+PEERS_PLOT = REPO / "benchmarks" / "peers" / "results" / "peers.png"
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file: same inputs, same bytes
+JPEG_QUALITY = 85
+
+
+def cli(*args: str) -> str:
+    """``fer-ensemble ARGS`` in this interpreter; its stdout."""
+    code = "import sys; from fer_ensemble.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise SystemExit(f"fer-ensemble {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result.stdout
+
+
+def write_jpeg(image: np.ndarray, path: Path, width: int) -> None:
+    if image.shape[1] > width:
+        image = cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])),
+                           interpolation=cv2.INTER_AREA)
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        raise SystemExit(f"could not write {path}")
+
+
+def late_frame(video: Path) -> np.ndarray:
+    """A frame of the clip's last part, where two faces are in view (tracks 3 and 4 of the timeline)."""
+    capture = cv2.VideoCapture(str(video))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, count * 5 // 6)
+    ok, frame = capture.read()
+    capture.release()
+    if not ok:
+        raise SystemExit(f"could not read a frame of {video}")
+    return frame
+
+
+def demo_pictures(out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cli("demo", "--samples", "--out", tmp)
+        demo = Path(tmp)
+        write_jpeg(cv2.imread(str(demo / "images" / "astronaut.png")), out / "demo-photo.jpg", 512)
+        write_jpeg(late_frame(demo / "video" / "annotated.mp4"), out / "demo-video-frame.jpg", 640)
+        shutil.copyfile(demo / "video" / "timeline.png", out / "timeline.png")
+
+
+def draw_confusion(ax, matrix: np.ndarray, title: str) -> None:
+    """Rows: the true classes present (row-normalised share and count); columns: all eight predicted."""
+    rows = [i for i in range(len(EMOTIONS)) if matrix[i].sum() > 0]
+    counts = matrix[rows]
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for r in range(len(rows)):
+        for c in range(len(EMOTIONS)):
+            ax.text(c, r, f"{shares[r, c]:.2f}\n{counts[r, c]}", ha="center", va="center", fontsize=6.5,
+                    color="white" if shares[r, c] > 0.5 else "black")
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [EMOTIONS[i] for i in rows], fontsize=8)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(panels: list[tuple[list, str]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.0), squeeze=False)
+    for ax, (matrix, title) in zip(axes[0], panels):
+        draw_confusion(ax, np.asarray(matrix), title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def ferplus_confusions(out: Path) -> None:
+    metrics = json.loads(ENSEMBLE.read_text())["metrics"]
+    default = metrics["ensemble_default_prior"]
+    confusion_figure([
+        (metrics["ensemble"]["test"]["confusion"], "FER+ Test, prior ferplus (accuracy "
+         f"{100 * metrics['ensemble']['test']['accuracy']:.2f} %)"),
+        (default["test"]["confusion"], f"FER+ Test, default prior {default['strength']:g} (accuracy "
+         f"{100 * default['test']['accuracy']:.2f} %)"),
+    ], out / "confusion-ferplus-test.png")
+
+
+def check_set_confusions(out: Path, ckplus48: Path, taiwan: Path) -> None:
+    for folder in (ckplus48, taiwan):
+        if not (folder / "labels.csv").is_file():
+            raise SystemExit(f"no labels.csv in {folder}: give the check set's folder (--ckplus48, --taiwan)")
+    ck = json.loads(cli("evaluate", "--labels", str(ckplus48 / "labels.csv"), "--images", str(ckplus48 / "images"),
+                        "--crops", "--group-by", "subject,sequence", "--groups", str(ckplus48 / "sequences.csv"),
+                        "--json"))["per_group"]
+    confusion_figure([(ck["confusion"], f"CK+48, {ck['n']} sequences, default prior (accuracy "
+                                        f"{100 * ck['accuracy']:.2f} %)")], out / "confusion-ckplus48.png")
+    tw = json.loads(cli("evaluate", "--labels", str(taiwan / "labels.csv"), "--images", str(taiwan / "images"),
+                        "--json"))["per_image"]
+    confusion_figure([(tw["confusion"], f"taiwan-posed, {tw['n']} photos end to end (accuracy "
+                                        f"{100 * tw['accuracy']:.2f} %; no face: {tw['no_face']})")],
+                     out / "confusion-taiwan-posed.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ASSETS, help="folder for the pictures (default: docs/assets)")
+    parser.add_argument("--ckplus48", type=Path, default=SHARED / "ckplus48")
+    parser.add_argument("--taiwan", type=Path, default=SHARED / "taiwan-posed")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    demo_pictures(args.out)
+    ferplus_confusions(args.out)
+    check_set_confusions(args.out, args.ckplus48, args.taiwan)
+    shutil.copyfile(PEERS_PLOT, args.out / "peers.png")
+    for path in sorted(args.out.iterdir()):
+        print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}  {path.stat().st_size / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()
