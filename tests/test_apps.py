@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
-from fer_ensemble.apps.common import add_recognizer_arguments
+from fer_ensemble.apps.common import add_recognizer_arguments, detector_settings
 from fer_ensemble.media import SAMPLES, VideoFrames
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.classifier import softmax
@@ -37,9 +37,9 @@ def test_the_api_and_the_cli_share_the_detector_presets() -> None:
     def cli_detector(still: bool) -> tuple:
         parser = argparse.ArgumentParser()
         add_recognizer_arguments(parser, still=still)
-        args = parser.parse_args([])
-        return (args.detect_width, args.min_face, args.scale_factor, args.min_neighbors, args.coarse_side,
-                args.relative_min_face)
+        settings = detector_settings(parser.parse_args(["--detector", "haar"]))
+        return tuple(settings[name] for name in ("detect_width", "min_face", "scale_factor", "min_neighbors",
+                                                 "coarse_side", "relative_min_face"))
 
     def settings(detector: HaarFaceDetector) -> tuple:
         return (detector.detect_width, detector.min_face, detector.scale_factor, detector.min_neighbors,

@@ -138,7 +138,11 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
     for options, message in ((["--detector", "blazeface", "--rotations", "-25", "25"], "--rotations does not apply"),
                              (["--detector", "haar", "--score-threshold", "0.5"],
                               "--score-threshold does not apply to --detector haar"),
-                             (["--equalize", "global"], "--equalize does not apply to --detector blazeface")):
+                             (["--equalize", "global"], "--equalize does not apply to --detector blazeface"),
+                             # Haar's options are refused whatever their value, even a preset's own
+                             (["--detect-width", "240"], "--detect-width does not apply to --detector blazeface"),
+                             (["--equalize", "none"], "--equalize does not apply to --detector blazeface"),
+                             (["--second-look", "0.6"], "--second-look does not apply to --detector blazeface")):
         ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
         assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"

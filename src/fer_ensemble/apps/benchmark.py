@@ -21,7 +21,13 @@ import cv2
 import numpy as np
 
 from fer_ensemble.apps import stills_benchmark
-from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, median_ms
+from fer_ensemble.apps.common import (
+    add_recognizer_arguments,
+    bounded,
+    build_recognizer,
+    detector_settings,
+    median_ms,
+)
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.media import SAMPLES
@@ -244,7 +250,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        detector = (f"Haar at {args.detect_width} px wide" if args.detector == "haar"
+        detector = (f"Haar at {detector_settings(args)['detect_width']} px wide" if args.detector == "haar"
                     else f"BlazeFace, faces from {args.min_face} px")
         print(f"640x480 frames, {os.cpu_count()} CPU cores, detector: {detector}, median of {args.repeat} runs")
         print(format_rows(rows))

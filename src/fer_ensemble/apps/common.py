@@ -83,60 +83,65 @@ def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="NAME|FILE", default=None, help=CALIBRATION_HELP)
 
 
+HAAR_OPTIONS = ("detect_width", "scale_factor", "min_neighbors", "equalize", "second_look", "coarse_side", "rotations")
+"""Options only ``--detector haar`` reads: their argparse default is None (not given), so that one
+given with BlazeFace is refused whatever its value, even the Haar preset's own."""
+
+
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
     """The detector and its options, defaulting to the stills or the live preset."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
+    parser.set_defaults(detection_preset=dict(preset))
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
-                        default=BLAZEFACE_DETECTION["score_threshold"],
-                        help="blazeface: least face probability kept (default %(default)s)")
+                        default=None,
+                        help=f"blazeface: least face probability kept (default {BLAZEFACE_DETECTION['score_threshold']})")
     width_help = "haar: " + ("widest copy the ladder of scans may reach (0: as fine as --min-face needs)"
                              if still else "frame width the detector works at (0: full size)")
-    parser.add_argument("--detect-width", type=bounded(int, 0), default=preset["detect_width"],
-                        help=width_help + "; default %(default)s")
+    parser.add_argument("--detect-width", type=bounded(int, 0), default=None,
+                        help=width_help + f"; default {preset['detect_width']}")
     parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
                         help="smallest face side in frame pixels (default %(default)s)")
-    parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=preset["scale_factor"],
-                        help="haar: pyramid step (default %(default)s)")
-    parser.add_argument("--min-neighbors", type=bounded(int, 1), default=preset["min_neighbors"],
-                        help="haar: detections that must agree on a face (default %(default)s)")
-    parser.add_argument("--second-look", type=bounded(float, 0.0, 1.0, high_open=True), default=SECOND_LOOK,
+    parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=None,
+                        help=f"haar: pyramid step (default {preset['scale_factor']})")
+    parser.add_argument("--min-neighbors", type=bounded(int, 1), default=None,
+                        help=f"haar: detections that must agree on a face (default {preset['min_neighbors']})")
+    parser.add_argument("--second-look", type=bounded(float, 0.0, 1.0, high_open=True), default=None,
                         help="haar: keep a box only where BlazeFace, looking again at it and its surroundings, "
-                             "scores a face at least this likely (0: off; default %(default)s)")
-    parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=preset["equalize"],
+                             f"scores a face at least this likely (0: off; default {SECOND_LOOK})")
+    parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=None,
                         help="haar: contrast of the scanned copy first (global histogram equalisation washes "
-                             "out a face on a plain or bright background; default %(default)s)")
+                             f"out a face on a plain or bright background; default {preset['equalize']})")
     if not still:
-        parser.set_defaults(coarse_side=0, relative_min_face=0.0, rotations=[])
+        parser.set_defaults(coarse_side=None, relative_min_face=0.0, rotations=None)
         return
-    parser.add_argument("--coarse-side", type=bounded(int, 0), default=preset["coarse_side"],
+    parser.add_argument("--coarse-side", type=bounded(int, 0), default=None,
                         help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
-                             "one scan at --detect-width; default %(default)s)")
+                             f"one scan at --detect-width; default {preset['coarse_side']})")
     parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=preset["relative_min_face"],
                         help="once faces are found, look for faces down to this fraction of the largest "
                              "(0: down to --min-face always; for tiny faces beside large ones add e.g. "
                              "--min-face 20 --scale-factor 1.1, slower; default %(default)s)")
-    parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=[],
+    parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=None,
                         metavar="DEGREES", help="haar: extra scans of the image turned by these angles, for tilted "
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
 def detector_settings(args: argparse.Namespace) -> dict:
     """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
-    of the other detector, changed from its default, is a usage error rather than ignored."""
+    of the other detector, when given at all, is a usage error rather than ignored."""
     if args.detector == "blazeface":
-        haar_only = [name for name in ("detect_width", "scale_factor", "min_neighbors", "coarse_side", "equalize")
-                     if getattr(args, name) not in (STILL_DETECTION[name], LIVE_DETECTION[name])]
-        _refuse(haar_only + (["rotations"] if args.rotations else [])
-                + (["second_look"] if args.second_look != SECOND_LOOK else []), args.detector)
+        _refuse([name for name in HAAR_OPTIONS if getattr(args, name) is not None], args.detector)
         return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
-                "score_threshold": args.score_threshold}
-    if args.score_threshold != BLAZEFACE_DETECTION["score_threshold"]:
+                "score_threshold": (BLAZEFACE_DETECTION["score_threshold"] if args.score_threshold is None
+                                    else args.score_threshold)}
+    if args.score_threshold is not None:
         _refuse(["score_threshold"], args.detector)
-    return {"detector": "haar", "detect_width": args.detect_width, "min_face": args.min_face,
-            "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors, "coarse_side": args.coarse_side,
-            "relative_min_face": args.relative_min_face, "rotations": tuple(args.rotations), "equalize": args.equalize,
-            "second_look": args.second_look}
+    preset = {**args.detection_preset, "second_look": SECOND_LOOK, "rotations": ()}
+    given = {name: getattr(args, name) for name in HAAR_OPTIONS}
+    haar = {name: preset[name] if value is None else value for name, value in given.items()}
+    return {"detector": "haar", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
+            **haar, "rotations": tuple(haar["rotations"])}
 
 
 def _refuse(options: list[str], detector: str) -> None:

@@ -44,7 +44,8 @@ def run_demo(args: argparse.Namespace) -> int:
     warn(f"no webcam with a display here: running on the bundled samples, outputs in {out}/")
     images = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
     common = {k: v for k, v in vars(args).items() if k not in ("out", "camera", "samples")}
-    still = {**common, **STILL_DETECTION}
+    still = {**common, "detection_preset": dict(STILL_DETECTION), "min_face": STILL_DETECTION["min_face"],
+             "relative_min_face": STILL_DETECTION["relative_min_face"]}  # the photos' preset, Haar's options as given
     images_status = run_predict(argparse.Namespace(**still, paths=images, out=str(out / "images"), json=False, csv=None,
                                    resting_face=None,
                                    no_bars=False))
