@@ -1,0 +1,298 @@
+"""The documentation (issue 23): a README that starts with use and stays short, and the MkDocs site
+in docs/ that builds with --strict, documents every command, endpoint and public name, shows the
+pictures scripts/docs_figures.py draws, runs its Python examples as written, and opens offline in
+Chromium with working navigation and search."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import functools
+import http.server
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from documentation import DOCS, README, documentation_text
+
+PACKAGE = REPO / "src" / "fer_ensemble"
+SAMPLES = PACKAGE / "samples"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NOT_IN_THE_REFERENCE = ("apps", "cli", "server")
+"""Documented by their commands (command-line.md) and endpoints (web.md) rather than by the API
+reference: their functions are the commands' insides."""
+ASSETS = DOCS / "assets"
+
+
+# --- the README -------------------------------------------------------------------------------
+
+def test_the_readme_is_short_and_starts_with_use() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    order = ["Fresh machine: two commands", "Python API", "Main commands", "Results", "Install extras",
+             "Documentation", "Licence and data terms"]
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert [h for h in headings if h in order] == order
+    intro = text.split("\n## ", 1)[0]
+    assert "![" in intro  # one annotated picture before any section
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/fer-ensemble demo" in text
+    assert "\nbash scripts/test.sh\n" in text and "mkdocs serve" in text
+    for name in ("LICENSE", "CHANGELOG.md", "CONTRIBUTING.md", "docs/model-card.md"):
+        assert (REPO / name).is_file() and f"]({name})" in text, name
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading (MkDocs gives the same to these pages')."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_of_the_readme_resolves() -> None:
+    """The README is read on the forge, outside the site's strict build: its links and anchors are
+    checked here."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", README.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        page = REPO / path
+        if not page.exists():
+            broken.append(target)
+        elif anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+            if anchor not in {github_anchor(h) for h in headings}:
+                broken.append(target)
+    assert broken == []
+
+
+def run_python_example(page: Path, tmp_path: Path) -> dict:
+    """The page's "## Python API" block, run as written on the bundled photo and clip."""
+    block = re.search(r"## Python API\n\n```python\n(.*?)```", page.read_text(), re.S).group(1)
+    code = (block.replace('"group.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
+                 .replace('"clip.mp4"', repr(str(SAMPLES / "faces.mp4")))
+                 .replace('"annotated.jpg"', repr(str(tmp_path / "annotated.jpg")))
+                 .replace("    ...", "    seen.append(len(faces))"))
+    namespace: dict = {"seen": []}
+    exec(compile(code, str(page.relative_to(REPO)), "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace
+
+
+def test_the_readme_python_example_runs(tmp_path: Path) -> None:
+    run_python_example(README, tmp_path)
+    assert (tmp_path / "annotated.jpg").stat().st_size > 0
+
+
+def test_the_getting_started_python_example_runs(tmp_path: Path) -> None:
+    """The whole Python API example (photos, detectors, a stream, a resting face)."""
+    namespace = run_python_example(DOCS / "getting-started.md", tmp_path)
+    assert (tmp_path / "annotated.jpg").stat().st_size > 0
+    assert len(namespace["seen"]) > 10 and max(namespace["seen"]) >= 1
+    assert all(face.relative for face in namespace["faces"])
+
+
+# --- what the docs must cover -----------------------------------------------------------------
+
+def cli_commands() -> list[str]:
+    from fer_ensemble.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(commands.choices)
+
+
+def test_every_command_is_documented() -> None:
+    """Each subcommand of the parser has its row on the command-line page and is shown in use."""
+    commands = cli_commands()
+    assert len(commands) >= 15 and "predict" in commands
+    table, text = (DOCS / "command-line.md").read_text(), documentation_text()
+    assert [c for c in commands if f"| `{c}` |" not in table or f"fer-ensemble {c}" not in text] == []
+
+
+def test_every_endpoint_is_documented() -> None:
+    """Every route the web app declares is on the web page, with its method."""
+    source = (PACKAGE / "server" / "app.py").read_text()
+    routes = re.findall(r'@(?:app|api)\.(get|post|put|patch|delete|websocket)\(\s*"([^"]+)"', source)
+    assert len(routes) >= 7
+    page = (DOCS / "web.md").read_text()
+    methods = {"websocket": "WS"}
+    missing = [f"{methods.get(verb, verb.upper())} {path}" for verb, path in routes
+               if f"{methods.get(verb, verb.upper())} {path}" not in page]
+    assert missing == []
+
+
+def public_names(path: Path) -> list[str]:
+    """The names a module defines at its top level (functions, classes, assignments), not those it
+    imports, without a leading underscore."""
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [target.id for target in node.targets if isinstance(target, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return [name for name in names if not name.startswith("_")]
+
+
+def library_modules() -> dict[str, Path]:
+    """Every module of the package except the commands and the web app, by dotted name."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[0] not in NOT_IN_THE_REFERENCE:
+            modules[".".join(["fer_ensemble", *(p for p in parts if p != "__init__")])] = path
+    return modules
+
+
+def test_the_public_module_layer_is_known() -> None:
+    """The reference leaves out exactly the command and web layers; the others are all in it."""
+    assert {"fer_ensemble.runtime.recognizer", "fer_ensemble.prior", "fer_ensemble.data.ferplus",
+            "fer_ensemble.batch.engines"} <= set(library_modules())
+    assert not any(name.startswith(("fer_ensemble.apps", "fer_ensemble.server")) for name in library_modules())
+    assert "EmotionRecognizer" in public_names(PACKAGE / "runtime" / "recognizer.py")
+
+
+# --- the built site ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``mkdocs build --strict`` into a temporary folder: any broken link, missing anchor, missing
+    page or unresolved reference fails it."""
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
+        message = "the docs extra is not installed: pip install -e '.[docs]'"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "WARNING" not in result.stderr, result.stderr[-4000:]
+    return out
+
+
+def test_the_site_builds_strict_with_every_page(site: Path) -> None:
+    pages = [p.relative_to(DOCS).with_suffix("") for p in DOCS.rglob("*.md")]
+    missing = [str(p) for p in pages
+               if not (site / ("index.html" if p.name == "index" and p.parent == Path() else
+                               p.parent / ("" if p.name == "index" else p.name) / "index.html")).is_file()]
+    assert len(pages) >= 20 and missing == []
+    for name in ("CHANGELOG.md", "CONTRIBUTING.md"):  # included, not copied
+        first = (REPO / name).read_text().splitlines()[0].lstrip("# ")
+        assert first in (site / Path(name).stem.lower() / "index.html").read_text(), name
+
+
+def test_the_api_reference_covers_every_public_name(site: Path) -> None:
+    ids = set()
+    for page in (site / "reference").rglob("*.html"):
+        ids |= set(re.findall(r'id="(fer_ensemble[\w.]*)"', page.read_text()))
+    expected = [name for module, path in library_modules().items()
+                for name in (module, *(f"{module}.{n}" for n in public_names(path)))]
+    assert len(expected) > 200
+    assert [name for name in expected if name not in ids] == []
+    import fer_ensemble
+    import fer_ensemble.data
+    import fer_ensemble.runtime
+
+    for package in (fer_ensemble, fer_ensemble.runtime, fer_ensemble.data):  # re-exported names
+        assert [n for n in package.__all__ if not any(i == f"{package.__name__}.{n}" or i.endswith(f".{n}")
+                                                      for i in ids)] == [], package.__name__
+
+
+# --- the pictures -----------------------------------------------------------------------------
+
+PICTURES = {  # page: the pictures it must show
+    "index.md": ["demo-video-frame.jpg", "demo-photo.jpg"],
+    "video.md": ["timeline.png", "demo-video-frame.jpg"],
+    "accuracy.md": ["confusion-ferplus-test.png", "confusion-ckplus48.png", "confusion-taiwan-posed.png"],
+    "comparison.md": ["peers.png"],
+}
+
+
+def test_the_pictures_are_drawn_by_the_script_and_shown() -> None:
+    script = (REPO / "scripts" / "docs_figures.py").read_text()
+    assets = sorted(p.name for p in ASSETS.iterdir())
+    assert sorted({n for names in PICTURES.values() for n in names} | {"demo-photo.jpg"}) == assets
+    assert [name for name in assets if f"``{name}``" not in script] == []  # the script draws each
+    for page, names in PICTURES.items():
+        text = (DOCS / page).read_text()
+        assert [n for n in names if f"](assets/{n})" not in text] == [], page
+    assert "](docs/assets/demo-video-frame.jpg)" in README.read_text()
+    assert sum((ASSETS / name).stat().st_size for name in assets) < 600 * 1024
+    assert (ASSETS / "peers.png").read_bytes() == (REPO / "benchmarks/peers/results/peers.png").read_bytes()
+
+
+def test_the_figure_script_draws_every_picture(ckplus48: Path, taiwan_posed: Path, tmp_path: Path) -> None:
+    """scripts/docs_figures.py runs from a clean folder (about 30 s: the demo, two evaluations)."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "docs_figures.py"), "--out", str(tmp_path),
+                    "--ckplus48", str(ckplus48), "--taiwan", str(taiwan_posed)],
+                   cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in ASSETS.iterdir())
+    assert all(p.stat().st_size > 10_000 for p in tmp_path.iterdir())
+
+
+# --- the site in a browser, offline -----------------------------------------------------------
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and not IN_CI, reason="Debian chromium is not installed")
+def test_the_site_opens_offline_with_navigation_and_search(site: Path, tmp_path: Path) -> None:
+    """The built site over plain HTTP (search needs it), every request outside it refused: the
+    home page's pictures load, the navigation leads to another page, and a search finds it."""
+    from playwright.sync_api import sync_playwright
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def only_the_site(route) -> None:
+        if route.request.url.startswith(url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.route("**/*", only_the_site)
+            page.goto(f"{url}/")
+            page.wait_for_load_state("load")
+            title = page.title()
+            pictures = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.naturalWidth)")
+            page.screenshot(path=str(tmp_path / "home.png"))
+            page.locator("nav.md-nav--primary a.md-nav__link", has_text="Accuracy").first.click()
+            page.wait_for_url(f"{url}/accuracy/")
+            heading = page.inner_text("article h1")
+            page.click("input.md-search__input")
+            page.keyboard.type("resting face")
+            page.wait_for_selector(".md-search-result__item", timeout=30_000)
+            results = page.locator(".md-search-result__item").all_inner_texts()
+            page.screenshot(path=str(tmp_path / "search.png"))
+            page.locator(".md-search-result__item a").first.click()
+            page.wait_for_load_state("load")
+            landed = page.url
+            browser.close()
+    finally:
+        server.shutdown()
+    assert "fer-ensemble" in title and len(pictures) >= 2 and min(pictures) > 0
+    assert heading.startswith("Accuracy")
+    assert results and any("resting face" in r.lower() for r in results), results[:3]
+    assert landed.startswith(url) and landed.rstrip("/") != f"{url}/accuracy"
+    assert outside == [] and errors == []
+    assert (tmp_path / "search.png").stat().st_size > 10_000
