@@ -23,8 +23,8 @@ learning curve with labels of 1, 2, 4 and 8 performers (scored on the others; 10
 what a calibration fitted on all of taiwan-posed does to FER+ Valid/Test and CK+48 (the posed
 preset's trade-off). ``--json-out`` keeps the figures (``benchmarks/results/calibration.json``).
 
-``table --json benchmarks/results/calibration.json`` prints the README's tables from them (a CI
-test checks that the README holds them).
+``table --json benchmarks/results/calibration.json`` prints the tables of docs/accuracy.md and
+docs/evaluate.md from them (a CI test checks that the README and the docs pages hold them).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def near(method: str, chosen: str) -> bool:
 
 
 def table(args: argparse.Namespace) -> None:
-    """The README's tables, from the recorded figures."""
+    """The documented tables (docs/accuracy.md, docs/evaluate.md), from the recorded figures."""
     figures = json.loads(Path(args.json).read_text())
     classes = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731

@@ -123,7 +123,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def table(args: argparse.Namespace) -> int:
-    """The README's table from report's JSON: each recipe's mean (and range) over its seeds."""
+    """The table of docs/training.md from report's JSON: each recipe's mean (and range) over its seeds."""
     rows = json.loads(Path(args.json).read_text())
     groups: dict[str, list[dict]] = {}
     for row in rows:

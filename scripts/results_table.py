@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Print the README's accuracy tables from an ensemble file (default: the shipped one).
+"""Print the accuracy tables of docs/accuracy.md from an ensemble file (default: the shipped one).
 
 The FER+ tables come from ``ensemble.json`` and the member cards, which ``fer-ensemble export`` and
 ``fer-ensemble fit-ensemble`` wrote and which a CI test re-checks on the FER+ test set. With
 ``--data`` and ``--ckplus48`` it also runs the ensemble on FER+ Valid/Test and on CK+48 and prints
-what each class-prior strength gives on each (the README's trade-off table); ``--json-out`` keeps
+what each class-prior strength gives on each (the trade-off table of docs/accuracy.md); ``--json-out`` keeps
 those figures for the CI test that re-checks them, and ``--tradeoff-json F`` prints the table from them:
 
     python scripts/results_table.py [ENSEMBLE] [--data FERPLUS_DIR --ckplus48 CKPLUS48_DIR [--json-out F]]

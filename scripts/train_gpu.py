@@ -51,7 +51,7 @@ MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # the de
 RECIPE = ["--label-mode", "crossentropy", "--precision", "bf16"]
 """Flags every run shares; ``--recipe`` adds to them."""
 BALANCE_SAMPLING = [0.5]
-"""Class-aware sampling (square root) won the README's recipe comparison on FER+ Valid: from
+"""Class-aware sampling (square root) won the recipe comparison (docs/training.md) on FER+ Valid: from
 scratch (5 and 15 epochs) and fine-tuning, it raised Valid macro recall under the uniform prior
 (83.7 % against 79.7 % for the release recipe, fine-tuned) at about the same accuracy under
 FER+'s prior (1.8 points better at 15 epochs). CK+48 did not follow at 15 epochs, so ``--balance-sampling 0.5 0`` trains the release
