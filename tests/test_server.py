@@ -543,3 +543,24 @@ def test_a_huge_image_is_refused_with_its_own_size() -> None:
     with pytest.raises(ImageRejected) as refused:
         decode_image(huge_png(20000), 50_000_000)
     assert refused.value.status == 413 and refused.value.detail.startswith("image of 400.0 megapixels")
+
+
+def test_the_app_changes_no_process_setting_and_keeps_a_few_priors(tiny_ensemble: Path) -> None:
+    """create_app leaves Starlette's class-wide spool size alone (serve sets it, a process setting),
+    and a worker thread keeps recognizers for at most PRIORS_KEPT distinct ?prior= values."""
+    from starlette.formparsers import MultiPartParser
+
+    from fer_ensemble.runtime.ensemble import Ensemble
+    from fer_ensemble.server.app import PRIORS_KEPT, Recognizers, ServerSettings, create_app
+
+    spool = MultiPartParser.spool_max_size
+    create_app(ServerSettings(ensemble=str(tiny_ensemble), max_upload_bytes=50 * 2**20))
+    assert MultiPartParser.spool_max_size == spool
+    config = json.loads(tiny_ensemble.read_text())
+    tiny_ensemble.write_text(json.dumps({**config, "prior": {"class_prior": [0.125] * 8, "strength": 1.0}}))
+    recognizers = Recognizers(Ensemble.load(tiny_ensemble))
+    first = recognizers.still(0.5)
+    for i in range(20):
+        recognizers.still(i / 20)
+    assert len(recognizers._local.still) == PRIORS_KEPT
+    assert recognizers.still(0.9) is recognizers.still(0.9) and recognizers.still(0.5) is not first

@@ -99,7 +99,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from fer_ensemble.runtime.ensemble import check_ensemble_file
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
-    from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app
+    from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app, keep_uploads_in_memory
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
@@ -110,6 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
                               prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
                               concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
     if args.workers == 1:
+        keep_uploads_in_memory(settings.max_upload_bytes)
         app = create_app(settings)  # a broken ensemble file is one line here
     else:  # checked without loading the models: this process only supervises the workers
         check_ensemble_file(settings.ensemble or SHIPPED_ENSEMBLE)

@@ -35,6 +35,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -232,6 +233,11 @@ def prior_strength(ensemble: Ensemble, value: str | None, default: float | None)
         raise HTTPException(status_code=422, detail=str(error)) from None
 
 
+PRIORS_KEPT = 4
+"""Recognizers kept per worker thread, one per class-prior strength, least recently used dropped
+(a recognizer is cheap: the ensemble and the detector are shared)."""
+
+
 class Recognizers:
     """One shared ensemble; a detector per thread (OpenCV cascades are not shared across threads)."""
 
@@ -244,9 +250,12 @@ class Recognizers:
         local = self._local.__dict__
         if "detector" not in local:  # one per thread, whatever the priors asked for
             local["detector"] = create_detector(self.detector)
-        cache = local.setdefault("still", {})
-        if prior not in cache:
+        cache: OrderedDict[float, EmotionRecognizer] = local.setdefault("still", OrderedDict())
+        if prior not in cache:  # ?prior= takes any number: keep the few in use, not every one ever asked
             cache[prior] = EmotionRecognizer(self.ensemble, local["detector"], smoothing=1.0, prior=prior)
+            while len(cache) > PRIORS_KEPT:
+                cache.popitem(last=False)
+        cache.move_to_end(prior)
         return cache[prior]
 
     def live(self, prior: float) -> EmotionRecognizer:
@@ -306,9 +315,18 @@ def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
 SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
 
 
+def keep_uploads_in_memory(max_upload_bytes: int) -> None:
+    """Multipart uploads up to ``max_upload_bytes`` stay in memory, never spilled to temporary files.
+    Starlette's spool size is a class attribute, so this is a process setting: ``serve`` sets it
+    (and each of its ``--workers`` processes), not ``create_app``."""
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes + 1)
+
+
 def app_from_environment() -> FastAPI:
     """The app of one ``serve --workers N`` process, from the settings ``serve`` put in the environment."""
-    return create_app(ServerSettings(**json.loads(os.environ[SETTINGS_VARIABLE])))
+    settings = ServerSettings(**json.loads(os.environ[SETTINGS_VARIABLE]))
+    keep_uploads_in_memory(settings.max_upload_bytes)
+    return create_app(settings)
 
 
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
@@ -316,8 +334,6 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
     recognizers = Recognizers(ensemble, settings.detector)
     pool = WorkerPool(settings.concurrency, settings.queue)
-    # keep multipart uploads in memory up to the limit: nothing spills into temporary files
-    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes + 1)
 
     def check_token(connection: HTTPConnection) -> None:
         """The bearer header; a WebSocket may send ``?token=`` instead (browsers cannot set its headers)."""
