@@ -146,3 +146,17 @@ def test_batch_without_ray_names_the_extra(tmp_path: Path) -> None:
             f"raise SystemExit(main(['batch', {str(SAMPLES)!r}, '--out', {str(tmp_path)!r}]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2 and "pip install 'fer-ensemble[batch]'" in result.stderr
+
+
+@pytest.mark.parametrize("uri, package", [("s3://bucket/clips/", "s3fs"), ("gs://bucket/list.csv", "gcsfs")])
+def test_an_object_store_without_its_file_system_is_one_line(uri: str, package: str, tmp_path: Path) -> None:
+    """s3fs / gcsfs come with the cloud extra (not installed by the test command): a missing one is
+    named with the install line, before any output folder is made, instead of fsspec's traceback."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    result = run_cli("batch", uri, "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"pip install 'fer-ensemble[cloud]' ({package})" in result.stderr
+    assert not (tmp_path / "out").exists()

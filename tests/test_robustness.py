@@ -377,3 +377,26 @@ def test_evaluate_prints_no_recall_for_a_class_without_images(tmp_path: Path) ->
     rows = {line.split()[0]: line.split() for line in run_cli("evaluate", "--labels", str(labels)).stdout.splitlines()
             if line.strip() and line.split()[0] in ("neutral", "happiness")}
     assert rows["neutral"][1:4] == ["1", "1.000", "1.000"] and rows["happiness"][1:4] == ["0", "-", "-"]
+
+
+def test_evaluate_out_writes_its_json_without_matplotlib_and_plain_file_names(
+        tiny_ensemble: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Issue 22, items 10 and 18: the report JSON first, the PNGs only where matplotlib is (one line
+    naming the plot extra otherwise, after the work, never an empty folder); no '(', '+' or ')' in
+    the file names an ensemble's name would give them."""
+    import importlib.util
+
+    from fer_ensemble.cli import main
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file,label\n{PHOTO},neutral\n{SAMPLES / 'astronaut.png'},happiness\n")
+    args = ["evaluate", str(tiny_ensemble), "--labels", str(labels), "--crops", "--json"]
+    assert main([*args, "--out", str(tmp_path / "plots")]) == 0
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["ensemble-small-large-labels-per-image-confusion.png", "ensemble-small-large-labels.json"]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "light")]) == 0
+    assert [p.name for p in (tmp_path / "light").iterdir()] == ["ensemble-small-large-labels.json"]
+    assert "pip install 'fer-ensemble[plot]'" in capsys.readouterr().err

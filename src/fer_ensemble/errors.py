@@ -60,7 +60,7 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
 
 
 EXTRAS = {  # an optional dependency's top-level module: the extra that installs it
-    "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "train",
+    "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "plot",
     "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
     "fastapi_offline": "server", "PIL": "server", "ray": "batch", "pyarrow": "batch", "fsspec": "batch",
     "sklearn": "adapt", "scipy": "adapt",

@@ -124,8 +124,12 @@ def evaluate_probabilities(
     )
 
 
-def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names=EMOTIONS) -> None:
-    """Save a row-normalised confusion matrix with counts as a PNG (needs matplotlib)."""
+def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names=EMOTIONS,
+                   true_label: str = "true (majority vote)") -> None:
+    """Save a row-normalised (C, C) confusion matrix (rows: true class, columns: predicted) with
+    counts as a PNG; ``title`` is wrapped to the figure's width (needs matplotlib)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,8 +148,8 @@ def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true (majority vote)")
-    ax.set_title(title)
+    ax.set_ylabel(true_label)
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

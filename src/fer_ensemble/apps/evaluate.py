@@ -4,12 +4,14 @@ crops (``fer_ensemble.labelled``), on the shipped ensemble, an exported model or
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument
+from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument, warn
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError, read_json_object
@@ -90,14 +92,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split,
               "prior": args.prior, **report.to_dict()}
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"{predictor.name}-{args.split}"
-        plot_confusion(report.confusion, str(out / f"{stem}-confusion.png"),
-                       f"{predictor.name}, FER+ {args.split}: accuracy {report.accuracy:.4f}")
-        (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+        write_report(Path(args.out), f"{predictor.name}-{args.split}", result, [
+            (report.confusion, "confusion", f"{predictor.name}, FER+ {args.split}: accuracy {report.accuracy:.4f}",
+             "true (majority vote)")])
     print(json.dumps(result) if args.json else format_report(predictor.name, args.split, report))
     return 0
+
+
+def file_stem(name: str) -> str:
+    """``name`` as a file name: runs of anything but letters, digits, '.' and '_' become one '-'
+    (an ensemble's name is "ensemble(resnet50+mobilenet_v2)")."""
+    return re.sub(r"[^\w.]+", "-", name).strip("-")
+
+
+def write_report(out: Path, stem: str, result: dict, plots: list[tuple]) -> None:
+    """``out/STEM.json`` first, then each (matrix, suffix, title, true-axis label) of ``plots`` as
+    ``out/STEM-SUFFIX.png``; without matplotlib the JSON is kept and one line says what is missing."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(stem)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    if importlib.util.find_spec("matplotlib") is None:
+        warn(f"wrote {out / stem}.json; the confusion-matrix PNGs need matplotlib: pip install 'fer-ensemble[plot]'")
+        return
+    for matrix, suffix, title, true_label in plots:
+        plot_confusion(matrix, str(out / f"{stem}-{suffix}.png"), title, true_label=true_label)
 
 
 def calibrated(predictor, calibration: str | None):
@@ -127,15 +145,12 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
               "crops": args.crops, "detector": None if args.crops else args.detector, "group_by": args.group_by,
               "prior": args.prior, **report.to_dict()}
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"{predictor.name}-{Path(args.labels).stem}"
-        for view, scores in (("image", report.per_image), ("group", report.per_group)):
-            if scores is not None:
-                plot_confusion(scores.confusion, str(out / f"{stem}-per-{view}-confusion.png"),
-                               f"{predictor.name}, {Path(args.labels).name} per {view}: "
-                               f"accuracy {scores.accuracy:.4f}, macro recall {scores.macro_recall:.4f}")
-        (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+        truth = {"image": f"true ({Path(args.labels).name})", "group": f"true (the label of each {args.group_by})"}
+        write_report(Path(args.out), f"{predictor.name}-{Path(args.labels).stem}", result, [
+            (scores.confusion, f"per-{view}-confusion",
+             f"{predictor.name}, {Path(args.labels).name} per {view}: accuracy {scores.accuracy:.4f}, "
+             f"macro recall {scores.macro_recall:.4f}", truth[view])
+            for view, scores in (("image", report.per_image), ("group", report.per_group)) if scores is not None])
     print(json.dumps(result) if args.json else format_labelled_report(predictor.name, source, report))
     return 0
 

@@ -41,6 +41,8 @@ def kind_of(source: str) -> str | None:
 
 def read_manifest(path: str, column: str) -> list[str]:
     """The ``column`` of a CSV or Parquet manifest (local or a URI)."""
+    if is_uri(path):
+        filesystem(path)  # a missing file system: one line
     import fsspec
 
     with fsspec.open(path, "rb") as f:
@@ -57,10 +59,26 @@ def read_manifest(path: str, column: str) -> list[str]:
     return [row[column] for row in rows if row[column]]
 
 
-def _expand_uri(item: str) -> list[str]:
+CLOUD_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+"""fsspec's file systems of the ``cloud`` extra, by URI scheme."""
+
+
+def filesystem(uri: str):
+    """fsspec's (file system, token, paths) for ``uri``; a UserError naming the package and the
+    extra when the scheme's file system is not installed (fsspec raises a bare ImportError)."""
     import fsspec
 
-    fs, _, paths = fsspec.get_fs_token_paths(item)
+    try:
+        return fsspec.get_fs_token_paths(uri)
+    except ImportError:
+        scheme = uri.split("://", 1)[0]
+        package = CLOUD_PACKAGES.get(scheme)
+        install = f"pip install 'fer-ensemble[cloud]' ({package})" if package else "install fsspec's package for it"
+        raise UserError(f"{uri}: reading {scheme}:// needs a file system that is not installed: {install}") from None
+
+
+def _expand_uri(item: str) -> list[str]:
+    fs, _, paths = filesystem(item)
     protocol = item.split("://", 1)[0]
     found = []
     for path in paths:
