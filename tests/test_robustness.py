@@ -53,21 +53,23 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    for name in ("a.jfif", "noext", "b.png"):
+    for name in ("a.jfif", "a.jpg", "noext", "b.png"):
         cv2.imwrite(str(tmp_path / "x.jpg"), cv2.imread(str(PHOTO)))
         shutil.copy(tmp_path / "x.jpg", folder / name)
     (folder / "notes.txt").write_text("not an image")
     (folder / "phone.heic").write_bytes(b"\0" * 64)
     out = tmp_path / "out"
-    files = [str(folder / n) for n in ("a.jfif", "noext", "b.png")]
-    result = run_cli("predict", *files, "--out", str(out), "--ensemble", str(tiny_ensemble))
-    assert len(lines(result.stdout)) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png", "noext.png"]
+    files = [str(folder / n) for n in ("a.jfif", "a.jpg", "noext", "b.png")]
+    result = run_cli("predict", *files, "--out", str(out), "--ensemble", str(tiny_ensemble), "--json")
+    records = [json.loads(line) for line in lines(result.stdout)]
+    assert [(Path(r["file"]).name, Path(r["annotated"]).name) for r in records] == [  # issue 22, item 16
+        ("a.jfif", "a.jfif.jpg"), ("a.jpg", "a.jpg"), ("noext", "noext.png"), ("b.png", "b.png")]
+    assert sorted(p.name for p in out.iterdir()) == ["a.jfif.jpg", "a.jpg", "b.png", "noext.png"]
     assert all(cv2.imread(str(p)) is not None for p in out.iterdir())
 
     scan = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble))
     assert "a.jfif: 1 face" in scan.stdout  # .jfif is a JPEG: scanned
-    assert "skipped 3 file(s)" in scan.stderr
+    assert "a.jpg: 1 face" in scan.stdout and "skipped 3 file(s)" in scan.stderr
     assert all(kind in scan.stderr for kind in (".heic 1", ".txt 1", "(no extension) 1"))
 
 

@@ -122,14 +122,15 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
 
 
 def writable_name(name: str) -> str:
-    """``name``, or one with an extension OpenCV can encode (``a.jfif`` -> ``a.jpg``, ``a`` -> ``a.png``)."""
+    """``name``, or ``name`` with an extension OpenCV can encode added (``a.jfif`` -> ``a.jfif.jpg``,
+    ``a`` -> ``a.png``): the full name is kept, so ``a.jfif`` and ``a.jpg`` never claim one output."""
     try:
         if cv2.haveImageWriter(name):
             return name
     except cv2.error:  # a codec this build has but disables (e.g. OpenEXR)
         pass
     path = Path(name)
-    return path.stem + ".jpg" if path.suffix.lower() == ".jfif" else name + ".png"
+    return name + (".jpg" if path.suffix.lower() == ".jfif" else ".png")
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

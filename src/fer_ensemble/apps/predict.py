@@ -128,19 +128,22 @@ def run_predict(args: argparse.Namespace) -> int:
                 tally.no_face += 1
                 if args.json or writer:  # the text output already says it, once
                     warn(f"{path}: no face found")
-            if args.json:
-                print(json.dumps({"file": str(path), "faces": [f.to_dict() for f in faces]}), flush=True)
-            elif not writer:
-                print(describe(path, faces), flush=True)
-            if writer:
-                writer.writerows(face_row([str(path), i], f) for i, f in enumerate(faces))
+            annotated = None
             if out:
                 try:
                     target = unique_path(out, writable_name(path.name), used)
                     write_image(target, recognizer.annotate(image, faces, bars=not args.no_bars))
+                    annotated = str(target)
                 except InputError as error:
                     tally.failed += 1
                     warn(str(error))
+            if args.json:  # each input's own annotated copy, when --out wrote one
+                print(json.dumps({"file": str(path), "faces": [f.to_dict() for f in faces],
+                                  **({"annotated": annotated} if out else {})}), flush=True)
+            elif not writer:
+                print(describe(path, faces), flush=True)
+            if writer:
+                writer.writerows(face_row([str(path), i], f) for i, f in enumerate(faces))
     finally:
         if csv_file:
             csv_file.close()
