@@ -99,6 +99,24 @@ def test_the_getting_started_python_example_runs(tmp_path: Path) -> None:
 
 # --- what the docs must cover -----------------------------------------------------------------
 
+def test_every_dependency_is_explained() -> None:
+    """Getting started says why each extra and each package of pyproject.toml is there."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    page = (DOCS / "getting-started.md").read_text()
+    table = page[page.index("| extra | package | why |"):]
+    table = table[:table.index("\n\n")]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+
+    missing = [f"extra {extra}" for extra in project["optional-dependencies"] if f"| `{extra}` |" not in table]
+    missing += [name(r) for r in project["dependencies"] if name(r) not in table]
+    missing += [name(r) for rs in project["optional-dependencies"].values() for r in rs if name(r) not in table]
+    assert missing == [], f"not in the table of docs/getting-started.md: {missing}"
+
+
 def cli_commands() -> list[str]:
     from fer_ensemble.cli import build_parser
 
