@@ -14,7 +14,7 @@ CARD_FORMAT = "fer-ensemble/model-card/v1"
 
 
 class ExitCode(IntEnum):
-    """What every ``fer-ensemble`` command returns (the README's table)."""
+    """What every ``fer-ensemble`` command returns (docs/command-line.md, "Exit codes")."""
 
     OK = 0
     INPUT_FAILED = 1  # some input (file, folder, video, camera) could not be read, or an output not written

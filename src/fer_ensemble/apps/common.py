@@ -75,7 +75,7 @@ def add_recognizer_arguments(
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
-                    "reads deliberate expressions better, web photos worse; see the README) or the "
+                    "reads deliberate expressions better, web photos worse; see docs/accuracy.md) or the "
                     "ensemble file that 'fer-ensemble adapt' wrote; default: the ensemble file's own")
 
 
@@ -164,7 +164,7 @@ def add_exit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def exit_code(failed: bool, found: bool, args: argparse.Namespace) -> ExitCode:
-    """The README's table: 1 when an input failed, else 3 when no face was found (0 with
+    """The exit codes (docs/command-line.md): 1 when an input failed, else 3 when no face was found (0 with
     ``--allow-empty``), else 0."""
     if failed:
         return ExitCode.INPUT_FAILED

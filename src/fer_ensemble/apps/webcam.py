@@ -36,7 +36,7 @@ WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: 
 FACES_PER_FRAME = 2
 """The webcam's default budget of faces classified per frame (``--faces-per-frame``): one or two
 faces are read in every frame; with four, each every other frame, which keeps the loop above 60
-frames per second on two cores (README "Speed": the benchmark's rows with and without it)."""
+frames per second on two cores (docs/speed.md, "Webcam pipeline": the benchmark's rows with and without it)."""
 
 
 class LatestFrame:

@@ -41,7 +41,7 @@ RUN_BATCH = 2  # tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % 
 
 BLAZEFACE_DETECTION = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
 """Defaults: ``min_face`` and ``relative_min_face`` as the Haar stills ladder's; the score threshold
-chosen on the five labelled group photos (README "Speed": ``benchmark --stills --score-thresholds``)."""
+chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark --stills --score-thresholds``)."""
 
 BLAZEFACE_TO_HAAR = {"scale": 1.12, "dx": 0.0, "dy": -0.10, "eyes": 2.35}
 """Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,

@@ -121,7 +121,7 @@ class RestingFace:
     is applied to.
 
     ``method``, as compared on taiwan-posed by ``scripts/calibration_study.py resting`` (the
-    README's table; ``l`` is a face's log-probabilities, ``r`` the reference, ``log prior`` FER+'s):
+    table in docs/accuracy.md; ``l`` is a face's log-probabilities, ``r`` the reference, ``log prior`` FER+'s):
 
     - ``standardized`` (the default, kept by that comparison): each expression scores how far its
       log-probability rose above the resting face, in units of ``spread ** exponent`` (``spread``:

@@ -87,7 +87,7 @@ class OnnxClassifier:
         if threads != 1:
             # the members run one after another: threads left spinning after one member's run
             # take the cores from the next (measured on 2 cores, ensemble at batch 1: 8.2 ms per
-            # face with spinning, about 4 ms without; benchmarks/peers, as in the README)
+            # face with spinning, about 4 ms without; benchmarks/peers, as in docs/comparison.md)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])

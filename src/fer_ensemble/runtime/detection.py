@@ -50,7 +50,7 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     return str(cv2.data.haarcascades) + name
 
 
-# Haar settings, measured (`fer-ensemble benchmark --stills`, README "Speed"):
+# Haar settings, measured (`fer-ensemble benchmark --stills`, docs/speed.md, "Photos"):
 # stills climb a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the
 # faces found say that smaller ones need not be searched for (see HaarFaceDetector); live video
 # scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
@@ -67,7 +67,7 @@ EQUALIZATIONS = {"none": None, "global": cv2.equalizeHist,
                  "clahe": cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply}
 """What the scanned copy's contrast gets first. Global histogram equalisation (what OpenCV's
 samples do) washes out a face on a plain or bright background (c08, c13 of the user-cases); the
-choice among these was measured (README "Finding faces")."""
+choice among these was measured (docs/detection.md, "Finding faces")."""
 
 
 @dataclass

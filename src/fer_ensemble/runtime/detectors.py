@@ -14,7 +14,7 @@ from fer_ensemble.runtime.detection import LIVE_DETECTION, Box, FaceDetector, Ha
 
 DETECTOR_NAMES = ("haar", "blazeface")
 DEFAULT_DETECTOR = "blazeface"
-"""The detector of every app and of ``EmotionRecognizer()``, decided by measurement (README
+"""The detector of every app and of ``EmotionRecognizer()``, decided by measurement (docs/detection.md,
 "Finding faces": the user-cases, taiwan-posed, the group photos, the sample clip and the webcam
 loop in one benchmark run). ``haar``, the OpenCV cascade of the system this project implements,
 stays a first-class option."""

@@ -41,7 +41,7 @@ from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, soft
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 """The package's weights folder: the shipped ensemble, its members, BlazeFace and the calibration presets."""
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
-"""Named calibrations shipped in the package (``--calibration NAME``); see the README for how each was fitted."""
+"""Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
 
 
 @dataclass
