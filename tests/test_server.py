@@ -235,7 +235,7 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={camera}"])
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{server['url']}/#token={TOKEN}")  # the page keeps it; the URL drops it
@@ -253,6 +253,19 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
         }""")
         status = page.inner_text("#status")
         page.screenshot(path=str(tmp_path / "page.png"))
+        # the photo view (issue 22, item 17): a 1536 px photo whose face runs off its top edge,
+        # shown in the page's column; its label stays on the photo, readable, its list beside it
+        photo = tmp_path / "top-edge.png"
+        top_cut = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))[130:]
+        cv2.imwrite(str(photo), cv2.resize(top_cut, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC))
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#photo-faces li[data-label]", timeout=30_000)
+        labels = json.loads(page.get_attribute("#photo", "data-labels"))
+        shown = page.evaluate("() => [document.getElementById('photo').clientWidth, "
+                              "document.getElementById('photo').clientHeight]")
+        beside = page.evaluate("() => document.getElementById('photo-faces').getBoundingClientRect().top > "
+                               "document.getElementById('photo').getBoundingClientRect().bottom - 1")
+        page.screenshot(path=str(tmp_path / "photo-view.png"), full_page=True)
         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server["url"])
                    else route.abort())  # the API docs must render with no network beyond our server
         address = page.url
@@ -264,6 +277,10 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
     assert label in ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
     assert drawn > 500  # the box and its label are on the overlay
     assert status == "live" and TOKEN not in address
+    assert len(labels) == 1 and shown[0] < 1536  # one face; the photo is shown scaled down
+    x, y, w, h = labels[0]
+    assert y >= 0 and x >= 0 and x + w <= shown[0] + 1 and h >= 20, labels  # on the photo, 22 px high
+    assert beside  # the photo's faces are listed under the photo, not under the camera
     assert any("/v1/predict" in path for path in documented) and authorize >= 1
 
 
