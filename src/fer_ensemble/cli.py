@@ -142,14 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_opencv(verbose: bool) -> None:
+VIDEO_COMMANDS = ("video", "webcam", "batch", "demo")
+"""Commands that decode video files: FFmpeg's decoding errors become their one-line warning."""
+
+
+def quiet_opencv(verbose: bool, command: str) -> None:
     """Keep OpenCV's and FFmpeg's warnings (camera probing, damaged files) out of the output, so a
-    problem reads as our one line; ``--verbose`` lets them through."""
+    problem reads as our one line; the video commands count FFmpeg's decoding errors instead
+    (``media.watch_decoder_errors``). ``--verbose`` lets everything through."""
     if verbose:
         return
     import cv2
 
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg first opens
+    if command in VIDEO_COMMANDS:
+        from fer_ensemble.media import watch_decoder_errors
+
+        watch_decoder_errors()
+    else:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg first opens
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
@@ -157,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from fer_ensemble.errors import ExitCode, UserError, missing_extra
 
     args = build_parser().parse_args(argv)
-    quiet_opencv(args.verbose)
+    quiet_opencv(args.verbose, args.command)
 
     def fail(message: object, code: ExitCode = ExitCode.USAGE) -> int:
         print(f"fer-ensemble {args.command}: {message}", file=sys.stderr)

@@ -3,7 +3,13 @@ problem becomes one clear line. Shared by the apps, batch and evaluation."""
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import glob
+import os
+import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +68,101 @@ def expand_inputs(items: list[str], exclude: Path | None = None) -> Inputs:
     return found
 
 
+WATCH_DECODER = "FER_ENSEMBLE_WATCH_DECODER"
+"""Set (to 1) by ``watch_decoder_errors``; inherited by spawned workers, which then watch their own."""
+FFMPEG_LINE = b"[OPENCV:FFMPEG:"
+
+
+def flush_c_streams() -> None:
+    """Flush the C library's output buffers (OpenCV writes FFmpeg's messages with C's stdio, which
+    holds them until its buffer fills when stdout is not a terminal)."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to call: the messages arrive when it flushes
+        pass
+
+
+class DecoderLog:
+    """What FFmpeg's decoders report while videos are read. OpenCV prints FFmpeg's messages to
+    the process's standard output with C's stdio (``[OPENCV:FFMPEG:16] ...``, from the decoder's
+    own threads, so Python cannot catch them), and only when ``OPENCV_FFMPEG_DEBUG`` is set; this
+    routes file descriptor 1 through a pipe, counts those lines (``errors``) and passes every other
+    byte on unchanged. One per process."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.pid = os.getpid()
+        sys.stdout.flush()
+        flush_c_streams()
+        self._stdout = os.dup(1)
+        reader, writer = os.pipe()
+        os.dup2(writer, 1)
+        os.close(writer)
+        self._thread = threading.Thread(target=self._pump, args=(reader,), daemon=True, name="decoder-log")
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _pump(self, reader: int) -> None:
+        pending = b""
+        while chunk := os.read(reader, 65536):
+            pending += chunk
+            end = pending.rfind(b"\n")
+            if end < 0 and len(pending) <= 65536:
+                continue  # a line still arriving
+            lines, pending = (pending[: end + 1], pending[end + 1 :]) if end >= 0 else (pending, b"")
+            kept = []
+            for line in lines.splitlines(keepends=True):
+                if line.startswith(FFMPEG_LINE):
+                    self.errors += 1
+                else:
+                    kept.append(line)
+            if kept:
+                os.write(self._stdout, b"".join(kept))
+        if pending:
+            os.write(self._stdout, pending)
+        os.close(reader)
+
+    def sync(self) -> int:
+        """The errors reported so far, after flushing C's buffered output into the pipe (the count
+        can still lag by the lines the pump has not read yet)."""
+        flush_c_streams()
+        return self.errors
+
+    def close(self) -> None:
+        """Give fd 1 back (at exit): what is still in the pipe is passed on first."""
+        if self._thread.is_alive() and os.getpid() == self.pid:
+            sys.stdout.flush()
+            flush_c_streams()
+            os.dup2(self._stdout, 1)  # closes the pipe's last writer in this process: the pump ends
+            self._thread.join(timeout=2)
+
+
+_decoder_log: DecoderLog | None = None
+_decoder_lock = threading.Lock()
+
+
+def watch_decoder_errors() -> None:
+    """Have FFmpeg report its decoding errors (only errors: ``AV_LOG_ERROR``) where ``VideoFrames``
+    counts them instead of printing them (``DecoderLog``). A process setting, for the command layer; it applies to
+    captures opened after it, and spawned worker processes inherit it."""
+    os.environ["OPENCV_FFMPEG_DEBUG"] = "1"  # OpenCV passes FFmpeg's messages on only with this
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "16"  # AV_LOG_ERROR: errors, not FFmpeg's chatter
+    os.environ[WATCH_DECODER] = "1"
+    decoder_log()
+
+
+def decoder_log() -> DecoderLog | None:
+    """This process's ``DecoderLog`` when ``watch_decoder_errors`` is on (here or in the process
+    that started this one), else None."""
+    global _decoder_log
+    if os.environ.get(WATCH_DECODER) != "1":
+        return None
+    with _decoder_lock:
+        if _decoder_log is None or _decoder_log.pid != os.getpid():
+            _decoder_log = DecoderLog()
+        return _decoder_log
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """An opened capture of a video file, or an InputError that says what is wrong with it."""
     if not path.is_file():
@@ -79,9 +180,17 @@ class VideoFrames:
     (exclusive; None: to the end). ``fps`` is 25 when the file does not say, ``frame_count`` None
     when unknown; ``read`` counts the frames decoded so far; ``time_s`` is the frame just yielded's
     own timestamp in seconds (the container's, so a variable-frame-rate video keeps its timing;
-    index / fps where the container gives none). The file is released at the end."""
+    index / fps where the container gives none). The file is released at the end.
+
+    ``damaged_at_s``: where the decoder reported errors (a damaged file: FFmpeg conceals them and
+    repeats the last good picture), the time of the first frame read after the first report, in
+    seconds; None when it reported none, or when ``watch_decoder_errors`` is off (the library's
+    default: only the commands turn it on). Reports arrive from the decoder's threads, so the time
+    can lag the damage by a few frames."""
 
     def __init__(self, path: Path, start: int = 0, stop: int | None = None):
+        self.log = decoder_log()
+        self.damaged_at_s: float | None = None
         self.capture = open_video(path)
         self.fps: float = self.capture.get(cv2.CAP_PROP_FPS) or 25.0
         self.frame_count: int | None = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
@@ -91,6 +200,7 @@ class VideoFrames:
         self.time_s = 0.0
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        reported = self.log.sync() if self.log else 0
         try:
             while self.stop is None or self.start + self.read < self.stop:
                 ok, frame = self.capture.read()
@@ -100,9 +210,15 @@ class VideoFrames:
                 index = self.start + self.read - 1
                 stamp = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
                 self.time_s = stamp if stamp > 0 or index == 0 else index / self.fps
+                if self.damaged_at_s is None and self.log and self.log.sync() > reported:
+                    self.damaged_at_s = self.time_s
                 yield index, frame
         finally:
             self.capture.release()
+            if self.damaged_at_s is None and self.log:
+                time.sleep(0.01)  # the pump's last lines
+                if self.log.sync() > reported:
+                    self.damaged_at_s = self.time_s  # reported while the last frames were decoded
 
 
 def read_image(path: Path, gray: bool = False) -> np.ndarray:

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -69,7 +70,7 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     for row in timeline:
         for face in row["faces"]:
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
-    shown = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks]) or [None]  # longest, by id
+    shown: list[int | None] = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks]) or [None]  # longest, by id
     width, panel, left, right = 900, 180, 70, 130
     plot_w, plot_h = width - left - right, panel - 40
     end = max((row["time"] for row in timeline), default=1.0) or 1.0
@@ -88,7 +89,7 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
         cv2.rectangle(image, (left, top), (left + plot_w, top + plot_h), ink, 1)
         cv2.putText(image, f"track #{track_id}" if track_id is not None else "no faces", (left, top - 6), font,
                     0.45, ink, 1, cv2.LINE_AA)
-        points = tracks.get(track_id, [])
+        points = tracks[track_id] if track_id is not None else []
         means = {e: np.mean([p[e] for _, p in points]) if points else 0.0 for e in classes}
         for emotion in sorted(classes, key=lambda e: -means[e]):  # the rare ones drawn last, on top
             xy = np.array([[left + t / end * plot_w, y_of(top, p[emotion])] for t, p in points], np.int32)
@@ -117,8 +118,9 @@ class TimedWriter:
     source keeps its timing (and a constant one is written frame for frame)."""
 
     def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
-        self.fps, self.written, self.last = fps, 0, None
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+        self.fps, self.written = fps, 0
+        self.last: np.ndarray | None = None
 
     def write(self, image: np.ndarray, time_s: float) -> None:
         slot = round(time_s * self.fps)  # the output frame this source frame is due at
@@ -165,7 +167,7 @@ def run_video(args: argparse.Namespace) -> int:
     read = frames.read
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in timeline)
-    summary = {"file": str(path), "frames_read": read, "frames_processed": len(timeline), "fps": fps,
+    summary: dict[str, Any] = {"file": str(path), "frames_read": read, "frames_processed": len(timeline), "fps": fps,
                "tracks": summarize(timeline, recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
@@ -176,6 +178,10 @@ def run_video(args: argparse.Namespace) -> int:
         problems += 1
     elif expected and args.max_frames is None and read < expected:
         warn(f"{path}: the video ended early, at frame {read} of {expected}")
+        problems += 1
+    if frames.damaged_at_s is not None:
+        warn(f"{path}: the decoder reported errors from about {frames.damaged_at_s:.2f} s on (a damaged file: "
+             "its frames from there may repeat the last good picture)")
         problems += 1
     warn(f"{read} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
          f"outputs in {out}")

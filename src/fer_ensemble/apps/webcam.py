@@ -28,7 +28,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.errors import InputError, UserError
-from fer_ensemble.media import open_video
+from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear)"
@@ -168,6 +168,8 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_webcam(args: argparse.Namespace) -> int:
+    log = decoder_log() if args.source else None  # a damaged --source file: FFmpeg's errors counted
+    reported = log.sync() if log else 0
     capture, pace = open_source(args)
     if args.threads is None:
         args.threads = 1  # one core classifies, the other detects
@@ -214,7 +216,11 @@ def run_webcam(args: argparse.Namespace) -> int:
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
-    return exit_code(failed=stats.frames == 0, found=stats.faces > 0, args=args)
+    damaged = bool(log and log.sync() > reported)
+    if damaged:
+        warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
+             "picture)")
+    return exit_code(failed=stats.frames == 0 or damaged, found=stats.faces > 0, args=args)
 
 
 def resting_face_key(recognizer, key: str) -> list[int]:

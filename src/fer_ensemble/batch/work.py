@@ -121,4 +121,6 @@ class Worker:
                 processed += 1
         if frames.read == 0 and start == 0:
             raise InputError(f"{path}: no frame could be decoded")
-        return TaskResult(rows, frames.read, processed, frames.fps)
+        damaged = (None if frames.damaged_at_s is None else  # the rows are kept: the file is read on
+                   f"the decoder reported errors from about {frames.damaged_at_s:.2f} s on (a damaged file)")
+        return TaskResult(rows, frames.read, processed, frames.fps, damaged)
