@@ -402,3 +402,17 @@ def test_evaluate_out_writes_its_json_without_matplotlib_and_plain_file_names(
     assert main([*args, "--out", str(tmp_path / "light")]) == 0
     assert [p.name for p in (tmp_path / "light").iterdir()] == ["ensemble-small-large-labels.json"]
     assert "pip install 'fer-ensemble[plot]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, code, message", [
+    (["video", "{folder}"], 1, "{folder}: a folder, not a video file"),
+    (["webcam", "--source", "{folder}", "--no-window"], 1, "{folder}: a folder, not a video file"),
+    (["evaluate", "{folder}", "--labels", "{folder}/labels.csv", "--crops"], 2, "{folder}: a folder without best.pt"),
+])
+def test_a_folder_where_a_file_is_expected_is_called_a_folder(command: list[str], code: int, message: str,
+                                                               tmp_path: Path) -> None:
+    """Issue 22, item 15: not "no such file", and a folder given as the model is not a request for torch."""
+    (tmp_path / "labels.csv").write_text(f"file,label\n{PHOTO},neutral\n")
+    result = run_cli(*(part.format(folder=tmp_path) for part in command), check=False)
+    assert result.returncode == code and message.format(folder=tmp_path) in result.stderr, result.stderr
+    assert len(lines(result.stderr)) == 1, result.stderr

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from fer_ensemble import __version__
 
@@ -41,6 +42,7 @@ def _benchmark_train(args: argparse.Namespace) -> int:
 def _pack_data(args: argparse.Namespace) -> int:
     from fer_ensemble.data.ferplus import pack_splits
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, as --out folders are made
     path = pack_splits(args.data, args.out, tuple(args.splits))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); pass it as --data")
     return 0

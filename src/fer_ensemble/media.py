@@ -165,6 +165,8 @@ def decoder_log() -> DecoderLog | None:
 
 def open_video(path: Path) -> cv2.VideoCapture:
     """An opened capture of a video file, or an InputError that says what is wrong with it."""
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a video file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -42,6 +42,9 @@ def load_predictor(path: str | Path | None):
     path = Path(path)
     if path.suffix in (".json", ".onnx"):
         return OnnxClassifier(path)
+    if path.is_dir() and not (path / "best.pt").is_file():  # said before torch is asked for
+        raise UserError(f"{path}: a folder without best.pt; give an ensemble file, a model card (.json), an "
+                        ".onnx file or a training run's folder")
     from fer_ensemble.export import load_trained  # needs the 'train' extra (torch)
 
     return load_trained(path)
@@ -161,6 +164,7 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
         raise UserError("--resting-face needs an ensemble file (the shipped one by default), not a single member")
     ensemble.prior_strength(args.prior)
     person = read_labelled_images(args.labels, args.images, args.resting_face, args.groups).groups
+    assert person is not None  # read with a group_by column (args.resting_face): one group per photo
     native, found = _probabilities(args, ensemble.native_probabilities, data)
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
     neutral = data.labels == EMOTIONS.index("neutral")
