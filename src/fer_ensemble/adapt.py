@@ -169,7 +169,7 @@ def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndar
     (``found``: (N,) bool, faces found; the others count as wrong, as in ``evaluate``), answered
     under the prior ``strength``. ValueError when the faces cannot be split into two folds."""
     faces = np.flatnonzero(found)
-    face_groups = None if groups is None else [groups[i] for i in faces]
+    face_groups = None if groups is None else [groups[int(i)] for i in faces]
     splits = folds(labels[faces], face_groups, n_folds)
     if not splits:
         raise ValueError("too few labelled faces (or groups) to cross-validate: at least two of one "

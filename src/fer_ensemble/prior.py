@@ -10,6 +10,8 @@ The result still sums to one and is calibrated under ``q`` when the input is und
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from fer_ensemble.errors import UserError
@@ -31,7 +33,7 @@ def parse_strength(value: str | float) -> float:
     return strength
 
 
-def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray | list[float] | None,
+def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray | Sequence[float] | None,
                          strength: float) -> np.ndarray:
     """Divide ``prior ** strength`` out of (N, C) probabilities and renormalise each row."""
     probabilities = np.asarray(probabilities)

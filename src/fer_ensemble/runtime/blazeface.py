@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, TypedDict
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
-from fer_ensemble.runtime.detection import TurnedBox, iou
+from fer_ensemble.runtime.detection import Box, TurnedBox, iou
 
 BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short_range.onnx"
 INPUT_SIDE = 128
@@ -39,7 +39,16 @@ UPSIDE_DOWN_CHECK = 0.8  # faces scored below this are looked at turned 180 degr
 RUN_BATCH = 2  # tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % faster than one of
 # 24 on this project's 2-core machine (the activations of a small batch stay in cache)
 
-BLAZEFACE_DETECTION = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
+
+class BlazeFacePreset(TypedDict):
+    """The settings of ``BLAZEFACE_DETECTION`` (``BlazeFaceDetector``'s fields of the same names)."""
+
+    min_face: int
+    score_threshold: float
+    relative_min_face: float
+
+
+BLAZEFACE_DETECTION: BlazeFacePreset = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
 """Defaults: ``min_face`` and ``relative_min_face`` as the Haar stills ladder's; the score threshold
 chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark --stills --score-thresholds``)."""
 
@@ -147,8 +156,8 @@ class BlazeFaceDetector:
         self._session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
 
-    def detect(self, image: np.ndarray) -> list[TurnedBox]:
-        boxes = [as_haar(detection) for detection in self.detections(image)]
+    def detect(self, image: np.ndarray) -> list[Box]:  # each box a TurnedBox
+        boxes: list[Box] = [as_haar(detection) for detection in self.detections(image)]
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
     def detections(self, image: np.ndarray) -> list[Detection]:
@@ -157,7 +166,8 @@ class BlazeFaceDetector:
         rgb = _to_rgb(image)
         found: list[Detection] = []
         covered = math.inf  # the smallest face the levels scanned so far look for
-        for side in pyramid(*rgb.shape[:2], self.min_face):
+        height, width = rgb.shape[:2]
+        for side in pyramid(height, width, self.min_face):
             if found and covered <= self._needed(found):
                 break
             found = _suppress(found + self._scan(rgb, side))
@@ -176,7 +186,8 @@ class BlazeFaceDetector:
             d = found[i]
             window = 3 * max(d.w, d.h)  # the face at a third of the model's picture, as in a tile
             for angle in (0, 180):
-                turn = cv2.getRotationMatrix2D((d.x + d.w / 2, d.y + d.h / 2), angle, INPUT_SIDE / window)
+                turn: np.ndarray = cv2.getRotationMatrix2D((d.x + d.w / 2, d.y + d.h / 2), angle,
+                                                           INPUT_SIDE / window)
                 turn[:, 2] += INPUT_SIDE / 2 - np.array([d.x + d.w / 2, d.y + d.h / 2])
                 views.append(cv2.warpAffine(rgb, turn, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR))
         regressors, logits = self._run(views)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import cv2
+import cv2.data  # the cascade files' folder: a submodule the stubs of cv2 do not import
 import numpy as np
 
 from fer_ensemble.preprocess import to_gray
@@ -18,10 +19,12 @@ from fer_ensemble.preprocess import to_gray
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
 
-class TurnedBox(tuple):
+class TurnedBox(tuple[int, int, int, int]):
     """A box (x, y, w, h) that also knows how far the head is turned in the image plane: ``roll``,
     the angle of its eyes' line in degrees, clockwise as seen (180: upside down). ``crop_faces``
     turns such a face upright; everything else reads it as a plain box."""
+
+    roll: float
 
     def __new__(cls, box, roll: float = 0.0):
         turned = super().__new__(cls, box)
@@ -50,14 +53,26 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     return str(cv2.data.haarcascades) + name
 
 
+class HaarPreset(TypedDict):
+    """The settings of a ``HaarFaceDetector`` preset (its fields of the same names)."""
+
+    detect_width: int
+    min_face: int
+    scale_factor: float
+    min_neighbors: int
+    coarse_side: int
+    relative_min_face: float
+    equalize: str
+
+
 # Haar settings, measured (`fer-ensemble benchmark --stills`, docs/speed.md, "Photos"):
 # stills climb a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the
 # faces found say that smaller ones need not be searched for (see HaarFaceDetector); live video
 # scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
-STILL_DETECTION = {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
-                   "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
-LIVE_DETECTION = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
-                  "coarse_side": 0, "relative_min_face": 0.0, "equalize": "none"}
+STILL_DETECTION: HaarPreset = {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
+                               "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
+LIVE_DETECTION: HaarPreset = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
+                              "coarse_side": 0, "relative_min_face": 0.0, "equalize": "none"}
 LADDER_WINDOW = 50
 """The smallest face a ladder step looks for, in pixels of its scaled copy: the frontal cascade's
 24 px window finds few faces below about 50 px (c12 of ``../shared/data/user-cases``: a 114 px face
@@ -167,7 +182,8 @@ class HaarFaceDetector:
             small if equalize is None else equalize(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(side, side))
         scale = min(scale, 1.0)
-        return [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+        return [(int(round(x / scale)), int(round(y / scale)), int(round(w / scale)), int(round(h / scale)))
+                for x, y, w, h in np.asarray(found).reshape(-1, 4)]
 
     def _scan_rotated(self, gray: np.ndarray, angle: float, scale: float) -> list[Box]:
         """Faces of the image turned by ``angle`` degrees, as upright boxes around their centres."""

@@ -5,12 +5,16 @@ around): ``{"detector": "haar" | "blazeface", **keyword arguments}``; no name me
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.detection import LIVE_DETECTION, Box, FaceDetector, HaarFaceDetector
+
+if TYPE_CHECKING:
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector
 
 DETECTOR_NAMES = ("haar", "blazeface")
 DEFAULT_DETECTOR = "blazeface"
@@ -43,7 +47,7 @@ class SecondLook:
     threshold: float = SECOND_LOOK
     threads: int | None = None
     reads_colour: bool = True  # BlazeFace looks in colour; the wrapped detector gets what it reads
-    _verifier: object = field(default=None, repr=False)
+    _verifier: BlazeFaceDetector | None = field(default=None, repr=False)  # set by __post_init__
 
     def __post_init__(self) -> None:
         from fer_ensemble.runtime.blazeface import BlazeFaceDetector
@@ -65,6 +69,7 @@ class SecondLook:
                                   max(right - width, 0), cv2.BORDER_REPLICATE)
         crop = cv2.resize(crop, (LOOK_SIDE, LOOK_SIDE), interpolation=cv2.INTER_AREA if crop.shape[0] > LOOK_SIDE
                           else cv2.INTER_LINEAR)
+        assert self._verifier is not None  # set by __post_init__
         return max((d.score for d in self._verifier.detections(crop)), default=0.0)
 
     def detect(self, image: np.ndarray) -> list[Box]:

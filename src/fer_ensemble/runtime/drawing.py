@@ -114,6 +114,7 @@ def _place_label(face: Face, style: _Style, width: int, height: int, taken: list
             first = first or label
             if not any(_overlaps(rect, other) for other in taken):
                 return label
+    assert first is not None  # texts and places are never empty: the loop made a label
     return first
 
 

@@ -33,7 +33,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.tracking import IoUTracker, smooth
+from fer_ensemble.runtime.tracking import IoUTracker, Track, smooth
 
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
 __all__ = ["SHIPPED_ENSEMBLE", "WEIGHTS_DIR", "EmotionRecognizer", "load_ensemble"]
@@ -170,8 +170,7 @@ class EmotionRecognizer:
             track.answered = self.tracker.frames
         held = [t for t in self.tracker.tracks if 0 < t.missed <= self.hold and t.probabilities is not None
                 and not any(iou(t.box, box) > 0 for box in boxes)]  # a box there now is that face, moved
-        return [self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None) for t in tracks] + [
-            self._face(t.box, t.probabilities, t.track_id, t.resting_face is not None, held=True) for t in held]
+        return [self._track_face(t) for t in tracks] + [self._track_face(t, held=True) for t in held]
 
     def set_resting_face(self, track_id: int, resting_face: RestingFace | None) -> None:
         """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer).
@@ -210,11 +209,17 @@ class EmotionRecognizer:
         """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
         return draw_faces(image, faces, self.classes, bars=bars)
 
+    def _track_face(self, track: Track, held: bool = False) -> Face:
+        assert track.probabilities is not None  # a track is read in the frame it appears in
+        return self._face(track.box, track.probabilities, track.track_id, track.resting_face is not None,
+                          held=held)
+
     def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None, relative: bool = False,
               held: bool = False) -> Face:
         best = int(np.argmax(probs))
+        x, y, w, h = box
         return Face(
-            box=tuple(int(v) for v in box),
+            box=(int(x), int(y), int(w), int(h)),
             label=self.classes[best],
             score=float(probs[best]),
             probabilities={name: float(p) for name, p in zip(self.classes, probs)},

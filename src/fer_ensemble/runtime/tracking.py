@@ -53,8 +53,9 @@ class IoUTracker:
                 track.missed += 1
         result = []
         for i, box in enumerate(boxes):
-            track = assigned.get(i)
-            if track is None:
+            if i in assigned:
+                track = assigned[i]
+            else:
                 track = Track(self._next_id, box)
                 self._next_id += 1
                 self.tracks.append(track)
