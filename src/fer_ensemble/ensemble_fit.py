@@ -22,8 +22,10 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,6 +50,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(grid[int(np.argmin(losses))])
 
 
+def _soft_vote(weights: Sequence[float], probabilities: Sequence[np.ndarray]) -> np.ndarray:
+    """``sum(w * p)`` over the members' (N, C) probabilities, as an array whatever the count."""
+    mixed = weights[0] * probabilities[0]
+    for w, p in zip(weights[1:], probabilities[1:]):
+        mixed = mixed + w * p
+    return mixed
+
+
 def fit_weights(probabilities: list[np.ndarray], labels: np.ndarray, step: float = 0.02) -> list[float]:
     """Soft-voting weights on a simplex grid: best accuracy, then lowest NLL."""
     ticks = np.round(np.arange(0.0, 1.0 + 1e-9, step), 6)
@@ -57,12 +67,13 @@ def fit_weights(probabilities: list[np.ndarray], labels: np.ndarray, step: float
         if last < -1e-9:
             continue
         weights = [*head, max(0.0, last)]
-        mixed = sum(w * p for w, p in zip(weights, probabilities))
+        mixed = _soft_vote(weights, probabilities)
         accuracy = float((mixed.argmax(1) == labels).mean())
         loss = negative_log_likelihood(mixed, labels)
         key = (accuracy, -loss)
         if best_key is None or key > best_key:
             best_key, best = key, weights
+    assert best is not None  # the grid always holds a corner of the simplex
     return [round(float(w), 4) for w in best]
 
 
@@ -139,7 +150,8 @@ def choose_combination(options: list[list[MemberOption]], labels: np.ndarray, ma
                        ) -> tuple[tuple[MemberOption, ...], list[float], list[dict]]:
     """One option per member: within the budget, the fastest combination whose fitted ensemble is
     within ``tolerance`` of the best Valid accuracy (a few images are noise, milliseconds are not)."""
-    considered, fitted = [], []
+    considered: list[dict[str, Any]] = []
+    fitted = []
     for combination in itertools.product(*options):
         ms = sum(o.ms_per_face for o in combination)
         row = {"members": {o.name: {"variant": o.variant, "flip_tta": o.flip, "ms_per_face": round(o.ms_per_face, 3)}
@@ -148,7 +160,7 @@ def choose_combination(options: list[list[MemberOption]], labels: np.ndarray, ma
             considered.append({**row, "within_budget": False})
             continue
         weights = fit_weights([o.valid_probs for o in combination], labels)
-        mixed = sum(w * o.valid_probs for w, o in zip(weights, combination))
+        mixed = _soft_vote(weights, [o.valid_probs for o in combination])
         accuracy = float((mixed.argmax(1) == labels).mean())
         considered.append({**row, "within_budget": True, "valid_accuracy": accuracy})
         fitted.append((accuracy, ms, combination, weights))
@@ -191,8 +203,8 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
         options.append(member_options(card_path, valid, test, variants, flips, face))
     chosen, weights, considered = choose_combination(options, valid.labels, max_ms_per_face)
 
-    mixed_valid = sum(w * o.valid_probs for w, o in zip(weights, chosen))
-    mixed_test = sum(w * o.test_probs for w, o in zip(weights, chosen))
+    mixed_valid = _soft_vote(weights, [o.valid_probs for o in chosen])
+    mixed_test = _soft_vote(weights, [o.test_probs for o in chosen])
     class_prior = first.get("class_prior")
     if prior == "auto":
         strength = choose_prior_strength(mixed_valid, valid.labels, class_prior) if class_prior else 0.0
