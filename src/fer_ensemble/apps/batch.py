@@ -84,7 +84,7 @@ def run_batch(args: argparse.Namespace) -> int:
     tasks = plan_tasks(todo, args.chunk_frames, track=not args.no_track)
     settings = batch_settings(args)
     started = time.perf_counter()
-    pending = defaultdict(int)
+    pending: defaultdict[str, int] = defaultdict(int)  # source -> its tasks not yet collected
     for task in tasks:
         pending[task.source] += 1
     collected: dict[str, dict] = defaultdict(lambda: {"rows": [], "read": 0, "processed": 0, "fps": None,

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +31,7 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.detection import crop_faces
 from fer_ensemble.runtime.detectors import SECOND_LOOK
@@ -49,8 +50,8 @@ def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def test_frame(faces: int) -> np.ndarray:
     """A 640x480 frame holding 1 face (the astronaut) or 4 (a 2x2 grid of the sample portraits)."""
-    astronaut = cv2.imread(str(SAMPLES / "astronaut.png"))
-    hopper = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    astronaut = read_image(SAMPLES / "astronaut.png")
+    hopper = read_image(SAMPLES / "grace_hopper.jpg")
     if faces == 1:
         return fit(astronaut, 640, 480)
     # head-and-shoulders crops, so the four faces keep a webcam-like size (~110-170 px)
@@ -89,7 +90,7 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     boxes = recognizer.detect(frame)
     crops = crop_faces(gray, boxes, recognizer.margin, recognizer.offset)
-    row = {
+    row: dict[str, Any] = {
         "faces_requested": faces,
         "faces_found": len(boxes),
         "decode_ms": median_ms(lambda: cv2.imdecode(encoded, cv2.IMREAD_COLOR), repeat),
@@ -137,7 +138,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
 
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "frames.avi"
-        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 480))
         frame = test_frame(faces)
         for _ in range(frames):
             writer.write(frame)

@@ -150,4 +150,4 @@ def run_predict(args: argparse.Namespace) -> int:
     if not inputs.files and not inputs.missing:
         warn("no image in the given paths")
     warn(tally.line())
-    return exit_code(failed=tally.failed or not inputs.files, found=tally.faces > 0, args=args)
+    return exit_code(failed=tally.failed > 0 or not inputs.files, found=tally.faces > 0, args=args)

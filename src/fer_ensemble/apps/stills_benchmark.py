@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from fer_ensemble.apps.common import median_ms
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
-from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION
+from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION, Box
 from fer_ensemble.runtime.detectors import create_detector
 
 HAAR_BEFORE = {**STILL_DETECTION, "detect_width": 1280, "equalize": "global", "ladder_window": 30, "second_look": 0}
@@ -90,7 +90,7 @@ class StillsRow:
 
 def portrait(width: int, height: int) -> np.ndarray:
     """The bundled studio portrait scaled to ``width`` x ``height`` (its face scales with it)."""
-    return cv2.resize(cv2.imread(str(SAMPLES / "grace_hopper.jpg")), (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(read_image(SAMPLES / "grace_hopper.jpg"), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def build(ensembles: dict, settings: dict, threads: int):
@@ -102,15 +102,16 @@ def build(ensembles: dict, settings: dict, threads: int):
 
 
 def measure(args: argparse.Namespace) -> list[StillsRow]:
-    inputs = [(f"portrait {w}x{h}", [portrait(w, h)], None) for w, h in PORTRAIT_SIZES]
+    inputs: list[tuple[str, list[np.ndarray], list[list[Box]] | None]] = [
+        (f"portrait {w}x{h}", [portrait(w, h)], None) for w, h in PORTRAIT_SIZES]
     labels_path = Path(args.group_labels or DEFAULT_LABELS)
     photos_dir = Path(args.group_photos or DEFAULT_PHOTOS)
     if labels_path.is_file() and photos_dir.is_dir():
         labelled = read_face_boxes(labels_path)
         files = sorted(labelled)
-        images = [cv2.imread(str(photos_dir / f)) for f in files]
-        if all(image is not None for image in images):
-            inputs.append((f"{len(files)} group photos ({sum(map(len, labelled.values()))} faces)", images,
+        photos = [image for image in (cv2.imread(str(photos_dir / f)) for f in files) if image is not None]
+        if len(photos) == len(files):  # every one read
+            inputs.append((f"{len(files)} group photos ({sum(map(len, labelled.values()))} faces)", photos,
                            [labelled[f] for f in files]))
     from fer_ensemble.runtime.recognizer import load_ensemble
 
@@ -183,7 +184,7 @@ def live_variant(settings: dict) -> dict:
 
 def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
     from fer_ensemble.labelled import evaluate_photos, read_labelled_images
-    from fer_ensemble.media import VideoFrames, read_image
+    from fer_ensemble.media import VideoFrames
     from fer_ensemble.runtime.detection import FACE_FRAMING, detect_faces
     from fer_ensemble.runtime.recognizer import load_ensemble
 
@@ -228,7 +229,8 @@ def format_checks(rows: list[DetectorChecks]) -> str:
         lines.append(f"| {r.preset} | " + " | ".join(str(len(r.user_cases[n])) + ("" if user_case_passed(n, r.user_cases[n])
                                                                                 else " ✗") for n in names)
                      + f" | {r.user_cases_passed} of {len(names)} | " + (
-                         "- | - | -" if r.taiwan_no_face is None else
+                         "- | - | -" if r.taiwan_no_face is None or r.taiwan_accuracy is None
+                         or r.taiwan_macro_recall is None else
                          f"{r.taiwan_no_face} | {100 * r.taiwan_accuracy:.1f} | {100 * r.taiwan_macro_recall:.1f}")
                      + f" | {r.clip_frames_with_face} of {r.clip_frames} |")
     return "\n".join(lines)
@@ -238,12 +240,12 @@ def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     """BlazeFace's second-look score (``SecondLook.score``) of every box the Haar ladder finds,
     without the second look, on the labelled group photos ("face" or "false box") and the user-cases
     ("user-case"), for each equalisation: what ``SECOND_LOOK`` was chosen from."""
-    from fer_ensemble.media import read_image
     from fer_ensemble.runtime.detectors import SecondLook
 
     labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
     labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
-    photos = [(photos_dir / f, labelled[f]) for f in sorted(labelled) if (photos_dir / f).is_file()]
+    photos: list[tuple[Path, list[Box] | None]] = [(photos_dir / f, labelled[f]) for f in sorted(labelled)
+                                                   if (photos_dir / f).is_file()]
     photos += [(Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
     scores: dict[str, list[float]] = {}
     for equalize in EQUALIZATIONS:

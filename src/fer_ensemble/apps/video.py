@@ -70,7 +70,8 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     for row in timeline:
         for face in row["faces"]:
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
-    shown: list[int | None] = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks]) or [None]  # longest, by id
+    longest = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks])  # longest, by id
+    shown: list[int | None] = [*longest] or [None]
     width, panel, left, right = 900, 180, 70, 130
     plot_w, plot_h = width - left - right, panel - 40
     end = max((row["time"] for row in timeline), default=1.0) or 1.0
@@ -167,8 +168,8 @@ def run_video(args: argparse.Namespace) -> int:
     read = frames.read
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in timeline)
-    summary: dict[str, Any] = {"file": str(path), "frames_read": read, "frames_processed": len(timeline), "fps": fps,
-               "tracks": summarize(timeline, recognizer.classes)}
+    summary: dict[str, Any] = {"file": str(path), "frames_read": read, "frames_processed": len(timeline),
+                               "fps": fps, "tracks": summarize(timeline, recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
     print(json.dumps(summary, indent=2))
