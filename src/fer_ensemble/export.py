@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,7 +186,9 @@ def export_run(
         splits["test"] = load_labelled(data, "test")
     train = load_labelled(data, "train", args["label_mode"])
     fill_training_priors(trained, train)
-    card = {
+    class_prior = trained.class_prior
+    assert class_prior is not None  # fill_training_priors recorded it
+    card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "name": name,
         "architecture": f"torchvision {name}, trained from "
@@ -197,7 +200,7 @@ def export_run(
                                              trained.preprocessing.input_size], "dtype": "float32"},
         "output": {"name": "logits", "kind": "logits", "apply": "softmax",
                    "logit_adjust": trained.logit_adjust, "sampled_prior": trained.sampled_prior},
-        "class_prior": [round(float(p), 6) for p in trained.class_prior],
+        "class_prior": [round(float(p), 6) for p in class_prior],
         "preprocessing": trained.preprocessing.to_dict(),
         "training": {
             "label_mode": args["label_mode"],

@@ -61,9 +61,19 @@ def create_model(
     model = _BUILDERS[name](num_classes, dropout)
     if weights is not None:
         load_backbone_weights(model, name, weights)
-    model.name = name
-    model.preprocessing = Preprocessing(input_size=input_size)
+    # torch's stubs type Module.__setattr__ for tensors and modules only; any value is allowed
+    model.name = name  # type: ignore[assignment]
+    model.preprocessing = Preprocessing(input_size=input_size)  # type: ignore[assignment]
     return model
+
+
+def model_preprocessing(model: nn.Module) -> Preprocessing:
+    """The ``Preprocessing`` that ``create_model`` recorded on ``model``; TypeError for a module it
+    did not build."""
+    preprocessing = getattr(model, "preprocessing", None)
+    if not isinstance(preprocessing, Preprocessing):
+        raise TypeError(f"{type(model).__name__} has no Preprocessing: not a model made by create_model")
+    return preprocessing
 
 
 def read_weights(path: str | Path, what: str = "weights file") -> dict:

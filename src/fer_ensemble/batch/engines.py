@@ -23,6 +23,7 @@ def _start_worker(settings: dict) -> None:
 
 
 def _run_task(task: dict) -> dict:
+    assert _worker is not None  # the pool's initializer, _start_worker, made it
     return asdict(_worker.run(task))
 
 

@@ -243,7 +243,8 @@ def pack_splits(root: str | Path, out: str | Path, splits: tuple[str, ...] = SPL
         data = load_split(root, split)
         arrays.update({f"{split}_names": data.names, f"{split}_images": data.images, f"{split}_votes": data.votes})
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    # numpy's stubs: mypy matches **arrays against savez's allow_pickle: bool as well as **kwds
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     out.write_bytes(lzma.compress(buffer.getvalue(), preset=6))
     return out
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from fer_ensemble.models import create_model
+from fer_ensemble.models import create_model, model_preprocessing
 from fer_ensemble.training.augment import AugmentConfig, make_batch
 from fer_ensemble.training.engine import autocast, target_loss
 from fer_ensemble.training.train import resolve_device
@@ -33,7 +33,10 @@ def measure_training(name: str, input_size: int, precision: str, batch_size: int
                      warmup: int, device: torch.device) -> ThroughputRow:
     """Full training steps (augmentation, forward, backward, SGD) on random faces."""
     torch.manual_seed(0)
-    model = create_model(name, input_size=input_size).to(device, memory_format=torch.channels_last)
+    model = create_model(name, input_size=input_size)
+    preprocessing = model_preprocessing(model)
+    # torch's stubs have no overload of to(device, memory_format=), which torch accepts
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images = torch.randint(0, 256, (batch_size, 48, 48), dtype=torch.uint8, device=device)
@@ -45,7 +48,7 @@ def measure_training(name: str, input_size: int, precision: str, batch_size: int
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
-        batch = make_batch(images, model.preprocessing, augment, generator)
+        batch = make_batch(images, preprocessing, augment, generator)
         with autocast(device, precision):
             logits = model(batch.contiguous(memory_format=torch.channels_last))
         loss = target_loss(logits, targets, "crossentropy", 0.1)

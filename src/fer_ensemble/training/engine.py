@@ -62,6 +62,8 @@ def target_loss(
 class ModelEma(nn.Module):
     """Exponential moving average of weights and buffers, with timm's warm-up for short runs."""
 
+    updates: torch.Tensor  # a buffer: the number of updates so far
+
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
         self.module = copy.deepcopy(model).eval()
@@ -123,7 +125,7 @@ def train_one_epoch(
     targets: torch.Tensor,
     *,
     preprocessing: Preprocessing,
-    augment: AugmentConfig,
+    augment: AugmentConfig | None,
     label_mode: str,
     label_smoothing: float,
     batch_size: int,

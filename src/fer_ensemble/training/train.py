@@ -25,7 +25,7 @@ from torch import nn
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities
-from fer_ensemble.models import create_model, read_weights
+from fer_ensemble.models import create_model, model_preprocessing, read_weights
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
@@ -66,7 +66,8 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 
 def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
     """No weight decay on biases and normalisation weights."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [
@@ -216,8 +217,9 @@ def run_training(args: argparse.Namespace) -> Path:
                          dropout=args.dropout)
     if args.init and resume_state is None:
         load_member_weights(model, args.model, args.input_size, args.init)
-    preprocessing: Preprocessing = model.preprocessing
-    model = model.to(device, memory_format=torch.channels_last)
+    preprocessing = model_preprocessing(model)
+    # torch's stubs have no overload of to(device, memory_format=), which torch accepts
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
     optimizer = build_optimizer(model, args)
     steps_per_epoch = (len(train) // world_size) // args.batch_size
@@ -386,7 +388,7 @@ def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_
         "logit_adjust": float(args.get("logit_adjust", 0.0)),
         "model": model.state_dict(),
         "model_name": args["model"],
-        "preprocessing": model.preprocessing.to_dict(),
+        "preprocessing": model_preprocessing(model).to_dict(),
         "args": args,
         "epoch": epoch,
         "valid": record,
