@@ -108,3 +108,12 @@ def test_ruff_is_clean() -> None:
     result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks"], cwd=PACKAGE.parents[1],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_mypy_is_clean() -> None:
+    """The type check of pyproject.toml's [tool.mypy] (basic mode, the files it names) passes."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=PACKAGE.parents[1], capture_output=True, text=True)
+    assert "No module named mypy" not in result.stderr, "mypy is missing: pip install -e '.[dev]'"
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
