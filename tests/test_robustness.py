@@ -190,6 +190,7 @@ def test_a_missing_model_file_is_the_same_line_and_code_from_every_command(comma
 def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
     """Without torch (the base install), the torch commands say which extra to install; so does
     serve without the server extra."""
+    (tmp_path / "best.pt").write_bytes(b"")  # a run folder's weights file (read with torch)
     commands = [["train", "--model", "resnet50", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
                 ["export", str(tmp_path), "--out", str(tmp_path / "e")],
                 ["evaluate", str(tmp_path), "--data", str(tmp_path)],
