@@ -203,6 +203,15 @@ def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
                                 timeout=120)
         assert result.returncode == 2, (command, result.stderr)
         assert "pip install 'fer-ensemble[train]'" in result.stderr and "Traceback" not in result.stderr
+    for engine in ("local", "ray"):  # named before any output folder is made (issue 22, item 19)
+        code = ("import sys; sys.modules['pyarrow'] = sys.modules['pyarrow.parquet'] = None; "
+                "from fer_ensemble.cli import main; "
+                f"raise SystemExit(main(['batch', {str(PHOTO)!r}, '--out', {str(tmp_path / engine)!r}, "
+                f"'--engine', {engine!r}]))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                                timeout=120)
+        assert result.returncode == 2 and "pip install 'fer-ensemble[batch]'" in result.stderr, result.stderr
+        assert not (tmp_path / engine).exists()
     for blocked in ("fastapi", "uvicorn", "fastapi_offline"):
         code = (f"import sys; sys.modules[{blocked!r}] = None; from fer_ensemble.cli import main; "
                 "raise SystemExit(main(['serve']))")

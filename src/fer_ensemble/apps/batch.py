@@ -65,6 +65,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
+    import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":
         import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
     if args.ray_address and args.engine != "ray":
