@@ -160,3 +160,15 @@ def test_an_object_store_without_its_file_system_is_one_line(uri: str, package: 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"pip install 'fer-ensemble[cloud]' ({package})" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_client_address_without_ray_client_is_one_line(tmp_path: Path) -> None:
+    """--ray-address ray://... needs ray[client] (the cloud extra): named before anything starts."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("ray[client] is installed here")
+    result = run_cli("batch", str(SAMPLES / "astronaut.png"), "--out", str(tmp_path / "out"), "--engine", "ray",
+                     "--ray-address", "ray://127.0.0.1:10001", check=False)
+    assert result.returncode == 2 and "pip install 'fer-ensemble[cloud]' (ray[client])" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import time
 from collections import defaultdict
@@ -70,6 +71,10 @@ def run_batch(args: argparse.Namespace) -> int:
         import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
     if args.ray_address and args.engine != "ray":
         raise UserError("--ray-address needs --engine ray")
+    if (args.ray_address or "").startswith("ray://"):
+        if importlib.util.find_spec("grpc") is None:  # what ray[client] adds, and Ray's client imports first
+            raise UserError(f"--ray-address {args.ray_address} connects through Ray's client, which is not "
+                            "installed: pip install 'fer-ensemble[cloud]' (ray[client])")
     cores = os.cpu_count() or 1
     if args.engine == "ray" and args.ray_address is None and args.num_workers > cores:
         warn(f"a local Ray has {cores} CPU(s): {cores} worker(s), not {args.num_workers} "
