@@ -103,6 +103,8 @@ def test_ray_and_the_local_pool_write_the_same_parquet(collection: Path, tiny_en
     batch(str(collection), "--out", str(tmp_path / "local"), "--engine", "local", *common, check=False)
     ray_run = batch(str(collection), "--out", str(tmp_path / "ray"), "--engine", "ray", *common, check=False)
     assert ray_run.returncode == 1 and "Traceback" not in ray_run.stderr  # broken.jpg
+    for noise in ("logging.cc", "53727", "Deprecation"):  # Ray's own lines stay out (issue 22, item 19)
+        assert noise not in ray_run.stderr, ray_run.stderr
     local_files = sorted(p.name for p in (tmp_path / "local" / "faces").iterdir())
     assert local_files == sorted(p.name for p in (tmp_path / "ray" / "faces").iterdir()) and len(local_files) == 7
     for name in local_files:

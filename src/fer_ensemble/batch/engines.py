@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -71,9 +72,6 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
         return
     if not verbose:
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's execution plans and timings
-        # the C++ core's notices, e.g. ray-project/ray#53727 on every Ray Data actor (it then says once
-        # that it read this variable)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     import ray
 
     if not ray.is_initialized():
@@ -85,8 +83,14 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
              for i, task in enumerate(tasks)]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     actor = type("RayWorker", (RayWorker,), {"settings": asdict(settings)})
-    results = dataset.map_batches(actor, batch_size=1, concurrency=max(1, min(workers, len(tasks))),
-                                  num_cpus=settings.threads)
+    with warnings.catch_warnings():
+        # max_restarts=0: a failed actor is not restarted (its task's error is a row, as with the local
+        # pool), which also spares Ray's core a warning on every actor (ray-project/ray#53727). Ray's
+        # own ActorPoolMapOperator names this very call as the way to turn restarts off, while
+        # deprecating extra remote arguments in general: that warning is not the user's business.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        results = dataset.map_batches(actor, batch_size=1, concurrency=max(1, min(workers, len(tasks))),
+                                      num_cpus=settings.threads, max_restarts=0)
     for row in results.iter_rows():
         result = TaskResult(**json.loads(row["result"]))
         yield int(row["index"]), result
