@@ -426,3 +426,15 @@ def test_a_folder_where_a_file_is_expected_is_called_a_folder(command: list[str]
     result = run_cli(*(part.format(folder=tmp_path) for part in command), check=False)
     assert result.returncode == code and message.format(folder=tmp_path) in result.stderr, result.stderr
     assert len(lines(result.stderr)) == 1, result.stderr
+
+
+def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_path: Path) -> None:
+    """Issue 22, item 14: fit-ensemble names a missing card in one line (exit 2, no [Errno 2]), and
+    pack-data makes its --out's folders instead of failing after its work."""
+    result = run_cli("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(ferplus), "--out",
+                     str(tmp_path / "fit"), check=False)
+    assert result.returncode == 2 and lines(result.stderr) == [
+        f"fer-ensemble fit-ensemble: no model card at {tmp_path / 'nope.json'}"], result.stderr
+    packed = tmp_path / "no" / "such" / "folder" / "test.npz.xz"
+    run_cli("pack-data", "--data", str(ferplus), "--out", str(packed), "--splits", "test")
+    assert packed.stat().st_size > 1_000_000
