@@ -174,3 +174,20 @@ def test_a_ray_client_address_without_ray_client_is_one_line(tmp_path: Path) -> 
                      "--ray-address", "ray://127.0.0.1:10001", check=False)
     assert result.returncode == 2 and "pip install 'fer-ensemble[cloud]' (ray[client])" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_two_tracked_videos_on_one_worker_both_number_their_tracks_from_1(engine: str, tiny_ensemble: Path,
+                                                                         tmp_path: Path) -> None:
+    """Issue 24, item 1: the worker's tracker restarts its ids for each video, so the rows do not
+    depend on which worker took which video, or in what order."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(CLIP, folder / "first.mp4")
+    generated_clip(folder / "second.avi")
+    out = tmp_path / engine
+    batch(str(folder), "--out", str(out), "--engine", engine, "--num-workers", "1", "--ensemble",
+          str(tiny_ensemble))
+    for video in ("first.mp4", "second.avi"):
+        ids = [i for i in faces_table(out, folder / video).column("track_id").to_pylist() if i is not None]
+        assert ids and min(ids) == 1, (video, sorted(set(ids)))
