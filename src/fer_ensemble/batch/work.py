@@ -93,7 +93,10 @@ class Worker:
                                         prior=settings.prior)
 
     def run(self, task: dict) -> TaskResult:
-        """Never raises for a bad input: the error goes into the result."""
+        """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
+        path or a URI): a ``TaskResult`` with one row per face (``ROW_COLUMNS``), frames read and
+        processed, the video's fps. Never raises for a bad input: the error goes into the result
+        (one row holding it), so one broken file does not stop a batch."""
         source = task["source"]
         try:
             with local_copy(source) as path:

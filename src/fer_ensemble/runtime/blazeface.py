@@ -156,7 +156,10 @@ class BlazeFaceDetector:
         self._session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
         self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
 
-    def detect(self, image: np.ndarray) -> list[Box]:  # each box a TurnedBox
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes in pixels of ``image`` (an (H, W, 3) BGR or (H, W) gray uint8 array), framed as
+        Haar frames a face (``BLAZEFACE_TO_HAAR``), sorted left to right; each a ``TurnedBox``: an
+        ``(x, y, w, h)`` tuple that also carries the face's ``roll`` in degrees."""
         boxes: list[Box] = [as_haar(detection) for detection in self.detections(image)]
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 

@@ -14,6 +14,10 @@ from fer_ensemble.prior import prior_logit_offset
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of (N, C) ``logits`` divided by ``temperature`` (> 0; the temperature
+    scaling of Guo et al. 2017, "On Calibration of Modern Neural Networks"): (N, C) probabilities,
+    each row summing to 1, in the dtype of ``logits``. The row maximum is subtracted first, so large
+    logits do not overflow."""
     scaled = logits / temperature
     scaled = scaled - scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
@@ -101,7 +105,9 @@ class OnnxClassifier:
         return logits if self._offset is None else logits + self._offset
 
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, 8) for face crops (gray or BGR uint8, any size)."""
+        """(N, 8) float32 probabilities, in ``classes`` order and under FER+'s class prior, for a
+        sequence of N face crops (each an (H, W) gray or (H, W, 3) BGR uint8 array of any size,
+        resized to the card's ``input_size``), in batches of ``batch_size``; (0, 8) for none."""
         outputs = [
             softmax(self.logits(prepare_batch(faces[i : i + batch_size], self.preprocessing)))
             for i in range(0, len(faces), batch_size)

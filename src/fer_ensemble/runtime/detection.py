@@ -130,8 +130,10 @@ class HaarFaceDetector:
             classifier = self._local.classifier = cv2.CascadeClassifier(self.cascade)
         return classifier
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        gray = to_gray(gray)
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes ``(x, y, w, h)`` in pixels of ``image`` (an (H, W, 3) BGR or (H, W) gray
+        uint8 array; BGR is converted to gray first), sorted left to right."""
+        gray = to_gray(image)
         if not self.coarse_side:
             width = gray.shape[1]
             scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0

@@ -9,8 +9,10 @@ from fer_ensemble.runtime.detection import Box
 
 @dataclass
 class Face:
-    """One detected face: box [x, y, w, h] in image pixels, the winning emotion and all of them
-    (``probabilities``: emotion -> probability, summing to one); ``relative`` when read relative
+    """One detected face: box [x, y, w, h] in image pixels (ints; a face cut by the photo's edge
+    gets a box that reaches past it, e.g. a negative ``y``: the crop repeats the edge pixels), the
+    winning emotion and its ``score``, and all of them (``probabilities``: emotion -> probability,
+    summing to one); ``track_id`` in a stream (None for stills); ``relative`` when read relative
     to the person's resting face; ``held`` when the detector missed this tracked face in this frame
     and its last box and answer are shown (``EmotionRecognizer.hold``)."""
 

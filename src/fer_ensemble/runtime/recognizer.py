@@ -104,7 +104,10 @@ class EmotionRecognizer:
         return self.ensemble.classes
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        """Face boxes; the detector gets the image as given (BlazeFace reads colour, Haar gray)."""
+        """Face boxes ``(x, y, w, h)``: ints, pixels of ``image`` (top-left corner, width, height;
+        a box may reach past the image's edge, e.g. a face cut by the top of a photo). The detector
+        gets the image as given: an (H, W, 3) BGR or (H, W) gray uint8 array (BlazeFace reads colour,
+        Haar converts to gray)."""
         return self.detector.detect(image)
 
     def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None) -> np.ndarray:
@@ -134,9 +137,12 @@ class EmotionRecognizer:
         return self.ensemble.resting_face(np.concatenate(native), **options)
 
     def predict(self, image: np.ndarray, resting_face: RestingFace | None = None) -> list[Face]:
-        """Every face in a still image (BGR or gray uint8; no tracking, no smoothing), each read
-        relative to ``resting_face`` when given (one person's photos). Other inputs as
-        ``check_image`` takes them; TypeError / ValueError for what it does not."""
+        """Every face in a still image, left to right by box: ``Face`` objects with ``box`` (x, y, w,
+        h in image pixels), ``label``, ``score`` and the eight ``probabilities`` (floats summing to
+        1), ``track_id`` None (no tracking, no smoothing). ``image``: an (H, W, 3) BGR, (H, W, 4)
+        BGRA or (H, W) gray uint8 array, or what ``check_image`` converts (an (H, W, 1) array, 16-bit
+        or [0, 1] float images, a PIL image); TypeError / ValueError naming what it takes otherwise.
+        Each face is read relative to ``resting_face`` when given (one person's photos at rest)."""
         image = check_image(image)
         gray = to_gray(image)  # once for the crops and a gray detector
         boxes = detect_faces(self.detector, image, gray)
@@ -145,8 +151,14 @@ class EmotionRecognizer:
                 for box, probs in zip(boxes, probabilities)]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None, budget: int | None = None) -> list[Face]:
-        """One video frame: faces with stable track ids and smoothed probabilities; a track with a
-        resting face (``set_resting_face``) is read relative to it.
+        """One video frame (inputs as ``predict``): faces with stable ``track_id`` s (1, 2, ...
+        from the last ``tracker.reset()``, matched by IoU) and probabilities smoothed per track; a
+        track with a resting face (``set_resting_face``) is read relative to it. A tracked face the
+        detector misses is returned for up to ``HOLD_FRAMES`` frames with ``held`` set.
+
+        ``boxes``: this frame's face boxes when the caller detected them (the webcam's detector
+        thread); they replace detection and update the tracker exactly as detected boxes would.
+        None: detect here.
 
         ``budget``: classify at most this many faces in this frame (None: all). The others, their
         boxes moved to this frame's, keep their latest answer: a new face is always read, then those

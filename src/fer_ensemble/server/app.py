@@ -330,6 +330,11 @@ def app_from_environment() -> FastAPI:
 
 
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
+    """The web app: the page (``/``), ``/healthz``, ``/v1/model``, ``POST /v1/predict``, the
+    WebSocket ``/v1/stream`` and offline API docs (``/docs``, ``/openapi.json``), as the module's
+    docstring describes, with ``settings`` (defaults: ``ServerSettings()``) and ``ensemble`` (None:
+    loaded from ``settings.ensemble``, the shipped one by default; UserError for a broken file).
+    It changes no process-wide setting: ``serve`` does that (``keep_uploads_in_memory``)."""
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
     recognizers = Recognizers(ensemble, settings.detector)
