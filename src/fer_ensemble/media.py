@@ -71,6 +71,7 @@ def expand_inputs(items: list[str], exclude: Path | None = None) -> Inputs:
 WATCH_DECODER = "FER_ENSEMBLE_WATCH_DECODER"
 """Set (to 1) by ``watch_decoder_errors``; inherited by spawned workers, which then watch their own."""
 FFMPEG_LINE = b"[OPENCV:FFMPEG:"
+DRAINED = b"\0fer-ensemble:stdout-drained\n"  # written by DecoderLog.drain, never passed on
 
 
 def flush_c_streams() -> None:
@@ -95,6 +96,8 @@ class DecoderLog:
         sys.stdout.flush()
         flush_c_streams()
         self._stdout = os.dup(1)
+        self._drained = threading.Event()
+        self._drain_lock = threading.Lock()
         reader, writer = os.pipe()
         os.dup2(writer, 1)
         os.close(writer)
@@ -114,6 +117,11 @@ class DecoderLog:
             for line in lines.splitlines(keepends=True):
                 if line.startswith(FFMPEG_LINE):
                     self.errors += 1
+                elif DRAINED[:-1] in line:  # everything written before it has been passed on
+                    kept.append(line.replace(DRAINED[:-1], b"").removesuffix(b"\n"))
+                    os.write(self._stdout, b"".join(kept))
+                    kept = []
+                    self._drained.set()
                 else:
                     kept.append(line)
             if kept:
@@ -127,6 +135,18 @@ class DecoderLog:
         can still lag by the lines the pump has not read yet)."""
         flush_c_streams()
         return self.errors
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Return once what was written to stdout so far has been passed on (so a line written to
+        stderr next comes after it, as it would without the pipe)."""
+        if not self._thread.is_alive() or os.getpid() != self.pid:
+            return
+        with self._drain_lock:
+            sys.stdout.flush()
+            flush_c_streams()
+            self._drained.clear()
+            os.write(1, DRAINED)
+            self._drained.wait(timeout)
 
     def close(self) -> None:
         """Give fd 1 back (at exit): what is still in the pipe is passed on first."""
@@ -149,6 +169,16 @@ def watch_decoder_errors() -> None:
     os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "16"  # AV_LOG_ERROR: errors, not FFmpeg's chatter
     os.environ[WATCH_DECODER] = "1"
     decoder_log()
+
+
+def drain_stdout() -> None:
+    """Wait until this process's stdout reached its destination, where a ``DecoderLog`` holds it in a
+    pipe; flush it otherwise."""
+    log = _decoder_log
+    if log is not None and log.pid == os.getpid():
+        log.drain()
+    else:
+        sys.stdout.flush()
 
 
 def decoder_log() -> DecoderLog | None:

@@ -98,7 +98,7 @@ def run_batch(args: argparse.Namespace) -> int:
     results = (run_ray(tasks, settings, args.num_workers, args.ray_address, args.verbose) if args.engine == "ray"
                else run_local(tasks, settings, args.num_workers))
     failed = faces = frames = 0
-    with tqdm(total=len(tasks), unit="task", disable=args.no_progress, desc="batch") as bar:
+    with tqdm(total=len(tasks), unit="task", disable=True if args.no_progress else None, desc="batch") as bar:
         for index, result in results:
             task = tasks[index]
             done = collected[task.source]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.media import drain_stdout
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
 from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
@@ -194,6 +195,8 @@ def output_folder(path: str | Path) -> Path:
 
 
 def warn(message: str) -> None:
+    """One line on stderr, after what stdout holds (so a log of both keeps their order)."""
+    drain_stdout()
     print(message, file=sys.stderr, flush=True)
 
 

@@ -51,6 +51,6 @@ def run_demo(args: argparse.Namespace) -> int:
                                    no_bars=False))
     video_status = run_video(argparse.Namespace(**common, file=str(SAMPLES / "faces.mp4"), out=str(out / "video"),
                                           stride=1, max_frames=None, no_video=False, no_progress=True,
-                                          smoothing=0.5))
+                                          smoothing=0.5, print_summary=False))
     warn(f"annotated images in {out / 'images'}, annotated video, timeline and plot in {out / 'video'}")
     return images_status or video_status

@@ -29,6 +29,7 @@ from fer_ensemble.runtime.drawing import COLORS
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("file", help="a video file")
+    parser.set_defaults(print_summary=True)  # the summary JSON on stdout (the demo leaves it to summary.json)
     parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video)")
     parser.add_argument("--stride", type=bounded(int, 1), default=1, help="process every Nth frame")
     parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
@@ -146,7 +147,8 @@ def run_video(args: argparse.Namespace) -> int:
     writer = None
     timeline: list[dict] = []
     recognizer.tracker.reset()
-    bar = tqdm(total=expected, unit="frame", disable=args.no_progress, desc=path.name)
+    bar = tqdm(total=expected, unit="frame", disable=True if args.no_progress else None,  # None: a terminal only
+               desc=path.name)
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
         rows.writerow(["frame", "time_s", "track_id", *FACE_COLUMNS])
@@ -172,7 +174,8 @@ def run_video(args: argparse.Namespace) -> int:
                                "fps": fps, "tracks": summarize(timeline, recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
-    print(json.dumps(summary, indent=2))
+    if args.print_summary:
+        print(json.dumps(summary, indent=2))
     problems = 0
     if read == 0:
         warn(f"{path}: no frame could be decoded")
