@@ -346,3 +346,20 @@ def test_out_of_range_options_are_usage_errors(option: list[str]) -> None:
     result = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *option, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert option[0] in result.stderr
+
+
+def test_the_stills_benchmark_says_which_inputs_it_left_out(tmp_path: Path, faces_dir: Path, user_cases: Path,
+                                                           taiwan_posed: Path) -> None:
+    """Issue 24, item 8: run outside a checkout beside ../shared, `benchmark --stills` names each
+    input it cannot find (and the option to give) instead of printing a shorter table silently."""
+    import argparse
+
+    from fer_ensemble.apps.stills_benchmark import DEFAULT_LABELS, missing_inputs
+
+    absent = str(tmp_path / "absent")
+    args = argparse.Namespace(group_labels=None, group_photos=absent, user_cases=absent, taiwan=absent)
+    lines = missing_inputs(args)
+    assert [line.split(":")[0] for line in lines] == ["the group photos", "the user-case photos", "taiwan-posed"]
+    assert all("give --" in line for line in lines)
+    assert missing_inputs(argparse.Namespace(group_labels=str(REPO / DEFAULT_LABELS), group_photos=str(faces_dir),
+                                             user_cases=str(user_cases), taiwan=str(taiwan_posed))) == []

@@ -28,6 +28,7 @@ from fer_ensemble.apps.common import (
     build_recognizer,
     detector_settings,
     median_ms,
+    warn,
 )
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
@@ -220,6 +221,8 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 
 
 def run_stills(args: argparse.Namespace) -> int:
+    for line in stills_benchmark.missing_inputs(args):  # said first: the table is shorter without them
+        warn(f"benchmark --stills: {line}")
     rows = stills_benchmark.measure(args)
     checks = stills_benchmark.detector_checks(args)
     looks = stills_benchmark.second_look_scores(args)

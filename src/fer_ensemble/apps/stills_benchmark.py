@@ -101,6 +101,25 @@ def build(ensembles: dict, settings: dict, threads: int):
     return EmotionRecognizer(ensembles[threads], create_detector(settings, threads), smoothing=1.0)
 
 
+def missing_inputs(args: argparse.Namespace) -> list[str]:
+    """One line for each input of ``benchmark --stills`` that is not where the options say (the
+    defaults are relative to a checkout beside ``../shared``): its rows are left out, and the
+    table must not look complete without them."""
+    labels, photos = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
+    needed = [(labels, "is_file", "the group photos' face boxes", "--group-labels"),
+              (photos, "is_dir", "the group photos", "--group-photos"),
+              (Path(args.user_cases), "is_dir", "the user-case photos", "--user-cases"),
+              (Path(args.taiwan) / "labels.csv", "is_file", "taiwan-posed", "--taiwan")]
+    lines = [f"{what}: not found at {path} (give {option}); their rows are left out"
+             for path, test, what, option in needed if not getattr(path, test)()]
+    if labels.is_file() and photos.is_dir():
+        unread = [f for f in sorted(read_face_boxes(labels)) if cv2.imread(str(photos / f)) is None]
+        if unread:
+            lines.append(f"the group photos: {len(unread)} of them not readable in {photos} (e.g. {unread[0]}); "
+                         "their row is left out")
+    return lines
+
+
 def measure(args: argparse.Namespace) -> list[StillsRow]:
     inputs: list[tuple[str, list[np.ndarray], list[list[Box]] | None]] = [
         (f"portrait {w}x{h}", [portrait(w, h)], None) for w, h in PORTRAIT_SIZES]
