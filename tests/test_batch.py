@@ -191,3 +191,19 @@ def test_two_tracked_videos_on_one_worker_both_number_their_tracks_from_1(engine
     for video in ("first.mp4", "second.avi"):
         ids = [i for i in faces_table(out, folder / video).column("track_id").to_pylist() if i is not None]
         assert ids and min(ids) == 1, (video, sorted(set(ids)))
+
+
+def test_the_worker_library_changes_no_process_setting(tiny_ensemble: Path) -> None:
+    """Issue 24, item 5: OpenCV's thread count is set where a worker process starts (the engines),
+    not by building a Worker, which a caller may do in its own process."""
+    import cv2
+
+    from fer_ensemble.batch.work import BatchSettings, Worker
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        Worker(BatchSettings(ensemble=str(tiny_ensemble), threads=1))
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)

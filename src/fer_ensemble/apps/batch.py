@@ -68,6 +68,8 @@ def run_batch(args: argparse.Namespace) -> int:
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
     import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":
+        if not args.verbose:  # a process setting, so here, before Ray loads: Ray Data's plans and timings
+            os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
         import ray  # noqa: F401 - the batch extra; a missing one is named by the command line
     if args.ray_address and args.engine != "ray":
         raise UserError("--ray-address needs --engine ray")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from multiprocessing import get_context
+
+import cv2
 
 from fer_ensemble.batch.plan import Task
 from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker
@@ -18,8 +19,15 @@ from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker
 _worker: Worker | None = None  # one per pool process
 
 
+def _set_up_process(settings: BatchSettings) -> None:
+    """A worker process's own settings, made where the process starts (the pool's initializer, the
+    Ray actor's constructor), not by the library it then runs: OpenCV's threads."""
+    cv2.setNumThreads(settings.threads)
+
+
 def _start_worker(settings: dict) -> None:
     global _worker
+    _set_up_process(BatchSettings(**settings))
     _worker = Worker(BatchSettings(**settings))
 
 
@@ -47,6 +55,7 @@ class RayWorker:
     settings: dict = {}
 
     def __init__(self):
+        _set_up_process(BatchSettings(**self.settings))
         self.worker = Worker(BatchSettings(**self.settings))
 
     def __call__(self, batch: dict) -> dict:
@@ -70,8 +79,6 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
     ``verbose``."""
     if not tasks:
         return
-    if not verbose:
-        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data's execution plans and timings
     import ray
 
     if not ray.is_initialized():

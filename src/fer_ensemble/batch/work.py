@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
 from fer_ensemble.media import VideoFrames, read_image
@@ -81,7 +79,6 @@ class Worker:
     def __init__(self, settings: BatchSettings):
         from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
-        cv2.setNumThreads(settings.threads)
         ensemble = load_ensemble(settings.ensemble, settings.threads)
         self.settings = settings
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
