@@ -13,7 +13,6 @@ from pathlib import Path
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
 from fer_ensemble.media import VideoFrames, read_image
-from fer_ensemble.runtime.detection import STILL_DETECTION
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
@@ -29,7 +28,7 @@ class BatchSettings:
     stride: int = 1
     track: bool = True
     smoothing: float = 0.5  # videos with tracking, as `fer-ensemble video`
-    photo_detector: dict = field(default_factory=lambda: dict(STILL_DETECTION))
+    photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
 
