@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import glob
 import os
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,13 +74,21 @@ FFMPEG_LINE = b"[OPENCV:FFMPEG:"
 DRAINED = b"\0fer-ensemble:stdout-drained\n"  # written by DecoderLog.drain, never passed on
 
 
+@functools.cache
+def _c_library() -> ctypes.CDLL | None:
+    """The process's C library, opened once (it is flushed after every frame a watched video reads)."""
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
 def flush_c_streams() -> None:
     """Flush the C library's output buffers (OpenCV writes FFmpeg's messages with C's stdio, which
     holds them until its buffer fills when stdout is not a terminal)."""
-    try:
-        ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # no C library to call: the messages arrive when it flushes
-        pass
+    library = _c_library()
+    if library is not None and hasattr(library, "fflush"):  # else the messages arrive when C flushes
+        library.fflush(None)
 
 
 class DecoderLog:
@@ -134,6 +142,12 @@ class DecoderLog:
         """The errors reported so far, after flushing C's buffered output into the pipe (the count
         can still lag by the lines the pump has not read yet)."""
         flush_c_streams()
+        return self.errors
+
+    def settled_errors(self) -> int:
+        """The errors reported by everything written so far: ``drain`` first, so no line still in
+        the pipe is missed (what a video's last frames reported, say)."""
+        self.drain()
         return self.errors
 
     def drain(self, timeout: float = 1.0) -> None:
@@ -247,10 +261,8 @@ class VideoFrames:
                 yield index, frame
         finally:
             self.capture.release()
-            if self.damaged_at_s is None and self.log:
-                time.sleep(0.01)  # the pump's last lines
-                if self.log.sync() > reported:
-                    self.damaged_at_s = self.time_s  # reported while the last frames were decoded
+            if self.damaged_at_s is None and self.log and self.log.settled_errors() > reported:
+                self.damaged_at_s = self.time_s  # reported while the last frames were decoded
 
 
 def read_image(path: Path, gray: bool = False) -> np.ndarray:

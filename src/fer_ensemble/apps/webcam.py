@@ -216,7 +216,7 @@ def run_webcam(args: argparse.Namespace) -> int:
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
-    damaged = bool(log and log.sync() > reported)
+    damaged = bool(log and log.settled_errors() > reported)
     if damaged:
         warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
              "picture)")
