@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, NamedTuple, TypedDict
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from fer_ensemble.runtime.detection import Box, TurnedBox, iou
+from fer_ensemble.runtime.onnx import WEIGHTS_DIR, create_session
 
-BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "blazeface_short_range.onnx"
+BLAZEFACE_FILE = WEIGHTS_DIR / "blazeface_short_range.onnx"
 INPUT_SIDE = 128
 SMALLEST_FACE = 1 / 9.6  # of a tile's side: smaller faces are not looked for in that tile (13 px of
 # the 128 px input, two thirds of the model's smallest anchor); with it 40 px faces get 384 px
@@ -147,13 +146,7 @@ class BlazeFaceDetector:
     model: str = str(BLAZEFACE_FILE)
 
     def __post_init__(self) -> None:
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-        if self.threads != 1:  # as the members: idle threads left spinning would hold the cores
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(self.model, options, providers=["CPUExecutionProvider"])
+        self._session = create_session(self.model, self.threads)  # UserError for a missing or bad file
         self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
 
     def detect(self, image: np.ndarray) -> list[Box]:

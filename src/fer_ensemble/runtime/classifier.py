@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from fer_ensemble.errors import CARD_FORMAT, UserError, read_json_object
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset
+from fer_ensemble.runtime.onnx import create_session
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -84,19 +83,7 @@ class OnnxClassifier:
         output = self.card.get("output", {})
         self._offset = prior_logit_offset(self.class_prior, output.get("logit_adjust", 0.0),
                                           output.get("sampled_prior"))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        if threads != 1:
-            # the members run one after another: threads left spinning after one member's run
-            # take the cores from the next (measured on 2 cores, ensemble at batch 1: 8.2 ms per
-            # face with spinning, about 4 ms without; benchmarks/peers, as in docs/comparison.md)
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph) as error:
-            raise UserError(f"{model_path}: not a loadable ONNX model ({error})") from None
+        self.session = create_session(model_path, threads)  # UserError for a file ONNX Runtime cannot load
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
