@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_ensemble.metrics import evaluate_probabilities, expected_calibration_error, seven_class_view
+from fer_ensemble.labelled import score_predictions
+from fer_ensemble.metrics import (
+    evaluate_probabilities,
+    expected_calibration_error,
+    macro_recall,
+    per_class_metrics,
+    seven_class_view,
+)
 
 
 def one_hot(indices: list[int], confidence: float = 1.0) -> np.ndarray:
@@ -47,3 +54,38 @@ def test_ece() -> None:
     assert expected_calibration_error(one_hot([0, 0, 0, 0]), labels) == pytest.approx(0.0)
     # confidence 0.8 everywhere, half right: |0.5 - 0.8| = 0.3
     assert expected_calibration_error(one_hot([0, 0, 1, 1], 0.8), labels) == pytest.approx(0.3)
+
+
+def test_one_macro_recall_classes_present_only_and_no_face_a_miss() -> None:
+    """Issue 24, item 7: evaluate's report and the labelled-images scores share one definition."""
+    labels = np.array([0, 0, 1, 1, 2, 7])  # four classes present, four absent
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    expected = (1 / 2 + 1 + 1 + 0) / 4  # absent classes left out, not counted as 0
+    assert macro_recall(labels, predicted, 8) == pytest.approx(expected)
+    assert evaluate_probabilities(one_hot(list(predicted)), labels).macro_recall == pytest.approx(expected)
+    assert score_predictions(labels, predicted).macro_recall == pytest.approx(expected)
+    no_face = np.array([0, -1, 1, 1, 2, 0])  # the second neutral face not found: a miss, as a wrong class
+    assert score_predictions(labels, no_face).macro_recall == pytest.approx(expected)
+    assert macro_recall(np.array([], np.int64), np.array([], np.int64), 8) == 0.0
+
+
+def test_the_documented_figures_do_not_move() -> None:
+    """The merged definition gives what both report types printed before (docs' tables quote them)."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, rng.integers(2, 9), 200)
+        probabilities = rng.dirichlet(np.ones(8), 200)
+        predictions = probabilities.argmax(axis=1)
+        report = evaluate_probabilities(probabilities, labels)
+        old = np.mean([m.recall for m in report.per_class.values() if m.support > 0])  # evaluate's formula
+        assert report.macro_recall == pytest.approx(old, abs=1e-12)
+        seven_probs, seven_labels = seven_class_view(probabilities, labels)
+        matrix = np.zeros((7, 7), np.int64)
+        np.add.at(matrix, (seven_labels, seven_probs.argmax(axis=1)), 1)
+        old7 = [m.recall for m in per_class_metrics(matrix) if m.support > 0]
+        assert report.macro_recall_7class == pytest.approx(np.mean(old7) if old7 else 0.0, abs=1e-12)
+        missed = np.where(rng.random(200) < 0.2, -1, predictions)
+        support = np.bincount(labels, minlength=8)
+        hits = np.array([((missed == c) & (labels == c)).sum() for c in range(8)])
+        old_scores = (hits / np.clip(support, 1, None))[support > 0].mean()  # labelled's formula
+        assert score_predictions(labels, missed).macro_recall == pytest.approx(old_scores, abs=1e-12)

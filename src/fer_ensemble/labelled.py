@@ -20,7 +20,7 @@ import numpy as np
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.media import read_image
-from fer_ensemble.metrics import confusion_matrix, per_class_metrics
+from fer_ensemble.metrics import class_recalls, confusion_matrix, macro_recall, per_class_metrics
 from fer_ensemble.preprocess import to_gray
 
 ProbabilityFn = Callable[[list[np.ndarray]], np.ndarray]
@@ -122,7 +122,7 @@ class Scores:
 
     n: int
     accuracy: float
-    macro_recall: float  # over the classes present in the labels
+    macro_recall: float  # ``fer_ensemble.metrics.macro_recall``: over the classes present, no face a miss
     no_face: int
     per_class: dict[str, dict[str, float]]  # recall, precision, support
     predicted_share: dict[str, float]  # of all predictions, "no face" included
@@ -130,22 +130,24 @@ class Scores:
 
 
 def score_predictions(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str] = EMOTIONS) -> Scores:
+    """``Scores`` of (N,) int ``predictions`` (class indices into ``classes``; -1: no face found)
+    against (N,) int ``labels``. Recall and macro recall are ``fer_ensemble.metrics``' (a missed face
+    counts against its class's recall); precision is over the faces found."""
     found = predictions >= 0
     matrix = confusion_matrix(labels[found], predictions[found], len(classes))
     support = np.bincount(labels, minlength=len(classes))
     metrics = per_class_metrics(matrix)
-    recalls = np.diag(matrix) / np.clip(support, 1, None)  # a missed face counts against recall
+    recalls = np.nan_to_num(class_recalls(labels, predictions, len(classes)))  # a missed face counts against recall
     per_class = {
         name: {"recall": float(recalls[i]), "precision": metrics[i].precision, "support": int(support[i])}
         for i, name in enumerate(classes)
     }
     share = {name: float((predictions == i).mean()) for i, name in enumerate(classes)}
     share["no face"] = float((~found).mean())
-    present = support > 0
     return Scores(
         n=int(len(labels)),
         accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
-        macro_recall=float(recalls[present].mean()) if present.any() else 0.0,
+        macro_recall=macro_recall(labels, predictions, len(classes)),
         no_face=int((~found).sum()),
         per_class=per_class,
         predicted_share=share,

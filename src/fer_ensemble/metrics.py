@@ -27,7 +27,7 @@ class EvaluationReport:
     n_images: int
     accuracy: float
     macro_f1: float
-    macro_recall: float  # mean per-class recall (balanced accuracy) over the classes present
+    macro_recall: float  # ``macro_recall``: mean recall over the classes present in the labels
     accuracy_7class: float
     macro_recall_7class: float
     n_images_7class: int
@@ -60,6 +60,27 @@ def per_class_metrics(matrix: np.ndarray) -> list[ClassMetrics]:
         ClassMetrics(float(p), float(r), float(f), int(s))
         for p, r, f, s in zip(precision, recall, f1, actual)
     ]
+
+
+def class_recalls(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) float64 recall of each class: the share of the images labelled with it that were
+    predicted as it. ``labels`` and ``predictions`` are (N,) class indices in ``[0, num_classes)``;
+    a prediction of -1 (no face found) is a miss. NaN for a class with no labelled image."""
+    labels = np.asarray(labels, np.int64)
+    predictions = np.asarray(predictions, np.int64)
+    support = np.bincount(labels, minlength=num_classes).astype(float)
+    hits = np.bincount(labels[predictions == labels], minlength=num_classes).astype(float)
+    return np.divide(hits, support, out=np.full(num_classes, np.nan), where=support > 0)
+
+
+def macro_recall(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """The one definition of macro recall every report uses (``EvaluationReport``,
+    ``fer_ensemble.labelled.Scores``): the unweighted mean of ``class_recalls`` over the classes
+    present in ``labels`` (balanced accuracy; a class with no labelled image is left out, not
+    counted as 0); a no-face prediction (-1) is a miss. 0.0 for no labels."""
+    recalls = class_recalls(labels, predictions, num_classes)
+    present = ~np.isnan(recalls)
+    return float(recalls[present].mean()) if present.any() else 0.0
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -105,17 +126,15 @@ def evaluate_probabilities(
     matrix = confusion_matrix(labels, predictions, num_classes)
     per_class = per_class_metrics(matrix)
     seven_probs, seven_labels = seven_class_view(probabilities, labels)
-    seven_matrix = confusion_matrix(seven_labels, seven_probs.argmax(axis=1), num_classes - 1)
-    seven_recalls = [m.recall for m in per_class_metrics(seven_matrix) if m.support > 0]
     return EvaluationReport(
         n_images=int(len(labels)),
         accuracy=float((predictions == labels).mean()) if len(labels) else 0.0,
         macro_f1=float(np.mean([m.f1 for m in per_class])),
-        macro_recall=float(np.mean([m.recall for m in per_class if m.support > 0])) if len(labels) else 0.0,
+        macro_recall=macro_recall(labels, predictions, num_classes),
         accuracy_7class=float((seven_probs.argmax(axis=1) == seven_labels).mean())
         if len(seven_labels)
         else 0.0,
-        macro_recall_7class=float(np.mean(seven_recalls)) if seven_recalls else 0.0,
+        macro_recall_7class=macro_recall(seven_labels, seven_probs.argmax(axis=1), num_classes - 1),
         n_images_7class=int(len(seven_labels)),
         ece=expected_calibration_error(probabilities, labels),
         nll=negative_log_likelihood(probabilities, labels),
