@@ -4,14 +4,21 @@
 from __future__ import annotations
 
 import csv
-import glob
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 
 from fer_ensemble.errors import UserError
-from fer_ensemble.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fer_ensemble.media import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    Inputs,
+    expand_inputs,
+    extension,
+    filesystem,
+    is_uri,
+)
 
 MANIFEST_EXTENSIONS = {".csv", ".parquet"}
 
@@ -30,85 +37,62 @@ class Task:
         return asdict(self)
 
 
-def is_uri(item: str) -> bool:
-    return "://" in item
-
-
 def kind_of(source: str) -> str | None:
-    suffix = Path(source.split("?")[0]).suffix.lower()
+    """"image" or "video" by the extension of a path or URI, None for another."""
+    suffix = extension(source)
     return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
 
 
 def read_manifest(path: str, column: str) -> list[str]:
-    """The ``column`` of a CSV or Parquet manifest (local or a URI)."""
+    """The non-empty values of ``column`` of a CSV (UTF-8, with or without a byte-order mark) or
+    Parquet manifest, local or a URI, in order; a UserError for a missing file or column."""
     if is_uri(path):
         filesystem(path)  # a missing file system: one line
     import fsspec
 
-    with fsspec.open(path, "rb") as f:
-        if path.lower().endswith(".parquet"):
-            import pyarrow.parquet as pq
+    try:
+        with fsspec.open(path, "rb") as f:
+            if path.lower().endswith(".parquet"):
+                import pyarrow.parquet as pq
 
-            table = pq.read_table(f)
-            if column not in table.column_names:
-                raise UserError(f"{path}: no {column!r} column (it has {', '.join(table.column_names)})")
-            return [str(v) for v in table.column(column).to_pylist() if v]
-        rows = list(csv.DictReader(line.decode("utf-8-sig") for line in f))  # Excel's byte-order mark too
+                table = pq.read_table(f)
+                if column not in table.column_names:
+                    raise UserError(f"{path}: no {column!r} column (it has {', '.join(table.column_names)})")
+                return [str(v) for v in table.column(column).to_pylist() if v]
+            rows = list(csv.DictReader(line.decode("utf-8-sig") for line in f))  # Excel's byte-order mark too
+    except FileNotFoundError:
+        raise UserError(f"no manifest at {path}") from None
     if rows and column not in rows[0]:
         raise UserError(f"{path}: no {column!r} column (it has {', '.join(rows[0])})")
     return [row[column] for row in rows if row[column]]
 
 
-CLOUD_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
-"""fsspec's file systems of the ``cloud`` extra, by URI scheme."""
-
-
-def filesystem(uri: str):
-    """fsspec's (file system, token, paths) for ``uri``; a UserError naming the package and the
-    extra when the scheme's file system is not installed (fsspec raises a bare ImportError)."""
-    import fsspec
-
-    try:
-        return fsspec.get_fs_token_paths(uri)
-    except ImportError:
-        scheme = uri.split("://", 1)[0]
-        package = CLOUD_PACKAGES.get(scheme)
-        install = f"pip install 'fer-ensemble[cloud]' ({package})" if package else "install fsspec's package for it"
-        raise UserError(f"{uri}: reading {scheme}:// needs a file system that is not installed: {install}") from None
-
-
-def _expand_uri(item: str) -> list[str]:
-    fs, _, paths = filesystem(item)
-    protocol = item.split("://", 1)[0]
-    found = []
-    for path in paths:
-        if fs.isdir(path):
-            found += sorted(p for p in fs.find(path) if kind_of(p))
-        elif fs.exists(path):
-            found.append(path)
-    return [f"{protocol}://{p}" if not p.startswith(f"{protocol}://") else p for p in found]
+def batch_inputs(items: list[str], manifest_column: str = "path", exclude: Path | None = None) -> Inputs:
+    """Photo and video sources from the user's inputs, in order, each once (``media.expand_inputs``
+    with videos and URIs: files, folders, globs, fsspec URIs), plus manifests: a ``.csv`` or
+    ``.parquet`` input (local or a URI) lists sources in its ``manifest_column``, taken as they are.
+    ``exclude``: the output folder, left out of folder scans. A manifest that lists nothing is
+    ``empty``; a missing one, a manifest without the column or a URI scheme without its file system
+    is a UserError."""
+    found = Inputs(videos=True)
+    for item in items:
+        if extension(item) in MANIFEST_EXTENSIONS:
+            listed = read_manifest(item, manifest_column)
+            if listed:
+                found.add(listed)
+            else:
+                found.empty.append(item)
+        else:
+            expand_inputs([item], exclude, videos=True, remote=True, into=found)
+    return found
 
 
 def expand_sources(items: list[str], manifest_column: str = "path") -> tuple[list[str], list[str]]:
-    """Photo and video sources from the user's inputs, in order, without duplicates; plus the inputs
-    that named nothing."""
-    sources: list[str] = []
-    missing: list[str] = []
-    for item in items:
-        if Path(item.split("?")[0]).suffix.lower() in MANIFEST_EXTENSIONS:
-            found = read_manifest(item, manifest_column)
-        elif is_uri(item):
-            found = _expand_uri(item)
-        elif Path(item).is_dir():
-            found = sorted(str(p) for p in Path(item).rglob("*") if p.is_file() and kind_of(str(p)))
-        elif Path(item).is_file():
-            found = [item]
-        else:
-            found = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file() and kind_of(m))
-        if not found:
-            missing.append(item)
-        sources += [s for s in found if s not in sources]
-    return sources, missing
+    """``batch_inputs``' sources, and the inputs that named nothing (missing or empty), in the
+    order given. Kept for callers of the earlier API; ``batch_inputs`` also says what was skipped."""
+    inputs = batch_inputs(items, manifest_column)
+    unused = set(inputs.missing) | set(inputs.empty)
+    return inputs.sources, [item for item in items if item in unused]
 
 
 def frame_count(source: str) -> int | None:

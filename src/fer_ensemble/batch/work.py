@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import InputError
-from fer_ensemble.media import VideoFrames, read_image
+from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
@@ -45,12 +45,12 @@ class TaskResult:
 @contextlib.contextmanager
 def local_copy(source: str) -> Iterator[str]:
     """A local path for ``source``: itself, or a temporary download of a URI (OpenCV reads files)."""
-    if "://" not in source:
+    if not is_uri(source):
         yield source
         return
     import fsspec
 
-    suffix = Path(source.split("?")[0]).suffix
+    suffix = extension(source)
     with tempfile.TemporaryDirectory(prefix="fer-batch-") as folder:
         path = os.path.join(folder, "input" + suffix)
         with fsspec.open(source, "rb") as remote, open(path, "wb") as local:
