@@ -1,4 +1,6 @@
-"""The ``fer-ensemble`` command. Subcommands import torch only when they need it."""
+"""The ``fer-ensemble`` command: a subcommand per module of ``fer_ensemble.apps`` (``fit-ensemble``
+in ``apps/fit_ensemble.py``), each with its ``add_<name>_arguments`` and ``run_<name>``, grouped in
+the help. Subcommands import torch only when they need it."""
 
 from __future__ import annotations
 
@@ -6,141 +8,73 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 
 from fer_ensemble import __version__
-
-
-def _train(args: argparse.Namespace) -> int:
-    from fer_ensemble.training.train import run_training
-
-    run_training(args)
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from fer_ensemble.apps.evaluate import run_evaluate
-
-    return run_evaluate(args)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from fer_ensemble.export import export_run
-
-    card = export_run(args.run, args.out, data=args.data, quantize=args.int8,
-                      calibration_images=args.calibration_images, test=not args.no_test)
-    print(card.read_text() if args.print_card else f"wrote {card} and its ONNX files")
-    return 0
-
-
-def _benchmark_train(args: argparse.Namespace) -> int:
-    from fer_ensemble.training.benchmark import run_benchmark
-
-    return run_benchmark(args)
-
-
-def _pack_data(args: argparse.Namespace) -> int:
-    from fer_ensemble.data.ferplus import pack_splits
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, as --out folders are made
-    path = pack_splits(args.data, args.out, tuple(args.splits))
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); pass it as --data")
-    return 0
-
-
-def _fit_ensemble(args: argparse.Namespace) -> int:
-    from fer_ensemble.ensemble_fit import run_fit
-
-    return run_fit(args)
-
-
-def _import_weights(args: argparse.Namespace) -> int:
-    from fer_ensemble.training.gpu_weights import import_weights
-
-    for run in import_weights(args.folder, args.out):
-        print(f"wrote {run}/best.pt; export it with: fer-ensemble export {run} --out DIR")
-    return 0
 
 
 def _app(module: str, function: str):
     """A handler that imports its app only when it runs."""
 
     def handler(args: argparse.Namespace) -> int:
-        import importlib
-
         return getattr(importlib.import_module(f"fer_ensemble.apps.{module}"), function)(args)
 
     return handler
 
 
-APPS = {  # name: (module, help)
-    "predict": ("predict", "faces and emotions in images, folders and globs"),
-    "video": ("video", "annotated video, per-frame timeline, per-track plot and summary"),
-    "webcam": ("webcam", "live webcam (or --source FILE) with boxes, labels and bars"),
-    "demo": ("demo", "the webcam if there is one, else the bundled sample photos and clip"),
-    "benchmark": ("benchmark", "per-stage milliseconds and fps at 640x480, 1 and 4 faces"),
-    "serve": ("serve", "web page, REST and WebSocket API (needs the server extra)"),
-    "batch": ("batch", "photo and video collections to Parquet, on Ray Data or a local process pool"),
-    "adapt": ("adapt", "fit a calibration to your labelled photos, cross-validated (needs the adapt extra)"),
+COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``fer_ensemble.apps.a_b``
+    "use": {
+        "predict": "faces and emotions in images, folders and globs",
+        "video": "annotated video, per-frame timeline, per-track plot and summary",
+        "webcam": "live webcam (or --source FILE) with boxes, labels and bars",
+        "demo": "the webcam if there is one, else the bundled sample photos and clip",
+        "serve": "web page, REST and WebSocket API (needs the server extra)",
+        "batch": "photo and video collections to Parquet, on Ray Data or a local process pool",
+        "benchmark": "per-stage milliseconds and fps at 640x480, 1 and 4 faces",
+    },
+    "measure and adapt": {
+        "evaluate": "metrics on FER+ (official protocol) or on your own labelled photos or crops",
+        "adapt": "fit a calibration to your labelled photos, cross-validated (needs the adapt extra)",
+    },
+    "train and package the members": {
+        "train": "train one member on FER+ (needs the train extra)",
+        "export": "a run's best weights -> ONNX + model card",
+        "fit-ensemble": "temperatures, flips and weights on Valid; package",
+        "benchmark-train": "training img/s per member, size, precision",
+    },
+    "developer commands (carrying data and weights to and from a lent GPU machine)": {
+        "pack-data": "FER+ splits in one compressed file, to carry to a GPU",
+        "import-weights": "fp16 parts from the GPU script -> runs",
+    },
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from fer_ensemble.apps.evaluate import add_evaluate_arguments
-    from fer_ensemble.training.options import add_benchmark_arguments, add_train_arguments
+def command_list() -> str:
+    """The commands by group, for ``fer-ensemble --help``."""
+    lines: list[str] = []
+    for title, commands in COMMAND_GROUPS.items():
+        lines.append(f"\n{title}:" if lines else f"{title}:")
+        lines += [f"  {name:<16} {help_text}" for name, help_text in commands.items()]
+    return "\n".join(lines)
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fer-ensemble",
         description="Facial expression recognition with a ResNet50 + MobileNetV2 ensemble trained on FER+.",
+        epilog=command_list() + "\n\nfer-ensemble COMMAND --help gives the options of one command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fer-ensemble {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="let OpenCV's and FFmpeg's own warnings through")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, parents=[common])
-
-    for name, (module, help_text) in APPS.items():
-        app = command(name, help_text)
-        adder = getattr(importlib.import_module(f"fer_ensemble.apps.{module}"), f"add_{module}_arguments")
-        adder(app).set_defaults(handler=_app(module, f"run_{module}"))
-
-    train = command("train", "train one member on FER+ (needs the train extra)")
-    add_train_arguments(train).set_defaults(handler=_train)
-
-    evaluate = command("evaluate", "metrics on FER+ (official protocol) or on your own labelled photos or crops")
-    add_evaluate_arguments(evaluate).set_defaults(handler=_evaluate)
-
-    export = command("export", "a run's best weights -> ONNX + model card")
-    export.add_argument("run", help="run folder (or a best.pt / checkpoint.pt)")
-    export.add_argument("--out", required=True, help="folder for <model>.onnx and <model>.json")
-    export.add_argument("--data", help="FER+ folder for the card's metrics (default: the run's)")
-    export.add_argument("--int8", action="store_true", help="also write a static int8 model")
-    export.add_argument("--calibration-images", type=int, default=512)
-    export.add_argument("--no-test", action="store_true", help="leave Test out of the card")
-    export.add_argument("--print-card", action="store_true")
-    export.set_defaults(handler=_export)
-
-    bench = command("benchmark-train", "training img/s per member, size, precision")
-    add_benchmark_arguments(bench).set_defaults(handler=_benchmark_train)
-
-    from fer_ensemble.ensemble_fit import add_fit_arguments
-
-    fit = command("fit-ensemble", "temperatures, flips and weights on Valid; package")
-    add_fit_arguments(fit).set_defaults(handler=_fit_ensemble)
-
-    pack = command("pack-data", "FER+ splits in one compressed file, to carry to a GPU")
-    pack.add_argument("--data", required=True, help="FER+ folder")
-    pack.add_argument("--out", required=True, help="output file, name ending in .npz.xz")
-    pack.add_argument("--splits", nargs="+", choices=("train", "valid", "test"), default=["train", "valid"])
-    pack.set_defaults(handler=_pack_data)
-
-    imported = command("import-weights", "fp16 parts from the GPU script -> runs")
-    imported.add_argument("folder", help="the folder the GPU script wrote")
-    imported.add_argument("--out", required=True, help="where to write <model>/best.pt")
-    imported.set_defaults(handler=_import_weights)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
+    for group in COMMAND_GROUPS.values():
+        for name, help_text in group.items():
+            module = name.replace("-", "_")
+            app = importlib.import_module(f"fer_ensemble.apps.{module}")
+            sub = commands.add_parser(name, description=help_text, parents=[common])
+            getattr(app, f"add_{module}_arguments")(sub).set_defaults(handler=_app(module, f"run_{module}"))
     return parser
 
 

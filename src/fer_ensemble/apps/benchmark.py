@@ -144,7 +144,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         for _ in range(frames):
             writer.write(frame)
         writer.release()
-        recognizer = build_recognizer(argparse.Namespace(**{**vars(args), "threads": 1}))
+        recognizer = build_recognizer(args, threads=1)
         source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
 

@@ -6,7 +6,9 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
@@ -128,20 +130,24 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
-def detector_settings(args: argparse.Namespace) -> dict:
+def detector_settings(args: argparse.Namespace, preset: Mapping[str, Any] | None = None) -> dict:
     """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
-    of the other detector, when given at all, is a usage error rather than ignored."""
+    of the other detector, when given at all, is a usage error rather than ignored. ``preset``
+    (e.g. ``STILL_DETECTION`` for the demo's photos) replaces the command's own preset, its
+    ``min_face`` and ``relative_min_face`` included."""
+    min_face = args.min_face if preset is None else preset["min_face"]
+    relative_min_face = args.relative_min_face if preset is None else preset["relative_min_face"]
     if args.detector == "blazeface":
         _refuse([name for name in HAAR_OPTIONS if getattr(args, name) is not None], args.detector)
-        return {"detector": "blazeface", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
+        return {"detector": "blazeface", "min_face": min_face, "relative_min_face": relative_min_face,
                 "score_threshold": (BLAZEFACE_DETECTION["score_threshold"] if args.score_threshold is None
                                     else args.score_threshold)}
     if args.score_threshold is not None:
         _refuse(["score_threshold"], args.detector)
-    preset = {**args.detection_preset, "second_look": SECOND_LOOK, "rotations": ()}
-    given = {name: getattr(args, name) for name in HAAR_OPTIONS}
-    haar = {name: preset[name] if value is None else value for name, value in given.items()}
-    return {"detector": "haar", "min_face": args.min_face, "relative_min_face": args.relative_min_face,
+    defaults = {**(args.detection_preset if preset is None else preset), "second_look": SECOND_LOOK, "rotations": ()}
+    given = {name: getattr(args, name, None) for name in HAAR_OPTIONS}
+    haar = {name: defaults[name] if value is None else value for name, value in given.items()}
+    return {"detector": "haar", "min_face": min_face, "relative_min_face": relative_min_face,
             **haar, "rotations": tuple(haar["rotations"])}
 
 
@@ -151,11 +157,18 @@ def _refuse(options: list[str], detector: str) -> None:
         raise UserError(f"{names} {'does' if len(options) == 1 else 'do'} not apply to --detector {detector}")
 
 
-def build_recognizer(args: argparse.Namespace):
+def build_recognizer(args: argparse.Namespace, threads: int | None = None, preset: Mapping[str, Any] | None = None,
+                     smoothing: float | None = None):
+    """The ``EmotionRecognizer`` the options of ``add_recognizer_arguments`` describe. ``threads``
+    and ``smoothing`` replace ``--threads`` and ``--smoothing`` (a command's own choice, such as the
+    webcam's one thread per stage); ``preset`` replaces the detector preset (``detector_settings``)."""
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
-    return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args), args.threads),
-                             margin=args.margin, smoothing=getattr(args, "smoothing", 1.0), threads=args.threads,
+    threads = args.threads if threads is None else threads
+    if smoothing is None:
+        smoothing = getattr(args, "smoothing", 1.0)
+    return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
+                             margin=args.margin, smoothing=smoothing, threads=threads,
                              prior=args.prior, offset=args.offset, calibration=args.calibration)
 
 

@@ -1,4 +1,8 @@
-"""``fer-ensemble demo``: the webcam when there is one and a display, else the bundled samples."""
+"""``fer-ensemble demo``: the webcam when there is one and a display, else the bundled samples.
+
+It calls what the other commands call (``EmotionRecognizer.predict`` and ``annotate`` for the
+photos, ``analyse_video`` for the clip, ``watch`` for the webcam), with the same presets.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,22 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.common import add_recognizer_arguments, bounded, warn
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.apps.common import (
+    add_recognizer_arguments,
+    bounded,
+    build_recognizer,
+    exit_code,
+    output_folder,
+    warn,
+)
+from fer_ensemble.apps.predict import describe
+from fer_ensemble.apps.video import analyse_video
+from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch
+from fer_ensemble.media import SAMPLES, read_image, write_image
 from fer_ensemble.runtime.detection import STILL_DETECTION
+
+SMOOTHING = 0.5
+"""The weight of the newest frame for the webcam and the clip, as those commands' default."""
 
 
 def camera_and_display(camera: int) -> bool:
@@ -33,24 +50,31 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def run_demo(args: argparse.Namespace) -> int:
     if not args.samples and camera_and_display(args.camera):
-        from fer_ensemble.apps.webcam import run_webcam
-
-        return run_webcam(argparse.Namespace(**vars(args), source=None, no_window=False, max_frames=None,
-                                             unpaced=False, snapshots=".", smoothing=0.5))
-    from fer_ensemble.apps.predict import run_predict
-    from fer_ensemble.apps.video import run_video
-
+        recognizer = build_recognizer(args, threads=args.threads or 1, smoothing=SMOOTHING)
+        stats = watch(recognizer, open_camera(args.camera), budget=FACES_PER_FRAME)
+        report(stats)
+        return exit_code(failed=stats.frames == 0, found=stats.faces > 0, args=args)
     out = Path(args.out)
     warn(f"no webcam with a display here: running on the bundled samples, outputs in {out}/")
-    images = sorted(str(p) for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
-    common = {k: v for k, v in vars(args).items() if k not in ("out", "camera", "samples")}
-    still = {**common, "detection_preset": dict(STILL_DETECTION), "min_face": STILL_DETECTION["min_face"],
-             "relative_min_face": STILL_DETECTION["relative_min_face"]}  # the photos' preset, Haar's options as given
-    images_status = run_predict(argparse.Namespace(**still, paths=images, out=str(out / "images"), json=False, csv=None,
-                                   resting_face=None,
-                                   no_bars=False))
-    video_status = run_video(argparse.Namespace(**common, file=str(SAMPLES / "faces.mp4"), out=str(out / "video"),
-                                          stride=1, max_frames=None, no_video=False, no_progress=True,
-                                          smoothing=0.5, print_summary=False))
+    faces = annotate_photos(args, output_folder(out / "images"))
+    video = analyse_video(build_recognizer(args, smoothing=SMOOTHING), SAMPLES / "faces.mp4", out / "video",
+                          progress=False)
+    for line in video.problems():
+        warn(line)
+    warn(f"{faces} face(s) in the photos; {video.read} frame(s) of the clip read, {len(video.tracks)} track(s)")
     warn(f"annotated images in {out / 'images'}, annotated video, timeline and plot in {out / 'video'}")
-    return images_status or video_status
+    return exit_code(failed=bool(video.problems()), found=faces > 0 and bool(video.tracks), args=args)
+
+
+def annotate_photos(args: argparse.Namespace, out: Path) -> int:
+    """The bundled photos read with the photos' detector preset (as ``predict``), annotated into
+    ``out``, a line each on stdout; returns the number of faces found."""
+    recognizer = build_recognizer(args, preset=STILL_DETECTION)
+    found = 0
+    for path in sorted(p for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg")):
+        image = read_image(path)
+        faces = recognizer.predict(image)
+        write_image(out / path.name, recognizer.annotate(image, faces))
+        print(describe(path, faces), flush=True)
+        found += len(faces)
+    return found

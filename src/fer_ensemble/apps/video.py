@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from fer_ensemble.runtime.drawing import COLORS
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("file", help="a video file")
-    parser.set_defaults(print_summary=True)  # the summary JSON on stdout (the demo leaves it to summary.json)
     parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video)")
     parser.add_argument("--stride", type=bounded(int, 1), default=1, help="process every Nth frame")
     parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
@@ -138,16 +138,50 @@ class TimedWriter:
         self.writer.release()
 
 
-def run_video(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    frames = VideoFrames(path, stop=args.max_frames)
-    recognizer = build_recognizer(args)
-    out = output_folder(args.out or path.with_name(path.stem + "-fer"))
-    fps, expected, stride = frames.fps, frames.frame_count, args.stride
+@dataclass
+class VideoReport:
+    """What ``analyse_video`` read and wrote: frames read and expected (0: unknown), the frames
+    processed, the per-track ``summary.json``, the time from which the decoder reported damage
+    (seconds; None: none) and the output folder."""
+
+    path: Path
+    out: Path
+    read: int
+    expected: int
+    processed: int
+    summary: dict[str, Any]
+    damaged_at_s: float | None
+
+    @property
+    def tracks(self) -> dict:
+        return self.summary["tracks"]
+
+    def problems(self, max_frames: int | None = None) -> list[str]:
+        """One line per problem: nothing decoded, an early end (unless stopped at ``max_frames``), damage."""
+        found = []
+        if self.read == 0:
+            found.append(f"{self.path}: no frame could be decoded")
+        elif self.expected and max_frames is None and self.read < self.expected:
+            found.append(f"{self.path}: the video ended early, at frame {self.read} of {self.expected}")
+        if self.damaged_at_s is not None:
+            found.append(f"{self.path}: the decoder reported errors from about {self.damaged_at_s:.2f} s on (a "
+                         "damaged file: its frames from there may repeat the last good picture)")
+        return found
+
+
+def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames: int | None = None,
+                  write_video: bool = True, progress: bool = True) -> VideoReport:
+    """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
+    into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and face, at
+    the frame's own time), ``summary.json`` (per track), ``timeline.png`` and, with
+    ``write_video``, ``annotated.mp4``. InputError when the file cannot be opened."""
+    frames = VideoFrames(path, stop=max_frames)
+    out = output_folder(out)  # once the video opened: a wrong path leaves no empty folder behind
+    fps, expected = frames.fps, frames.frame_count
     writer = None
     timeline: list[dict] = []
     recognizer.tracker.reset()
-    bar = tqdm(total=expected, unit="frame", disable=True if args.no_progress else None,  # None: a terminal only
+    bar = tqdm(total=expected, unit="frame", disable=None if progress else True,  # None: a terminal only
                desc=path.name)
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
@@ -160,33 +194,31 @@ def run_video(args: argparse.Namespace) -> int:
             faces = recognizer.track(frame)
             timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
             rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
-            if not args.no_video:
+            if write_video:
                 if writer is None:
                     writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
                 writer.write(recognizer.annotate(frame, faces), time_s)
     bar.close()
     if writer is not None:
         writer.release()
-    read = frames.read
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in timeline)
-    summary: dict[str, Any] = {"file": str(path), "frames_read": read, "frames_processed": len(timeline),
+    summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),
                                "fps": fps, "tracks": summarize(timeline, recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
-    if args.print_summary:
-        print(json.dumps(summary, indent=2))
-    problems = 0
-    if read == 0:
-        warn(f"{path}: no frame could be decoded")
-        problems += 1
-    elif expected and args.max_frames is None and read < expected:
-        warn(f"{path}: the video ended early, at frame {read} of {expected}")
-        problems += 1
-    if frames.damaged_at_s is not None:
-        warn(f"{path}: the decoder reported errors from about {frames.damaged_at_s:.2f} s on (a damaged file: "
-             "its frames from there may repeat the last good picture)")
-        problems += 1
-    warn(f"{read} frame(s) read, {len(timeline)} processed, {len(summary['tracks'])} track(s); "
-         f"outputs in {out}")
-    return exit_code(failed=problems > 0, found=bool(summary["tracks"]), args=args)
+    return VideoReport(path, out, frames.read, expected or 0, len(timeline), summary, frames.damaged_at_s)
+
+
+def run_video(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    recognizer = build_recognizer(args)
+    report = analyse_video(recognizer, path, Path(args.out or path.with_name(path.stem + "-fer")), args.stride, args.max_frames, write_video=not args.no_video,
+                           progress=not args.no_progress)
+    print(json.dumps(report.summary, indent=2))
+    problems = report.problems(args.max_frames)
+    for line in problems:
+        warn(line)
+    warn(f"{report.read} frame(s) read, {report.processed} processed, {len(report.tracks)} track(s); "
+         f"outputs in {report.out}")
+    return exit_code(failed=bool(problems), found=bool(report.tracks), args=args)

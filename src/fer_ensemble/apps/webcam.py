@@ -129,15 +129,22 @@ class DetectorThread:
 
 
 def open_source(args: argparse.Namespace) -> tuple[cv2.VideoCapture, float | None]:
+    """``--source`` (paced at its own fps unless ``--unpaced``) or ``--camera``; with the seconds
+    per frame to pace at (None: as fast as frames come)."""
     if args.source:
         capture = open_video(Path(args.source))
         return capture, None if args.unpaced else 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
-    capture = cv2.VideoCapture(args.camera)
+    return open_camera(args.camera), None
+
+
+def open_camera(index: int) -> cv2.VideoCapture:
+    """Camera ``index`` at 640x480; InputError when it cannot be opened."""
+    capture = cv2.VideoCapture(index)
     if not capture.isOpened():
-        raise InputError(f"camera {args.camera} cannot be opened (none attached, or in use)")
+        raise InputError(f"camera {index} cannot be opened (none attached, or in use)")
     capture.set(cv2.CAP_PROP_FRAME_WIDTH, 640)
     capture.set(cv2.CAP_PROP_FRAME_HEIGHT, 480)
-    return capture, None
+    return capture
 
 
 def window_available() -> bool:
@@ -171,15 +178,30 @@ def run_webcam(args: argparse.Namespace) -> int:
     log = decoder_log() if args.source else None  # a damaged --source file: FFmpeg's errors counted
     reported = log.sync() if log else 0
     capture, pace = open_source(args)
-    if args.threads is None:
-        args.threads = 1  # one core classifies, the other detects
-    recognizer = build_recognizer(args)
+    recognizer = build_recognizer(args, threads=args.threads or 1)  # one core classifies, the other detects
     show = not args.no_window
     if show and not window_available():
         capture.release()
         raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
                          "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
-    source = LatestFrame(capture, pace, on_demand=bool(args.source and args.unpaced))
+    stats = watch(recognizer, capture, pace, show=show, snapshots=Path(args.snapshots), max_frames=args.max_frames,
+                  budget=args.faces_per_frame or None, on_demand=bool(args.source and args.unpaced))
+    report(stats)
+    damaged = bool(log and log.settled_errors() > reported)
+    if damaged:
+        warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
+             "picture)")
+    return exit_code(failed=stats.frames == 0 or damaged, found=stats.faces > 0, args=args)
+
+
+def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show: bool = True,
+          snapshots: Path = Path("."), max_frames: int | None = None, budget: int | None = FACES_PER_FRAME,
+          on_demand: bool = False) -> LoopStats:
+    """The live view of ``capture`` until it ends or the user quits: the window with its keys when
+    ``show``, else a JSON line per frame on stdout. ``pace``: seconds per frame of a file source
+    (None: as frames come); ``budget``: faces classified per frame (None: all); ``on_demand``: read
+    the next frame only once the last is classified. Releases ``capture``."""
+    source = LatestFrame(capture, pace, on_demand=on_demand)
     detector = DetectorThread(recognizer, source)
     smoothing = recognizer.smoothing
     window = {"fps": 0.0}
@@ -195,7 +217,7 @@ def run_webcam(args: argparse.Namespace) -> int:
         cv2.imshow(WINDOW, canvas)
         key = cv2.waitKey(1) & 0xFF
         if key == ord("s"):
-            path = Path(args.snapshots) / f"fer-snapshot-{int(time.time())}.png"
+            path = snapshots / f"fer-snapshot-{int(time.time())}.png"
             cv2.imwrite(str(path), canvas)
             warn(f"snapshot: {path}")
         if key == ord("m"):
@@ -205,22 +227,20 @@ def run_webcam(args: argparse.Namespace) -> int:
         return key not in (ord("q"), 27)
 
     try:
-        stats = live_loop(recognizer, source, detector, show_frame, args.max_frames, window,
-                          args.faces_per_frame or None)
+        return live_loop(recognizer, source, detector, show_frame, max_frames, window, budget)
     finally:
         detector.stop()
         source.stop()
         if show:
             cv2.destroyAllWindows()
+
+
+def report(stats: LoopStats) -> None:
+    """The run's one summary line on stderr (and a second when no frame came)."""
     warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.faces} face(s), "
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
-    damaged = bool(log and log.settled_errors() > reported)
-    if damaged:
-        warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
-             "picture)")
-    return exit_code(failed=stats.frames == 0 or damaged, found=stats.faces > 0, args=args)
 
 
 def resting_face_key(recognizer, key: str) -> list[int]:

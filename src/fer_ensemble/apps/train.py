@@ -1,4 +1,7 @@
-"""Command-line options of ``train`` and ``benchmark-train`` (torch-free, so ``--help`` works in a base install)."""
+"""``fer-ensemble train``: train one member on FER+ (the ``train`` extra).
+
+The options are torch-free, so ``--help`` works in a base install; torch is imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -53,13 +56,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
-    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 96, 112])
-    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true")
-    return parser
+def run_train(args: argparse.Namespace) -> int:
+    """Train (or, with ``--resume``, continue) the run in ``--out``; its files say the results."""
+    from fer_ensemble.training.train import run_training
+
+    run_training(args)
+    return 0
