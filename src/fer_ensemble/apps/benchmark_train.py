@@ -1,0 +1,26 @@
+"""``fer-ensemble benchmark-train``: training images per second per member, input size and
+precision on this machine (the ``train`` extra), to plan a run."""
+
+from __future__ import annotations
+
+import argparse
+
+from fer_ensemble.constants import MODEL_NAMES
+
+
+def add_benchmark_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 96, 112])
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def run_benchmark_train(args: argparse.Namespace) -> int:
+    from fer_ensemble.training.benchmark import run_benchmark
+
+    return run_benchmark(args)
