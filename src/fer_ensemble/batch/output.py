@@ -13,20 +13,15 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
-
-from fer_ensemble.batch.work import ROW_COLUMNS
+from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, summarize_source
 from fer_ensemble.constants import EMOTIONS
 
 
 def schema():
+    """The faces files' Arrow schema: ``rows.ROW_COLUMNS`` with their ``rows.COLUMN_TYPES``."""
     import pyarrow as pa
 
-    types = {"source": pa.string(), "frame": pa.int64(), "time_s": pa.float64(), "face": pa.int64(),
-             "x": pa.int64(), "y": pa.int64(), "w": pa.int64(), "h": pa.int64(), "track_id": pa.int64(),
-             "label": pa.string(), "score": pa.float64(), **{e: pa.float64() for e in EMOTIONS},
-             "error": pa.string()}
-    return pa.schema([(name, types[name]) for name in ROW_COLUMNS])
+    return pa.schema([(name, getattr(pa, COLUMN_TYPES[name])()) for name in ROW_COLUMNS])
 
 
 def source_key(source: str) -> str:
@@ -83,17 +78,7 @@ class BatchOutput:
         return path
 
 
-def summarize(source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
-              fps: float | None, errors: list[str]) -> dict:
-    faces = [r for r in rows if r["error"] is None]
-    mean = np.mean([[r[e] for e in EMOTIONS] for r in faces], axis=0) if faces else None
-    return {
-        "source": source, "kind": kind, "frames_read": frames_read, "frames_processed": frames_processed,
-        "fps": fps, "faces": len(faces), "frames_with_faces": len({r["frame"] for r in faces}),
-        "dominant": EMOTIONS[int(np.argmax(mean))] if mean is not None else None,
-        "mean_probabilities": {e: round(float(p), 6) for e, p in zip(EMOTIONS, mean)} if mean is not None else {},
-        "error": "; ".join(errors) if errors else None,
-    }
+summarize = summarize_source  # its earlier name here
 
 
 def _replace(path: Path, write) -> None:

@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.batch.rows import ROW_COLUMNS, FaceRow, face_rows  # noqa: F401 - their earlier home
 from fer_ensemble.errors import InputError
 from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings
-
-ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
-               *EMOTIONS, "error"]
 
 
 @dataclass
@@ -59,17 +56,9 @@ def local_copy(source: str) -> Iterator[str]:
         yield path
 
 
-def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict]:
-    return [{"source": source, "frame": frame, "time_s": time_s, "face": i,
-             "x": f.box[0], "y": f.box[1], "w": f.box[2], "h": f.box[3], "track_id": f.track_id,
-             "label": f.label, "score": f.score, **{e: f.probabilities[e] for e in EMOTIONS}, "error": None}
-            for i, f in enumerate(faces)]
-
-
 def failure(source: str, message: str) -> TaskResult:
-    """A task that failed: one row holding the error, and the error."""
-    row = {column: None for column in ROW_COLUMNS} | {"source": source, "error": message}
-    return TaskResult([row], error=message)
+    """A task that failed: one row holding the error (``FaceRow.failure``), and the error."""
+    return TaskResult([FaceRow.failure(source, message).to_dict()], error=message)
 
 
 class Worker:

@@ -1,0 +1,139 @@
+"""The face row: one face in one frame of one source, the schema every table of faces shares (the
+batch command's Parquet rows, the video and predict commands' CSV columns), and the summaries made
+from such rows (per source, per track). NumPy only: the video command uses it too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer_ensemble.constants import EMOTIONS
+
+FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS]
+"""The per-face columns of every table: the box (pixels), the winning emotion, its score and every
+emotion's probability."""
+
+ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
+               *EMOTIONS, "error"]
+"""A ``FaceRow.to_dict()``'s keys, in the batch Parquet files' column order."""
+
+COLUMN_TYPES = {"source": "string", "frame": "int64", "time_s": "float64", "face": "int64", "x": "int64",
+                "y": "int64", "w": "int64", "h": "int64", "track_id": "int64", "label": "string",
+                "score": "float64", **dict.fromkeys(EMOTIONS, "float64"), "error": "string"}
+"""Each column's Arrow type name (``pyarrow``'s function of that name makes it)."""
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    """One face in one frame of ``source`` (a path or URI), or a source that failed (``error`` set,
+    the face's fields None). ``frame``: the frame index from 0 (0 for a photo); ``time_s``: the
+    frame's own time in seconds (None for a photo); ``face``: its index in the frame, left to right;
+    ``box``: (x, y, w, h) in image pixels; ``track_id``: None without tracking; ``probabilities``:
+    emotion -> probability (summing to 1)."""
+
+    source: str
+    frame: int | None = None
+    time_s: float | None = None
+    face: int | None = None
+    box: tuple[int, int, int, int] | None = None
+    track_id: int | None = None
+    label: str | None = None
+    score: float | None = None
+    probabilities: dict[str, float] | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, source: str, frame: int, time_s: float | None, index: int, face) -> FaceRow:
+        """The row of a recognised ``face`` (a ``fer_ensemble.runtime.face.Face``)."""
+        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.label, face.score,
+                   dict(face.probabilities))
+
+    @classmethod
+    def failure(cls, source: str, message: str) -> FaceRow:
+        """The one row of a source that could not be read: every face field None."""
+        return cls(source, error=message)
+
+    def to_dict(self) -> dict:
+        """The flat row: ``ROW_COLUMNS`` in order (the box as x, y, w, h, an emotion's probability
+        under its name), None where absent."""
+        box = self.box if self.box is not None else (None,) * 4
+        probabilities = self.probabilities or {}
+        return {"source": self.source, "frame": self.frame, "time_s": self.time_s, "face": self.face,
+                **dict(zip("xywh", box)), "track_id": self.track_id, "label": self.label, "score": self.score,
+                **{e: probabilities.get(e) for e in EMOTIONS}, "error": self.error}
+
+
+def face_cells(face) -> list:
+    """``FACE_COLUMNS``' cells of a CSV row for ``face`` (a ``Face``), as the predict and video
+    commands write them: the box in pixels, the label, the score and the probabilities to 4 decimals."""
+    return [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS)]
+
+
+def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict]:
+    """``FaceRow.to_dict()`` of each face of one frame, numbered left to right from 0."""
+    return [FaceRow.of(source, frame, time_s, i, f).to_dict() for i, f in enumerate(faces)]
+
+
+def _get(row: FaceRow | dict, key: str):
+    """A flat row's ``key``, or a ``FaceRow``'s field or probability of that name."""
+    if isinstance(row, dict):
+        return row[key]
+    return getattr(row, key) if key in FaceRow.__dataclass_fields__ else (row.probabilities or {})[key]
+
+
+def _mean(rows: Sequence[FaceRow | dict], classes: Sequence[str]) -> np.ndarray | None:
+    return np.mean([[_get(r, c) for c in classes] for r in rows], axis=0) if rows else None
+
+
+def summarize_source(source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
+                     fps: float | None, errors: list[str], classes: Sequence[str] = EMOTIONS) -> dict:
+    """A source's summary (the batch command's ``sources/<key>.json`` and ``summary.parquet`` row)
+    from its flat rows (``FaceRow.to_dict()``; failure rows left out of the figures): ``faces``,
+    ``frames_with_faces``, the ``dominant`` emotion of the mean probabilities (None without faces),
+    ``mean_probabilities`` (6 decimals; {} without faces) and ``error`` (the errors joined by "; ",
+    None for none), beside the arguments given."""
+    faces = [r for r in rows if r["error"] is None]
+    mean = _mean(faces, classes)
+    return {
+        "source": source, "kind": kind, "frames_read": frames_read, "frames_processed": frames_processed,
+        "fps": fps, "faces": len(faces), "frames_with_faces": len({r["frame"] for r in faces}),
+        "dominant": classes[int(np.argmax(mean))] if mean is not None else None,
+        "mean_probabilities": {c: round(float(p), 6) for c, p in zip(classes, mean)} if mean is not None else {},
+        "error": "; ".join(errors) if errors else None,
+    }
+
+
+def summarize_tracks(rows: Iterable[FaceRow | dict], classes: Sequence[str] = EMOTIONS) -> dict[str, dict]:
+    """Per track (the video command's ``summary.json`` ``tracks``), from rows in frame order
+    (``FaceRow``s, whose probabilities may hold any ``classes``, or flat ``FaceRow.to_dict()``s;
+    failure rows left out), keyed by the track id as text, ids ascending:
+    ``first_seen_s`` and ``last_seen_s`` (seconds, 3 decimals), ``frames``, the ``dominant``
+    emotion of the mean probabilities, ``label_frames`` (frames per winning label, labels that won
+    none left out) and ``mean_probabilities`` (4 decimals)."""
+    tracks: dict = {}
+    for row in rows:
+        if _get(row, "error") is None:
+            tracks.setdefault(_get(row, "track_id"), []).append(row)
+    summary = {}
+    for track_id, seen in sorted(tracks.items()):
+        mean = np.mean([[_get(r, c) for c in classes] for r in seen], axis=0)  # seen: one row at least
+        labels = [_get(r, "label") for r in seen]
+        summary[str(track_id)] = {
+            "first_seen_s": round(_get(seen[0], "time_s"), 3),
+            "last_seen_s": round(_get(seen[-1], "time_s"), 3),
+            "frames": len(seen),
+            "dominant": classes[int(np.argmax(mean))],
+            "label_frames": {c: labels.count(c) for c in classes if labels.count(c)},
+            "mean_probabilities": {c: round(float(p), 4) for c, p in zip(classes, mean)},
+        }
+    return summary
+
+
+def timeline_rows(timeline: Iterable[dict], source: str = "") -> list[FaceRow]:
+    """The ``FaceRow``s of the video command's timeline (``timeline.jsonl``'s records: ``frame``,
+    ``time`` in seconds and ``faces``, each a ``Face.to_dict()``), for ``summarize_tracks``."""
+    return [FaceRow(source, record["frame"], record["time"], i, tuple(f["box"]), f["track_id"], f["label"],
+                    f["score"], f["probabilities"])
+            for record in timeline for i, f in enumerate(record["faces"])]
