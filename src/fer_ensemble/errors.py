@@ -18,21 +18,46 @@ class ExitCode(IntEnum):
 
     OK = 0
     INPUT_FAILED = 1  # some input (file, folder, video, camera) could not be read, or an output not written
+    OUTPUT_FAILED = 1  # an alias of INPUT_FAILED: docs/command-line.md gives both the one code users rely on
     USAGE = 2  # a bad option or argument, a missing extra: nothing was processed
     NO_FACE = 3  # every input was read but no face was found anywhere (0 with --allow-empty)
     NOT_IMPROVED = 4  # adapt: the calibration did not beat the uncalibrated ensemble; nothing written
 
 
 class UserError(ValueError):
-    """A bad path, file or argument: the message says what is wrong and how to fix it."""
+    """A bad path, file or argument: the message, one line, says what is wrong and how to fix it.
+    ``exit_code`` is what the command line exits with (``ExitCode.USAGE``, 2, unless a subclass
+    says otherwise); being a ``ValueError``, library callers that catch that keep working."""
 
     exit_code = ExitCode.USAGE
 
 
 class InputError(UserError):
-    """An input (image, video, camera) that cannot be read, or an output that cannot be written."""
+    """An input (image, video, camera) that cannot be read: the command reports it in one line,
+    goes on with the other inputs and exits ``ExitCode.INPUT_FAILED`` (1). An output that cannot be
+    written is an ``OutputError``."""
 
     exit_code = ExitCode.INPUT_FAILED
+
+
+class OutputError(UserError):
+    """An output (annotated image, video, CSV, JSON, snapshot) that cannot be written: no
+    permission, a full disk, a name the file system refuses. Exits with the code documented for
+    it in docs/command-line.md, ``ExitCode.OUTPUT_FAILED`` (1, the same as an unreadable input), so
+    scripts that test for 1 keep working; catch it apart from ``InputError`` to tell the two
+    apart."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+
+class SpecError(UserError):
+    """Settings or a file's contents that do not fit their typed spec (``DetectorSpec``s in
+    ``fer_ensemble.runtime.detectors``, ``EnsembleSpec`` in ``fer_ensemble.runtime.ensemble``): an
+    unknown key, a key of another detector, a value of the wrong type or out of range, a ``format``
+    this version does not read. The message is one line naming the key and what it takes; exits
+    ``ExitCode.USAGE`` (2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = (),
@@ -40,7 +65,8 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
     """The JSON object in ``path`` (a ``what``, e.g. "ensemble file"), holding every key of
     ``required`` and, when ``file_format`` is given, no ``"format"`` other than it (a file without
     one is read as that format: files written before formats were recorded); a UserError naming the
-    file and the problem otherwise."""
+    file and the problem otherwise (a missing file, invalid JSON, not an object, another format, a
+    missing key)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no {what} at {path}")
@@ -59,16 +85,18 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
     return data
 
 
-EXTRAS = {  # an optional dependency's top-level module: the extra that installs it
+EXTRAS = {
     "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "plot",
     "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
     "fastapi_offline": "server", "PIL": "server", "ray": "batch", "pyarrow": "batch", "fsspec": "batch",
     "sklearn": "adapt", "scipy": "adapt",
 }
+"""An optional dependency's top-level module name: the extra of pyproject.toml that installs it."""
 
 
 def missing_extra(error: ModuleNotFoundError) -> str | None:
-    """The message for an optional dependency that is not installed, None for any other module."""
+    """The one-line message for ``error``, a missing optional dependency of ``EXTRAS`` (naming the
+    ``pip install 'fer-ensemble[extra]'`` that installs it); None for any other module."""
     top = (error.name or "").split(".")[0]
     if top not in EXTRAS:
         return None
