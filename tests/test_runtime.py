@@ -72,7 +72,7 @@ def test_a_face_budget_reads_new_faces_then_the_longest_waiting() -> None:
     from fer_ensemble.apps.benchmark import test_frame as frame_with_faces
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
-    recognizer = EmotionRecognizer(smoothing=1.0)
+    recognizer = EmotionRecognizer(ema_weight=1.0)
     frame = frame_with_faces(4)
     boxes = recognizer.detect(frame)
     assert len(boxes) == 4

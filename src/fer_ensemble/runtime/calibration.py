@@ -26,6 +26,7 @@ from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 
 CALIBRATION_FORMAT = "fer-ensemble/calibration/v1"
+"""The ``format`` of the calibrations this version writes (``adapt``) and reads."""
 LOG_FLOOR = np.log(1e-6)
 """Log-probabilities are clipped at log(1e-6): a class the networks rule out keeps a finite value."""
 
@@ -36,6 +37,8 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 
 
 def softmax_rows(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) scores ``z`` (the row maximum subtracted first): (N, C), rows
+    summing to one, in the dtype of ``z``."""
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -73,6 +76,8 @@ class Calibration:
         return (result / result.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_dict(self) -> dict:
+        """The JSON form ``from_dict`` reads (``format`` ``CALIBRATION_FORMAT``; weights and bias
+        rounded to 8 decimals; ``fitted`` as class names)."""
         return {"format": CALIBRATION_FORMAT, "kind": self.kind, "classes": list(self.classes),
                 "fitted": [c for c, f in zip(self.classes, self.fitted) if f],
                 "weights": np.round(self.weights, 8).tolist(), "bias": np.round(self.bias, 8).tolist(),
@@ -101,6 +106,7 @@ class Calibration:
 RESTING_FACE_METHODS = ("standardized", "partial", "clipped")
 """How a face is read relative to its person's resting face (``RestingFace``)."""
 NEUTRAL = EMOTIONS.index("neutral")
+"""The index of the neutral class in ``EMOTIONS`` (what ``standardized`` scores by its threshold)."""
 
 
 def resting_spread(neutral_probabilities: np.ndarray) -> np.ndarray:
@@ -116,9 +122,10 @@ def resting_spread(neutral_probabilities: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RestingFace:
-    """One person's resting face: the mean (C,) log-probabilities ``reference`` of their neutral
-    face(s), under FER+'s ``prior`` ((C,) probabilities) and the same calibration as the faces it
-    is applied to.
+    """One person's resting face: the mean (C,) float64 log-probabilities ``reference`` of their
+    neutral face(s), under FER+'s ``class_prior`` ((C,) probabilities) and the same calibration as
+    the faces it is applied to. ValueError for an unknown ``method``, a ``strength`` outside (0, 1]
+    or a ``spread`` that is not (C,) positive numbers.
 
     ``method``, as compared on taiwan-posed by ``scripts/calibration_study.py resting`` (the
     table in docs/accuracy.md; ``l`` is a face's log-probabilities, ``r`` the reference, ``log prior`` FER+'s):
@@ -141,7 +148,7 @@ class RestingFace:
     """
 
     reference: np.ndarray
-    prior: np.ndarray
+    class_prior: np.ndarray
     method: str = "standardized"
     spread: np.ndarray | None = None
     # chosen together on taiwan-posed (the default detector's faces) by scripts/calibration_study.py resting
@@ -161,18 +168,20 @@ class RestingFace:
             raise ValueError(f"a resting-face spread must be {np.shape(self.reference)} positive numbers")
 
     @classmethod
-    def from_probabilities(cls, probabilities: np.ndarray, prior: np.ndarray | list[float],
+    def from_probabilities(cls, probabilities: np.ndarray, class_prior: np.ndarray | list[float],
                            **options) -> RestingFace:
-        """The resting face of (N, C) probabilities (under FER+'s ``prior``, a (C,) vector) of one
-        person's neutral faces, N >= 1; ValueError for no faces."""
+        """The resting face of (N, C) probabilities (under FER+'s ``class_prior``, a (C,) vector) of
+        one person's neutral faces, N >= 1; ``options``: the other fields. ValueError for no faces
+        (and as the class for bad options)."""
         probabilities = np.asarray(probabilities)
         if probabilities.ndim != 2 or len(probabilities) == 0:
             raise ValueError(f"a resting face needs the probabilities of at least one face, got shape "
                              f"{probabilities.shape}")
-        return cls(log_probabilities(probabilities).mean(axis=0), np.asarray(prior, np.float64), **options)
+        return cls(log_probabilities(probabilities).mean(axis=0), np.asarray(class_prior, np.float64), **options)
 
     def log_prior(self) -> np.ndarray:
-        return log_probabilities(self.prior[None])[0]
+        """The natural log of ``class_prior``, clipped at ``LOG_FLOOR``: (C,) float64."""
+        return log_probabilities(self.class_prior[None])[0]
 
     def offset(self) -> np.ndarray:
         """What ``partial`` and ``clipped`` subtract from a face's log-probabilities: (C,) float64."""

@@ -13,6 +13,7 @@ the webcam's ``r`` key).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,16 +32,20 @@ from fer_ensemble.runtime.detection import (
 )
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
-from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
+from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, _renamed_keyword, load_calibration
 from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.tracking import IoUTracker, Track, smooth
 
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
+"""The ensemble file shipped in the package (written by ``fer-ensemble fit-ensemble``): what
+``EmotionRecognizer()`` loads when given no ensemble."""
 __all__ = ["SHIPPED_ENSEMBLE", "WEIGHTS_DIR", "EmotionRecognizer", "load_ensemble"]
 
 
 def load_ensemble(path: str | Path | None = None, threads: int | None = None) -> Ensemble:
-    """The ensemble file at ``path``, or the one shipped in the package."""
+    """The ensemble file at ``path``, or the one shipped in the package (``SHIPPED_ENSEMBLE``),
+    loaded with ``threads`` ONNX Runtime threads per member (``Ensemble.load``). UserError naming
+    the file when it is missing (saying so when this install ships no weights) or damaged."""
     path = Path(path) if path is not None else SHIPPED_ENSEMBLE
     if not path.is_file():
         raise UserError(
@@ -66,13 +71,23 @@ class EmotionRecognizer:
     ``predict`` may be called from many threads on one recognizer (answers as from one thread; a
     shared Haar detector keeps a cascade per thread); ``track`` and ``stream`` keep one stream's
     tracks: one recognizer per stream.
-    ``smoothing`` is the weight of the newest frame in ``stream`` (1.0 turns smoothing off);
+    ``ema_weight`` is the weight of the newest frame in the per-track exponential moving average
+    of ``track`` and ``stream`` (in (0, 1]; 1.0 turns smoothing off; stills are never smoothed);
     ``margin`` widens each detector box on every side and ``offset`` moves it down (fractions of
-    the box side; the defaults frame faces as FER+ does). ``prior`` is ``"ferplus"``,
-    ``"uniform"`` or a strength in [0, 1] (see ``fer_ensemble.prior``); None keeps the ensemble
-    file's default. ``calibration`` is ``"none"``, a preset name (``"posed"``), or a file that
-    ``fer-ensemble adapt`` wrote; None keeps the ensemble file's own (the shipped one has none).
-    It is set on the ensemble, so a passed ``Ensemble`` object is changed too.
+    the box side; the defaults, ``FACE_FRAMING``, frame faces as FER+ does). ``prior_strength`` is
+    how much of FER+'s class prior is divided out: ``"ferplus"`` (0), ``"uniform"`` (1) or a number
+    in [0, 1] (see ``fer_ensemble.prior``); None keeps the ensemble file's default.
+    ``calibration`` is ``"none"``, a preset name (``"posed"``), or a file that ``fer-ensemble
+    adapt`` wrote; None keeps the ensemble file's own (the shipped one has none). It is set on the
+    ensemble, so a passed ``Ensemble`` object is changed too. ``threads`` bounds ONNX Runtime's
+    threads when the ensemble is loaded here.
+
+    ``smoothing=`` and ``prior=`` are the deprecated names of ``ema_weight=`` and
+    ``prior_strength=`` (a DeprecationWarning; they will be removed).
+
+    Raises UserError (a ValueError) for an ensemble file that is missing or damaged, a
+    calibration that cannot be read, an ``ema_weight`` outside (0, 1], or a prior strength outside
+    [0, 1] or one the ensemble's cards record no class prior for.
     """
 
     def __init__(
@@ -80,27 +95,54 @@ class EmotionRecognizer:
         ensemble: str | Path | Ensemble | None = None,
         detector: FaceDetector | None = None,
         margin: float = FACE_FRAMING["margin"],
-        smoothing: float = 0.5,
+        ema_weight: float = 0.5,
         threads: int | None = None,
-        prior: str | float | None = None,
+        prior_strength: str | float | None = None,
         offset: float = FACE_FRAMING["offset"],
         calibration: str | Path | None = None,
+        *,
+        smoothing: float | None = None,
+        prior: str | float | None = None,
     ):
+        ema_weight = _renamed_keyword(smoothing, ema_weight, "smoothing", "ema_weight")
+        prior_strength = _renamed_keyword(prior, prior_strength, "prior", "prior_strength")
+        if not 0.0 < ema_weight <= 1.0:
+            raise UserError(f"ema_weight (smoothing) is the newest frame's weight, in (0, 1] (1: no smoothing); "
+                            f"got {ema_weight}")
         self.ensemble = ensemble if isinstance(ensemble, Ensemble) else load_ensemble(ensemble, threads)
         if calibration is not None:
             self.ensemble.calibration = load_calibration(calibration)
-        if not 0.0 < smoothing <= 1.0:
-            raise ValueError(f"smoothing is the newest frame's weight, in (0, 1] (1: off); got {smoothing}")
-        self.prior = self.ensemble.prior_strength(prior)
+        self.prior_strength: float = self.ensemble.prior_strength(prior_strength)
+        """The prior strength in [0, 1] every answer is given under (see ``fer_ensemble.prior``)."""
         self.detector = detector or create_detector()
         self.margin = margin
         self.offset = offset
-        self.smoothing = smoothing
+        self.ema_weight: float = ema_weight
+        """The newest frame's weight in each track's moving average (1.0: no smoothing); may be
+        changed between frames (the webcam's ``m`` key)."""
         self.hold = HOLD_FRAMES
         self.tracker = IoUTracker()
 
     @property
+    def smoothing(self) -> float:
+        """Deprecated name of ``ema_weight`` (a DeprecationWarning); reading and setting it work."""
+        warnings.warn("EmotionRecognizer.smoothing is deprecated: use ema_weight", DeprecationWarning, stacklevel=2)
+        return self.ema_weight
+
+    @smoothing.setter
+    def smoothing(self, value: float) -> None:
+        warnings.warn("EmotionRecognizer.smoothing is deprecated: use ema_weight", DeprecationWarning, stacklevel=2)
+        self.ema_weight = value
+
+    @property
+    def prior(self) -> float:
+        """Deprecated name of ``prior_strength`` (a DeprecationWarning)."""
+        warnings.warn("EmotionRecognizer.prior is deprecated: use prior_strength", DeprecationWarning, stacklevel=2)
+        return self.prior_strength
+
+    @property
     def classes(self) -> tuple[str, ...]:
+        """The ensemble's class names, in the order of every probability vector (``EMOTIONS``)."""
         return self.ensemble.classes
 
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -113,7 +155,7 @@ class EmotionRecognizer:
     def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None) -> np.ndarray:
         """Probabilities (N, 8) float32 for the given boxes ([x, y, w, h] in pixels of ``image``,
         BGR or gray uint8), all faces in one batch per member, relative to ``resting_face`` if given."""
-        return self.ensemble.answer(self._native(to_gray(image), boxes), self.prior, resting_face)
+        return self.ensemble.answer(self._native(to_gray(image), boxes), self.prior_strength, resting_face)
 
     def _native(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
         return self.ensemble.native_probabilities(crop_faces(gray, boxes, self.margin, self.offset))
@@ -172,13 +214,13 @@ class EmotionRecognizer:
         oldest = sorted((i for i, t in enumerate(tracks) if t.probabilities is not None), key=lambda i: tracks[i].answered)
         chosen = sorted(new + (oldest if budget is None else oldest[:max(budget - len(new), 0)]))
         native = self._native(gray, [boxes[i] for i in chosen])
-        answers = self.ensemble.answer(native, self.prior)  # one pass for every face without a resting face
+        answers = self.ensemble.answer(native, self.prior_strength)  # one pass for every face without a resting face
         for i, face_native, probs in zip(chosen, native, answers):
             track = tracks[i]
-            track.native = smooth(track.native, face_native, self.smoothing)
+            track.native = smooth(track.native, face_native, self.ema_weight)
             if track.resting_face is not None:
-                probs = self.ensemble.answer(face_native[None], self.prior, track.resting_face)[0]
-            track.probabilities = smooth(track.probabilities, probs, self.smoothing)
+                probs = self.ensemble.answer(face_native[None], self.prior_strength, track.resting_face)[0]
+            track.probabilities = smooth(track.probabilities, probs, self.ema_weight)
             track.answered = self.tracker.frames
         held = [t for t in self.tracker.tracks if 0 < t.missed <= self.hold and t.probabilities is not None
                 and not any(iou(t.box, box) > 0 for box in boxes)]  # a box there now is that face, moved
@@ -212,13 +254,17 @@ class EmotionRecognizer:
         return cleared
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, list[Face]]]:
-        """Frames in, (frame, faces) out, with tracking and smoothing; starts a fresh tracker."""
+        """Frames in (each as ``track`` takes it), ``(frame, faces)`` out as ``track`` gives them,
+        with tracking and smoothing; resets the tracker first, so ids start from 1 for every
+        stream. Raises what ``track`` raises, at the frame that has the problem."""
         self.tracker.reset()
         for frame in frames:
             yield frame, self.track(frame)
 
     def annotate(self, image: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
-        """A copy of ``image`` with boxes, labels and (optionally) per-emotion bars drawn."""
+        """A BGR uint8 copy of ``image`` ((H, W, 3) BGR or (H, W) gray uint8) with each face's box
+        (``Face.box``, pixels of ``image``), label and, with ``bars``, per-emotion bars drawn
+        (``fer_ensemble.runtime.drawing.draw_faces``)."""
         return draw_faces(image, faces, self.classes, bars=bars)
 
     def _track_face(self, track: Track, held: bool = False) -> Face:
@@ -242,6 +288,7 @@ class EmotionRecognizer:
 
 
 IMAGE_TAKES = "a BGR (H, W, 3), BGRA or gray (H, W) uint8 array, as cv2.imread returns, or a PIL image"
+"""What ``predict`` takes, in the words of ``check_image``'s errors."""
 
 
 def check_image(image: object) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Stable face ids across frames (greedy IoU matching) and per-track probability smoothing."""
+"""Stable face ids across frames (greedy IoU matching) and per-track probability smoothing (an
+exponential moving average whose ``ema_weight`` is the newest frame's share)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from fer_ensemble.runtime.detection import Box, iou
 
 @dataclass
 class Track:
+    """One face followed across frames by ``IoUTracker``: its id (1, 2, ... since the tracker's last
+    reset), its latest ``box`` (x, y, w, h in frame pixels, ints), how many frames in a row it went
+    unmatched (``missed``), and what ``EmotionRecognizer.track`` keeps for it: the smoothed answer
+    shown (``probabilities``, (C,) float32), the smoothed probabilities under FER+'s prior
+    (``native``, what a resting face is taken from), the person's resting face, and the frame
+    whose crop gave the newest answer (``answered``)."""
+
     track_id: int
     box: Box
     missed: int = 0
@@ -23,8 +31,10 @@ class Track:
 
 @dataclass
 class IoUTracker:
-    """Each box takes the id of the unmatched track it overlaps most (IoU >= ``min_iou``);
-    a track survives ``max_missed`` frames without a match."""
+    """Greedy IoU matching of each frame's boxes (x, y, w, h in frame pixels) to the live tracks:
+    each box takes the id of the unmatched track it overlaps most (IoU >= ``min_iou``), a box
+    matching none starts a new track (ids 1, 2, ... from the last ``reset``); a track survives
+    ``max_missed`` frames without a match. Not thread-safe: one tracker per stream."""
 
     min_iou: float = 0.3
     max_missed: int = 5
@@ -33,7 +43,9 @@ class IoUTracker:
     frames: int = 0  # frames seen (update calls) since the last reset
 
     def update(self, boxes: list[Box]) -> list[Track]:
-        """Tracks for ``boxes``, in the same order; counts the frame (``frames``)."""
+        """The tracks for this frame's ``boxes`` (x, y, w, h in frame pixels), one per box in the
+        same order, each with ``box`` set to its box and ``missed`` to 0; unmatched tracks count a
+        miss and are dropped after ``max_missed``. Counts the frame (``frames``)."""
         self.frames += 1
         pairs = sorted(
             ((iou(box, track.box), i, j) for i, box in enumerate(boxes) for j, track in enumerate(self.tracks)),
@@ -77,8 +89,11 @@ class IoUTracker:
         self._next_id, self.frames = 1, 0
 
 
-def smooth(previous: np.ndarray | None, current: np.ndarray, alpha: float) -> np.ndarray:
-    """Exponential smoothing: ``alpha`` of the new probabilities (1 = no smoothing)."""
-    if previous is None or alpha >= 1.0:
+def smooth(previous: np.ndarray | None, current: np.ndarray, ema_weight: float) -> np.ndarray:
+    """One step of an exponential moving average: ``ema_weight * current + (1 - ema_weight) *
+    previous`` for (C,) probability vectors (the result sums to one when both do). ``ema_weight`` is
+    the newest frame's weight, in (0, 1]: 1 keeps only ``current`` (no smoothing), smaller values
+    smooth more. ``current`` itself when there is no ``previous``."""
+    if previous is None or ema_weight >= 1.0:
         return current
-    return alpha * current + (1.0 - alpha) * previous
+    return ema_weight * current + (1.0 - ema_weight) * previous
