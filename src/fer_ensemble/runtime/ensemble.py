@@ -15,6 +15,10 @@
 file's own folder (what ``adapt`` writes on top of the shipped ensemble, so the file keeps working
 wherever it is moved).
 
+The file is read into an ``EnsembleSpec`` (``EnsembleSpec.from_dict`` checks its ``format``, every
+member entry and the prior, and names the key that is wrong in one line: ``SpecError``); keys it
+does not use (``fitted_on``, ``latency``, ``metrics``) are kept in ``EnsembleSpec.info``.
+
 Each member sees all faces of a frame as one batch at its own input size; its logits are divided
 by its temperature, turned into probabilities (averaged with the mirrored faces' when the
 member's ``flip_tta`` is set), and the members' probabilities are mixed with the weights. Then the
@@ -26,13 +30,15 @@ under FER+'s own prior, 1 under equal priors; the ensemble file holds the fitted
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError, read_json_object
+from fer_ensemble.errors import ENSEMBLE_FORMAT, SpecError, UserError, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
@@ -46,6 +52,10 @@ CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 
 @dataclass
 class Member:
+    """One loaded member of an ``Ensemble``: its ``classifier``, the ``temperature`` its logits are
+    divided by (> 0; fitted on FER+ Valid by ``fit-ensemble``), its ``weight`` in the soft vote (>= 0;
+    the weights are normalised) and ``flip_tta``: average with the mirrored faces' answer."""
+
     classifier: OnnxClassifier
     temperature: float = 1.0
     weight: float = 1.0
@@ -54,7 +64,8 @@ class Member:
 
 def calibrated_probabilities(logits: np.ndarray, mirrored_logits: np.ndarray | None,
                              temperature: float) -> np.ndarray:
-    """Temperature-scaled softmax, averaged with the mirrored faces' when those are given.
+    """Temperature-scaled softmax of (N, C) ``logits`` (``softmax``), averaged with that of the
+    mirrored faces' (N, C) logits when given: (N, C) probabilities in the logits' dtype.
     ``fit-ensemble`` fits with this very formula, so the shipped figures reproduce exactly."""
     probs = softmax(logits, temperature)
     if mirrored_logits is not None:
@@ -63,7 +74,8 @@ def calibrated_probabilities(logits: np.ndarray, mirrored_logits: np.ndarray | N
 
 
 def member_probabilities(member: Member, faces) -> np.ndarray:
-    """One member's calibrated probabilities for a list of face crops."""
+    """One member's calibrated (N, C) float32 probabilities (under FER+'s prior) for a sequence of N
+    face crops (gray (H, W) or BGR (H, W, 3) uint8, any size; resized to the member's input)."""
     batch = prepare_batch(faces, member.classifier.preprocessing)
     mirrored = None
     if member.flip_tta:
@@ -71,37 +83,220 @@ def member_probabilities(member: Member, faces) -> np.ndarray:
     return calibrated_probabilities(member.classifier.logits(batch), mirrored, member.temperature)
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: object, what: str, source: str, low: float, high: float | None = None,
+            low_open: bool = False) -> float:
+    """``value`` as a float in [low, high] ((low, high] with ``low_open``); SpecError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{source}: {what} must be a number, not {_short(value)}")
+    if not np.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value > high):
+        bounds = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g}]'}"
+        raise SpecError(f"{source}: {what} must lie in {bounds}, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One entry of an ensemble file's ``members``: the member's model card (``card``, a path
+    relative to the file's folder, or to the package's weights with ``"weights": "shipped"``), the
+    card's ``variant`` to load (``fp32``, ``int8``; None: the card's default), its ``temperature``
+    (> 0), its ``weight`` in the vote (>= 0) and ``flip_tta`` (None: the file's own ``flip_tta``)."""
+
+    card: str
+    variant: str | None = None
+    temperature: float = 1.0
+    weight: float = 1.0
+    flip_tta: bool | None = None
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "ensemble file", index: int = 0) -> MemberSpec:
+        """The member entry ``data`` (a JSON object), checked: SpecError naming ``source``, the
+        entry and the key for an unknown key, a missing ``card`` or a value of the wrong type or
+        range."""
+        what = f"members[{index}]"
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: {what} must be an object with a 'card', not {_short(data)}")
+        if unknown := sorted(set(data) - MEMBER_KEYS):
+            raise SpecError(f"{source}: {what} has unknown key(s) {', '.join(map(repr, unknown))} "
+                            f"(known: {', '.join(sorted(MEMBER_KEYS))})")
+        card, variant, flip = data.get("card"), data.get("variant"), data.get("flip_tta")
+        if not isinstance(card, str) or not card:
+            raise SpecError(f"{source}: {what} needs a 'card' (the model card's file name), not {_short(card)}")
+        if variant is not None and not isinstance(variant, str):
+            raise SpecError(f"{source}: {what}.variant must be a string such as 'fp32' or 'int8', not {_short(variant)}")
+        if flip is not None and not isinstance(flip, bool):
+            raise SpecError(f"{source}: {what}.flip_tta must be true or false, not {_short(flip)}")
+        return cls(card, variant, _number(data.get("temperature", 1.0), f"{what}.temperature", source, 0.0,
+                                          low_open=True),
+                   _number(data.get("weight", 1.0), f"{what}.weight", source, 0.0), flip)
+
+    def to_dict(self) -> dict:
+        """The JSON form ``from_dict`` reads (``variant`` and ``flip_tta`` left out when None)."""
+        data: dict[str, Any] = {"card": self.card}
+        if self.variant is not None:
+            data["variant"] = self.variant
+        data.update(temperature=self.temperature, weight=self.weight)
+        if self.flip_tta is not None:
+            data["flip_tta"] = self.flip_tta
+        return data
+
+
+MEMBER_KEYS = frozenset({"card", "variant", "temperature", "weight", "flip_tta"})
+"""The keys a member entry of an ensemble file may hold (``MemberSpec``'s fields)."""
+ENSEMBLE_KEYS = frozenset({"format", "classes", "members", "prior", "flip_tta", "weights", "calibration",
+                           "resting_face"})
+"""The keys of an ensemble file that ``EnsembleSpec`` reads; any other is kept in ``EnsembleSpec.info``."""
+
+
+@dataclass
+class EnsembleSpec:
+    """An ensemble file's contents, checked (the layout in this module's docstring).
+
+    ``members``: at least one ``MemberSpec`` (a spec built for an ``Ensemble`` given loaded members
+    may have none); ``classes``: the class names the file records (None: not recorded; the cards
+    decide); ``class_prior``: the training data's class prior, a (C,) vector summing to about one
+    (None: the cards' own); ``prior_strength``: the default strength in [0, 1] answers are given
+    under (``fer_ensemble.prior``); ``flip_tta``: the default for members that do not say;
+    ``weights``: ``"shipped"`` finds the cards in the package's weights, None beside the file;
+    ``calibration`` and ``resting_spread`` ((C,) positive float64): optional; ``info``: every
+    other key, verbatim (what ``fit-ensemble`` measured). ``format`` is ``ENSEMBLE_FORMAT``."""
+
+    members: tuple[MemberSpec, ...]
+    classes: tuple[str, ...] | None = None
+    class_prior: tuple[float, ...] | None = None
+    prior_strength: float = 0.0
+    flip_tta: bool = False
+    weights: str | None = None
+    calibration: Calibration | None = None
+    resting_spread: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+    format: str = ENSEMBLE_FORMAT
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = "ensemble file", members_required: bool = True) -> EnsembleSpec:
+        """The ensemble file's contents ``data`` (a JSON object), checked; ``source`` (the file's
+        path) starts every message. Raises SpecError (a UserError, exit code 2), one line naming
+        the key, for: a ``format`` other than ``ENSEMBLE_FORMAT`` (a dict without one is read as
+        it), no ``members`` list or an empty one (unless not ``members_required``), a damaged
+        member entry (``MemberSpec.from_dict``), a ``prior`` that is not ``{"class_prior": [...],
+        "strength": s}`` with s in [0, 1], ``weights`` other than ``"shipped"``, ``classes`` that
+        are not strings, a non-boolean ``flip_tta``; UserError for a damaged ``calibration``
+        (``Calibration.from_dict``) or ``resting_face`` (``read_resting_spread``)."""
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: not an ensemble file (a JSON object was expected, not {type(data).__name__})")
+        found = data.get("format", ENSEMBLE_FORMAT)
+        if found != ENSEMBLE_FORMAT:
+            raise SpecError(f"{source}: an ensemble file of format {_short(found)}, which this version of "
+                            f"fer-ensemble does not read (it reads {ENSEMBLE_FORMAT!r})")
+        members = data.get("members", [] if not members_required else None)
+        if not isinstance(members, list):
+            raise SpecError(f"{source}: not an ensemble file ('members' must list objects with a 'card')")
+        if members_required and not members:
+            raise SpecError(f"{source}: an ensemble needs at least one member")
+        classes = data.get("classes")
+        if classes is not None and (not isinstance(classes, list) or not classes
+                                    or not all(isinstance(c, str) for c in classes)):
+            raise SpecError(f"{source}: classes must list class names, not {_short(classes)}")
+        n_classes = len(classes) if classes is not None else len(EMOTIONS)
+        class_prior, strength = cls._prior(data.get("prior", {}), n_classes, source)
+        flip = data.get("flip_tta", False)
+        if not isinstance(flip, bool):
+            raise SpecError(f"{source}: flip_tta must be true or false, not {_short(flip)}")
+        weights = data.get("weights")
+        if weights not in (None, "shipped"):
+            raise SpecError(f"{source}: weights must be \"shipped\" (the package's cards) or absent, not {_short(weights)}")
+        calibration = Calibration.from_dict(data["calibration"], source) if "calibration" in data else None
+        return cls(
+            members=tuple(MemberSpec.from_dict(entry, source, i) for i, entry in enumerate(members)),
+            classes=None if classes is None else tuple(classes),
+            class_prior=class_prior, prior_strength=strength, flip_tta=flip, weights=weights,
+            calibration=calibration, resting_spread=read_resting_spread(data, n_classes, source),
+            info={key: value for key, value in data.items() if key not in ENSEMBLE_KEYS})
+
+    @staticmethod
+    def _prior(prior: object, n_classes: int, source: str) -> tuple[tuple[float, ...] | None, float]:
+        if not isinstance(prior, dict):
+            raise SpecError(f"{source}: prior must be an object {{\"class_prior\": [...], \"strength\": s}}, "
+                            f"not {_short(prior)}")
+        if unknown := sorted(set(prior) - {"class_prior", "strength"}):
+            raise SpecError(f"{source}: prior has unknown key(s) {', '.join(map(repr, unknown))} "
+                            "(known: 'class_prior', 'strength')")
+        strength = _number(prior.get("strength", 0.0), "prior.strength", source, 0.0, 1.0)
+        values = prior.get("class_prior")
+        if values is None:
+            return None, strength
+        if (not isinstance(values, list) or len(values) != n_classes
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
+            raise SpecError(f"{source}: prior.class_prior must list {n_classes} class frequencies (>= 0), "
+                            f"not {_short(values)}")
+        return tuple(float(v) for v in values), strength
+
+    @classmethod
+    def read(cls, path: str | Path) -> EnsembleSpec:
+        """The ensemble file at ``path``, checked (``read_json_object``, then ``from_dict``);
+        UserError / SpecError naming the file otherwise. No model is loaded."""
+        return cls.from_dict(read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT), str(path))
+
+    def cards_folder(self, path: str | Path) -> Path:
+        """Where the member cards of the file at ``path`` are: its own folder, or the package's
+        weights (``WEIGHTS_DIR``) for ``"weights": "shipped"``."""
+        return WEIGHTS_DIR if self.weights == "shipped" else Path(path).parent
+
+    def member_flip_tta(self, member: MemberSpec) -> bool:
+        """Whether ``member`` averages with mirrored faces: its own ``flip_tta``, else the file's."""
+        return self.flip_tta if member.flip_tta is None else member.flip_tta
+
+    def to_dict(self) -> dict:
+        """The JSON form ``from_dict`` reads back to an equal spec (``info``'s keys included; of
+        ``resting_face``, only its ``spread``)."""
+        data: dict[str, Any] = {"format": self.format}
+        if self.classes is not None:
+            data["classes"] = list(self.classes)
+        data["members"] = [member.to_dict() for member in self.members]
+        data["prior"] = {**({"class_prior": list(self.class_prior)} if self.class_prior is not None else {}),
+                         "strength": self.prior_strength}
+        if self.flip_tta:
+            data["flip_tta"] = True
+        if self.weights is not None:
+            data["weights"] = self.weights
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_dict()
+        if self.resting_spread is not None:
+            data["resting_face"] = {"spread": self.resting_spread.tolist()}
+        return {**data, **self.info}
+
+
 def read_config(path: Path) -> dict:
-    """An ensemble file's contents, its structure checked (UserError otherwise)."""
-    config = read_json_object(path, "ensemble file", ("members",), ENSEMBLE_FORMAT)
-    if not isinstance(config["members"], list) or not all(
-        isinstance(entry, dict) and "card" in entry for entry in config["members"]
-    ):
-        raise UserError(f"{path}: not an ensemble file ('members' must list objects with a 'card')")
-    if not config["members"]:
-        raise UserError(f"{path}: an ensemble needs at least one member")
+    """An ensemble file's contents as a plain dict (what ``adapt`` copies into the file it writes),
+    after ``EnsembleSpec.read`` checked them (UserError / SpecError otherwise)."""
+    config = read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT)
+    EnsembleSpec.from_dict(config, str(path))
     return config
 
 
 def cards_folder(path: Path, config: dict) -> Path:
-    """Where an ensemble file's member cards are: its own folder, or the package's weights."""
+    """Where an ensemble file's member cards are: its own folder, or the package's weights (the
+    plain-dict form of ``EnsembleSpec.cards_folder``)."""
     return WEIGHTS_DIR if config.get("weights") == "shipped" else path.parent
 
 
 def check_ensemble_file(path: str | Path) -> None:
-    """Everything ``Ensemble.load`` reads, checked without loading a model (UserError otherwise)."""
+    """Everything ``Ensemble.load`` reads, checked without loading a model: the file
+    (``EnsembleSpec.read``), each member's card and model file (``resolve_member``). Raises
+    UserError (or its SpecError) naming the file and what is wrong."""
     path = Path(path)
-    config = read_config(path)
-    for entry in config["members"]:
-        resolve_member(cards_folder(path, config) / entry["card"], entry.get("variant"))
-    if "calibration" in config:
-        Calibration.from_dict(config["calibration"], str(path))
-    read_resting_spread(config, len(config.get("classes", EMOTIONS)), str(path))
+    spec = EnsembleSpec.read(path)
+    for member in spec.members:
+        resolve_member(spec.cards_folder(path) / member.card, member.variant)
 
 
 def read_resting_spread(config: dict, n_classes: int, source: str) -> np.ndarray | None:
     """The ensemble file's ``resting_face.spread``: (C,) positive float64, or None where it records
-    none; UserError naming ``source`` for a damaged one."""
+    none; SpecError naming ``source`` for a damaged one."""
     entry = config.get("resting_face")
     if entry is None:
         return None
@@ -110,7 +305,7 @@ def read_resting_spread(config: dict, n_classes: int, source: str) -> np.ndarray
     except (KeyError, TypeError, ValueError):
         spread = None
     if spread is None or spread.shape != (n_classes,) or not (spread > 0).all():
-        raise UserError(f"{source}: a damaged resting_face entry (expected a spread of {n_classes} positive numbers)")
+        raise SpecError(f"{source}: a damaged resting_face entry (expected a spread of {n_classes} positive numbers)")
     return spread
 
 
@@ -131,10 +326,27 @@ def load_calibration(value: str | Path) -> Calibration | None:
     return Calibration.from_dict(data, str(path))
 
 
-class Ensemble:
-    """Calibrated soft voting of exported members, then the chosen class prior."""
+def _renamed_keyword(old_value, new_value, old: str, new: str):
+    """``new_value``, or ``old_value`` with a DeprecationWarning when the caller still passed the
+    keyword's old name ``old`` (not None)."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{old}= is deprecated: use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value
 
-    def __init__(self, members: list[Member], config: dict | None = None):
+
+class Ensemble:
+    """Calibrated soft voting of exported members, then the chosen class prior.
+
+    ``config`` is the ensemble file's contents, as an ``EnsembleSpec`` or the plain dict it reads
+    (``members`` may be left out there: ``members`` are given loaded); ``Ensemble.load`` reads a
+    file. Attributes: ``classes`` (the members' class names, all equal), ``class_prior`` (the
+    training class prior, a list of C floats, or None when neither the file nor a card records
+    one), ``default_prior_strength``, ``calibration``, ``resting_spread``, ``spec`` and ``config``
+    (the plain dict, as the server reports it). Raises UserError for no members, members that
+    disagree on the classes, and a damaged ``config`` (SpecError)."""
+
+    def __init__(self, members: list[Member], config: EnsembleSpec | dict | None = None):
         if not members:
             raise UserError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
@@ -142,19 +354,29 @@ class Ensemble:
             raise UserError("members disagree on the classes")
         self.members = members
         self.classes: tuple[str, ...] = classes.pop()
-        self.config = config or {}
-        prior = self.config.get("prior", {})
+        if isinstance(config, EnsembleSpec):
+            self.spec, self.config = config, config.to_dict()
+        else:
+            self.config = config or {}
+            self.spec = EnsembleSpec.from_dict(self.config, "ensemble file", members_required=False)
         cards = [m.classifier.class_prior for m in members if m.classifier.class_prior is not None]
-        self.class_prior: list[float] | None = prior.get("class_prior") or (cards[0] if cards else None)
-        self.default_prior_strength = float(prior.get("strength", 0.0))
-        self.calibration: Calibration | None = (
-            Calibration.from_dict(self.config["calibration"], "ensemble file")
-            if "calibration" in self.config else None)
-        self.resting_spread = read_resting_spread(self.config, len(self.classes), "ensemble file")
+        self.class_prior: list[float] | None = (list(self.spec.class_prior) if self.spec.class_prior is not None
+                                                else cards[0] if cards else None)
+        if self.class_prior is not None and len(self.class_prior) != len(self.classes):
+            raise SpecError(f"ensemble file: a class prior of {len(self.class_prior)} classes for "
+                            f"{len(self.classes)} classes")
+        self.default_prior_strength = self.spec.prior_strength
+        self.calibration: Calibration | None = self.spec.calibration
+        self.resting_spread = self.spec.resting_spread
+        if self.resting_spread is not None and self.resting_spread.shape != (len(self.classes),):
+            raise SpecError(f"ensemble file: a damaged resting_face entry (expected a spread of "
+                            f"{len(self.classes)} positive numbers)")
 
     def prior_strength(self, value: str | float | None = None) -> float:
-        """The strength ``value`` names (``ferplus``, ``uniform`` or a number in [0, 1]); None
-        gives the ensemble file's default. ValueError for a value out of range."""
+        """The prior strength ``value`` names (``ferplus``, ``uniform`` or a number in [0, 1];
+        ``fer_ensemble.prior.parse_strength``); None gives the ensemble file's default. UserError
+        (a ValueError) for another value, and for a non-zero strength when no class prior is
+        recorded."""
         strength = self.default_prior_strength if value is None else parse_strength(value)
         if strength and self.class_prior is None:
             raise UserError("this ensemble's cards record no class prior to adjust")
@@ -162,31 +384,30 @@ class Ensemble:
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> Ensemble:
-        """Read an ensemble file; member cards are found relative to it."""
+        """Read the ensemble file at ``path`` (``EnsembleSpec.read``: the whole file is checked
+        before any model is loaded) and load its members, their cards found relative to it (or in
+        the package's weights); ``threads`` bounds each member's ONNX Runtime. UserError /
+        SpecError naming the file for a missing or damaged file, card or model."""
         path = Path(path)
-        config = read_config(path)
-        if "calibration" in config:  # a damaged one fails before any model is loaded
-            Calibration.from_dict(config["calibration"], str(path))
-        read_resting_spread(config, len(config.get("classes", EMOTIONS)), str(path))
-        folder = cards_folder(path, config)
+        config = read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT)
+        spec = EnsembleSpec.from_dict(config, str(path))
+        folder = spec.cards_folder(path)
         members = [
-            Member(
-                OnnxClassifier(folder / entry["card"], entry.get("variant"), threads=threads),
-                float(entry.get("temperature", 1.0)),
-                float(entry.get("weight", 1.0)),
-                bool(entry.get("flip_tta", config.get("flip_tta", False))),
-            )
-            for entry in config["members"]
+            Member(OnnxClassifier(folder / entry.card, entry.variant, threads=threads),
+                   entry.temperature, entry.weight, spec.member_flip_tta(entry))
+            for entry in spec.members
         ]
         return cls(members, config)
 
     @property
     def name(self) -> str:
+        """``ensemble(member+member...)``, the members' card names in file order."""
         return "ensemble(" + "+".join(m.classifier.name for m in self.members) + ")"
 
     def native_probabilities(self, faces, batch_size: int = 256) -> np.ndarray:
-        """(N, 8) float32 probabilities under FER+'s prior for face crops (gray or BGR uint8, any
-        size): the members' soft vote, then the calibration if the ensemble has one."""
+        """(N, C) float32 probabilities under FER+'s prior for a sequence of N face crops (gray
+        (H, W) or BGR (H, W, 3) uint8, any size): the members' weighted soft vote, in batches of
+        ``batch_size``, then the calibration if the ensemble has one; (0, C) for none."""
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         chunks = []
@@ -197,29 +418,35 @@ class Ensemble:
         mixed = np.concatenate(chunks)
         return (mixed if self.calibration is None else self.calibration.apply(mixed)).astype(np.float32)
 
-    def answer(self, native: np.ndarray, prior: str | float | None = None,
-               resting_face: RestingFace | None = None) -> np.ndarray:
-        """The answer for (N, 8) ``native_probabilities``: read relative to ``resting_face`` when
-        given, then under the class prior ``prior`` names (None: the ensemble file's default)."""
-        strength = self.prior_strength(prior)
+    def answer(self, native: np.ndarray, prior_strength: str | float | None = None,
+               resting_face: RestingFace | None = None, *, prior: str | float | None = None) -> np.ndarray:
+        """The answer, (N, C) float32 rows summing to one, for (N, C) ``native_probabilities``:
+        read relative to ``resting_face`` when given, then under the prior strength
+        ``prior_strength`` names (None: the ensemble file's default). UserError for a bad strength
+        (``prior_strength``). ``prior=`` is its deprecated name (a DeprecationWarning)."""
+        strength = self.prior_strength(_renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
         if resting_face is not None:
             native = resting_face.apply(native)
         return adjust_probabilities(native, self.class_prior, strength).astype(np.float32)
 
     def resting_face(self, native: np.ndarray, **options) -> RestingFace:
-        """A person's resting face from the (N, 8) ``native_probabilities`` of their neutral
+        """A person's resting face from the (N, C) ``native_probabilities`` of their neutral
         face(s); ``options`` go to ``RestingFace`` (method and its parameters). ValueError for no
         faces. The spread is the ensemble file's ``resting_face.spread`` (what ``fit-ensemble``
         measured on FER+ Valid's neutral faces), if it records one. Without a recorded class prior,
         equal priors stand in (the answers are then under them)."""
-        prior = self.class_prior if self.class_prior is not None else np.full(len(self.classes), 1 / len(self.classes))
+        class_prior = (self.class_prior if self.class_prior is not None
+                       else np.full(len(self.classes), 1 / len(self.classes)))
         options.setdefault("spread", self.resting_spread)
-        return RestingFace.from_probabilities(native, prior, **options)
+        return RestingFace.from_probabilities(native, class_prior, **options)
 
-    def predict_proba(self, faces, batch_size: int = 256, prior: str | float | None = None,
-                      resting_face: RestingFace | None = None) -> np.ndarray:
-        """Ensemble probabilities (N, 8) float32 for face crops (gray or BGR uint8, any size), under
-        the class prior ``prior`` names (None: the ensemble file's default), relative to
-        ``resting_face`` when given."""
-        self.prior_strength(prior)  # a bad value fails before any work
-        return self.answer(self.native_probabilities(faces, batch_size), prior, resting_face)
+    def predict_proba(self, faces, batch_size: int = 256, prior_strength: str | float | None = None,
+                      resting_face: RestingFace | None = None, *, prior: str | float | None = None) -> np.ndarray:
+        """Ensemble probabilities, (N, C) float32 in ``classes`` order with rows summing to one,
+        for a sequence of N face crops (each a gray (H, W) or BGR (H, W, 3) uint8 array of any
+        size, framed as ``crop_faces`` frames them), in batches of ``batch_size``; (0, C) for
+        none. Under the prior strength ``prior_strength`` names (None: the ensemble file's
+        default), relative to ``resting_face`` when given. UserError for a bad strength, before
+        any work. ``prior=`` is the deprecated name of ``prior_strength=`` (a DeprecationWarning)."""
+        strength = self.prior_strength(_renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
+        return self.answer(self.native_probabilities(faces, batch_size), strength, resting_face)

@@ -1,0 +1,221 @@
+"""Issue 24, items 4, 10 and 15 in the runtime layer: typed detector and ensemble specs that say in
+one line what is wrong, the renamed keywords (old names still work, with a DeprecationWarning), the
+error for outputs, and a docstring on every public name."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_ensemble.errors import ENSEMBLE_FORMAT, ExitCode, InputError, OutputError, SpecError, UserError
+from fer_ensemble.runtime.blazeface import BlazeFaceDetector
+from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.runtime.detectors import (
+    BlazeFaceSpec,
+    HaarSpec,
+    SecondLook,
+    create_detector,
+    detector_spec,
+    live_settings,
+)
+from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, EnsembleSpec, MemberSpec
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
+
+
+# --- detector specs ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [240, 500, STILL_DETECTION["detect_width"]])
+def test_another_detectors_setting_is_refused_whatever_its_value(value: int) -> None:
+    """``--detector blazeface --detect-width 240`` was accepted (the live preset's own value) while
+    500 was refused: the key decides, not the value."""
+    with pytest.raises(SpecError, match=r"^detect_width is a setting of the haar detector, not of blazeface$"):
+        create_detector({"detector": "blazeface", "detect_width": value})
+    with pytest.raises(SpecError, match="score_threshold is a setting of the blazeface detector, not of haar"):
+        HaarSpec.from_dict({"score_threshold": 0.7})
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"detector": "yolo"}, "unknown detector 'yolo'; known: haar, blazeface"),
+    ({"detector": "blazeface", "min_fcae": 30}, "unknown blazeface setting 'min_fcae'"),
+    ({"detector": "blazeface", "min_face": "40"}, "blazeface setting min_face must be a number, not '40'"),
+    ({"detector": "blazeface", "min_face": True}, "blazeface setting min_face must be a number"),
+    ({"detector": "blazeface", "min_face": 40.5}, "must be a whole number of pixels"),
+    ({"detector": "blazeface", "score_threshold": 1.0}, r"score_threshold must lie in \(0, 1\), not 1.0"),
+    ({"detector": "haar", "scale_factor": 1.0}, r"scale_factor must lie in \(1, inf\)"),
+    ({"detector": "haar", "equalize": "gamma"}, "equalize must be one of none, global, clahe"),
+    ({"detector": "haar", "rotations": 25}, "rotations must be a list of numbers"),
+    ({"detector": "haar", "second_look": 1.0}, r"second_look must lie in \[0, 1\)"),
+])
+def test_a_bad_detector_setting_is_one_line_naming_it(settings: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        create_detector(settings)
+    assert "\n" not in str(caught.value)
+    assert isinstance(caught.value, UserError) and caught.value.exit_code == ExitCode.USAGE
+
+
+def test_specs_build_the_detectors_the_dicts_did() -> None:
+    assert detector_spec() == BlazeFaceSpec() and detector_spec({"detector": "haar"}) == HaarSpec()
+    haar = HaarSpec.from_dict({"detector": "haar", "min_face": 30.0, "rotations": [-25, 25], "second_look": 0})
+    assert haar.min_face == 30 and isinstance(haar.min_face, int) and haar.rotations == (-25.0, 25.0)
+    detector = create_detector(haar)
+    assert isinstance(detector, HaarFaceDetector) and detector.rotations == (-25.0, 25.0)
+    assert isinstance(create_detector({"detector": "haar"}), SecondLook)
+    blaze = create_detector(BlazeFaceSpec(min_face=30, score_threshold=0.6))
+    assert isinstance(blaze, BlazeFaceDetector) and (blaze.min_face, blaze.score_threshold) == (30, 0.6)
+    for spec in (haar, BlazeFaceSpec(score_threshold=0.6), HaarSpec.live()):
+        assert detector_spec(spec.to_dict()) == spec == detector_spec(spec.to_dict(defaults=False))
+    with pytest.raises(SpecError, match="reads the settings of haar, not of the detector 'blazeface'"):
+        HaarSpec.from_dict({"detector": "blazeface"})
+
+
+def test_the_live_preset_keeps_the_chosen_detector_and_its_own_settings() -> None:
+    live = detector_spec(live_settings({"detector": "haar", "second_look": 0, "equalize": "clahe"}))
+    assert isinstance(live, HaarSpec) and (live.second_look, live.equalize) == (0.0, "clahe")
+    assert (live.detect_width, live.min_face, live.coarse_side) == (
+        LIVE_DETECTION["detect_width"], LIVE_DETECTION["min_face"], LIVE_DETECTION["coarse_side"])
+    blaze = detector_spec(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
+    assert blaze == BlazeFaceSpec(min_face=LIVE_DETECTION["min_face"], score_threshold=0.6, relative_min_face=0.0)
+    assert live_settings() == {"detector": "blazeface", "min_face": 80, "relative_min_face": 0.0}
+
+
+# --- the ensemble file ------------------------------------------------------------------------
+
+def shipped() -> dict:
+    return json.loads((WEIGHTS_DIR / "ensemble.json").read_text())
+
+
+def test_the_shipped_ensemble_file_reads_as_a_spec_and_back() -> None:
+    spec = EnsembleSpec.read(WEIGHTS_DIR / "ensemble.json")
+    assert spec.format == ENSEMBLE_FORMAT and [m.card for m in spec.members] == ["resnet50.json", "mobilenet_v2.json"]
+    assert spec.class_prior is not None and len(spec.class_prior) == 8 and 0 < spec.prior_strength <= 1
+    assert {"fitted_on", "latency", "metrics"} <= set(spec.info)
+    assert spec.member_flip_tta(spec.members[1]) is True and spec.cards_folder("x/e.json") == Path("x")
+    assert _same(EnsembleSpec.from_dict(spec.to_dict(), "again"), spec)
+
+
+def _same(a: EnsembleSpec, b: EnsembleSpec) -> bool:
+    """Equal but for the arrays (a dataclass compares arrays with ==, which is ambiguous)."""
+    return (a.members, a.class_prior, a.prior_strength, a.info) == (b.members, b.class_prior, b.prior_strength,
+                                                                    b.info) and np.allclose(a.resting_spread,
+                                                                                            b.resting_spread)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"format": "fer-ensemble/ensemble/v9"}, "an ensemble file of format 'fer-ensemble/ensemble/v9', which this "
+                                              "version of fer-ensemble does not read"),
+    ({"members": []}, "an ensemble needs at least one member"),
+    ({"members": {"card": "a.json"}}, "'members' must list objects with a 'card'"),
+    ({"members": [{"card": "a.json", "temprature": 1.2}]}, r"members\[0\] has unknown key\(s\) 'temprature'"),
+    ({"members": [{"variant": "int8"}]}, r"members\[0\] needs a 'card'"),
+    ({"members": [{"card": "a.json", "temperature": 0}]}, r"members\[0\].temperature must lie in \(0, inf\)"),
+    ({"members": [{"card": "a.json", "weight": "heavy"}]}, r"members\[0\].weight must be a number"),
+    ({"prior": {"strength": 1.5}}, r"prior.strength must lie in \[0, 1\], not 1.5"),
+    ({"prior": {"class_prior": [0.5, 0.5]}}, "prior.class_prior must list 8 class frequencies"),
+    ({"prior": {"stregth": 1}}, "prior has unknown key"),
+    ({"weights": "mine"}, "weights must be \"shipped\""),
+    ({"flip_tta": "yes"}, "flip_tta must be true or false"),
+    ({"resting_face": {"spread": [1, 2]}}, "a damaged resting_face entry"),
+])
+def test_a_damaged_ensemble_file_is_one_line_naming_the_key(change: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        EnsembleSpec.from_dict({**shipped(), **change}, "e.json")
+    assert str(caught.value).startswith("e.json: ") and "\n" not in str(caught.value)
+
+
+def test_an_ensemble_file_of_another_format_is_refused_from_disk_and_by_the_cli(tmp_path: Path) -> None:
+    from fer_ensemble.runtime.ensemble import check_ensemble_file, read_config
+
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps({**shipped(), "format": "fer-ensemble/ensemble/v9", "weights": "shipped"}))
+    for read in (EnsembleSpec.read, read_config, check_ensemble_file):
+        with pytest.raises(UserError, match="does not read"):
+            read(path)
+
+
+def test_member_spec_round_trip() -> None:
+    member = MemberSpec("a.json", "int8", 0.6, 0.4, True)
+    assert MemberSpec.from_dict(member.to_dict()) == member
+    assert MemberSpec.from_dict({"card": "a.json"}).to_dict() == {"card": "a.json", "temperature": 1.0, "weight": 1.0}
+
+
+# --- renamed keywords -------------------------------------------------------------------------
+
+def test_ema_weight_and_prior_strength_take_over_from_smoothing_and_prior(tiny_ensemble: Path) -> None:
+    from fer_ensemble.runtime.ensemble import Ensemble
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+    from fer_ensemble.runtime.tracking import smooth
+
+    recognizer = EmotionRecognizer(tiny_ensemble, ema_weight=0.3, prior_strength=0.0)
+    assert (recognizer.ema_weight, recognizer.prior_strength) == (0.3, 0.0)
+    with pytest.warns(DeprecationWarning, match="smoothing= is deprecated: use ema_weight="):
+        old = EmotionRecognizer(tiny_ensemble, smoothing=0.25)
+    assert old.ema_weight == 0.25
+    with pytest.warns(DeprecationWarning, match="use ema_weight"):
+        old.smoothing = 1.0
+    assert old.ema_weight == 1.0
+    with pytest.warns(DeprecationWarning, match="prior= is deprecated"):
+        assert EmotionRecognizer(tiny_ensemble, prior="ferplus").prior_strength == 0.0
+    with pytest.raises(UserError, match=r"ema_weight \(smoothing\) is the newest frame's weight"):
+        EmotionRecognizer(tiny_ensemble, ema_weight=0.0)
+    np.testing.assert_allclose(smooth(np.array([1.0, 0.0]), np.array([0.0, 1.0]), ema_weight=0.25), [0.75, 0.25])
+
+    ensemble = Ensemble.load(tiny_ensemble)
+    faces = [np.full((30, 30), 90, np.uint8), np.arange(900, dtype=np.uint8).reshape(30, 30)]
+    new = ensemble.predict_proba(faces, prior_strength=0.0)
+    with pytest.warns(DeprecationWarning, match="prior= is deprecated: use prior_strength="):
+        np.testing.assert_array_equal(ensemble.predict_proba(faces, prior=0.0), new)
+    assert new.shape == (2, 8) and new.dtype == np.float32
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+def test_an_output_error_is_not_an_input_error_but_keeps_the_documented_code() -> None:
+    error = OutputError("out.png: cannot write (no permission)")
+    assert not isinstance(error, InputError) and isinstance(error, UserError)
+    assert error.exit_code == ExitCode.OUTPUT_FAILED == ExitCode.INPUT_FAILED == 1  # docs/command-line.md
+    assert SpecError("x").exit_code == ExitCode.USAGE == 2
+
+
+# --- docstrings -------------------------------------------------------------------------------
+
+RUNTIME_FILES = [PACKAGE / "runtime" / f"{name}.py" for name in (
+    "recognizer", "tracking", "detectors", "detection", "ensemble", "calibration", "face", "drawing")] + [
+    PACKAGE / "prior.py", PACKAGE / "errors.py"]
+
+
+def undocumented(path: Path) -> list[str]:
+    """The public functions, classes and methods of ``path`` without a docstring, and its public
+    constants without one (a string right after the assignment)."""
+    missing = []
+    body = ast.parse(path.read_text()).body
+
+    def walk(nodes: list[ast.stmt], prefix: str) -> None:
+        for i, node in enumerate(nodes):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                setter = any(isinstance(d, ast.Attribute) and d.attr == "setter" for d in
+                             getattr(node, "decorator_list", []))
+                if ast.get_docstring(node) is None and not setter:
+                    missing.append(prefix + node.name)
+                if isinstance(node, ast.ClassDef):
+                    walk(node.body, f"{prefix}{node.name}.")
+            elif not prefix and isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")
+                         and t.id != "__all__"]
+                following = nodes[i + 1] if i + 1 < len(nodes) else None
+                documented = (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                              and isinstance(following.value.value, str))
+                missing.extend(name for name in names if not documented)
+
+    walk(body, "")
+    return missing
+
+
+@pytest.mark.parametrize("path", RUNTIME_FILES, ids=lambda p: p.name)
+def test_every_public_name_has_a_docstring(path: Path) -> None:
+    assert undocumented(path) == []
