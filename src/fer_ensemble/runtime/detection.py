@@ -16,7 +16,9 @@ import numpy as np
 
 from fer_ensemble.preprocess import to_gray
 
-Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+Box = tuple[int, int, int, int]
+"""A face box ``(x, y, w, h)``: the top-left corner, width and height, ints in pixels of the frame
+(it may reach past the frame's edge)."""
 
 
 class TurnedBox(tuple[int, int, int, int]):
@@ -39,7 +41,10 @@ class FaceDetector(Protocol):
     """Anything that returns face boxes for a BGR or gray image (a ``TurnedBox`` may carry a roll).
     One with a true ``reads_colour`` attribute is given the colour image; others may get it gray."""
 
-    def detect(self, image: np.ndarray) -> list[Box]: ...
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes ``(x, y, w, h)`` in pixels of ``image``, an (H, W, 3) BGR or (H, W) gray
+        uint8 array."""
+        ...
 
 
 def detect_faces(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> list[Box]:
@@ -49,7 +54,7 @@ def detect_faces(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) ->
 
 
 def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
-    """The cascade file that ships inside opencv-python."""
+    """The path of the cascade file ``name`` that ships inside opencv-python (``cv2.data``)."""
     return str(cv2.data.haarcascades) + name
 
 
@@ -71,8 +76,12 @@ class HaarPreset(TypedDict):
 # scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
 STILL_DETECTION: HaarPreset = {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
                                "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
+"""Haar's stills preset (``fer-ensemble predict``, ``HaarFaceDetector()``'s defaults): the ladder
+from a 200 px copy for faces of 40 px and more (sizes in frame pixels)."""
 LIVE_DETECTION: HaarPreset = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
                               "coarse_side": 0, "relative_min_face": 0.0, "equalize": "none"}
+"""Haar's live preset (``webcam``, ``video``, ``HaarFaceDetector.for_live()``): one scan of a
+240 px wide copy for faces of 80 px and more (frame pixels), fast enough for every webcam frame."""
 LADDER_WINDOW = 50
 """The smallest face a ladder step looks for, in pixels of its scaled copy: the frontal cascade's
 24 px window finds few faces below about 50 px (c12 of ``../shared/data/user-cases``: a 114 px face
@@ -205,7 +214,8 @@ class HaarFaceDetector:
 
 
 def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
+    """Intersection over union of two ``(x, y, w, h)`` boxes (same pixel grid), in [0, 1]; 0 when
+    both are empty."""
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     inter_w = max(0, min(ax1, bx1) - max(a[0], b[0]))
     inter_h = max(0, min(ay1, by1) - max(a[1], b[1]))
@@ -247,9 +257,12 @@ models learned them so) cost 0.4 points on unturned faces."""
 
 def crop_faces(gray: np.ndarray, boxes: list[Box], margin: float = FACE_FRAMING["margin"],
                offset: float = FACE_FRAMING["offset"], upright_from: float = UPRIGHT_FROM_ROLL) -> list[np.ndarray]:
-    """Gray crops framed as FER+'s faces; where the frame ends, its edge pixels are repeated
-    (as in training's augmentation), so a face at the border keeps its position and scale. A
-    ``TurnedBox`` turned by ``upright_from`` degrees or more is cropped turned back upright."""
+    """One crop per box of ``boxes`` (``(x, y, w, h)`` in pixels of ``gray``), framed as FER+'s faces
+    (``expand_box`` by ``margin`` and ``offset``): (h', w') arrays of ``gray``'s dtype (uint8),
+    not resized; where the frame ends, its edge pixels are repeated (as in training's
+    augmentation), so a face at the border keeps its position and scale; a box wholly outside the
+    frame gives zeros. A ``TurnedBox`` turned by ``upright_from`` degrees or more is cropped
+    turned back upright. ``gray``: (H, W) uint8 (a BGR array is cropped the same way)."""
     height, width = gray.shape[:2]
     crops = []
     for box in boxes:

@@ -28,8 +28,12 @@ COLORS = {
     "fear": (189, 103, 148),
     "contempt": (75, 86, 140),
 }
+"""Each emotion's colour, BGR uint8 values (OpenCV's order), chosen as the comment above says."""
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-Rect = tuple[int, int, int, int]  # x0, y0, x1, y1
+"""The OpenCV font of every label and value."""
+Rect = tuple[int, int, int, int]
+"""A rectangle ``(x0, y0, x1, y1)``: its corners in image pixels (x1, y1 exclusive), unlike a
+``Box``'s (x, y, w, h)."""
 
 
 def relative_luminance(color) -> float:
@@ -160,7 +164,9 @@ def layout_faces(faces: list[Face], rows: int, width: int, height: int, bars: bo
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], bars: bool = True) -> np.ndarray:
-    """A BGR copy of ``image`` with each face's box, label, score and (where they fit) bars."""
+    """A BGR uint8 copy of ``image`` ((H, W, 3) BGR or (H, W) gray uint8) with each face's box
+    (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and where they
+    fit, one bar per class of ``classes`` (the order of the bars)."""
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     height, width = canvas.shape[:2]
     style = _Style.for_image(width)

@@ -25,6 +25,8 @@ class Face:
     held: bool = False
 
     def to_dict(self) -> dict:
+        """The JSON form (``predict --json``, the server): the fields by name, ``box`` as a list
+        ``[x, y, w, h]`` of ints in image pixels."""
         data = asdict(self)
         data["box"] = list(self.box)
         return data
