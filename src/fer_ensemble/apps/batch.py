@@ -8,6 +8,7 @@ import importlib.util
 import os
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -61,7 +62,7 @@ def batch_settings(args: argparse.Namespace):
 def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.batch.engines import run_local, run_ray
     from fer_ensemble.batch.output import BatchOutput
-    from fer_ensemble.batch.plan import expand_sources, plan_tasks
+    from fer_ensemble.batch.plan import batch_inputs, plan_tasks
     from fer_ensemble.runtime.ensemble import check_ensemble_file
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
@@ -82,9 +83,12 @@ def run_batch(args: argparse.Namespace) -> int:
         warn(f"a local Ray has {cores} CPU(s): {cores} worker(s), not {args.num_workers} "
              "(each actor takes one; more would wait for ever)")
         args.num_workers = cores
-    sources, missing = expand_sources(args.inputs, args.manifest_column)
+    inputs = batch_inputs(args.inputs, args.manifest_column, exclude=Path(args.out))
+    sources, missing = inputs.sources, inputs.missing + inputs.empty
     for item in missing:
         warn(f"{item}: no photo or video there")
+    if note := inputs.describe_skipped():
+        warn(note)
     output = BatchOutput(args.out)
     todo = [s for s in sources if args.overwrite or not output.done(s)]
     if len(todo) < len(sources):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.batch.rows import face_cells
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media import drain_stdout
 from fer_ensemble.prior import parse_strength
@@ -225,9 +225,5 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
 
 
 def face_row(prefix: list, face) -> list:
-    """One CSV row: ``prefix`` columns, then the box, label, score and every probability."""
-    return [*prefix, *face.box, face.label, f"{face.score:.4f}",
-            *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS)]
-
-
-FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS]
+    """One CSV row: ``prefix`` columns, then ``FACE_COLUMNS``' cells (``batch.rows.face_cells``)."""
+    return [*prefix, *face_cells(face)]

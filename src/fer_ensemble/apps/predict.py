@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS,
     add_exit_arguments,
     add_recognizer_arguments,
     build_recognizer,
@@ -19,6 +18,7 @@ from fer_ensemble.apps.common import (
     unique_path,
     warn,
 )
+from fer_ensemble.batch.rows import FACE_COLUMNS
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media import expand_inputs, read_image, writable_name, write_image
 

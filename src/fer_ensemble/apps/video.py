@@ -14,7 +14,6 @@ import numpy as np
 from tqdm import tqdm
 
 from fer_ensemble.apps.common import (
-    FACE_COLUMNS,
     add_exit_arguments,
     add_recognizer_arguments,
     bounded,
@@ -24,6 +23,7 @@ from fer_ensemble.apps.common import (
     output_folder,
     warn,
 )
+from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 
@@ -38,27 +38,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, smoothing=0.5)
     return parser
-
-
-def summarize(timeline: list[dict], classes: tuple[str, ...]) -> dict:
-    """Per track: when it was seen, its dominant emotion and mean probabilities."""
-    tracks: dict[int, list] = {}
-    for row in timeline:
-        for face in row["faces"]:
-            tracks.setdefault(face["track_id"], []).append((row["time"], face))
-    summary = {}
-    for track_id, seen in sorted(tracks.items()):
-        mean = np.mean([[f["probabilities"][c] for c in classes] for _, f in seen], axis=0)
-        labels = [f["label"] for _, f in seen]
-        summary[str(track_id)] = {
-            "first_seen_s": round(seen[0][0], 3),
-            "last_seen_s": round(seen[-1][0], 3),
-            "frames": len(seen),
-            "dominant": classes[int(np.argmax(mean))],
-            "label_frames": {c: labels.count(c) for c in classes if labels.count(c)},
-            "mean_probabilities": {c: round(float(p), 4) for c, p in zip(classes, mean)},
-        }
-    return summary
 
 
 TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
@@ -204,7 +183,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in timeline)
     summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),
-                               "fps": fps, "tracks": summarize(timeline, recognizer.classes)}
+                               "fps": fps, "tracks": summarize_tracks(timeline_rows(timeline, str(path)), recognizer.classes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
     return VideoReport(path, out, frames.read, expected or 0, len(timeline), summary, frames.damaged_at_s)
