@@ -1,4 +1,5 @@
-"""The training loop's parts: loss per label mode, weight EMA, ``train_one_epoch`` and ``evaluate``.
+"""The training loop's parts: loss per label mode, weight EMA, sharded batches, ``train_one_epoch``
+(one ``train_step`` per batch) and ``predict_probabilities``.
 
 The loop never waits for the device inside an epoch: loss and accuracy are summed on the device
 and read once at the end, so a GPU is not held back by one host sync per step.
@@ -10,9 +11,10 @@ import copy
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -149,38 +151,65 @@ def train_one_epoch(
     """
     model.train()
     device = images.device
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
+    loss_of = partial(target_loss, mode=label_mode, label_smoothing=label_smoothing,
+                      generator=device_generator, logit_offset=logit_offset)
+    totals = RunningTotals(device)
     started = time.perf_counter()
     batches = list(shard_batches(len(images), batch_size, generator, rank, world_size, sample_weights))
     bar = tqdm(batches, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
     for step, index in enumerate(bar):
         index = index.to(device)
         batch = make_batch(images[index], preprocessing, augment, device_generator)
-        batch = batch.contiguous(memory_format=torch.channels_last)
         batch_targets = targets[index]
-        with autocast(device, precision):
-            logits = model(batch)
-        loss = target_loss(logits, batch_targets, label_mode, label_smoothing, device_generator,
-                           logit_offset)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        logits, loss = train_step(model, optimizer, batch, batch_targets, loss_of, precision)
         scheduler.step()
         if ema is not None:
             ema.update(unwrap(model))
-        total_loss += loss.detach().double() * len(index)
-        scores = logits.detach() if logit_offset is None else logits.detach() + logit_offset
-        correct += (scores.argmax(1) == batch_targets.argmax(1)).sum()
-        seen += len(index)
+        totals.add(loss, logits if logit_offset is None else logits + logit_offset, batch_targets)
         if progress and step % progress_every == 0:
-            bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.2e}")
-    mean_loss = total_loss.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise FloatingPointError(f"training loss became {mean_loss}")
-    return EpochStats(mean_loss, correct.item() / max(seen, 1), seen, time.perf_counter() - started)
+            bar.set_postfix(**totals.postfix(), lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    return totals.stats(time.perf_counter() - started)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, targets: torch.Tensor,
+               loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward (under ``precision``'s autocast), loss, backward and one optimizer step; the
+    detached logits and loss."""
+    with autocast(batch.device, precision):
+        logits = model(batch.contiguous(memory_format=torch.channels_last))
+    loss = loss_of(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits.detach(), loss.detach()
+
+
+class RunningTotals:
+    """An epoch's loss and top-1 hits, summed on the device: read only for the progress bar and
+    once at the end, so the loop never waits for the device."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """A batch's mean ``loss``, its ``scores`` (N, C) and its ``targets`` (N, C; top class is the label)."""
+        self.loss += loss.double() * len(targets)
+        self.correct += (scores.argmax(1) == targets.argmax(1)).sum()
+        self.seen += len(targets)
+
+    def postfix(self) -> dict[str, str]:
+        """The running means for a progress bar (a device sync)."""
+        return {"loss": f"{self.loss.item() / self.seen:.3f}", "acc": f"{self.correct.item() / self.seen:.3f}"}
+
+    def stats(self, seconds: float) -> EpochStats:
+        """The epoch's means; FloatingPointError when the loss is no longer finite."""
+        mean_loss = self.loss.item() / max(self.seen, 1)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss became {mean_loss}")
+        return EpochStats(mean_loss, self.correct.item() / max(self.seen, 1), self.seen, seconds)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
