@@ -138,8 +138,7 @@ def test_ddp_with_two_cpu_processes(ferplus: Path, tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "fer_ensemble.training.train",
-         *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--epochs", "1",
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "fer_ensemble.cli", "train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--epochs", "1",
          "--subset", "512", "--precision", "fp32"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
     )
@@ -148,6 +147,42 @@ def test_ddp_with_two_cpu_processes(ferplus: Path, tmp_path: Path) -> None:
     rows = metrics(out)
     assert len(rows) == 1 and np.isfinite(rows[0]["train_loss"])
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
+
+
+def test_the_old_module_entry_point_is_the_train_command(tmp_path: Path) -> None:
+    """``python -m fer_ensemble.training.train`` (what older scripts run) is ``fer-ensemble train``:
+    a mistake is the command's one line and exit code, not a traceback (issue 24, item 6)."""
+    result = subprocess.run([sys.executable, "-m", "fer_ensemble.training.train", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr == "fer-ensemble train: --model and --data are required (unless --resume)\n"
+
+
+def test_a_rebuilt_schedule_stands_where_the_run_is() -> None:
+    """A time-budget re-plan rebuilds the schedule at the step reached: the optimizer's learning
+    rate is the new plan's at that step, and the next steps follow the new plan."""
+    import argparse
+    import warnings
+
+    from fer_ensemble.training.train import build_scheduler, warmup_cosine
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    args = argparse.Namespace(epochs=100, warmup_epochs=1.0)
+    scheduler = build_scheduler(optimizer, args, steps_per_epoch=10)
+    for _ in range(25):
+        optimizer.step()
+        scheduler.step()
+    args.epochs = 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler = build_scheduler(optimizer, args, steps_per_epoch=10, steps_done=scheduler.last_epoch)
+        plan = warmup_cosine(50, 10)
+        assert scheduler.last_epoch == 25
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * plan(25))
+        for _ in range(25):
+            optimizer.step()
+            scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> None:

@@ -3,6 +3,9 @@
 Run folder contents: ``checkpoint.pt`` (the latest epoch, a plain dict, for ``--resume``),
 ``best.pt`` (the weights of the best epoch on Valid), ``metrics.jsonl`` (one line per epoch) and
 ``curves.png``. The best epoch is chosen on Valid; Test is never read here.
+
+Distributed: ``torchrun --nproc_per_node=2 -m fer_ensemble.cli train ...`` (every process runs the
+command; process 0 validates, saves and prints).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fer_ensemble.data import load_labelled
+from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import create_model, model_preprocessing, read_weights
@@ -30,13 +32,13 @@ from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
 from fer_ensemble.training.engine import (
+    EpochStats,
     ModelEma,
     predict_probabilities,
     save_atomic,
     train_one_epoch,
     unwrap,
 )
-from fer_ensemble.training.options import add_train_arguments
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -193,165 +195,248 @@ def score_on_valid(model: nn.Module, ema: ModelEma | None, valid, valid_images: 
     return candidates[chosen], metrics
 
 
-def run_training(args: argparse.Namespace) -> Path:
-    """Train (or resume) one member; returns the run folder."""
-    out = Path(args.out)
-    args, resume_state = start_or_resume(args)
-    recorded_args = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "verbose")}
+@dataclass
+class TrainingRun:
+    """One run's state between epochs: what ``set_up`` builds and ``resume`` restores."""
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(args.device, local_rank)
+    args: argparse.Namespace
+    recorded_args: dict  # what the checkpoint and best.pt record (the arguments, less the CLI's own)
+    out: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    train: LabelledSplit
+    valid: LabelledSplit
+    train_images: torch.Tensor
+    train_targets: torch.Tensor
+    valid_images: torch.Tensor
+    balance: ClassBalance
+    model: nn.Module
+    ddp_model: nn.Module  # the model itself, or DistributedDataParallel around it
+    preprocessing: Preprocessing
+    augment: AugmentConfig | None
+    ema: ModelEma | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+    start_epoch: int = 0
+    best_accuracy: float = -1.0
+    train_seconds: float = 0.0
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+
+def run_training(args: argparse.Namespace) -> Path:
+    """Train (or resume) one member; returns the run folder.
+
+    ``args`` are ``train``'s options (``fer_ensemble.apps.train``). Raises UserError for a run that
+    cannot start (a missing ``--model``/``--data``, a run folder without ``--resume``, no checkpoint
+    to resume, too few images for one batch, a ``--init`` of another model)."""
+    args, resume_state = start_or_resume(args)
+    run = set_up(args, fine_tune=resume_state is None)
+    if resume_state is not None:
+        resume(run, resume_state)
+    if run.start_epoch >= args.epochs:
+        if run.main_process:
+            print(f"{run.out}: the run is done ({args.epochs} of {args.epochs} epochs); nothing to resume",
+                  flush=True)
+        return run.out
+    if run.main_process:
+        print(f"{args.model} @ {args.input_size}px on {machine_description(run.device)} x{run.world_size}: "
+              f"{len(run.train)} train ({args.label_mode}), {len(run.valid)} valid, "
+              f"epochs {run.start_epoch + 1}..{args.epochs}", flush=True)
+    epoch = run.start_epoch
+    while epoch < args.epochs:
+        stats = train_epoch(run, epoch)
+        if run.main_process:
+            end_epoch(run, epoch, stats)
+        if run.world_size > 1:
+            dist.barrier()
+        epoch += 1
+        if args.time_budget and not keep_to_time_budget(run, epoch):
+            break
+    if run.world_size > 1:
+        dist.destroy_process_group()
+    return run.out
+
+
+def set_up(args: argparse.Namespace, fine_tune: bool) -> TrainingRun:
+    """The device (joining torchrun's process group), the data on it, the model, EMA, optimizer and
+    a fresh schedule; ``fine_tune``: start from ``--init``'s weights when it is given."""
+    out = Path(args.out)
+    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     rank, world_size = init_distributed(device)
-    main_process = rank == 0
     out.mkdir(parents=True, exist_ok=True)
 
     train = load_labelled(args.data, "train", args.label_mode).head(args.subset)
     valid = load_labelled(args.data, "valid", "majority").head(args.valid_subset)
-    train_images = torch.from_numpy(train.images).to(device)
-    train_targets = torch.from_numpy(train.targets).to(device)
-    valid_images = torch.from_numpy(valid.images).to(device)
-    balance = ClassBalance.of(train.targets, args, device)
+    steps_per_epoch = (len(train) // world_size) // args.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"{len(train)} training images make no batch of {args.batch_size}")
 
     torch.manual_seed(args.seed)
-    model = create_model(args.model, input_size=args.input_size, weights=args.weights,
-                         dropout=args.dropout)
-    if args.init and resume_state is None:
+    model = create_model(args.model, input_size=args.input_size, weights=args.weights, dropout=args.dropout)
+    if args.init and fine_tune:
         load_member_weights(model, args.model, args.input_size, args.init)
     preprocessing = model_preprocessing(model)
     # torch's stubs have no overload of to(device, memory_format=), which torch accepts
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = ModelEma(model, args.ema_decay) if args.ema_decay > 0 else None
     optimizer = build_optimizer(model, args)
-    steps_per_epoch = (len(train) // world_size) // args.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"{len(train)} training images make no batch of {args.batch_size}")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        warmup_cosine(steps_per_epoch * args.epochs, int(steps_per_epoch * args.warmup_epochs)),
+    return TrainingRun(
+        args=args,
+        recorded_args={k: v for k, v in vars(args).items() if k not in ("handler", "command", "verbose")},
+        out=out, device=device, rank=rank, world_size=world_size, train=train, valid=valid,
+        train_images=torch.from_numpy(train.images).to(device),
+        train_targets=torch.from_numpy(train.targets).to(device),
+        valid_images=torch.from_numpy(valid.images).to(device),
+        balance=ClassBalance.of(train.targets, args, device),
+        model=model, ddp_model=distributed(model, device, world_size), preprocessing=preprocessing,
+        augment=augmentation(args), ema=ema, optimizer=optimizer, scheduler=build_scheduler(optimizer, args, steps_per_epoch),
+        steps_per_epoch=steps_per_epoch,
     )
-    start_epoch, best_accuracy, train_seconds = 0, -1.0, 0.0
-    if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(resume_state["ema"])
-        start_epoch = resume_state["epoch"] + 1
-        best_accuracy = resume_state["best_valid_accuracy"]
-        train_seconds = resume_state["train_seconds"]
-        _truncate_metrics(out / METRICS, start_epoch)
-    ddp_model = model
-    if world_size > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    augment = None
-    if not args.no_augment:
-        augment = (AugmentConfig.photo if args.photo_augment else AugmentConfig)(erase_prob=args.erase_prob)
-    progress = main_process and not args.no_progress
-    if start_epoch >= args.epochs:
-        if main_process:
-            print(f"{out}: the run is done ({args.epochs} of {args.epochs} epochs); nothing to resume", flush=True)
-        return out
-    if main_process:
-        print(f"{args.model} @ {args.input_size}px on {machine_description(device)} x{world_size}: "
-              f"{len(train)} train ({args.label_mode}), {len(valid)} valid, "
-              f"epochs {start_epoch + 1}..{args.epochs}", flush=True)
-    epoch = start_epoch
-    while epoch < args.epochs:
-        generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
-        device_generator = generator
-        if device.type != "cpu":
-            device_generator = torch.Generator(device).manual_seed(args.seed * 100_003 + epoch)
-        torch.manual_seed(args.seed * 100_003 + epoch + 1)  # dropout
-        stats = train_one_epoch(
-            ddp_model, optimizer, scheduler, train_images, train_targets,
-            preprocessing=preprocessing, augment=augment, label_mode=args.label_mode,
-            label_smoothing=args.label_smoothing, batch_size=args.batch_size,
-            generator=generator, device_generator=device_generator, precision=args.precision,
-            ema=ema, rank=rank, world_size=world_size, progress=progress,
-            description=f"epoch {epoch + 1}/{args.epochs}",
-            sample_weights=balance.sample_weights, logit_offset=balance.loss_offset,
-        )
-        train_seconds += stats.seconds
-        if main_process:
-            eval_started = time.perf_counter()
-            scored, metrics = score_on_valid(model, ema, valid, valid_images, preprocessing, args.precision,
-                                             balance)
-            record = {
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": stats.loss,
-                "train_accuracy": stats.accuracy,
-                "train_images_per_second": stats.images_per_second * world_size,
-                **metrics,
-                "epoch_seconds": stats.seconds + time.perf_counter() - eval_started,
-                "train_seconds_total": train_seconds,
-            }
-            improved = record["valid_accuracy"] > best_accuracy
-            best_accuracy = max(best_accuracy, record["valid_accuracy"])
-            if improved:
-                weights = _weights_file(unwrap(scored), recorded_args, epoch, record, train_seconds, balance)
-                save_atomic(weights, out / BEST)
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            save_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "epoch": epoch,
-                    "args": recorded_args,
-                    "best_valid_accuracy": best_accuracy,
-                    "train_seconds": train_seconds,
-                },
-                out / CHECKPOINT,
-            )
-            plot_curves(out / METRICS, out / "curves.png")
-            print(f"epoch {epoch + 1}/{args.epochs}  loss {stats.loss:.4f}  train acc {stats.accuracy:.4f}  "
-                  f"valid acc {record['valid_accuracy']:.4f} ({record['valid_weights']})  macro-F1 "
-                  f"{record['valid_macro_f1']:.4f}  macro recall {record['valid_macro_recall']:.4f} (prior "
-                  f"divided out {record['valid_balanced_macro_recall']:.4f})  "
-                  f"{stats.images_per_second * world_size:.0f} img/s{'  *best' if improved else ''}",
-                  flush=True)
-        if world_size > 1:
-            dist.barrier()
-        epoch += 1
-        if args.time_budget and not keep_to_time_budget(args, recorded_args, epoch, out, world_size,
-                                                        scheduler, steps_per_epoch, main_process):
-            break
-    if world_size > 1:
-        dist.destroy_process_group()
-    return out
 
 
-def keep_to_time_budget(args: argparse.Namespace, recorded_args: dict, epoch: int, out: Path, world_size: int,
-                        scheduler, steps_per_epoch: int, main_process: bool) -> bool:
-    """After ``--replan-after`` epochs, shorten or lengthen the cosine schedule so that it ends
-    within ``--time-budget`` (the checkpoint records the new plan, for a resume); later, stop (False)
-    only if the run is well over it."""
-    if epoch >= args.epochs:
+def distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    """DistributedDataParallel around ``model`` in a run of several processes, else the model."""
+    if world_size <= 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
+    if args.no_augment:
+        return None
+    return (AugmentConfig.photo if args.photo_augment else AugmentConfig)(erase_prob=args.erase_prob)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace, steps_per_epoch: int,
+                    steps_done: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """``warmup_cosine`` over ``args.epochs``, standing at step ``steps_done`` (the optimizer's
+    learning rates are set to that step's)."""
+    schedule = warmup_cosine(steps_per_epoch * args.epochs, int(steps_per_epoch * args.warmup_epochs))
+    # last_epoch: the constructor takes one step itself; a rebuilt schedule needs the optimizer's
+    # initial_lr, which the first build recorded
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule, last_epoch=steps_done - 1)
+
+
+def resume(run: TrainingRun, state: dict) -> None:
+    """Restore weights, optimizer, schedule, EMA and counters from a checkpoint, and drop metric
+    lines of epochs it does not hold."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.start_epoch = state["epoch"] + 1
+    run.best_accuracy = state["best_valid_accuracy"]
+    run.train_seconds = state["train_seconds"]
+    _truncate_metrics(run.out / METRICS, run.start_epoch)
+
+
+def train_epoch(run: TrainingRun, epoch: int) -> EpochStats:
+    """One pass over the training set, seeded by (``--seed``, epoch) so a resumed run repeats it."""
+    seed = run.args.seed * 100_003 + epoch
+    generator = torch.Generator().manual_seed(seed)
+    device_generator = generator
+    if run.device.type != "cpu":
+        device_generator = torch.Generator(run.device).manual_seed(seed)
+    torch.manual_seed(seed + 1)  # dropout
+    stats = train_one_epoch(
+        run.ddp_model, run.optimizer, run.scheduler, run.train_images, run.train_targets,
+        preprocessing=run.preprocessing, augment=run.augment, label_mode=run.args.label_mode,
+        label_smoothing=run.args.label_smoothing, batch_size=run.args.batch_size,
+        generator=generator, device_generator=device_generator, precision=run.args.precision,
+        ema=run.ema, rank=run.rank, world_size=run.world_size,
+        progress=run.main_process and not run.args.no_progress,
+        description=f"epoch {epoch + 1}/{run.args.epochs}",
+        sample_weights=run.balance.sample_weights, logit_offset=run.balance.loss_offset,
+    )
+    run.train_seconds += stats.seconds
+    return stats
+
+
+def end_epoch(run: TrainingRun, epoch: int, stats: EpochStats) -> None:
+    """The main process's part after an epoch: score on Valid, keep the best weights, append the
+    metrics line, save the checkpoint, redraw the curves and print the epoch's line."""
+    eval_started = time.perf_counter()
+    scored, metrics = score_on_valid(run.model, run.ema, run.valid, run.valid_images, run.preprocessing,
+                                     run.args.precision, run.balance)
+    record = {
+        "epoch": epoch + 1,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": stats.loss,
+        "train_accuracy": stats.accuracy,
+        "train_images_per_second": stats.images_per_second * run.world_size,
+        **metrics,
+        "epoch_seconds": stats.seconds + time.perf_counter() - eval_started,
+        "train_seconds_total": run.train_seconds,
+    }
+    improved = record["valid_accuracy"] > run.best_accuracy
+    run.best_accuracy = max(run.best_accuracy, record["valid_accuracy"])
+    if improved:
+        save_atomic(_weights_file(unwrap(scored), run.recorded_args, epoch, record, run.train_seconds,
+                                  run.balance), run.out / BEST)
+    with open(run.out / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    save_checkpoint(run, epoch)
+    plot_curves(run.out / METRICS, run.out / "curves.png")
+    print(f"epoch {epoch + 1}/{run.args.epochs}  loss {stats.loss:.4f}  train acc {stats.accuracy:.4f}  "
+          f"valid acc {record['valid_accuracy']:.4f} ({record['valid_weights']})  macro-F1 "
+          f"{record['valid_macro_f1']:.4f}  macro recall {record['valid_macro_recall']:.4f} (prior "
+          f"divided out {record['valid_balanced_macro_recall']:.4f})  "
+          f"{stats.images_per_second * run.world_size:.0f} img/s{'  *best' if improved else ''}",
+          flush=True)
+
+
+def save_checkpoint(run: TrainingRun, epoch: int) -> None:
+    """``checkpoint.pt`` after ``epoch`` (0-based): what ``--resume`` restores."""
+    save_atomic(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else None,
+            "epoch": epoch,
+            "args": run.recorded_args,
+            "best_valid_accuracy": run.best_accuracy,
+            "train_seconds": run.train_seconds,
+        },
+        run.out / CHECKPOINT,
+    )
+
+
+def keep_to_time_budget(run: TrainingRun, done: int) -> bool:
+    """After ``--replan-after`` of ``done`` epochs, re-plan the run's epochs so that its cosine
+    schedule ends within ``--time-budget``; later, stop (False) only if the run is well over it."""
+    args = run.args
+    if done >= args.epochs:
         return True
-    if epoch == args.replan_after:
-        planned = replan_epochs(args, epoch, train_seconds_wall(out), world_size, epoch_wall_seconds(out)[-1])
+    if done == args.replan_after:
+        planned = replan_epochs(args, done, train_seconds_wall(run.out), run.world_size,
+                                epoch_wall_seconds(run.out)[-1])
         if planned != args.epochs:
-            if main_process:
+            set_epochs(run, planned, done)
+            if run.main_process:
                 print(f"re-planned to {planned} epochs to finish within {args.time_budget:g} min", flush=True)
-            args.epochs = recorded_args["epochs"] = planned
-            schedule = warmup_cosine(steps_per_epoch * planned, int(steps_per_epoch * args.warmup_epochs))
-            scheduler.lr_lambdas = [schedule] * len(scheduler.lr_lambdas)
-            if main_process:
-                state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-                state["args"] = recorded_args
-                save_atomic(state, out / CHECKPOINT)
         return True
-    if train_seconds_wall(out) > args.time_budget * 60 * 1.15:  # a safety net for a broken plan;
-        if main_process:  # a pace a few % off still finishes
-            print(f"stopped after epoch {epoch} of {args.epochs}: over the time budget", flush=True)
+    if train_seconds_wall(run.out) > args.time_budget * 60 * 1.15:  # a safety net for a broken plan;
+        if run.main_process:  # a pace a few % off still finishes
+            print(f"stopped after epoch {done} of {args.epochs}: over the time budget", flush=True)
         return False
     return True
+
+
+def set_epochs(run: TrainingRun, epochs: int, done: int) -> None:
+    """Make the run ``epochs`` long after ``done`` of them: a cosine schedule over the new length,
+    standing where the run is, and a checkpoint that records both (for a resume)."""
+    run.args.epochs = run.recorded_args["epochs"] = epochs
+    run.scheduler = build_scheduler(run.optimizer, run.args, run.steps_per_epoch,
+                                    steps_done=run.scheduler.last_epoch)
+    if run.main_process:
+        save_checkpoint(run, done - 1)
 
 
 def epoch_wall_seconds(out: Path) -> list[float]:
@@ -433,11 +518,13 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = add_train_arguments(argparse.ArgumentParser(prog="fer-ensemble train"))
-    run_training(parser.parse_args(argv))
-    return 0
+if __name__ == "__main__":
+    # Deprecated entry point, kept for scripts that still run ``python -m fer_ensemble.training.train``
+    # (or torchrun ``-m`` with it): it is ``python -m fer_ensemble.cli train ...``, so the command's
+    # error mapping (one line and its exit code) applies. Imported by name only here: the training
+    # layer does not depend on the command layer.
+    import runpy
+    import sys
 
-
-if __name__ == "__main__":  # torchrun --nproc_per_node=2 -m fer_ensemble.training.train ...
-    sys.exit(main())
+    sys.argv.insert(1, "train")
+    runpy.run_module("fer_ensemble.cli", run_name="__main__", alter_sys=True)
