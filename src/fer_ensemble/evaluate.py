@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities
@@ -35,17 +34,3 @@ def with_prior(predictor, prior: float | None) -> ProbabilityFn:
     if strength and getattr(predictor, "class_prior", None) is None:
         raise UserError(f"{predictor.name} records no class prior to adjust")
     return lambda faces: adjust_probabilities(predictor.predict_proba(faces), predictor.class_prior, strength)
-
-
-def format_report(name: str, split: str, report: EvaluationReport) -> str:
-    lines = [
-        f"{name} on FER+ {split} ({report.n_images} images, official majority protocol)",
-        f"  accuracy {report.accuracy:.4f}   macro recall {report.macro_recall:.4f}   macro-F1 {report.macro_f1:.4f}   "
-        f"7-class accuracy {report.accuracy_7class:.4f} ({report.n_images_7class} images)   "
-        f"ECE {report.ece:.4f}   NLL {report.nll:.4f}",
-        f"  {'class':<10} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}",
-    ]
-    for emotion in EMOTIONS:
-        m = report.per_class[emotion]
-        lines.append(f"  {emotion:<10} {m.precision:>9.3f} {m.recall:>7.3f} {m.f1:>6.3f} {m.support:>8d}")
-    return "\n".join(lines)

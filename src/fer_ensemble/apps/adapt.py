@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
+from fer_ensemble.apps.reports import format_before_after
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.labelled import (
     crop_probabilities,
-    format_before_after,
     photo_probabilities,
     read_labelled_images,
 )

@@ -12,17 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument, warn
+from fer_ensemble.apps.reports import format_before_after, format_labelled_report, format_report
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import load_labelled
 from fer_ensemble.errors import UserError, read_json_object
-from fer_ensemble.evaluate import evaluate_on_split, format_report, with_prior
+from fer_ensemble.evaluate import evaluate_on_split, with_prior
 from fer_ensemble.labelled import (
     LabelledImages,
     Scores,
     crop_probabilities,
     evaluate_labelled,
-    format_before_after,
-    format_labelled_report,
     photo_probabilities,
     read_labelled_images,
 )
