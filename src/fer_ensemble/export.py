@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import platform
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -170,25 +171,67 @@ def export_run(
     calibration_images: int = 512,
     test: bool = True,
 ) -> Path:
-    """Export a run's best weights to ``out_dir/<name>.onnx`` and write ``<name>.json``; returns the card."""
+    """Export a run's best weights to ``out_dir/<name>.onnx`` (and ``<name>.int8.onnx`` with
+    ``quantize``) and write the model card ``<name>.json``; returns the card's path.
+
+    ``data``: the FER+ folder for the card's metrics (default: the run's); ``test=False`` leaves
+    Test out. The files are made and measured in a hidden folder inside ``out_dir`` and moved in
+    when done, so a failed export leaves no card, and the card is written once, complete."""
     started = time.perf_counter()
     trained = load_trained(run)
     args = trained.info["args"]
     data = data or args["data"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = trained.name
-    files = {"fp32": f"{name}.onnx"}
-    export_onnx(trained.model, trained.preprocessing.input_size, out_dir / files["fp32"])
-
+    train = load_labelled(data, "train", args["label_mode"])
+    fill_training_priors(trained, train)
     splits = {"valid": load_labelled(data, "valid")}
     if test:
         splits["test"] = load_labelled(data, "test")
-    train = load_labelled(data, "train", args["label_mode"])
-    fill_training_priors(trained, train)
+
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{trained.name}-export-") as staging:
+        files = write_onnx_files(trained, Path(staging), train.images if quantize else None, calibration_images)
+        card = model_card(trained, files, len(train.head(args.get("subset"))), splits)
+        card["metrics"] = measure_files(card, Path(staging), splits)
+        if quantize:
+            card["quantization"] = {
+                "method": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations",
+                "calibration_images": int(min(calibration_images, len(train))),
+                "valid_accuracy_fp32": card["metrics"]["fp32"]["valid"]["accuracy"],
+                "valid_accuracy_int8": card["metrics"]["int8"]["valid"]["accuracy"],
+            }
+        for file in files.values():
+            (Path(staging) / file).replace(out_dir / file)
+    card["export"]["seconds"] = round(time.perf_counter() - started, 1)
+    card_path = out_dir / f"{trained.name}.json"
+    card_path.write_text(json.dumps(card, indent=2))
+    return card_path
+
+
+def write_onnx_files(trained: TrainedModel, folder: Path, calibration_faces: np.ndarray | None,
+                     calibration_images: int) -> dict[str, str]:
+    """``<name>.onnx`` in ``folder`` and, given faces to calibrate on, ``<name>.int8.onnx``
+    (``calibration_images`` of them, drawn with a fixed seed); the card's ``files``."""
+    files = {"fp32": f"{trained.name}.onnx"}
+    export_onnx(trained.model, trained.preprocessing.input_size, folder / files["fp32"])
+    if calibration_faces is not None:
+        files["int8"] = f"{trained.name}.int8.onnx"
+        chosen = np.random.default_rng(0).permutation(len(calibration_faces))[:calibration_images]
+        quantize_int8(folder / files["fp32"], folder / files["int8"], calibration_faces[chosen],
+                      trained.preprocessing)
+    return files
+
+
+def model_card(trained: TrainedModel, files: dict[str, str], train_size: int,
+               splits: dict[str, LabelledSplit]) -> dict[str, Any]:
+    """The card of ``trained`` exported as ``files``, its ``metrics`` still empty (``measure_files``)
+    and ``export`` without its ``seconds``; ``train_size``: the images the run trained on."""
+    args = trained.info["args"]
+    name = trained.name
     class_prior = trained.class_prior
     assert class_prior is not None  # fill_training_priors recorded it
-    card: dict[str, Any] = {
+    size = trained.preprocessing.input_size
+    return {
         "format": CARD_FORMAT,
         "name": name,
         "architecture": f"torchvision {name}, trained from "
@@ -196,8 +239,7 @@ def export_run(
         "classes": list(EMOTIONS),
         "files": files,
         "default_variant": "fp32",
-        "input": {"name": "input", "shape": ["batch", 3, trained.preprocessing.input_size,
-                                             trained.preprocessing.input_size], "dtype": "float32"},
+        "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
         "output": {"name": "logits", "kind": "logits", "apply": "softmax",
                    "logit_adjust": trained.logit_adjust, "sampled_prior": trained.sampled_prior},
         "class_prior": [round(float(p), 6) for p in class_prior],
@@ -214,8 +256,7 @@ def export_run(
             "name": "FER+",
             "protocol": "Microsoft FER+ majority: single votes dropped, label = emotion with more "
                         "than half of the remaining votes, unknown/not-a-face left out",
-            "split_sizes": {"train": len(train.head(args.get("subset"))),
-                            **{k: len(v) for k, v in splits.items()}},
+            "split_sizes": {"train": train_size, **{k: len(v) for k, v in splits.items()}},
         },
         "metrics": {},
         "export": {
@@ -225,24 +266,14 @@ def export_run(
             "machine": f"{platform.machine()} {platform.system()}, onnxruntime CPU",
         },
     }
-    card_path = out_dir / f"{name}.json"
-    card_path.write_text(json.dumps(card, indent=2))  # the classifier reads the card
-    card["metrics"]["fp32"] = _split_metrics(OnnxClassifier(card_path, "fp32"), splits)
-    if quantize:
-        files["int8"] = f"{name}.int8.onnx"
-        calibration = train.images[np.random.default_rng(0).permutation(len(train))[:calibration_images]]
-        quantize_int8(out_dir / files["fp32"], out_dir / files["int8"], calibration, trained.preprocessing)
-        card_path.write_text(json.dumps(card, indent=2))
-        card["metrics"]["int8"] = _split_metrics(OnnxClassifier(card_path, "int8"), splits)
-        card["quantization"] = {
-            "method": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations",
-            "calibration_images": int(min(calibration_images, len(train))),
-            "valid_accuracy_fp32": card["metrics"]["fp32"]["valid"]["accuracy"],
-            "valid_accuracy_int8": card["metrics"]["int8"]["valid"]["accuracy"],
-        }
-    card["export"]["seconds"] = round(time.perf_counter() - started, 1)
-    card_path.write_text(json.dumps(card, indent=2))
-    return card_path
+
+
+def measure_files(card: dict, folder: Path, splits: dict[str, LabelledSplit]) -> dict[str, dict]:
+    """Metrics per variant (fp32, int8) and split of the files in ``folder``, read through ONNX
+    Runtime as users will (``OnnxClassifier``, from a working copy of ``card`` written there)."""
+    draft = folder / f"{card['name']}.json"
+    draft.write_text(json.dumps(card))
+    return {variant: _split_metrics(OnnxClassifier(draft, variant), splits) for variant in card["files"]}
 
 
 def _split_metrics(classifier: OnnxClassifier, splits: dict) -> dict:
