@@ -55,7 +55,7 @@ def cache(args: argparse.Namespace) -> None:
     out = Path(args.cache)
     out.mkdir(parents=True, exist_ok=True)
     ensemble = load_ensemble(args.ensemble)
-    native = lambda faces: ensemble.predict_proba(faces, prior=0.0)  # noqa: E731
+    native = lambda faces: ensemble.predict_proba(faces, prior_strength=0.0)  # noqa: E731
     taiwan = Path(args.taiwan)
     data = read_labelled_images(taiwan / "labels.csv", taiwan / "images")
     for detector in DETECTORS:

@@ -122,7 +122,7 @@ def measure_resampling(data: str) -> list[dict]:
         if scale > 1:
             paths["via 48 px"] = [cv2.resize(f, valid.images.shape[1:], interpolation=cv2.INTER_AREA) for f in faces]
         for name, batch in paths.items():
-            report = evaluate_probabilities(ensemble.predict_proba(batch, prior="ferplus"), valid.labels)
+            report = evaluate_probabilities(ensemble.predict_proba(batch, prior_strength="ferplus"), valid.labels)
             rows.append({"face_px": side, "resize": name, "valid_accuracy": round(report.accuracy, 4),
                          "valid_macro_recall": round(report.macro_recall, 4)})
     return rows
@@ -164,7 +164,7 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60, 9
                                    ("upright", 0.0)):
             crops = [crop_faces(image, [box], FACE_FRAMING["margin"], FACE_FRAMING["offset"], upright_from)[0]
                      for image, box in zip(turned_images, boxes)]
-            report = evaluate_probabilities(ensemble.predict_proba(crops, prior="ferplus"), np.array(labels))
+            report = evaluate_probabilities(ensemble.predict_proba(crops, prior_strength="ferplus"), np.array(labels))
             row[f"{name}_accuracy"] = round(report.accuracy, 4)
             row[f"{name}_macro_recall"] = round(report.macro_recall, 4)
         print(json.dumps(row), file=sys.stderr)

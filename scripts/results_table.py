@@ -52,9 +52,9 @@ def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
     ck = read_labelled_images(ckplus48 / "labels.csv", ckplus48 / "images", "subject,sequence",
                               ckplus48 / "sequences.csv")
     native = {  # under FER+'s prior; every strength is then exact arithmetic on these
-        "valid": ensemble.predict_proba(valid.images, prior=0.0),
-        "test": ensemble.predict_proba(test.images, prior=0.0),
-        "ck": ensemble.predict_proba([read_image(p, gray=True) for p in ck.paths], prior=0.0),
+        "valid": ensemble.predict_proba(valid.images, prior_strength=0.0),
+        "test": ensemble.predict_proba(test.images, prior_strength=0.0),
+        "ck": ensemble.predict_proba([read_image(p, gray=True) for p in ck.paths], prior_strength=0.0),
     }
     rows = []
     for strength in sorted({*STRENGTHS, ensemble.default_prior_strength}):

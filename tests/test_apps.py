@@ -171,7 +171,7 @@ def test_smoothing_arithmetic(tiny_ensemble: Path) -> None:
     np.testing.assert_allclose(smooth(None, current, 0.25), current)
     np.testing.assert_allclose(smooth(previous, current, 1.0), current)
 
-    recognizer = EmotionRecognizer(tiny_ensemble, smoothing=0.3)
+    recognizer = EmotionRecognizer(tiny_ensemble, ema_weight=0.3)
     frame = cv2.imread(str(SAMPLES / "astronaut.png"))
     box = recognizer.detect(frame)
     rng = np.random.default_rng(0)
@@ -206,9 +206,9 @@ def test_flip_tta_averages_the_face_and_its_mirror_image(tmp_path: Path) -> None
             {"members": [{"card": "ramp.json", "temperature": 0.5, "flip_tta": flip}], "flip_tta": flip}))
     plain, flipped = (Ensemble.load(tmp_path / f"flip-{flip}.json") for flip in (False, True))
     face = cv2.imread(str(SAMPLES / "grace_hopper.jpg"), cv2.IMREAD_GRAYSCALE)[100:340, 150:390]
-    as_is, mirrored = plain.predict_proba([face], prior=0.0), plain.predict_proba([face[:, ::-1]], prior=0.0)
+    as_is, mirrored = plain.predict_proba([face], prior_strength=0.0), plain.predict_proba([face[:, ::-1]], prior_strength=0.0)
     assert np.abs(as_is - mirrored).max() > 0.01  # the member does see the difference
-    np.testing.assert_allclose(flipped.predict_proba([face], prior=0.0), (as_is + mirrored) / 2, rtol=1e-5)
+    np.testing.assert_allclose(flipped.predict_proba([face], prior_strength=0.0), (as_is + mirrored) / 2, rtol=1e-5)
 
 
 def test_predict_json_csv_and_annotated_copies(tiny_ensemble: Path, tmp_path: Path) -> None:

@@ -60,13 +60,13 @@ def test_ensemble_answers_under_the_prior_asked_for(tiny_ensemble: Path) -> None
     tiny_ensemble.write_text(json.dumps(config))
     ensemble = Ensemble.load(tiny_ensemble)
     faces = [np.random.default_rng(i).integers(0, 256, (40, 40), dtype=np.uint8) for i in range(4)]
-    native = ensemble.predict_proba(faces, prior="ferplus")
+    native = ensemble.predict_proba(faces, prior_strength="ferplus")
     default = ensemble.predict_proba(faces)
     assert ensemble.default_prior_strength == 1.0
     assert np.allclose(default, adjust_probabilities(native, PRIOR, 1.0), atol=1e-6)
     assert np.allclose(default.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError):
-        ensemble.predict_proba(faces, prior=2.0)
+        ensemble.predict_proba(faces, prior_strength=2.0)
 
 
 def test_ensemble_without_a_recorded_prior_refuses_to_adjust(tiny_ensemble: Path) -> None:

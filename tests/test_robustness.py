@@ -361,7 +361,7 @@ def test_the_api_takes_what_has_one_obvious_meaning_and_names_the_rest() -> None
         with pytest.raises(error, match=re.escape(words)):
             recognizer.predict(bad)
     with pytest.raises(ValueError, match="smoothing"):
-        EmotionRecognizer(smoothing=0)
+        EmotionRecognizer(ema_weight=0)
 
 
 def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:

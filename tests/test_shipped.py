@@ -30,7 +30,7 @@ def test_shipped_ensemble_reproduces_its_recorded_test_figures(ferplus: Path) ->
     recorded = config["metrics"]["ensemble"]["test"]
     test = load_labelled(ferplus, "test")
     ensemble = load_ensemble()
-    report = evaluate_on_split(lambda faces: ensemble.predict_proba(faces, prior="ferplus"), test)
+    report = evaluate_on_split(lambda faces: ensemble.predict_proba(faces, prior_strength="ferplus"), test)
     assert report.n_images == recorded["n_images"] == 3_137
     assert round(report.accuracy, 4) == round(recorded["accuracy"], 4)
     assert round(report.macro_f1, 4) == round(recorded["macro_f1"], 4)

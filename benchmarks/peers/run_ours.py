@@ -70,7 +70,7 @@ def main() -> None:
                                    member_as_ensemble(ensemble, i), None)
     for key, (name, system, prior) in systems.items():
         def classify(batch: np.ndarray, system=system, prior=prior) -> np.ndarray:
-            return system.predict_proba(batch, prior=prior)
+            return system.predict_proba(batch, prior_strength=prior)
 
         result = {"system": name, "package": f"fer-ensemble {fer_ensemble.__version__}",
                   "input": "48 px crop", "probs": seven_class(classify(faces))}

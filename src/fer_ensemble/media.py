@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.errors import InputError, OutputError, UserError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
                     ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}  # what this OpenCV build decodes
@@ -404,10 +404,10 @@ def writable_name(name: str) -> str:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write ``image`` to ``path``, or raise an InputError that says why it could not be."""
+    """Write ``image`` to ``path``, or raise an OutputError that says why it could not be."""
     try:
         written = cv2.imwrite(str(path), image)
     except cv2.error as error:
-        raise InputError(f"{path}: cannot write ({error.err})") from None
+        raise OutputError(f"{path}: cannot write ({error.err})") from None
     if not written:
-        raise InputError(f"{path}: cannot write (no permission, or the disk is full)")
+        raise OutputError(f"{path}: cannot write (no permission, or the disk is full)")

@@ -59,7 +59,7 @@ PRIOR_HELP = ("class prior of the answers: 'uniform' (every emotion equally like
 
 
 def add_recognizer_arguments(
-    parser: argparse.ArgumentParser, smoothing: float | None = None, still: bool = False
+    parser: argparse.ArgumentParser, ema_weight: float | None = None, still: bool = False
 ) -> None:
     """Model and detector options, with the detector preset for still images or live video."""
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
@@ -72,9 +72,12 @@ def add_recognizer_arguments(
                         help="move each face box down by this fraction of its side (default %(default)s)")
     add_detector_arguments(parser, still)
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
-    if smoothing is not None:
-        parser.add_argument("--smoothing", type=bounded(float, 0.0, 1.0, low_open=True), default=smoothing,
-                            help="weight of the newest frame in per-face smoothing (1: off)")
+    if ema_weight is not None:
+        parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
+                            type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,
+                            help="per-face smoothing: the newest frame's weight in the exponential moving "
+                                 "average of each track's probabilities (1: no smoothing; default %(default)s; "
+                                 "--smoothing is its former name)")
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
@@ -158,18 +161,18 @@ def _refuse(options: list[str], detector: str) -> None:
 
 
 def build_recognizer(args: argparse.Namespace, threads: int | None = None, preset: Mapping[str, Any] | None = None,
-                     smoothing: float | None = None):
+                     ema_weight: float | None = None):
     """The ``EmotionRecognizer`` the options of ``add_recognizer_arguments`` describe. ``threads``
-    and ``smoothing`` replace ``--threads`` and ``--smoothing`` (a command's own choice, such as the
+    and ``ema_weight`` replace ``--threads`` and ``--ema-weight`` (a command's own choice, such as the
     webcam's one thread per stage); ``preset`` replaces the detector preset (``detector_settings``)."""
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     threads = args.threads if threads is None else threads
-    if smoothing is None:
-        smoothing = getattr(args, "smoothing", 1.0)
+    if ema_weight is None:
+        ema_weight = getattr(args, "ema_weight", 1.0)  # 1: stills are not smoothed
     return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
-                             margin=args.margin, smoothing=smoothing, threads=threads,
-                             prior=args.prior, offset=args.offset, calibration=args.calibration)
+                             margin=args.margin, ema_weight=ema_weight, threads=threads,
+                             prior_strength=args.prior, offset=args.offset, calibration=args.calibration)
 
 
 def add_exit_arguments(parser: argparse.ArgumentParser) -> None:

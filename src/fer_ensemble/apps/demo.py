@@ -26,8 +26,9 @@ from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch
 from fer_ensemble.media import SAMPLES, read_image, write_image
 from fer_ensemble.runtime.detection import STILL_DETECTION
 
-SMOOTHING = 0.5
-"""The weight of the newest frame for the webcam and the clip, as those commands' default."""
+EMA_WEIGHT = 0.5
+"""The newest frame's weight in each track's moving average, for the webcam and the clip, as those
+commands' default ``--ema-weight``."""
 
 
 def camera_and_display(camera: int) -> bool:
@@ -50,14 +51,14 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def run_demo(args: argparse.Namespace) -> int:
     if not args.samples and camera_and_display(args.camera):
-        recognizer = build_recognizer(args, threads=args.threads or 1, smoothing=SMOOTHING)
+        recognizer = build_recognizer(args, threads=args.threads or 1, ema_weight=EMA_WEIGHT)
         stats = watch(recognizer, open_camera(args.camera), budget=FACES_PER_FRAME)
         report(stats)
         return exit_code(failed=stats.frames == 0, found=stats.faces > 0, args=args)
     out = Path(args.out)
     warn(f"no webcam with a display here: running on the bundled samples, outputs in {out}/")
     faces = annotate_photos(args, output_folder(out / "images"))
-    video = analyse_video(build_recognizer(args, smoothing=SMOOTHING), SAMPLES / "faces.mp4", out / "video",
+    video = analyse_video(build_recognizer(args, ema_weight=EMA_WEIGHT), SAMPLES / "faces.mp4", out / "video",
                           progress=False)
     for line in video.problems():
         warn(line)

@@ -19,7 +19,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS
-from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.errors import InputError, OutputError, UserError
 from fer_ensemble.media import expand_inputs, read_image, writable_name, write_image
 
 
@@ -134,7 +134,7 @@ def run_predict(args: argparse.Namespace) -> int:
                     target = unique_path(out, writable_name(path.name), used)
                     write_image(target, recognizer.annotate(image, faces, bars=not args.no_bars))
                     annotated = str(target)
-                except InputError as error:
+                except OutputError as error:
                     tally.failed += 1
                     warn(str(error))
             if args.json:  # each input's own annotated copy, when --out wrote one

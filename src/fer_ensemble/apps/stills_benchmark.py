@@ -98,7 +98,7 @@ def build(ensembles: dict, settings: dict, threads: int):
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     cv2.setNumThreads(threads)
-    return EmotionRecognizer(ensembles[threads], create_detector(settings, threads), smoothing=1.0)
+    return EmotionRecognizer(ensembles[threads], create_detector(settings, threads), ema_weight=1.0)
 
 
 def missing_inputs(args: argparse.Namespace) -> list[str]:

@@ -24,6 +24,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
+from fer_ensemble.errors import OutputError
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 
@@ -36,7 +37,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-video", action="store_true", help="skip the annotated video")
     parser.add_argument("--no-progress", action="store_true")
     add_exit_arguments(parser)
-    add_recognizer_arguments(parser, smoothing=0.5)
+    add_recognizer_arguments(parser, ema_weight=0.5)
     return parser
 
 
@@ -90,7 +91,8 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     for j, line in enumerate(("y: probability,", "square-root", "scale")):
         cv2.putText(image, line, (width - right + 12, 30 + 18 * (len(classes) + 1 + j)), font, 0.38, ink, 1,
                     cv2.LINE_AA)
-    cv2.imwrite(str(path), image)
+    if not cv2.imwrite(str(path), image):
+        raise OutputError(f"{path}: cannot write the timeline plot (no permission, or the disk is full)")
 
 
 class TimedWriter:
@@ -100,6 +102,8 @@ class TimedWriter:
 
     def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
         self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+        if not self.writer.isOpened():
+            raise OutputError(f"{path}: cannot write the annotated video (no permission, or no mp4v encoder)")
         self.fps, self.written = fps, 0
         self.last: np.ndarray | None = None
 
@@ -153,7 +157,8 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
     into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and face, at
     the frame's own time), ``summary.json`` (per track), ``timeline.png`` and, with
-    ``write_video``, ``annotated.mp4``. InputError when the file cannot be opened."""
+    ``write_video``, ``annotated.mp4``. InputError when the file cannot be opened, OutputError
+    when an output cannot be written."""
     frames = VideoFrames(path, stop=max_frames)
     out = output_folder(out)  # once the video opened: a wrong path leaves no empty folder behind
     fps, expected = frames.fps, frames.frame_count

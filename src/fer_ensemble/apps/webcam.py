@@ -170,7 +170,7 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "answer, the longest-waiting read next (default %(default)s: with four faces each "
                              "is read every other frame; 0: every face every frame)")
     add_exit_arguments(parser)
-    add_recognizer_arguments(parser, smoothing=0.5)
+    add_recognizer_arguments(parser, ema_weight=0.5)
     return parser
 
 
@@ -203,7 +203,7 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
     the next frame only once the last is classified. Releases ``capture``."""
     source = LatestFrame(capture, pace, on_demand=on_demand)
     detector = DetectorThread(recognizer, source)
-    smoothing = recognizer.smoothing
+    ema_weight = recognizer.ema_weight
     window = {"fps": 0.0}
 
     def show_frame(number: int, frame: np.ndarray, faces: list) -> bool:
@@ -213,15 +213,14 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             return True
         canvas = recognizer.annotate(frame, faces)
         draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "
-                            f"{'on' if recognizer.smoothing < 1 else 'off'}")
+                            f"{'on' if recognizer.ema_weight < 1 else 'off'}")
         cv2.imshow(WINDOW, canvas)
         key = cv2.waitKey(1) & 0xFF
         if key == ord("s"):
             path = snapshots / f"fer-snapshot-{int(time.time())}.png"
-            cv2.imwrite(str(path), canvas)
-            warn(f"snapshot: {path}")
+            warn(f"snapshot: {path}" if cv2.imwrite(str(path), canvas) else f"{path}: the snapshot cannot be written")
         if key == ord("m"):
-            recognizer.smoothing = 1.0 if recognizer.smoothing < 1 else smoothing
+            recognizer.ema_weight = 1.0 if recognizer.ema_weight < 1 else ema_weight
         if key in (ord("r"), ord("c")):
             resting_face_key(recognizer, chr(key))
         return key not in (ord("q"), 27)

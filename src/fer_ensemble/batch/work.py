@@ -24,7 +24,7 @@ class BatchSettings:
     prior: float | None = None
     stride: int = 1
     track: bool = True
-    smoothing: float = 0.5  # videos with tracking, as `fer-ensemble video`
+    ema_weight: float = 0.5  # videos with tracking, as `fer-ensemble video`
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
@@ -70,12 +70,12 @@ class Worker:
         ensemble = load_ensemble(settings.ensemble, settings.threads)
         self.settings = settings
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
-                                        smoothing=1.0,
-                                        prior=settings.prior)
-        smoothing = settings.smoothing if settings.track else 1.0
+                                        ema_weight=1.0,
+                                        prior_strength=settings.prior)
+        ema_weight = settings.ema_weight if settings.track else 1.0
         self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
-                                        smoothing=smoothing,
-                                        prior=settings.prior)
+                                        ema_weight=ema_weight,
+                                        prior_strength=settings.prior)
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
