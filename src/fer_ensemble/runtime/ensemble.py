@@ -43,9 +43,8 @@ from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
+from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-"""The package's weights folder: the shipped ensemble, its members, BlazeFace and the calibration presets."""
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
 
