@@ -55,7 +55,7 @@ def batch_settings(args: argparse.Namespace):
     from fer_ensemble.batch.work import BatchSettings
     from fer_ensemble.runtime.detectors import live_settings
 
-    return BatchSettings(ensemble=args.ensemble, prior=args.prior, stride=args.stride, track=not args.no_track,
+    return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 

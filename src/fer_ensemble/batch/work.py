@@ -21,7 +21,7 @@ class BatchSettings:
     """What every worker builds its recognizers from (plain values: it is sent to each worker)."""
 
     ensemble: str | None = None
-    prior: float | None = None
+    prior_strength: float | None = None  # None: the ensemble file's default
     stride: int = 1
     track: bool = True
     ema_weight: float = 0.5  # videos with tracking, as `fer-ensemble video`
@@ -71,11 +71,11 @@ class Worker:
         self.settings = settings
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
                                         ema_weight=1.0,
-                                        prior_strength=settings.prior)
+                                        prior_strength=settings.prior_strength)
         ema_weight = settings.ema_weight if settings.track else 1.0
         self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
                                         ema_weight=ema_weight,
-                                        prior_strength=settings.prior)
+                                        prior_strength=settings.prior_strength)
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
