@@ -609,3 +609,22 @@ def test_the_app_changes_no_process_setting_and_keeps_a_few_priors(tiny_ensemble
         recognizers.still(i / 20)
     assert len(recognizers._local.still) == PRIORS_KEPT
     assert recognizers.still(0.9) is recognizers.still(0.9) and recognizers.still(0.5) is not first
+
+
+def test_two_apps_in_one_process_keep_their_own_settings(tiny_ensemble: Path) -> None:
+    """The routes are shared (module-level routers) and read each app's own state
+    (``app.state.server``): one app's token or ensemble never leaks into another's."""
+    from fastapi.testclient import TestClient
+
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    guarded = create_app(ServerSettings(ensemble=str(tiny_ensemble), token=TOKEN))
+    open_app = create_app(ServerSettings(ensemble=str(tiny_ensemble)))
+    assert guarded.state.server.ensemble is not open_app.state.server.ensemble
+    with TestClient(guarded) as a, TestClient(open_app) as b:
+        assert a.get("/healthz").status_code == 401
+        assert a.get("/healthz", headers=AUTH).json()["status"] == "ok"
+        assert b.get("/healthz").status_code == 200
+        assert [m["name"] for m in b.get("/v1/model").json()["members"]] == ["small", "large"]
+        assert "securitySchemes" in a.get("/openapi.json").json().get("components", {})
+        assert "securitySchemes" not in b.get("/openapi.json").json().get("components", {})

@@ -36,10 +36,12 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -50,6 +52,7 @@ from fastapi import (
     File,
     HTTPException,
     Query,
+    Request,
     UploadFile,
     WebSocket,
     WebSocketDisconnect,
@@ -329,117 +332,157 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
+@dataclass
+class ServerState:
+    """What one app's routes share, kept in ``app.state.server``: its settings, the ensemble, the
+    recognizers and the worker pool."""
+
+    settings: ServerSettings
+    ensemble: Ensemble
+    recognizers: Recognizers
+    pool: WorkerPool
+
+
+def server_state(connection: HTTPConnection) -> ServerState:
+    """The dependency every route reads the app's ``ServerState`` through."""
+    return connection.app.state.server
+
+
+State = Annotated[ServerState, Depends(server_state)]
+
+
+def check_token(connection: HTTPConnection, state: State) -> None:
+    """The bearer header; a WebSocket may send ``?token=`` instead (browsers cannot set its headers).
+    401 with ``WWW-Authenticate: Bearer`` (a WebSocket: closed with 1008) when it is missing or wrong."""
+    token = state.settings.token
+    if token is None:
+        return
+    header = connection.headers.get("authorization", "")
+    websocket = connection.scope["type"] == "websocket"
+    given = header[7:] if header.lower().startswith("bearer ") else (
+        connection.query_params.get("token", "") if websocket else "")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return
+    if websocket:
+        raise WebSocketException(code=1008, reason="missing or wrong token")
+    raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+api = APIRouter(dependencies=[Depends(check_token)])
+"""Every route that touches the models: behind the token when the server has one."""
+pages = APIRouter()
+"""The page and the offline API docs: no data, no token."""
+
+
+@api.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok", version=__version__)
+
+
+@api.get("/v1/model")
+def model(state: State) -> dict:
+    """The ensemble file and every member's model card."""
+    return {
+        "ensemble": state.ensemble.config,
+        "members": [m.classifier.card for m in state.ensemble.members],
+    }
+
+
+@api.post("/v1/predict", response_model=PredictOut,
+          responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
+                     503: {"description": "every worker busy: retry after Retry-After seconds"}})
+async def predict(
+    state: State,
+    file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
+    prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
+) -> PredictOut:
+    settings = state.settings
+    strength = prior_strength(state.ensemble, prior, settings.prior)
+    data = await file.read()
+
+    def work() -> PredictOut:
+        image = decode_image(data, settings.max_pixels)
+        faces = state.recognizers.still(strength).predict(image)
+        return PredictOut(width=image.shape[1], height=image.shape[0], faces=[FaceOut(**f.to_dict()) for f in faces])
+
+    try:
+        return await state.pool.run(work)
+    except ImageRejected as error:
+        raise HTTPException(status_code=error.status, detail=error.detail) from None
+    except Busy:
+        raise HTTPException(status_code=503, detail="every worker is busy; retry shortly",
+                            headers={"Retry-After": "1"}) from None
+
+
+@api.websocket("/v1/stream")
+async def stream(websocket: WebSocket, state: State,
+                 prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
+    """Live recognition with tracking. Send image frames as binary messages; each processed
+    frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
+    with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
+    ``{"resting_face": "clear", "track_id": 3}`` as JSON text (no ``track_id``: every face in
+    view) to take or clear that person's resting face: the next frame's answer reads it
+    relative to it (``"relative": true``). The reply, ``{"resting_face", "track_ids"}`` or
+    ``{"resting_face", "error"}``, has no ``frame``; a bad control message leaves the
+    connection open. Non-JSON text closes with 1003, a message above the upload limit with
+    1009; ``?prior=`` as in ``/v1/predict``; ``?token=`` when the server has one."""
+    try:
+        strength = prior_strength(state.ensemble, prior, state.settings.prior)
+    except HTTPException as error:
+        raise WebSocketException(code=1008, reason=str(error.detail)) from None
+    await websocket.accept()
+    await serve_stream(websocket, state.recognizers.live(strength), state.settings, state.pool)
+
+
+@pages.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, state: State) -> dict:
+    schema = request.app.openapi()
+    if state.settings.token is not None:  # /docs shows an Authorize button that sends the header
+        schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        schema["security"] = [{"bearer": []}]
+    return schema
+
+
+@pages.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="fer-ensemble API",
+                               swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                               swagger_css_url="/docs-assets/swagger-ui.css",
+                               swagger_favicon_url="/docs-assets/favicon.png")
+
+
+@pages.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    return HTMLResponse((STATIC / "index.html").read_text())
+
+
 def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None = None) -> FastAPI:
     """The web app: the page (``/``), ``/healthz``, ``/v1/model``, ``POST /v1/predict``, the
     WebSocket ``/v1/stream`` and offline API docs (``/docs``, ``/openapi.json``), as the module's
-    docstring describes, with ``settings`` (defaults: ``ServerSettings()``) and ``ensemble`` (None:
-    loaded from ``settings.ensemble``, the shipped one by default; UserError for a broken file).
-    It changes no process-wide setting: ``serve`` does that (``keep_uploads_in_memory``)."""
+    docstring describes.
+
+    ``settings``: the server's limits, token, CORS origins, prior and detector (default:
+    ``ServerSettings()``). ``ensemble``: the loaded ensemble to serve (None: loaded from
+    ``settings.ensemble``, the shipped one by default, with ``settings.threads``).
+    Returns the FastAPI app, its shared state in ``app.state.server`` (``ServerState``); serve
+    it with any ASGI server. Raises UserError (exit 2 in ``serve``) for an ensemble file or a
+    member that cannot be loaded. It changes no process-wide setting: ``serve`` does that
+    (``keep_uploads_in_memory``)."""
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
-    recognizers = Recognizers(ensemble, settings.detector)
-    pool = WorkerPool(settings.concurrency, settings.queue)
-
-    def check_token(connection: HTTPConnection) -> None:
-        """The bearer header; a WebSocket may send ``?token=`` instead (browsers cannot set its headers)."""
-        if settings.token is None:
-            return
-        header = connection.headers.get("authorization", "")
-        websocket = connection.scope["type"] == "websocket"
-        given = header[7:] if header.lower().startswith("bearer ") else (
-            connection.query_params.get("token", "") if websocket else "")
-        if hmac.compare_digest(given.encode(), settings.token.encode()):
-            return
-        if websocket:
-            raise WebSocketException(code=1008, reason="missing or wrong token")
-        raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
     app = FastAPI(title="fer-ensemble", version=__version__,
                   description="Facial expression recognition (FER+ emotions) with a ResNet50 + "
                               "MobileNetV2 ensemble.",
-                  openapi_url=None, docs_url=None, redoc_url=None)  # re-added below, offline
-    api = APIRouter(dependencies=[Depends(check_token)])  # every route that touches the models
+                  openapi_url=None, docs_url=None, redoc_url=None)  # served by `pages`, offline
+    app.state.server = ServerState(settings, ensemble, Recognizers(ensemble, settings.detector),
+                                   WorkerPool(settings.concurrency, settings.queue))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
-
-    @api.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
-        return Health(status="ok", version=__version__)
-
-    @api.get("/v1/model")
-    def model() -> dict:
-        """The ensemble file and every member's model card."""
-        return {
-            "ensemble": ensemble.config,
-            "members": [m.classifier.card for m in ensemble.members],
-        }
-
-    @api.post("/v1/predict", response_model=PredictOut,
-              responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
-                         503: {"description": "every worker busy: retry after Retry-After seconds"}})
-    async def predict(
-        file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
-        prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
-    ) -> PredictOut:
-        strength = prior_strength(ensemble, prior, settings.prior)
-        data = await file.read()
-
-        def work() -> PredictOut:
-            image = decode_image(data, settings.max_pixels)
-            faces = recognizers.still(strength).predict(image)
-            return PredictOut(width=image.shape[1], height=image.shape[0],
-                              faces=[FaceOut(**f.to_dict()) for f in faces])
-
-        try:
-            return await pool.run(work)
-        except ImageRejected as error:
-            raise HTTPException(status_code=error.status, detail=error.detail) from None
-        except Busy:
-            raise HTTPException(status_code=503, detail="every worker is busy; retry shortly",
-                                headers={"Retry-After": "1"}) from None
-
-    @app.get("/openapi.json", include_in_schema=False)
-    def openapi() -> dict:
-        schema = app.openapi()
-        if settings.token is not None:  # /docs shows an Authorize button that sends the header
-            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            schema["security"] = [{"bearer": []}]
-        return schema
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="fer-ensemble API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon.png")
-
+    app.include_router(pages)
     app.mount("/docs-assets", StaticFiles(directory=str(SWAGGER_ASSETS)), name="docs-assets")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text())
-
-    @api.websocket("/v1/stream")
-    async def stream(websocket: WebSocket, prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
-        """Live recognition with tracking. Send image frames as binary messages; each processed
-        frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
-        with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
-        ``{"resting_face": "clear", "track_id": 3}`` as JSON text (no ``track_id``: every face in
-        view) to take or clear that person's resting face: the next frame's answer reads it
-        relative to it (``"relative": true``). The reply, ``{"resting_face", "track_ids"}`` or
-        ``{"resting_face", "error"}``, has no ``frame``; a bad control message leaves the
-        connection open. Non-JSON text closes with 1003, a message above the upload limit with
-        1009; ``?prior=`` as in ``/v1/predict``; ``?token=`` when the server has one."""
-        try:
-            strength = prior_strength(ensemble, prior, settings.prior)
-        except HTTPException as error:
-            raise WebSocketException(code=1008, reason=str(error.detail)) from None
-        await websocket.accept()
-        await serve_stream(websocket, recognizers.live(strength), settings, pool)
-
     app.include_router(api)
     return app
 
@@ -449,94 +492,118 @@ async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, sett
     """Receive image frames, always process the newest, answer with its faces. JSON text messages
     are resting-face control messages, applied between frames (``control_reply``); other text
     closes the connection with 1003, a message above the upload limit with 1009."""
-    latest: dict = {}
-    controls: list = []  # decoded control messages waiting for the frame in progress
-    arrived = asyncio.Event()
-    received = dropped = 0
-    closed = False
+    await FrameStream(websocket, recognizer, settings, pool).run()
 
-    async def close(code: int, reason: str) -> None:
-        nonlocal closed
-        await websocket.close(code=code, reason=reason)
-        closed = True
-        arrived.set()
 
-    async def receive() -> None:
-        nonlocal received, dropped, closed
+class FrameStream:
+    """One WebSocket connection: ``receive`` keeps the newest frame and the waiting control
+    messages as they arrive; ``run`` answers the controls, then the newest frame, at most
+    ``max_fps`` frames a second, on the worker pool."""
+
+    def __init__(self, websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
+                 pool: WorkerPool):
+        self.websocket, self.recognizer, self.settings, self.pool = websocket, recognizer, settings, pool
+        self.latest: tuple[int, bytes] | None = None  # (number, bytes) of the newest frame not yet taken
+        self.controls: list = []  # decoded control messages waiting for the frame in progress
+        self.arrived = asyncio.Event()
+        self.received = self.dropped = 0
+        self.closed = False
+        self.interval = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
+        self.last_start = 0.0
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self.receive())
         try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                data = message.get("bytes")
-                if len(data if data is not None else message.get("text") or "") > settings.max_upload_bytes:
-                    return await close(1009, f"frame larger than {settings.max_upload_bytes} bytes")
-                if data is None:
-                    try:
-                        controls.append(json.loads(message.get("text") or ""))
-                    except ValueError:
-                        return await close(1003, "send image frames as binary messages; text is for JSON "
-                                                 "control messages")
-                    if len(controls) > MAX_PENDING_CONTROLS:
-                        return await close(1008, "too many control messages waiting for one frame")
-                    arrived.set()
-                    continue
-                received += 1
-                if latest:
-                    dropped += 1  # the previous frame was never processed: stale
-                latest["frame"] = (received, data)
-                arrived.set()
+            while (frame := await self.next_frame()) is not None:
+                await self.answer(*frame)
         except (WebSocketDisconnect, RuntimeError):
             pass
-        closed = True
-        arrived.set()
+        finally:
+            await asyncio.wait([reader], timeout=2)  # let a closing handshake finish
+            reader.cancel()
 
-    async def answer_controls() -> None:
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code=code, reason=reason)
+        self.closed = True
+        self.arrived.set()
+
+    async def receive(self) -> None:
+        """Take messages until the client leaves or one closes the connection."""
+        try:
+            while not self.closed:
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await self.take(message)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        self.closed = True
+        self.arrived.set()
+
+    async def take(self, message: Mapping[str, Any]) -> None:
+        """A frame becomes the newest (dropping one never processed); text is a control message."""
+        data = message.get("bytes")
+        limit = self.settings.max_upload_bytes
+        if len(data if data is not None else message.get("text") or "") > limit:
+            return await self.close(1009, f"frame larger than {limit} bytes")
+        if data is None:
+            return await self.take_control(message.get("text") or "")
+        self.received += 1
+        if self.latest is not None:
+            self.dropped += 1  # the previous frame was never processed: stale
+        self.latest = (self.received, data)
+        self.arrived.set()
+
+    async def take_control(self, text: str) -> None:
+        try:
+            self.controls.append(json.loads(text))
+        except ValueError:
+            return await self.close(1003, "send image frames as binary messages; text is for JSON control messages")
+        if len(self.controls) > MAX_PENDING_CONTROLS:
+            return await self.close(1008, "too many control messages waiting for one frame")
+        self.arrived.set()
+
+    async def answer_controls(self) -> None:
         """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
-        while controls:
-            await websocket.send_text(json.dumps(control_reply(recognizer, controls.pop(0))))
+        while self.controls:
+            await self.websocket.send_text(json.dumps(control_reply(self.recognizer, self.controls.pop(0))))
 
-    def work(data: bytes) -> tuple[np.ndarray, list]:
-        image = decode_image(data, settings.max_pixels)
-        return image, recognizer.track(image)
-
-    reader = asyncio.create_task(receive())
-    interval = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
-    last_start = 0.0
-    try:
+    async def next_frame(self) -> tuple[int, bytes] | None:
+        """The newest frame once the frame-rate cap lets it start, the control messages that came
+        before it answered; None once the connection is closed."""
         while True:
-            await arrived.wait()
-            arrived.clear()
-            if closed:
-                break
-            await answer_controls()
-            if "frame" not in latest:  # already taken, or only control messages arrived
+            await self.arrived.wait()
+            self.arrived.clear()
+            if self.closed:
+                return None
+            await self.answer_controls()
+            if self.latest is None:  # already taken, or only control messages arrived
                 continue
-            wait = last_start + interval - time.perf_counter()
+            wait = self.last_start + self.interval - time.perf_counter()
             if wait > 0:  # the per-connection frame-rate cap
                 await asyncio.sleep(wait)
-                if closed:
-                    break
-                await answer_controls()  # those that arrived while we waited apply to this frame
-            number, data = latest.pop("frame")
-            last_start = time.perf_counter()
-            try:
-                image, faces = await pool.run(work, data)
-            except ImageRejected as error:
-                await websocket.send_text(json.dumps({"frame": number, "error": error.detail}))
-                continue
-            except Busy:
-                dropped += 1
-                await websocket.send_text(json.dumps({"frame": number, "error": "every worker is busy",
-                                                      "retry_after": 1}))
-                continue
-            await websocket.send_text(json.dumps({
-                "frame": number, "width": image.shape[1], "height": image.shape[0],
-                "faces": [f.to_dict() for f in faces], "dropped": dropped,
-                "ms": round((time.perf_counter() - last_start) * 1000, 1),
-            }))
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        await asyncio.wait([reader], timeout=2)  # let a closing handshake finish
-        reader.cancel()
+                if self.closed:
+                    return None
+                await self.answer_controls()  # those that arrived while we waited apply to this frame
+            frame, self.latest = self.latest, None
+            self.last_start = time.perf_counter()
+            return frame
+
+    def work(self, data: bytes) -> tuple[np.ndarray, list]:
+        image = decode_image(data, self.settings.max_pixels)
+        return image, self.recognizer.track(image)
+
+    async def answer(self, number: int, data: bytes) -> None:
+        """Frame ``number``'s faces (or why there are none) to the client."""
+        try:
+            image, faces = await self.pool.run(self.work, data)
+        except ImageRejected as error:
+            reply: dict = {"frame": number, "error": error.detail}
+        except Busy:
+            self.dropped += 1
+            reply = {"frame": number, "error": "every worker is busy", "retry_after": 1}
+        else:
+            reply = {"frame": number, "width": image.shape[1], "height": image.shape[0],
+                     "faces": [f.to_dict() for f in faces], "dropped": self.dropped,
+                     "ms": round((time.perf_counter() - self.last_start) * 1000, 1)}
+        await self.websocket.send_text(json.dumps(reply))
