@@ -7,12 +7,13 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
 from fer_ensemble.models import create_model, model_preprocessing
 from fer_ensemble.training.augment import AugmentConfig, make_batch
-from fer_ensemble.training.engine import autocast, target_loss
+from fer_ensemble.training.engine import target_loss, train_step
 from fer_ensemble.training.train import resolve_device
 
 
@@ -31,7 +32,8 @@ TRAIN_IMAGES = 25_045
 
 def measure_training(name: str, input_size: int, precision: str, batch_size: int, steps: int,
                      warmup: int, device: torch.device) -> ThroughputRow:
-    """Full training steps (augmentation, forward, backward, SGD) on random faces."""
+    """Full training steps (augmentation, then the trainer's own ``train_step``: forward, loss,
+    backward, SGD) on random faces."""
     torch.manual_seed(0)
     model = create_model(name, input_size=input_size)
     preprocessing = model_preprocessing(model)
@@ -43,18 +45,14 @@ def measure_training(name: str, input_size: int, precision: str, batch_size: int
     targets = torch.softmax(torch.randn(batch_size, 8, device=device), dim=1)
     generator = torch.Generator(device).manual_seed(0)
     augment = AugmentConfig()
+    loss_of = partial(target_loss, mode="crossentropy", label_smoothing=0.1)
     elapsed = 0.0
     for step in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
-        batch = make_batch(images, preprocessing, augment, generator)
-        with autocast(device, precision):
-            logits = model(batch.contiguous(memory_format=torch.channels_last))
-        loss = target_loss(logits, targets, "crossentropy", 0.1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, make_batch(images, preprocessing, augment, generator), targets, loss_of,
+                   precision)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if step >= warmup:
