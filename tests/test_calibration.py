@@ -167,6 +167,47 @@ def test_stream_tracks_take_and_clear_a_resting_face() -> None:
     assert recognizer.track(frame)[0].track_id == 1  # a new stream numbers its tracks from 1 again
 
 
+def test_automatic_resting_face_takes_calm_faces_and_leaves_a_sustained_smile_alone() -> None:
+    """The sample clip: the astronaut smiles throughout, Grace Hopper rests. With
+    ``auto_resting_face``, only Hopper's tracks take a resting face, after ``CALM_FRAMES`` calm
+    frames; the smile is never absorbed (its tracks keep plain answers and read happiness)."""
+    from fer_ensemble.media import VideoFrames
+    from fer_ensemble.runtime.detectors import create_detector, live_settings
+    from fer_ensemble.runtime.recognizer import CALM_FRAMES
+
+    recognizer = EmotionRecognizer(detector=create_detector(live_settings()), auto_resting_face=True)
+    seen: dict[int, list] = {}
+    for _, faces in recognizer.stream(frame for _, frame in VideoFrames(SAMPLES / "faces.mp4")):
+        for face in faces:
+            seen.setdefault(face.track_id, []).append(face)
+    smiling = [t for t, faces in seen.items() if faces[0].label == "happiness"]
+    resting = [t for t, faces in seen.items() if faces[0].label == "neutral"]
+    assert smiling and resting and len(smiling) + len(resting) == len(seen)
+    for track in smiling:
+        assert not any(f.relative for f in seen[track]) and {f.label for f in seen[track]} == {"happiness"}
+    for track in resting:
+        flags = [f.relative for f in seen[track]]
+        assert flags == [False] * (CALM_FRAMES - 1) + [True] * (len(flags) - CALM_FRAMES + 1)
+        assert {f.label for f in seen[track]} == {"neutral"}
+
+
+def test_an_explicit_resting_face_overrides_the_automatic_one_and_clearing_starts_it_over() -> None:
+    from fer_ensemble.runtime.recognizer import CALM_FRAMES
+
+    recognizer = EmotionRecognizer(auto_resting_face=True)
+    frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    flags = [recognizer.track(frame)[0].relative for _ in range(CALM_FRAMES)]
+    assert flags == [False] * (CALM_FRAMES - 1) + [True]
+    track = recognizer.tracker.get(1)
+    assert len(track.calm) == CALM_FRAMES and track.auto_resting_face
+    assert recognizer.take_resting_face() == [1] and not track.auto_resting_face and track.calm == []
+    recognizer.track(frame)
+    assert track.calm == []  # an explicit resting face: calm frames are no longer collected
+    assert recognizer.clear_resting_face() == [1] and track.auto_resting_face
+    assert not recognizer.track(frame)[0].relative  # collecting anew
+    assert not EmotionRecognizer().auto_resting_face  # off by default
+
+
 def test_predict_relative_to_a_resting_face_photo() -> None:
     recognizer = EmotionRecognizer()
     image = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
@@ -232,6 +273,19 @@ def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path) -> None:
     assert after["accuracy"] >= 0.55 and after["macro_recall"] > before["macro_recall"]
     for emotion, scores in before["per_class"].items():  # no class pays more than 5 points
         assert after["per_class"][emotion]["recall"] >= scores["recall"] - 0.05, emotion
+
+
+def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
+    """The automatic resting face's rule on photos: each performer's photos read as calm are the
+    reference (labels unused for it); every photo is scored, the neutral ones too."""
+    result = json.loads(run_cli(
+        "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
+        "--resting-face", "performer", "--calm-reference", "--json").stdout)
+    after, before = result["per_image"], result["uncalibrated"]["per_image"]
+    assert result["reference"] == "calm" and after["n"] == before["n"] == 625
+    assert after["accuracy"] > before["accuracy"] + 0.05 and after["macro_recall"] > before["macro_recall"] + 0.05
+    bad = run_cli("evaluate", "--data", str(taiwan_posed), "--calm-reference", check=False)
+    assert bad.returncode == ExitCode.USAGE and "--calm-reference needs --labels" in bad.stderr
 
 
 def test_readme_and_docs_hold_the_calibration_tables() -> None:

@@ -78,6 +78,10 @@ def add_recognizer_arguments(
                             help="per-face smoothing: the newest frame's weight in the exponential moving "
                                  "average of each track's probabilities (1: no smoothing; default %(default)s; "
                                  "--smoothing is its former name)")
+        parser.add_argument("--auto-resting-face", action="store_true",
+                            help="each face takes its own resting face from its calm frames (read neutral with "
+                                 "p >= 0.8, 5 of them) and is then read relative to it; a face that never "
+                                 "rests keeps plain answers (docs/video.md)")
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
@@ -172,7 +176,8 @@ def build_recognizer(args: argparse.Namespace, threads: int | None = None, prese
         ema_weight = getattr(args, "ema_weight", 1.0)  # 1: stills are not smoothed
     return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
                              margin=args.margin, ema_weight=ema_weight, threads=threads,
-                             prior_strength=args.prior, offset=args.offset, calibration=args.calibration)
+                             prior_strength=args.prior, offset=args.offset, calibration=args.calibration,
+                             auto_resting_face=getattr(args, "auto_resting_face", False))
 
 
 def add_exit_arguments(parser: argparse.ArgumentParser) -> None:

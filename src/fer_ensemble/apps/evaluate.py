@@ -30,6 +30,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
+from fer_ensemble.runtime.recognizer import CALM_NEUTRAL
 
 
 def load_predictor(path: str | Path | None):
@@ -74,6 +75,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="labels: within each group of COLUMN (a person), the photos labelled neutral are "
                              "that person's resting face and every other photo is read relative to it; "
                              "prints before and after")
+    parser.add_argument("--calm-reference", action="store_true",
+                        help="with --resting-face: each person's resting face is taken, as a video's automatic "
+                             "one is (--auto-resting-face), from the photos the ensemble itself reads as neutral "
+                             "with the probability CALM_NEUTRAL or more (the labels are not used for it), and "
+                             "every photo of the person is read relative to it")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
@@ -88,6 +94,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_labelled(args)
     if args.resting_face:
         raise UserError("--resting-face needs --labels (a CSV with a column naming each person)")
+    if args.calm_reference:
+        raise UserError("--calm-reference needs --labels and --resting-face COLUMN")
     predictor = calibrated(load_predictor(args.model), args.calibration)
     split = load_labelled(args.data, args.split, "majority")
     report = evaluate_on_split(with_prior(predictor, args.prior), split)
@@ -158,7 +166,8 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
 
 
 def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledImages) -> int:
-    """Each person's neutral photos as their resting face; the other photos scored before and after."""
+    """Each person's neutral photos as their resting face, the other photos scored before and after;
+    with ``--calm-reference``, the photos the ensemble reads as calm instead, every photo scored."""
     if not isinstance(ensemble, Ensemble):
         raise UserError("--resting-face needs an ensemble file (the shipped one by default), not a single member")
     ensemble.prior_strength(args.prior)
@@ -166,31 +175,39 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     assert person is not None  # read with a group_by column (args.resting_face): one group per photo
     native, found = _probabilities(args, ensemble.native_probabilities, data)
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
-    neutral = data.labels == EMOTIONS.index("neutral")
     before = ensemble.answer(native, args.prior)
+    if args.calm_reference:  # the automatic resting face's rule, labels unused
+        reference_photos = found & (before[:, EMOTIONS.index("neutral")] >= CALM_NEUTRAL)
+        scored_photos = found
+    else:
+        reference_photos = found & (data.labels == EMOTIONS.index("neutral"))
+        scored_photos = found & ~reference_photos
     after = before.copy()
     people = sorted(set(person))
     without = []
     for key in people:
         mine = np.array([p == key for p in person])
-        reference = mine & neutral & found
-        if not reference.any():
+        if not (mine & reference_photos).any():
             without.append(key)
             continue
-        scored = mine & ~neutral & found
+        scored = mine & scored_photos
         if scored.any():
-            after[scored] = ensemble.answer(native[scored], args.prior, ensemble.resting_face(native[reference]))
-    keep = np.flatnonzero(~neutral & np.isin(person, [k for k in people if k not in without]))
+            after[scored] = ensemble.answer(native[scored], args.prior,
+                                            ensemble.resting_face(native[mine & reference_photos]))
+    kept = np.isin(person, [k for k in people if k not in without])
+    keep = np.flatnonzero(kept if args.calm_reference else kept & (data.labels != EMOTIONS.index("neutral")))
     if len(keep) == 0:
-        raise UserError(f"no photo to score: every {args.resting_face} needs neutral photos (its resting face) "
-                        "and other photos")
+        raise UserError(f"no photo to score: every {args.resting_face} needs "
+                        + ("a photo read as calm" if args.calm_reference
+                           else "neutral photos (its resting face) and other photos"))
     subset = LabelledImages([data.paths[i] for i in keep], data.labels[keep],
                             None if data.groups is None else [data.groups[i] for i in keep])
     report = evaluate_labelled(after[keep], found[keep], subset)
     uncalibrated = evaluate_labelled(before[keep], found[keep], subset)
     result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
               "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
-              "resting_face": args.resting_face, "people": len(people) - len(without),
+              "resting_face": args.resting_face, "reference": "calm" if args.calm_reference else "neutral",
+              "people": len(people) - len(without),
               "people_without_reference": without, **report.to_dict(), "uncalibrated": uncalibrated.to_dict()}
     if args.json:
         print(json.dumps(result))
@@ -203,8 +220,11 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
 def format_resting_report(name: str, args: argparse.Namespace, people: int, without: list[str],
                           before: Scores, after: Scores) -> str:
     lines = format_before_after(
-        f"{name} on {args.labels}, each {args.resting_face}'s neutral photos as the resting face "
-        f"({people} with one{'; none for ' + ', '.join(without) if without else ''}): {before.n} other photos",
+        f"{name} on {args.labels}, each {args.resting_face}'s "
+        + (f"calm photos (read neutral with p >= {CALM_NEUTRAL}) as the resting face, every photo read against it"
+           if args.calm_reference else "neutral photos as the resting face")
+        + f" ({people} with one{'; none for ' + ', '.join(without) if without else ''}): {before.n} "
+        + ("photos" if args.calm_reference else "other photos"),
         before, after, "photos")
     if before.no_face:
         lines.append(f"  no face found in {before.no_face} photos (counted as wrong)")

@@ -8,7 +8,7 @@ A person's resting face makes answers relative to how that face looks at rest
 (``fer_ensemble.runtime.calibration.RestingFace``): ``resting_face(images)`` builds one from photos
 or crops of the person at rest, ``predict(image, resting_face=...)`` uses it, and in a stream each
 track can take one (``set_resting_face``, or ``take_resting_face`` from what the track shows now:
-the webcam's ``r`` key).
+the webcam's ``r`` key) or, with ``auto_resting_face``, build its own from its calm frames.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.calibration import RestingFace
@@ -54,6 +55,20 @@ def load_ensemble(path: str | Path | None = None, threads: int | None = None) ->
     return Ensemble.load(path, threads=threads)
 
 
+CALM_NEUTRAL = 0.8
+"""A tracked face's frame is calm, a sample of that person's automatic resting face, when the
+ensemble reads it neutral with at least this probability (its own answer, before any resting face).
+A face that never rests (someone smiling throughout) gives no calm frame and keeps plain answers.
+Chosen on taiwan-posed among 0.5, 0.6, 0.7, 0.8 and 0.9 (each performer's photos standing for a
+track: 0.5 to 0.8 all within a point; 0.9 leaves most performers without a calm photo), and
+measured there by ``fer-ensemble evaluate --resting-face performer --calm-reference``
+(docs/accuracy.md)."""
+CALM_FRAMES = 5
+"""Calm frames a track needs before its automatic resting face is used (a sixth of a second at 30 fps)."""
+CALM_KEEP = 60
+"""The newest calm frames an automatic resting face is the mean of (it follows slow changes of light)."""
+
+NEUTRAL = EMOTIONS.index("neutral")
 HOLD_FRAMES = 3
 """In a stream, a tracked face the detector misses is still shown, with its last box and answer and
 ``held`` set, for up to this many frames (a tracker's "max age"; 0: not at all), unless a box of
@@ -82,6 +97,11 @@ class EmotionRecognizer:
     ensemble, so a passed ``Ensemble`` object is changed too. ``threads`` bounds ONNX Runtime's
     threads when the ensemble is loaded here.
 
+    ``auto_resting_face``: in ``track`` and ``stream``, each track without a resting face of its
+    own takes one from its calm frames (``CALM_NEUTRAL``, ``CALM_FRAMES``), so a person is read
+    against their own face at rest without anyone pressing a key; ``set_resting_face`` and
+    ``take_resting_face`` override it for a track, ``clear_resting_face`` starts it over.
+
     ``smoothing=`` and ``prior=`` are the deprecated names of ``ema_weight=`` and
     ``prior_strength=`` (a DeprecationWarning; they will be removed).
 
@@ -101,6 +121,7 @@ class EmotionRecognizer:
         offset: float = FACE_FRAMING["offset"],
         calibration: str | Path | None = None,
         *,
+        auto_resting_face: bool = False,
         smoothing: float | None = None,
         prior: str | float | None = None,
     ):
@@ -122,6 +143,8 @@ class EmotionRecognizer:
         changed between frames (the webcam's ``m`` key)."""
         self.hold = HOLD_FRAMES
         self.tracker = IoUTracker()
+        self.auto_resting_face = auto_resting_face
+        """Whether new tracks take a resting face from their calm frames (see the class docstring)."""
 
     @property
     def smoothing(self) -> float:
@@ -218,6 +241,10 @@ class EmotionRecognizer:
         for i, face_native, probs in zip(chosen, native, answers):
             track = tracks[i]
             track.native = smooth(track.native, face_native, self.ema_weight)
+            if track.answered < 0:  # a new track
+                track.auto_resting_face = self.auto_resting_face
+            if track.auto_resting_face and probs[NEUTRAL] >= CALM_NEUTRAL:
+                self._add_calm_frame(track, face_native)
             if track.resting_face is not None:
                 probs = self.ensemble.answer(face_native[None], self.prior_strength, track.resting_face)[0]
             track.probabilities = smooth(track.probabilities, probs, self.ema_weight)
@@ -226,11 +253,22 @@ class EmotionRecognizer:
                 and not any(iou(t.box, box) > 0 for box in boxes)]  # a box there now is that face, moved
         return [self._track_face(t) for t in tracks] + [self._track_face(t, held=True) for t in held]
 
+    def _add_calm_frame(self, track: Track, native: np.ndarray) -> None:
+        """One more calm frame for ``track``'s automatic resting face, used from ``CALM_FRAMES`` on."""
+        track.calm = [*track.calm[-(CALM_KEEP - 1):], native]
+        if len(track.calm) >= CALM_FRAMES:
+            if track.resting_face is None:
+                track.probabilities = None  # the smoothed answer restarts in the new frame of reference
+            track.resting_face = self.ensemble.resting_face(np.stack(track.calm))
+
     def set_resting_face(self, track_id: int, resting_face: RestingFace | None) -> None:
-        """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer).
-        KeyError for a track that is not alive."""
+        """Read the track ``track_id`` relative to ``resting_face`` from now on (None: no longer;
+        with ``auto_resting_face``, the track then collects calm frames anew). KeyError for a track
+        that is not alive."""
         track = self.tracker.get(track_id)
         track.resting_face = resting_face
+        track.auto_resting_face = resting_face is None and self.auto_resting_face
+        track.calm = []
         track.probabilities = None  # the smoothed answer restarts in the new frame of reference
 
     def take_resting_face(self, track_ids: Iterable[int] | None = None) -> list[int]:

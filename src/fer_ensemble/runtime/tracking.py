@@ -17,8 +17,9 @@ class Track:
     reset), its latest ``box`` (x, y, w, h in frame pixels, ints), how many frames in a row it went
     unmatched (``missed``), and what ``EmotionRecognizer.track`` keeps for it: the smoothed answer
     shown (``probabilities``, (C,) float32), the smoothed probabilities under FER+'s prior
-    (``native``, what a resting face is taken from), the person's resting face, and the frame
-    whose crop gave the newest answer (``answered``)."""
+    (``native``, what a resting face is taken from), the person's resting face, the frame whose
+    crop gave the newest answer (``answered``) and, for an automatic resting face, the native
+    probabilities of its calm frames (``calm``, at most ``CALM_KEEP``)."""
 
     track_id: int
     box: Box
@@ -27,6 +28,8 @@ class Track:
     native: np.ndarray | None = None  # smoothed probabilities under FER+'s prior (what a resting face is taken from)
     resting_face: RestingFace | None = None
     answered: int = -1  # the frame (tracker.frames) whose crop gave the newest answer; -1: none yet
+    calm: list[np.ndarray] = field(default_factory=list)  # native probabilities of its calm frames, newest last
+    auto_resting_face: bool = False  # its resting face is (to be) taken from its calm frames
 
 
 @dataclass
