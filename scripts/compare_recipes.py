@@ -39,7 +39,7 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> subprocess.Popen 
     done = metrics.is_file() and sum(1 for line in metrics.read_text().splitlines() if line) >= args.epochs
     if done:
         return None
-    command = [sys.executable, "-m", "fer_ensemble.training.train", "--out", str(folder), "--no-progress"]
+    command = [sys.executable, "-m", "fer_ensemble.cli", "train", "--out", str(folder), "--no-progress"]
     if (folder / "checkpoint.pt").is_file():
         command += ["--resume"]
     else:

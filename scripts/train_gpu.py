@@ -66,7 +66,7 @@ def launch(model: str, size: int, seed: int, balance: float, args: argparse.Name
            runs: Path) -> subprocess.Popen:
     folder = runs / run_name(model, size, seed, balance)
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "fer_ensemble.training.train", "--out", str(folder), "--no-progress",
+    command = [sys.executable, "-m", "fer_ensemble.cli", "train", "--out", str(folder), "--no-progress",
                "--device", args.device]
     if (folder / "checkpoint.pt").is_file():
         command.append("--resume")

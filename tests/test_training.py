@@ -149,15 +149,6 @@ def test_ddp_with_two_cpu_processes(ferplus: Path, tmp_path: Path) -> None:
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
 
 
-def test_the_old_module_entry_point_is_the_train_command(tmp_path: Path) -> None:
-    """``python -m fer_ensemble.training.train`` (what older scripts run) is ``fer-ensemble train``:
-    a mistake is the command's one line and exit code, not a traceback (issue 24, item 6)."""
-    result = subprocess.run([sys.executable, "-m", "fer_ensemble.training.train", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert result.returncode == 2
-    assert result.stderr == "fer-ensemble train: --model and --data are required (unless --resume)\n"
-
-
 def test_a_rebuilt_schedule_stands_where_the_run_is() -> None:
     """A time-budget re-plan rebuilds the schedule at the step reached: the optimizer's learning
     rate is the new plan's at that step, and the next steps follow the new plan."""

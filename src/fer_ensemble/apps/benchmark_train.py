@@ -4,6 +4,8 @@ precision on this machine (the ``train`` extra), to plan a run."""
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
 
 from fer_ensemble.constants import MODEL_NAMES
 
@@ -21,6 +23,16 @@ def add_benchmark_train_arguments(parser: argparse.ArgumentParser) -> argparse.A
 
 
 def run_benchmark_train(args: argparse.Namespace) -> int:
-    from fer_ensemble.training.benchmark import run_benchmark
+    import torch
 
-    return run_benchmark(args)
+    from fer_ensemble.training.benchmark import device_description, format_table, measure_all
+    from fer_ensemble.training.train import resolve_device
+
+    device = resolve_device(args.device)
+    rows = measure_all(args.models, args.sizes, args.precisions, args.batch_size, args.steps, args.warmup, device)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows]))
+    else:
+        print(f"Training throughput on {device_description(device)}, torch {torch.__version__}")
+        print(format_table(rows))
+    return 0

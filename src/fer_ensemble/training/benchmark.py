@@ -1,12 +1,10 @@
-"""``fer-ensemble benchmark-train``: training throughput (img/s) per member, input size and precision."""
+"""Training throughput (img/s) per member, input size and precision (``fer-ensemble benchmark-train``)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -14,7 +12,6 @@ import torch
 from fer_ensemble.models import create_model, model_preprocessing
 from fer_ensemble.training.augment import AugmentConfig, make_batch
 from fer_ensemble.training.engine import target_loss, train_step
-from fer_ensemble.training.train import resolve_device
 
 
 @dataclass
@@ -75,19 +72,15 @@ def format_table(rows: list[ThroughputRow]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    rows = [
-        measure_training(name, size, precision, args.batch_size, args.steps, args.warmup, device)
-        for name in args.models
-        for size in args.sizes
-        for precision in args.precisions
-    ]
-    if args.json:
-        print(json.dumps([asdict(r) for r in rows]))
-    else:
-        where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-            f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores")
-        print(f"Training throughput on {where}, torch {torch.__version__}")
-        print(format_table(rows))
-    return 0
+def measure_all(models: list[str], sizes: list[int], precisions: list[str], batch_size: int, steps: int,
+                warmup: int, device: torch.device) -> list[ThroughputRow]:
+    """``measure_training`` for every model, input size and precision, in that order."""
+    return [measure_training(name, size, precision, batch_size, steps, warmup, device)
+            for name in models for size in sizes for precision in precisions]
+
+
+def device_description(device: torch.device) -> str:
+    """The GPU's name, or the CPU threads torch uses of the cores there are."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores"

@@ -516,15 +516,3 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
-
-
-if __name__ == "__main__":
-    # Deprecated entry point, kept for scripts that still run ``python -m fer_ensemble.training.train``
-    # (or torchrun ``-m`` with it): it is ``python -m fer_ensemble.cli train ...``, so the command's
-    # error mapping (one line and its exit code) applies. Imported by name only here: the training
-    # layer does not depend on the command layer.
-    import runpy
-    import sys
-
-    sys.argv.insert(1, "train")
-    runpy.run_module("fer_ensemble.cli", run_name="__main__", alter_sys=True)
