@@ -255,7 +255,7 @@ class Recognizers:
             local["detector"] = create_detector(self.detector)
         cache: OrderedDict[float, EmotionRecognizer] = local.setdefault("still", OrderedDict())
         if prior not in cache:  # ?prior= takes any number: keep the few in use, not every one ever asked
-            cache[prior] = EmotionRecognizer(self.ensemble, local["detector"], smoothing=1.0, prior=prior)
+            cache[prior] = EmotionRecognizer(self.ensemble, local["detector"], ema_weight=1.0, prior_strength=prior)
             while len(cache) > PRIORS_KEPT:
                 cache.popitem(last=False)
         cache.move_to_end(prior)
@@ -263,8 +263,8 @@ class Recognizers:
 
     def live(self, prior: float) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), smoothing=0.5,
-                                 prior=prior)
+        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), ema_weight=0.5,
+                                 prior_strength=prior)
 
 
 RESTING_FACE_ACTIONS = ("take", "clear")
