@@ -29,7 +29,7 @@ def with_prior(predictor, prior: float | None) -> ProbabilityFn:
 
     if isinstance(predictor, Ensemble):
         predictor.prior_strength(prior)  # checks it before the first image
-        return lambda faces: predictor.predict_proba(faces, prior=prior)
+        return lambda faces: predictor.predict_proba(faces, prior_strength=prior)
     strength = prior or 0.0
     if strength and getattr(predictor, "class_prior", None) is None:
         raise UserError(f"{predictor.name} records no class prior to adjust")

@@ -107,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(ensemble=args.ensemble, token=token,
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
-                              prior=args.prior, max_pixels=int(args.max_megapixels * 1e6),
+                              prior_strength=args.prior, max_pixels=int(args.max_megapixels * 1e6),
                               concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
     if args.workers == 1:
         keep_uploads_in_memory(settings.max_upload_bytes)

@@ -84,7 +84,7 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=list)
     max_fps: float = 15.0
     threads: int | None = None
-    prior: float | None = None  # None: the ensemble file's default
+    prior_strength: float | None = None  # None: the ensemble file's default
     max_pixels: int = 50_000_000  # width x height, read from the header before decoding
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
@@ -398,7 +398,7 @@ async def predict(
     prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
 ) -> PredictOut:
     settings = state.settings
-    strength = prior_strength(state.ensemble, prior, settings.prior)
+    strength = prior_strength(state.ensemble, prior, settings.prior_strength)
     data = await file.read()
 
     def work() -> PredictOut:
@@ -428,7 +428,7 @@ async def stream(websocket: WebSocket, state: State,
     connection open. Non-JSON text closes with 1003, a message above the upload limit with
     1009; ``?prior=`` as in ``/v1/predict``; ``?token=`` when the server has one."""
     try:
-        strength = prior_strength(state.ensemble, prior, state.settings.prior)
+        strength = prior_strength(state.ensemble, prior, state.settings.prior_strength)
     except HTTPException as error:
         raise WebSocketException(code=1008, reason=str(error.detail)) from None
     await websocket.accept()
