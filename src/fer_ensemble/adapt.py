@@ -43,6 +43,7 @@ class Candidate:
 
 CANDIDATES = (Candidate("bias", 0.01), Candidate("linear", 0.01), Candidate("linear", 1e-3),
               Candidate("linear", 1e-4), Candidate("linear", 1e-5))
+"""The forms ``adapt`` chooses among by cross-validation, from the most constrained up."""
 FEW_GROUPS_CANDIDATE = CANDIDATES[1]
 """Used when too few groups are left to choose by cross-validation: the most constrained linear map."""
 

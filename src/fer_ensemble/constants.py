@@ -16,9 +16,12 @@ VOTE_COLUMNS: tuple[str, ...] = EMOTIONS + ("unknown", "NF")
 """The ten FER+ vote columns: the eight emotions, then 'unknown' and 'not a face'."""
 
 CONTEMPT_INDEX = EMOTIONS.index("contempt")
+"""The index of contempt in ``EMOTIONS`` (the class CK+48's seven-class view leaves out)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet's per-channel mean (RGB, for [0, 1] pixels): the members' input normalisation, torchvision's."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet's per-channel standard deviation (RGB, for [0, 1] pixels), as ``IMAGENET_MEAN``."""
 
 MODEL_NAMES: tuple[str, ...] = ("mobilenet_v2", "resnet50")
 """The ensemble's members, as ``create_model`` names them."""

@@ -38,8 +38,12 @@ from fer_ensemble.runtime.calibration import resting_spread
 from fer_ensemble.runtime.classifier import OnnxClassifier, read_card, softmax
 from fer_ensemble.runtime.ensemble import Member, calibrated_probabilities, member_probabilities
 
-DEFAULT_MAX_MS_PER_FACE = 8.0  # the webcam loop's budget for classification: >= 60 fps with one face
-ACCURACY_TOLERANCE = 0.001  # 0.1 Valid points (3 of 3,191 images): within it, the faster combination wins
+DEFAULT_MAX_MS_PER_FACE = 8.0
+"""``--max-ms-per-face``: the webcam loop's budget for classification, milliseconds for all members
+on one face (>= 60 fps with one face)."""
+ACCURACY_TOLERANCE = 0.001
+"""Valid accuracy within which the faster combination wins (0.1 points: 3 of FER+ Valid's 3,191
+images)."""
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -84,6 +88,7 @@ class MemberOutputs:
     flipped: np.ndarray
 
     def probabilities(self, temperature: float, flip: bool) -> np.ndarray:
+        """(N, C) float32 probabilities at ``temperature``, averaged with the mirrored pass when ``flip``."""
         return calibrated_probabilities(self.logits, self.flipped if flip else None, temperature)
 
     def tta_logits(self, flip: bool) -> np.ndarray:
@@ -92,6 +97,7 @@ class MemberOutputs:
 
 
 def member_outputs(classifier: OnnxClassifier, split: LabelledSplit, batch_size: int = 256) -> MemberOutputs:
+    """``classifier``'s (N, C) logits on every image of ``split``, as given and mirrored, in batches."""
     plain, mirrored = [], []
     for start in range(0, len(split), batch_size):
         batch = prepare_batch(split.images[start : start + batch_size], classifier.preprocessing)
@@ -129,6 +135,8 @@ class MemberOption:
 
 def member_options(card_path: Path, valid: LabelledSplit, test: LabelledSplit, variants: list[str],
                    flips: list[bool], face: np.ndarray) -> list[MemberOption]:
+    """One ``MemberOption`` per variant and flip setting of the member ``card_path``: its outputs on
+    Valid and Test and its measured milliseconds on ``face`` (one face at batch 1, one thread)."""
     options = []
     for variant in variants:
         classifier = OnnxClassifier(card_path, variant)

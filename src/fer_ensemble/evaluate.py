@@ -3,16 +3,10 @@ the class prior asked for. The command, which also loads the predictor, is ``app
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
-
 from fer_ensemble.data import LabelledSplit
 from fer_ensemble.errors import UserError
-from fer_ensemble.metrics import EvaluationReport, evaluate_probabilities
+from fer_ensemble.metrics import EvaluationReport, ProbabilityFn, evaluate_probabilities
 from fer_ensemble.prior import adjust_probabilities
-
-ProbabilityFn = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate_on_split(predict_proba: ProbabilityFn, split: LabelledSplit) -> EvaluationReport:

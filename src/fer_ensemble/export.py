@@ -32,6 +32,7 @@ from fer_ensemble.prior import prior_logit_offset, training_priors
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
 
 OPSET = 17
+"""The ONNX opset the members are exported at (what ONNX Runtime's int8 quantizer handles)."""
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainedModel:
 
     @property
     def logit_adjust(self) -> float:
+        """The run's ``--logit-adjust`` tau (0.0 when it trained without logit adjustment)."""
         return float(self.info.get("logit_adjust", self.info["args"].get("logit_adjust", 0.0)))
 
     @property
@@ -155,6 +157,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration_faces: np.ndarra
 
 
 def git_commit() -> str | None:
+    """The commit of the checkout this code runs from, for the model card (None outside a git checkout)."""
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10)

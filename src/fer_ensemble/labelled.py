@@ -11,7 +11,7 @@ evidence. Torch-free.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,10 +20,14 @@ import numpy as np
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.media import read_image
-from fer_ensemble.metrics import class_recalls, confusion_matrix, macro_recall, per_class_metrics
+from fer_ensemble.metrics import (
+    ProbabilityFn,
+    class_recalls,
+    confusion_matrix,
+    macro_recall,
+    per_class_metrics,
+)
 from fer_ensemble.preprocess import to_gray
-
-ProbabilityFn = Callable[[list[np.ndarray]], np.ndarray]
 
 LABEL_SYNONYMS = {
     "happy": "happiness", "happiness": "happiness", "joy": "happiness",
@@ -55,6 +59,8 @@ class LabelledImages:
 
 
 def class_index(label: str) -> int:
+    """The index in ``EMOTIONS`` of a label as users write it (any case; synonyms such as "happy" or
+    "angry" accepted, ``LABEL_SYNONYMS``); LabelsError naming the classes for an unknown one."""
     name = LABEL_SYNONYMS.get(label.strip().lower())
     if name is None:
         raise LabelsError(f"unknown label {label!r}; use one of {', '.join(EMOTIONS)}")
@@ -157,11 +163,15 @@ def score_predictions(labels: np.ndarray, predictions: np.ndarray, classes: Sequ
 
 @dataclass
 class LabelledReport:
+    """Scores per image and, when the labels name groups (``--group-by``), per group: each group's
+    vote, the mean probabilities of its found faces; ``n_groups`` 0 without groups."""
+
     per_image: Scores
     per_group: Scores | None = None
     n_groups: int = 0
 
     def to_dict(self) -> dict:
+        """The report as plain values (what ``evaluate --json`` prints)."""
         return asdict(self)
 
 

@@ -23,11 +23,15 @@ from fer_ensemble.errors import InputError, OutputError, UserError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
                     ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}  # what this OpenCV build decodes
+"""File name endings read as images in folder and glob scans (what this OpenCV build decodes)."""
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
+"""File name endings read as videos in folder and glob scans."""
 SAMPLES = Path(__file__).resolve().parent / "samples"
+"""The sample media shipped in the package (the demo's photos and clip)."""
 
 
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+"""A URI's start (a scheme of two or more characters, then ``://``): ``is_uri``'s test."""
 
 
 def is_uri(source: str) -> bool:
@@ -181,7 +185,9 @@ def _expand_remote(item: str, keep) -> tuple[bool, list[str]]:
 WATCH_DECODER = "FER_ENSEMBLE_WATCH_DECODER"
 """Set (to 1) by ``watch_decoder_errors``; inherited by spawned workers, which then watch their own."""
 FFMPEG_LINE = b"[OPENCV:FFMPEG:"
-DRAINED = b"\0fer-ensemble:stdout-drained\n"  # written by DecoderLog.drain, never passed on
+"""How OpenCV prefixes a message of FFmpeg's on stdout (with ``OPENCV_FFMPEG_DEBUG``)."""
+DRAINED = b"\0fer-ensemble:stdout-drained\n"
+"""The sentinel line ``DecoderLog.drain`` writes through the pipe and never passes on."""
 
 
 @functools.cache

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,14 @@ import numpy as np
 
 from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
 
+ProbabilityFn = Callable[[Sequence[np.ndarray] | np.ndarray], np.ndarray]
+"""A classifier's ``predict_proba``: N face crops (each an (H, W) gray or (H, W, 3) BGR uint8 array,
+or an (N, H, W) array) -> (N, C) float32 probabilities."""
 
 @dataclass
 class ClassMetrics:
+    """One class's precision, recall and F1 (in [0, 1]; 0.0 where undefined) and its support (images)."""
+
     precision: float
     recall: float
     f1: float
@@ -37,6 +43,7 @@ class EvaluationReport:
     confusion: list[list[int]]  # rows: true class, columns: predicted class
 
     def to_dict(self) -> dict:
+        """The report as plain values (what ``evaluate --json`` prints)."""
         return asdict(self)
 
 
@@ -209,6 +216,7 @@ class DetectionCounts:
                                self.false_positives + other.false_positives, self.missed + other.missed)
 
     def to_dict(self) -> dict:
+        """The three counts by name."""
         return {"true_positives": self.true_positives, "misses": self.misses,
                 "false_positives": self.false_positives}
 

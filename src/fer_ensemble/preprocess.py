@@ -24,10 +24,12 @@ class Preprocessing:
     color: str = "gray-replicated-rgb"
 
     def to_dict(self) -> dict:
+        """The settings as plain values, as a model card records them."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
+        """The settings a model card records (``to_dict``'s keys); KeyError for a missing one."""
         return cls(
             input_size=int(data["input_size"]),
             mean=tuple(data["mean"]),

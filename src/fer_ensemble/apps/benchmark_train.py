@@ -25,14 +25,14 @@ def add_benchmark_train_arguments(parser: argparse.ArgumentParser) -> argparse.A
 def run_benchmark_train(args: argparse.Namespace) -> int:
     import torch
 
-    from fer_ensemble.training.benchmark import device_description, format_table, measure_all
-    from fer_ensemble.training.train import resolve_device
+    from fer_ensemble.training.benchmark import format_table, measure_all
+    from fer_ensemble.training.train import machine_description, resolve_device
 
     device = resolve_device(args.device)
     rows = measure_all(args.models, args.sizes, args.precisions, args.batch_size, args.steps, args.warmup, device)
     if args.json:
         print(json.dumps([asdict(r) for r in rows]))
     else:
-        print(f"Training throughput on {device_description(device)}, torch {torch.__version__}")
+        print(f"Training throughput on {machine_description(device)}, torch {torch.__version__}")
         print(format_table(rows))
     return 0

@@ -31,15 +31,21 @@ def source_key(source: str) -> str:
 
 
 class BatchOutput:
+    """A batch run's output folder: ``faces/<key>.parquet`` (a source's face rows, ``ROW_COLUMNS``)
+    and ``sources/<key>.json`` (its summary), ``<key>`` a file-name-safe digest of the source
+    (``source_key``); both folders are made when it is built."""
+
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         (self.folder / "faces").mkdir(parents=True, exist_ok=True)
         (self.folder / "sources").mkdir(parents=True, exist_ok=True)
 
     def faces_path(self, source: str) -> Path:
+        """Where ``source``'s face rows go (Parquet)."""
         return self.folder / "faces" / f"{source_key(source)}.parquet"
 
     def summary_path(self, source: str) -> Path:
+        """Where ``source``'s summary goes (JSON)."""
         return self.folder / "sources" / f"{source_key(source)}.json"
 
     def summary(self, source: str) -> dict:
@@ -48,6 +54,7 @@ class BatchOutput:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def done(self, source: str) -> bool:
+        """Whether ``source`` has a summary without an error: a rerun skips it unless ``--overwrite``."""
         summary = self.summary(source)
         return bool(summary) and summary.get("error") is None
 
@@ -60,7 +67,7 @@ class BatchOutput:
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
         table = pa.Table.from_pylist(rows, schema=schema())
         _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
-        summary = summarize(source, kind, rows, frames_read, frames_processed, fps, errors)
+        summary = summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors)
         _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
         return summary
 
@@ -78,7 +85,6 @@ class BatchOutput:
         return path
 
 
-summarize = summarize_source  # its earlier name here
 
 
 def _replace(path: Path, write) -> None:

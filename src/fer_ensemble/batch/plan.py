@@ -21,6 +21,7 @@ from fer_ensemble.media import (
 )
 
 MANIFEST_EXTENSIONS = {".csv", ".parquet"}
+"""Inputs read as manifests (a list of sources in a column) rather than as media."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Task:
     stop: int | None = None
 
     def to_dict(self) -> dict:
+        """The task as plain values (``source``, ``kind``, ``start``, ``stop``), as sent to a worker."""
         return asdict(self)
 
 

@@ -32,6 +32,9 @@ class BatchSettings:
 
 @dataclass
 class TaskResult:
+    """What a worker returns for one task: its face rows (``FaceRow.to_dict()``), frames read and
+    processed (0 for a photo), the video's fps (None for a photo) and the error that ended it, if any."""
+
     rows: list[dict]
     frames_read: int = 0
     frames_processed: int = 0

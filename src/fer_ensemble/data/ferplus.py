@@ -23,12 +23,20 @@ from fer_ensemble.constants import EMOTIONS, VOTE_COLUMNS
 from fer_ensemble.errors import UserError
 
 LABEL_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multi_target")
+"""How FER+'s ten votes become training targets (Barsoum et al. 2016, section 3: majority,
+probability, cross-entropy, multi-target)."""
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+"""FER+'s splits, by this package's names."""
 SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
+"""Each split's folder in Microsoft's layout (``../shared/README.md``)."""
 CSV_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
+"""Each split's ``Usage`` value in FER2013's ``fer2013.csv``."""
 IMAGE_SIZE = 48
+"""FER2013's images: 48x48 gray pixels."""
 CACHE_VERSION = 1
+"""Bumped when the decoded-split cache's layout changes, so an old cache is rebuilt."""
 PACK_SUFFIX = ".npz.xz"
+"""The name ending ``pack_splits`` requires (an lzma-compressed ``.npz``)."""
 
 _UNKNOWN = VOTE_COLUMNS.index("unknown")
 _NUM_EMOTIONS = len(EMOTIONS)

@@ -23,20 +23,26 @@ from fer_ensemble.runtime.detection import Box, TurnedBox, iou
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR, create_session
 
 BLAZEFACE_FILE = WEIGHTS_DIR / "blazeface_short_range.onnx"
+"""MediaPipe's short-range BlazeFace as ONNX (Apache-2.0; ``scripts/export_blazeface.py`` made it)."""
 INPUT_SIDE = 128
-SMALLEST_FACE = 1 / 9.6  # of a tile's side: smaller faces are not looked for in that tile (13 px of
-# the 128 px input, two thirds of the model's smallest anchor); with it 40 px faces get 384 px
-# tiles, the best trade of faces found and time among the 256-400 px grids tried on the group photos
-TILE_STEP = 2 / 3  # of a tile's side: neighbouring tiles overlap by a third, so a face up to a
-# third of a tile (where the next coarser level takes over) lies whole inside one of them
+"""The model's input: 128x128 RGB pixels."""
+SMALLEST_FACE = 1 / 9.6
+"""Of a tile's side: smaller faces are not looked for in that tile (13 px of the 128 px input, two
+thirds of the model's smallest anchor); with it 40 px faces get 384 px tiles, the best trade of
+faces found and time among the 256-400 px grids tried on the group photos."""
+TILE_STEP = 2 / 3
+"""Of a tile's side: neighbouring tiles overlap by a third, so a face up to a third of a tile (where
+the next coarser level takes over) lies whole inside one of them."""
 
-UPSIDE_DOWN_CHECK = 0.8  # faces scored below this are looked at turned 180 degrees too (0: never);
-# chosen on FER+ Valid faces, upright and upside down: below 0.8, and turned taken only when it scores
-# above the upright view and the score threshold, 4 of 2,828 upright faces were wrongly turned (30
-# looking at every face, with no threshold) and 164 of the 178 upside-down faces found were righted
+UPSIDE_DOWN_CHECK = 0.8
+"""Faces scored below this are looked at turned 180 degrees too (0: never). Chosen on FER+ Valid
+faces, upright and upside down: below 0.8, and turned taken only when it scores above the upright
+view and the score threshold, 4 of 2,828 upright faces were wrongly turned (30 looking at every
+face, with no threshold) and 164 of the 178 upside-down faces found were righted."""
 
-RUN_BATCH = 2  # tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % faster than one of
-# 24 on this project's 2-core machine (the activations of a small batch stay in cache)
+RUN_BATCH = 2
+"""Tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % faster than one of 24 on this
+project's 2-core machine (the activations of a small batch stay in cache)."""
 
 
 class BlazeFacePreset(TypedDict):
@@ -70,6 +76,7 @@ def _anchors() -> np.ndarray:
 
 
 ANCHORS = _anchors()
+"""(896, 2) float32: the centres (x, y) in [0, 1] of the model's anchors."""
 
 
 class Detection(NamedTuple):

@@ -33,6 +33,7 @@ def find_card(path: Path) -> Path:
 
 
 CARD_KEYS = ("name", "classes", "files", "preprocessing")
+"""The keys a model card must have (``read_card`` refuses one without them)."""
 
 
 def read_card(path: str | Path) -> dict:

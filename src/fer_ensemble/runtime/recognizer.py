@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.calibration import RestingFace
+from fer_ensemble.runtime.calibration import NEUTRAL, RestingFace
 from fer_ensemble.runtime.detection import (
     FACE_FRAMING,
     Box,
@@ -68,7 +67,6 @@ CALM_FRAMES = 5
 CALM_KEEP = 60
 """The newest calm frames an automatic resting face is the mean of (it follows slow changes of light)."""
 
-NEUTRAL = EMOTIONS.index("neutral")
 HOLD_FRAMES = 3
 """In a stream, a tracked face the detector misses is still shown, with its last box and answer and
 ``held`` set, for up to this many frames (a tracker's "max age"; 0: not at all), unless a box of

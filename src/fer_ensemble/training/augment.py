@@ -22,6 +22,9 @@ from fer_ensemble.preprocess import Preprocessing
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """The training augmentation's settings (``make_batch``), on the GPU or CPU alike; ``photo()``
+    adds framing jitter, blur and sharpening, lower resolution and gamma (``--photo-augment``)."""
+
     zoom: tuple[float, float] = (0.85, 1.2)  # >1 zooms in (a tighter crop)
     shift: float = 0.1  # of the image size, each axis
     rotate_deg: float = 12.0

@@ -76,6 +76,7 @@ class ModelEma(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Move the average one step towards ``model``'s weights (decay warmed up over the first updates)."""
         self.updates += 1
         n = float(self.updates)
         decay = min(self.decay, (1 + n) / (10 + n))
@@ -90,6 +91,8 @@ class ModelEma(nn.Module):
 
 @dataclass
 class EpochStats:
+    """One training epoch: mean loss, accuracy on the training batches, images seen and wall seconds."""
+
     loss: float
     accuracy: float
     images: int
@@ -97,6 +100,7 @@ class EpochStats:
 
     @property
     def images_per_second(self) -> float:
+        """Training throughput of the epoch."""
         return self.images / max(self.seconds, 1e-9)
 
 

@@ -16,7 +16,8 @@ from fer_ensemble.errors import UserError
 from fer_ensemble.models import read_weights
 from fer_ensemble.training.engine import save_atomic
 
-PART_BYTES = 15 * 2**20  # tensor bytes per part: leaves room for pickling under 16 MiB
+PART_BYTES = 15 * 2**20
+"""Tensor bytes per part: leaves room for pickling under 16 MiB."""
 
 
 def save_fp16_parts(best_file: Path, out_dir: Path, metrics_file: Path | None = None) -> list[Path]:

@@ -41,11 +41,16 @@ from fer_ensemble.training.engine import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+"""A run folder's checkpoint of its last epoch (what ``--resume`` continues from)."""
 BEST = "best.pt"
+"""A run folder's weights of its best Valid epoch (what ``export`` takes)."""
 METRICS = "metrics.jsonl"
+"""A run folder's metrics, one JSON line per epoch."""
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device`` as a torch device: ``auto`` is CUDA when there is one, else the CPU; a bare
+    ``cuda`` is this process's GPU (``local_rank``) in a DDP run."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -106,6 +111,7 @@ def load_member_weights(model: nn.Module, name: str, input_size: int, path: str 
 
 
 def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the options added since a resumed checkpoint was written, at their defaults."""
     for name, default in (("photo_augment", False), ("logit_adjust", 0.0), ("balance_sampling", 0.0),
                           ("time_budget", None), ("replan_after", 2), ("init", None)):
         if not hasattr(args, name):  # a checkpoint written before the flag existed
@@ -118,6 +124,7 @@ def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def machine_description(device: torch.device) -> str:
+    """The GPU's name, or the CPU, its cores and torch's threads: for logs and the benchmark's header."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
@@ -138,6 +145,8 @@ class ClassBalance:
 
     @classmethod
     def of(cls, targets: np.ndarray, args: argparse.Namespace, device: torch.device) -> ClassBalance:
+        """The priors, logit offset and sampling weights of ``--logit-adjust`` and
+        ``--balance-sampling`` for the training targets ((N, C) votes or (N,) labels)."""
         prior, seen_prior = training_priors(targets, args.balance_sampling)
         log_prior = torch.from_numpy(np.log(np.clip(prior, 1e-6, None))).float().to(device)
         output_offset = prior_logit_offset(prior, args.logit_adjust, seen_prior)
@@ -225,6 +234,7 @@ class TrainingRun:
 
     @property
     def main_process(self) -> bool:
+        """Whether this process writes files and prints (rank 0, or the only process)."""
         return self.rank == 0
 
 
@@ -307,6 +317,7 @@ def distributed(model: nn.Module, device: torch.device, world_size: int) -> nn.M
 
 
 def augmentation(args: argparse.Namespace) -> AugmentConfig | None:
+    """The augmentation the options ask for (None with ``--no-augment``)."""
     if args.no_augment:
         return None
     return (AugmentConfig.photo if args.photo_augment else AugmentConfig)(erase_prob=args.erase_prob)
@@ -446,6 +457,7 @@ def epoch_wall_seconds(out: Path) -> list[float]:
 
 
 def train_seconds_wall(out: Path) -> float:
+    """Wall seconds the run in ``out`` has trained so far, summed over its epochs' metrics lines."""
     return sum(epoch_wall_seconds(out))
 
 
