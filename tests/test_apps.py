@@ -305,6 +305,23 @@ def test_webcam_that_cannot_open(tiny_ensemble: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_no_window_to_open_is_one_line_and_the_demo_falls_back_to_the_samples(
+        tiny_ensemble: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a window (the headless OpenCV build), the live view refuses in one UserError, and
+    the demo, which would show the webcam, takes the bundled samples instead."""
+    from fer_ensemble.apps import demo, webcam
+    from fer_ensemble.errors import UserError
+
+    monkeypatch.setattr(webcam, "window_available", lambda: False)
+    monkeypatch.setattr(demo, "window_available", lambda: False)
+    with pytest.raises(UserError, match="cannot open windows"):
+        webcam.watch(EmotionRecognizer(tiny_ensemble), cv2.VideoCapture(str(CLIP)), show=True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    capture = cv2.VideoCapture
+    monkeypatch.setattr(demo.cv2, "VideoCapture", lambda index: capture(str(CLIP)))  # a camera that opens
+    assert not demo.camera_and_display(0)
+
+
 def test_missing_ensemble_is_one_line(tmp_path: Path) -> None:
     result = run_cli("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(tmp_path / "none.json"),
                      check=False)

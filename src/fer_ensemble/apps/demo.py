@@ -22,7 +22,7 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.apps.predict import describe
 from fer_ensemble.apps.video import analyse_video
-from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch
+from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available
 from fer_ensemble.media import SAMPLES, read_image, write_image
 from fer_ensemble.runtime.detection import STILL_DETECTION
 
@@ -32,13 +32,17 @@ commands' default ``--ema-weight``."""
 
 
 def camera_and_display(camera: int) -> bool:
+    """Whether there is a display, camera ``camera`` opens, and this OpenCV build can open a window
+    (not the headless build): the demo's webcam view needs all three, else it runs on the samples."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
     capture = cv2.VideoCapture(camera)
     try:
-        return capture.isOpened()
+        if not capture.isOpened():
+            return False
     finally:
         capture.release()
+    return window_available()
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

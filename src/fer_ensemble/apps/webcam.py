@@ -179,12 +179,7 @@ def run_webcam(args: argparse.Namespace) -> int:
     reported = log.sync() if log else 0
     capture, pace = open_source(args)
     recognizer = build_recognizer(args, threads=args.threads or 1)  # one core classifies, the other detects
-    show = not args.no_window
-    if show and not window_available():
-        capture.release()
-        raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
-                         "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
-    stats = watch(recognizer, capture, pace, show=show, snapshots=Path(args.snapshots), max_frames=args.max_frames,
+    stats = watch(recognizer, capture, pace, show=not args.no_window, snapshots=Path(args.snapshots), max_frames=args.max_frames,
                   budget=args.faces_per_frame or None, on_demand=bool(args.source and args.unpaced))
     report(stats)
     damaged = bool(log and log.settled_errors() > reported)
@@ -200,7 +195,12 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
     """The live view of ``capture`` until it ends or the user quits: the window with its keys when
     ``show``, else a JSON line per frame on stdout. ``pace``: seconds per frame of a file source
     (None: as frames come); ``budget``: faces classified per frame (None: all); ``on_demand``: read
-    the next frame only once the last is classified. Releases ``capture``."""
+    the next frame only once the last is classified. Releases ``capture``. UserError when ``show``
+    and this OpenCV build cannot open a window."""
+    if show and not window_available():
+        capture.release()
+        raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
+                        "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
     source = LatestFrame(capture, pace, on_demand=on_demand)
     detector = DetectorThread(recognizer, source)
     ema_weight = recognizer.ema_weight
