@@ -284,6 +284,12 @@ def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
     after, before = result["per_image"], result["uncalibrated"]["per_image"]
     assert result["reference"] == "calm" and after["n"] == before["n"] == 625
     assert after["accuracy"] > before["accuracy"] + 0.05 and after["macro_recall"] > before["macro_recall"] + 0.05
+    strict = json.loads(run_cli(
+        "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
+        "--resting-face", "performer", "--calm-reference", "--calm-photos", "5", "--json").stdout)
+    assert strict["per_image"]["n"] == 625 and strict["calm_photos"] == 5  # the others keep plain answers, scored
+    assert 0 < len(strict["people_without_reference"]) < 15
+    assert before["accuracy"] < strict["per_image"]["accuracy"] < after["accuracy"]
     bad = run_cli("evaluate", "--data", str(taiwan_posed), "--calm-reference", check=False)
     assert bad.returncode == ExitCode.USAGE and "--calm-reference needs --labels" in bad.stderr
 

@@ -79,7 +79,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="with --resting-face: each person's resting face is taken, as a video's automatic "
                              "one is (--auto-resting-face), from the photos the ensemble itself reads as neutral "
                              "with the probability CALM_NEUTRAL or more (the labels are not used for it), and "
-                             "every photo of the person is read relative to it")
+                             "every photo of the person is read relative to it; a person with fewer than "
+                             "--calm-photos such photos keeps plain answers")
+    parser.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
+                        help="with --calm-reference: calm photos a person needs for a resting face (default 1: "
+                             "each photo is a moment of its own, where a video's five calm frames in a row are one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
@@ -88,14 +92,17 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 def run_evaluate(args: argparse.Namespace) -> int:
     if (args.data is None) == (args.labels is None):
         raise UserError("give either --data FER+_FOLDER or --labels CSV")
+    if args.calm_reference and not (args.labels and args.resting_face):
+        raise UserError("--calm-reference needs --labels and --resting-face COLUMN")
+    if args.calm_photos != 1 and not args.calm_reference:
+        raise UserError("--calm-photos goes with --calm-reference")
+
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
         return _evaluate_labelled(args)
     if args.resting_face:
         raise UserError("--resting-face needs --labels (a CSV with a column naming each person)")
-    if args.calm_reference:
-        raise UserError("--calm-reference needs --labels and --resting-face COLUMN")
     predictor = calibrated(load_predictor(args.model), args.calibration)
     split = load_labelled(args.data, args.split, "majority")
     report = evaluate_on_split(with_prior(predictor, args.prior), split)
@@ -185,17 +192,21 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     after = before.copy()
     people = sorted(set(person))
     without = []
+    needed = args.calm_photos if args.calm_reference else 1
     for key in people:
         mine = np.array([p == key for p in person])
-        if not (mine & reference_photos).any():
+        if (mine & reference_photos).sum() < needed:
             without.append(key)
             continue
         scored = mine & scored_photos
         if scored.any():
             after[scored] = ensemble.answer(native[scored], args.prior,
                                             ensemble.resting_face(native[mine & reference_photos]))
-    kept = np.isin(person, [k for k in people if k not in without])
-    keep = np.flatnonzero(kept if args.calm_reference else kept & (data.labels != EMOTIONS.index("neutral")))
+    if args.calm_reference:  # as in a video: a face without a resting face keeps its plain answers, scored
+        keep = np.arange(len(person))
+    else:
+        keep = np.flatnonzero(np.isin(person, [k for k in people if k not in without])
+                              & (data.labels != EMOTIONS.index("neutral")))
     if len(keep) == 0:
         raise UserError(f"no photo to score: every {args.resting_face} needs "
                         + ("a photo read as calm" if args.calm_reference
@@ -207,6 +218,7 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
               "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
               "resting_face": args.resting_face, "reference": "calm" if args.calm_reference else "neutral",
+              "calm_photos": args.calm_photos if args.calm_reference else None,
               "people": len(people) - len(without),
               "people_without_reference": without, **report.to_dict(), "uncalibrated": uncalibrated.to_dict()}
     if args.json:
@@ -221,10 +233,11 @@ def format_resting_report(name: str, args: argparse.Namespace, people: int, with
                           before: Scores, after: Scores) -> str:
     lines = format_before_after(
         f"{name} on {args.labels}, each {args.resting_face}'s "
-        + (f"calm photos (read neutral with p >= {CALM_NEUTRAL}) as the resting face, every photo read against it"
-           if args.calm_reference else "neutral photos as the resting face")
-        + f" ({people} with one{'; none for ' + ', '.join(without) if without else ''}): {before.n} "
-        + ("photos" if args.calm_reference else "other photos"),
+        + (f"calm photos (read neutral with p >= {CALM_NEUTRAL}, at least {args.calm_photos}) as the resting "
+           "face, every photo read against it" if args.calm_reference else "neutral photos as the resting face")
+        + f" ({people} with one{'; none for ' + ', '.join(without) if without else ''}"
+        + ("; the others' photos keep plain answers" if args.calm_reference and without else "")
+        + f"): {before.n} " + ("photos" if args.calm_reference else "other photos"),
         before, after, "photos")
     if before.no_face:
         lines.append(f"  no face found in {before.no_face} photos (counted as wrong)")

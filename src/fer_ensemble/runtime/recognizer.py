@@ -59,9 +59,9 @@ CALM_NEUTRAL = 0.8
 ensemble reads it neutral with at least this probability (its own answer, before any resting face).
 A face that never rests (someone smiling throughout) gives no calm frame and keeps plain answers.
 Chosen on taiwan-posed among 0.5, 0.6, 0.7, 0.8 and 0.9 (each performer's photos standing for a
-track: 0.5 to 0.8 all within a point; 0.9 leaves most performers without a calm photo), and
-measured there by ``fer-ensemble evaluate --resting-face performer --calm-reference``
-(docs/accuracy.md)."""
+track, one calm photo enough: 0.5 to 0.8 all within a point; 0.9 leaves most performers without a
+calm photo), and measured there by ``fer-ensemble evaluate --resting-face performer
+--calm-reference`` (docs/accuracy.md)."""
 CALM_FRAMES = 5
 """Calm frames a track needs before its automatic resting face is used (a sixth of a second at 30 fps)."""
 CALM_KEEP = 60
