@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NO_FACE, REPO, need, run_cli
+from conftest import NO_FACE, REPO, need, run_cli, skip_or_fail
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media import SAMPLES
@@ -157,7 +157,7 @@ def test_an_object_store_without_its_file_system_is_one_line(uri: str, package: 
     import importlib.util
 
     if importlib.util.find_spec(package) is not None:
-        pytest.skip(f"{package} is installed here")
+        skip_or_fail(f"{package} is installed here: this test needs the cloud extra absent")
     result = run_cli("batch", uri, "--out", str(tmp_path / "out"), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"pip install 'fer-ensemble[cloud]' ({package})" in result.stderr
@@ -169,7 +169,7 @@ def test_a_ray_client_address_without_ray_client_is_one_line(tmp_path: Path) -> 
     import importlib.util
 
     if importlib.util.find_spec("grpc") is not None:
-        pytest.skip("ray[client] is installed here")
+        skip_or_fail("ray[client] is installed here: this test needs the cloud extra absent")
     result = run_cli("batch", str(SAMPLES / "astronaut.png"), "--out", str(tmp_path / "out"), "--engine", "ray",
                      "--ray-address", "ray://127.0.0.1:10001", check=False)
     assert result.returncode == 2 and "pip install 'fer-ensemble[cloud]' (ray[client])" in result.stderr

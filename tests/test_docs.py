@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO, need
+from conftest import REPO, need, skip_or_fail
 from documentation import DOCS, README, documentation_text
 
 PACKAGE = REPO / "src" / "fer_ensemble"
@@ -190,10 +190,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``mkdocs build --strict`` into a temporary folder: any broken link, missing anchor, missing
     page or unresolved reference fails it."""
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None:
-        message = "the docs extra is not installed: pip install -e '.[docs]'"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("the docs extra is not installed: pip install -e '.[docs]'")
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
                             cwd=REPO, capture_output=True, text=True, timeout=600,

@@ -4,6 +4,7 @@ the summaries made from face rows (per source for batch, per track for video).""
 from __future__ import annotations
 
 import pytest
+from conftest import need
 
 from fer_ensemble.batch import output, work
 from fer_ensemble.batch.rows import (
@@ -33,7 +34,7 @@ def test_a_row_has_the_columns_the_parquet_schema_has() -> None:
     failed = work.failure("bad.jpg", "not a readable image").rows[0]
     assert list(failed) == ROW_COLUMNS and failed["error"] == "not a readable image"
     assert all(failed[c] is None for c in ROW_COLUMNS if c not in ("source", "error"))
-    pytest.importorskip("pyarrow")
+    need("pyarrow")
     assert output.schema().names == ROW_COLUMNS and str(output.schema().field("track_id").type) == "int64"
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.media import expand_inputs, is_uri
@@ -55,6 +56,7 @@ def test_globs_filter_like_folders_and_files_are_taken_as_named(folder: Path) ->
 
 
 def test_uris_only_when_asked(folder: Path) -> None:
+    need("fsspec")
     uri = folder.as_uri()  # file:///.../in
     assert expand_inputs([uri]).missing == [uri]  # predict: a URI is no local path
     found = expand_inputs([uri, uri + "/*.jpg", uri + "/b.jpg"], videos=True, remote=True)
@@ -64,9 +66,9 @@ def test_uris_only_when_asked(folder: Path) -> None:
     assert expand_inputs([uri + "/none.jpg"], remote=True).missing == [uri + "/none.jpg"]
 
 
-def test_batch_inputs_add_manifests_and_keep_the_old_api(folder: Path) -> None:
-    pytest.importorskip("fsspec")
-    from fer_ensemble.batch.plan import batch_inputs, expand_sources
+def test_batch_inputs_add_manifests(folder: Path) -> None:
+    need("fsspec")
+    from fer_ensemble.batch.plan import batch_inputs
 
     manifest = folder.parent / "list.csv"
     manifest.write_text(f"path\n{folder / 'b.jpg'}\ns3://bucket/x.mp4\n")
@@ -77,14 +79,13 @@ def test_batch_inputs_add_manifests_and_keep_the_old_api(folder: Path) -> None:
     assert found.sources == [str(folder / "b.jpg"), "s3://bucket/x.mp4", str(folder / "a.png"),
                              str(folder / "clip.mp4"), str(folder / "sub" / "c.JPG")]
     assert found.skipped == {".txt": 1} and "image or video" in found.describe_skipped()
-    sources, unused = expand_sources(items)
-    assert sources[:2] == found.sources[:2] and unused == [str(empty), str(folder / "nothing-*")]
+    assert found.empty == [str(empty)] and found.missing == [str(folder / "nothing-*")]
     with pytest.raises(UserError, match="no manifest at"):
         batch_inputs([str(folder / "absent.csv")])
 
 
 def test_an_unreadable_scheme_is_one_line() -> None:
-    pytest.importorskip("fsspec")
+    need("fsspec")
     with pytest.raises(UserError, match="nosuchscheme-x:// is no URI scheme fsspec reads"):  # was a traceback
         expand_inputs(["nosuchscheme-x://bucket/a.jpg"], remote=True)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -117,3 +118,14 @@ def test_mypy_is_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=PACKAGE.parents[1], capture_output=True, text=True)
     assert "No module named mypy" not in result.stderr, "mypy is missing: pip install -e '.[dev]'"
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_tests_skip_only_through_conftest() -> None:
+    """A missing extra fails under CI=true: tests ask ``conftest.need`` (or ``skip_or_fail``), never
+    ``pytest.importorskip`` or ``pytest.skip`` themselves, which would skip in CI too."""
+    tests = Path(__file__).resolve().parent
+    offenders = [f"{path.name}:{number}" for path in sorted(tests.glob("*.py"))
+                 if path.name not in ("conftest.py", Path(__file__).name)  # the rule's home, and this check
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"\bpytest\.(importorskip|skip)\(", line)]
+    assert offenders == []

@@ -89,14 +89,6 @@ def batch_inputs(items: list[str], manifest_column: str = "path", exclude: Path 
     return found
 
 
-def expand_sources(items: list[str], manifest_column: str = "path") -> tuple[list[str], list[str]]:
-    """``batch_inputs``' sources, and the inputs that named nothing (missing or empty), in the
-    order given. Kept for callers of the earlier API; ``batch_inputs`` also says what was skipped."""
-    inputs = batch_inputs(items, manifest_column)
-    unused = set(inputs.missing) | set(inputs.empty)
-    return inputs.sources, [item for item in items if item in unused]
-
-
 def frame_count(source: str) -> int | None:
     """A local video's frame count from its header (None when unknown or not local)."""
     if is_uri(source):

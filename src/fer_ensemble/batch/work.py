@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_ensemble.batch.rows import ROW_COLUMNS, FaceRow, face_rows  # noqa: F401 - their earlier home
+from fer_ensemble.batch.rows import FaceRow, face_rows
 from fer_ensemble.errors import InputError
 from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings

@@ -277,12 +277,6 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def cards_folder(path: Path, config: dict) -> Path:
-    """Where an ensemble file's member cards are: its own folder, or the package's weights (the
-    plain-dict form of ``EnsembleSpec.cards_folder``)."""
-    return WEIGHTS_DIR if config.get("weights") == "shipped" else path.parent
-
-
 def check_ensemble_file(path: str | Path) -> None:
     """Everything ``Ensemble.load`` reads, checked without loading a model: the file
     (``EnsembleSpec.read``), each member's card and model file (``resolve_member``). Raises
