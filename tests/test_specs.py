@@ -160,6 +160,14 @@ def test_ema_weight_and_prior_strength_take_over_from_smoothing_and_prior(tiny_e
     assert old.ema_weight == 1.0
     with pytest.warns(DeprecationWarning, match="prior= is deprecated"):
         assert EmotionRecognizer(tiny_ensemble, prior="ferplus").prior_strength == 0.0
+    with pytest.warns(DeprecationWarning, match="use prior_strength"):
+        old.prior = "ferplus"  # the former attribute still sets the answers' prior, checked as before
+    assert old.prior_strength == 0.0
+    with pytest.warns(DeprecationWarning), pytest.raises(UserError):
+        old.prior = 2.0
+    for both in ({"smoothing": 0.25, "ema_weight": 0.3}, {"prior": 0.0, "prior_strength": 1.0}):
+        with pytest.raises(TypeError, match="not both"):
+            EmotionRecognizer(tiny_ensemble, **both)
     with pytest.raises(UserError, match=r"ema_weight \(smoothing\) is the newest frame's weight"):
         EmotionRecognizer(tiny_ensemble, ema_weight=0.0)
     np.testing.assert_allclose(smooth(np.array([1.0, 0.0]), np.array([0.0, 1.0]), ema_weight=0.25), [0.75, 0.25])

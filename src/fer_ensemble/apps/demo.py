@@ -25,10 +25,7 @@ from fer_ensemble.apps.video import analyse_video
 from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available
 from fer_ensemble.media import SAMPLES, read_image, write_image
 from fer_ensemble.runtime.detection import STILL_DETECTION
-
-EMA_WEIGHT = 0.5
-"""The newest frame's weight in each track's moving average, for the webcam and the clip, as those
-commands' default ``--ema-weight``."""
+from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
 def camera_and_display(camera: int) -> bool:

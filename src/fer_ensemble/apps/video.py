@@ -27,6 +27,7 @@ from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_row
 from fer_ensemble.errors import OutputError
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
+from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-video", action="store_true", help="skip the annotated video")
     parser.add_argument("--no-progress", action="store_true")
     add_exit_arguments(parser)
-    add_recognizer_arguments(parser, ema_weight=0.5)
+    add_recognizer_arguments(parser, ema_weight=EMA_WEIGHT)
     return parser
 
 

@@ -30,6 +30,7 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
+from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear)"
 
@@ -170,7 +171,7 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "answer, the longest-waiting read next (default %(default)s: with four faces each "
                              "is read every other frame; 0: every face every frame)")
     add_exit_arguments(parser)
-    add_recognizer_arguments(parser, ema_weight=0.5)
+    add_recognizer_arguments(parser, ema_weight=EMA_WEIGHT)
     return parser
 
 

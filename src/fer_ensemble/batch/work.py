@@ -14,6 +14,7 @@ from fer_ensemble.batch.rows import FaceRow, face_rows
 from fer_ensemble.errors import InputError
 from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings
+from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
 @dataclass
@@ -24,7 +25,7 @@ class BatchSettings:
     prior_strength: float | None = None  # None: the ensemble file's default
     stride: int = 1
     track: bool = True
-    ema_weight: float = 0.5  # videos with tracking, as `fer-ensemble video`
+    ema_weight: float = EMA_WEIGHT  # videos with tracking, as `fer-ensemble video`
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core

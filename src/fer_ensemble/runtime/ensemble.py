@@ -319,11 +319,14 @@ def load_calibration(value: str | Path) -> Calibration | None:
     return Calibration.from_dict(data, str(path))
 
 
-def _renamed_keyword(old_value, new_value, old: str, new: str):
+def _renamed_keyword(old_value, new_value, old: str, new: str, new_default=None):
     """``new_value``, or ``old_value`` with a DeprecationWarning when the caller still passed the
-    keyword's old name ``old`` (not None)."""
+    keyword's old name ``old`` (not None); TypeError when both names were given (``new_value`` not
+    its default ``new_default``)."""
     if old_value is None:
         return new_value
+    if new_value != new_default:
+        raise TypeError(f"give {new}= or its former name {old}=, not both")
     warnings.warn(f"{old}= is deprecated: use {new}=", DeprecationWarning, stacklevel=3)
     return old_value
 

@@ -34,7 +34,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, _renamed_keyword, load_calibration
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.tracking import IoUTracker, Track, smooth
+from fer_ensemble.runtime.tracking import EMA_WEIGHT, IoUTracker, Track, smooth
 
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
 """The ensemble file shipped in the package (written by ``fer-ensemble fit-ensemble``): what
@@ -113,7 +113,7 @@ class EmotionRecognizer:
         ensemble: str | Path | Ensemble | None = None,
         detector: FaceDetector | None = None,
         margin: float = FACE_FRAMING["margin"],
-        ema_weight: float = 0.5,
+        ema_weight: float = EMA_WEIGHT,
         threads: int | None = None,
         prior_strength: str | float | None = None,
         offset: float = FACE_FRAMING["offset"],
@@ -123,7 +123,7 @@ class EmotionRecognizer:
         smoothing: float | None = None,
         prior: str | float | None = None,
     ):
-        ema_weight = _renamed_keyword(smoothing, ema_weight, "smoothing", "ema_weight")
+        ema_weight = _renamed_keyword(smoothing, ema_weight, "smoothing", "ema_weight", EMA_WEIGHT)
         prior_strength = _renamed_keyword(prior, prior_strength, "prior", "prior_strength")
         if not 0.0 < ema_weight <= 1.0:
             raise UserError(f"ema_weight (smoothing) is the newest frame's weight, in (0, 1] (1: no smoothing); "
@@ -160,6 +160,11 @@ class EmotionRecognizer:
         """Deprecated name of ``prior_strength`` (a DeprecationWarning)."""
         warnings.warn("EmotionRecognizer.prior is deprecated: use prior_strength", DeprecationWarning, stacklevel=2)
         return self.prior_strength
+
+    @prior.setter
+    def prior(self, value: str | float | None) -> None:
+        warnings.warn("EmotionRecognizer.prior is deprecated: use prior_strength", DeprecationWarning, stacklevel=2)
+        self.prior_strength = self.ensemble.prior_strength(value)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -10,6 +10,10 @@ import numpy as np
 from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.detection import Box, iou
 
+EMA_WEIGHT = 0.5
+"""The newest frame's weight in each track's moving average by default (``EmotionRecognizer``, the
+video apps' ``--ema-weight``, batch videos with tracking, the server's stream): a still face's label
+settles within a few frames, a change of expression shows within two or three."""
 
 @dataclass
 class Track:

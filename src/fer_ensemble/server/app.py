@@ -71,6 +71,7 @@ from fer_ensemble import __version__
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 STATIC = Path(__file__).parent / "static"
 SWAGGER_ASSETS = files("fastapi_offline") / "static"  # Swagger UI 5 (OpenAPI 3.1), no CDN
@@ -263,7 +264,7 @@ class Recognizers:
 
     def live(self, prior: float) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), ema_weight=0.5,
+        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), ema_weight=EMA_WEIGHT,
                                  prior_strength=prior)
 
 
