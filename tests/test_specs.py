@@ -228,3 +228,19 @@ def undocumented(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_every_public_name_has_a_docstring(path: Path) -> None:
     assert undocumented(path) == []
+
+
+def test_each_spec_has_its_detectors_settings_and_defaults() -> None:
+    """A spec repeats its detector's fields so that it can check them before building one: the
+    names and defaults must stay the same (a drift would make from_dict accept or default wrongly)."""
+    import dataclasses
+
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector
+    from fer_ensemble.runtime.detection import HaarFaceDetector
+    from fer_ensemble.runtime.detectors import BlazeFaceSpec, HaarSpec
+
+    def defaults(cls, leave_out: set[str]) -> dict:
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in leave_out}
+
+    assert defaults(HaarSpec, {"second_look"}) == defaults(HaarFaceDetector, set())
+    assert defaults(BlazeFaceSpec, set()) == defaults(BlazeFaceDetector, {"threads"})

@@ -89,6 +89,7 @@ def test_evaluate_a_checkpoint(tiny_run: Path, ferplus: Path, tmp_path: Path) ->
 @pytest.fixture(scope="module")
 def exported(tiny_run: Path, ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exported")
+    (out / ".mobilenet_v2-export-killed").mkdir()  # what an export killed mid-way leaves behind
     run_cli("export", str(tiny_run), "--out", str(out), "--data", str(ferplus), "--int8",
             "--calibration-images", "256")
     return out / "mobilenet_v2.json"
@@ -96,6 +97,8 @@ def exported(tiny_run: Path, ferplus: Path, tmp_path_factory: pytest.TempPathFac
 
 def test_model_card(exported: Path, tiny_run: Path) -> None:
     card = json.loads(exported.read_text())
+    assert sorted(p.name for p in exported.parent.iterdir()) == [  # no staging folder, stale or new
+        "mobilenet_v2.int8.onnx", "mobilenet_v2.json", "mobilenet_v2.onnx"]
     assert card["classes"] == ["neutral", "happiness", "surprise", "sadness", "anger", "disgust",
                                "fear", "contempt"]
     assert card["preprocessing"]["input_size"] == 32

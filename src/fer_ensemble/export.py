@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -192,6 +193,8 @@ def export_run(
     if test:
         splits["test"] = load_labelled(data, "test")
 
+    for stale in out_dir.glob(f".{trained.name}-export-*"):  # what a killed export left behind
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{trained.name}-export-") as staging:
         files = write_onnx_files(trained, Path(staging), train.images if quantize else None, calibration_images)
         card = model_card(trained, files, len(train.head(args.get("subset"))), splits)
@@ -207,7 +210,9 @@ def export_run(
             (Path(staging) / file).replace(out_dir / file)
     card["export"]["seconds"] = round(time.perf_counter() - started, 1)
     card_path = out_dir / f"{trained.name}.json"
-    card_path.write_text(json.dumps(card, indent=2))
+    partial = card_path.with_name(f".{card_path.name}.partial")
+    partial.write_text(json.dumps(card, indent=2))
+    partial.replace(card_path)  # whole or not at all: a reader never sees half a card
     return card_path
 
 
