@@ -340,6 +340,7 @@ def test_demo_on_the_bundled_samples(tiny_ensemble: Path, tmp_path: Path) -> Non
 def test_benchmark_table(tiny_ensemble: Path) -> None:
     result = run_cli("benchmark", "--repeat", "2", "--ensemble", str(tiny_ensemble))
     assert "fps, webcam pipeline (measured end to end)" in result.stdout and "detect (ms)" in result.stdout
+    assert "fps, webcam pipeline, automatic resting faces" in result.stdout
     assert "PyTorch / ONNX Runtime" not in result.stdout  # tiny members have no torch twin
     rows = json.loads(run_cli("benchmark", "--repeat", "2", "--no-torch", "--no-pipeline", "--json",
                               "--ensemble", str(tiny_ensemble)).stdout)

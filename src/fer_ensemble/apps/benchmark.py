@@ -131,10 +131,12 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
 
 
 def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, resting_face: bool = False,
-                     budget: int | None = None) -> dict:
+                     budget: int | None = None, auto_resting_face: bool = False) -> dict:
     """The webcam's real loop (capture, detector and classifier threads) on a clip of this frame,
     classifying at most ``budget`` faces per frame (None: all); with ``resting_face``, every face
-    takes its first frame as its resting face (the ``r`` key)."""
+    takes its first frame as its resting face (the ``r`` key); with ``auto_resting_face``, each
+    face takes one from its calm frames (``--auto-resting-face``). ``relative``: the share of the
+    faces shown that were read against a resting face."""
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
 
     with tempfile.TemporaryDirectory() as folder:
@@ -145,12 +147,16 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             writer.write(frame)
         writer.release()
         recognizer = build_recognizer(args, threads=1)
+        recognizer.auto_resting_face = auto_resting_face
+        shown = {"faces": 0, "relative": 0}
         source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
 
         def take_once(number: int, frame: np.ndarray, faces: list) -> bool:
             if resting_face and not any(f.relative for f in faces):
                 recognizer.take_resting_face()
+            shown["faces"] += len(faces)
+            shown["relative"] += sum(f.relative for f in faces)
             return True
 
         try:
@@ -158,7 +164,8 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         finally:
             detector.stop()
             source.stop()
-    return {"fps": stats.fps, "frames": stats.frames, "detections_per_second": stats.detections / stats.seconds}
+    return {"fps": stats.fps, "frames": stats.frames, "detections_per_second": stats.detections / stats.seconds,
+            "relative": shown["relative"] / max(shown["faces"], 1)}
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -193,6 +200,10 @@ def format_rows(rows: list[dict]) -> str:
                                                   for r in rows])
         line("fps, webcam pipeline, every face with a resting face", [f"{r['pipeline_resting']['fps']:.1f}" for r in rows])
         line("with / without resting faces", [f"{r['pipeline_resting']['fps'] / r['pipeline']['fps']:.3f}" for r in rows])
+        line("fps, webcam pipeline, automatic resting faces", [f"{r['pipeline_auto']['fps']:.1f}" for r in rows])
+        line("automatic / without resting faces (faces read against one)",
+             [f"{r['pipeline_auto']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_auto']['relative']:.0%})"
+              for r in rows])
     return "\n".join(lines)
 
 
@@ -251,6 +262,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             row["pipeline"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME)
             row["pipeline_every_face"] = measure_pipeline(args, faces)
             row["pipeline_resting"] = measure_pipeline(args, faces, resting_face=True, budget=FACES_PER_FRAME)
+            row["pipeline_auto"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, auto_resting_face=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
