@@ -29,7 +29,7 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
         "demo": "the webcam if there is one, else the bundled sample photos and clip",
         "serve": "web page, REST and WebSocket API (needs the server extra)",
         "batch": "photo and video collections to Parquet, on Ray Data or a local process pool",
-        "benchmark": "per-stage milliseconds and fps at 640x480, 1 and 4 faces",
+        "benchmark": "per-stage milliseconds and fps at 640x480, 1 and 4 faces; --stills: photos per detector",
     },
     "measure and adapt": {
         "evaluate": "metrics on FER+ (official protocol) or on your own labelled photos or crops",

@@ -236,7 +236,7 @@ def format_resting_report(name: str, args: argparse.Namespace, people: int, with
         + (f"calm photos (read neutral with p >= {CALM_NEUTRAL}, at least {args.calm_photos}) as the resting "
            "face, every photo read against it" if args.calm_reference else "neutral photos as the resting face")
         + f" ({people} with one{'; none for ' + ', '.join(without) if without else ''}"
-        + ("; the others' photos keep plain answers" if args.calm_reference and without else "")
+        + ("; their photos keep plain answers" if args.calm_reference and without else "")
         + f"): {before.n} " + ("photos" if args.calm_reference else "other photos"),
         before, after, "photos")
     if before.no_face:
