@@ -8,8 +8,17 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from fer_ensemble import __version__
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line on stderr (what is wrong, then where the
+    help is) and exit 2, instead of the whole usage block: the same rule as every other mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def _app(module: str, function: str):
@@ -58,14 +67,14 @@ def command_list() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="fer-ensemble",
         description="Facial expression recognition with a ResNet50 + MobileNetV2 ensemble trained on FER+.",
         epilog=command_list() + "\n\nfer-ensemble COMMAND --help gives the options of one command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fer-ensemble {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = CommandParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true",
                         help="let OpenCV's and FFmpeg's own warnings through")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
