@@ -541,6 +541,28 @@ def test_websocket_takes_and_clears_a_resting_face(server) -> None:
     assert answers["plain_all"]["faces"][0]["relative"] is False
 
 
+def test_websocket_automatic_resting_face() -> None:
+    """?auto_resting_face=true (the shipped ensemble, in process): a calm face (Hopper) is read
+    against its own calm frames from the fifth on; without it, never."""
+    from fastapi.testclient import TestClient
+
+    from fer_ensemble.runtime.recognizer import CALM_FRAMES
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    frame = (SAMPLES / "grace_hopper.jpg").read_bytes()
+    with TestClient(create_app(ServerSettings())) as client:
+        def relative_flags(query: str) -> list[bool]:
+            with client.websocket_connect("/v1/stream" + query) as ws:
+                flags = []
+                for _ in range(CALM_FRAMES + 1):
+                    ws.send_bytes(frame)
+                    flags.append(ws.receive_json()["faces"][0]["relative"])
+                return flags
+
+        assert relative_flags("?auto_resting_face=true") == [False] * (CALM_FRAMES - 1) + [True, True]
+        assert relative_flags("") == [False] * (CALM_FRAMES + 1)
+
+
 def test_a_malformed_resting_face_message_gets_an_error_and_the_stream_goes_on(server) -> None:
     import websockets
 

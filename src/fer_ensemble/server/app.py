@@ -269,6 +269,9 @@ class Recognizers:
 
 
 RESTING_FACE_ACTIONS = ("take", "clear")
+AUTO_RESTING_FACE_DESCRIPTION = ("each face takes its own resting face from its calm frames (read neutral with "
+                                 "p >= 0.8, from the fifth on) and is then read relative to it; a face that never "
+                                 "rests keeps plain answers")
 RESTING_FACE_EXAMPLE = '{"resting_face": "take" or "clear", "track_id": 3} (no track_id: every face)'
 MAX_PENDING_CONTROLS = 64  # control messages waiting for the frame in progress before 1008
 
@@ -418,7 +421,8 @@ async def predict(
 
 @api.websocket("/v1/stream")
 async def stream(websocket: WebSocket, state: State,
-                 prior: str | None = Query(None, description=PRIOR_DESCRIPTION)) -> None:
+                 prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
+                 auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_DESCRIPTION)) -> None:
     """Live recognition with tracking. Send image frames as binary messages; each processed
     frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
     with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
@@ -427,13 +431,17 @@ async def stream(websocket: WebSocket, state: State,
     relative to it (``"relative": true``). The reply, ``{"resting_face", "track_ids"}`` or
     ``{"resting_face", "error"}``, has no ``frame``; a bad control message leaves the
     connection open. Non-JSON text closes with 1003, a message above the upload limit with
-    1009; ``?prior=`` as in ``/v1/predict``; ``?token=`` when the server has one."""
+    1009; ``?prior=`` as in ``/v1/predict``; ``?auto_resting_face=true``: each face takes its
+    resting face from its calm frames (``EmotionRecognizer(auto_resting_face=True)``);
+    ``?token=`` when the server has one."""
     try:
         strength = prior_strength(state.ensemble, prior, state.settings.prior_strength)
     except HTTPException as error:
         raise WebSocketException(code=1008, reason=str(error.detail)) from None
     await websocket.accept()
-    await serve_stream(websocket, state.recognizers.live(strength), state.settings, state.pool)
+    recognizer = state.recognizers.live(strength)
+    recognizer.auto_resting_face = auto_resting_face
+    await serve_stream(websocket, recognizer, state.settings, state.pool)
 
 
 @pages.get("/openapi.json", include_in_schema=False)
