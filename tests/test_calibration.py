@@ -208,6 +208,22 @@ def test_an_explicit_resting_face_overrides_the_automatic_one_and_clearing_start
     assert not EmotionRecognizer().auto_resting_face  # off by default
 
 
+def test_the_automatic_resting_face_turns_on_and_off_mid_stream_as_the_webcam_key_does() -> None:
+    from fer_ensemble.apps.webcam import resting_face_key
+    from fer_ensemble.runtime.recognizer import CALM_FRAMES
+
+    recognizer = EmotionRecognizer()
+    frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    recognizer.track(frame)
+    assert resting_face_key(recognizer, "a") == [1] and recognizer.auto_resting_face  # on: the live track too
+    assert [recognizer.track(frame)[0].relative for _ in range(CALM_FRAMES)] == [False] * (CALM_FRAMES - 1) + [True]
+    assert resting_face_key(recognizer, "a") == [1] and not recognizer.auto_resting_face  # off: its face dropped
+    assert not recognizer.track(frame)[0].relative and recognizer.tracker.get(1).calm == []
+    recognizer.take_resting_face()  # an explicit one survives turning auto on and off
+    assert recognizer.set_auto_resting_face(True) == [] and recognizer.set_auto_resting_face(False) == []
+    assert recognizer.track(frame)[0].relative
+
+
 def test_predict_relative_to_a_resting_face_photo() -> None:
     recognizer = EmotionRecognizer()
     image = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))

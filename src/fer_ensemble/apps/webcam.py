@@ -4,7 +4,8 @@ Three stages overlap: capture runs in its own thread and keeps only the newest f
 frame is dropped instead of queued; the Haar detector runs in another thread on the newest frame
 it can get (the second core); the main thread classifies every frame with the latest boxes
 (tracked, smoothed) and draws. Keys: q / Esc quit, s snapshot, m toggle smoothing, r take each
-face on screen now as that person's resting face (its label then reads "vs rest"), c clear them.
+face on screen now as that person's resting face (its label then reads "vs rest"), c clear them,
+a toggle the automatic resting face (each face's own calm frames).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
-WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear)"
+WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear, a: auto)"
 
 FACES_PER_FRAME = 2
 """The webcam's default budget of faces classified per frame (``--faces-per-frame``): one or two
@@ -214,7 +215,8 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             return True
         canvas = recognizer.annotate(frame, faces)
         draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "
-                            f"{'on' if recognizer.ema_weight < 1 else 'off'}")
+                            f"{'on' if recognizer.ema_weight < 1 else 'off'}"
+                            + ("  auto resting face" if recognizer.auto_resting_face else ""))
         cv2.imshow(WINDOW, canvas)
         key = cv2.waitKey(1) & 0xFF
         if key == ord("s"):
@@ -222,7 +224,7 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             warn(f"snapshot: {path}" if cv2.imwrite(str(path), canvas) else f"{path}: the snapshot cannot be written")
         if key == ord("m"):
             recognizer.ema_weight = 1.0 if recognizer.ema_weight < 1 else ema_weight
-        if key in (ord("r"), ord("c")):
+        if key in (ord("r"), ord("c"), ord("a")):
             resting_face_key(recognizer, chr(key))
         return key not in (ord("q"), 27)
 
@@ -244,8 +246,12 @@ def report(stats: LoopStats) -> None:
 
 
 def resting_face_key(recognizer, key: str) -> list[int]:
-    """``r``: every face on screen now becomes its own resting face; ``c``: forget them all.
-    Returns the track ids changed (and says so on stderr)."""
+    """``r``: every face on screen now becomes its own resting face; ``c``: forget them all;
+    ``a``: toggle the automatic resting face. Returns the track ids changed (and says so on stderr)."""
+    if key == "a":
+        changed = recognizer.set_auto_resting_face(not recognizer.auto_resting_face)
+        warn(f"automatic resting face {'on' if recognizer.auto_resting_face else 'off'}")
+        return changed
     if key == "r":
         taken = recognizer.take_resting_face()
         warn(f"resting face taken for face(s) {', '.join(f'#{t}' for t in taken)}" if taken

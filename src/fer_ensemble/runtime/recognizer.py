@@ -285,6 +285,22 @@ class EmotionRecognizer:
                 taken.append(track.track_id)
         return taken
 
+    def set_auto_resting_face(self, on: bool) -> list[int]:
+        """Turn the automatic resting face on or off for this stream, its live tracks included:
+        on, every track without a resting face starts collecting calm frames; off, the tracks'
+        automatic resting faces are dropped (one taken or set explicitly stays). Returns the track
+        ids changed."""
+        self.auto_resting_face = on
+        changed = []
+        for track in self.tracker.tracks:
+            if on and track.resting_face is None and not track.auto_resting_face:
+                track.auto_resting_face = True
+                changed.append(track.track_id)
+            elif not on and track.auto_resting_face:
+                self.set_resting_face(track.track_id, None)  # auto off now: no new calm frames either
+                changed.append(track.track_id)
+        return changed
+
     def clear_resting_face(self, track_ids: Iterable[int] | None = None) -> list[int]:
         """Forget the resting face of each track in ``track_ids`` (default: every live track that
         has one); returns the track ids cleared. KeyError for a given id that is not alive."""
