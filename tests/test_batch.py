@@ -207,3 +207,31 @@ def test_the_worker_library_changes_no_process_setting(tiny_ensemble: Path) -> N
         assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
+
+
+def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Path) -> None:
+    """--auto-resting-face: the worker's video recognizer reads each track against its calm frames
+    (the shipped ensemble on the sample clip: Hopper's rows change from her fifth frame, the
+    smiling astronaut's never); with --no-track it is refused in one line."""
+    from fer_ensemble.batch.plan import Task
+    from fer_ensemble.batch.work import BatchSettings, Worker
+    from fer_ensemble.runtime.recognizer import CALM_FRAMES
+
+    task = Task(str(SAMPLES / "faces.mp4"), "video").to_dict()
+    plain = Worker(BatchSettings(threads=1)).run(task).rows
+    auto = Worker(BatchSettings(threads=1, auto_resting_face=True)).run(task).rows
+    assert [(r["frame"], r["track_id"], r["label"]) for r in plain] == [
+        (r["frame"], r["track_id"], r["label"]) for r in auto]
+    changed = {r["track_id"] for r, s in zip(plain, auto) if r["neutral"] != s["neutral"]}
+    per_track: dict[int, list] = {}
+    for r in plain:
+        per_track.setdefault(r["track_id"], []).append(r["label"])
+    assert changed and all(per_track[t][0] == "neutral" for t in changed)  # Hopper's tracks only
+    assert all(labels[0] == "happiness" for t, labels in per_track.items() if t not in changed)
+    first = {t: next(i for i, (r, s) in enumerate(x for x in zip(plain, auto) if x[0]["track_id"] == t)
+                     if r["neutral"] != s["neutral"]) for t in changed}
+    assert set(first.values()) == {CALM_FRAMES - 1}  # from the fifth frame of each such track
+    refused = batch(str(SAMPLES / "faces.mp4"), "--out", str(tmp_path / "o"), "--engine", "local",
+                    "--no-track", "--auto-resting-face", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().endswith("--auto-resting-face needs tracks: leave "
+                                                                        "out --no-track")

@@ -41,6 +41,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="videos: no track ids or smoothing; frames are independent, so a long video "
                              "is split into ranges of --chunk-frames across the workers")
     parser.add_argument("--chunk-frames", type=bounded(int, 1), default=300, help="with --no-track (default 300)")
+    parser.add_argument("--auto-resting-face", action="store_true",
+                        help="videos: each track takes its resting face from its calm frames, as video's option "
+                             "(not with --no-track)")
     parser.add_argument("--manifest-column", default="path", help="the path column of a manifest")
     parser.add_argument("--overwrite", action="store_true", help="redo sources whose output exists")
     parser.add_argument("--no-progress", action="store_true")
@@ -55,7 +58,10 @@ def batch_settings(args: argparse.Namespace):
     from fer_ensemble.batch.work import BatchSettings
     from fer_ensemble.runtime.detectors import live_settings
 
+    if args.auto_resting_face and args.no_track:
+        raise UserError("--auto-resting-face needs tracks: leave out --no-track")
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
+                         auto_resting_face=args.auto_resting_face,
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 

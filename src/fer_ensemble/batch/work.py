@@ -26,6 +26,7 @@ class BatchSettings:
     stride: int = 1
     track: bool = True
     ema_weight: float = EMA_WEIGHT  # videos with tracking, as `fer-ensemble video`
+    auto_resting_face: bool = False  # videos with tracking: each track's resting face from its calm frames
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
@@ -79,7 +80,8 @@ class Worker:
         ema_weight = settings.ema_weight if settings.track else 1.0
         self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
                                         ema_weight=ema_weight,
-                                        prior_strength=settings.prior_strength)
+                                        prior_strength=settings.prior_strength,
+                                        auto_resting_face=settings.auto_resting_face and settings.track)
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
