@@ -23,6 +23,7 @@ from fer_ensemble.runtime.detectors import (
     SECOND_LOOK,
     create_detector,
 )
+from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP
 
 
 def prior_argument(value: str) -> float:
@@ -79,9 +80,7 @@ def add_recognizer_arguments(
                                  "average of each track's probabilities (1: no smoothing; default %(default)s; "
                                  "--smoothing is its former name)")
         parser.add_argument("--auto-resting-face", action="store_true",
-                            help="each face takes its own resting face from its calm frames (read neutral with "
-                                 "p >= 0.8, 5 of them) and is then read relative to it; a face that never "
-                                 "rests keeps plain answers (docs/video.md)")
+                            help=AUTO_RESTING_FACE_HELP + " (docs/video.md)")
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "

@@ -30,7 +30,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
-from fer_ensemble.runtime.recognizer import CALM_NEUTRAL
+from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
 def load_predictor(path: str | Path | None):
@@ -78,7 +78,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--calm-reference", action="store_true",
                         help="with --resting-face: each person's resting face is taken, as a video's automatic "
                              "one is (--auto-resting-face), from the photos the ensemble itself reads as neutral "
-                             "with the probability CALM_NEUTRAL or more (the labels are not used for it), and "
+                             f"with p >= {CALM_NEUTRAL:g} (the labels are not used for it), and "
                              "every photo of the person is read relative to it; a person with fewer than "
                              "--calm-photos such photos keeps plain answers")
     parser.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
@@ -184,7 +184,7 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
     before = ensemble.answer(native, args.prior)
     if args.calm_reference:  # the automatic resting face's rule, labels unused
-        reference_photos = found & (before[:, EMOTIONS.index("neutral")] >= CALM_NEUTRAL)
+        reference_photos = found & calm_faces(before)
         scored_photos = found
     else:
         reference_photos = found & (data.labels == EMOTIONS.index("neutral"))

@@ -62,10 +62,20 @@ Chosen on taiwan-posed among 0.5, 0.6, 0.7, 0.8 and 0.9 (each performer's photos
 track, one calm photo enough: 0.5 to 0.8 all within a point; 0.9 leaves most performers without a
 calm photo), and measured there by ``fer-ensemble evaluate --resting-face performer
 --calm-reference`` (docs/accuracy.md)."""
+def calm_faces(answers: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of (N, C) answers (before any resting face) read neutral with at least
+    ``CALM_NEUTRAL``: the frames an automatic resting face is taken from."""
+    return answers[..., NEUTRAL] >= CALM_NEUTRAL
+
+
 CALM_FRAMES = 5
 """Calm frames a track needs before its automatic resting face is used (a sixth of a second at 30 fps)."""
 CALM_KEEP = 60
 """The newest calm frames an automatic resting face is the mean of (it follows slow changes of light)."""
+AUTO_RESTING_FACE_HELP = (f"each face takes its own resting face from its calm frames (read neutral with p >= "
+                          f"{CALM_NEUTRAL:g}, from the {CALM_FRAMES}th on) and is then read relative to it; a face "
+                          "that never rests keeps plain answers")
+"""What the automatic resting face does, in the words of the commands' help and the server's API docs."""
 
 HOLD_FRAMES = 3
 """In a stream, a tracked face the detector misses is still shown, with its last box and answer and
@@ -246,7 +256,7 @@ class EmotionRecognizer:
             track.native = smooth(track.native, face_native, self.ema_weight)
             if track.answered < 0:  # a new track
                 track.auto_resting_face = self.auto_resting_face
-            if track.auto_resting_face and probs[NEUTRAL] >= CALM_NEUTRAL:
+            if track.auto_resting_face and calm_faces(probs):
                 self._add_calm_frame(track, face_native)
             if track.resting_face is not None:
                 probs = self.ensemble.answer(face_native[None], self.prior_strength, track.resting_face)[0]

@@ -70,7 +70,7 @@ from starlette.requests import HTTPConnection
 from fer_ensemble import __version__
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble
-from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 STATIC = Path(__file__).parent / "static"
@@ -269,9 +269,6 @@ class Recognizers:
 
 
 RESTING_FACE_ACTIONS = ("take", "clear")
-AUTO_RESTING_FACE_DESCRIPTION = ("each face takes its own resting face from its calm frames (read neutral with "
-                                 "p >= 0.8, from the fifth on) and is then read relative to it; a face that never "
-                                 "rests keeps plain answers")
 RESTING_FACE_EXAMPLE = '{"resting_face": "take" or "clear", "track_id": 3} (no track_id: every face)'
 MAX_PENDING_CONTROLS = 64  # control messages waiting for the frame in progress before 1008
 
@@ -422,7 +419,7 @@ async def predict(
 @api.websocket("/v1/stream")
 async def stream(websocket: WebSocket, state: State,
                  prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
-                 auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_DESCRIPTION)) -> None:
+                 auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_HELP)) -> None:
     """Live recognition with tracking. Send image frames as binary messages; each processed
     frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
     with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
