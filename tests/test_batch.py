@@ -235,3 +235,4 @@ def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Pa
                     "--no-track", "--auto-resting-face", check=False)
     assert refused.returncode == 2 and refused.stderr.strip().endswith("--auto-resting-face needs tracks: leave "
                                                                         "out --no-track")
+    assert not (tmp_path / "o").exists()  # refused before any folder is made

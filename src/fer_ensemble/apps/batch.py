@@ -72,6 +72,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.runtime.ensemble import check_ensemble_file
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
+    settings = batch_settings(args)  # its usage errors before any input is scanned or folder made
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
     import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":
@@ -100,7 +101,6 @@ def run_batch(args: argparse.Namespace) -> int:
     if len(todo) < len(sources):
         warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
     tasks = plan_tasks(todo, args.chunk_frames, track=not args.no_track)
-    settings = batch_settings(args)
     started = time.perf_counter()
     pending: defaultdict[str, int] = defaultdict(int)  # source -> its tasks not yet collected
     for task in tasks:
