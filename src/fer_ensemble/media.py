@@ -70,10 +70,6 @@ def filesystem(uri: str):
         raise UserError(f"{uri}: reading {scheme}:// needs a file system that is not installed: {install}") from None
 
 
-def _has_magic(item: str) -> bool:
-    return any(c in item for c in "*?[")
-
-
 @dataclass
 class Inputs:
     """What the user's paths, folders, globs and URIs name (``expand_inputs``).
@@ -119,14 +115,14 @@ def expand_inputs(items: list[str], exclude: Path | None = None, videos: bool = 
                   remote: bool = False, into: Inputs | None = None) -> Inputs:
     """The files that ``items`` name: a file as named (any extension); a folder's files, recursively,
     and a glob's matches (``**`` recursive), sorted, keeping those whose extension is an image
-    format OpenCV reads (``IMAGE_EXTENSIONS``; with ``videos``, ``VIDEO_EXTENSIONS`` too) and
+    format OpenCV reads (``IMAGE_EXTENSIONS``; with ``videos``, or ``into.videos``, ``VIDEO_EXTENSIONS`` too) and
     counting the others in ``skipped``. Folder scans leave out ``exclude`` (an output folder) and
     what lies in it. With ``remote``, a URI (``is_uri``) is read through fsspec the same way
     (a folder, a glob or an object), and a scheme without its file system is a UserError; without
     it, a URI is looked up as a local path. Each file is listed once (``Inputs.add``). ``into``:
     an ``Inputs`` to add to (returned), e.g. one that a caller's manifests already filled."""
     found = into if into is not None else Inputs(videos=videos)
-    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS if videos else IMAGE_EXTENSIONS
+    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS if found.videos else IMAGE_EXTENSIONS  # into's own, if given
     excluded = exclude.resolve() if exclude is not None else None
 
     def keep(names: list[tuple[str, str]]) -> list[str]:
@@ -178,7 +174,7 @@ def _expand_remote(item: str, keep) -> tuple[bool, list[str]]:
         elif fs.exists(path):
             exists = True
             name = path.rstrip("/").rsplit("/", 1)[-1]
-            listed += keep([(uri(path), name)]) if _has_magic(item) else [uri(path)]
+            listed += keep([(uri(path), name)]) if glob.has_magic(item) else [uri(path)]
     return exists, listed
 
 

@@ -94,7 +94,7 @@ def read_weights(path: str | Path, what: str = "weights file") -> dict:
 def load_backbone_weights(model: nn.Module, name: str, path: str | Path) -> None:
     """Load an ImageNet state dict into everything but the classifier."""
     state = read_weights(path)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+    if "model" in state and isinstance(state["model"], dict):  # read_weights: a dict
         state = state["model"]
     backbone = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES[name])}
     missing, unexpected = model.load_state_dict(backbone, strict=False)

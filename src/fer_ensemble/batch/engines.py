@@ -27,8 +27,9 @@ def _set_up_process(settings: BatchSettings) -> None:
 
 def _start_worker(settings: dict) -> None:
     global _worker
-    _set_up_process(BatchSettings(**settings))
-    _worker = Worker(BatchSettings(**settings))
+    built = BatchSettings(**settings)
+    _set_up_process(built)
+    _worker = Worker(built)
 
 
 def _run_task(task: dict) -> dict:
@@ -55,8 +56,9 @@ class RayWorker:
     settings: dict = {}
 
     def __init__(self):
-        _set_up_process(BatchSettings(**self.settings))
-        self.worker = Worker(BatchSettings(**self.settings))
+        settings = BatchSettings(**self.settings)
+        _set_up_process(settings)
+        self.worker = Worker(settings)
 
     def __call__(self, batch: dict) -> dict:
         results = []

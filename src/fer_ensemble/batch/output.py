@@ -85,8 +85,6 @@ class BatchOutput:
         return path
 
 
-
-
 def _replace(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(str(tmp))

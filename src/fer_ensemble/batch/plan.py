@@ -85,7 +85,7 @@ def batch_inputs(items: list[str], manifest_column: str = "path", exclude: Path 
             else:
                 found.empty.append(item)
         else:
-            expand_inputs([item], exclude, videos=True, remote=True, into=found)
+            expand_inputs([item], exclude, remote=True, into=found)
     return found
 
 

@@ -118,7 +118,8 @@ def summarize_tracks(rows: Iterable[FaceRow | dict], classes: Sequence[str] = EM
             tracks.setdefault(_get(row, "track_id"), []).append(row)
     summary = {}
     for track_id, seen in sorted(tracks.items()):
-        mean = np.mean([[_get(r, c) for c in classes] for r in seen], axis=0)  # seen: one row at least
+        mean = _mean(seen, classes)
+        assert mean is not None  # seen holds one row at least
         labels = [_get(r, "label") for r in seen]
         summary[str(track_id)] = {
             "first_seen_s": round(_get(seen[0], "time_s"), 3),

@@ -238,7 +238,7 @@ class EnsembleSpec:
     def read(cls, path: str | Path) -> EnsembleSpec:
         """The ensemble file at ``path``, checked (``read_json_object``, then ``from_dict``);
         UserError / SpecError naming the file otherwise. No model is loaded."""
-        return cls.from_dict(read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT), str(path))
+        return cls.from_dict(read_json_object(path, "ensemble file"), str(path))
 
     def cards_folder(self, path: str | Path) -> Path:
         """Where the member cards of the file at ``path`` are: its own folder, or the package's
@@ -272,7 +272,7 @@ class EnsembleSpec:
 def read_config(path: Path) -> dict:
     """An ensemble file's contents as a plain dict (what ``adapt`` copies into the file it writes),
     after ``EnsembleSpec.read`` checked them (UserError / SpecError otherwise)."""
-    config = read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT)
+    config = read_json_object(path, "ensemble file")
     EnsembleSpec.from_dict(config, str(path))
     return config
 
@@ -385,7 +385,7 @@ class Ensemble:
         the package's weights); ``threads`` bounds each member's ONNX Runtime. UserError /
         SpecError naming the file for a missing or damaged file, card or model."""
         path = Path(path)
-        config = read_json_object(path, "ensemble file", (), ENSEMBLE_FORMAT)
+        config = read_json_object(path, "ensemble file")
         spec = EnsembleSpec.from_dict(config, str(path))
         folder = spec.cards_folder(path)
         members = [

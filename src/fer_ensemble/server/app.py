@@ -262,10 +262,10 @@ class Recognizers:
         cache.move_to_end(prior)
         return cache[prior]
 
-    def live(self, prior: float) -> EmotionRecognizer:
+    def live(self, prior: float, auto_resting_face: bool = False) -> EmotionRecognizer:
         """A new recognizer with its own tracker, for one WebSocket connection."""
         return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), ema_weight=EMA_WEIGHT,
-                                 prior_strength=prior)
+                                 prior_strength=prior, auto_resting_face=auto_resting_face)
 
 
 RESTING_FACE_ACTIONS = ("take", "clear")
@@ -436,9 +436,8 @@ async def stream(websocket: WebSocket, state: State,
     except HTTPException as error:
         raise WebSocketException(code=1008, reason=str(error.detail)) from None
     await websocket.accept()
-    recognizer = state.recognizers.live(strength)
-    recognizer.auto_resting_face = auto_resting_face
-    await serve_stream(websocket, recognizer, state.settings, state.pool)
+    recognizer = state.recognizers.live(strength, auto_resting_face)
+    await FrameStream(websocket, recognizer, state.settings, state.pool).run()
 
 
 @pages.get("/openapi.json", include_in_schema=False)
@@ -493,18 +492,12 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     return app
 
 
-async def serve_stream(websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
-                       pool: WorkerPool) -> None:
-    """Receive image frames, always process the newest, answer with its faces. JSON text messages
-    are resting-face control messages, applied between frames (``control_reply``); other text
-    closes the connection with 1003, a message above the upload limit with 1009."""
-    await FrameStream(websocket, recognizer, settings, pool).run()
-
-
 class FrameStream:
     """One WebSocket connection: ``receive`` keeps the newest frame and the waiting control
-    messages as they arrive; ``run`` answers the controls, then the newest frame, at most
-    ``max_fps`` frames a second, on the worker pool."""
+    messages as they arrive; ``run`` answers the controls (resting-face messages, applied between
+    frames: ``control_reply``), then the newest frame, at most ``max_fps`` frames a second, on the
+    worker pool. Other text closes the connection with 1003, a message above the upload limit with
+    1009."""
 
     def __init__(self, websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
                  pool: WorkerPool):

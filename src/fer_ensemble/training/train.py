@@ -209,7 +209,6 @@ class TrainingRun:
     """One run's state between epochs: what ``set_up`` builds and ``resume`` restores."""
 
     args: argparse.Namespace
-    recorded_args: dict  # what the checkpoint and best.pt record (the arguments, less the CLI's own)
     out: Path
     device: torch.device
     rank: int
@@ -231,6 +230,11 @@ class TrainingRun:
     start_epoch: int = 0
     best_accuracy: float = -1.0
     train_seconds: float = 0.0
+
+    @property
+    def recorded_args(self) -> dict:
+        """What the checkpoint and best.pt record: the arguments, less the command line's own."""
+        return {k: v for k, v in vars(self.args).items() if k not in ("handler", "command", "verbose")}
 
     @property
     def main_process(self) -> bool:
@@ -297,7 +301,6 @@ def set_up(args: argparse.Namespace, fine_tune: bool) -> TrainingRun:
     optimizer = build_optimizer(model, args)
     return TrainingRun(
         args=args,
-        recorded_args={k: v for k, v in vars(args).items() if k not in ("handler", "command", "verbose")},
         out=out, device=device, rank=rank, world_size=world_size, train=train, valid=valid,
         train_images=torch.from_numpy(train.images).to(device),
         train_targets=torch.from_numpy(train.targets).to(device),
@@ -443,7 +446,7 @@ def keep_to_time_budget(run: TrainingRun, done: int) -> bool:
 def set_epochs(run: TrainingRun, epochs: int, done: int) -> None:
     """Make the run ``epochs`` long after ``done`` of them: a cosine schedule over the new length,
     standing where the run is, and a checkpoint that records both (for a resume)."""
-    run.args.epochs = run.recorded_args["epochs"] = epochs
+    run.args.epochs = epochs
     run.scheduler = build_scheduler(run.optimizer, run.args, run.steps_per_epoch,
                                     steps_done=run.scheduler.last_epoch)
     if run.main_process:
