@@ -264,6 +264,24 @@ def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
 
 
+def test_video_timeline_says_which_rows_are_read_against_a_resting_face(tmp_path: Path) -> None:
+    """timeline.csv's ``relative`` column matches timeline.jsonl's: with --auto-resting-face (the
+    shipped ensemble) some rows are 1 and, per track, only from its first such row on; without, none."""
+    tables = {}
+    for name, extra in (("plain", []), ("auto", ["--auto-resting-face"])):
+        run_cli("video", str(CLIP), "--out", str(tmp_path / name), "--no-video", *extra)
+        rows = list(csv.DictReader(open(tmp_path / name / "timeline.csv")))
+        lines = [json.loads(line) for line in (tmp_path / name / "timeline.jsonl").read_text().splitlines()]
+        assert [int(r["relative"]) for r in rows] == [int(f["relative"]) for line in lines for f in line["faces"]]
+        tables[name] = rows
+    assert not any(int(r["relative"]) for r in tables["plain"])
+    relative = [(r["track_id"], int(r["relative"])) for r in tables["auto"]]
+    assert any(flag for _, flag in relative)
+    for track in {t for t, _ in relative}:
+        flags = [flag for t, flag in relative if t == track]
+        assert flags == sorted(flags)  # once a track is read against its resting face, it stays so
+
+
 def test_video_frames_reads_a_range_as_reading_from_the_start_would() -> None:
     """The one frame reader of the video app and batch: indices from ``start``, ``stop`` exclusive."""
     whole = VideoFrames(CLIP)

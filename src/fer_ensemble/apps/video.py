@@ -157,7 +157,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                   write_video: bool = True, progress: bool = True) -> VideoReport:
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
     into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and face, at
-    the frame's own time), ``summary.json`` (per track), ``timeline.png`` and, with
+    the frame's own time; ``relative`` 1 where the face was read against its resting face), ``summary.json`` (per track), ``timeline.png`` and, with
     ``write_video``, ``annotated.mp4``. InputError when the file cannot be opened, OutputError
     when an output cannot be written."""
     frames = VideoFrames(path, stop=max_frames)
@@ -170,7 +170,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                desc=path.name)
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
-        rows.writerow(["frame", "time_s", "track_id", *FACE_COLUMNS])
+        rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS])
         for index, frame in frames:
             bar.update(1)
             if index % stride:
@@ -178,7 +178,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
             time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
             faces = recognizer.track(frame)
             timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
-            rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id], f) for f in faces)
+            rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f) for f in faces)
             if write_video:
                 if writer is None:
                     writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
