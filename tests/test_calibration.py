@@ -12,7 +12,15 @@ import pytest
 from conftest import NO_FACE, REPO, run_cli
 from documentation import documentation_text
 
-from fer_ensemble.adapt import Candidate, cross_validate, fit_calibration, folds
+from fer_ensemble.adapt import (
+    CANDIDATES,
+    CRITERIA,
+    Candidate,
+    choose_candidate,
+    cross_validate,
+    fit_calibration,
+    folds,
+)
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.prior import adjust_probabilities
@@ -65,6 +73,33 @@ def test_fit_recovers_a_shift_and_leaves_absent_classes_alone() -> None:
     assert (after[sad] == labels[sad]).mean() > (before[sad] == labels[sad]).mean() + 0.3
     assert (after == labels).mean() > (before == labels).mean()
     assert not calibration.fitted[EMOTIONS.index("contempt")]
+
+
+def test_biases_are_free_unless_a_bias_penalty_is_asked_for() -> None:
+    """A setting whose faces all read one class too strongly (every face leans to neutral): the
+    bias-only form moves neutral's bias down as far as the labels ask; a bias penalty (the earlier
+    design) holds it back, and fewer of the other classes' faces are read right."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 700)
+    logits = rng.normal(0, 1, (700, 8))
+    logits[np.arange(700), labels] += 2.0
+    logits[:, 0] += 4.0  # the setting's light makes everyone look neutral to the networks
+    p = softmax_rows(logits + np.log(PRIOR))
+    free = fit_calibration(p, labels, PRIOR, Candidate("bias"))
+    held = fit_calibration(p, labels, PRIOR, Candidate("bias", bias_penalty=0.1))
+    assert free.bias[0] < held.bias[0] < 0
+    assert np.allclose(free.weights, np.eye(8)) and str(Candidate("bias")) == "bias"
+    expressive = labels != 0
+    read = {name: adjust_probabilities(c.apply(p), PRIOR, 0.95).argmax(1) for name, c in (("free", free), ("held", held))}
+    assert (read["free"] == labels)[expressive].mean() > (read["held"] == labels)[expressive].mean() + 0.1
+
+
+def test_candidates_are_ranked_by_log_loss_or_macro_recall_and_nothing_else() -> None:
+    p, labels = random_probabilities(80), np.tile(np.arange(4), 20)
+    for criterion in CRITERIA:
+        assert choose_candidate(p, labels, None, PRIOR, 0.95, criterion=criterion) in CANDIDATES
+    with pytest.raises(ValueError, match="criterion must be one of log-loss, macro-recall"):
+        choose_candidate(p, labels, None, PRIOR, 0.95, criterion="accuracy")
 
 
 def test_grouped_folds_never_put_one_person_on_both_sides() -> None:
