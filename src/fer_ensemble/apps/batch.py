@@ -17,6 +17,7 @@ from fer_ensemble.apps.common import (
     add_detector_arguments,
     add_exit_arguments,
     bounded,
+    check_output_folder,
     detector_settings,
     exit_code,
     prior_argument,
@@ -73,6 +74,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
     settings = batch_settings(args)  # its usage errors before any input is scanned or folder made
+    check_output_folder(args.out)
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
     import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":

@@ -205,11 +205,18 @@ def median_ms(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def output_folder(path: str | Path) -> Path:
-    """``path`` as a folder for outputs, created; a UserError when a file is in the way."""
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` as a folder for outputs, not created yet: a UserError when a file is in the way, so
+    that a command can refuse before it does any work."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder} is a file; give a folder for the outputs")
+    return folder
+
+
+def output_folder(path: str | Path) -> Path:
+    """``path`` as a folder for outputs, created; a UserError when a file is in the way."""
+    folder = check_output_folder(path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

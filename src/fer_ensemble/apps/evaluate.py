@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import PRIOR_HELP, add_calibration_argument, bounded, prior_argument, warn
+from fer_ensemble.apps.common import (
+    PRIOR_HELP,
+    add_calibration_argument,
+    bounded,
+    check_output_folder,
+    output_folder,
+    prior_argument,
+    warn,
+)
 from fer_ensemble.apps.reports import format_before_after, format_labelled_report, format_report
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import load_labelled
@@ -97,6 +105,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.calm_photos != 1 and not args.calm_reference:
         raise UserError("--calm-photos goes with --calm-reference")
 
+    if args.out:
+        check_output_folder(args.out)  # before the evaluation, not after it
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
@@ -125,7 +135,7 @@ def file_stem(name: str) -> str:
 def write_report(out: Path, stem: str, result: dict, plots: list[tuple]) -> None:
     """``out/STEM.json`` first, then each (matrix, suffix, title, true-axis label) of ``plots`` as
     ``out/STEM-SUFFIX.png``; without matplotlib the JSON is kept and one line says what is missing."""
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     stem = file_stem(stem)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     if importlib.util.find_spec("matplotlib") is None:
