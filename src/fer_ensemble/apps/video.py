@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
-from fer_ensemble.errors import OutputError
+from fer_ensemble.errors import InputError, OutputError
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
@@ -141,11 +142,9 @@ class VideoReport:
         return self.summary["tracks"]
 
     def problems(self, max_frames: int | None = None) -> list[str]:
-        """One line per problem: nothing decoded, an early end (unless stopped at ``max_frames``), damage."""
+        """One line per problem: an early end (unless stopped at ``max_frames``), damage."""
         found = []
-        if self.read == 0:
-            found.append(f"{self.path}: no frame could be decoded")
-        elif self.expected and max_frames is None and self.read < self.expected:
+        if self.expected and max_frames is None and self.read < self.expected:
             found.append(f"{self.path}: the video ended early, at frame {self.read} of {self.expected}")
         if self.damaged_at_s is not None:
             found.append(f"{self.path}: the decoder reported errors from about {self.damaged_at_s:.2f} s on (a "
@@ -156,12 +155,17 @@ class VideoReport:
 def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames: int | None = None,
                   write_video: bool = True, progress: bool = True) -> VideoReport:
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
-    into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and face, at
-    the frame's own time; ``relative`` 1 where the face was read against its resting face), ``summary.json`` (per track), ``timeline.png`` and, with
-    ``write_video``, ``annotated.mp4``. InputError when the file cannot be opened, OutputError
-    when an output cannot be written."""
+    into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and
+    face, at the frame's own time; ``relative`` 1 where the face was read against its resting face),
+    ``summary.json`` (per track), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
+    InputError when the file cannot be opened or not one frame decodes (then no folder is made),
+    OutputError when an output cannot be written."""
     frames = VideoFrames(path, stop=max_frames)
-    out = output_folder(out)  # once the video opened: a wrong path leaves no empty folder behind
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None:  # opened but nothing decodes (a text file named .jpg, a file damaged from its start)
+        raise InputError(f"{path}: no frame could be decoded (not a video, or damaged from its start)")
+    out = output_folder(out)  # once a frame decoded: a wrong path or file leaves no empty folder behind
     fps, expected = frames.fps, frames.frame_count
     writer = None
     timeline: list[dict] = []
@@ -171,7 +175,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
         rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS])
-        for index, frame in frames:
+        for index, frame in itertools.chain([first], stream):
             bar.update(1)
             if index % stride:
                 continue
