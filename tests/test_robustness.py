@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import NO_FACE, REPO, run_cli
 
+from fer_ensemble.errors import ExitCode
 from fer_ensemble.media import SAMPLES
 
 PHOTO = SAMPLES / "grace_hopper.jpg"
@@ -165,11 +166,23 @@ def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path)
     ["evaluate", "--labels", "x.csv", "--data", "y"],
     ["train", "--out", "nowhere", "--data", "nowhere"],
     ["export", "nowhere", "--out", "nowhere"],
+    ["evaluate", "--labels", "x.csv", "--out", str(REPO / "README.md")],
+    ["batch", str(PHOTO), "--out", str(REPO / "README.md")],
+    ["predict", str(PHOTO), "--bogus"],
 ])
 def test_usage_errors_are_one_line(command: list[str]) -> None:
     result = run_cli(*command, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(lines(result.stderr)) == 1 and result.stderr.startswith("fer-ensemble"), result.stderr
+    if "--out" in command and command[0] in ("evaluate", "batch"):  # checked before any work, as elsewhere
+        assert result.stderr.strip().endswith("is a file; give a folder for the outputs"), result.stderr
+
+
+def test_an_unknown_option_points_at_the_help_of_its_command() -> None:
+    result = run_cli("predict", str(PHOTO), "--bogus", check=False)
+    assert lines(result.stderr) == ["fer-ensemble predict: unrecognized arguments: --bogus; see fer-ensemble "
+                                    "predict --help"]
+    assert lines(run_cli("--bogus", check=False).stderr)[0].endswith("see fer-ensemble --help")
 
 
 MISSING = "/nonexistent/ensemble.json"
@@ -231,6 +244,13 @@ def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Pat
     assert lines(quiet.stderr) == [f"fer-ensemble video: {truncated}: not a readable video"]
     loud = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), "--verbose", check=False)
     assert "moov atom not found" in loud.stderr
+    text = tmp_path / "notes.jpg"  # OpenCV opens an image name as a one-picture sequence: nothing decodes
+    text.write_text("not a picture")
+    result = run_cli("video", str(text), "--out", str(tmp_path / "out"), "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == ExitCode.INPUT_FAILED, result.stderr
+    assert lines(result.stderr) == [f"fer-ensemble video: {text}: no frame could be decoded (not a video, or "
+                                    "damaged from its start)"]
+    assert not (tmp_path / "out").exists() and result.stdout == ""
     camera = run_cli("webcam", "--camera", "97", "--no-window", "--ensemble", str(tiny_ensemble), check=False)
     assert lines(camera.stderr) == ["fer-ensemble webcam: camera 97 cannot be opened (none attached, or in use)"]
 
