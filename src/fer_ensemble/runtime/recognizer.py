@@ -62,11 +62,6 @@ Chosen on taiwan-posed among 0.5, 0.6, 0.7, 0.8 and 0.9 (each performer's photos
 track, one calm photo enough: 0.5 to 0.8 all within a point; 0.9 leaves most performers without a
 calm photo), and measured there by ``fer-ensemble evaluate --resting-face performer
 --calm-reference`` (docs/accuracy.md)."""
-def calm_faces(answers: np.ndarray) -> np.ndarray:
-    """(N,) bool: which of (N, C) answers (before any resting face) read neutral with at least
-    ``CALM_NEUTRAL``: the frames an automatic resting face is taken from."""
-    return answers[..., NEUTRAL] >= CALM_NEUTRAL
-
 
 CALM_FRAMES = 5
 """Calm frames a track needs before its automatic resting face is used (a sixth of a second at 30 fps)."""
@@ -76,6 +71,13 @@ AUTO_RESTING_FACE_HELP = (f"each face takes its own resting face from its calm f
                           f"{CALM_NEUTRAL:g}, from the {CALM_FRAMES}th on) and is then read relative to it; a face "
                           "that never rests keeps plain answers")
 """What the automatic resting face does, in the words of the commands' help and the server's API docs."""
+
+
+def calm_faces(answers: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of (N, C) answers (before any resting face) read neutral with at least
+    ``CALM_NEUTRAL``: the frames an automatic resting face is taken from."""
+    return answers[..., NEUTRAL] >= CALM_NEUTRAL
+
 
 HOLD_FRAMES = 3
 """In a stream, a tracked face the detector misses is still shown, with its last box and answer and

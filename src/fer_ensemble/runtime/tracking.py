@@ -15,6 +15,7 @@ EMA_WEIGHT = 0.5
 video apps' ``--ema-weight``, batch videos with tracking, the server's stream): a still face's label
 settles within a few frames, a change of expression shows within two or three."""
 
+
 @dataclass
 class Track:
     """One face followed across frames by ``IoUTracker``: its id (1, 2, ... since the tracker's last
