@@ -23,9 +23,11 @@ from fer_ensemble.adapt import (
 )
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.labelled import PackedFaces, photo_probabilities, read_labelled_images
 from fer_ensemble.prior import adjust_probabilities
 from fer_ensemble.runtime.calibration import Calibration, RestingFace, softmax_rows
-from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR
+from fer_ensemble.runtime.detection import FACE_FRAMING
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, create_detector
 from fer_ensemble.runtime.ensemble import CALIBRATION_PRESETS, Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, EmotionRecognizer
 
@@ -313,6 +315,32 @@ def test_adapt_on_taiwan_posed_cross_validated_by_performer(taiwan_posed: Path, 
     assert again.returncode == ExitCode.USAGE and "exists; choose another --out" in again.stderr
     photo = run_cli("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(out / "ensemble.json"), "--json")
     assert json.loads(photo.stdout.splitlines()[0])["faces"][0]["label"] == "happiness"
+
+
+def test_packed_faces_are_the_faces_the_apps_classify(taiwan_posed: Path, tmp_path: Path) -> None:
+    """pack-data --labels (what a GPU machine scores its runs on) holds the very crops evaluate and
+    adapt classify: the same probabilities from the pack as from the photos, and never overwrites."""
+    rows = (taiwan_posed / "labels.csv").read_text().splitlines()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows[:1] + rows[1::25]) + "\n")
+    out = tmp_path / "faces.npz"
+    args = ("pack-data", "--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by",
+            "performer", "--out", str(out))
+    assert "with a face" in run_cli(*args).stdout
+    again = run_cli(*args, check=False)
+    assert again.returncode == ExitCode.USAGE and "exists; choose another --out" in again.stderr
+    packed = PackedFaces.load(out)
+    data = read_labelled_images(labels, taiwan_posed / "images", "performer")
+    ensemble = Ensemble.load(SHIPPED_ENSEMBLE)
+    expected, found = photo_probabilities(ensemble.native_probabilities, data,
+                                          create_detector({"detector": DEFAULT_DETECTOR}),
+                                          FACE_FRAMING["margin"], FACE_FRAMING["offset"])
+    assert packed.found.tolist() == found.tolist() and found.sum() >= len(data) - 1
+    assert packed.labels.tolist() == data.labels.tolist() and packed.groups == data.groups
+    assert packed.crops.shape[1:] == (96, 96) and packed.crops.dtype == np.uint8
+    np.testing.assert_allclose(ensemble.native_probabilities(packed.crops[found]), expected[found], atol=1e-5)
+    with pytest.raises(UserError, match="not a packed face set"):
+        PackedFaces.load(labels)
 
 
 def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path) -> None:

@@ -11,9 +11,10 @@ evidence. Torch-free.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from fer_ensemble.metrics import (
     macro_recall,
     per_class_metrics,
 )
-from fer_ensemble.preprocess import to_gray
+from fer_ensemble.preprocess import resize_face, to_gray
 
 LABEL_SYNONYMS = {
     "happy": "happiness", "happiness": "happiness", "joy": "happiness",
@@ -212,23 +213,28 @@ def crop_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, batch
     return np.concatenate(chunks) if chunks else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
+def largest_faces(data: LabelledImages, detector, margin: float, offset: float = 0.0) -> Iterator[np.ndarray | None]:
+    """The crop of the largest face of each photo, in order: an (H, W) gray uint8 array framed as
+    the apps frame faces (``margin``, ``offset``), or None where the detector found no face."""
+    from fer_ensemble.runtime.detection import crop_faces, detect_faces
+
+    for path in data.paths:
+        image = read_image(path)
+        gray = to_gray(image)
+        boxes = detect_faces(detector, image, gray)
+        yield crop_faces(gray, [max(boxes, key=lambda b: b[2] * b[3])], margin, offset)[0] if boxes else None
+
+
 def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
                         offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``predict_proba`` of the largest face of each photo: (N, 8) float32 probabilities (zeros
     where no face was found) and the (N,) bool mask of photos with a face."""
-    from fer_ensemble.runtime.detection import crop_faces, detect_faces
-
     probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
     found = np.zeros(len(data), bool)
-    for i, path in enumerate(data.paths):
-        image = read_image(path)
-        gray = to_gray(image)
-        boxes = detect_faces(detector, image, gray)
-        if not boxes:
-            continue
-        largest = max(boxes, key=lambda b: b[2] * b[3])
-        probabilities[i] = predict_proba(crop_faces(gray, [largest], margin, offset))[0]
-        found[i] = True
+    for i, crop in enumerate(largest_faces(data, detector, margin, offset)):
+        if crop is not None:
+            probabilities[i] = predict_proba([crop])[0]
+            found[i] = True
     return probabilities, found
 
 
@@ -241,3 +247,54 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
                     offset: float = 0.0) -> LabelledReport:
     """Detector, then the largest face of each photo; photos without a face count as wrong."""
     return evaluate_labelled(*photo_probabilities(predict_proba, data, detector, margin, offset), data)
+
+
+@dataclass
+class PackedFaces:
+    """A labelled set's faces packed in one file, to measure models where its images are not (a lent
+    GPU machine gets the repository alone: ``fer-ensemble pack-data --labels``, then
+    ``scripts/train_gpu.py --checks``).
+
+    ``crops``: (N, S, S) uint8 gray faces as the apps frame them, resized to S (``resize_face``),
+    zeros where no face was found; ``found``: (N,) bool; ``labels``: (N,) int64 indices into
+    ``EMOTIONS``; ``groups``: N group names (e.g. the performer) or None; ``name``: where they came from.
+    """
+
+    name: str
+    crops: np.ndarray
+    found: np.ndarray
+    labels: np.ndarray
+    groups: list[str] | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write an ``.npz`` (compressed, no pickles) and return its path."""
+        arrays: dict[str, Any] = {"name": np.array(self.name), "crops": self.crops, "found": self.found, "labels": self.labels}
+        if self.groups is not None:
+            arrays["groups"] = np.array(self.groups)
+        np.savez_compressed(path, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PackedFaces:
+        """What ``save`` wrote; UserError for a file that is not such a pack."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                groups = [str(g) for g in data["groups"]] if "groups" in data.files else None
+                return cls(str(data["name"]), data["crops"], data["found"].astype(bool),
+                           data["labels"].astype(np.int64), groups)
+        except (OSError, KeyError, ValueError) as error:
+            raise UserError(f"{path}: not a packed face set (fer-ensemble pack-data --labels): {error}") from None
+
+
+def pack_faces(data: LabelledImages, size: int, detector=None, margin: float = 0.0, offset: float = 0.0,
+               name: str = "") -> PackedFaces:
+    """Each image's face at ``size`` px: the image itself with no ``detector`` (face crops), else the
+    largest face the detector finds, framed by ``margin`` and ``offset`` as in ``photo_probabilities``."""
+    faces = ((read_image(p, gray=True) for p in data.paths) if detector is None
+             else largest_faces(data, detector, margin, offset))
+    crops = np.zeros((len(data), size, size), np.uint8)
+    found = np.zeros(len(data), bool)
+    for i, face in enumerate(faces):
+        if face is not None:
+            crops[i], found[i] = resize_face(face, size), True
+    return PackedFaces(name, crops, found, data.labels, data.groups)

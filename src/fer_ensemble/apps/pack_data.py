@@ -1,23 +1,66 @@
-"""``fer-ensemble pack-data`` (a developer command): FER+'s splits in one compressed file, to carry
-to a lent GPU machine that gets the repository but not the data set (``scripts/train_gpu.py``)."""
+"""``fer-ensemble pack-data`` (a developer command): what a lent GPU machine needs and does not get,
+since it receives the repository alone (``scripts/train_gpu.py``). ``--data``: FER+'s splits in one
+compressed file, to train on. ``--labels``: a labelled photo set's faces as the apps crop them (e.g.
+taiwan-posed), to measure each run on real faces there (``--checks``); never to train on."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from fer_ensemble.apps.common import bounded
+from fer_ensemble.errors import UserError
+from fer_ensemble.runtime.detection import FACE_FRAMING
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
+
+CHECKS_SIZE = 96
+"""Pixels of a packed face: the members' input size, so their preprocessing resizes nothing."""
+
 
 def add_pack_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--data", required=True, help="FER+ folder")
-    parser.add_argument("--out", required=True, help="output file, name ending in .npz.xz")
-    parser.add_argument("--splits", nargs="+", choices=("train", "valid", "test"), default=["train", "valid"])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="FER+ folder: pack its splits (name --out ... .npz.xz)")
+    source.add_argument("--labels", help="file,label CSV of photos (or crops, --crops): pack their faces (--out ... .npz)")
+    parser.add_argument("--out", required=True, help="output file: .npz.xz for --data, .npz for --labels")
+    parser.add_argument("--splits", nargs="+", choices=("train", "valid", "test"), default=["train", "valid"],
+                        help="--data: the splits to pack")
+    parser.add_argument("--images", help="--labels: folder the CSV's files are relative to (default: the CSV's)")
+    parser.add_argument("--crops", action="store_true", help="--labels: the images are face crops: no detector")
+    parser.add_argument("--group-by", metavar="COLUMN", help="--labels: the column naming each image's person")
+    parser.add_argument("--groups", metavar="CSV", help="--labels: a second CSV holding the --group-by column")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                        help="--labels: the detector, with its stills preset (default %(default)s)")
+    parser.add_argument("--size", type=bounded(int, 16, 512), default=CHECKS_SIZE,
+                        help="--labels: pixels of each packed face (default %(default)s)")
     return parser
 
 
 def run_pack_data(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"{out} exists; choose another --out (pack-data never overwrites a file)")
+    if args.labels:
+        return _pack_faces(args, out)
     from fer_ensemble.data.ferplus import pack_splits
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, as --out folders are made
-    path = pack_splits(args.data, args.out, tuple(args.splits))
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, as --out folders are made
+    path = pack_splits(args.data, out, tuple(args.splits))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); pass it as --data")
+    return 0
+
+
+def _pack_faces(args: argparse.Namespace, out: Path) -> int:
+    from fer_ensemble.labelled import pack_faces, read_labelled_images
+    from fer_ensemble.runtime.detectors import create_detector
+
+    if out.suffix != ".npz":
+        raise UserError(f"--out {out}: name it ... .npz")
+    data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
+    detector = None if args.crops else create_detector({"detector": args.detector})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{args.labels} ({'crops' if args.crops else f'photos, largest face, {args.detector}'})"
+    packed = pack_faces(data, args.size, detector, FACE_FRAMING["margin"], FACE_FRAMING["offset"], name)
+    packed.save(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(data)} images, {int(packed.found.sum())} "
+          f"with a face; pass it as scripts/train_gpu.py --checks")
     return 0
