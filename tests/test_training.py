@@ -17,7 +17,8 @@ from conftest import REPO, TINY_TRAIN, need, run_cli
 
 torch = need("torch")
 
-from fer_ensemble.data import load_labelled  # noqa: E402 - after the check for torch
+from fer_ensemble.constants import EMOTIONS  # noqa: E402 - after the check for torch
+from fer_ensemble.data import load_labelled  # noqa: E402
 from fer_ensemble.export import load_trained  # noqa: E402
 from fer_ensemble.runtime import OnnxClassifier  # noqa: E402
 
@@ -179,15 +180,22 @@ def test_a_rebuilt_schedule_stands_where_the_run_is() -> None:
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> None:
-    """Both members (two seeds of MobileNetV2) run side by side; the best per architecture comes
-    back as fp16 parts within the transfer limits, and imports bit for bit."""
+def test_gpu_script_in_its_cpu_configuration(ferplus: Path, taiwan_posed: Path, tmp_path: Path) -> None:
+    """Both members (two sampling strengths each) run side by side and are scored on packed real
+    faces; the run chosen per architecture comes back as fp16 parts within the transfer limits, and
+    imports bit for bit."""
     out = tmp_path / "gpu-out"
+    rows = (taiwan_posed / "labels.csv").read_text().splitlines()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(r for r in rows if r.startswith(("file", "01", "02", "03"))) + "\n")  # 3 performers
+    checks = tmp_path / "checks.npz"
+    run_cli("pack-data", "--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by",
+            "performer", "--out", str(checks))
     result = subprocess.run(
         [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
          "--device", "cpu", "--sizes", "32", "--subset", "256", "--epochs", "1", "--seeds", "0",
          "--batch-size", "64", "--runs", str(tmp_path / "runs"), "--recipe=--photo-augment",
-         "--models", "resnet50", "mobilenet_v2", "--balance-sampling", "0.5", "0"],
+         "--models", "resnet50", "mobilenet_v2", "--balance-sampling", "0.5", "0", "--checks", str(checks)],
         capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -199,7 +207,10 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, tmp_path: Path) -> N
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["runs"]) == {f"{m}-32px-seed0{s}" for m in ("resnet50", "mobilenet_v2")
                                     for s in ("-balance0.5", "")}
-    assert set(summary["chosen"]) == {"resnet50", "mobilenet_v2"}  # whichever scored best on Valid
+    assert set(summary["chosen"]) == {"resnet50", "mobilenet_v2"}
+    for run in summary["runs"].values():
+        assert 0 <= run["checks"]["before_accuracy"] <= 1 and str(labels) in run["checks"]["on"]
+        assert set(run["checks"]["after_per_class"]) <= set(EMOTIONS) and run["stopped_at_minutes"] is False
     chosen = summary["chosen"]["resnet50"]
 
     run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
@@ -304,3 +315,42 @@ def test_priors_of_a_checkpoint_are_recomputed_as_the_trainer_recorded_them(tiny
     trained.info["args"]["balance_sampling"] = 1.0
     fill_training_priors(trained, train)
     assert len(trained.sampled_prior) == 8 and max(trained.sampled_prior) < 0.2  # balanced: about 1/8 each
+
+
+def gpu_script():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import train_gpu
+
+    return train_gpu
+
+
+def test_gpu_script_stops_runs_still_going_at_its_deadline() -> None:
+    """The device tool ends a command after 10 minutes: runs still going at --minutes are stopped
+    (their best epoch so far is on disk) so that choosing and saving happen within the call."""
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = time.monotonic()
+    stopped = gpu_script().wait_for_runs({"slow": slow, "quick": quick}, started + 2)
+    assert stopped == ["slow"] and quick.returncode == 0 and slow.returncode is not None
+    assert time.monotonic() - started < 20
+
+
+def test_gpu_script_chooses_on_the_checks_among_runs_near_the_best_on_valid(tmp_path: Path) -> None:
+    """With --checks the real faces decide, but only among runs within VALID_WINDOW of the best
+    on Valid; without, Valid alone decides. A run without best.pt is never chosen."""
+    train_gpu = gpu_script()
+    valid = {"resnet50-96px-seed0": 0.890, "resnet50-96px-seed0-balance0.5": 0.885,
+             "resnet50-64px-seed0": 0.870, "mobilenet_v2-96px-seed0": 0.880, "mobilenet_v2-64px-seed0": 0.900}
+    for name, accuracy in valid.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"valid_accuracy": accuracy}) + "\n")
+        if name != "mobilenet_v2-64px-seed0":
+            (tmp_path / name / "best.pt").write_bytes(b"")
+    checks = {"resnet50-96px-seed0": 0.55, "resnet50-96px-seed0-balance0.5": 0.60, "resnet50-64px-seed0": 0.70,
+              "mobilenet_v2-96px-seed0": 0.50}
+    scores = {name: {"after_accuracy": a} for name, a in checks.items()}
+    assert train_gpu.VALID_WINDOW == pytest.approx(0.01)
+    assert train_gpu.choose_best(tmp_path, list(valid), scores) == {
+        "resnet50": "resnet50-96px-seed0-balance0.5", "mobilenet_v2": "mobilenet_v2-96px-seed0"}
+    assert train_gpu.choose_best(tmp_path, list(valid)) == {
+        "resnet50": "resnet50-96px-seed0", "mobilenet_v2": "mobilenet_v2-96px-seed0"}
