@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES  # noqa: E402
 from fer_ensemble.training.gpu_weights import save_fp16_parts  # noqa: E402
 
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble" / "weights"
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # the device tool's limits
 PLANNED_SHARE = 0.8
 """Share of ``--minutes`` each run plans its epochs into. On an H200 (2026-11-30), four runs given
@@ -124,17 +125,20 @@ def wait_for_runs(processes: dict[str, subprocess.Popen], deadline: float) -> li
 def score_on_checks(best: Path, checks: Path) -> dict:
     """A run's best weights on packed real faces (``PackedFaces``), in PyTorch with the runtime's
     preprocessing: accuracy and macro recall as they come (the prior divided out) and after
-    ``adapt``'s calibration, cross-validated by group (``fer_ensemble.adapt.cross_validate``)."""
+    ``adapt``'s calibration, cross-validated by group (``fer_ensemble.adapt.cross_validate``), under
+    the run's recorded training prior (the shipped member's card's for runs older than that record)."""
     import numpy as np
 
     from fer_ensemble.adapt import cross_validate
     from fer_ensemble.export import load_trained
     from fer_ensemble.labelled import PackedFaces
+    from fer_ensemble.runtime.classifier import read_card
 
     faces, trained = PackedFaces.load(checks), load_trained(best)
+    prior = trained.class_prior or read_card(SHIPPED_WEIGHTS / f"{trained.name}.json")["class_prior"]  # older runs
     probabilities = np.zeros((len(faces.labels), len(EMOTIONS)), np.float32)
     probabilities[faces.found] = trained.predict_proba(faces.crops[faces.found])
-    report = cross_validate(probabilities, faces.found, faces.labels, faces.groups, trained.class_prior, 1.0)
+    report = cross_validate(probabilities, faces.found, faces.labels, faces.groups, prior, 1.0)
     scores = {"before": report.cv_before, "after": report.cv_after}
     return {"on": faces.name, **{f"{when}_{key}": getattr(s, key) for when, s in scores.items()
                                  for key in ("accuracy", "macro_recall")},
@@ -173,8 +177,8 @@ def check_transfer_limits(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="FER+ folder or a pack-data file")
-    parser.add_argument("--out", required=True, help="folder for the fp16 parts, meta files and summary")
+    parser.add_argument("--data", help="FER+ folder or a pack-data file (required unless --score)")
+    parser.add_argument("--out", help="folder for the fp16 parts, meta files and summary (required unless --score)")
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[96], help="input sizes, one run each")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -186,6 +190,8 @@ def main() -> int:
                              "epoch kept); choosing and saving follow")
     parser.add_argument("--checks", type=Path, default=None,
                         help="real faces from 'fer-ensemble pack-data --labels' to choose each architecture's run on")
+    parser.add_argument("--score", nargs="+", type=Path, metavar="BEST_PT",
+                        help="train nothing: print these runs' (best.pt, or import-weights folders) --checks scores")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2)
@@ -195,6 +201,14 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--runs", default=None, help="run folders (default: a temporary folder)")
     args = parser.parse_args()
+    if args.score:
+        if not args.checks:
+            parser.error("--score needs --checks")
+        for best in args.score:
+            print(json.dumps({"run": str(best), **score_on_checks(best, args.checks)}), flush=True)
+        return 0
+    if not args.data or not args.out:
+        parser.error("--data and --out are required")
 
     started = time.perf_counter()
     out = Path(args.out)

@@ -213,6 +213,10 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, taiwan_posed: Path, 
         assert set(run["checks"]["after_per_class"]) <= set(EMOTIONS) and run["stopped_at_minutes"] is False
     chosen = summary["chosen"]["resnet50"]
 
+    scored = subprocess.run([sys.executable, "scripts/train_gpu.py", "--score", str(tmp_path / "runs" / chosen),
+                             "--checks", str(checks)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert json.loads(scored.stdout)["after_accuracy"] == summary["runs"][chosen]["checks"]["after_accuracy"]
+
     run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
     best = torch.load(tmp_path / "runs" / chosen / "best.pt", weights_only=False)
     assert best["args"]["photo_augment"] is True
