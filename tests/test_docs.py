@@ -10,6 +10,7 @@ import ast
 import functools
 import http.server
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -318,3 +319,22 @@ def test_the_site_opens_offline_with_navigation_and_search(site: Path, tmp_path:
     assert landed.startswith(url) and landed.rstrip("/") != f"{url}/accuracy"
     assert outside == [] and errors == []
     assert (tmp_path / "search.png").stat().st_size > 10_000
+
+
+def test_the_gpu_session_tables_are_its_recorded_figures() -> None:
+    """docs/training.md's 2026-11-30 tables (why the GPU members were not shipped) are the figures
+    train_gpu.py and compare_ensembles.py recorded in benchmarks/results/gpu-2026-11-30.json."""
+    recorded = json.loads((REPO / "benchmarks" / "results" / "gpu-2026-11-30.json").read_text())
+    text = (REPO / "docs" / "training.md").read_text()
+    rows = {"shipped (kept)": "shipped", "both new": "new", "new ResNet50, shipped MobileNetV2": "new-resnet50",
+            "shipped ResNet50, new MobileNetV2": "new-mobilenet_v2"}
+    for label, key in rows.items():
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
+        shown = [float(x) for x in re.findall(r"\d+\.\d\d", line)]
+        figures = recorded["compare"][key]
+        expected = [figures[c] for c in ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", "fear",
+                                         "resting face before", "resting face after", "CK+48 per sequence")]
+        assert shown == [round(100 * v, 2) for v in expected], label
+    for name, metrics in recorded["runs"].items():
+        best = max(r["valid_accuracy"] for r in metrics)
+        assert f"{100 * best:.2f} %" in text, name

@@ -61,7 +61,7 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
         "benchmark-train": "training img/s per member, size, precision",
     },
     "developer commands (carrying data and weights to and from a lent GPU machine)": {
-        "pack-data": "FER+ splits in one compressed file, to carry to a GPU",
+        "pack-data": "FER+ splits (or a labelled set's faces) in one compressed file, to carry to a GPU",
         "import-weights": "fp16 parts from the GPU script -> runs",
     },
 }

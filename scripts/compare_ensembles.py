@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Candidate ensembles side by side on everything that decides a release: FER+ Test, and real faces.
+
+For each ensemble file (``fit-ensemble``'s output; ``shipped`` for the package's own), through the
+project's own commands, as a user runs them:
+
+- FER+ Test under FER+'s prior (``evaluate --data --split test --prior ferplus``, the headline);
+- taiwan-posed, ``adapt`` cross-validated by performer (accuracy, macro recall, anger, disgust,
+  fear after it: issue 20's bars), and the resting face (``evaluate --resting-face performer``,
+  the expressive photos before and after);
+- CK+48 per sequence with default settings (``evaluate --crops --group-by subject,sequence``).
+
+taiwan-posed and CK+48 are check sets: they choose between a few candidates and are never
+trained on. Used to decide between the released members and a GPU session's (docs/training.md):
+
+    python scripts/compare_ensembles.py shipped runs/gpu/ensemble.json --json-out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+COLUMNS = ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", "fear",
+           "resting face before", "resting face after", "CK+48 per sequence")
+
+
+def cli(*args: str) -> dict:
+    """One ``fer-ensemble`` command's ``--json`` object (exit codes 0 and adapt's 'not improved' 3)."""
+    result = subprocess.run([sys.executable, "-m", "fer_ensemble.cli", *args, "--json"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    if result.returncode not in (0, 3):
+        raise SystemExit(f"fer-ensemble {' '.join(args)} failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path) -> dict[str, float]:
+    """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1]."""
+    model = [] if ensemble == "shipped" else [ensemble]
+    chosen = [] if ensemble == "shipped" else ["--ensemble", ensemble]
+    photos = ["--labels", str(taiwan / "labels.csv"), "--images", str(taiwan / "images")]
+    test = cli("evaluate", *model, "--data", str(ferplus), "--split", "test", "--prior", "ferplus")
+    with tempfile.TemporaryDirectory() as tmp:
+        adapted = cli("adapt", *chosen, *photos, "--group-by", "performer", "--out", str(Path(tmp) / "adapted"))
+    after = adapted["cv_after"]
+    resting = cli("evaluate", *model, *photos, "--resting-face", "performer")
+    ck = cli("evaluate", *model, "--labels", str(ckplus / "labels.csv"), "--images", str(ckplus / "images"),
+             "--crops", "--group-by", "subject,sequence", "--groups", str(ckplus / "sequences.csv"))
+    return dict(zip(COLUMNS, (
+        test["accuracy"], after["accuracy"], after["macro_recall"],
+        *(after["per_class"][c]["recall"] for c in ("anger", "disgust", "fear")),
+        resting["uncalibrated"]["per_image"]["accuracy"], resting["per_image"]["accuracy"],
+        ck["per_group"]["accuracy"])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ensembles", nargs="+", help="ensemble files ('shipped': the package's own)")
+    parser.add_argument("--ferplus", type=Path, default=SHARED / "ferplus")
+    parser.add_argument("--taiwan", type=Path, default=SHARED / "taiwan-posed")
+    parser.add_argument("--ckplus", type=Path, default=SHARED / "ckplus48")
+    parser.add_argument("--json-out", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    rows = {name: measure(name, args.ferplus, args.taiwan, args.ckplus) for name in args.ensembles}
+    print("| ensemble | " + " | ".join(COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.2f}" for c in COLUMNS) + " |")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
