@@ -51,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES  # noqa: E402
+from fer_ensemble.errors import UserError  # noqa: E402
 from fer_ensemble.training.gpu_weights import save_fp16_parts  # noqa: E402
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble" / "weights"
@@ -251,4 +252,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as error:  # a missing or damaged --checks pack or --score run: one line
+        sys.exit(f"train_gpu.py: {error}")

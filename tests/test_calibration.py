@@ -341,6 +341,8 @@ def test_packed_faces_are_the_faces_the_apps_classify(taiwan_posed: Path, tmp_pa
     np.testing.assert_allclose(ensemble.native_probabilities(packed.crops[found]), expected[found], atol=1e-5)
     with pytest.raises(UserError, match="not a packed face set"):
         PackedFaces.load(labels)
+    with pytest.raises(UserError, match="no packed face set at"):
+        PackedFaces.load(tmp_path / "nope.npz")
 
 
 def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path) -> None:

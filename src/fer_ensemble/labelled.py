@@ -277,13 +277,15 @@ class PackedFaces:
     @classmethod
     def load(cls, path: str | Path) -> PackedFaces:
         """What ``save`` wrote; UserError for a file that is not such a pack."""
+        if not Path(path).is_file():
+            raise UserError(f"no packed face set at {path}")
         try:
             with np.load(path, allow_pickle=False) as data:
                 groups = [str(g) for g in data["groups"]] if "groups" in data.files else None
                 return cls(str(data["name"]), data["crops"], data["found"].astype(bool),
                            data["labels"].astype(np.int64), groups)
-        except (OSError, KeyError, ValueError) as error:
-            raise UserError(f"{path}: not a packed face set (fer-ensemble pack-data --labels): {error}") from None
+        except (OSError, KeyError, ValueError):
+            raise UserError(f"{path}: not a packed face set (made by fer-ensemble pack-data --labels)") from None
 
 
 def pack_faces(data: LabelledImages, size: int, detector=None, margin: float = 0.0, offset: float = 0.0,
