@@ -19,16 +19,20 @@ A lent GPU machine receives the repository but not the dataset: pack train + val
 (torch + torchvision installed; run from the repository root):
 
     fer-ensemble pack-data --data ../shared/data/ferplus --out .carry/ferplus.npz.xz   # here
-    fer-ensemble pack-data --labels ../shared/data/taiwan-posed/labels.csv --group-by performer \\
-        --out .carry/taiwan-posed.npz                                                   # here
+    fer-ensemble pack-data --labels ../shared/data/taiwan-posed/labels.csv \\
+        --images ../shared/data/taiwan-posed/images --group-by performer --out .carry/taiwan-posed.npz
     python scripts/train_gpu.py --data .carry/ferplus.npz.xz --out "$OUT" --minutes 8 \\
         --models resnet50 mobilenet_v2 --sizes 96 --balance-sampling 0.5 0 --checks .carry/taiwan-posed.npz
 
-Back here, turn the files into exported models:
+Back here, turn the files into exported models, an ensemble, and a comparison with the shipped one
+(docs/training.md, "On a single GPU"):
 
     fer-ensemble import-weights OUT_DIR --out runs/gpu
-    fer-ensemble export runs/gpu/resnet50 --out models --data FERPLUS_DIR --int8
-    fer-ensemble export runs/gpu/mobilenet_v2 --out models --data FERPLUS_DIR --int8
+    fer-ensemble export runs/gpu/resnet50 --out runs/gpu/export --data FERPLUS_DIR --int8
+    fer-ensemble export runs/gpu/mobilenet_v2 --out runs/gpu/export --data FERPLUS_DIR --int8
+    fer-ensemble fit-ensemble runs/gpu/export/resnet50.json runs/gpu/export/mobilenet_v2.json \\
+        --data FERPLUS_DIR --out runs/gpu/ensemble
+    python scripts/compare_ensembles.py shipped runs/gpu/ensemble/ensemble.json
 
 CPU smoke configuration (what the test runs):
 

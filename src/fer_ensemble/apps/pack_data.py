@@ -54,7 +54,7 @@ def _pack_faces(args: argparse.Namespace, out: Path) -> int:
     from fer_ensemble.runtime.detectors import create_detector
 
     if out.suffix != ".npz":
-        raise UserError(f"--out {out}: name it ... .npz")
+        raise UserError(f"--out {out}: a packed face set is an .npz file; give a name ending in .npz")
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     detector = None if args.crops else create_detector({"detector": args.detector})
     out.parent.mkdir(parents=True, exist_ok=True)
