@@ -322,7 +322,9 @@ def test_priors_of_a_checkpoint_are_recomputed_as_the_trainer_recorded_them(tiny
 
 
 def gpu_script():
-    sys.path.insert(0, str(REPO / "scripts"))
+    """scripts/train_gpu.py as a module (a script, not part of the package)."""
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
     import train_gpu
 
     return train_gpu
