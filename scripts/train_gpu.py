@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES  # noqa: E402
 from fer_ensemble.errors import UserError  # noqa: E402
+from fer_ensemble.labelled import PackedFaces  # noqa: E402
 from fer_ensemble.training.gpu_weights import save_fp16_parts  # noqa: E402
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble" / "weights"
@@ -127,8 +128,8 @@ def wait_for_runs(processes: dict[str, subprocess.Popen], deadline: float) -> li
     return stopped
 
 
-def score_on_checks(best: Path, checks: Path) -> dict:
-    """A run's best weights on packed real faces (``PackedFaces``), in PyTorch with the runtime's
+def score_on_checks(best: Path, faces: PackedFaces) -> dict:
+    """A run's best weights on packed real ``faces``, in PyTorch with the runtime's
     preprocessing: accuracy and macro recall as they come (the prior divided out) and after
     ``adapt``'s calibration, cross-validated by group (``fer_ensemble.adapt.cross_validate``), under
     the run's recorded training prior (the shipped member's card's for runs older than that record)."""
@@ -136,10 +137,9 @@ def score_on_checks(best: Path, checks: Path) -> dict:
 
     from fer_ensemble.adapt import cross_validate
     from fer_ensemble.export import load_trained
-    from fer_ensemble.labelled import PackedFaces
     from fer_ensemble.runtime.classifier import read_card
 
-    faces, trained = PackedFaces.load(checks), load_trained(best)
+    trained = load_trained(best)
     prior = trained.class_prior or read_card(SHIPPED_WEIGHTS / f"{trained.name}.json")["class_prior"]  # older runs
     probabilities = np.zeros((len(faces.labels), len(EMOTIONS)), np.float32)
     probabilities[faces.found] = trained.predict_proba(faces.crops[faces.found])
@@ -209,11 +209,13 @@ def main() -> int:
     if args.score:
         if not args.checks:
             parser.error("--score needs --checks")
+        faces = PackedFaces.load(args.checks)
         for best in args.score:
-            print(json.dumps({"run": str(best), **score_on_checks(best, args.checks)}), flush=True)
+            print(json.dumps({"run": str(best), **score_on_checks(best, faces)}), flush=True)
         return 0
     if not args.data or not args.out:
         parser.error("--data and --out are required")
+    faces = PackedFaces.load(args.checks) if args.checks else None  # a bad pack fails now, not after training
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -230,8 +232,8 @@ def main() -> int:
               f"{len(rows)} epochs, best valid {max((r['valid_accuracy'] for r in rows), default=float('nan')):.4f}",
               flush=True)
     checks = None
-    if args.checks:
-        checks = {name: score_on_checks(runs / name / "best.pt", args.checks)
+    if faces is not None:
+        checks = {name: score_on_checks(runs / name / "best.pt", faces)
                   for name in processes if (runs / name / "best.pt").is_file()}
         for name, score in checks.items():
             print(f"{name} on the checks: accuracy {score['before_accuracy']:.4f} -> {score['after_accuracy']:.4f} "

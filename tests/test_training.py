@@ -360,3 +360,14 @@ def test_gpu_script_chooses_on_the_checks_among_runs_near_the_best_on_valid(tmp_
         "resnet50": "resnet50-96px-seed0-balance0.5", "mobilenet_v2": "mobilenet_v2-96px-seed0"}
     assert train_gpu.choose_best(tmp_path, list(valid)) == {
         "resnet50": "resnet50-96px-seed0", "mobilenet_v2": "mobilenet_v2-96px-seed0"}
+
+
+def test_gpu_script_refuses_a_bad_checks_pack_before_training(tmp_path: Path) -> None:
+    """A --checks pack that cannot be read is one line before any run starts, not a crash after
+    the GPU minutes are spent and before the weights are saved."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "scripts/train_gpu.py", "--data", str(tmp_path), "--out", str(out),
+                             "--checks", str(tmp_path / "nope.npz")], capture_output=True, text=True, timeout=120,
+                            cwd=REPO)
+    assert result.returncode == 1 and result.stderr.strip() == f"train_gpu.py: no packed face set at {tmp_path / 'nope.npz'}"
+    assert not out.exists()
