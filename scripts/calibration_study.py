@@ -120,10 +120,7 @@ def taiwan(args: argparse.Namespace) -> dict:
         for subset, mask in {**subsets, "found by both": found_by_all}.items():
             if detector != DEFAULT_DETECTOR and subset not in ("all", "found by both"):
                 continue
-            scores = score_predictions(labels[mask], predictions[mask])
-            rows.append({"detector": detector, "photos": subset, "n": int(mask.sum()), "accuracy": scores.accuracy,
-                         "macro_recall": scores.macro_recall, "no_face": scores.no_face,
-                         "recall": {e: v["recall"] for e, v in scores.per_class.items() if v["support"]}})
+            rows.append(taiwan_row(detector, subset, score_predictions(labels[mask], predictions[mask])))
     rows.append(observer_row(columns))
     return {"prior_strength": strength, "rows": rows}
 
@@ -138,10 +135,12 @@ def observer_row(columns: dict[str, np.ndarray]) -> dict:
     mask = columns["label"] != "neutral"
     labels = np.array([EMOTIONS.index(name) for name in columns["label"][mask]])
     seen = np.array([EMOTIONS.index(name) if name in EMOTIONS else -1 for name in columns["observer_label"][mask]])
-    scores = score_predictions(labels, seen)
-    return {"detector": "observers (people)", "photos": "expressive", "n": int(mask.sum()), "accuracy": scores.accuracy,
-            "macro_recall": scores.macro_recall, "no_face": scores.no_face,
-            "recall": {e: v["recall"] for e, v in scores.per_class.items() if v["support"]}}
+    return taiwan_row("observers (people)", "expressive", score_predictions(labels, seen))
+
+
+def taiwan_row(detector: str, photos: str, scores) -> dict:
+    """One row of the taiwan-posed table: who answered, on which photos, and their ``Scores``."""
+    return {"detector": detector, "photos": photos, "n": scores.n, **asdict_scores(scores), "no_face": scores.no_face}
 
 
 def near(method: str, chosen: str) -> bool:
