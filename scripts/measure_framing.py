@@ -64,7 +64,7 @@ def blazeface_to_haar(data: str, split: str, images: int) -> dict:
 
     faces = load_labelled(data, split).images[:images]
     haar = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
-    blaze = BlazeFaceDetector(min_face=size_floor(faces))
+    blaze = BlazeFaceDetector(min_face=size_floor(faces), turned_scans="off")
     rows = []
     for face in faces:
         found = haar_box_in_frame_units(face, haar)
@@ -93,7 +93,7 @@ def measure(data: str, split: str, images: int, detector_name: str = "haar") -> 
     if detector_name == "blazeface":
         from fer_ensemble.runtime.blazeface import BlazeFaceDetector
 
-        detector = BlazeFaceDetector(min_face=size_floor(faces))
+        detector = BlazeFaceDetector(min_face=size_floor(faces), turned_scans="off")
     else:
         detector = HaarFaceDetector(detect_width=0, min_face=size_floor(faces), scale_factor=1.05, coarse_side=0)
     found = [b for b in (haar_box_in_frame_units(f, detector) for f in faces) if b is not None]
@@ -141,7 +141,7 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60, 9
 
     ensemble = load_ensemble()
     valid = load_labelled(data, "valid")
-    detector = BlazeFaceDetector(min_face=size_floor(valid.images))
+    detector = BlazeFaceDetector(min_face=size_floor(valid.images), turned_scans="off")
     if upside_down_check is not None:
         detector.upside_down_check = upside_down_check
     rows = []

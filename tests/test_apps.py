@@ -18,6 +18,7 @@ from conftest import NO_FACE, REPO, run_cli, turned_portrait
 from fer_ensemble.apps.common import add_recognizer_arguments, detector_settings
 from fer_ensemble.media import SAMPLES, VideoFrames
 from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.classifier import softmax
 from fer_ensemble.runtime.detection import HaarFaceDetector, haar_cascade_path
 from fer_ensemble.runtime.ensemble import Ensemble
@@ -130,14 +131,23 @@ def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
     passed = {c["preset"]: c["user_cases_passed"] for c in checks}
     if all(c["user_cases"] for c in checks):  # ../shared/data/user-cases is there
         assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
+        assert passed["BlazeFace, --turned-scans always"] == passed["BlazeFace, --turned-scans off"] == 7, passed
+        found = {c["preset"]: len(c["user_cases"]["c14_tilt_180.png"]) for c in checks if "BlazeFace" in c["preset"]}
+        assert found == {"BlazeFace, --turned-scans off": 0, "BlazeFace (default)": 1,
+                         "BlazeFace, --turned-scans always": 1}, found
+        turned = json.loads(result.stdout)["turned_scans"]  # what TURNED_SCORE_THRESHOLD was chosen from
+        assert max(turned["false box"]) < TURNED_SCORE_THRESHOLD < min(turned["face"] + turned["user-case"]), turned
         assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
     clip = {c["preset"]: c["clip_frames_with_face"] for c in checks}
     assert clip["BlazeFace (default)"] == 60 and clip["Haar (--detector haar)"] == 59 and checks[0]["taiwan_no_face"] is None
     assert {row["preset"] for row in rows} == {"Haar ladder before (global equalisation, 30 px window, 1280 px cap)",
                                                "Haar (--detector haar)", "Haar + scans turned -25/+25 degrees",
-                                               "BlazeFace (default)", "BlazeFace (default), --score-threshold 0.9"}
+                                               "BlazeFace (default)", "BlazeFace (default), --score-threshold 0.9",
+                                               "BlazeFace, --turned-scans off", "BlazeFace, --turned-scans always"}
     group = {row["preset"]: row["faces"] for row in rows if row["photos"].startswith("5 group photos")}
-    assert len(group) == 5 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
+    assert group["BlazeFace, --turned-scans always"] == {"true_positives": 31, "misses": 0, "false_positives": 0}
+    assert group["BlazeFace (default)"] == group["BlazeFace, --turned-scans off"]  # every photo has an upright face
+    assert len(group) == 7 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
     assert all(faces["true_positives"] >= 24 for preset, faces in group.items() if "0.9" not in preset)
     assert group["BlazeFace (default)"]["true_positives"] >= 29
     strict = group["BlazeFace (default), --score-threshold 0.9"]

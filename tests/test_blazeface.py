@@ -127,6 +127,10 @@ def test_create_detector_by_name() -> None:
     assert isinstance(create_detector({"detector": "blazeface", "min_face": 30}), BlazeFaceDetector)
     with pytest.raises(ValueError, match="unknown detector"):
         create_detector({"detector": "yolo"})
+    with pytest.raises(ValueError, match="turned_scans must be one of off, fallback, always"):
+        create_detector({"detector": "blazeface", "turned_scans": "sometimes"})
+    with pytest.raises(ValueError, match="turned_scans is a setting of the blazeface detector, not of haar"):
+        create_detector({"detector": "haar", "turned_scans": "off"})
 
 
 def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
@@ -142,7 +146,9 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
                              # Haar's options are refused whatever their value, even a preset's own
                              (["--detect-width", "240"], "--detect-width does not apply to --detector blazeface"),
                              (["--equalize", "none"], "--equalize does not apply to --detector blazeface"),
-                             (["--second-look", "0.6"], "--second-look does not apply to --detector blazeface")):
+                             (["--second-look", "0.6"], "--second-look does not apply to --detector blazeface"),
+                             (["--detector", "haar", "--turned-scans", "off"],
+                              "--turned-scans does not apply to --detector haar")):
         ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
         assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"
@@ -212,6 +218,56 @@ def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetecto
     assert any(roll > 150 for roll in rolls["upside down"]), rolls  # one of the two found is righted
 
 
+# --- turned scans: heads upside down or sideways -----------------------------------------------------
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_face_found_in_a_turned_scan_is_put_back_where_it_lies(turn: int) -> None:
+    """The portrait given a quarter turn counter-clockwise: the turned scan that sees it upright
+    finds the upright portrait's face, put back where it lies in the turned image (centre, sides
+    swapped or not) with the turn added to its roll (a wrong mapping is off by a face or 90 degrees)."""
+    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    detector = BlazeFaceDetector(turned_scans="off")
+    (upright,) = detector.detections(portrait)
+    image = np.ascontiguousarray(np.rot90(portrait, turn // 90))  # counter-clockwise
+    (found,) = detector.turned_detections(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), upright=[])
+    height, width = portrait.shape[:2]
+    cx, cy = upright.x + upright.w / 2, upright.y + upright.h / 2
+    expected = {90: (cy, width - cx), 180: (width - cx, height - cy), 270: (height - cy, cx)}[turn]
+    side = upright.w  # the turned scans read a copy shrunk to what their finest tiles show: not to the pixel
+    assert np.allclose((found.x + found.w / 2, found.y + found.h / 2), expected, atol=0.02 * side), (found, expected)
+    assert np.allclose((found.w, found.h), (upright.h, upright.w) if turn % 180 else (upright.w, upright.h),
+                       atol=0.03 * side)
+    assert abs((found.roll - upright.roll + turn + 180) % 360 - 180) < 2, found.roll
+    assert found.score == pytest.approx(upright.score, abs=0.02)
+
+
+def test_turned_scans_run_as_asked(faces_dir: Path) -> None:
+    """fallback: only for a photo with no upright face (a portrait costs one scan, as without);
+    always: every photo; off: never."""
+    def scans(turned_scans: str, image: np.ndarray) -> int:
+        detector = BlazeFaceDetector(turned_scans=turned_scans)
+        calls = []
+        original = detector._pyramid
+        detector._pyramid = lambda rgb, *known: calls.append(rgb.shape) or original(rgb, *known)
+        detector.detect(image)
+        return len(calls)
+
+    portrait, blank = cv2.imread(str(SAMPLES / "grace_hopper.jpg")), np.full((300, 400, 3), 128, np.uint8)
+    assert [scans(mode, portrait) for mode in ("off", "fallback", "always")] == [1, 1, 4]
+    assert [scans(mode, blank) for mode in ("off", "fallback", "always")] == [1, 4, 4]
+
+
+def test_turned_scans_find_every_group_photo_face(faces_dir: Path) -> None:
+    """Always: the two faces the upright scan misses (one upside down, one sideways) are found
+    too, and no false box comes with them (docs/detection.md)."""
+    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
+    detector = BlazeFaceDetector(turned_scans="always")
+    total = DetectionCounts()
+    for file, boxes in labelled.items():
+        total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
+    assert (total.true_positives, total.false_positives) == (31, 0), total.to_dict()
+
+
 def test_live_video_keeps_the_chosen_detector() -> None:
     """Server streams and batch videos use the live preset of the detector chosen for photos."""
     from fer_ensemble.apps.batch import add_batch_arguments, batch_settings
@@ -222,9 +278,9 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     assert isinstance(create_detector(live_settings()), BlazeFaceDetector)  # the default's live preset
     haar = create_detector(live_settings({"detector": "haar", "second_look": 0}))
     assert isinstance(haar, HaarFaceDetector) and haar.detect_width == HaarFaceDetector.for_live().detect_width
-    live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
-    assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold) == (
-        80, 0.0, 0.6)
+    live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6, "turned_scans": "always"}))
+    assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold,
+                                                    live.turned_scans) == (80, 0.0, 0.6, "off")
     ensemble = load_ensemble()
     assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live(0.95).detector, BlazeFaceDetector)
     assert isinstance(Recognizers(ensemble).live(0.95).detector, BlazeFaceDetector)

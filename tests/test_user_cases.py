@@ -4,6 +4,7 @@ option, with the cases whose cause was ours (equalisation, the ladder)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +19,8 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
 EMOTIONS = {"c08_canvas_2048x1536.jpg": ["happiness"], "c12_three_faces.jpg": ["happiness", "neutral", "happiness"],
-            "c13_backlit_astronaut.png": ["happiness"], "c14_tilt_20.png": ["happiness"]}
+            "c13_backlit_astronaut.png": ["happiness"], "c14_tilt_20.png": ["happiness"],
+            "c14_tilt_180.png": ["happiness"]}
 """The emotions a user expects, left to right (the README; c15's mask: an uncertain label is fine)."""
 
 
@@ -63,8 +65,13 @@ def test_the_second_look_drops_a_box_that_is_not_a_face_and_keeps_a_masked_one(u
     assert create_detector({"detector": "haar"}).score(masked, (-900, -900, 100, 100)) == 0.0  # off the photo
 
 
-def test_predict_on_the_upside_down_photo_says_no_face(user_cases: Path) -> None:
-    result = run_cli("predict", str(user_cases / "c14_tilt_180.png"), check=False)
+def test_predict_finds_the_upside_down_face_in_a_turned_scan(user_cases: Path) -> None:
+    """No face upright, so the photo is scanned turned (``--turned-scans fallback``, the default):
+    the face is found where it is and read upright; without the turned scans, no face (exit 3)."""
+    result = run_cli("predict", str(user_cases / "c14_tilt_180.png"), "--json")
+    (face,) = json.loads(result.stdout)["faces"]
+    assert face["label"] == "happiness" and user_case_passed("c14_tilt_180.png", [face["box"]]), face
+    result = run_cli("predict", str(user_cases / "c14_tilt_180.png"), "--turned-scans", "off", check=False)
     assert result.returncode == ExitCode.NO_FACE, result.stderr
     assert "no face" in result.stdout + result.stderr
 
@@ -73,8 +80,6 @@ def test_a_variable_frame_rate_video_keeps_its_timing(user_cases: Path, tmp_path
     """v2_vfr.mp4: the astronaut for 10 frames 0.2 s apart, then Grace Hopper for 27 frames 0.04 s
     apart from 2.00 s: each frame's own timestamp in the timeline, and an annotated video as long
     as the source (3.08 s), not index / average fps (issue 22, item 2)."""
-    import json
-
     summary = json.loads(run_cli("video", str(user_cases / "v2_vfr.mp4"), "--out", str(tmp_path / "out"),
                                  "--no-progress").stdout)
     spans = sorted((t["first_seen_s"], t["last_seen_s"], t["dominant"]) for t in summary["tracks"].values())

@@ -34,6 +34,7 @@ from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.preprocess import prepare_batch
+from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.detection import crop_faces
 from fer_ensemble.runtime.detectors import SECOND_LOOK
 
@@ -237,9 +238,10 @@ def run_stills(args: argparse.Namespace) -> int:
     rows = stills_benchmark.measure(args)
     checks = stills_benchmark.detector_checks(args)
     looks = stills_benchmark.second_look_scores(args)
+    turned = stills_benchmark.turned_scores(args)
     if args.json:
         print(json.dumps({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks],
-                          "second_look": looks}, indent=2))
+                          "second_look": looks, "turned_scans": turned}, indent=2))
     else:
         print(f"photos end to end (decode excluded), {os.cpu_count()} CPU cores, median of {args.repeat} runs")
         print(stills_benchmark.format_rows(rows))
@@ -248,6 +250,10 @@ def run_stills(args: argparse.Namespace) -> int:
         print("\nBlazeFace's second look at the Haar ladder's boxes (scores, lowest first; kept from "
               f"{SECOND_LOOK})")
         for kind, values in looks.items():
+            print(f"- {kind}: " + ", ".join(f"{v:.2f}" for v in values))
+        print("\nBlazeFace's turned scans: boxes they add to the upright scan's (scores, lowest first; kept from "
+              f"{TURNED_SCORE_THRESHOLD})")
+        for kind, values in turned.items():
             print(f"- {kind}: " + ", ".join(f"{v:.2f}" for v in values))
     return 0
 

@@ -14,7 +14,7 @@ from fer_ensemble.batch.rows import face_cells
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media import drain_stdout
 from fer_ensemble.prior import parse_strength
-from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
+from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION, TURNED_SCANS
 from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
 from fer_ensemble.runtime.detectors import (
     DEFAULT_DETECTOR,
@@ -121,9 +121,13 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
     parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=None,
                         help="haar: contrast of the scanned copy first (global histogram equalisation washes "
                              f"out a face on a plain or bright background; default {preset['equalize']})")
-    if not still:
-        parser.set_defaults(coarse_side=None, relative_min_face=0.0, rotations=None)
+    if not still:  # live video: no turned scans (BlazeFaceSpec.for_live)
+        parser.set_defaults(coarse_side=None, relative_min_face=0.0, rotations=None, turned_scans=None)
         return
+    parser.add_argument("--turned-scans", choices=TURNED_SCANS, default=None,
+                        help="blazeface: also scan the photo turned by 90, 180 and 270 degrees, for heads upside "
+                             "down or sideways: only when no upright face is found (fallback), always (2-3 times "
+                             f"the time of a photo) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
     parser.add_argument("--coarse-side", type=bounded(int, 0), default=None,
                         help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
                              f"one scan at --detect-width; default {preset['coarse_side']})")
@@ -145,11 +149,13 @@ def detector_settings(args: argparse.Namespace, preset: Mapping[str, Any] | None
     relative_min_face = args.relative_min_face if preset is None else preset["relative_min_face"]
     if args.detector == "blazeface":
         _refuse([name for name in HAAR_OPTIONS if getattr(args, name) is not None], args.detector)
+        still = (args.detection_preset if preset is None else preset) == STILL_DETECTION
+        turned = args.turned_scans or (BLAZEFACE_DETECTION["turned_scans"] if still else "off")
         return {"detector": "blazeface", "min_face": min_face, "relative_min_face": relative_min_face,
                 "score_threshold": (BLAZEFACE_DETECTION["score_threshold"] if args.score_threshold is None
-                                    else args.score_threshold)}
-    if args.score_threshold is not None:
-        _refuse(["score_threshold"], args.detector)
+                                    else args.score_threshold), "turned_scans": turned}
+    _refuse([name for name in ("score_threshold", "turned_scans") if getattr(args, name, None) is not None],
+            args.detector)
     defaults = {**(args.detection_preset if preset is None else preset), "second_look": SECOND_LOOK, "rotations": ()}
     given = {name: getattr(args, name, None) for name in HAAR_OPTIONS}
     haar = {name: defaults[name] if value is None else value for name, value in given.items()}

@@ -1,8 +1,8 @@
 """``fer-ensemble benchmark --stills``: photos end to end (detection and classification, decode
 excluded) under each detector preset, on one and two threads, and the faces each finds.
 
-Portraits of several sizes are the bundled photo scaled; group photos are read from
-``--group-photos`` and scored against ``--group-labels`` (hand-labelled face boxes: found, missed,
+Portraits of several sizes are the bundled photo scaled, photos without a face plain grey; group
+photos are read from ``--group-photos`` and scored against ``--group-labels`` (hand-labelled face boxes: found, missed,
 false positives; ``fer_ensemble.metrics.match_faces``). Every preset runs in the same process on
 the same inputs, the previous stills preset first, so the table compares like with like.
 """
@@ -20,7 +20,7 @@ from fer_ensemble.apps.common import median_ms
 from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION
+from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION, TURNED_SCANS
 from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION, Box
 from fer_ensemble.runtime.detectors import create_detector
 
@@ -56,18 +56,26 @@ def user_case_passed(name: str, boxes: list) -> bool:
     return low <= len(boxes) <= high and on_face
 
 
+def turned_presets() -> dict[str, dict]:
+    """BlazeFace's stills preset under each ``--turned-scans`` (its default: ``BLAZEFACE_PRESET``)."""
+    return {BLAZEFACE_PRESET if turned == BLAZEFACE_DETECTION["turned_scans"] else f"BlazeFace, --turned-scans {turned}":
+            {"detector": "blazeface", **BLAZEFACE_DETECTION, "turned_scans": turned} for turned in TURNED_SCANS}
+
+
 def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
-    """The Haar presets, then BlazeFace at each score threshold (default: its own)."""
-    thresholds = score_thresholds or [BLAZEFACE_DETECTION["score_threshold"]]
+    """The Haar presets, then BlazeFace under each ``--turned-scans``, and at each other score
+    threshold of ``score_thresholds``."""
     blazeface = {
-        BLAZEFACE_PRESET + ("" if t == BLAZEFACE_DETECTION["score_threshold"] else f", --score-threshold {t}"):
-            {"detector": "blazeface", **BLAZEFACE_DETECTION, "score_threshold": t}
-        for t in thresholds
+        f"{BLAZEFACE_PRESET}, --score-threshold {t}": {"detector": "blazeface", **BLAZEFACE_DETECTION, "score_threshold": t}
+        for t in score_thresholds or [] if t != BLAZEFACE_DETECTION["score_threshold"]
     }
-    return {**PRESETS, **blazeface}
+    return {**PRESETS, **turned_presets(), **blazeface}
 
 
 PORTRAIT_SIZES = [(480, 640), (562, 762), (1200, 1600), (3024, 4032)]  # width, height
+NO_FACE_SIZES = [(640, 480), (4032, 3024)]
+"""Photos without a face (a plain grey picture: the detectors' work does not depend on what is in
+it): the whole pyramid, and BlazeFace's turned scans when they fall back."""
 DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
 DEFAULT_PHOTOS = Path("..") / "shared" / "data" / "faces"
 DEFAULT_USER_CASES = Path("..") / "shared" / "data" / "user-cases"
@@ -123,6 +131,7 @@ def missing_inputs(args: argparse.Namespace) -> list[str]:
 def measure(args: argparse.Namespace) -> list[StillsRow]:
     inputs: list[tuple[str, list[np.ndarray], list[list[Box]] | None]] = [
         (f"portrait {w}x{h}", [portrait(w, h)], None) for w, h in PORTRAIT_SIZES]
+    inputs += [(f"no face (plain grey) {w}x{h}", [np.full((h, w, 3), 128, np.uint8)], None) for w, h in NO_FACE_SIZES]
     labels_path = Path(args.group_labels or DEFAULT_LABELS)
     photos_dir = Path(args.group_photos or DEFAULT_PHOTOS)
     if labels_path.is_file() and photos_dir.is_dir():
@@ -213,8 +222,7 @@ def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
     frames = [frame for _, frame in VideoFrames(SAMPLES / "faces.mp4")]
     rows = []
     for preset, settings in {**{name: s for name, s in PRESETS.items() if "rotations" not in s},
-                             **EQUALISATION_PRESETS,
-                             BLAZEFACE_PRESET: {"detector": "blazeface", **BLAZEFACE_DETECTION}}.items():
+                             **EQUALISATION_PRESETS, **turned_presets()}.items():
         row, detector = DetectorChecks(preset), create_detector(settings)
         for name in USER_CASES:
             if (cases / name).is_file():
@@ -276,4 +284,31 @@ def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
                 kind = "user-case" if truth is None else ("face" if match_faces([box], truth).true_positives
                                                           else "false box")
                 scores.setdefault(f"{kind}, --equalize {equalize}", []).append(round(look.score(image, box), 2))
+    return {kind: sorted(values) for kind, values in scores.items()}
+
+
+def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The face probability of every box BlazeFace's turned scans add to the upright scan's (at its
+    own score threshold, not ``TURNED_SCORE_THRESHOLD``), on the labelled group photos ("face" or
+    "false box") and the user-cases ("user-case", and "false box" where the case knows its face or
+    expects none beside the ones found upright): what ``TURNED_SCORE_THRESHOLD`` was chosen from."""
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector, as_haar
+
+    labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
+    labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
+    photos: list[tuple[str, Path, list[Box] | None]] = [(f, photos_dir / f, labelled[f]) for f in sorted(labelled)
+                                                        if (photos_dir / f).is_file()]
+    photos += [(f, Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
+    detector = BlazeFaceDetector(turned_scans="off")
+    scores: dict[str, list[float]] = {}
+    for name, path, truth in photos:
+        image = read_image(path)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        for found in detector.turned_detections(rgb, detector.detections(image), least=detector.score_threshold):
+            box = as_haar(found)
+            if truth is not None:
+                kind = "face" if match_faces([box], truth).true_positives else "false box"
+            else:  # a case's faces are all found upright, but for the upside-down face
+                kind = "user-case" if name in FACE_CENTRES and user_case_passed(name, [box]) else "false box"
+            scores.setdefault(kind, []).append(round(found.score, 2))
     return {kind: sorted(values) for kind, values in scores.items()}

@@ -5,7 +5,8 @@ The model ships inside the package (``weights/blazeface_short_range.onnx``, Apac
 from about a tenth of its side up, also turned and tilted heads that the frontal Haar cascade
 misses. A photo is read as a pyramid of square tiles: the whole image first, then tiles half as
 large at each step down to the tile whose smallest findable face is ``min_face``; like the Haar
-ladder it stops early when the faces found say smaller ones need not be searched for. Boxes come
+ladder it stops early when the faces found say smaller ones need not be searched for; a photo
+with no upright face is scanned turned by quarter turns too (``turned_scans``). Boxes come
 out framed as Haar's (``BLAZEFACE_TO_HAAR``), so the classifiers' crops do not depend on the detector,
 and carry each face's roll from the eye keypoints, so ``crop_faces`` can turn a tilted head upright.
 """
@@ -13,6 +14,7 @@ and carry each face's roll from the eye keypoints, so ``crop_faces`` can turn a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, TypedDict
 
@@ -40,6 +42,25 @@ faces, upright and upside down: below 0.8, and turned taken only when it scores 
 view and the score threshold, 4 of 2,828 upright faces were wrongly turned (30 looking at every
 face, with no threshold) and 164 of the 178 upside-down faces found were righted."""
 
+QUARTER_TURNS = (90, 180, 270)
+"""The turns (degrees, clockwise) of the image that ``turned_scans`` looks at: exact (``np.rot90``)
+turns of a copy shrunk once to the scale its finest tiles are read at. Upright, the model finds heads rolled by up to about 60 degrees (docs/detection.md: 67 % of FER+
+faces turned by 60, 28 % by 90, 6 % upside down)."""
+TURNED_SCANS = ("off", "fallback", "always")
+"""When ``BlazeFaceDetector`` also scans the image turned by ``QUARTER_TURNS``: never, only when
+the upright scan finds no face (the stills preset: free on photos with a face), or always (heads
+upside down or sideways beside upright ones; about four times the detection time)."""
+FALLBACK_FACE = 1 / 8
+"""Of the image's short side: the smallest face the turned scans look for when the upright scan
+found none (``turned_scans="fallback"``): the subject of a photo taken or stored turned. Looking
+as finely as ``min_face``, as ``"always"`` does, makes a photo without a face several times as
+slow to read (``benchmark --stills``, its "no face" rows; docs/speed.md)."""
+TURNED_SCORE_THRESHOLD = 0.9
+"""The least face probability of a face found only in a turned image. Three turned scans give three
+times the chances of a false box for faces that are rarely upside down: on the five labelled group
+photos and the user-cases, the faces found turned scored 0.94-0.97 and the false boxes 0.70-0.82
+(``benchmark --stills``). Chosen there, like the score threshold: not a held-out figure."""
+
 RUN_BATCH = 2
 """Tiles per ONNX Runtime call: per tile, batches of 1-2 ran 20 % faster than one of 24 on this
 project's 2-core machine (the activations of a small batch stay in cache)."""
@@ -51,11 +72,14 @@ class BlazeFacePreset(TypedDict):
     min_face: int
     score_threshold: float
     relative_min_face: float
+    turned_scans: str
 
 
-BLAZEFACE_DETECTION: BlazeFacePreset = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4}
+BLAZEFACE_DETECTION: BlazeFacePreset = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4,
+                                        "turned_scans": "fallback"}
 """Defaults: ``min_face`` and ``relative_min_face`` as the Haar stills ladder's; the score threshold
-chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark --stills --score-thresholds``)."""
+chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark --stills --score-thresholds``);
+a photo with no upright face is scanned turned (``TURNED_SCANS``)."""
 
 BLAZEFACE_TO_HAAR = {"scale": 1.12, "dx": 0.0, "dy": -0.10, "eyes": 2.35}
 """Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,
@@ -140,7 +164,10 @@ class BlazeFaceDetector:
     ``relative_min_face``: once faces are found, finer tiles are scanned only for faces down to
     this fraction of the largest (0: always down to ``min_face``). ``threads``: ONNX Runtime's.
     Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright;
-    ``upside_down_check``: faces scored below it get a second look turned 180 degrees (0: none).
+    ``upside_down_check``: faces scored below it get a second look turned 180 degrees (0: none);
+    ``turned_scans``: "off", "fallback" or "always", when the whole image is also scanned turned by
+    90, 180 and 270 degrees for heads the upright scan misses (``TURNED_SCANS``). ValueError for
+    another ``turned_scans``.
     """
 
     reads_colour: ClassVar[bool] = True  # EmotionRecognizer passes the colour image, not its gray copy
@@ -150,9 +177,12 @@ class BlazeFaceDetector:
     relative_min_face: float = BLAZEFACE_DETECTION["relative_min_face"]
     threads: int | None = None
     upside_down_check: float = UPSIDE_DOWN_CHECK
+    turned_scans: str = BLAZEFACE_DETECTION["turned_scans"]
     model: str = str(BLAZEFACE_FILE)
 
     def __post_init__(self) -> None:
+        if self.turned_scans not in TURNED_SCANS:
+            raise ValueError(f"turned_scans must be one of {', '.join(TURNED_SCANS)}, not {self.turned_scans!r}")
         self._session = create_session(self.model, self.threads)  # UserError for a missing or bad file
         self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
 
@@ -165,17 +195,47 @@ class BlazeFaceDetector:
 
     def detections(self, image: np.ndarray) -> list[Detection]:
         """BlazeFace's own detections (image pixels), coarse levels first, finer ones while faces
-        may be missing."""
+        may be missing; with ``turned_scans``, also the faces of the image turned by 90, 180 and
+        270 degrees that the upright scan missed: always, or when it found nothing, and then
+        faces of ``FALLBACK_FACE`` of the image's short side and more."""
         rgb = _to_rgb(image)
+        found = self._pyramid(rgb)
+        if self.turned_scans == "always":
+            found += self.turned_detections(rgb, found)
+        elif self.turned_scans == "fallback" and not found:
+            found = self.turned_detections(rgb, found, min_face=max(self.min_face, FALLBACK_FACE * min(rgb.shape[:2])))
+        return self._orient(rgb, found) if self.upside_down_check else found
+
+    def turned_detections(self, rgb: np.ndarray, upright: list[Detection], least: float | None = None,
+                          min_face: float | None = None) -> list[Detection]:
+        """Faces scored ``least`` or more (default: the larger of ``score_threshold`` and
+        ``TURNED_SCORE_THRESHOLD``) in the RGB image ``rgb`` turned by each of ``QUARTER_TURNS``,
+        in upright image pixels and rolls, that none of the ``upright`` detections holds; faces of
+        ``min_face`` pixels and more (default: the detector's)."""
+        least = max(self.score_threshold, TURNED_SCORE_THRESHOLD) if least is None else least
+        min_face = self.min_face if min_face is None else min_face
+        # the finest tile is shrunk to the model's 128 px anyway: shrink the image once, not each turned copy's tiles
+        shrink = min(1.0, INPUT_SIDE / pyramid(*rgb.shape[:2], min_face)[-1])
+        small = rgb if shrink == 1.0 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        known = [_scaled(d, shrink) for d in upright]
+        turned = [_scaled(_turned_back(d, turn, small.shape[:2]), 1 / shrink) for turn in QUARTER_TURNS
+                  for d in self._pyramid(_turn(small, turn), known, min_face * shrink) if d.score >= least]
+        return [d for d in _suppress(turned) if not any(_same_face(d, f) for f in upright)]
+
+    def _pyramid(self, rgb: np.ndarray, known: Sequence[Detection] = (), min_face: float | None = None) -> list[Detection]:
+        """The pyramid of tiles, coarse to fine, down to faces of ``min_face`` pixels (default: the
+        detector's) or until the faces found (and the ``known`` ones, found in another view of the
+        same image) need no finer level (``relative_min_face``)."""
         found: list[Detection] = []
         covered = math.inf  # the smallest face the levels scanned so far look for
         height, width = rgb.shape[:2]
-        for side in pyramid(height, width, self.min_face):
-            if found and covered <= self._needed(found):
+        min_face = self.min_face if min_face is None else min_face
+        for side in pyramid(height, width, min_face):
+            if (found or known) and covered <= self._needed([*found, *known], min_face):
                 break
             found = _suppress(found + self._scan(rgb, side))
             covered = side * SMALLEST_FACE
-        return self._orient(rgb, found) if self.upside_down_check else found
+        return found
 
     def _orient(self, rgb: np.ndarray, found: list[Detection]) -> list[Detection]:
         """Faces the model is unsure of, looked at again upright and turned 180 degrees: an upside-down
@@ -209,8 +269,8 @@ class BlazeFaceDetector:
         regressors, logits = (np.concatenate(parts) for parts in zip(*outputs))
         return regressors, logits[..., 0]
 
-    def _needed(self, found: list[Detection]) -> float:
-        return max(self.min_face, self.relative_min_face * max(det.w for det in found))
+    def _needed(self, found: list[Detection], min_face: float) -> float:
+        return max(min_face, self.relative_min_face * max(det.w for det in found))
 
     def _scan(self, rgb: np.ndarray, side: int) -> list[Detection]:
         """Detections of one pyramid level, in image pixels; faces cut by a tile's inner edge are
@@ -236,6 +296,33 @@ class BlazeFaceDetector:
                 if not _cut_by_inner_edge(detection, tile, height, width):
                     detections.append(detection)
         return detections
+
+
+def _turn(rgb: np.ndarray, turn: int) -> np.ndarray:
+    """The image turned clockwise by ``turn`` degrees (a multiple of 90)."""
+    return np.ascontiguousarray(np.rot90(rgb, -(turn // 90)))
+
+
+def _turned_back(d: Detection, turn: int, shape: tuple[int, int]) -> Detection:
+    """A detection in the image turned clockwise by ``turn`` degrees, in the upright image's
+    pixels (``shape``: its height and width), its roll turned back with it."""
+    height, width = shape
+    cx, cy = d.x + d.w / 2, d.y + d.h / 2
+    if turn == 90:  # upright (x, y) was shown at (height - y, x)
+        cx, cy = cy, height - cx
+    elif turn == 180:
+        cx, cy = width - cx, height - cy
+    elif turn == 270:  # upright (x, y) was shown at (y, width - x)
+        cx, cy = width - cy, cx
+    w, h = (d.h, d.w) if turn % 180 else (d.w, d.h)
+    roll = (d.roll - turn + 180) % 360 - 180
+    return d._replace(x=cx - w / 2, y=cy - h / 2, w=w, h=h, roll=roll)
+
+
+def _scaled(d: Detection, factor: float) -> Detection:
+    """A detection in pixels of the image scaled by ``factor``."""
+    return d._replace(x=d.x * factor, y=d.y * factor, w=d.w * factor, h=d.h * factor,
+                      eye_distance=d.eye_distance * factor)
 
 
 def _probability(logit: float) -> float:

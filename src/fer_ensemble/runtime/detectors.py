@@ -20,6 +20,7 @@ from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import (
     BLAZEFACE_DETECTION,
     BLAZEFACE_FILE,
+    TURNED_SCANS,
     UPSIDE_DOWN_CHECK,
     BlazeFaceDetector,
 )
@@ -76,7 +77,7 @@ class SecondLook:
         from fer_ensemble.runtime.blazeface import BlazeFaceDetector
 
         self._verifier = BlazeFaceDetector(score_threshold=min(self.threshold, 0.5), min_face=LOOK_SIDE // 4,
-                                           relative_min_face=0.0, threads=self.threads)
+                                           relative_min_face=0.0, threads=self.threads, turned_scans="off")
 
     def score(self, image: np.ndarray, box: Box) -> float:
         """BlazeFace's best face probability in ``box`` grown by its side on every side (edge
@@ -226,8 +227,8 @@ class HaarSpec(_Spec):
 @dataclass(frozen=True)
 class BlazeFaceSpec(_Spec):
     """The settings of ``--detector blazeface``: ``BlazeFaceDetector``'s fields (see there;
-    ``min_face`` in pixels, the others fractions), defaulting to its stills preset
-    ``BLAZEFACE_DETECTION`` (``for_live()``: the live preset)."""
+    ``min_face`` in pixels, ``turned_scans`` one of ``TURNED_SCANS``, the others fractions),
+    defaulting to its stills preset ``BLAZEFACE_DETECTION`` (``for_live()``: the live preset)."""
 
     name: ClassVar[str] = "blazeface"
     bounds: ClassVar[dict[str, tuple[float, float | None, str]]] = {
@@ -238,12 +239,21 @@ class BlazeFaceSpec(_Spec):
     score_threshold: float = BLAZEFACE_DETECTION["score_threshold"]
     relative_min_face: float = BLAZEFACE_DETECTION["relative_min_face"]
     upside_down_check: float = UPSIDE_DOWN_CHECK
+    turned_scans: str = BLAZEFACE_DETECTION["turned_scans"]
     model: str = str(BLAZEFACE_FILE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.turned_scans not in TURNED_SCANS:
+            raise SpecError(f"blazeface setting turned_scans must be one of {', '.join(TURNED_SCANS)}, "
+                            f"not {self.turned_scans!r}")
 
     def for_live(self) -> BlazeFaceSpec:
         """The live-video preset: one look at the whole frame for faces of ``LIVE_DETECTION``'s
-        ``min_face`` (80 px) and more, keeping this spec's score threshold, check and model."""
-        return dataclasses.replace(self, min_face=LIVE_DETECTION["min_face"], relative_min_face=0.0)
+        ``min_face`` (80 px) and more, no turned scans (a frame without a face would cost four
+        looks), keeping this spec's score threshold, check and model."""
+        return dataclasses.replace(self, min_face=LIVE_DETECTION["min_face"], relative_min_face=0.0,
+                                   turned_scans="off")
 
     def create(self, threads: int | None = None) -> BlazeFaceDetector:
         """A ``BlazeFaceDetector`` with these settings on ``threads`` ONNX Runtime threads."""
