@@ -339,10 +339,12 @@ class Ensemble:
     file. Attributes: ``classes`` (the members' class names, all equal), ``class_prior`` (the
     training class prior, a list of C floats, or None when neither the file nor a card records
     one), ``default_prior_strength``, ``calibration``, ``resting_spread``, ``spec`` and ``config``
-    (the plain dict, as the server reports it). Raises UserError for no members, members that
-    disagree on the classes, and a damaged ``config`` (SpecError)."""
+    (the plain dict, as the server reports it); ``spec``, when given, is ``config`` already
+    checked (``EnsembleSpec.from_dict``), not read again. Raises UserError for no members, members
+    that disagree on the classes, and a damaged ``config`` (SpecError)."""
 
-    def __init__(self, members: list[Member], config: EnsembleSpec | dict | None = None):
+    def __init__(self, members: list[Member], config: EnsembleSpec | dict | None = None,
+                 spec: EnsembleSpec | None = None):
         if not members:
             raise UserError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
@@ -352,6 +354,8 @@ class Ensemble:
         self.classes: tuple[str, ...] = classes.pop()
         if isinstance(config, EnsembleSpec):
             self.spec, self.config = config, config.to_dict()
+        elif spec is not None:
+            self.spec, self.config = spec, config or spec.to_dict()
         else:
             self.config = config or {}
             self.spec = EnsembleSpec.from_dict(self.config, "ensemble file", members_required=False)
@@ -393,7 +397,7 @@ class Ensemble:
                    entry.temperature, entry.weight, spec.member_flip_tta(entry))
             for entry in spec.members
         ]
-        return cls(members, config)
+        return cls(members, config, spec)
 
     @property
     def name(self) -> str:
