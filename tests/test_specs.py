@@ -79,8 +79,9 @@ def test_the_live_preset_keeps_the_chosen_detector_and_its_own_settings() -> Non
     assert (live.detect_width, live.min_face, live.coarse_side) == (
         LIVE_DETECTION["detect_width"], LIVE_DETECTION["min_face"], LIVE_DETECTION["coarse_side"])
     blaze = detector_spec(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
-    assert blaze == BlazeFaceSpec(min_face=LIVE_DETECTION["min_face"], score_threshold=0.6, relative_min_face=0.0)
-    assert live_settings() == {"detector": "blazeface", "min_face": 80, "relative_min_face": 0.0}
+    assert blaze == BlazeFaceSpec(min_face=LIVE_DETECTION["min_face"], score_threshold=0.6, relative_min_face=0.0,
+                                   turned_scans="off")
+    assert live_settings() == {"detector": "blazeface", "min_face": 80, "relative_min_face": 0.0, "turned_scans": "off"}
 
 
 # --- the ensemble file ------------------------------------------------------------------------

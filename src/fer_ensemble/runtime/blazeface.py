@@ -214,8 +214,9 @@ class BlazeFaceDetector:
         ``min_face`` pixels and more (default: the detector's)."""
         least = max(self.score_threshold, TURNED_SCORE_THRESHOLD) if least is None else least
         min_face = self.min_face if min_face is None else min_face
+        height, width = rgb.shape[:2]
         # the finest tile is shrunk to the model's 128 px anyway: shrink the image once, not each turned copy's tiles
-        shrink = min(1.0, INPUT_SIDE / pyramid(*rgb.shape[:2], min_face)[-1])
+        shrink = min(1.0, INPUT_SIDE / pyramid(height, width, min_face)[-1])
         small = rgb if shrink == 1.0 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
         known = [_scaled(d, shrink) for d in upright]
         turned = [_scaled(_turned_back(d, turn, small.shape[:2]), 1 / shrink) for turn in QUARTER_TURNS
