@@ -19,7 +19,9 @@ from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.blazeface import (
     BLAZEFACE_FILE,
     BLAZEFACE_TO_HAAR,
+    FALLBACK_FACE,
     SMALLEST_FACE,
+    TURNED_SCORE_THRESHOLD,
     BlazeFaceDetector,
     pyramid,
     tiles,
@@ -241,20 +243,28 @@ def test_a_face_found_in_a_turned_scan_is_put_back_where_it_lies(turn: int) -> N
     assert found.score == pytest.approx(upright.score, abs=0.02)
 
 
-def test_turned_scans_run_as_asked(faces_dir: Path) -> None:
-    """fallback: only for a photo with no upright face (a portrait costs one scan, as without);
-    always: every photo; off: never."""
-    def scans(turned_scans: str, image: np.ndarray) -> int:
+def test_turned_scans_run_as_asked() -> None:
+    """fallback: only for a photo with no upright face (a portrait costs one scan, as without),
+    and then for faces of an eighth of its short side and more; always: every photo, down to
+    ``min_face``; off: never. A turned scan drops boxes below ``TURNED_SCORE_THRESHOLD`` as it
+    reads each level (so that one cannot end its pyramid early)."""
+    def scans(turned_scans: str, image: np.ndarray) -> list[tuple]:
         detector = BlazeFaceDetector(turned_scans=turned_scans)
-        calls = []
-        original = detector._pyramid
-        detector._pyramid = lambda rgb, *known: calls.append(rgb.shape) or original(rgb, *known)
+        calls: list[tuple] = []
+        pyramid, turned = detector._pyramid, detector.turned_detections
+        detector._pyramid = lambda rgb, *more: calls.append(("scan", *more[2:])) or pyramid(rgb, *more)
+        detector.turned_detections = lambda rgb, upright, least=None, min_face=None: (
+            calls.append(("turned", min_face)) or turned(rgb, upright, least, min_face))
         detector.detect(image)
-        return len(calls)
+        return calls
 
     portrait, blank = cv2.imread(str(SAMPLES / "grace_hopper.jpg")), np.full((300, 400, 3), 128, np.uint8)
-    assert [scans(mode, portrait) for mode in ("off", "fallback", "always")] == [1, 1, 4]
-    assert [scans(mode, blank) for mode in ("off", "fallback", "always")] == [1, 4, 4]
+    assert [len(scans(mode, portrait)) for mode in ("off", "fallback")] == [1, 1]
+    least = TURNED_SCORE_THRESHOLD
+    assert scans("always", portrait) == [("scan",), ("turned", None), *[("scan", least)] * 3]
+    assert scans("off", blank) == [("scan",)]
+    fallback_face = max(BlazeFaceDetector().min_face, FALLBACK_FACE * 300)
+    assert scans("fallback", blank) == [("scan",), ("turned", fallback_face), *[("scan", least)] * 3]
 
 
 def test_turned_scans_find_every_group_photo_face(faces_dir: Path) -> None:
@@ -310,3 +320,11 @@ def test_the_recognizer_gives_colour_only_to_a_detector_that_reads_it() -> None:
         recognizer.predict(image)
         recognizer.track(image)
         assert spy.seen == [ndim, ndim]
+
+
+@pytest.mark.parametrize("turned_scans", ["fallback", "always"])
+def test_a_thin_photo_is_scanned_turned_without_an_error(turned_scans: str) -> None:
+    """A banner a pixel or a few high: the shrunk copy the turned scans read keeps a pixel a side."""
+    detector = BlazeFaceDetector(turned_scans=turned_scans)
+    for shape in ((1, 1000, 3), (7, 900, 3), (1000, 1, 3)):
+        assert detector.detect(np.full(shape, 128, np.uint8)) == []

@@ -44,12 +44,14 @@ face, with no threshold) and 164 of the 178 upside-down faces found were righted
 
 QUARTER_TURNS = (90, 180, 270)
 """The turns (degrees, clockwise) of the image that ``turned_scans`` looks at: exact (``np.rot90``)
-turns of a copy shrunk once to the scale its finest tiles are read at. Upright, the model finds heads rolled by up to about 60 degrees (docs/detection.md: 67 % of FER+
-faces turned by 60, 28 % by 90, 6 % upside down)."""
+turns of a copy shrunk once to the scale its finest tiles are read at. Upright, the model finds
+heads rolled by up to about 60 degrees (docs/detection.md: 67 % of FER+ faces found when turned by
+60, 28 % by 90, 6 % upside down)."""
 TURNED_SCANS = ("off", "fallback", "always")
 """When ``BlazeFaceDetector`` also scans the image turned by ``QUARTER_TURNS``: never, only when
 the upright scan finds no face (the stills preset: free on photos with a face), or always (heads
-upside down or sideways beside upright ones; about four times the detection time)."""
+upside down or sideways beside upright ones; 1.6-2.3 times the time of a photo with faces, 2.7-3.6
+times that of one without: ``benchmark --stills``, docs/speed.md)."""
 FALLBACK_FACE = 1 / 8
 """Of the image's short side: the smallest face the turned scans look for when the upright scan
 found none (``turned_scans="fallback"``): the subject of a photo taken or stored turned. Looking
@@ -217,16 +219,20 @@ class BlazeFaceDetector:
         height, width = rgb.shape[:2]
         # the finest tile is shrunk to the model's 128 px anyway: shrink the image once, not each turned copy's tiles
         shrink = min(1.0, INPUT_SIDE / pyramid(height, width, min_face)[-1])
-        small = rgb if shrink == 1.0 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-        known = [_scaled(d, shrink) for d in upright]
-        turned = [_scaled(_turned_back(d, turn, small.shape[:2]), 1 / shrink) for turn in QUARTER_TURNS
-                  for d in self._pyramid(_turn(small, turn), known, min_face * shrink) if d.score >= least]
+        small = rgb if shrink == 1.0 else cv2.resize(
+            rgb, (max(1, round(width * shrink)), max(1, round(height * shrink))), interpolation=cv2.INTER_AREA)
+        fx, fy = small.shape[1] / width, small.shape[0] / height  # each side rounded on its own
+        known = [_scaled(d, fx, fy) for d in upright]
+        turned = [_scaled(_turned_back(d, turn, small.shape[:2]), 1 / fx, 1 / fy) for turn in QUARTER_TURNS
+                  for d in self._pyramid(_turn(small, turn), known, min_face * shrink, least)]
         return [d for d in _suppress(turned) if not any(_same_face(d, f) for f in upright)]
 
-    def _pyramid(self, rgb: np.ndarray, known: Sequence[Detection] = (), min_face: float | None = None) -> list[Detection]:
+    def _pyramid(self, rgb: np.ndarray, known: Sequence[Detection] = (), min_face: float | None = None,
+                 least: float = 0.0) -> list[Detection]:
         """The pyramid of tiles, coarse to fine, down to faces of ``min_face`` pixels (default: the
         detector's) or until the faces found (and the ``known`` ones, found in another view of the
-        same image) need no finer level (``relative_min_face``)."""
+        same image) need no finer level (``relative_min_face``); faces scored below ``least`` are
+        dropped as each level is read, so that they cannot end the scan before a finer level."""
         found: list[Detection] = []
         covered = math.inf  # the smallest face the levels scanned so far look for
         height, width = rgb.shape[:2]
@@ -234,7 +240,7 @@ class BlazeFaceDetector:
         for side in pyramid(height, width, min_face):
             if (found or known) and covered <= self._needed([*found, *known], min_face):
                 break
-            found = _suppress(found + self._scan(rgb, side))
+            found = [d for d in _suppress(found + self._scan(rgb, side)) if d.score >= least]
             covered = side * SMALLEST_FACE
         return found
 
@@ -320,10 +326,9 @@ def _turned_back(d: Detection, turn: int, shape: tuple[int, int]) -> Detection:
     return d._replace(x=cx - w / 2, y=cy - h / 2, w=w, h=h, roll=roll)
 
 
-def _scaled(d: Detection, factor: float) -> Detection:
-    """A detection in pixels of the image scaled by ``factor``."""
-    return d._replace(x=d.x * factor, y=d.y * factor, w=d.w * factor, h=d.h * factor,
-                      eye_distance=d.eye_distance * factor)
+def _scaled(d: Detection, fx: float, fy: float) -> Detection:
+    """A detection in pixels of the image scaled by ``fx`` across and ``fy`` down."""
+    return d._replace(x=d.x * fx, y=d.y * fy, w=d.w * fx, h=d.h * fy, eye_distance=d.eye_distance * math.sqrt(fx * fy))
 
 
 def _probability(logit: float) -> float:
