@@ -100,7 +100,7 @@ given with BlazeFace is refused whatever its value, even the Haar preset's own."
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
     """The detector and its options, defaulting to the stills or the live preset."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
-    parser.set_defaults(detection_preset=dict(preset))
+    parser.set_defaults(detection_preset=dict(preset), still_photos=still)
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
                         default=None,
@@ -126,8 +126,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
         return
     parser.add_argument("--turned-scans", choices=TURNED_SCANS, default=None,
                         help="blazeface: also scan the photo turned by 90, 180 and 270 degrees, for heads upside "
-                             "down or sideways: only when no upright face is found (fallback), always (2-3 times "
-                             f"the time of a photo) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
+                             "down or sideways: only when no upright face is found (fallback), always (1.6-2.3 "
+                             f"times the time of a photo with faces, docs/speed.md) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
     parser.add_argument("--coarse-side", type=bounded(int, 0), default=None,
                         help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
                              f"one scan at --detect-width; default {preset['coarse_side']})")
@@ -149,7 +149,7 @@ def detector_settings(args: argparse.Namespace, preset: Mapping[str, Any] | None
     relative_min_face = args.relative_min_face if preset is None else preset["relative_min_face"]
     if args.detector == "blazeface":
         _refuse([name for name in HAAR_OPTIONS if getattr(args, name) is not None], args.detector)
-        still = (args.detection_preset if preset is None else preset) == STILL_DETECTION
+        still = args.still_photos if preset is None else preset == STILL_DETECTION
         turned = args.turned_scans or (BLAZEFACE_DETECTION["turned_scans"] if still else "off")
         return {"detector": "blazeface", "min_face": min_face, "relative_min_face": relative_min_face,
                 "score_threshold": (BLAZEFACE_DETECTION["score_threshold"] if args.score_threshold is None

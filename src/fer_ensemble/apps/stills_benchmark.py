@@ -74,8 +74,10 @@ def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
 
 PORTRAIT_SIZES = [(480, 640), (562, 762), (1200, 1600), (3024, 4032)]  # width, height
 NO_FACE_SIZES = [(640, 480), (4032, 3024)]
-"""Photos without a face (a plain grey picture: the detectors' work does not depend on what is in
-it): the whole pyramid, and BlazeFace's turned scans when they fall back."""
+"""Photos without a face, plain grey: BlazeFace reads its whole pyramid (what a tile holds does not
+change its cost) and its turned scans when they fall back. For Haar they are a best case: a flat
+picture is turned away at the cascade's first stage everywhere, where a real photo without a face
+takes longer."""
 DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
 DEFAULT_PHOTOS = Path("..") / "shared" / "data" / "faces"
 DEFAULT_USER_CASES = Path("..") / "shared" / "data" / "user-cases"
@@ -263,23 +265,29 @@ def format_checks(rows: list[DetectorChecks]) -> str:
     return "\n".join(lines)
 
 
+def scored_photos(args: argparse.Namespace) -> list[tuple[str, np.ndarray, list[Box] | None]]:
+    """The photos whose boxes the score listings sort, each read once: the labelled group photos
+    (file name, BGR image, its labelled boxes), then the user-case photos (no boxes)."""
+    labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
+    labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
+    photos: list[tuple[str, Path, list[Box] | None]] = [(f, photos_dir / f, labelled[f]) for f in sorted(labelled)
+                                                        if (photos_dir / f).is_file()]
+    photos += [(f, Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
+    return [(name, read_image(path), truth) for name, path, truth in photos]
+
+
 def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     """BlazeFace's second-look score (``SecondLook.score``) of every box the Haar ladder finds,
     without the second look, on the labelled group photos ("face" or "false box") and the user-cases
     ("user-case"), for each equalisation: what ``SECOND_LOOK`` was chosen from."""
     from fer_ensemble.runtime.detectors import SecondLook
 
-    labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
-    labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
-    photos: list[tuple[Path, list[Box] | None]] = [(photos_dir / f, labelled[f]) for f in sorted(labelled)
-                                                   if (photos_dir / f).is_file()]
-    photos += [(Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
+    photos = scored_photos(args)
     scores: dict[str, list[float]] = {}
     for equalize in EQUALIZATIONS:
         look = SecondLook(create_detector({"detector": "haar", **STILL_DETECTION, "equalize": equalize,
                                            "second_look": 0}))
-        for path, truth in photos:
-            image = read_image(path)
+        for _, image, truth in photos:
             for box in look.detector.detect(to_gray(image)):
                 kind = "user-case" if truth is None else ("face" if match_faces([box], truth).true_positives
                                                           else "false box")
@@ -294,15 +302,9 @@ def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     expects none beside the ones found upright): what ``TURNED_SCORE_THRESHOLD`` was chosen from."""
     from fer_ensemble.runtime.blazeface import BlazeFaceDetector, as_haar
 
-    labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
-    labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
-    photos: list[tuple[str, Path, list[Box] | None]] = [(f, photos_dir / f, labelled[f]) for f in sorted(labelled)
-                                                        if (photos_dir / f).is_file()]
-    photos += [(f, Path(args.user_cases) / f, None) for f in USER_CASES if (Path(args.user_cases) / f).is_file()]
     detector = BlazeFaceDetector(turned_scans="off")
     scores: dict[str, list[float]] = {}
-    for name, path, truth in photos:
-        image = read_image(path)
+    for name, image, truth in scored_photos(args):
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         for found in detector.turned_detections(rgb, detector.detections(image), least=detector.score_threshold):
             box = as_haar(found)
