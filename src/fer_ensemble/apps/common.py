@@ -126,8 +126,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None
         return
     parser.add_argument("--turned-scans", choices=TURNED_SCANS, default=None,
                         help="blazeface: also scan the photo turned by 90, 180 and 270 degrees, for heads upside "
-                             "down or sideways: only when no upright face is found (fallback), always (1.6-2.3 "
-                             f"times the time of a photo with faces, docs/speed.md) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
+                             "down or sideways: only when no upright face is found (fallback), always (about "
+                             f"twice the time of a photo with faces) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
     parser.add_argument("--coarse-side", type=bounded(int, 0), default=None,
                         help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
                              f"one scan at --detect-width; default {preset['coarse_side']})")

@@ -50,8 +50,8 @@ heads rolled by up to about 60 degrees (docs/detection.md: 67 % of FER+ faces fo
 TURNED_SCANS = ("off", "fallback", "always")
 """When ``BlazeFaceDetector`` also scans the image turned by ``QUARTER_TURNS``: never, only when
 the upright scan finds no face (the stills preset: free on photos with a face), or always (heads
-upside down or sideways beside upright ones; 1.6-2.3 times the time of a photo with faces, 2.7-3.6
-times that of one without: ``benchmark --stills``, docs/speed.md)."""
+upside down or sideways beside upright ones; about twice the time of a photo with faces, three to
+four times that of one without: ``benchmark --stills``, docs/speed.md)."""
 FALLBACK_FACE = 1 / 8
 """Of the image's short side: the smallest face the turned scans look for when the upright scan
 found none (``turned_scans="fallback"``): the subject of a photo taken or stored turned. Looking
