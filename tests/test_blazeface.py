@@ -328,3 +328,16 @@ def test_a_thin_photo_is_scanned_turned_without_an_error(turned_scans: str) -> N
     detector = BlazeFaceDetector(turned_scans=turned_scans)
     for shape in ((1, 1000, 3), (7, 900, 3), (1000, 1, 3)):
         assert detector.detect(np.full(shape, 128, np.uint8)) == []
+
+
+def test_turned_scans_add_no_box_to_the_held_out_posed_photos(taiwan_posed: Path, tmp_path: Path) -> None:
+    """taiwan-posed (one upright performer a photo, not used to choose ``TURNED_SCORE_THRESHOLD``):
+    every box a turned scan adds there is false, and none reaches the threshold (docs/detection.md)."""
+    from fer_ensemble.apps.stills_benchmark import TAIWAN_FALSE_BOXES, turned_scores
+
+    absent = str(tmp_path / "absent")
+    args = argparse.Namespace(group_labels=absent, group_photos=absent, user_cases=absent, taiwan=str(taiwan_posed))
+    photos = sum(1 for _ in (taiwan_posed / "labels.csv").open()) - 1
+    turned = turned_scores(args)
+    assert list(turned) == [TAIWAN_FALSE_BOXES.format(photos=photos)] and photos == 625, turned
+    assert max(turned[TAIWAN_FALSE_BOXES.format(photos=photos)], default=0.0) < TURNED_SCORE_THRESHOLD, turned

@@ -254,7 +254,7 @@ def run_stills(args: argparse.Namespace) -> int:
         print("\nBlazeFace's turned scans: boxes they add to the upright scan's (scores, lowest first; kept from "
               f"{TURNED_SCORE_THRESHOLD})")
         for kind, values in turned.items():
-            print(f"- {kind}: " + ", ".join(f"{v:.2f}" for v in values))
+            print(f"- {kind}: " + (", ".join(f"{v:.2f}" for v in values) or "none"))
     return 0
 
 

@@ -82,6 +82,8 @@ DEFAULT_LABELS = Path("benchmarks") / "group-photo-faces.csv"
 DEFAULT_PHOTOS = Path("..") / "shared" / "data" / "faces"
 DEFAULT_USER_CASES = Path("..") / "shared" / "data" / "user-cases"
 DEFAULT_TAIWAN = Path("..") / "shared" / "data" / "taiwan-posed"
+TAIWAN_FALSE_BOXES = "false box, taiwan-posed ({photos} photos, held out)"
+"""``turned_scores``' key for the boxes its turned scans add on taiwan-posed's photos: all false."""
 
 
 @dataclass
@@ -299,18 +301,32 @@ def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     """The face probability of every box BlazeFace's turned scans add to the upright scan's (at its
     own score threshold, not ``TURNED_SCORE_THRESHOLD``), on the labelled group photos ("face" or
     "false box") and the user-cases ("user-case", and "false box" where the case knows its face or
-    expects none beside the ones found upright): what ``TURNED_SCORE_THRESHOLD`` was chosen from."""
+    expects none beside the ones found upright): what ``TURNED_SCORE_THRESHOLD`` was chosen from.
+    Then, held out from that choice, taiwan-posed's photos when present (``TAIWAN_FALSE_BOXES``:
+    each shows one upright performer, so every box added there is false; the list may be empty)."""
     from fer_ensemble.runtime.blazeface import BlazeFaceDetector, as_haar
 
     detector = BlazeFaceDetector(turned_scans="off")
+
+    def added(image: np.ndarray) -> list:
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return detector.turned_detections(rgb, detector.detections(image), least=detector.score_threshold)
+
     scores: dict[str, list[float]] = {}
     for name, image, truth in scored_photos(args):
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        for found in detector.turned_detections(rgb, detector.detections(image), least=detector.score_threshold):
+        for found in added(image):
             box = as_haar(found)
             if truth is not None:
                 kind = "face" if match_faces([box], truth).true_positives else "false box"
             else:  # a case's faces are all found upright, but for the upside-down face
                 kind = "user-case" if name in FACE_CENTRES and user_case_passed(name, [box]) else "false box"
             scores.setdefault(kind, []).append(round(found.score, 2))
+    taiwan = Path(args.taiwan)
+    if (taiwan / "labels.csv").is_file():
+        from fer_ensemble.labelled import read_labelled_images
+
+        photos = read_labelled_images(taiwan / "labels.csv", taiwan / "images").paths
+        scores[TAIWAN_FALSE_BOXES.format(photos=len(photos))] = [
+            round(found.score, 2) for path in photos for found in added(read_image(path))]
     return {kind: sorted(values) for kind, values in scores.items()}
+
