@@ -2,8 +2,8 @@
 excluded) under each detector preset, on one and two threads, and the faces each finds.
 
 Portraits of several sizes are the bundled photo scaled, photos without a face plain grey; group
-photos are read from ``--group-photos`` and scored against ``--group-labels`` (hand-labelled face boxes: found, missed,
-false positives; ``fer_ensemble.metrics.match_faces``). Every preset runs in the same process on
+photos are read from ``--group-photos`` and scored against ``--group-labels`` (hand-labelled face
+boxes: found, missed, false positives; ``fer_ensemble.metrics.match_faces``). Every preset runs in the same process on
 the same inputs, the previous stills preset first, so the table compares like with like.
 """
 
@@ -268,8 +268,8 @@ def format_checks(rows: list[DetectorChecks]) -> str:
 
 
 def scored_photos(args: argparse.Namespace) -> list[tuple[str, np.ndarray, list[Box] | None]]:
-    """The photos whose boxes the score listings sort, each read once: the labelled group photos
-    (file name, BGR image, its labelled boxes), then the user-case photos (no boxes)."""
+    """The photos whose boxes a score listing sorts, decoded once for all its passes: the labelled
+    group photos (file name, BGR image, its labelled boxes), then the user-case photos (no boxes)."""
     labels_path, photos_dir = Path(args.group_labels or DEFAULT_LABELS), Path(args.group_photos or DEFAULT_PHOTOS)
     labelled = read_face_boxes(labels_path) if labels_path.is_file() else {}
     photos: list[tuple[str, Path, list[Box] | None]] = [(f, photos_dir / f, labelled[f]) for f in sorted(labelled)
