@@ -100,7 +100,7 @@ given with BlazeFace is refused whatever its value, even the Haar preset's own."
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
     """The detector and its options, defaulting to the stills or the live preset."""
     preset = STILL_DETECTION if still else LIVE_DETECTION
-    parser.set_defaults(detection_preset=dict(preset), still_photos=still)
+    parser.set_defaults(still_photos=still)
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
                         default=None,
@@ -156,7 +156,8 @@ def detector_settings(args: argparse.Namespace, preset: Mapping[str, Any] | None
                                     else args.score_threshold), "turned_scans": turned}
     _refuse([name for name in ("score_threshold", "turned_scans") if getattr(args, name, None) is not None],
             args.detector)
-    defaults = {**(args.detection_preset if preset is None else preset), "second_look": SECOND_LOOK, "rotations": ()}
+    own = STILL_DETECTION if args.still_photos else LIVE_DETECTION
+    defaults = {**(own if preset is None else preset), "second_look": SECOND_LOOK, "rotations": ()}
     given = {name: getattr(args, name, None) for name in HAAR_OPTIONS}
     haar = {name: defaults[name] if value is None else value for name, value in given.items()}
     return {"detector": "haar", "min_face": min_face, "relative_min_face": relative_min_face,
