@@ -388,6 +388,72 @@ def test_the_api_takes_what_has_one_obvious_meaning_and_names_the_rest() -> None
         EmotionRecognizer(ema_weight=0)
 
 
+def sideways_phone_photo(path: Path) -> np.ndarray:
+    """Grace Hopper as a phone held upright stores her: the pixels turned a quarter to the left,
+    EXIF orientation 6 saying "turn right to show". Returns the photo as it is shown."""
+    from PIL import Image
+
+    upright = cv2.imread(str(PHOTO))
+    stored = Image.fromarray(cv2.cvtColor(cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE), cv2.COLOR_BGR2RGB))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(path, quality=95, exif=exif)
+    return upright
+
+
+def test_a_phone_photo_stored_sideways_is_read_as_it_is_shown(tmp_path: Path) -> None:
+    """The command line (cv2.imdecode), the API given the PIL image, and annotate all stand the
+    photo up by its EXIF orientation: one face, boxed where the upright photo has it. Read as
+    stored, the turned scans would find the face on its side, in other pixels."""
+    from PIL import Image
+
+    from fer_ensemble.runtime.detection import iou
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    photo = tmp_path / "portrait.jpg"
+    upright = sideways_phone_photo(photo)
+    recognizer = EmotionRecognizer()
+    (expected,) = recognizer.predict(upright)
+    (cli,) = json.loads(run_cli("predict", str(photo), "--json").stdout)["faces"]
+    (api,) = recognizer.predict(Image.open(photo))
+    for box in (cli["box"], api.box):
+        assert iou(tuple(box), expected.box) > 0.8, (box, expected.box)
+    assert cli["label"] == api.label == expected.label
+    assert recognizer.annotate(Image.open(photo), [api]).shape == upright.shape
+
+
+def test_a_phone_video_stored_sideways_is_read_as_it_is_shown(tmp_path: Path) -> None:
+    """A phone stores a portrait video's frames turned and says so in the track header's display
+    matrix (ISO/IEC 14496-12, tkhd). OpenCV's FFmpeg backend turns the frames back by default
+    (CAP_PROP_ORIENTATION_AUTO); this keeps it so for ``video``: the annotated video has the
+    upright shape and the face's box is where the upright frame has it."""
+    import struct
+
+    from fer_ensemble.runtime.detection import iou
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    upright = cv2.resize(cv2.imread(str(PHOTO)), (320, 376))
+    stored = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    clip = tmp_path / "portrait.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, stored.shape[1::-1])
+    for _ in range(5):
+        writer.write(stored)
+    writer.release()
+    data = bytearray(clip.read_bytes())
+    matrix = data.index(b"tkhd") + 4 + 4 + 20 + 8 + 8  # version 0: after the flags, times, ids and layers
+    assert struct.unpack(">9i", data[matrix:matrix + 36]) == (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)  # turn right
+    clip.write_bytes(bytes(data))
+
+    run_cli("video", str(clip), "--out", str(tmp_path / "out"))
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "annotated.mp4"))
+    assert capture.read()[1].shape == upright.shape
+    (expected,) = EmotionRecognizer().predict(upright)
+    first = json.loads((tmp_path / "out" / "timeline.jsonl").read_text().splitlines()[0])
+    (face,) = first["faces"]
+    assert iou(tuple(face["box"]), expected.box) > 0.8, (face["box"], expected.box)
+
+
 def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:
     """Issue 22, items 6, 9, 15: Excel's "CSV UTF-8" (a byte-order mark) is read; a binary file, a
     header without rows, a folder and a missing groups file each get one line naming what is wrong."""

@@ -164,10 +164,11 @@ def layout_faces(faces: list[Face], rows: int, width: int, height: int, bars: bo
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], bars: bool = True) -> np.ndarray:
-    """A BGR uint8 copy of ``image`` ((H, W, 3) BGR or (H, W) gray uint8) with each face's box
-    (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and where they
-    fit, one bar per class of ``classes`` (the order of the bars)."""
-    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    """A BGR uint8 copy of ``image`` ((H, W, 3) BGR, (H, W, 4) BGRA or (H, W) gray uint8) with each
+    face's box (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and
+    where they fit, one bar per class of ``classes`` (the order of the bars)."""
+    canvas = (cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2
+              else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image.copy())
     height, width = canvas.shape[:2]
     style = _Style.for_image(width)
     layouts = layout_faces(faces, len(classes), width, height, bars)

@@ -331,10 +331,11 @@ class EmotionRecognizer:
             yield frame, self.track(frame)
 
     def annotate(self, image: np.ndarray, faces: list[Face], bars: bool = True) -> np.ndarray:
-        """A BGR uint8 copy of ``image`` ((H, W, 3) BGR or (H, W) gray uint8) with each face's box
-        (``Face.box``, pixels of ``image``), label and, with ``bars``, per-emotion bars drawn
+        """A BGR uint8 copy of ``image`` (what ``predict`` takes: a PIL image is stood up by its EXIF
+        orientation, as ``predict`` read it) with each face's box (``Face.box``, pixels of
+        ``image``), label and, with ``bars``, per-emotion bars drawn
         (``fer_ensemble.runtime.drawing.draw_faces``)."""
-        return draw_faces(image, faces, self.classes, bars=bars)
+        return draw_faces(check_image(image), faces, self.classes, bars=bars)
 
     def _track_face(self, track: Track, held: bool = False) -> Face:
         assert track.probabilities is not None  # a track is read in the frame it appears in
@@ -363,13 +364,12 @@ IMAGE_TAKES = "a BGR (H, W, 3), BGRA or gray (H, W) uint8 array, as cv2.imread r
 def check_image(image: object) -> np.ndarray:
     """``image`` as a uint8 BGR, BGRA or gray array. What has one obvious meaning is converted: a
     single channel (H, W, 1) is squeezed, uint16 is scaled by 1/257, floats in [0, 1] by 255, a PIL
-    image is taken as RGB (or gray). Otherwise TypeError / ValueError saying what was given."""
+    image is taken as RGB (or gray) and stood up as its EXIF orientation says, as ``cv2.imread``
+    reads the same file. Otherwise TypeError / ValueError saying what was given."""
     if image is None:
         raise TypeError("image is None: did cv2.imread fail to read the file?")
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image, without importing PIL
-        gray = image.mode in ("L", "I;16", "I", "F", "1")
-        array = np.asarray(image.convert("L" if gray else "RGB"))
-        return array if gray else np.ascontiguousarray(array[..., ::-1])
+        return _from_pil(image)
     if isinstance(image, (str, Path)):
         raise TypeError(f"predict takes {IMAGE_TAKES}, not a path: read it with cv2.imread({str(image)!r})")
     if not isinstance(image, np.ndarray):
@@ -388,3 +388,20 @@ def check_image(image: object) -> np.ndarray:
     if image.dtype != np.uint8:
         raise ValueError(f"predict takes {IMAGE_TAKES}; got dtype {image.dtype}")
     return image
+
+
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag that says how a camera held sideways or upside down stored the photo (EXIF 2.32,
+section 4.6.4; 1: stored upright). Phones write 6 or 8 for portrait photos."""
+
+
+def _from_pil(image) -> np.ndarray:
+    """A PIL image as the (H, W) gray or (H, W, 3) BGR uint8 array ``cv2.imread`` gives for its
+    file: turned as its EXIF orientation says, so that boxes are in the photo as it is shown."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        from PIL import ImageOps  # the caller has Pillow: it gave a PIL image
+
+        image = ImageOps.exif_transpose(image)
+    gray = image.mode in ("L", "I;16", "I", "F", "1")
+    array = np.asarray(image.convert("L" if gray else "RGB"))
+    return array if gray else np.ascontiguousarray(array[..., ::-1])
