@@ -107,8 +107,7 @@ def test_predict_matches_the_cli(server) -> None:
     served = response.json()
     assert (served["width"], served["height"]) == (512, 600)
     cli = json.loads(run_cli("predict", str(photo), "--json", "--ensemble", str(server["ensemble"])).stdout)
-    assert [f["box"] for f in served["faces"]] == [f["box"] for f in cli["faces"]]
-    assert [f["label"] for f in served["faces"]] == [f["label"] for f in cli["faces"]]
+    assert served["faces"] == cli["faces"]  # every field, relative and held included
 
 
 def test_a_request_chooses_its_class_prior(app) -> None:
@@ -167,7 +166,13 @@ def test_bad_uploads_get_4xx_with_a_reason(app) -> None:
     assert post(app, b"", "empty.jpg").status_code == 415
     truncated = (SAMPLES / "astronaut.png").read_bytes()[:5000]
     assert post(app, truncated, "cut.png").status_code == 415  # libpng: "input buffer is incomplete"
-    assert app.post("/v1/predict").status_code == 422  # no file at all
+    for wrong in ({}, {"data": {"file": "abc"}}):  # no file at all, a form field instead of a file
+        response = app.post("/v1/predict", **wrong)
+        assert response.status_code == 422 and response.json() == {
+            "detail": "send the image as the multipart/form-data field 'file' (curl -F file=@photo.jpg)"}
+    photo = (SAMPLES / "grace_hopper.jpg").read_bytes()
+    two = app.post("/v1/predict", files=[("file", ("a.jpg", photo)), ("file", ("b.jpg", photo))])
+    assert two.status_code == 422 and two.json() == {"detail": "one image per request; 2 'file' parts were sent"}
     assert post(app, truncated, headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
@@ -216,12 +221,36 @@ def test_websocket_answers_the_newest_frame_and_caps_the_rate(server) -> None:
     assert results[-1]["frame"] == 20 and results[-1]["dropped"] >= 17
     assert results[-1]["faces"][0]["track_id"] is not None
 
-    async def without_token() -> None:
-        async with websockets.connect(f"ws://127.0.0.1:{server['port']}/v1/stream") as ws:
-            await ws.recv()
 
-    with pytest.raises(Exception, match="403|1008"):
-        asyncio.run(without_token())
+
+def test_a_refused_stream_says_why(server) -> None:
+    """A refused WebSocket is accepted and closed with 1008 and its reason (closed before accepting,
+    clients saw a bare HTTP 403 whatever was wrong); a browser page of another site is refused
+    (browsers apply no CORS to WebSockets), the server's own page and programs without an Origin
+    are not."""
+    import websockets
+
+    async def close_of(query: str, **options) -> tuple[int, str]:
+        async with websockets.connect(f"ws://127.0.0.1:{server['port']}/v1/stream{query}", **options) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+        return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    for query, options, reason in (
+            ("", {}, "missing or wrong token (?token=, or the page's token field)"),
+            (f"?token={TOKEN}&prior=banana", {}, "prior"),
+            (f"?token={TOKEN}&auto_resting_face=maybe", {}, "auto_resting_face: "),
+            (f"?token={TOKEN}", {"origin": "http://evil.example"},
+             "a page from http://evil.example may not open this stream (serve --cors-origin)")):
+        code, said = asyncio.run(close_of(query, **options))
+        assert code == 1008 and reason in said, (query, said)
+
+    async def answered(origin: str) -> dict:
+        async with websockets.connect(f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}", origin=origin) as ws:
+            await ws.send((SAMPLES / "grace_hopper.jpg").read_bytes())
+            return json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+    assert "faces" in asyncio.run(answered(f"http://127.0.0.1:{server['port']}"))  # the server's own page
 
 
 def test_openapi_fuzzing_finds_no_server_error(server) -> None:
@@ -601,6 +630,9 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
     assert result.stderr.strip().splitlines() == [
         f"fer-ensemble serve: cannot listen on 127.0.0.1:{port} (Address already in use): another server may "
         "be using it; choose another --port (or --host)"]
+    result = run_cli("serve", "--host", "256.1.1.1", check=False, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--host must be an address of this machine" in result.stderr
 
 
 def test_a_huge_image_is_refused_with_its_own_size() -> None:

@@ -69,7 +69,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="requests waiting for a worker; beyond them 503 with Retry-After (default %(default)s)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
     parser.add_argument("--max-fps", type=bounded(float, 0.0), default=15.0,
-                        help="frames per second per WebSocket (0: no cap)")
+                        help="frames per second per WebSocket (0: no cap; default %(default)s)")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     parser.add_argument("--prior", type=prior_argument, default=None,
                         help=PRIOR_HELP + "; requests may override it with ?prior=")
@@ -89,6 +89,9 @@ def check_address(host: str, port: int) -> None:
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             probe.bind(infos[0][4])
+    except socket.gaierror as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error}): --host must be an "
+                        "address of this machine (127.0.0.1, 0.0.0.0, ...) or a name that resolves to one") from None
     except OSError as error:
         raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error}): another server may "
                         "be using it; choose another --port (or --host)") from None
@@ -102,8 +105,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app, keep_uploads_in_memory
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
-        warn(f"warning: serving on {args.host} without a token; anyone who can reach it can use it")
     settings = ServerSettings(ensemble=args.ensemble, token=token,
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
@@ -115,6 +116,8 @@ def run_serve(args: argparse.Namespace) -> int:
     else:  # checked without loading the models: this process only supervises the workers
         check_ensemble_file(settings.ensemble or SHIPPED_ENSEMBLE)
     check_address(args.host, args.port)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        warn(f"warning: serving on {args.host} without a token; anyone who can reach it can use it")
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     warn(f"fer-ensemble serve: {url} (page), {url}docs (API), "

@@ -10,13 +10,15 @@ token guards every endpoint that touches the models (``/healthz``, ``/v1/...``),
 ``Authorization`` header; only the WebSocket, whose browser API cannot set headers, may take it as
 ``?token=`` (``serve`` keeps it out of the logs). The page, ``/docs`` and ``/openapi.json`` hold
 no data and load without it: the page has a token field, ``/docs`` its Authorize button. CORS
-stays closed unless origins are given. Each WebSocket processes at most ``max_fps`` frames a second and always
+stays closed unless origins are given, and a browser page of another site may not open the
+WebSocket (``check_origin``). Each WebSocket processes at most ``max_fps`` frames a second and always
 the newest one, dropping frames that arrive while it is busy; a text message that is not JSON or
-an oversized message closes it with 1003 / 1009 and a reason.
+an oversized message closes it with 1003 / 1009 and a reason, a refused one is closed with 1008 and
+its reason. Every HTTP error is ``{"detail": "one sentence"}``.
 
 WebSocket ``/v1/stream`` protocol: the client sends image frames (JPEG...) as binary messages and
 gets one JSON text answer per processed frame, ``{"frame": n, "width", "height", "faces": [...],
-"dropped", "ms"}`` (each face with ``track_id`` and ``relative``), or ``{"frame": n, "error": ...}``.
+"dropped", "ms"}`` (each face with ``track_id``, ``relative`` and ``held``), or ``{"frame": n, "error": ...}``.
 A JSON text message is a control message: ``{"resting_face": "take", "track_id": 3}`` takes what
 face 3 shows now as that person's resting face, ``{"resting_face": "clear", "track_id": 3}``
 clears it; without ``track_id``, every face in view. It is applied between frames, so the next
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -58,14 +61,16 @@ from fastapi import (
     WebSocketDisconnect,
     WebSocketException,
 )
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
 from fer_ensemble.runtime.detectors import create_detector, live_settings
@@ -102,6 +107,13 @@ class FaceOut(BaseModel):
     score: float
     probabilities: dict[str, float]
     track_id: int | None = None
+    relative: bool = Field(False, description="read against a resting face (a stream's face after 'take')")
+    held: bool = Field(False, description="a tracked face the detector missed in this frame, shown "
+                                          "with its last box and answer (streams only)")
+
+
+class Error(BaseModel):
+    detail: str = Field(description="what is wrong, in one sentence")
 
 
 class PredictOut(BaseModel):
@@ -365,7 +377,7 @@ def check_token(connection: HTTPConnection, state: State) -> None:
     if hmac.compare_digest(given.encode(), token.encode()):
         return
     if websocket:
-        raise WebSocketException(code=1008, reason="missing or wrong token")
+        raise WebSocketException(code=1008, reason="missing or wrong token (?token=, or the page's token field)")
     raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                         headers={"WWW-Authenticate": "Bearer"})
 
@@ -391,15 +403,21 @@ def model(state: State) -> dict:
 
 
 @api.post("/v1/predict", response_model=PredictOut,
-          responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
-                     503: {"description": "every worker busy: retry after Retry-After seconds"}})
+          responses={413: {"model": Error, "description": "upload or image too large"},
+                     415: {"model": Error, "description": "not an image"},
+                     422: {"model": Error, "description": "no 'file' part, more than one, or a malformed ?prior="},
+                     503: {"model": Error, "description": "every worker busy: retry after Retry-After seconds"}})
 async def predict(
     state: State,
+    request: Request,
     file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
     prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
 ) -> PredictOut:
     settings = state.settings
     strength = prior_strength(state.ensemble, prior, settings.prior_strength)
+    parts = len((await request.form()).getlist("file"))  # the form FastAPI parsed, not read again
+    if parts > 1:
+        raise HTTPException(status_code=422, detail=f"one image per request; {parts} 'file' parts were sent")
     data = await file.read()
 
     def work() -> PredictOut:
@@ -430,7 +448,9 @@ async def stream(websocket: WebSocket, state: State,
     connection open. Non-JSON text closes with 1003, a message above the upload limit with
     1009; ``?prior=`` as in ``/v1/predict``; ``?auto_resting_face=true``: each face takes its
     resting face from its calm frames (``EmotionRecognizer(auto_resting_face=True)``);
-    ``?token=`` when the server has one."""
+    ``?token=`` when the server has one. A refused stream (token, origin, query) is accepted and
+    closed at once with 1008 and the reason (``refuse_websocket``)."""
+    check_origin(websocket, state.settings.cors_origins)
     try:
         strength = prior_strength(state.ensemble, prior, state.settings.prior_strength)
     except HTTPException as error:
@@ -438,6 +458,51 @@ async def stream(websocket: WebSocket, state: State,
     await websocket.accept()
     recognizer = state.recognizers.live(strength, auto_resting_face)
     await FrameStream(websocket, recognizer, state.settings, state.pool).run()
+
+
+def check_origin(websocket: WebSocket, allowed: list[str]) -> None:
+    """Browsers apply no CORS to WebSockets, so any site's page could open the stream of a server
+    on this machine (cross-site WebSocket hijacking): a browser's ``Origin`` must be this server's
+    own (its host and port) or one of ``allowed`` (``serve --cors-origin``). Programs that send no
+    ``Origin`` are not browsers and pass. WebSocketException 1008 otherwise."""
+    origin = websocket.headers.get("origin")
+    if origin is None or origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host"):
+        return
+    raise WebSocketException(code=1008, reason=f"a page from {origin} may not open this stream (serve --cors-origin)")
+
+
+CLOSE_REASON_BYTES = 123
+"""The longest reason a WebSocket close frame carries (RFC 6455, section 5.5: a control frame's
+payload is at most 125 bytes, two of them the close code)."""
+
+
+def validation_message(errors: list[dict]) -> str:
+    """FastAPI's list of parameter errors as one sentence (``name: message; ...``); a missing or
+    malformed upload says how to send one."""
+    if any(error["loc"][-1] == "file" for error in errors):
+        return "send the image as the multipart/form-data field 'file' (curl -F file=@photo.jpg)"
+    return "; ".join(f"{error['loc'][-1]}: {error['msg']}" for error in errors)
+
+
+async def one_line_validation_error(request: Request, error: Exception) -> JSONResponse:
+    """422 with ``{"detail": "one sentence"}``, the shape of every other error of the API, instead of
+    FastAPI's list of error objects."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": validation_message(list(error.errors()))})
+
+
+async def refuse_websocket(websocket: WebSocket, error: Exception) -> None:
+    """Accept, then close with the code (1008) and the reason: a WebSocket closed before it is
+    accepted reaches clients as a bare HTTP 403, so a wrong token, a page of another site and a bad
+    ``?prior=`` could not be told apart (the page shows the reason)."""
+    if isinstance(error, WebSocketRequestValidationError):
+        code, reason = 1008, validation_message(list(error.errors()))
+    else:
+        assert isinstance(error, WebSocketException)
+        code, reason = error.code, error.reason
+    if websocket.client_state == WebSocketState.CONNECTING:
+        await websocket.accept()
+    await websocket.close(code=code, reason=reason.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore"))
 
 
 @pages.get("/openapi.json", include_in_schema=False)
@@ -486,6 +551,9 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes)
+    app.add_exception_handler(RequestValidationError, one_line_validation_error)
+    app.add_exception_handler(WebSocketRequestValidationError, refuse_websocket)
+    app.add_exception_handler(WebSocketException, refuse_websocket)
     app.include_router(pages)
     app.mount("/docs-assets", StaticFiles(directory=str(SWAGGER_ASSETS)), name="docs-assets")
     app.include_router(api)
