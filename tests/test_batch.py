@@ -231,8 +231,31 @@ def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Pa
     first = {t: next(i for i, (r, s) in enumerate(x for x in zip(plain, auto) if x[0]["track_id"] == t)
                      if r["neutral"] != s["neutral"]) for t in changed}
     assert set(first.values()) == {CALM_FRAMES - 1}  # from the fifth frame of each such track
+    relative = [(r["track_id"], i) for i, r in enumerate(auto) if r["relative"]]  # the rows say which
+    assert {t for t, _ in relative} == changed and not any(r["relative"] for r in plain)
+    assert all(auto[i]["neutral"] != plain[i]["neutral"] for _, i in relative)
     refused = batch(str(SAMPLES / "faces.mp4"), "--out", str(tmp_path / "o"), "--engine", "local",
                     "--no-track", "--auto-resting-face", check=False)
     assert refused.returncode == 2 and refused.stderr.strip().endswith("--auto-resting-face needs tracks: leave "
                                                                         "out --no-track")
     assert not (tmp_path / "o").exists()  # refused before any folder is made
+
+
+def test_batch_takes_a_calibration_as_every_app_does(tmp_path: Path) -> None:
+    """--calibration posed: a worker's rows answer as EmotionRecognizer(calibration="posed"); a
+    calibration that does not exist is one line and exit 2, before any folder is made."""
+    import cv2
+
+    from fer_ensemble.batch.plan import Task
+    from fer_ensemble.batch.work import BatchSettings, Worker
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    photo = SAMPLES / "grace_hopper.jpg"
+    (expected,) = EmotionRecognizer(calibration="posed").predict(cv2.imread(str(photo)))
+    (row,) = Worker(BatchSettings(threads=1, calibration="posed")).run(Task(str(photo), "image").to_dict()).rows
+    assert [row[e] for e in EMOTIONS] == pytest.approx([expected.probabilities[e] for e in EMOTIONS], abs=1e-6)
+    assert row["neutral"] != pytest.approx(EmotionRecognizer().predict(cv2.imread(str(photo)))[0].probabilities["neutral"])
+    refused = batch(str(photo), "--out", str(tmp_path / "o"), "--engine", "local", "--calibration", "nosuch", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "fer-ensemble batch: no calibration 'nosuch': give none, posed or a file that adapt wrote"], refused.stderr
+    assert not (tmp_path / "o").exists()

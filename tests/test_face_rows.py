@@ -31,11 +31,13 @@ def test_a_row_has_the_columns_the_parquet_schema_has() -> None:
     row = FaceRow.of("clip.mp4", 3, 0.12, 1, face("happiness", 0.7, 2)).to_dict()
     assert list(row) == ROW_COLUMNS and ROW_COLUMNS[4:8] == FACE_COLUMNS[:4]
     assert (row["x"], row["y"], row["w"], row["h"], row["track_id"], row["happiness"]) == (10, 20, 30, 30, 2, 0.7)
+    assert row["relative"] is False
     failed = work.failure("bad.jpg", "not a readable image").rows[0]
     assert list(failed) == ROW_COLUMNS and failed["error"] == "not a readable image"
     assert all(failed[c] is None for c in ROW_COLUMNS if c not in ("source", "error"))
     need("pyarrow")
     assert output.schema().names == ROW_COLUMNS and str(output.schema().field("track_id").type) == "int64"
+    assert str(output.schema().field("relative").type) == "bool"
 
 
 def test_csv_cells() -> None:

@@ -682,3 +682,24 @@ def test_two_apps_in_one_process_keep_their_own_settings(tiny_ensemble: Path) ->
         assert [m["name"] for m in b.get("/v1/model").json()["members"]] == ["small", "large"]
         assert "securitySchemes" in a.get("/openapi.json").json().get("components", {})
         assert "securitySchemes" not in b.get("/openapi.json").json().get("components", {})
+
+
+def test_serve_takes_a_calibration_as_every_app_does() -> None:
+    """serve --calibration posed: /v1/predict answers as predict --calibration posed, /v1/model
+    names the calibration; a calibration that does not exist is one line and exit 2."""
+    from fastapi.testclient import TestClient
+
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    photo = SAMPLES / "grace_hopper.jpg"
+    (expected,) = EmotionRecognizer(calibration="posed").predict(cv2.imread(str(photo)))
+    (plain,) = EmotionRecognizer().predict(cv2.imread(str(photo)))
+    assert expected.probabilities != plain.probabilities
+    with TestClient(create_app(ServerSettings(calibration="posed"))) as client:
+        (served,) = post(client, photo.read_bytes()).json()["faces"]
+        assert client.get("/v1/model").json()["calibration"] is not None
+    assert served["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    result = run_cli("serve", "--calibration", "nosuch", check=False, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "fer-ensemble serve: no calibration 'nosuch': give none, posed or a file that adapt wrote"], result.stderr

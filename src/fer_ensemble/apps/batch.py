@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
+    add_calibration_argument,
     add_detector_arguments,
     add_exit_arguments,
     bounded,
@@ -50,6 +51,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_calibration_argument(parser)
     add_detector_arguments(parser, still=True)  # photos; videos use the detector's live preset, as `video` does
     add_exit_arguments(parser)
     return parser
@@ -62,7 +64,7 @@ def batch_settings(args: argparse.Namespace):
     if args.auto_resting_face and args.no_track:
         raise UserError("--auto-resting-face needs tracks: leave out --no-track")
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
-                         auto_resting_face=args.auto_resting_face,
+                         auto_resting_face=args.auto_resting_face, calibration=args.calibration,
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 
@@ -70,12 +72,14 @@ def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.batch.engines import run_local, run_ray
     from fer_ensemble.batch.output import BatchOutput
     from fer_ensemble.batch.plan import batch_inputs, plan_tasks
-    from fer_ensemble.runtime.ensemble import check_ensemble_file
+    from fer_ensemble.runtime.ensemble import check_ensemble_file, load_calibration
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
 
     settings = batch_settings(args)  # its usage errors before any input is scanned or folder made
     check_output_folder(args.out)
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
+    if args.calibration is not None:
+        load_calibration(args.calibration)  # the same
     import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":
         if not args.verbose:  # a process setting, so here, before Ray loads: Ray Data's plans and timings

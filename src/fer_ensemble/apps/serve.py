@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
+    add_calibration_argument,
     add_detector_arguments,
     bounded,
     detector_settings,
@@ -77,6 +78,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--workers", type=bounded(int, 1), default=1,
                         help="server processes (uvicorn's), each with its own copy of the models; "
                              "default %(default)s")
+    add_calibration_argument(parser)
     add_detector_arguments(parser, still=True)  # the photos of /v1/predict; WebSockets use the live preset
     return parser
 
@@ -100,7 +102,7 @@ def check_address(host: str, port: int) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # the server extra; a missing one is named by the command line
 
-    from fer_ensemble.runtime.ensemble import check_ensemble_file
+    from fer_ensemble.runtime.ensemble import check_ensemble_file, load_calibration
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
     from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app, keep_uploads_in_memory
 
@@ -109,12 +111,15 @@ def run_serve(args: argparse.Namespace) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior_strength=args.prior, max_pixels=int(args.max_megapixels * 1e6),
-                              concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args))
+                              concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args),
+                              calibration=args.calibration)
     if args.workers == 1:
         keep_uploads_in_memory(settings.max_upload_bytes)
         app = create_app(settings)  # a broken ensemble file is one line here
     else:  # checked without loading the models: this process only supervises the workers
         check_ensemble_file(settings.ensemble or SHIPPED_ENSEMBLE)
+        if settings.calibration is not None:
+            load_calibration(settings.calibration)
     check_address(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         warn(f"warning: serving on {args.host} without a token; anyone who can reach it can use it")

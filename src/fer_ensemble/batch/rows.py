@@ -15,12 +15,12 @@ FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS]
 """The per-face columns of every table: the box (pixels), the winning emotion, its score and every
 emotion's probability."""
 
-ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "label", "score",
-               *EMOTIONS, "error"]
+ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "relative", "label",
+               "score", *EMOTIONS, "error"]
 """A ``FaceRow.to_dict()``'s keys, in the batch Parquet files' column order."""
 
 COLUMN_TYPES = {"source": "string", "frame": "int64", "time_s": "float64", "face": "int64", "x": "int64",
-                "y": "int64", "w": "int64", "h": "int64", "track_id": "int64", "label": "string",
+                "y": "int64", "w": "int64", "h": "int64", "track_id": "int64", "relative": "bool_", "label": "string",
                 "score": "float64", **dict.fromkeys(EMOTIONS, "float64"), "error": "string"}
 """Each column's Arrow type name (``pyarrow``'s function of that name makes it)."""
 
@@ -30,8 +30,9 @@ class FaceRow:
     """One face in one frame of ``source`` (a path or URI), or a source that failed (``error`` set,
     the face's fields None). ``frame``: the frame index from 0 (0 for a photo); ``time_s``: the
     frame's own time in seconds (None for a photo); ``face``: its index in the frame, left to right;
-    ``box``: (x, y, w, h) in image pixels; ``track_id``: None without tracking; ``probabilities``:
-    emotion -> probability (summing to 1)."""
+    ``box``: (x, y, w, h) in image pixels; ``track_id``: None without tracking; ``relative``: read
+    against the track's resting face (``--auto-resting-face``); ``probabilities``: emotion ->
+    probability (summing to 1)."""
 
     source: str
     frame: int | None = None
@@ -39,6 +40,7 @@ class FaceRow:
     face: int | None = None
     box: tuple[int, int, int, int] | None = None
     track_id: int | None = None
+    relative: bool | None = None
     label: str | None = None
     score: float | None = None
     probabilities: dict[str, float] | None = None
@@ -47,8 +49,8 @@ class FaceRow:
     @classmethod
     def of(cls, source: str, frame: int, time_s: float | None, index: int, face) -> FaceRow:
         """The row of a recognised ``face`` (a ``fer_ensemble.runtime.face.Face``)."""
-        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.label, face.score,
-                   dict(face.probabilities))
+        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.relative, face.label,
+                   face.score, dict(face.probabilities))
 
     @classmethod
     def failure(cls, source: str, message: str) -> FaceRow:
@@ -61,7 +63,7 @@ class FaceRow:
         box = self.box if self.box is not None else (None,) * 4
         probabilities = self.probabilities or {}
         return {"source": self.source, "frame": self.frame, "time_s": self.time_s, "face": self.face,
-                **dict(zip("xywh", box)), "track_id": self.track_id, "label": self.label, "score": self.score,
+                **dict(zip("xywh", box)), "track_id": self.track_id, "relative": self.relative, "label": self.label, "score": self.score,
                 **{e: probabilities.get(e) for e in EMOTIONS}, "error": self.error}
 
 
@@ -135,6 +137,6 @@ def summarize_tracks(rows: Iterable[FaceRow | dict], classes: Sequence[str] = EM
 def timeline_rows(timeline: Iterable[dict], source: str = "") -> list[FaceRow]:
     """The ``FaceRow``s of the video command's timeline (``timeline.jsonl``'s records: ``frame``,
     ``time`` in seconds and ``faces``, each a ``Face.to_dict()``), for ``summarize_tracks``."""
-    return [FaceRow(source, record["frame"], record["time"], i, tuple(f["box"]), f["track_id"], f["label"],
-                    f["score"], f["probabilities"])
+    return [FaceRow(source, record["frame"], record["time"], i, tuple(f["box"]), f["track_id"], f["relative"],
+                    f["label"], f["score"], f["probabilities"])
             for record in timeline for i, f in enumerate(record["faces"])]

@@ -27,6 +27,7 @@ class BatchSettings:
     track: bool = True
     ema_weight: float = EMA_WEIGHT  # videos with tracking, as `fer-ensemble video`
     auto_resting_face: bool = False  # videos with tracking: each track's resting face from its calm frames
+    calibration: str | None = None  # none, a preset (posed) or a file adapt wrote; None: the ensemble file's own
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
@@ -75,8 +76,8 @@ class Worker:
         ensemble = load_ensemble(settings.ensemble, settings.threads)
         self.settings = settings
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
-                                        ema_weight=1.0,
-                                        prior_strength=settings.prior_strength)
+                                        ema_weight=1.0, prior_strength=settings.prior_strength,
+                                        calibration=settings.calibration)  # set on the ensemble both share
         ema_weight = settings.ema_weight if settings.track else 1.0
         self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
                                         ema_weight=ema_weight,

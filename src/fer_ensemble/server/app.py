@@ -74,7 +74,7 @@ from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
 from fer_ensemble.runtime.detectors import create_detector, live_settings
-from fer_ensemble.runtime.ensemble import Ensemble
+from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
@@ -95,6 +95,7 @@ class ServerSettings:
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
     queue: int = 8  # requests waiting for a worker before 503
     detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: DEFAULT_DETECTOR, stills preset)
+    calibration: str | None = None  # none, a preset (posed) or a file adapt wrote; None: the ensemble file's own
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -395,10 +396,12 @@ async def healthz() -> Health:
 
 @api.get("/v1/model")
 def model(state: State) -> dict:
-    """The ensemble file and every member's model card."""
+    """The ensemble file, every member's model card and the calibration in use (null: none)."""
+    calibration = state.ensemble.calibration
     return {
         "ensemble": state.ensemble.config,
         "members": [m.classifier.card for m in state.ensemble.members],
+        "calibration": calibration.to_dict() if calibration is not None else None,
     }
 
 
@@ -532,15 +535,17 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     WebSocket ``/v1/stream`` and offline API docs (``/docs``, ``/openapi.json``), as the module's
     docstring describes.
 
-    ``settings``: the server's limits, token, CORS origins, prior and detector (default:
-    ``ServerSettings()``). ``ensemble``: the loaded ensemble to serve (None: loaded from
+    ``settings``: the server's limits, token, CORS origins, prior, calibration and detector
+    (default: ``ServerSettings()``). ``ensemble``: the loaded ensemble to serve (None: loaded from
     ``settings.ensemble``, the shipped one by default, with ``settings.threads``).
     Returns the FastAPI app, its shared state in ``app.state.server`` (``ServerState``); serve
-    it with any ASGI server. Raises UserError (exit 2 in ``serve``) for an ensemble file or a
-    member that cannot be loaded. It changes no process-wide setting: ``serve`` does that
+    it with any ASGI server. Raises UserError (exit 2 in ``serve``) for an ensemble file, a
+    member or a calibration that cannot be loaded. It changes no process-wide setting: ``serve`` does that
     (``keep_uploads_in_memory``)."""
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
+    if settings.calibration is not None:
+        ensemble.calibration = load_calibration(settings.calibration)
     app = FastAPI(title="fer-ensemble", version=__version__,
                   description="Facial expression recognition (FER+ emotions) with a ResNet50 + "
                               "MobileNetV2 ensemble.",
