@@ -77,6 +77,8 @@ def run_python_example(page: Path, tmp_path: Path) -> dict:
     """The page's "## Python API" block, run as written on the bundled photo and clip."""
     block = re.search(r"## Python API\n\n```python\n(.*?)```", page.read_text(), re.S).group(1)
     code = (block.replace('"group.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
+                 .replace('"portrait.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
+                 .replace('"portrait-at-rest.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
                  .replace('"clip.mp4"', repr(str(SAMPLES / "faces.mp4")))
                  .replace('"annotated.jpg"', repr(str(tmp_path / "annotated.jpg")))
                  .replace("    ...", "    seen.append(len(faces))"))
