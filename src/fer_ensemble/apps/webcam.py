@@ -1,11 +1,12 @@
 """``fer-ensemble webcam``: live recognition in an OpenCV window (or headless with --no-window).
 
 Three stages overlap: capture runs in its own thread and keeps only the newest frame, so a slow
-frame is dropped instead of queued; the Haar detector runs in another thread on the newest frame
-it can get (the second core); the main thread classifies every frame with the latest boxes
-(tracked, smoothed) and draws. Keys: q / Esc quit, s snapshot, m toggle smoothing, r take each
-face on screen now as that person's resting face (its label then reads "vs rest"), c clear them,
-a toggle the automatic resting face (each face's own calm frames).
+frame is dropped instead of queued; the recognizer's face detector (BlazeFace by default,
+``--detector`` chooses) runs in another thread on the newest frame it can get (the second core);
+the main thread classifies every frame with the latest boxes (tracked, smoothed) and draws. Keys:
+q / Esc quit, s snapshot, m toggle smoothing, r take each face on screen now as that person's
+resting face (its label then reads "vs rest"), c clear them, a toggle the automatic resting face
+(each face's own calm frames).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     one per core); and, unless ``threads`` is 1, no spinning of idle threads: the members and the
     detector run one after another, and threads left spinning after one model's run take the cores
     from the next (measured on 2 cores, ensemble at batch 1: 8.2 ms per face with spinning, about
-    4 ms without; benchmarks/peers, as in docs/comparison.md)."""
+    4 ms without; benchmarks/peers, as in docs/speed.md, "Webcam pipeline")."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
