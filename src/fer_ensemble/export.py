@@ -262,8 +262,9 @@ def model_card(trained: TrainedModel, files: dict[str, str], train_size: int,
         },
         "dataset": {
             "name": "FER+",
-            "protocol": "Microsoft FER+ majority: single votes dropped, label = emotion with more "
-                        "than half of the remaining votes, unknown/not-a-face left out",
+            "protocol": "valid and test: Microsoft FER+ majority: single votes dropped, label = emotion "
+                        "with more than half of the remaining votes, unknown/not-a-face left out; train: "
+                        "the images the training's label_mode keeps",
             "split_sizes": {"train": train_size, **{k: len(v) for k, v in splits.items()}},
         },
         "metrics": {},
