@@ -24,7 +24,7 @@ main() {
     cd "$(dirname "$0")/.."
     ensure_chromium
     python3 -m venv .venv-test
-    .venv-test/bin/pip install -q -e ".[train,server,batch,adapt,dev,docs]"
+    .venv-test/bin/pip install -q -e ".[train,server,batch,adapt,heic,dev,docs]"
     .venv-test/bin/python -m pytest "$@"
 }
 

@@ -179,3 +179,16 @@ def turned_portrait(angle: float) -> np.ndarray:
     height, width = portrait.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
     return cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def heic_photo(path: Path, quality: int = 90) -> bytes:
+    """The bundled Grace Hopper portrait saved as an iPhone saves photos, HEIC (pillow-heif's
+    encoder); returns the file's bytes."""
+    import cv2
+
+    from fer_ensemble.media import SAMPLES
+
+    pillow_heif = need("pillow_heif")
+    rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    pillow_heif.from_bytes("RGB", rgb.shape[1::-1], rgb.tobytes()).save(path, quality=quality)
+    return path.read_bytes()

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, run_cli
+from conftest import NO_FACE, REPO, heic_photo, run_cli
 
-from fer_ensemble.errors import ExitCode
+from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media import SAMPLES
 
 PHOTO = SAMPLES / "grace_hopper.jpg"
@@ -58,7 +58,7 @@ def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensembl
         cv2.imwrite(str(tmp_path / "x.jpg"), cv2.imread(str(PHOTO)))
         shutil.copy(tmp_path / "x.jpg", folder / name)
     (folder / "notes.txt").write_text("not an image")
-    (folder / "phone.heic").write_bytes(b"\0" * 64)
+    (folder / "layers.psd").write_bytes(b"\0" * 64)
     out = tmp_path / "out"
     files = [str(folder / n) for n in ("a.jfif", "a.jpg", "noext", "b.png")]
     result = run_cli("predict", *files, "--out", str(out), "--ensemble", str(tiny_ensemble), "--json")
@@ -71,7 +71,7 @@ def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensembl
     scan = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble))
     assert "a.jfif: 1 face" in scan.stdout  # .jfif is a JPEG: scanned
     assert "a.jpg: 1 face" in scan.stdout and "skipped 3 file(s)" in scan.stderr
-    assert all(kind in scan.stderr for kind in (".heic 1", ".txt 1", "(no extension) 1"))
+    assert all(kind in scan.stderr for kind in (".psd 1", ".txt 1", "(no extension) 1"))
 
 
 def test_json_lists_every_input_once_failures_included(tiny_ensemble: Path, tmp_path: Path) -> None:
@@ -452,6 +452,28 @@ def test_a_phone_video_stored_sideways_is_read_as_it_is_shown(tmp_path: Path) ->
     first = json.loads((tmp_path / "out" / "timeline.jsonl").read_text().splitlines()[0])
     (face,) = first["faces"]
     assert iou(tuple(face["box"]), expected.box) > 0.8, (face["box"], expected.box)
+
+
+def test_an_iphone_heic_photo_is_read_with_the_heic_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV does not decode HEIC: a folder scan takes it (any case of .heic), predict reads it
+    through pillow-heif with the face where the JPEG has it and writes a .jpg copy; without the
+    extra, the photo is one line that says how to read it."""
+    from fer_ensemble.media import read_image
+    from fer_ensemble.runtime.detection import iou
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    heic_photo(folder / "IMG_0001.HEIC")
+    result = run_cli("predict", str(folder), "--json", "--out", str(tmp_path / "out"))
+    (record,) = [json.loads(line) for line in lines(result.stdout)]
+    (jpeg,) = json.loads(run_cli("predict", str(PHOTO), "--json").stdout)["faces"]
+    (face,) = record["faces"]
+    assert iou(tuple(face["box"]), tuple(jpeg["box"])) > 0.9 and face["label"] == jpeg["label"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["IMG_0001.HEIC.jpg"]
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if the heic extra were not installed
+    with pytest.raises(InputError, match=re.escape("IMG_0001.HEIC: a HEIC/HEIF photo (the format of iPhones), "
+                                                   "which OpenCV does not read: pip install 'fer-ensemble[heic]'")):
+        read_image(folder / "IMG_0001.HEIC")
 
 
 def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:

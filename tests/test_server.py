@@ -17,7 +17,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, need, run_cli
+from conftest import REPO, heic_photo, need, run_cli
 
 from fer_ensemble.media import SAMPLES
 
@@ -703,3 +703,19 @@ def test_serve_takes_a_calibration_as_every_app_does() -> None:
     result = run_cli("serve", "--calibration", "nosuch", check=False, timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "fer-ensemble serve: no calibration 'nosuch': give none, posed or a file that adapt wrote"], result.stderr
+
+
+def test_an_iphone_heic_upload_is_read(app, tmp_path: Path) -> None:
+    """HEIC (the heic extra) is decoded as JPEG is, its pixel count checked from its header first;
+    a damaged one is 415 with the reason."""
+    data = heic_photo(tmp_path / "IMG_0001.heic")
+    served = post(app, data, "IMG_0001.heic")
+    assert served.status_code == 200 and (served.json()["width"], served.json()["height"]) == (512, 600)
+    assert len(served.json()["faces"]) == 1
+    damaged = post(app, data[:2000], "cut.heic")
+    assert damaged.status_code == 415 and "not a readable HEIC/HEIF photo" in damaged.json()["detail"]
+    from fer_ensemble.server.app import ImageRejected, decode_image
+
+    with pytest.raises(ImageRejected) as refused:
+        decode_image(data, 100_000)
+    assert refused.value.status == 413 and refused.value.detail.startswith("image of 512x600 = 0.3 megapixels")

@@ -7,6 +7,7 @@ import atexit
 import ctypes
 import functools
 import glob
+import io
 import os
 import re
 import sys
@@ -21,9 +22,13 @@ import numpy as np
 
 from fer_ensemble.errors import InputError, OutputError, UserError
 
+HEIF_EXTENSIONS = {".heic", ".heif", ".hif"}
+"""HEIC / HEIF, the photo format of iPhones (and of many Android phones): OpenCV does not decode
+it, so it is read through pillow-heif (libheif), the ``heic`` extra (``decode_heif``)."""
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
-                    ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"}  # what this OpenCV build decodes
-"""File name endings read as images in folder and glob scans (what this OpenCV build decodes)."""
+                    ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"} | HEIF_EXTENSIONS
+"""File name endings read as images in folder and glob scans: what this OpenCV build decodes, and
+HEIC / HEIF (a photo of those says how to read it when the ``heic`` extra is missing)."""
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
 """File name endings read as videos in folder and glob scans."""
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -387,22 +392,68 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
     if size == 0:
         raise InputError(f"{path}: empty file")
     data = np.fromfile(str(path), dtype=np.uint8)
+    if is_heif(data):
+        try:
+            return decode_heif(data.tobytes(), gray)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"{path}: not a readable image (corrupt or not an image format)")
     return image
 
 
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+"""The major brands of HEIF files (ISO/IEC 23008-12, annex B; ``mif1``: any image file of the
+format). AVIF (brand ``avif``), which OpenCV decodes, is not among them."""
+
+
+def is_heif(data: bytes | np.ndarray) -> bool:
+    """Whether ``data`` starts as a HEIC / HEIF file: an ``ftyp`` box whose major brand is a HEIF one."""
+    return bytes(data[4:8]) == b"ftyp" and bytes(data[8:12]) in HEIF_BRANDS
+
+
+def open_heif(data: bytes):
+    """pillow-heif's ``HeifFile`` for ``data``: its ``size`` is read from the header, its pixels only
+    when asked for. InputError when the ``heic`` extra is missing or the file cannot be read."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise InputError("a HEIC/HEIF photo (the format of iPhones), which OpenCV does not read: "
+                         "pip install 'fer-ensemble[heic]', or save it as JPEG") from None
+    try:
+        return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+    except (ValueError, RuntimeError, OSError) as error:
+        raise InputError(f"not a readable HEIC/HEIF photo ({error})") from None
+
+
+def decode_heif(data: bytes, gray: bool = False) -> np.ndarray:
+    """A HEIC / HEIF photo as ``cv2.imdecode`` gives other formats: BGR (or, with ``gray``,
+    grayscale) uint8, as it is shown (libheif applies the file's rotation and mirroring). InputError
+    as ``open_heif``, or when its pixels cannot be decoded."""
+    heif = open_heif(data)
+    try:
+        pixels = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError) as error:
+        raise InputError(f"not a readable HEIC/HEIF photo ({error})") from None
+    if pixels.ndim == 2:
+        return pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    code = {(3, False): cv2.COLOR_RGB2BGR, (4, False): cv2.COLOR_RGBA2BGR,
+            (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY}[pixels.shape[2], gray]
+    return cv2.cvtColor(pixels, code)
+
+
 def writable_name(name: str) -> str:
     """``name``, or ``name`` with an extension OpenCV can encode added (``a.jfif`` -> ``a.jfif.jpg``,
-    ``a`` -> ``a.png``): the full name is kept, so ``a.jfif`` and ``a.jpg`` never claim one output."""
+    ``a.heic`` -> ``a.heic.jpg``, ``a`` -> ``a.png``): the full name is kept, so ``a.jfif`` and
+    ``a.jpg`` never claim one output."""
     try:
         if cv2.haveImageWriter(name):
             return name
     except cv2.error:  # a codec this build has but disables (e.g. OpenEXR)
         pass
     path = Path(name)
-    return name + (".jpg" if path.suffix.lower() == ".jfif" else ".png")
+    return name + (".jpg" if path.suffix.lower() in {".jfif", *HEIF_EXTENSIONS} else ".png")
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

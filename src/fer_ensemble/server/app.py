@@ -73,6 +73,8 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
+from fer_ensemble.errors import InputError
+from fer_ensemble.media import decode_heif, is_heif, open_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
@@ -204,16 +206,21 @@ NOT_AN_IMAGE = "the bytes are not a decodable image (JPEG, PNG, WebP, BMP, GIF, 
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """A BGR image, after checking its pixel count against ``max_pixels`` from the header."""
+    """A BGR image, after checking its pixel count against ``max_pixels`` from the header. HEIC /
+    HEIF (iPhones' photos) is read through ``media.decode_heif`` (the ``heic`` extra)."""
     if not data:
         raise ImageRejected(415, "empty upload: expected a JPEG, PNG or other image")
-    size = header_size(data)
-    if size is None or size[0] * size[1] > max_pixels:
-        declared = ("more than 179" if size is None else f"{size[0] * size[1] / 1e6:.1f}" if size[1] == 1
-                    else f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}")
-        raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
-                                 f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    heif = is_heif(data)
+    try:
+        size = open_heif(data).size if heif else header_size(data)
+        if size is None or size[0] * size[1] > max_pixels:
+            declared = ("more than 179" if size is None else f"{size[0] * size[1] / 1e6:.1f}" if size[1] == 1
+                        else f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}")
+            raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
+                                     f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
+        image = decode_heif(data) if heif else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except InputError as error:  # a HEIF photo without the heic extra, or a damaged one
+        raise ImageRejected(415, str(error)) from None
     if image is None:
         raise ImageRejected(415, NOT_AN_IMAGE)
     return image
