@@ -143,6 +143,19 @@ def test_reruns_skip_what_is_done_and_manifests_and_uris_name_sources(tiny_ensem
     assert row["source"] == f"file://{photo}" and row["faces"] == 1
 
 
+def test_inputs_that_hold_nothing_fail_and_are_counted(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """As predict counts them: a missing input is a failure in the closing line; with nothing at all
+    to read, no output folder is made."""
+    missing = str(tmp_path / "nosuch")
+    alone = batch(missing, "--out", str(tmp_path / "none"), "--engine", "local", "--ensemble", str(tiny_ensemble),
+                  check=False)
+    assert alone.returncode == 1 and not (tmp_path / "none").exists()
+    assert alone.stderr.strip().splitlines()[-1] == f"no photo or video among the inputs: 1 failed, nothing written to {tmp_path / 'none'}"
+    mixed = batch(missing, str(SAMPLES / "grace_hopper.jpg"), "--out", str(tmp_path / "o"), "--engine", "local",
+                  "--ensemble", str(tiny_ensemble), check=False)
+    assert mixed.returncode == 1 and ", 1 failed; " in mixed.stderr.strip().splitlines()[-1]
+
+
 def test_batch_without_ray_names_the_extra(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['ray'] = None; from fer_ensemble.cli import main; "
             f"raise SystemExit(main(['batch', {str(SAMPLES)!r}, '--out', {str(tmp_path)!r}]))")

@@ -17,12 +17,18 @@ class CommandParser(argparse.ArgumentParser):
     """argparse's parser, but a usage error is one line on stderr (what is wrong, then where the
     help is) and exit 2, instead of the whole usage block: the same rule as every other mistake."""
 
+    given: list[str] = []  # the arguments parse_args was given
+
     def error(self, message: str) -> NoReturn:
+        options = [a for a in self.given if a.startswith("-")]
+        if message.endswith("required: COMMAND") and options:  # `fer-ensemble --frobnicate`: name it
+            message = f"unrecognized arguments: {' '.join(options)} (a command comes first)"
         self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """As argparse's, but an unknown option is reported by the command it was given to (its
         help names the options), not by the top-level parser."""
+        self.given = list(sys.argv[1:] if args is None else args)
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             command = getattr(parsed, "command", None)

@@ -24,7 +24,7 @@ from fer_ensemble.apps.common import (
     prior_argument,
     warn,
 )
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import ExitCode, UserError
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -102,6 +102,9 @@ def run_batch(args: argparse.Namespace) -> int:
         warn(f"{item}: no photo or video there")
     if note := inputs.describe_skipped():
         warn(note)
+    if not sources:  # nothing to do: no output folder made
+        warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
+        return ExitCode.INPUT_FAILED
     output = BatchOutput(args.out)
     todo = [s for s in sources if args.overwrite or not output.done(s)]
     if len(todo) < len(sources):
@@ -140,7 +143,8 @@ def run_batch(args: argparse.Namespace) -> int:
     summary_path = output.write_summary(sources)
     seconds = time.perf_counter() - started
     warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "
-         f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), {failed} failed; "
+         f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), "
+         f"{failed + len(missing)} failed; "
          f"{summary_path}")
     earlier = sum(output.summary(s).get("faces", 0) for s in sources if s not in todo)
     return exit_code(failed=bool(failed or missing), found=faces + earlier > 0, args=args)
