@@ -457,7 +457,7 @@ def test_a_phone_video_stored_sideways_is_read_as_it_is_shown(tmp_path: Path) ->
 
 def test_an_iphone_heic_photo_is_read_with_the_heic_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenCV does not decode HEIC: a folder scan takes it (any case of .heic), predict reads it
-    through pillow-heif with the face where the JPEG has it and writes a .jpg copy; without the
+    through pi-heif with the face where the JPEG has it and writes a .jpg copy; without the
     extra, the photo is one line that says how to read it."""
     from fer_ensemble.media import read_image
     from fer_ensemble.runtime.detection import iou
@@ -471,10 +471,35 @@ def test_an_iphone_heic_photo_is_read_with_the_heic_extra(tmp_path: Path, monkey
     (face,) = record["faces"]
     assert iou(tuple(face["box"]), tuple(jpeg["box"])) > 0.9 and face["label"] == jpeg["label"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["IMG_0001.HEIC.jpg"]
-    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if the heic extra were not installed
+    monkeypatch.setitem(sys.modules, "pi_heif", None)  # as if the heic extra were not installed
     with pytest.raises(InputError, match=re.escape("IMG_0001.HEIC: a HEIC/HEIF photo (the format of iPhones), "
                                                    "which OpenCV does not read: pip install 'fer-ensemble[heic]'")):
         read_image(folder / "IMG_0001.HEIC")
+
+
+def damaged_copies(data: bytes):
+    """``data`` with one byte changed, at positions through its headers and first coded data."""
+    for position in range(12, 400, 5):
+        for value in (0, 128):
+            damaged = bytearray(data)
+            damaged[position] = value
+            yield bytes(damaged)
+
+
+def test_a_damaged_heic_photo_is_one_line_whatever_the_damage(tmp_path: Path) -> None:
+    """libheif reports damage as ValueError, SyntaxError, EOFError, IndexError... (a review found
+    each by changing one byte); read_image turns every kind into its one line (InputError)."""
+    from fer_ensemble.media import read_image
+
+    path = tmp_path / "IMG_0001.heic"
+    outcomes = []
+    for damaged in damaged_copies(heic_photo(path)):
+        path.write_bytes(damaged)
+        try:
+            outcomes.append(read_image(path).shape)
+        except InputError as error:
+            outcomes.append(str(error).split(": ", 1)[1])
+    assert any(str(o).startswith("not a readable HEIC/HEIF photo (") for o in outcomes)  # seen, as one line
 
 
 def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:

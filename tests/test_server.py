@@ -17,7 +17,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, heic_photo, need, run_cli
+from conftest import HEIC, REPO, heic_photo, need, run_cli
 
 from fer_ensemble.media import SAMPLES
 
@@ -318,6 +318,10 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
         beside = page.evaluate("() => document.getElementById('photo-faces').getBoundingClientRect().top > "
                                "document.getElementById('photo').getBoundingClientRect().bottom - 1")
         page.screenshot(path=str(tmp_path / "photo-view.png"), full_page=True)
+        page.evaluate("() => document.getElementById('photo-faces').replaceChildren()")
+        page.set_input_files("#file", str(HEIC))  # the server reads HEIC, Chromium cannot show it
+        page.wait_for_selector("#photo-faces li[data-label]", timeout=30_000)
+        heic_status = page.inner_text("#status")
         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server["url"])
                    else route.abort())  # the API docs must render with no network beyond our server
         address = page.url
@@ -333,6 +337,7 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
     x, y, w, h = labels[0]
     assert y >= 0 and x >= 0 and x + w <= shown[0] + 1 and h >= 20, labels  # on the photo, 22 px high
     assert beside  # the photo's faces are listed under the photo, not under the camera
+    assert heic_status == "photo: this browser cannot show it; its faces are listed"
     assert any("/v1/predict" in path for path in documented) and authorize >= 1
 
 
@@ -630,7 +635,7 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
     assert result.stderr.strip().splitlines() == [
         f"fer-ensemble serve: cannot listen on 127.0.0.1:{port} (Address already in use): another server may "
         "be using it; choose another --port (or --host)"]
-    result = run_cli("serve", "--host", "256.1.1.1", check=False, timeout=120)
+    result = run_cli("serve", "--host", "192.0.2.1", check=False, timeout=120)  # TEST-NET-1: not this machine
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "--host must be an address of this machine" in result.stderr
 
@@ -707,7 +712,7 @@ def test_serve_takes_a_calibration_as_every_app_does() -> None:
 
 def test_an_iphone_heic_upload_is_read(app, tmp_path: Path) -> None:
     """HEIC (the heic extra) is decoded as JPEG is, its pixel count checked from its header first;
-    a damaged one is 415 with the reason."""
+    a damaged one is 415 with the reason, whatever libheif raised."""
     data = heic_photo(tmp_path / "IMG_0001.heic")
     served = post(app, data, "IMG_0001.heic")
     assert served.status_code == 200 and (served.json()["width"], served.json()["height"]) == (512, 600)
@@ -719,3 +724,42 @@ def test_an_iphone_heic_upload_is_read(app, tmp_path: Path) -> None:
     with pytest.raises(ImageRejected) as refused:
         decode_image(data, 100_000)
     assert refused.value.status == 413 and refused.value.detail.startswith("image of 512x600 = 0.3 megapixels")
+    from test_robustness import damaged_copies
+
+    for damaged in damaged_copies(data):  # any kind of libheif error is a 415 with its reason, never a 500
+        try:
+            decode_image(damaged, 50_000_000)
+        except ImageRejected as error:
+            assert error.status == 415 and "HEIC" in error.detail, error.detail
+
+
+def test_who_may_open_the_stream_and_how_a_refusal_is_said() -> None:
+    """check_origin: programs (no Origin), the server's own page, --cors-origin sites (a proxy's
+    public origin) and '*' pass; other sites, 'null' and another port do not. refuse_websocket
+    cuts a long reason to the 123 bytes a close frame carries, never inside a UTF-8 character."""
+    from fastapi import WebSocketException
+    from starlette.websockets import WebSocketState
+
+    from fer_ensemble.server.app import CLOSE_REASON_BYTES, check_origin, refuse_websocket
+
+    class Socket:
+        def __init__(self, **headers: str) -> None:
+            self.headers, self.client_state, self.sent = headers, WebSocketState.CONNECTING, []
+
+        async def accept(self) -> None:
+            self.sent.append("accept")
+
+        async def close(self, code: int, reason: str) -> None:
+            self.sent.append((code, reason))
+
+    host = "127.0.0.1:8000"
+    check_origin(Socket(host=host), [])
+    check_origin(Socket(origin=f"http://{host}", host=host), [])
+    check_origin(Socket(origin="https://fer.example.org", host=host), ["https://fer.example.org"])
+    check_origin(Socket(origin="https://any.example", host=host), ["*"])
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+        with pytest.raises(WebSocketException):
+            check_origin(Socket(origin=origin, host=host), ["https://fer.example.org"])
+    socket = Socket()
+    asyncio.run(refuse_websocket(socket, WebSocketException(code=1008, reason="é" * 100)))  # 200 bytes
+    assert socket.sent == ["accept", (1008, "é" * (CLOSE_REASON_BYTES // 2))]

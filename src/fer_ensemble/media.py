@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,7 +25,7 @@ from fer_ensemble.errors import InputError, OutputError, UserError
 
 HEIF_EXTENSIONS = {".heic", ".heif", ".hif"}
 """HEIC / HEIF, the photo format of iPhones (and of many Android phones): OpenCV does not decode
-it, so it is read through pillow-heif (libheif), the ``heic`` extra (``decode_heif``)."""
+it, so it is read through pi-heif (libheif's decoder), the ``heic`` extra (``decode_heif``)."""
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".avif", ".gif", ".tif",
                     ".tiff", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm"} | HEIF_EXTENSIONS
 """File name endings read as images in folder and glob scans: what this OpenCV build decodes, and
@@ -404,43 +405,57 @@ def read_image(path: Path, gray: bool = False) -> np.ndarray:
 
 
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
-"""The major brands of HEIF files (ISO/IEC 23008-12, annex B; ``mif1``: any image file of the
-format). AVIF (brand ``avif``), which OpenCV decodes, is not among them."""
+"""The major brands of HEIF files (ISO/IEC 23008-12, annex B; ``mif1`` / ``msf1``: any image or
+sequence file of the format, AVIF's too)."""
+AVIF_BRANDS = {b"avif", b"avis"}
+"""AVIF's brands (AV1 Image File Format, section 9): a HEIF file compatible with one is AVIF, which
+OpenCV decodes itself."""
 
 
 def is_heif(data: bytes | np.ndarray) -> bool:
-    """Whether ``data`` starts as a HEIC / HEIF file: an ``ftyp`` box whose major brand is a HEIF one."""
-    return bytes(data[4:8]) == b"ftyp" and bytes(data[8:12]) in HEIF_BRANDS
+    """Whether ``data`` starts as a HEIC / HEIF file that is not AVIF: an ``ftyp`` box whose major
+    brand is a HEIF one and whose compatible brands name no AVIF one (ISO/IEC 14496-12, 4.3)."""
+    if bytes(data[4:8]) != b"ftyp" or bytes(data[8:12]) not in HEIF_BRANDS:
+        return False
+    box = int.from_bytes(bytes(data[:4]), "big")
+    compatible = bytes(data[16:min(box, 256)])
+    return not any(compatible[i:i + 4] in AVIF_BRANDS for i in range(0, len(compatible) - 3, 4))
 
 
-def open_heif(data: bytes):
-    """pillow-heif's ``HeifFile`` for ``data``: its ``size`` is read from the header, its pixels only
-    when asked for. InputError when the ``heic`` extra is missing or the file cannot be read."""
+def open_heif(data: bytes) -> tuple[Any, tuple[int, int]]:
+    """pi-heif's ``HeifFile`` for ``data`` (its pixels are decoded only when ``heif_pixels`` asks)
+    and its (width, height) from the header. InputError when the ``heic`` extra is missing or the
+    file cannot be read."""
     try:
-        import pillow_heif
+        import pi_heif
     except ImportError:
         raise InputError("a HEIC/HEIF photo (the format of iPhones), which OpenCV does not read: "
                          "pip install 'fer-ensemble[heic]', or save it as JPEG") from None
     try:
-        return pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-    except (ValueError, RuntimeError, OSError) as error:
+        heif = pi_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        return heif, tuple(heif.size)
+    except Exception as error:  # noqa: BLE001 - libheif's errors arrive as ValueError, SyntaxError, IndexError...
         raise InputError(f"not a readable HEIC/HEIF photo ({error})") from None
 
 
-def decode_heif(data: bytes, gray: bool = False) -> np.ndarray:
-    """A HEIC / HEIF photo as ``cv2.imdecode`` gives other formats: BGR (or, with ``gray``,
-    grayscale) uint8, as it is shown (libheif applies the file's rotation and mirroring). InputError
-    as ``open_heif``, or when its pixels cannot be decoded."""
-    heif = open_heif(data)
+def heif_pixels(heif: Any, gray: bool = False) -> np.ndarray:
+    """The pixels of an ``open_heif`` file as ``cv2.imdecode`` gives other formats: BGR (or, with
+    ``gray``, grayscale) uint8, as the photo is shown (libheif applies its rotation and mirroring).
+    InputError when they cannot be decoded."""
     try:
         pixels = np.asarray(heif)
-    except (ValueError, RuntimeError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - as in open_heif (a damaged stream: EOFError...)
         raise InputError(f"not a readable HEIC/HEIF photo ({error})") from None
     if pixels.ndim == 2:
         return pixels if gray else cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
     code = {(3, False): cv2.COLOR_RGB2BGR, (4, False): cv2.COLOR_RGBA2BGR,
             (3, True): cv2.COLOR_RGB2GRAY, (4, True): cv2.COLOR_RGBA2GRAY}[pixels.shape[2], gray]
     return cv2.cvtColor(pixels, code)
+
+
+def decode_heif(data: bytes, gray: bool = False) -> np.ndarray:
+    """A HEIC / HEIF photo's pixels (``heif_pixels``); InputError as ``open_heif`` and ``heif_pixels``."""
+    return heif_pixels(open_heif(data)[0], gray)
 
 
 def writable_name(name: str) -> str:

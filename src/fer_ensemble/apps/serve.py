@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import logging
 import os
@@ -91,12 +92,11 @@ def check_address(host: str, port: int) -> None:
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             probe.bind(infos[0][4])
-    except socket.gaierror as error:
-        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error}): --host must be an "
-                        "address of this machine (127.0.0.1, 0.0.0.0, ...) or a name that resolves to one") from None
     except OSError as error:
-        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error}): another server may "
-                        "be using it; choose another --port (or --host)") from None
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        hint = ("another server may be using it; choose another --port (or --host)" if error.errno == errno.EADDRINUSE
+                else "--host must be an address of this machine (127.0.0.1, 0.0.0.0, ...) or a name that resolves to one")
+        raise UserError(f"cannot listen on {address} ({error.strerror or error}): {hint}") from None
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -397,7 +397,9 @@ section 4.6.4; 1: stored upright). Phones write 6 or 8 for portrait photos."""
 
 def _from_pil(image) -> np.ndarray:
     """A PIL image as the (H, W) gray or (H, W, 3) BGR uint8 array ``cv2.imread`` gives for its
-    file: turned as its EXIF orientation says, so that boxes are in the photo as it is shown."""
+    file: turned as its EXIF orientation says, so that boxes are in the photo as it is shown. (Pillow's
+    own ``rotate`` and ``transpose`` keep the tag: an image turned so must come through
+    ``ImageOps.exif_transpose``, which drops it, or as an array.)"""
     if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
         from PIL import ImageOps  # the caller has Pillow: it gave a PIL image
 

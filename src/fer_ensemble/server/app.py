@@ -74,7 +74,7 @@ from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
 from fer_ensemble.errors import InputError
-from fer_ensemble.media import decode_heif, is_heif, open_heif
+from fer_ensemble.media import heif_pixels, is_heif, open_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
@@ -207,18 +207,18 @@ NOT_AN_IMAGE = "the bytes are not a decodable image (JPEG, PNG, WebP, BMP, GIF, 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """A BGR image, after checking its pixel count against ``max_pixels`` from the header. HEIC /
-    HEIF (iPhones' photos) is read through ``media.decode_heif`` (the ``heic`` extra)."""
+    HEIF (iPhones' photos) is read through ``media.open_heif`` (the ``heic`` extra)."""
     if not data:
         raise ImageRejected(415, "empty upload: expected a JPEG, PNG or other image")
-    heif = is_heif(data)
     try:
-        size = open_heif(data).size if heif else header_size(data)
+        heif = open_heif(data) if is_heif(data) else None
+        size = heif[1] if heif else header_size(data)
         if size is None or size[0] * size[1] > max_pixels:
             declared = ("more than 179" if size is None else f"{size[0] * size[1] / 1e6:.1f}" if size[1] == 1
                         else f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}")
             raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
                                      f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
-        image = decode_heif(data) if heif else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = heif_pixels(heif[0]) if heif else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except InputError as error:  # a HEIF photo without the heic extra, or a damaged one
         raise ImageRejected(415, str(error)) from None
     if image is None:
@@ -450,7 +450,7 @@ async def stream(websocket: WebSocket, state: State,
                  auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_HELP)) -> None:
     """Live recognition with tracking. Send image frames as binary messages; each processed
     frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
-    with ``track_id`` and ``relative``). Send ``{"resting_face": "take", "track_id": 3}`` /
+    with ``track_id``, ``relative`` and ``held``). Send ``{"resting_face": "take", "track_id": 3}`` /
     ``{"resting_face": "clear", "track_id": 3}`` as JSON text (no ``track_id``: every face in
     view) to take or clear that person's resting face: the next frame's answer reads it
     relative to it (``"relative": true``). The reply, ``{"resting_face", "track_ids"}`` or
@@ -473,10 +473,12 @@ async def stream(websocket: WebSocket, state: State,
 def check_origin(websocket: WebSocket, allowed: list[str]) -> None:
     """Browsers apply no CORS to WebSockets, so any site's page could open the stream of a server
     on this machine (cross-site WebSocket hijacking): a browser's ``Origin`` must be this server's
-    own (its host and port) or one of ``allowed`` (``serve --cors-origin``). Programs that send no
-    ``Origin`` are not browsers and pass. WebSocketException 1008 otherwise."""
+    own (its host and port, as the ``Host`` header names them) or one of ``allowed`` (``serve
+    --cors-origin``; ``*``: any). Programs that send no ``Origin`` are not browsers and pass.
+    WebSocketException 1008 otherwise. Behind a proxy that rewrites ``Host``, the public origin must
+    be among ``allowed``."""
     origin = websocket.headers.get("origin")
-    if origin is None or origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host"):
+    if origin is None or "*" in allowed or origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host"):
         return
     raise WebSocketException(code=1008, reason=f"a page from {origin} may not open this stream (serve --cors-origin)")
 
@@ -510,6 +512,8 @@ async def refuse_websocket(websocket: WebSocket, error: Exception) -> None:
     else:
         assert isinstance(error, WebSocketException)
         code, reason = error.code, error.reason
+    if websocket.client_state == WebSocketState.DISCONNECTED:
+        return
     if websocket.client_state == WebSocketState.CONNECTING:
         await websocket.accept()
     await websocket.close(code=code, reason=reason.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore"))
@@ -544,7 +548,8 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
     ``settings``: the server's limits, token, CORS origins, prior, calibration and detector
     (default: ``ServerSettings()``). ``ensemble``: the loaded ensemble to serve (None: loaded from
-    ``settings.ensemble``, the shipped one by default, with ``settings.threads``).
+    ``settings.ensemble``, the shipped one by default, with ``settings.threads``); a
+    ``settings.calibration`` is set on it, as ``EmotionRecognizer(calibration=)`` does.
     Returns the FastAPI app, its shared state in ``app.state.server`` (``ServerState``); serve
     it with any ASGI server. Raises UserError (exit 2 in ``serve``) for an ensemble file, a
     member or a calibration that cannot be loaded. It changes no process-wide setting: ``serve`` does that
