@@ -124,7 +124,7 @@ def test_turned_scans_find_a_tilted_head(angle: float) -> None:
 
 
 def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
-    result = run_cli("benchmark", "--stills", "--repeat", "1", "--json", "--ensemble", str(tiny_ensemble),
+    result = run_cli("benchmark", "--stills", "--repeat", "1", "--threads", "1", "--json", "--ensemble", str(tiny_ensemble),
                      "--group-photos", str(faces_dir), "--score-thresholds", "0.7", "0.9",
                      "--taiwan", str(faces_dir / "absent"))  # taiwan-posed: test_calibration's
     rows, checks = json.loads(result.stdout)["speed"], json.loads(result.stdout)["checks"]
@@ -149,11 +149,30 @@ def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
     group = {row["preset"]: row["faces"] for row in rows if row["photos"].startswith("5 group photos")}
     assert group["BlazeFace, --turned-scans always"] == {"true_positives": 31, "misses": 0, "false_positives": 0}
     assert group["BlazeFace (default)"] == group["BlazeFace, --turned-scans off"]  # every photo has an upright face
-    assert len(group) == 7 and all(set(row["ms_per_photo"]) == {"1", "2"} for row in rows)
+    assert len(group) == 7 and all(set(row["ms_per_photo"]) == {"1"} for row in rows)  # --threads 1: one column
     assert all(faces["true_positives"] >= 24 for preset, faces in group.items() if "0.9" not in preset)
     assert group["BlazeFace (default)"]["true_positives"] >= 29
     strict = group["BlazeFace (default), --score-threshold 0.9"]
     assert strict["true_positives"] + strict["false_positives"] < 29  # a higher threshold keeps fewer
+
+
+def test_the_stills_table_has_a_column_per_thread_count() -> None:
+    """Without --threads, 1 and 2 threads, the header speed.md shows; with --threads 2, one column."""
+    from fer_ensemble.apps.stills_benchmark import HAAR_PRESET, StillsRow, format_rows
+
+    def rows(ms: dict) -> list:
+        faces = {"true_positives": 3, "misses": 1, "false_positives": 0}
+        return [StillsRow(HAAR_PRESET, "group", {k: 2 * v for k, v in ms.items()}, faces),
+                StillsRow("BlazeFace (default)", "group", ms, faces)]
+
+    both = format_rows(rows({1: 50.0, 2: 40.0})).splitlines()
+    assert both[0] == ("| photos | preset | ms per photo, 1 thread | 2 threads | speed-up vs --detector haar, 1 thread "
+                       "| faces found / missed / false positives |")
+    assert both[1] == "|---|---|---|---|---|---|"
+    assert both[3] == "| group | BlazeFace (default) | 50.0 (20.0 photos/s) | 40.0 | 2.00x | 3 / 1 / 0 |"
+    two = format_rows(rows({2: 40.0})).splitlines()
+    assert two[0].startswith("| photos | preset | ms per photo, 2 threads | speed-up vs --detector haar, 2 threads |")
+    assert two[1] == "|---|---|---|---|---|" and two[3].endswith("| 40.0 (25.0 photos/s) | 2.00x | 3 / 1 / 0 |")
 
 
 def test_tracker_keeps_ids_on_a_moving_face() -> None:

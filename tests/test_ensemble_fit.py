@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,19 @@ def test_fit_package_and_reevaluate_exactly(two_members: list[Path], ferplus: Pa
                                    "--json").stdout)
     assert evaluated["confusion"] == default["confusion"]
 
-    too_tight = run_cli("fit-ensemble", *map(str, two_members), "--data", str(ferplus), "--out",
-                        str(tmp_path / "x"), "--max-ms-per-face", "0.001", check=False)
-    assert too_tight.returncode == 2 and "no combination" in too_tight.stderr
-    assert "Traceback" not in too_tight.stderr
+
+def test_a_budget_no_combination_fits_is_one_line() -> None:
+    """fit-ensemble's refusal (a UserError: one line and exit 2 in the command line), without
+    scoring real members: the budget is read from each option's measured milliseconds."""
+    from fer_ensemble.ensemble_fit import MemberOption, choose_combination
+    from fer_ensemble.errors import UserError
+
+    probabilities = np.full((4, 8), 1 / 8)
+
+    def option(name: str, ms: float) -> MemberOption:
+        return MemberOption(Path(f"{name}.json"), name, "int8", False, ms, 1.0, probabilities, probabilities, 0.0)
+
+    with pytest.raises(UserError, match=re.escape("no combination of variants fits 4.0 ms per face (cheapest: 5.00 ms)")):
+        choose_combination([[option("a", 2.0)], [option("b", 3.0)]], np.zeros(4, int), 4.0)
+    chosen, weights, considered = choose_combination([[option("a", 2.0)], [option("b", 3.0)]], np.zeros(4, int), 5.0)
+    assert [o.name for o in chosen] == ["a", "b"] and considered[0]["within_budget"]

@@ -1,5 +1,6 @@
 """``fer-ensemble benchmark --stills``: photos end to end (detection and classification, decode
-excluded) under each detector preset, on one and two threads, and the faces each finds.
+excluded) under each detector preset, on one and two threads (``--threads N``: on N only), and the
+faces each finds.
 
 Portraits of several sizes are the bundled photo scaled, photos without a face plain grey; group
 photos are read from ``--group-photos`` and scored against ``--group-labels`` (hand-labelled face
@@ -113,13 +114,22 @@ def build(ensembles: dict, settings: dict, threads: int):
     return EmotionRecognizer(ensembles[threads], create_detector(settings, threads), ema_weight=1.0)
 
 
+THREAD_COUNTS = (1, 2)
+"""The thread counts each row is timed on, unless ``--threads`` names one."""
+
+
+def thread_counts(args: argparse.Namespace) -> tuple[int, ...]:
+    """``THREAD_COUNTS``, or the one count ``--threads`` gives (a shorter run, e.g. for a test)."""
+    return THREAD_COUNTS if args.threads is None else (args.threads,)
+
+
 def timed_answers(ensembles: dict, settings: dict, images: list[np.ndarray],
                   repeat: int) -> tuple[dict[int, float], list[list]]:
-    """Median milliseconds per photo of ``images`` end to end on 1 and 2 threads (``build``), and
-    the faces of the last timed pass (no pass more to count them)."""
+    """Median milliseconds per photo of ``images`` end to end on each thread count of ``ensembles``
+    (``build``), and the faces of the last timed pass (no pass more to count them)."""
     ms_per_photo: dict[int, float] = {}
     answers: list[list] = []
-    for threads in (1, 2):
+    for threads in ensembles:
         recognizer = build(ensembles, settings, threads)
 
         def predict_all(recognizer=recognizer) -> None:
@@ -163,7 +173,7 @@ def measure(args: argparse.Namespace) -> list[StillsRow]:
                            [labelled[f] for f in files]))
     from fer_ensemble.runtime.recognizer import load_ensemble
 
-    ensembles = {threads: load_ensemble(args.ensemble, threads) for threads in (1, 2)}
+    ensembles = {threads: load_ensemble(args.ensemble, threads) for threads in thread_counts(args)}
     rows = []
     for preset, settings in presets(args.score_thresholds).items():
         for name, images, truth in inputs:
@@ -183,17 +193,21 @@ def measure(args: argparse.Namespace) -> list[StillsRow]:
 
 
 def format_rows(rows: list[StillsRow]) -> str:
+    """The speed table in Markdown: a column per thread count timed, the speed-up against
+    ``--detector haar`` on the first."""
     baseline = {row.photos: row for row in rows if row.preset == HAAR_PRESET}
-    lines = ["| photos | preset | ms per photo, 1 thread | 2 threads | speed-up vs --detector haar, 1 thread | "
-             "faces found / missed / false positives |", "|---|---|---|---|---|---|"]
+    first, *more = list(rows[0].ms_per_photo)
+    timed = [f"ms per photo, {first} thread{'s' if first > 1 else ''}", *(f"{n} threads" for n in more)]
+    lines = ["| photos | preset | " + " | ".join(timed) + f" | speed-up vs --detector haar, {first} thread"
+             f"{'s' if first > 1 else ''} | faces found / missed / false positives |", "|---" * (len(timed) + 4) + "|"]
     for row in rows:
         faces = row.faces
         counts = (f"{faces['true_positives']} / {faces['misses']} / {faces['false_positives']}"
                   if "true_positives" in faces else f"{faces['found']} found")
-        ratio = baseline[row.photos].ms_per_photo[1] / row.ms_per_photo[1]
-        per_second = "" if "true_positives" not in faces else f" ({1000 / row.ms_per_photo[1]:.1f} photos/s)"
-        lines.append(f"| {row.photos} | {row.preset} | {row.ms_per_photo[1]:.1f}{per_second} | "
-                     f"{row.ms_per_photo[2]:.1f} | {ratio:.2f}x | {counts} |")
+        ratio = baseline[row.photos].ms_per_photo[first] / row.ms_per_photo[first]
+        per_second = "" if "true_positives" not in faces else f" ({1000 / row.ms_per_photo[first]:.1f} photos/s)"
+        cells = [f"{row.ms_per_photo[first]:.1f}{per_second}", *(f"{row.ms_per_photo[n]:.1f}" for n in more)]
+        lines.append(f"| {row.photos} | {row.preset} | " + " | ".join(cells) + f" | {ratio:.2f}x | {counts} |")
     return "\n".join(lines)
 
 
