@@ -197,9 +197,10 @@ def format_rows(rows: list[StillsRow]) -> str:
     ``--detector haar`` on the first."""
     baseline = {row.photos: row for row in rows if row.preset == HAAR_PRESET}
     first, *more = list(rows[0].ms_per_photo)
-    timed = [f"ms per photo, {first} thread{'s' if first > 1 else ''}", *(f"{n} threads" for n in more)]
-    lines = ["| photos | preset | " + " | ".join(timed) + f" | speed-up vs --detector haar, {first} thread"
-             f"{'s' if first > 1 else ''} | faces found / missed / false positives |", "|---" * (len(timed) + 4) + "|"]
+    on_first = f"{first} thread{'s' if first > 1 else ''}"
+    timed = [f"ms per photo, {on_first}", *(f"{n} threads" for n in more)]
+    lines = ["| photos | preset | " + " | ".join(timed) + f" | speed-up vs --detector haar, {on_first} | "
+             "faces found / missed / false positives |", "|---" * (len(timed) + 4) + "|"]
     for row in rows:
         faces = row.faces
         counts = (f"{faces['true_positives']} / {faces['misses']} / {faces['false_positives']}"
@@ -356,4 +357,3 @@ def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
         scores[TAIWAN_FALSE_BOXES.format(photos=len(photos))] = [
             round(found.score, 2) for path in photos for found in added(read_image(path))]
     return {kind: sorted(values) for kind, values in scores.items()}
-
