@@ -78,13 +78,21 @@ FER+'s prior (1.8 points better at 15 epochs). CK+48 did not follow at 15 epochs
 recipe beside it: the choice per architecture is then made on Valid at release scale, not assumed."""
 
 
-def run_name(model: str, size: int, seed: int, balance: float) -> str:
-    return f"{model}-{size}px-seed{seed}" + (f"-balance{balance:g}" if balance else "")
+def run_name(model: str, size: int, seed: int, balance: float, lr: float | None = None) -> str:
+    """``resnet50-96px-seed0-balance0.5`` (``-lr0.05`` when ``--lr`` names several rates)."""
+    return (f"{model}-{size}px-seed{seed}" + (f"-balance{balance:g}" if balance else "")
+            + (f"-lr{lr:g}" if lr is not None else ""))
 
 
-def launch(model: str, size: int, seed: int, balance: float, args: argparse.Namespace,
+def group_of(name: str, keep: str) -> str:
+    """The group a run competes in: its architecture (``--keep best``) or its architecture and input
+    size (``--keep per-size``: ``mobilenet_v2-160px``)."""
+    return "-".join(name.split("-")[:2 if keep == "per-size" else 1])
+
+
+def launch(model: str, size: int, seed: int, balance: float, lr: float, args: argparse.Namespace,
            runs: Path) -> subprocess.Popen:
-    folder = runs / run_name(model, size, seed, balance)
+    folder = runs / run_name(model, size, seed, balance, lr if len(args.lr) > 1 else None)
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "fer_ensemble.cli", "train", "--out", str(folder), "--no-progress",
                "--device", args.device]
@@ -92,7 +100,7 @@ def launch(model: str, size: int, seed: int, balance: float, args: argparse.Name
         command.append("--resume")
     else:
         command += ["--model", model, "--data", args.data, "--input-size", str(size), "--seed", str(seed),
-                    "--batch-size", str(args.batch_size), "--lr", str(args.lr), *RECIPE,
+                    "--batch-size", str(args.batch_size), "--lr", str(lr), *RECIPE,
                     "--balance-sampling", str(balance), *shlex.split(args.recipe)]
         if args.epochs:
             command += ["--epochs", str(args.epochs)]
@@ -150,18 +158,20 @@ def score_on_checks(best: Path, faces: PackedFaces) -> dict:
             "after_per_class": {e: v["recall"] for e, v in report.cv_after.per_class.items() if v["support"]}}
 
 
-def choose_best(runs: Path, names: list[str], checks: dict[str, dict] | None = None) -> dict[str, str]:
-    """Per architecture, the run whose best epoch scored highest on FER+ Valid or, with ``checks``
-    (run name -> ``score_on_checks``), the one with the best accuracy after ``adapt`` on the checks
-    among those within ``VALID_WINDOW`` of that best."""
+def choose_best(runs: Path, names: list[str], checks: dict[str, dict] | None = None,
+                keep: str = "best") -> dict[str, str]:
+    """Per architecture (or per architecture and size: ``keep="per-size"``), the run whose best
+    epoch scored highest on FER+ Valid or, with ``checks`` (run name -> ``score_on_checks``), the one
+    with the best accuracy after ``adapt`` on the checks among those within ``VALID_WINDOW`` of that
+    best."""
     valid: dict[str, float] = {}
     for name in names:
         rows = read_metrics(runs / name)
         if rows and (runs / name / "best.pt").is_file():
             valid[name] = max(r["valid_accuracy"] for r in rows)
     chosen: dict[str, str] = {}
-    for model in dict.fromkeys(name.split("-")[0] for name in valid):
-        own = {name: score for name, score in valid.items() if name.split("-")[0] == model}
+    for model in dict.fromkeys(group_of(name, keep) for name in valid):
+        own = {name: score for name, score in valid.items() if group_of(name, keep) == model}
         top = max(own.values())
         if checks:
             near = [name for name, score in own.items() if score >= top - VALID_WINDOW and name in checks]
@@ -172,7 +182,7 @@ def choose_best(runs: Path, names: list[str], checks: dict[str, dict] | None = N
 
 
 def check_transfer_limits(out: Path) -> list[Path]:
-    files = sorted(p for p in out.iterdir() if p.is_file())
+    files = sorted(p for p in out.rglob("*") if p.is_file())
     sizes = [p.stat().st_size for p in files]
     if len(files) > MAX_FILES or max(sizes) > MAX_FILE_BYTES or sum(sizes) > MAX_TOTAL_BYTES:
         raise SystemExit(f"{out} holds {len(files)} files, {sum(sizes) / 2**20:.1f} MiB, the largest "
@@ -199,7 +209,11 @@ def main() -> int:
                         help="train nothing: print these runs' (best.pt, or import-weights folders) --checks scores")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, nargs="+", default=[0.2],
+                        help="peak learning rates, one run each (the classifier's, with --backbone-lr-scale)")
+    parser.add_argument("--keep", choices=("best", "per-size"), default="best",
+                        help="bring back the best run per architecture, or per architecture and input size "
+                             "(each in a folder of its own, e.g. mobilenet_v2-160px/)")
     parser.add_argument("--recipe", default="",
                         help="more train flags for every run, one string: --recipe=\"--logit-adjust 1\"")
     parser.add_argument("--subset", type=int, default=None, help="first N train/valid images (smoke runs)")
@@ -221,9 +235,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs or tempfile.mkdtemp(prefix="fer-gpu-runs-"))
-    plan = [(m, size, seed, q) for m in args.models for size in args.sizes for seed in args.seeds
-            for q in args.balance_sampling]
-    processes = {run_name(*p): launch(*p, args, runs) for p in plan}
+    plan = [(m, size, seed, q, lr) for m in args.models for size in args.sizes for seed in args.seeds
+            for q in args.balance_sampling for lr in args.lr]
+    processes = {run_name(*p[:4], p[4] if len(args.lr) > 1 else None): launch(*p, args, runs) for p in plan}
     print(f"{len(processes)} runs side by side: {', '.join(processes)}", flush=True)
     stopped = wait_for_runs(processes, time.monotonic() + args.minutes * 60)
     for name, process in processes.items():
@@ -239,9 +253,10 @@ def main() -> int:
             print(f"{name} on the checks: accuracy {score['before_accuracy']:.4f} -> {score['after_accuracy']:.4f} "
                   f"after adapt, macro recall {score['after_macro_recall']:.4f}", flush=True)
 
-    chosen = choose_best(runs, list(processes), checks)
-    for name in chosen.values():
-        save_fp16_parts(runs / name / "best.pt", out, runs / name / "metrics.jsonl")
+    chosen = choose_best(runs, list(processes), checks, args.keep)
+    for group, name in chosen.items():
+        save_fp16_parts(runs / name / "best.pt", out / group if args.keep == "per-size" else out,
+                        runs / name / "metrics.jsonl")
     summary = {
         "seconds": round(time.perf_counter() - started, 1),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
@@ -252,9 +267,11 @@ def main() -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     files = check_transfer_limits(out)
-    print(json.dumps({"chosen": chosen, "files": [f.name for f in files], "seconds": summary["seconds"]}, indent=2))
+    print(json.dumps({"chosen": chosen, "files": [str(f.relative_to(out)) for f in files],
+                      "seconds": summary["seconds"]}, indent=2))
     failed = [name for name, p in processes.items() if p.returncode != 0 and name not in stopped]
-    return 1 if failed or len(chosen) < len(args.models) else 0
+    wanted = len(args.models) * (len(args.sizes) if args.keep == "per-size" else 1)
+    return 1 if failed or len(chosen) < wanted else 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
         "export": "a run's best weights -> ONNX + model card",
         "fit-ensemble": "temperatures, flips and weights on Valid; package",
         "benchmark-train": "training img/s per member, size, precision",
+        "fetch-weights": "ImageNet weights to fine-tune from (train --weights imagenet), checked and cached",
     },
     "developer commands (carrying data and weights to and from a lent GPU machine)": {
         "pack-data": "FER+ splits (or a labelled set's faces) in one compressed file, to carry to a GPU",

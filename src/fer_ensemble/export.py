@@ -31,6 +31,7 @@ from fer_ensemble.models import create_model, read_weights
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset, training_priors
 from fer_ensemble.runtime.classifier import OnnxClassifier, softmax
+from fer_ensemble.training.pretrained import describe, initialisation
 
 OPSET = 17
 """The ONNX opset the members are exported at (what ONNX Runtime's int8 quantizer handles)."""
@@ -239,11 +240,11 @@ def model_card(trained: TrainedModel, files: dict[str, str], train_size: int,
     class_prior = trained.class_prior
     assert class_prior is not None  # fill_training_priors recorded it
     size = trained.preprocessing.input_size
+    start = trained.info.get("initialisation") or initialisation(args.get("weights"), args.get("init"), name)
     return {
         "format": CARD_FORMAT,
         "name": name,
-        "architecture": f"torchvision {name}, trained from "
-        + ("local ImageNet weights" if args.get("weights") else "scratch") + " on FER+",
+        "architecture": f"torchvision {name}, {describe(start)} on FER+",
         "classes": list(EMOTIONS),
         "files": files,
         "default_variant": "fp32",
@@ -254,6 +255,7 @@ def model_card(trained: TrainedModel, files: dict[str, str], train_size: int,
         "preprocessing": trained.preprocessing.to_dict(),
         "training": {
             "label_mode": args["label_mode"],
+            "initialisation": start,
             "args": args,
             "best_epoch": trained.info.get("epoch", -1) + 1,
             "train_wall_seconds": round(trained.info.get("train_seconds", 0.0), 1),

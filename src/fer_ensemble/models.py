@@ -38,6 +38,11 @@ _CLASSIFIER_PREFIXES = {"resnet50": ("fc.",), "mobilenet_v2": ("classifier.",)}
 assert tuple(sorted(_BUILDERS)) == MODEL_NAMES
 
 
+def classifier_prefixes(name: str) -> tuple[str, ...]:
+    """The state-dict key prefixes of ``name``'s classifier (what ImageNet weights do not give)."""
+    return _CLASSIFIER_PREFIXES[name]
+
+
 def list_models() -> list[str]:
     """Names ``create_model`` accepts."""
     return list(MODEL_NAMES)

@@ -42,7 +42,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--balance-sampling", type=float, default=0.0, metavar="Q",
                         help="class-aware sampling: draw faces with weight count(class)^-Q "
                              "(0: natural frequencies, 0.5: square root, 1: balanced classes)")
-    parser.add_argument("--weights", default=None, help="local ImageNet state dict to start from")
+    parser.add_argument("--weights", default=None, metavar="imagenet|FILE",
+                        help="ImageNet weights to start the backbone from: 'imagenet' (fetched once by "
+                             "'fer-ensemble fetch-weights', checked) or a local torchvision state dict")
+    parser.add_argument("--backbone-lr-scale", type=float, default=1.0, metavar="S",
+                        help="the backbone's learning rate is S times --lr, the new classifier's --lr "
+                             "(fine-tuning from --weights: 0.1 keeps the ImageNet features from being "
+                             "torn up while the classifier is still random)")
     parser.add_argument("--init", default=None, metavar="RUN",
                         help="start from a trained member (run folder or best.pt), classifier included: "
                              "fine-tuning; model and input size must match")
@@ -51,7 +57,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--subset", type=int, default=None, help="first N training images (smoke runs)")
     parser.add_argument("--valid-subset", type=int, default=None, help="first N valid images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (the command line's --out and --data win over "
+                             "the recorded ones, so a moved run or data folder resumes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

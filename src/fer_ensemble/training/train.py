@@ -27,7 +27,7 @@ from torch import nn
 from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError
 from fer_ensemble.metrics import evaluate_probabilities
-from fer_ensemble.models import create_model, model_preprocessing, read_weights
+from fer_ensemble.models import classifier_prefixes, create_model, model_preprocessing, read_weights
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
@@ -39,6 +39,7 @@ from fer_ensemble.training.engine import (
     train_one_epoch,
     unwrap,
 )
+from fer_ensemble.training.pretrained import initialisation, resolve_weights
 
 CHECKPOINT = "checkpoint.pt"
 """A run folder's checkpoint of its last epoch (what ``--resume`` continues from)."""
@@ -72,15 +73,21 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 
 
 def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
-    """No weight decay on biases and normalisation weights."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for param in model.parameters():
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": args.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """No weight decay on biases and normalisation weights; with ``--backbone-lr-scale S`` other than
+    1, the backbone's groups learn at ``S * lr`` and the classifier's at ``lr``."""
+    scale = args.backbone_lr_scale
+    head = classifier_prefixes(args.model) if scale != 1.0 else ()
+    groups = []
+    for lr_scale, part in ((1.0, True), (scale, False)) if head else ((1.0, None),):
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for key, param in model.named_parameters():
+            if part is None or key.startswith(head) == part:
+                (no_decay if param.ndim <= 1 else decay).append(param)
+        groups += [
+            {"params": decay, "weight_decay": args.weight_decay, "lr": args.lr * lr_scale},
+            {"params": no_decay, "weight_decay": 0.0, "lr": args.lr * lr_scale},
+        ]
     if args.opt == "sgd":
         return torch.optim.SGD(groups, lr=args.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=args.lr)
@@ -113,7 +120,8 @@ def load_member_weights(model: nn.Module, name: str, input_size: int, path: str 
 def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """``args`` with the options added since a resumed checkpoint was written, at their defaults."""
     for name, default in (("photo_augment", False), ("logit_adjust", 0.0), ("balance_sampling", 0.0),
-                          ("time_budget", None), ("replan_after", 2), ("init", None)):
+                          ("time_budget", None), ("replan_after", 2), ("init", None),
+                          ("backbone_lr_scale", 1.0)):
         if not hasattr(args, name):  # a checkpoint written before the flag existed
             setattr(args, name, default)
     if args.lr is None:
@@ -161,7 +169,8 @@ class ClassBalance:
 
 def start_or_resume(args: argparse.Namespace) -> tuple[argparse.Namespace, dict | None]:
     """The run's arguments and, with ``--resume``, its latest checkpoint, whose recorded arguments
-    win over the command line's (except the device and the progress bar)."""
+    win over the command line's, except for paths (``--out``, and ``--data`` when given: the run's
+    folder and data as they are now) and the device and progress bar."""
     path = Path(args.out) / CHECKPOINT
     if not args.resume:
         if args.model is None or args.data is None:
@@ -175,6 +184,9 @@ def start_or_resume(args: argparse.Namespace) -> tuple[argparse.Namespace, dict 
     state = read_weights(path, "checkpoint")
     resumed = argparse.Namespace(**state["args"])
     resumed.device, resumed.no_progress, resumed.resume = args.device, args.no_progress, True
+    resumed.out = args.out  # where the run is now: a moved run folder resumes there, not where it began
+    if args.data is not None:  # a moved data folder; the recorded one otherwise
+        resumed.data = args.data
     return fill_defaults(resumed), state
 
 
@@ -291,7 +303,9 @@ def set_up(args: argparse.Namespace, fine_tune: bool) -> TrainingRun:
         raise UserError(f"{len(train)} training images make no batch of {args.batch_size}")
 
     torch.manual_seed(args.seed)
-    model = create_model(args.model, input_size=args.input_size, weights=args.weights, dropout=args.dropout)
+    # the backbone's starting weights only for a new run: a resumed one loads its checkpoint
+    weights = resolve_weights(args.weights, args.model) if fine_tune else None
+    model = create_model(args.model, input_size=args.input_size, weights=weights, dropout=args.dropout)
     if args.init and fine_tune:
         load_member_weights(model, args.model, args.input_size, args.init)
     preprocessing = model_preprocessing(model)
@@ -488,6 +502,7 @@ def _weights_file(model: nn.Module, args: dict, epoch: int, record: dict, train_
         "logit_adjust": float(args.get("logit_adjust", 0.0)),
         "model": model.state_dict(),
         "model_name": args["model"],
+        "initialisation": initialisation(args.get("weights"), args.get("init"), args["model"]),
         "preprocessing": model_preprocessing(model).to_dict(),
         "args": args,
         "epoch": epoch,
