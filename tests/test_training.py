@@ -55,7 +55,12 @@ def test_kill_and_resume_gives_the_same_weights(ferplus: Path, tmp_path: Path) -
     process.wait()
     state = torch.load(killed / "checkpoint.pt", weights_only=False)
     assert state["epoch"] < 2, "the run finished before it could be killed"
-    run_cli("train", "--resume", "--out", str(killed), "--no-progress")
+    # issue 38, item 4: a moved run resumes where it now is (the recorded --out is information only)
+    moved = tmp_path / "moved"
+    shutil.move(killed, moved)
+    run_cli("train", "--resume", "--out", str(moved), "--no-progress")
+    assert not killed.exists()
+    killed = moved
 
     final_straight = torch.load(straight / "checkpoint.pt", weights_only=False)
     final_resumed = torch.load(killed / "checkpoint.pt", weights_only=False)

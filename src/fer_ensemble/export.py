@@ -35,6 +35,8 @@ from fer_ensemble.training.pretrained import describe, initialisation
 
 OPSET = 17
 """The ONNX opset the members are exported at (what ONNX Runtime's int8 quantizer handles)."""
+EMBEDDING_OUTPUT = "embedding"
+"""A member's second output: its pooled features, the classifier's input (personal profiles read them)."""
 
 
 @dataclass
@@ -197,8 +199,10 @@ def export_run(
     for stale in out_dir.glob(f".{trained.name}-export-*"):  # what a killed export left behind
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{trained.name}-export-") as staging:
-        files = write_onnx_files(trained, Path(staging), train.images if quantize else None, calibration_images)
+        files, embedding_size = write_onnx_files(trained, Path(staging), train.images if quantize else None,
+                                                 calibration_images)
         card = model_card(trained, files, len(train.head(args.get("subset"))), splits)
+        card["output"]["embedding"] = {"name": EMBEDDING_OUTPUT, "size": embedding_size}
         card["metrics"] = measure_files(card, Path(staging), splits)
         if quantize:
             card["quantization"] = {
@@ -218,9 +222,10 @@ def export_run(
 
 
 def write_onnx_files(trained: TrainedModel, folder: Path, calibration_faces: np.ndarray | None,
-                     calibration_images: int) -> dict[str, str]:
+                     calibration_images: int) -> tuple[dict[str, str], int]:
     """``<name>.onnx`` in ``folder`` and, given faces to calibrate on, ``<name>.int8.onnx``
-    (``calibration_images`` of them, drawn with a fixed seed); the card's ``files``."""
+    (``calibration_images`` of them, drawn with a fixed seed), each with its ``embedding`` output;
+    the card's ``files`` and the embedding's size."""
     files = {"fp32": f"{trained.name}.onnx"}
     export_onnx(trained.model, trained.preprocessing.input_size, folder / files["fp32"])
     if calibration_faces is not None:
@@ -228,7 +233,34 @@ def write_onnx_files(trained: TrainedModel, folder: Path, calibration_faces: np.
         chosen = np.random.default_rng(0).permutation(len(calibration_faces))[:calibration_images]
         quantize_int8(folder / files["fp32"], folder / files["int8"], calibration_faces[chosen],
                       trained.preprocessing)
-    return files
+    sizes = {add_embedding_output(folder / file) for file in files.values()}  # after quantizing
+    return files, sizes.pop()
+
+
+def add_embedding_output(path: Path) -> int:
+    """Give the member's ONNX file at ``path`` a second output, ``embedding`` (N, D) float32: the
+    pooled features its classifier reads (the one ``Flatten``'s output, exposed through an
+    ``Identity``, so ``logits`` are computed exactly as before). Rewrites the file; returns D.
+    A file that has the output already is left as it is. UserError for a graph without exactly
+    one ``Flatten``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    if not any(output.name == EMBEDDING_OUTPUT for output in graph.output):
+        flatten = [node for node in graph.node if node.op_type == "Flatten"]
+        if len(flatten) != 1:
+            raise UserError(f"{path}: {len(flatten)} Flatten nodes; expected the one before the classifier")
+        graph.node.append(helper.make_node("Identity", [flatten[0].output[0]], [EMBEDDING_OUTPUT],
+                                           name="embedding_output"))
+        graph.output.append(helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["batch", None]))
+        onnx.save(model, str(path))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    size = session.get_inputs()[0].shape[-1]
+    return int(session.run([EMBEDDING_OUTPUT], {session.get_inputs()[0].name: np.zeros((1, 3, size, size), np.float32)})[0].shape[1])
 
 
 def model_card(trained: TrainedModel, files: dict[str, str], train_size: int,

@@ -238,6 +238,28 @@ def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, dete
     return probabilities, found
 
 
+def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float = 0.0,
+                 offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``read_faces`` (``Ensemble.read_faces``) of each image's face: the image itself with no
+    ``detector`` (face crops), else its largest face framed as ``photo_probabilities`` frames it.
+    (N, C) native probabilities and (N, D) embeddings (zeros where no face was found) and the (N,)
+    bool mask of images with a face."""
+    faces = ((read_image(p, gray=True) for p in data.paths) if detector is None
+             else largest_faces(data, detector, margin, offset))
+    native, embeddings, found = [], [], np.zeros(len(data), bool)
+    for i, face in enumerate(faces):
+        if face is not None:
+            probabilities, embedding = read_faces([face])
+            native.append(probabilities[0])
+            embeddings.append(embedding[0])
+            found[i] = True
+    all_native = np.zeros((len(data), len(EMOTIONS)), np.float32)
+    all_embeddings = np.zeros((len(data), len(embeddings[0]) if embeddings else 0), np.float32)
+    if embeddings:
+        all_native[found], all_embeddings[found] = native, embeddings
+    return all_native, all_embeddings, found
+
+
 def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
     """The classifier alone: every image is a face crop."""
     return evaluate_labelled(crop_probabilities(predict_proba, data, batch_size), np.ones(len(data), bool), data)

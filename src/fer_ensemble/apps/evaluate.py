@@ -30,6 +30,7 @@ from fer_ensemble.labelled import (
     Scores,
     crop_probabilities,
     evaluate_labelled,
+    face_outputs,
     photo_probabilities,
     read_labelled_images,
 )
@@ -92,6 +93,16 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
                         help="with --calm-reference: calm photos a person needs for a resting face (default 1: "
                              "each photo is a moment of its own, where a video's five calm frames in a row are one)")
+    parser.add_argument("--enrol", type=bounded(int, 1), default=None, metavar="K",
+                        help="labels, with --group-by PERSON: within each person, K photos per class are their "
+                             "enrolment (a personal profile) and the rest are scored, before and after; "
+                             "with --resting-face, the enrolled neutral photos are also the resting face")
+    parser.add_argument("--draws", type=bounded(int, 1), default=10, metavar="N",
+                        help="with --enrol: random enrolments averaged (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="with --enrol: the draws' random seed")
+    parser.add_argument("--enrol-split", metavar="COLUMN=VALUE",
+                        help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
+                             "the others (K per class drawn from them)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
@@ -104,6 +115,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--calm-reference needs --labels and --resting-face COLUMN")
     if args.calm_photos != 1 and not args.calm_reference:
         raise UserError("--calm-photos goes with --calm-reference")
+    if args.enrol is not None and not (args.labels and args.group_by):
+        raise UserError("--enrol needs --labels and --group-by PERSON (the column naming each person)")
+    if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0):
+        raise UserError("--draws, --seed and --enrol-split go with --enrol")
+    if args.enrol is not None and args.calm_reference:
+        raise UserError("--enrol takes the resting face from the enrolled neutral photos, not --calm-reference")
 
     if args.out:
         check_output_folder(args.out)  # before the evaluation, not after it
@@ -164,6 +181,8 @@ def _probabilities(args: argparse.Namespace, predict, data: LabelledImages) -> t
 def _evaluate_labelled(args: argparse.Namespace) -> int:
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     predictor = calibrated(load_predictor(args.model), args.calibration)
+    if args.enrol is not None:
+        return _evaluate_enrol(args, predictor, data)
     if args.resting_face:
         return _evaluate_resting_face(args, predictor, data)
     report = evaluate_labelled(*_probabilities(args, with_prior(predictor, args.prior), data), data)
@@ -236,6 +255,90 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     else:
         print(format_resting_report(ensemble.name, args, len(people) - len(without), without,
                                     uncalibrated.per_image, report.per_image))
+    return 0
+
+
+def enrol_split(args: argparse.Namespace, data: LabelledImages) -> np.ndarray | None:
+    """--enrol-split COLUMN=VALUE: (N,) bool, the photos enrolment may draw from; None without it."""
+    if not args.enrol_split:
+        return None
+    column, sep, value = args.enrol_split.partition("=")
+    if not sep or not column:
+        raise UserError(f"--enrol-split {args.enrol_split!r}: give COLUMN=VALUE, e.g. session=1")
+    groups = read_labelled_images(args.labels, args.images, column, args.groups).groups
+    assert groups is not None
+    allowed = np.array([g == value for g in groups])
+    if not allowed.any():
+        raise UserError(f"--enrol-split: no photo has {column} = {value!r}")
+    return allowed
+
+
+def draw_enrolment(labels: np.ndarray, mine: np.ndarray, k: int, rng: np.random.Generator,
+                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(enrolled, scored) masks within one person's photos ``mine``: k photos of each class drawn
+    from those ``allowed`` (all: a class keeps at least one photo to score, so a class with k or
+    fewer is not enrolled), and the person's other photos scored (with ``allowed``: those not
+    allowed)."""
+    enrolled = np.zeros(len(labels), bool)
+    pool = mine if allowed is None else mine & allowed
+    for c in np.unique(labels[pool]):
+        idx = np.flatnonzero(pool & (labels == c))
+        if len(idx) >= k + (allowed is None):
+            enrolled[rng.choice(idx, k, replace=False)] = True
+    return enrolled, mine & (~enrolled if allowed is None else ~allowed)
+
+
+def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) -> int:
+    """Within each --group-by person, K photos per class enrolled as their profile and the others
+    scored, without and with it, over --draws random enrolments (pooled)."""
+    if not isinstance(ensemble, Ensemble):
+        raise UserError("--enrol needs an ensemble file (the shipped one by default), not a single member")
+    ensemble.require_embeddings()  # before any photo is read
+    ensemble.prior_strength(args.prior)
+    assert data.groups is not None  # read with --group-by: the person of each photo
+    person = np.array(data.groups)
+    allowed = enrol_split(args, data)
+    detector = None if args.crops else create_detector({"detector": args.detector})
+    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset)
+    native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
+    neutral = EMOTIONS.index("neutral")
+    rng = np.random.default_rng(args.seed)
+    picks, before, after = [], [], []
+    for _ in range(args.draws):
+        for key in sorted(set(data.groups)):
+            mine = person == key
+            enrolled, scored = draw_enrolment(data.labels, mine & found, args.enrol, rng, allowed)
+            scored |= mine & ~found & (True if allowed is None else ~allowed)
+            if not enrolled.any() or not scored.any():
+                continue
+            resting = None
+            if args.resting_face and (enrolled & (data.labels == neutral)).any():
+                resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
+            profile = ensemble.profile(embeddings[enrolled], data.labels[enrolled])
+            index = np.flatnonzero(scored)
+            picks.append(index)
+            before.append(ensemble.answer(native[index], args.prior, resting))
+            after.append(np.where(found[index, None],
+                                  ensemble.answer(native[index], args.prior, resting, profile=profile,
+                                                  embeddings=embeddings[index]), before[-1]))
+    if not picks:
+        raise UserError(f"no photo to score: each {args.group_by} needs more than {args.enrol} photos of a class")
+    keep = np.concatenate(picks)
+    subset = LabelledImages([data.paths[i] for i in keep], data.labels[keep])
+    report = evaluate_labelled(np.concatenate(after), found[keep], subset)
+    unprofiled = evaluate_labelled(np.concatenate(before), found[keep], subset)
+    result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
+              "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
+              "group_by": args.group_by, "enrol": args.enrol, "draws": args.draws, "seed": args.seed,
+              "enrol_split": args.enrol_split, "resting_face": args.resting_face,
+              "people": len(set(data.groups)), **report.to_dict(), "unprofiled": unprofiled.to_dict()}
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        heading = (f"{ensemble.name} on {args.labels}: within each {args.group_by}, {args.enrol} photo(s) per class "
+                   f"enrolled as their profile" + (" (their neutral ones also the resting face)" if args.resting_face else "")
+                   + f", the others scored; {args.draws} draw(s) pooled: {unprofiled.per_image.n} photos")
+        print("\n".join(format_before_after(heading, unprofiled.per_image, report.per_image, "photos")))
     return 0
 
 

@@ -11,6 +11,9 @@ from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset
 from fer_ensemble.runtime.onnx import create_session
 
+EMBEDDING = "embedding"
+"""The name of a member's second output, its pooled features (``fer-ensemble export`` writes it)."""
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of (N, C) ``logits`` divided by ``temperature`` (> 0; the temperature
@@ -86,11 +89,22 @@ class OnnxClassifier:
                                           output.get("sampled_prior"))
         self.session = create_session(model_path, threads)  # UserError for a file ONNX Runtime cannot load
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self._logits_name = outputs[0]
+        self.embedding_size: int | None = (output.get("embedding") or {}).get("size") if EMBEDDING in outputs else None
+        """D of the member's ``embedding`` output (its pooled features), None for a file without one."""
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits under FER+'s prior for an already preprocessed batch (N, 3, S, S)."""
-        logits = self.session.run(None, {self.input_name: batch})[0]
-        return logits if self._offset is None else logits + self._offset
+        return self.logits_and_embeddings(batch, embeddings=False)[0]
+
+    def logits_and_embeddings(self, batch: np.ndarray, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) logits under FER+'s prior and, when asked for and the file has them, the (N, D)
+        float32 embeddings (else None) of a preprocessed batch (N, 3, S, S), in one run."""
+        wanted = [self._logits_name] + ([EMBEDDING] if embeddings and self.embedding_size else [])
+        found = self.session.run(wanted, {self.input_name: batch})
+        logits = found[0] if self._offset is None else found[0] + self._offset
+        return logits, (found[1] if len(found) > 1 else None)
 
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """(N, 8) float32 probabilities, in ``classes`` order and under FER+'s class prior, for a

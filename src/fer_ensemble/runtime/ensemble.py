@@ -44,6 +44,7 @@ from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
+from fer_ensemble.runtime.profile import Profile, ProfileError, blend
 
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
@@ -75,11 +76,33 @@ def calibrated_probabilities(logits: np.ndarray, mirrored_logits: np.ndarray | N
 def member_probabilities(member: Member, faces) -> np.ndarray:
     """One member's calibrated (N, C) float32 probabilities (under FER+'s prior) for a sequence of N
     face crops (gray (H, W) or BGR (H, W, 3) uint8, any size; resized to the member's input)."""
+    return member_outputs(member, faces, embeddings=False)[0]
+
+
+def member_outputs(member: Member, faces, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``member_probabilities`` and, in the same pass, the member's (N, D) float32 embeddings, each
+    row of unit length, averaged with the mirrored faces' (and made unit again) where the member
+    reads mirrored faces too; None for a member without the output or when not asked for."""
     batch = prepare_batch(faces, member.classifier.preprocessing)
-    mirrored = None
+    logits, embedding = member.classifier.logits_and_embeddings(batch, embeddings)
+    mirrored = mirrored_embedding = None
     if member.flip_tta:
-        mirrored = member.classifier.logits(np.ascontiguousarray(batch[..., ::-1]))
-    return calibrated_probabilities(member.classifier.logits(batch), mirrored, member.temperature)
+        mirrored, mirrored_embedding = member.classifier.logits_and_embeddings(
+            np.ascontiguousarray(batch[..., ::-1]), embeddings)
+    probabilities = calibrated_probabilities(logits, mirrored, member.temperature)
+    if embedding is None:
+        return probabilities, None
+    embedding = unit_rows(embedding)
+    if mirrored_embedding is not None:
+        embedding = unit_rows(embedding + unit_rows(mirrored_embedding))
+    return probabilities, embedding
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) ``vectors`` scaled to unit length row by row, in float32 (a zero row stays zero)."""
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
 
 
 def _short(value: object) -> str:
@@ -408,26 +431,81 @@ class Ensemble:
         """(N, C) float32 probabilities under FER+'s prior for a sequence of N face crops (gray
         (H, W) or BGR (H, W, 3) uint8, any size): the members' weighted soft vote, in batches of
         ``batch_size``, then the calibration if the ensemble has one; (0, C) for none."""
+        return self.read_faces(faces, batch_size, embeddings=False)[0]
+
+    @property
+    def embedding_size(self) -> int | None:
+        """D of ``read_faces``' embeddings (the members' sizes added up); None when a member has no
+        ``embedding`` output (an export older than 2026-12-06)."""
+        sizes = [m.classifier.embedding_size for m in self.members]
+        return None if None in sizes else sum(s for s in sizes if s)
+
+    def read_faces(self, faces, batch_size: int = 256, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``native_probabilities`` and, from the same pass, the faces' (N, D) float32 embeddings:
+        each member's (``member_outputs``: unit length, mirrored where the member reads mirrored
+        faces) side by side in member order, divided by the square root of the member count so
+        each row has unit length. None for the embeddings when not asked for or when a member has
+        none (``embedding_size``)."""
+        size = self.embedding_size
+        embeddings = embeddings and size is not None
         if len(faces) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        chunks = []
+            return (np.zeros((0, len(self.classes)), np.float32),
+                    np.zeros((0, size or 0), np.float32) if embeddings else None)
+        chunks, embedded = [], []
         total_weight = sum(m.weight for m in self.members)
         for start in range(0, len(faces), batch_size):
             part = faces[start : start + batch_size]
-            chunks.append(sum(m.weight * member_probabilities(m, part) for m in self.members) / total_weight)
+            outputs = [member_outputs(m, part, embeddings) for m in self.members]
+            chunks.append(sum(m.weight * probs for m, (probs, _) in zip(self.members, outputs)) / total_weight)
+            if embeddings:
+                embedded.append(np.concatenate([e for _, e in outputs], axis=1) / np.sqrt(len(outputs)))
         mixed = np.concatenate(chunks)
-        return (mixed if self.calibration is None else self.calibration.apply(mixed)).astype(np.float32)
+        native = (mixed if self.calibration is None else self.calibration.apply(mixed)).astype(np.float32)
+        return native, (np.concatenate(embedded).astype(np.float32) if embeddings else None)
 
     def answer(self, native: np.ndarray, prior_strength: str | float | None = None,
-               resting_face: RestingFace | None = None, *, prior: str | float | None = None) -> np.ndarray:
+               resting_face: RestingFace | None = None, *, prior: str | float | None = None,
+               profile: Profile | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
         """The answer, (N, C) float32 rows summing to one, for (N, C) ``native_probabilities``:
-        read relative to ``resting_face`` when given, then under the prior strength
-        ``prior_strength`` names (None: the ensemble file's default). UserError for a bad strength
-        (``prior_strength``). ``prior=`` is its deprecated name (a DeprecationWarning)."""
+        read relative to ``resting_face`` when given, under the prior strength ``prior_strength``
+        names (None: the ensemble file's default), then through the person's ``profile`` when
+        given (with the same faces' (N, D) ``embeddings`` from ``read_faces``;
+        ``fer_ensemble.runtime.profile``). UserError for a bad strength (``prior_strength``) and for a profile without
+        embeddings or made by another ensemble. ``prior=`` is the deprecated name of
+        ``prior_strength=`` (a DeprecationWarning)."""
         strength = self.prior_strength(_renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
         if resting_face is not None:
             native = resting_face.apply(native)
-        return adjust_probabilities(native, self.class_prior, strength).astype(np.float32)
+        answer = adjust_probabilities(native, self.class_prior, strength).astype(np.float32)
+        if profile is None:
+            return answer
+        self.check_profile(profile)
+        if embeddings is None:
+            raise UserError("a profile needs the faces' embeddings (Ensemble.read_faces)")
+        return blend(answer, embeddings, profile)
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        """The members' card names, in file order (what a profile records)."""
+        return tuple(m.classifier.name for m in self.members)
+
+    def check_profile(self, profile: Profile) -> None:
+        """ProfileError unless ``profile`` was made with this ensemble's members' embeddings."""
+        profile.check_fits(self.member_names, self.embedding_size)
+
+    def profile(self, embeddings: np.ndarray, labels, **options) -> Profile:
+        """A person's ``Profile`` from (N, D) ``read_faces`` embeddings of their faces and the N class
+        indices; ``options`` go to ``Profile.from_embeddings`` (``weight``, ``temperature``).
+        ProfileError when the members give no embeddings."""
+        self.require_embeddings()
+        return Profile.from_embeddings(embeddings, labels, members=self.member_names, **options)
+
+    def require_embeddings(self) -> int:
+        """``embedding_size``; ProfileError when a member has no embedding output (profiles need it)."""
+        if self.embedding_size is None:
+            raise ProfileError("this ensemble's members have no embedding output (exported before "
+                               "2026-12-06): profiles need it")
+        return self.embedding_size
 
     def resting_face(self, native: np.ndarray, **options) -> RestingFace:
         """A person's resting face from the (N, C) ``native_probabilities`` of their neutral

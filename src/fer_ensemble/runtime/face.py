@@ -14,7 +14,8 @@ class Face:
     winning emotion and its ``score``, and all of them (``probabilities``: emotion -> probability,
     summing to one); ``track_id`` in a stream (None for stills); ``relative`` when read relative
     to the person's resting face; ``held`` when the detector missed this tracked face in this frame
-    and its last box and answer are shown (``EmotionRecognizer.hold``)."""
+    and its last box and answer are shown (``EmotionRecognizer.hold``); ``profiled`` when read
+    through the person's profile (``fer_ensemble.runtime.profile``)."""
 
     box: Box
     label: str
@@ -23,6 +24,7 @@ class Face:
     track_id: int | None = None
     relative: bool = False
     held: bool = False
+    profiled: bool = False
 
     def to_dict(self) -> dict:
         """The JSON form (``predict --json``, the server): the fields by name, ``box`` as a list

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.calibration import NEUTRAL, RestingFace
@@ -34,6 +35,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, _renamed_keyword, load_calibration
 from fer_ensemble.runtime.face import Face
+from fer_ensemble.runtime.profile import Profile
 from fer_ensemble.runtime.tracking import EMA_WEIGHT, IoUTracker, Track, smooth
 
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
@@ -107,6 +109,10 @@ class EmotionRecognizer:
     ensemble, so a passed ``Ensemble`` object is changed too. ``threads`` bounds ONNX Runtime's
     threads when the ensemble is loaded here.
 
+    ``profile``: in ``track`` and ``stream``, every new track is read through this person's
+    ``Profile`` (``enrol`` makes one; ``set_profile`` gives one track its own); ProfileError when
+    it was made with another ensemble.
+
     ``auto_resting_face``: in ``track`` and ``stream``, each track without a resting face of its
     own takes one from its calm frames (``CALM_NEUTRAL``, ``CALM_FRAMES``), so a person is read
     against their own face at rest without anyone pressing a key; ``set_resting_face`` and
@@ -132,6 +138,7 @@ class EmotionRecognizer:
         calibration: str | Path | None = None,
         *,
         auto_resting_face: bool = False,
+        profile: Profile | None = None,
         smoothing: float | None = None,
         prior: str | float | None = None,
     ):
@@ -155,6 +162,10 @@ class EmotionRecognizer:
         self.tracker = IoUTracker()
         self.auto_resting_face = auto_resting_face
         """Whether new tracks take a resting face from their calm frames (see the class docstring)."""
+        if profile is not None:
+            self.ensemble.check_profile(profile)
+        self.profile = profile
+        """A person's profile that new tracks are read through (``set_profile`` changes one track's)."""
 
     @property
     def smoothing(self) -> float:
@@ -190,13 +201,56 @@ class EmotionRecognizer:
         Haar converts to gray)."""
         return self.detector.detect(image)
 
-    def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None) -> np.ndarray:
+    def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None,
+                 profile: Profile | None = None) -> np.ndarray:
         """Probabilities (N, 8) float32 for the given boxes ([x, y, w, h] in pixels of ``image``,
-        BGR or gray uint8), all faces in one batch per member, relative to ``resting_face`` if given."""
-        return self.ensemble.answer(self._native(to_gray(image), boxes), self.prior_strength, resting_face)
+        BGR or gray uint8), all faces in one batch per member, relative to ``resting_face`` and
+        through ``profile`` if given."""
+        native, embeddings = self._read(to_gray(image), boxes, profile is not None)
+        return self.ensemble.answer(native, self.prior_strength, resting_face, profile=profile, embeddings=embeddings)
 
     def _native(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
         return self.ensemble.native_probabilities(crop_faces(gray, boxes, self.margin, self.offset))
+
+    def _read(self, gray: np.ndarray, boxes: list[Box], embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.ensemble.read_faces(crop_faces(gray, boxes, self.margin, self.offset), embeddings=embeddings)
+
+    def enrol(self, images: Iterable[np.ndarray], labels: Iterable[str | int], crops: bool = False,
+              **options) -> Profile:
+        """A person's ``Profile`` from labelled photos of them (BGR or gray uint8, what ``predict``
+        takes; the largest face of each) or, with ``crops``, face crops; ``labels``: an emotion name
+        or index per image, any subset of the eight classes, one or more each. ``options`` go to
+        ``Profile.from_embeddings``. The profile's ``self_check`` holds, per class, how many of the
+        enrolled faces a profile made without each in turn reads right. ValueError when no image
+        shows a face or the counts differ; ProfileError for members without embeddings."""
+        faces, indices = [], []
+        for image, label in zip(images, labels, strict=True):
+            image = check_image(image)
+            gray = to_gray(image)
+            boxes = [] if crops else detect_faces(self.detector, image, gray)
+            if crops:
+                faces.append(gray)
+            elif boxes:
+                faces += crop_faces(gray, [max(boxes, key=lambda b: b[2] * b[3])], self.margin, self.offset)
+            else:
+                continue
+            indices.append(label if isinstance(label, (int, np.integer)) else EMOTIONS.index(label))
+        if not faces:
+            raise ValueError("no face found in the enrolment image(s)")
+        native, embeddings = self.ensemble.read_faces(faces)
+        assert embeddings is not None  # profile() below refuses members without them
+        profile = self.ensemble.profile(embeddings, indices, **options)
+        profile.self_check = self_check(self.ensemble, native, embeddings, np.asarray(indices), profile)
+        return profile
+
+    def set_profile(self, track_id: int, profile: Profile | None) -> None:
+        """Read the track ``track_id`` through ``profile`` from now on (None: no longer). KeyError
+        for a track that is not alive; ProfileError for another ensemble's profile."""
+        if profile is not None:
+            self.ensemble.check_profile(profile)
+        track = self.tracker.get(track_id)
+        track.profile = profile
+        track.probabilities = None  # the smoothed answer restarts
 
     def resting_face(self, images: Iterable[np.ndarray], crops: bool = False, **options) -> RestingFace:
         """A person's resting face from photos of them at rest (BGR or gray uint8; the largest face
@@ -216,18 +270,20 @@ class EmotionRecognizer:
             raise ValueError("no face found in the resting-face image(s)")
         return self.ensemble.resting_face(np.concatenate(native), **options)
 
-    def predict(self, image: np.ndarray, resting_face: RestingFace | None = None) -> list[Face]:
+    def predict(self, image: np.ndarray, resting_face: RestingFace | None = None,
+                profile: Profile | None = None) -> list[Face]:
         """Every face in a still image, left to right by box: ``Face`` objects with ``box`` (x, y, w,
         h in image pixels), ``label``, ``score`` and the eight ``probabilities`` (floats summing to
         1), ``track_id`` None (no tracking, no smoothing). ``image``: an (H, W, 3) BGR, (H, W, 4)
         BGRA or (H, W) gray uint8 array, or what ``check_image`` converts (an (H, W, 1) array, 16-bit
         or [0, 1] float images, a PIL image); TypeError / ValueError naming what it takes otherwise.
-        Each face is read relative to ``resting_face`` when given (one person's photos at rest)."""
+        Each face is read relative to ``resting_face`` when given (one person's photos at rest) and
+        through ``profile`` when given (that person's enrolled expressions: ``enrol``)."""
         image = check_image(image)
         gray = to_gray(image)  # once for the crops and a gray detector
         boxes = detect_faces(self.detector, image, gray)
-        probabilities = self.classify(gray, boxes, resting_face)
-        return [self._face(box, probs, relative=resting_face is not None)
+        probabilities = self.classify(gray, boxes, resting_face, profile)
+        return [self._face(box, probs, relative=resting_face is not None, profiled=profile is not None)
                 for box, probs in zip(boxes, probabilities)]
 
     def track(self, frame: np.ndarray, boxes: list[Box] | None = None, budget: int | None = None) -> list[Face]:
@@ -251,17 +307,22 @@ class EmotionRecognizer:
         new = [i for i, t in enumerate(tracks) if t.probabilities is None]  # always read: never shown unread
         oldest = sorted((i for i, t in enumerate(tracks) if t.probabilities is not None), key=lambda i: tracks[i].answered)
         chosen = sorted(new + (oldest if budget is None else oldest[:max(budget - len(new), 0)]))
-        native = self._native(gray, [boxes[i] for i in chosen])
-        answers = self.ensemble.answer(native, self.prior_strength)  # one pass for every face without a resting face
-        for i, face_native, probs in zip(chosen, native, answers):
+        for i in new:
+            if tracks[i].answered < 0:  # a new track
+                tracks[i].auto_resting_face = self.auto_resting_face
+                tracks[i].profile = self.profile
+        profiled = any(tracks[i].profile is not None for i in chosen)
+        native, embeddings = self._read(gray, [boxes[i] for i in chosen], profiled)
+        answers = self.ensemble.answer(native, self.prior_strength)  # one pass for every face read plainly
+        for j, (i, face_native, probs) in enumerate(zip(chosen, native, answers)):
             track = tracks[i]
             track.native = smooth(track.native, face_native, self.ema_weight)
-            if track.answered < 0:  # a new track
-                track.auto_resting_face = self.auto_resting_face
             if track.auto_resting_face and calm_faces(probs):
                 self._add_calm_frame(track, face_native)
-            if track.resting_face is not None:
-                probs = self.ensemble.answer(face_native[None], self.prior_strength, track.resting_face)[0]
+            if track.resting_face is not None or track.profile is not None:
+                embedding = None if embeddings is None else embeddings[j : j + 1]
+                probs = self.ensemble.answer(face_native[None], self.prior_strength, track.resting_face,
+                                             profile=track.profile, embeddings=embedding)[0]
             track.probabilities = smooth(track.probabilities, probs, self.ema_weight)
             track.answered = self.tracker.frames
         held = [t for t in self.tracker.tracks if 0 < t.missed <= self.hold and t.probabilities is not None
@@ -340,10 +401,10 @@ class EmotionRecognizer:
     def _track_face(self, track: Track, held: bool = False) -> Face:
         assert track.probabilities is not None  # a track is read in the frame it appears in
         return self._face(track.box, track.probabilities, track.track_id, track.resting_face is not None,
-                          held=held)
+                          held=held, profiled=track.profile is not None)
 
     def _face(self, box: Box, probs: np.ndarray, track_id: int | None = None, relative: bool = False,
-              held: bool = False) -> Face:
+              held: bool = False, profiled: bool = False) -> Face:
         best = int(np.argmax(probs))
         x, y, w, h = box
         return Face(
@@ -354,7 +415,28 @@ class EmotionRecognizer:
             track_id=track_id,
             relative=relative,
             held=held,
+            profiled=profiled,
         )
+
+
+def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
+               profile: Profile) -> dict:
+    """Per enrolled class: how many of its enrolled faces a profile made from the others reads as that
+    class (each face left out in turn, read as ``predict`` reads it; a class enrolled once is read
+    through the other classes' prototypes only), and the ensemble alone on the same faces."""
+    result = {}
+    for c in profile.enrolled:
+        mine = np.flatnonzero(labels == c)
+        right = plain = 0
+        for i in mine:
+            others = np.arange(len(labels)) != i
+            left_out = ensemble.profile(embeddings[others], labels[others], weight=profile.weight,
+                                        temperature=profile.temperature)
+            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i : i + 1])
+            right += int(answer.argmax() == c)
+            plain += int(ensemble.answer(native[i : i + 1]).argmax() == c)
+        result[EMOTIONS[c]] = {"faces": int(len(mine)), "read_right": right, "ensemble_alone": plain}
+    return result
 
 
 IMAGE_TAKES = "a BGR (H, W, 3), BGRA or gray (H, W) uint8 array, as cv2.imread returns, or a PIL image"

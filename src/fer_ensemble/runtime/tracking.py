@@ -9,6 +9,7 @@ import numpy as np
 
 from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.detection import Box, iou
+from fer_ensemble.runtime.profile import Profile
 
 EMA_WEIGHT = 0.5
 """The newest frame's weight in each track's moving average by default (``EmotionRecognizer``, the
@@ -35,6 +36,8 @@ class Track:
     answered: int = -1  # the frame (tracker.frames) whose crop gave the newest answer; -1: none yet
     calm: list[np.ndarray] = field(default_factory=list)  # native probabilities of its calm frames, newest last
     auto_resting_face: bool = False  # its resting face is (to be) taken from its calm frames
+    profile: Profile | None = None  # the person's profile, read through from now on
+    embedding: np.ndarray | None = None  # the newest read crop's embedding (when a profile asks for it)
 
 
 @dataclass
