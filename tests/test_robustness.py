@@ -51,6 +51,73 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
     assert (tmp_path / "new" / "faces.csv").is_file() and "Traceback" not in result.stderr  # the folder made
 
 
+def sample_copies(folder: Path, names: dict[str, str]) -> dict[Path, bytes]:
+    """Copies of bundled samples (``{copy name: sample name}``) in ``folder`` (made), with other
+    files given as ``"text:CONTENT"``; each file's bytes, to compare after a command ran."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sample in names.items():
+        target = folder / name
+        if sample.startswith("text:"):
+            target.write_text(sample.removeprefix("text:"))
+        else:
+            shutil.copy(SAMPLES / sample, target)
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_untouched(files: dict[Path, bytes]) -> None:
+    """Every file of ``sample_copies`` byte for byte as it was, and nothing added beside them."""
+    for path, data in files.items():
+        assert path.read_bytes() == data, f"{path} was changed"
+    folders = {p.parent for p in files}
+    assert {p for folder in folders for p in folder.iterdir()} == set(files), "outputs among the inputs"
+
+
+def refused(*command: str, says: str) -> None:
+    """``fer-ensemble COMMAND`` exits 2 with one line on stderr that contains ``says``."""
+    result = run_cli(*command, check=False)
+    assert result.returncode == 2 and lines(result.stderr) == [result.stderr.strip()], result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_predict_csv_never_replaces_an_input_or_a_file_it_did_not_write(tiny_ensemble: Path,
+                                                                         tmp_path: Path) -> None:
+    """Issue "Robustness", item 1: --csv naming an input photo truncated it (then reported it as an
+    empty file); naming another photo turned it into CSV text, exit 0."""
+    ph = tmp_path / "ph"
+    files = sample_copies(ph, {"astronaut.png": "astronaut.png", "camera.png": "camera.png",
+                               "grace_hopper.jpg": "grace_hopper.jpg"})
+    files |= sample_copies(tmp_path / "mine", {"notes.txt": "text:my notes", "labels.csv": "text:file,label\n"})
+    tiny = ("--ensemble", str(tiny_ensemble))
+    refused("predict", str(ph), "--csv", str(ph / "astronaut.png"), *tiny, says="is an input")
+    refused("predict", str(ph / "camera.png"), "--csv", str(ph / "grace_hopper.jpg"), *tiny,
+            says="is not an earlier output of this command")
+    for mine in ("notes.txt", "labels.csv"):  # a user's file, whatever its suffix
+        refused("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "mine" / mine), *tiny,
+                says="is not an earlier output of this command")
+    assert_untouched(files)
+
+    faces = tmp_path / "faces.csv"
+    for _ in range(2):  # a new file, then the earlier output of predict --csv: replaced
+        run_cli("predict", str(ph / "camera.png"), "--csv", str(faces), *tiny)
+        assert faces.read_text().startswith("file,face,") and len(faces.read_text().splitlines()) == 2
+    (tmp_path / "empty.csv").touch()  # an empty file (mktemp's): nothing to lose
+    run_cli("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "empty.csv"), *tiny)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder no one can make folders in")
+def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 14: --out /proc/x was the raw errno and exit 1; a --csv or --out under
+    a file said "File exists" (or the errno) where a folder is needed."""
+    (tmp_path / "notes.txt").write_text("my notes")
+    tiny = ("--ensemble", str(tiny_ensemble))
+    refused("predict", str(PHOTO), "--out", "/proc/x", *tiny, says="--out /proc/x: cannot make this folder")
+    refused("predict", str(PHOTO), "--csv", "/proc/x/f.csv", *tiny, says="--csv /proc/x/f.csv: cannot make its folder")
+    under = tmp_path / "notes.txt"
+    refused("predict", str(PHOTO), "--csv", str(under / "f.csv"), *tiny, says=f"{under} is a file, not a folder")
+    refused("predict", str(PHOTO), "--out", str(under / "x"), *tiny, says=f"{under} is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+
+
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
