@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, heic_photo, run_cli
+from conftest import NO_FACE, REPO, heic_photo, need, run_cli
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media import SAMPLES
@@ -102,6 +102,32 @@ def test_predict_csv_never_replaces_an_input_or_a_file_it_did_not_write(tiny_ens
         assert faces.read_text().startswith("file,face,") and len(faces.read_text().splitlines()) == 2
     (tmp_path / "empty.csv").touch()  # an empty file (mktemp's): nothing to lose
     run_cli("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "empty.csv"), *tiny)
+
+
+def test_video_never_writes_among_or_over_its_input(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 2: video --out the video's own folder overwrote the input while reading
+    it (a video named annotated.mp4: gone) and replaced a user's summary.json."""
+    vin = tmp_path / "vin"
+    files = sample_copies(vin, {"clip.mp4": "faces.mp4", "annotated.mp4": "faces.mp4",
+                                "summary.json": 'text:{"mine": 1}'})
+    fast = ("--stride", "50", "--no-progress", "--ensemble", str(tiny_ensemble))
+    refused("video", str(vin / "annotated.mp4"), "--out", str(vin), *fast, says=f"--out {vin} holds input video")
+    refused("video", str(vin / "clip.mp4"), "--out", f"{vin}/", "--no-video", *fast, says="holds input video")
+    assert_untouched(files)
+
+
+def test_batch_never_writes_among_its_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 2: batch --out the photos' folder wrote among them and replaced a
+    user's summary.parquet; --out the input folder itself said "no photo or video there"."""
+    need("pyarrow")
+    bin_ = tmp_path / "bin"
+    files = sample_copies(bin_, {"a.png": "astronaut.png", "summary.parquet": "text:not ours",
+                                 "list.csv": f"text:path\n{SAMPLES / 'camera.png'}\n"})  # a manifest: an input
+    local = ("--engine", "local", "--no-progress", "--ensemble", str(tiny_ensemble))
+    refused("batch", str(bin_ / "a.png"), "--out", str(bin_), *local, says=f"--out {bin_} holds input photos")
+    refused("batch", str(bin_), "--out", str(bin_), *local, says=f"--out {bin_} is an input folder")
+    refused("batch", str(bin_ / "list.csv"), "--out", str(bin_), *local, says="holds input photos")
+    assert_untouched(files)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder no one can make folders in")
