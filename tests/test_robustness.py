@@ -165,6 +165,10 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
     refused("predict", str(PHOTO), "--out", str(under / "x"), *tiny, says=f"{under} is a file, not a folder")
     refused("video", str(CLIP), "--out", "/proc/x", "--stride", "50", "--no-progress", *tiny,
             says="--out /proc/x: cannot make this folder")
+    refused("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(tmp_path), "--out", "/proc/x",
+            says="--out /proc/x: cannot make this folder")  # before the fit, not after it
+    refused("pack-data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"),
+            says=f"{under} is a file, not a folder")
     assert (tmp_path / "notes.txt").read_text() == "my notes"
 
 

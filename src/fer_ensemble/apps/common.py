@@ -256,7 +256,7 @@ def check_apart(out: str | Path, named: Iterable[str], files: Iterable[str | Pat
     if any(Path(item).is_dir() and Path(item).resolve() == here for item in named):
         raise UserError(f"{option} {folder} is an input folder: the outputs would sit among (and could replace) "
                         f"your {what}; choose another folder")
-    if any(Path(file).resolve().parent == here for file in files):
+    if any(Path(file).is_file() and Path(file).resolve().parent == here for file in files):
         raise UserError(f"{option} {folder} holds input {what}: the outputs would sit among (and could replace) "
                         f"your {what}; choose another folder")
     return folder
@@ -269,13 +269,19 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path], option: st
     file = Path(path)
     if file.is_dir():
         raise UserError(f"{option} {file} is a folder; give a file name")
-    if (blocker := _file_in_the_way(file.parent)) is not None:
-        raise UserError(f"{option} {file}: {blocker} is a file, not a folder; give a file in a folder")
+    _check_folder_of(file, option)
     if file.exists() and any(Path(p).resolve() == file.resolve() for p in inputs):
         raise UserError(f"{option} {file} is an input; give a new file name")
     if file.is_file() and file.stat().st_size and not _starts_with(file, ours):
         raise UserError(f"{option} {file} already exists and is not an earlier output of this command; give a "
                         "new file name (or remove the file first)")
+    return file
+
+
+def _check_folder_of(file: Path, option: str) -> Path:
+    """``file``, after a UserError when a file stands where a folder above it should be."""
+    if (blocker := _file_in_the_way(file.parent)) is not None:
+        raise UserError(f"{option} {file}: {blocker} is a file, not a folder; give a file in a folder")
     return file
 
 
@@ -285,9 +291,9 @@ def _starts_with(path: Path, text: str) -> bool:
 
 
 def output_file(path: str | Path, option: str) -> Path:
-    """``path`` with its folder made; a UserError naming ``option`` and ``path`` when the folder
-    cannot be made (no permission, a read-only file system)."""
-    file = Path(path)
+    """``path`` with its folder made; a UserError naming ``option`` and ``path`` when a file is in
+    the way of that folder or it cannot be made (no permission, a read-only file system)."""
+    file = _check_folder_of(Path(path), option)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import check_apart
+from fer_ensemble.apps.common import check_apart, output_folder
 from fer_ensemble.ensemble_fit import ACCURACY_TOLERANCE, DEFAULT_MAX_MS_PER_FACE, fit_ensemble
 
 
@@ -30,6 +30,7 @@ def add_fit_ensemble_arguments(parser: argparse.ArgumentParser) -> argparse.Argu
 
 def run_fit_ensemble(args: argparse.Namespace) -> int:
     out = check_apart(args.out, [], args.cards, "model cards")  # it would rewrite them, orphaning a variant's file
+    output_folder(out)  # before the fit: a folder that cannot be made is one line, not the fit's errno
     config = fit_ensemble([Path(c) for c in args.cards], args.data, out, args.variant, args.flip,
                           args.max_ms_per_face or None, args.prior)
     rows = [(name, m["variant"], m["temperature"], m["test"]["accuracy"])
