@@ -103,6 +103,10 @@ def test_predict_csv_never_replaces_an_input_or_a_file_it_did_not_write(tiny_ens
         assert faces.read_text().startswith("file,face,") and len(faces.read_text().splitlines()) == 2
     (tmp_path / "empty.csv").touch()  # an empty file (mktemp's): nothing to lose
     run_cli("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "empty.csv"), *tiny)
+    annotated = tmp_path / "annotated"  # the CSV and an annotated copy of one name: the copy moves aside
+    run_cli("predict", str(ph / "camera.png"), "--out", str(annotated), "--csv", str(annotated / "camera.png"), *tiny)
+    assert sorted(p.name for p in annotated.iterdir()) == ["camera.png", "camera_2.png"]
+    assert (annotated / "camera.png").read_text().startswith("file,face,")
 
 
 def test_video_never_writes_among_or_over_its_input(tiny_ensemble: Path, tmp_path: Path) -> None:
