@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, heic_photo, run_cli
+from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, need, run_cli, tiny_member
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media import SAMPLES
@@ -49,6 +49,131 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
         "annotated", "gh.jpg"]
     result = run_cli("predict", str(photos / "gh.jpg"), "--csv", str(tmp_path / "new" / "faces.csv"), *tiny)
     assert (tmp_path / "new" / "faces.csv").is_file() and "Traceback" not in result.stderr  # the folder made
+
+
+def sample_copies(folder: Path, names: dict[str, str]) -> dict[Path, bytes]:
+    """Copies of bundled samples (``{copy name: sample name}``) in ``folder`` (made), with other
+    files given as ``"text:CONTENT"``; each file's bytes, to compare after a command ran."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sample in names.items():
+        target = folder / name
+        if sample.startswith("text:"):
+            target.write_text(sample.removeprefix("text:"))
+        else:
+            shutil.copy(SAMPLES / sample, target)
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_untouched(files: dict[Path, bytes]) -> None:
+    """Every file of ``sample_copies`` byte for byte as it was, and nothing added beside them."""
+    for path, data in files.items():
+        assert path.read_bytes() == data, f"{path} was changed"
+    folders = {p.parent for p in files}
+    assert {p for folder in folders for p in folder.iterdir()} == set(files), "outputs among the inputs"
+
+
+def refused(*command: str, says: str) -> None:
+    """``fer-ensemble COMMAND`` exits 2 with one line on stderr that contains ``says``."""
+    result = run_cli(*command, check=False)
+    assert result.returncode == 2 and lines(result.stderr) == [result.stderr.strip()], result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_predict_csv_never_replaces_an_input_or_a_file_it_did_not_write(tiny_ensemble: Path,
+                                                                         tmp_path: Path) -> None:
+    """Issue "Robustness", item 1: --csv naming an input photo truncated it (then reported it as an
+    empty file); naming another photo turned it into CSV text, exit 0."""
+    ph = tmp_path / "ph"
+    files = sample_copies(ph, {"astronaut.png": "astronaut.png", "camera.png": "camera.png",
+                               "grace_hopper.jpg": "grace_hopper.jpg"})
+    files |= sample_copies(tmp_path / "mine", {"notes.txt": "text:my notes",
+                                               "labels.csv": "text:file,label\n"})
+    tiny = ("--ensemble", str(tiny_ensemble))
+    refused("predict", str(ph), "--csv", str(ph / "astronaut.png"), *tiny, says="is an input")
+    refused("predict", str(ph / "camera.png"), "--csv", str(ph / "grace_hopper.jpg"), *tiny,
+            says="is not an earlier output of this command")
+    for mine in ("notes.txt", "labels.csv"):  # a user's file, whatever its suffix
+        refused("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "mine" / mine), *tiny,
+                says="is not an earlier output of this command")
+    assert_untouched(files)
+
+    faces = tmp_path / "faces.csv"
+    for _ in range(2):  # a new file, then the earlier output of predict --csv: replaced
+        run_cli("predict", str(ph / "camera.png"), "--csv", str(faces), *tiny)
+        assert faces.read_text().startswith("file,face,") and len(faces.read_text().splitlines()) == 2
+    (tmp_path / "empty.csv").touch()  # an empty file (mktemp's): nothing to lose
+    run_cli("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "empty.csv"), *tiny)
+    annotated = tmp_path / "annotated"  # the CSV and an annotated copy of one name: the copy moves aside
+    run_cli("predict", str(ph / "camera.png"), "--out", str(annotated), "--csv", str(annotated / "camera.png"), *tiny)
+    assert sorted(p.name for p in annotated.iterdir()) == ["camera.png", "camera_2.png"]
+    assert (annotated / "camera.png").read_text().startswith("file,face,")
+
+
+def test_video_never_writes_among_or_over_its_input(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 2: video --out the video's own folder overwrote the input while reading
+    it (a video named annotated.mp4: gone) and replaced a user's summary.json."""
+    vin = tmp_path / "vin"
+    files = sample_copies(vin, {"clip.mp4": "faces.mp4", "annotated.mp4": "faces.mp4",
+                                "summary.json": 'text:{"mine": 1}'})
+    fast = ("--stride", "50", "--no-progress", "--ensemble", str(tiny_ensemble))
+    refused("video", str(vin / "annotated.mp4"), "--out", str(vin), *fast,
+            says=f"--out {vin} holds input video")
+    refused("video", str(vin / "clip.mp4"), "--out", f"{vin}/", "--no-video", *fast, says="holds input video")
+    assert_untouched(files)
+
+
+def test_batch_never_writes_among_its_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 2: batch --out the photos' folder wrote among them and replaced a
+    user's summary.parquet; --out the input folder itself said "no photo or video there"."""
+    need("pyarrow")
+    bin_ = tmp_path / "bin"
+    files = sample_copies(bin_, {"a.png": "astronaut.png", "summary.parquet": "text:not ours",
+                                 "list.csv": f"text:path\n{SAMPLES / 'camera.png'}\n"})  # a manifest
+    local = ("--engine", "local", "--no-progress", "--ensemble", str(tiny_ensemble))
+    refused("batch", str(bin_ / "a.png"), "--out", str(bin_), *local, says=f"--out {bin_} holds input photos")
+    refused("batch", str(bin_), "--out", str(bin_), *local, says=f"--out {bin_} is an input folder")
+    refused("batch", str(bin_ / "list.csv"), "--out", str(bin_), *local, says="holds input photos")
+    refused("batch", str(bin_ / "a.png"), "--out", "/proc/x", *local, says="--out /proc/x: cannot make")  # item 14
+    assert_untouched(files)
+
+
+def test_fit_ensemble_never_rewrites_the_cards_it_reads(tmp_path: Path) -> None:
+    """Issue "Robustness", item 3: fit-ensemble --out the cards' folder rewrote the source card (only
+    the chosen variant left in it) and orphaned the other variant's ONNX file. Refused before FER+ is
+    read, so with or without the data the cards keep their bytes."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    card = tiny_member(cards, "tiny")
+    shutil.copy(cards / "tiny.onnx", cards / "tiny-int8.onnx")
+    both = {"fp32": "tiny.onnx", "int8": "tiny-int8.onnx"}  # the variant not chosen would be orphaned
+    card.write_text(json.dumps({**json.loads(card.read_text()), "files": both}))
+    files = {p: p.read_bytes() for p in cards.iterdir()}
+    refused("fit-ensemble", str(card), "--data", str(ferplus_dir()), "--out", str(cards), "--variant", "int8",
+            "--flip", "off", "--max-ms-per-face", "0", says=f"--out {cards} holds input model cards")
+    assert_untouched(files)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder no one can make folders in")
+def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble: Path,
+                                                                    tmp_path: Path) -> None:
+    """Issue "Robustness", item 14: --out /proc/x was the raw errno and exit 1; a --csv or --out under
+    a file said "File exists" (or the errno) where a folder is needed."""
+    (tmp_path / "notes.txt").write_text("my notes")
+    tiny = ("--ensemble", str(tiny_ensemble))
+    refused("predict", str(PHOTO), "--out", "/proc/x", *tiny, says="--out /proc/x: cannot make this folder")
+    refused("predict", str(PHOTO), "--csv", "/proc/x/f.csv", *tiny,
+            says="--csv /proc/x/f.csv: cannot make its folder")
+    under = tmp_path / "notes.txt"
+    refused("predict", str(PHOTO), "--csv", str(under / "f.csv"), *tiny,
+            says=f"{under} is a file, not a folder")
+    refused("predict", str(PHOTO), "--out", str(under / "x"), *tiny, says=f"{under} is a file, not a folder")
+    refused("video", str(CLIP), "--out", "/proc/x", "--stride", "50", "--no-progress", *tiny,
+            says="--out /proc/x: cannot make this folder")
+    refused("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(tmp_path), "--out", "/proc/x",
+            says="--out /proc/x: cannot make this folder")  # before the fit, not after it
+    refused("pack-data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"),
+            says=f"{under} is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
 
 
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:

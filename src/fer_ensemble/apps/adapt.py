@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import PRIOR_HELP, bounded, prior_argument, warn
+from fer_ensemble.apps.common import PRIOR_HELP, bounded, output_folder, prior_argument, warn
 from fer_ensemble.apps.reports import format_before_after
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.labelled import (
@@ -111,7 +111,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         calibration.about = {"fitted_on": f"{args.labels} ({report.n_faces} faces)", "candidate": str(report.candidate),
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
-        out.mkdir(parents=True, exist_ok=True)
+        output_folder(out)
         target.write_text(json.dumps(written_config(base_path, out, calibration.to_dict()), indent=1) + "\n")
         written = target
     if args.json:

@@ -18,20 +18,24 @@ from fer_ensemble.apps.common import (
     add_detector_arguments,
     add_exit_arguments,
     bounded,
+    check_apart,
     check_output_folder,
     detector_settings,
     exit_code,
+    output_folder,
     prior_argument,
     warn,
 )
 from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.media import is_uri
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="photos, videos, folders, globs, URIs fsspec reads (s3://..., gs://...) or a "
                              "manifest (.csv / .parquet with a path column)")
-    parser.add_argument("--out", required=True, help="output folder (faces/, sources/, summary.parquet)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (faces/, sources/, summary.parquet): never one that is or holds an input")
     parser.add_argument("--engine", choices=("ray", "local"), default="ray",
                         help="Ray Data (default; needs the batch extra) or a local process pool")
     parser.add_argument("--ray-address", default=None,
@@ -97,6 +101,8 @@ def run_batch(args: argparse.Namespace) -> int:
              "(each actor takes one; more would wait for ever)")
         args.num_workers = cores
     inputs = batch_inputs(args.inputs, args.manifest_column, exclude=Path(args.out))
+    local = [item for item in [*inputs.sources, *args.inputs] if not is_uri(item) and Path(item).is_file()]
+    check_apart(args.out, args.inputs, local, "photos or videos")  # manifests included
     sources, missing = inputs.sources, inputs.missing + inputs.empty
     for item in missing:
         warn(f"{item}: no photo or video there")
@@ -105,7 +111,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if not sources:  # nothing to do: no output folder made
         warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
         return ExitCode.INPUT_FAILED
-    output = BatchOutput(args.out)
+    output = BatchOutput(output_folder(args.out))
     todo = [s for s in sources if args.overwrite or not output.done(s)]
     if len(todo) < len(sources):
         warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fer_ensemble.apps.common import check_apart, output_folder
 from fer_ensemble.ensemble_fit import ACCURACY_TOLERANCE, DEFAULT_MAX_MS_PER_FACE, fit_ensemble
 
 
 def add_fit_ensemble_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("cards", nargs="+", help="model cards (.json) of the exported members")
     parser.add_argument("--data", required=True, help="FER+ folder")
-    parser.add_argument("--out", required=True, help="folder for the packaged ensemble")
+    parser.add_argument("--out", required=True,
+                        help="folder for the packaged ensemble (never the folder of the cards it reads)")
     parser.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
                         help="auto: within --max-ms-per-face, the fastest combination of variants and flips "
                              f"whose ensemble is within {100 * ACCURACY_TOLERANCE:g} points of the best FER+ Valid accuracy")
@@ -27,7 +29,9 @@ def add_fit_ensemble_arguments(parser: argparse.ArgumentParser) -> argparse.Argu
 
 
 def run_fit_ensemble(args: argparse.Namespace) -> int:
-    config = fit_ensemble([Path(c) for c in args.cards], args.data, Path(args.out), args.variant, args.flip,
+    out = check_apart(args.out, [], args.cards, "model cards")  # it would rewrite them, orphaning a variant's file
+    output_folder(out)  # before the fit: a folder that cannot be made is one line, not the fit's errno
+    config = fit_ensemble([Path(c) for c in args.cards], args.data, out, args.variant, args.flip,
                           args.max_ms_per_face or None, args.prior)
     rows = [(name, m["variant"], m["temperature"], m["test"]["accuracy"])
             for name, m in config["metrics"]["members"].items()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import bounded
+from fer_ensemble.apps.common import bounded, output_file
 from fer_ensemble.errors import UserError
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
@@ -43,7 +43,7 @@ def run_pack_data(args: argparse.Namespace) -> int:
         return _pack_faces(args, out)
     from fer_ensemble.data.ferplus import pack_splits
 
-    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, as --out folders are made
+    output_file(out, "--out")  # its folder made before the work, as --out folders are
     path = pack_splits(args.data, out, tuple(args.splits))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); pass it as --data")
     return 0
@@ -57,7 +57,7 @@ def _pack_faces(args: argparse.Namespace, out: Path) -> int:
         raise UserError(f"--out {out}: a packed face set is an .npz file; give a name ending in .npz")
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     detector = None if args.crops else create_detector({"detector": args.detector})
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_file(out, "--out")
     name = f"{args.labels} ({'crops' if args.crops else f'photos, largest face, {args.detector}'})"
     packed = pack_faces(data, args.size, detector, FACE_FRAMING["margin"], FACE_FRAMING["offset"], name)
     packed.save(out)

@@ -12,15 +12,18 @@ from fer_ensemble.apps.common import (
     add_exit_arguments,
     add_recognizer_arguments,
     build_recognizer,
+    check_apart,
+    check_output_file,
     exit_code,
     face_row,
+    output_file,
     output_folder,
     unique_path,
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS
 from fer_ensemble.errors import InputError, OutputError, UserError
-from fer_ensemble.media import expand_inputs, read_image, writable_name, write_image
+from fer_ensemble.media import Inputs, expand_inputs, read_image, writable_name, write_image
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -28,7 +31,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--out", help="folder for annotated copies (never one of the input folders)")
     parser.add_argument("--json", action="store_true",
                         help="JSON lines: one object per input, with 'error' for one that failed")
-    parser.add_argument("--csv", help="write one CSV row per face to this file")
+    parser.add_argument("--csv", help="write one CSV row per face to this file (a new one, or an earlier --csv "
+                                      "output: never an input or another existing file)")
     parser.add_argument("--no-bars", action="store_true", help="annotate without probability bars")
     parser.add_argument("--resting-face", nargs="+", metavar="IMAGE",
                         help="photo(s) of the person at rest: every face is read relative to that resting "
@@ -70,25 +74,24 @@ def describe(path: Path, faces) -> str:
     return f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}: " + "; ".join(parts)
 
 
-def check_outputs(args: argparse.Namespace) -> Path | None:
-    """The annotated-copies folder, after checking that neither output can harm an input."""
-    if args.csv and Path(args.csv).is_dir():
-        raise UserError(f"--csv {args.csv} is a folder; give a file name")
+CSV_START = "file,face,"
+"""How a ``--csv`` file of any version begins: an existing file that does not (and is not empty) is
+never replaced."""
+
+
+def check_outputs(args: argparse.Namespace, inputs: Inputs) -> Path | None:
+    """The annotated-copies folder, after checking that neither output can harm an input (or, for
+    ``--csv``, any file but an earlier ``--csv`` of ours): ``check_apart``, ``check_output_file``."""
+    if args.csv:
+        check_output_file(args.csv, [*inputs.files, *(args.resting_face or [])], "--csv", CSV_START)
     if not args.out:
         return None
-    out = Path(args.out)
-    if any(Path(p).is_dir() and Path(p).resolve() == out.resolve() for p in args.paths):
-        raise UserError(f"--out {out} is an input folder: the annotated copies would sit among (and on "
-                        "the next run, be read as) your photos; choose another folder")
-    return out
+    return check_apart(args.out, args.paths, inputs.files, "photos")
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    out = check_outputs(args)
-    inputs = expand_inputs(args.paths, exclude=out)
-    if out and any(p.resolve().parent == out.resolve() for p in inputs.files):
-        raise UserError(f"--out {out} holds input photos: the annotated copies would sit among (and on the "
-                        "next run, be read as) your photos; choose another folder")
+    inputs = expand_inputs(args.paths, exclude=Path(args.out) if args.out else None)
+    out = check_outputs(args, inputs)
     recognizer = build_recognizer(args)
     reference = resting_face(recognizer, args.resting_face) if args.resting_face else None
     tally = Tally()
@@ -107,7 +110,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if out:
         out = output_folder(out)
     if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)  # as --out is created
+        output_file(args.csv, "--csv")  # its folder made, as --out is
+        if out and Path(args.csv).resolve().parent == out.resolve():
+            used.add(Path(args.csv).name)  # no annotated copy takes the CSV's name
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:

@@ -19,6 +19,7 @@ from fer_ensemble.apps.common import (
     add_recognizer_arguments,
     bounded,
     build_recognizer,
+    check_apart,
     exit_code,
     face_row,
     output_folder,
@@ -33,7 +34,8 @@ from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("file", help="a video file")
-    parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video)")
+    parser.add_argument("--out", help="output folder (default: <video name>-fer beside the video; never the "
+                                      "video's own folder)")
     parser.add_argument("--stride", type=bounded(int, 1), default=1, help="process every Nth frame")
     parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip the annotated video")
@@ -201,8 +203,9 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
 
 def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    out = check_apart(args.out or path.with_name(path.stem + "-fer"), [], [path], "video")  # before any work
     recognizer = build_recognizer(args)
-    report = analyse_video(recognizer, path, Path(args.out or path.with_name(path.stem + "-fer")), args.stride, args.max_frames, write_video=not args.no_video,
+    report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
                            progress=not args.no_progress)
     print(json.dumps(report.summary, indent=2))
     problems = report.problems(args.max_frames)
