@@ -45,8 +45,8 @@ from fer_ensemble.runtime.recognizer import load_ensemble  # noqa: E402
 
 FRAMINGS = [(0.0, 0.0), (0.08, 0.0), (-0.05, 0.0), (0.0, 0.05), (0.0, -0.05)]
 """(margin, offset) added to the apps' framing: the plain crop and four augmentations."""
-GRID_A = (0.0, 0.25, 0.5, 1.0, 2.0)
-GRID_TAU = (0.005, 0.01, 0.02, 0.04)
+GRID_A = (0.0, 0.5, 1.0)
+GRID_TAU = (0.01, 0.03, 0.1)
 
 
 def read_set(labels: str, images: str | None, cache: Path | None) -> dict[str, np.ndarray]:

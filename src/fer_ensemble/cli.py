@@ -59,6 +59,7 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
     "measure and adapt": {
         "evaluate": "metrics on FER+ (official protocol) or on your own labelled photos or crops",
         "adapt": "fit a calibration to your labelled photos, cross-validated (needs the adapt extra)",
+        "enrol": "a person's profile from their own labelled photos, with a self-check (--profile FILE)",
     },
     "train and package the members": {
         "train": "train one member on FER+ (needs the train extra)",

@@ -73,6 +73,8 @@ def add_recognizer_arguments(
                         help="move each face box down by this fraction of its side (default %(default)s)")
     add_detector_arguments(parser, still)
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
     if ema_weight is not None:
         parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
                             type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,
@@ -180,10 +182,13 @@ def build_recognizer(args: argparse.Namespace, threads: int | None = None, prese
     threads = args.threads if threads is None else threads
     if ema_weight is None:
         ema_weight = getattr(args, "ema_weight", 1.0)  # 1: stills are not smoothed
+    from fer_ensemble.runtime.profile import Profile
+
+    profile = Profile.load(args.profile) if getattr(args, "profile", None) else None
     return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
                              margin=args.margin, ema_weight=ema_weight, threads=threads,
                              prior_strength=args.prior, offset=args.offset, calibration=args.calibration,
-                             auto_resting_face=getattr(args, "auto_resting_face", False))
+                             auto_resting_face=getattr(args, "auto_resting_face", False), profile=profile)
 
 
 def add_exit_arguments(parser: argparse.ArgumentParser) -> None:

@@ -109,9 +109,9 @@ class EmotionRecognizer:
     ensemble, so a passed ``Ensemble`` object is changed too. ``threads`` bounds ONNX Runtime's
     threads when the ensemble is loaded here.
 
-    ``profile``: in ``track`` and ``stream``, every new track is read through this person's
-    ``Profile`` (``enrol`` makes one; ``set_profile`` gives one track its own); ProfileError when
-    it was made with another ensemble.
+    ``profile``: every face of ``predict`` and every new track of ``track`` and ``stream`` is read
+    through this person's ``Profile`` (``enrol`` makes one; ``set_profile`` gives one track its
+    own); ProfileError when it was made with another ensemble.
 
     ``auto_resting_face``: in ``track`` and ``stream``, each track without a resting face of its
     own takes one from its calm frames (``CALM_NEUTRAL``, ``CALM_FRAMES``), so a person is read
@@ -278,7 +278,9 @@ class EmotionRecognizer:
         BGRA or (H, W) gray uint8 array, or what ``check_image`` converts (an (H, W, 1) array, 16-bit
         or [0, 1] float images, a PIL image); TypeError / ValueError naming what it takes otherwise.
         Each face is read relative to ``resting_face`` when given (one person's photos at rest) and
-        through ``profile`` when given (that person's enrolled expressions: ``enrol``)."""
+        through ``profile`` (that person's enrolled expressions: ``enrol``), by default the
+        recognizer's own ``profile``."""
+        profile = profile or self.profile
         image = check_image(image)
         gray = to_gray(image)  # once for the crops and a gray detector
         boxes = detect_faces(self.detector, image, gray)

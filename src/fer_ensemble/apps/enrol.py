@@ -1,0 +1,98 @@
+"""``fer-ensemble enrol``: one person's profile from their own labelled photos (or face crops),
+with a self-check, written to the file they name (``--profile FILE`` on predict, video and webcam
+then reads them through it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from fer_ensemble.apps.common import bounded, check_output_file
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import UserError
+from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
+from fer_ensemble.runtime.detection import FACE_FRAMING
+from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.profile import PROFILE_FORMAT
+from fer_ensemble.runtime.recognizer import load_ensemble, self_check
+
+
+def add_enrol_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--labels", required=True,
+                        help="file,label CSV of one person's photos (or face crops with --crops): any of the "
+                             "eight emotions, one or more photos each")
+    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
+    parser.add_argument("--crops", action="store_true", help="the images are face crops: no detector")
+    parser.add_argument("--where", metavar="COLUMN=VALUE",
+                        help="only the rows whose COLUMN is VALUE (one person of a CSV of several)")
+    parser.add_argument("--out", required=True, help="the profile file to write (JSON; it holds face embeddings)")
+    parser.add_argument("--ensemble", help="ensemble file (default: the shipped one); the profile works with it only")
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                        help="photos, with its stills preset: " + DETECTOR_HELP)
+    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
+                        help="photos: crop margin")
+    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
+                        help="photos: crop offset")
+    parser.add_argument("--json", action="store_true", help="print the self-check as one JSON object")
+    return parser
+
+
+def rows_where(data: LabelledImages, args: argparse.Namespace) -> LabelledImages:
+    """``data`` less the rows ``--where COLUMN=VALUE`` leaves out (all of it without the option)."""
+    if not args.where:
+        return data
+    column, sep, value = args.where.partition("=")
+    if not sep or not column:
+        raise UserError(f"--where {args.where!r}: give COLUMN=VALUE, e.g. person=ana")
+    groups = read_labelled_images(args.labels, args.images, column).groups
+    assert groups is not None
+    keep = [i for i, g in enumerate(groups) if g == value]
+    if not keep:
+        raise UserError(f"--where: no row has {column} = {value!r}")
+    return LabelledImages([data.paths[i] for i in keep], data.labels[keep])
+
+
+def run_enrol(args: argparse.Namespace) -> int:
+    data = rows_where(read_labelled_images(args.labels, args.images), args)
+    out = check_output_file(args.out, [args.labels, *data.paths], "--out", '{"format": "' + PROFILE_FORMAT)
+    ensemble = load_ensemble(args.ensemble)
+    ensemble.require_embeddings()  # before any photo is read
+    detector = None if args.crops else create_detector({"detector": args.detector})
+    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset)
+    if not found.any():
+        raise UserError(f"no face found in the {len(data)} image(s) of {args.labels}: nothing to enrol")
+    labels = data.labels[found]
+    profile = ensemble.profile(embeddings[found], labels)
+    profile.self_check = self_check(ensemble, native[found], embeddings[found], labels, profile)
+    profile.save(out)
+    missed = [str(p) for p, f in zip(data.paths, found) if not f]
+    if args.json:
+        print(json.dumps({"profile": str(out), "faces": int(found.sum()), "no_face": missed,
+                          "self_check": profile.self_check}, allow_nan=False))
+    else:
+        print(format_self_check(profile.self_check, str(out), missed))
+    return 0
+
+
+def format_self_check(check: dict, out: str, missed: list[str]) -> str:
+    """The self-check as a table: per enrolled class, its faces and how many a profile of the other
+    faces reads right, beside the ensemble alone."""
+    lines = [f"wrote {out}: the profile of {sum(c['faces'] for c in check.values())} faces; self-check "
+             "(each face read by a profile of the others):",
+             f"  {'class':<10} {'faces':>5} {'profile':>8} {'ensemble':>9}"]
+    for name in EMOTIONS:
+        if name in check:
+            c = check[name]
+            lines.append(f"  {name:<10} {c['faces']:>5} {c['read_right']:>8} {c['ensemble_alone']:>9}")
+    right = sum(c["read_right"] for c in check.values())
+    plain = sum(c["ensemble_alone"] for c in check.values())
+    total = max(1, sum(c["faces"] for c in check.values()))
+    lines.append(f"  {'all':<10} {total:>5} {right:>8} {plain:>9}   ({100 * right / total:.0f} % against "
+                 f"{100 * plain / total:.0f} %)")
+    if missed:
+        lines.append(f"  no face found in {len(missed)} image(s), left out: {', '.join(missed[:3])}"
+                     + (" ..." if len(missed) > 3 else ""))
+    single = [name for name, c in check.items() if c["faces"] == 1]
+    if single:
+        lines.append(f"  one face only for {', '.join(single)}: enrol two or more of each for a better profile")
+    return "\n".join(lines)

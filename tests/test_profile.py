@@ -1,0 +1,111 @@
+"""Personal profiles: the members' embeddings, the profile itself and its file, the recognizer's
+enrol / predict, and ``enrol`` / ``--profile`` / ``evaluate --enrol`` on the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, run_cli
+
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import UserError
+from fer_ensemble.runtime.profile import PROFILE_FORMAT, Profile, ProfileError, blend
+from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
+
+SAMPLES = REPO / "src" / "fer_ensemble" / "samples"
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> EmotionRecognizer:
+    return EmotionRecognizer()
+
+
+def test_members_give_embeddings_beside_unchanged_probabilities(recognizer: EmotionRecognizer) -> None:
+    ensemble = recognizer.ensemble
+    sizes = [m.classifier.embedding_size for m in ensemble.members]
+    assert sizes == [m.classifier.card["output"]["embedding"]["size"] for m in ensemble.members] == [2048, 1280]
+    faces = [np.random.default_rng(i).integers(0, 256, (70, 60), dtype=np.uint8) for i in range(5)]
+    native, embeddings = ensemble.read_faces(faces)
+    np.testing.assert_array_equal(native, ensemble.native_probabilities(faces))  # one pass, same answer
+    assert embeddings.shape == (5, 3328) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert ensemble.read_faces([])[1].shape == (0, 3328)
+
+
+def test_blend_moves_only_the_enrolled_classes() -> None:
+    rng = np.random.default_rng(0)
+    prototypes = rng.normal(size=(2, 16))
+    profile = Profile.from_embeddings(np.repeat(prototypes, 2, axis=0), [1, 1, 4, 4], weight=0.5, temperature=0.05)
+    assert profile.classes == ["happiness", "anger"] and profile.counts.tolist() == [2, 2]
+    answer = np.full((1, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
+    face = profile.prototypes[1:2]  # the person's anger
+    out = blend(answer, face, profile)
+    assert out.sum() == pytest.approx(1.0) and out[0].argmax() == EMOTIONS.index("anger")
+    others = [c for c in range(len(EMOTIONS)) if c not in (1, 4)]
+    np.testing.assert_allclose(out[0, others], answer[0, others])  # not enrolled: the ensemble's answer
+    assert out[0, [1, 4]].sum() == pytest.approx(answer[0, [1, 4]].sum())
+
+
+def test_a_profile_file_round_trips_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    profile = Profile.from_embeddings(np.eye(3, 8, dtype=np.float32), [0, 2, 2], members=("a", "b"))
+    loaded = Profile.load(profile.save(tmp_path / "me.json"))
+    np.testing.assert_allclose(loaded.prototypes, profile.prototypes, atol=1e-6)
+    assert loaded.classes == ["neutral", "surprise"] and loaded.members == ("a", "b")
+    assert json.loads((tmp_path / "me.json").read_text())["format"] == PROFILE_FORMAT
+    for text, message in (("{", "not JSON"), ('{"format": "x"}', "not a profile file of format"),
+                          (json.dumps({"format": PROFILE_FORMAT, "classes": {"joy": {}}}), "damaged")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ProfileError, match=message):
+            Profile.load(tmp_path / "bad.json")
+    with pytest.raises(ProfileError, match="made with another ensemble"):
+        load_ensemble().check_profile(loaded)
+
+
+def test_enrol_and_predict_through_a_profile(recognizer: EmotionRecognizer) -> None:
+    image = cv2.imread(str(SAMPLES / "astronaut.png"))
+    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
+    assert profile.classes == ["neutral", "happiness"] and profile.members == ("resnet50", "mobilenet_v2")
+    assert set(profile.self_check) == {"neutral", "happiness"}
+    plain, = recognizer.predict(image)
+    read, = recognizer.predict(image, profile=profile)
+    assert read.profiled and not plain.profiled and read.box == plain.box
+    assert read.probabilities["contempt"] == pytest.approx(plain.probabilities["contempt"], abs=1e-6)
+    stream = EmotionRecognizer(recognizer.ensemble, profile=profile)
+    assert all(face.profiled for _, faces in stream.stream([image, image]) for face in faces)
+    with pytest.raises(ValueError, match="no face found"):
+        recognizer.enrol([np.zeros((64, 64), np.uint8)], ["neutral"])
+    with pytest.raises(UserError, match="made with another ensemble"):
+        EmotionRecognizer(recognizer.ensemble, profile=Profile.from_embeddings(np.eye(2, 4), [0, 1]))
+
+
+def test_enrol_command_writes_a_profile_that_predict_reads(taiwan_posed: Path, tmp_path: Path) -> None:
+    labels, images = str(taiwan_posed / "labels.csv"), str(taiwan_posed / "images")
+    out = tmp_path / "p01.json"
+    result = run_cli("enrol", "--labels", labels, "--images", images, "--where", "performer=P01", "--out", str(out))
+    assert f"wrote {out}: the profile of" in result.stdout and "self-check" in result.stdout
+    photo = taiwan_posed / "images" / "0101a02.jpg"
+    faces = json.loads(run_cli("predict", str(photo), "--profile", str(out), "--json").stdout)["faces"]
+    assert faces and faces[0]["profiled"] is True
+    before = out.read_bytes()
+    again = run_cli("enrol", "--labels", labels, "--images", images, "--out", labels, check=False)
+    assert again.returncode == 2 and "is an input" in again.stderr and out.read_bytes() == before
+    (tmp_path / "bad.json").write_text("{}")
+    bad = run_cli("predict", str(photo), "--profile", str(tmp_path / "bad.json"), check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not a profile file" in bad.stderr
+
+
+def test_evaluate_enrol_reads_each_person_better_than_the_ensemble(taiwan_posed: Path) -> None:
+    """Two photos per expression of the same performer, scored on that performer's other photos."""
+    result = json.loads(run_cli(
+        "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
+        "--group-by", "performer", "--enrol", "2", "--draws", "2", "--json").stdout)
+    assert result["enrol"] == 2 and result["draws"] == 2 and result["people"] == 15
+    after, before = result["per_image"], result["unprofiled"]["per_image"]
+    assert after["n"] == before["n"] > 500
+    assert after["accuracy"] > before["accuracy"] + 0.08
+    usage = run_cli("evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--enrol", "2", check=False)
+    assert usage.returncode == 2 and "--enrol needs --labels and --group-by" in usage.stderr
