@@ -385,14 +385,13 @@ class VideoFrames:
 
 def read_image(path: Path, gray: bool = False) -> np.ndarray:
     """A BGR (or, with ``gray``, a grayscale) image, or an InputError that says what is wrong with
-    the file."""
+    the file: missing, unreadable (an OSError: no permission, a folder, an I/O error), empty, damaged."""
     try:
-        size = path.stat().st_size
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file")
+        data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror})") from None
-    if size == 0:
-        raise InputError(f"{path}: empty file")
-    data = np.fromfile(str(path), dtype=np.uint8)
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
     if is_heif(data):
         try:
             return decode_heif(data.tobytes(), gray)
