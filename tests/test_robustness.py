@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, heic_photo, run_cli
+from conftest import NO_FACE, REPO, heic_photo, huge_png, run_cli
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media import SAMPLES
@@ -579,6 +579,69 @@ def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_pa
 
 
 # --- one bad input never stops a run --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def huge_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40000 x 40000 PNG (1600 megapixels, past OpenCV's 1073.7; 194 KB on disk)."""
+    path = tmp_path_factory.mktemp("huge") / "b_huge.png"
+    path.write_bytes(huge_png(40000))
+    return path
+
+
+HUGE_LINE = "image of 40000x40000 = 1600.0 megapixels, more than the 1073.7 OpenCV decodes"
+
+
+def test_an_image_past_opencvs_limit_is_one_line_and_the_run_goes_on(huge_photo: Path, tiny_ensemble: Path,
+                                                                     tmp_path: Path) -> None:
+    """Robustness issue, item 5: its size from the header, before decoding (no OpenCV assertion), the
+    inputs after it read, exit 1; an image played as a video (webcam --source) is called that, not damaged."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "a.jpg")
+    shutil.copy(huge_photo, folder / huge_photo.name)
+    shutil.copy(SAMPLES / "astronaut.png", folder / "c.png")
+    result = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == ExitCode.INPUT_FAILED, result.stderr
+    assert lines(result.stderr) == [f"{folder / huge_photo.name}: {HUGE_LINE}",
+                                    "3 image(s): 2 with faces (2 faces), 0 without a face, 1 failed"]
+    assert [line.split(":")[0] for line in lines(result.stdout)] == [str(folder / "a.jpg"), str(folder / "c.png")]
+    played = run_cli("webcam", "--source", str(huge_photo), "--no-window", "--ensemble", str(tiny_ensemble), check=False)
+    assert played.returncode == ExitCode.INPUT_FAILED
+    assert lines(played.stderr) == [f"fer-ensemble webcam: {huge_photo}: {HUGE_LINE}"]
+
+
+def test_every_reader_refuses_a_huge_image_by_one_shared_check(huge_photo: Path, tiny_ensemble: Path) -> None:
+    """read_image (predict, --resting-face, evaluate --labels, batch) and batch's stored reason say
+    the size; the server's --max-megapixels goes through the same check (413)."""
+    from fer_ensemble.batch.work import BatchSettings, Worker
+    from fer_ensemble.media import OPENCV_MAX_PIXELS, TooManyPixels, check_pixels, read_image
+
+    with pytest.raises(TooManyPixels, match=re.escape(f"{huge_photo}: {HUGE_LINE}")):
+        read_image(huge_photo, gray=True)
+    stored = Worker(BatchSettings(ensemble=str(tiny_ensemble))).run({"source": str(huge_photo), "kind": "image"})
+    assert stored.error == HUGE_LINE
+    check_pixels((32768, 32768))  # exactly OpenCV's bound: taken
+    with pytest.raises(TooManyPixels, match=r"^image of 20000x20000 = 400.0 megapixels, more than the 50.0 "
+                                            r"this server takes \(serve --max-megapixels\)$"):
+        check_pixels((20000, 20000), 50_000_000, "this server takes (serve --max-megapixels)")
+    with pytest.raises(TooManyPixels, match="more than the 1073.7 OpenCV decodes"):  # a server bound above OpenCV's
+        check_pixels((40000, 40000), 4 * OPENCV_MAX_PIXELS, "this server takes")
+
+
+def test_declared_sizes_match_what_opencv_decodes() -> None:
+    """The header reader behind the check agrees with OpenCV for every format it reads, and says
+    None (the decoder then decides) for the others."""
+    from fer_ensemble.media import declared_size
+
+    image = cv2.imread(str(PHOTO))
+    for ext in (".png", ".jpg", ".gif", ".bmp", ".webp", ".ppm", ".pgm", ".pbm"):
+        ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if ext in (".pgm", ".pbm") else image)
+        assert ok and declared_size(data) == (512, 600), ext
+    ok, lossless = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    assert declared_size(lossless) == (512, 600)
+    assert declared_size(cv2.imencode(".tif", image)[1]) is None
+    assert declared_size(b"\x89PNG\r\n\x1a\n") is None  # cut short
+
 
 def test_an_input_that_cannot_be_read_is_one_line_and_the_run_goes_on(tiny_ensemble: Path, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch,
