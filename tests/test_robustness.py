@@ -126,7 +126,8 @@ def bad_ensembles(folder: Path, tiny_ensemble: Path) -> list[Path]:
     files = {"empty.json": "{}", "no-members.json": '{"members": []}', "list.json": "[1, 2]",
              "missing-card.json": '{"members": [{"card": "nope.json"}]}',
              "bad-card.json": '{"members": [{"card": "README.md"}]}',
-             "future.json": '{"format": "fer-ensemble/ensemble/v9", "members": [{"card": "small.json"}]}'}
+             "future.json": '{"format": "fer-ensemble/ensemble/v9", "members": [{"card": "small.json"}]}',
+             "zero-weights.json": '{"members": [{"card": "small.json", "weight": 0}, {"card": "large.json", "weight": 0}]}'}
     for name, text in files.items():
         (folder / name).write_text(text)
     (folder / "README.md").write_text("# not a card")
@@ -148,6 +149,8 @@ def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path)
         assert len(lines(result.stderr)) == 1 and "Traceback" not in result.stderr, result.stderr
         if path.name.startswith("future"):  # a format this version does not read is named as such
             assert "/v9'" in result.stderr and "does not read" in result.stderr, result.stderr
+        if path.name == "zero-weights.json":  # robustness issue, item 9: it answered NaN for every face
+            assert "the members' weights sum to 0; at least one member needs a weight above 0" in result.stderr
 
 
 @pytest.mark.parametrize("command", [
