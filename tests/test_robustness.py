@@ -672,3 +672,30 @@ def test_an_input_that_cannot_be_read_is_one_line_and_the_run_goes_on(tiny_ensem
     assert lines(err) == [f"{folder / 'b.jpg'}: cannot read (Permission denied)",
                           "3 image(s): 2 with faces (2 faces), 0 without a face, 1 failed"]
     assert len(lines(out)) == 2
+
+
+def test_every_json_output_is_strict_json() -> None:
+    """Robustness issue, item 9: no output the package writes (predict --json, video's timeline and
+    summary, evaluate --json, the server's answers, ensemble files...) may hold NaN, which JSON
+    readers refuse: each goes through ``errors.json_text`` (allow_nan=False), which names the problem
+    in one line. Only text that is no output may call json.dumps itself."""
+    import ast
+
+    from fer_ensemble.errors import OutputError, json_text
+
+    not_outputs = {("server/app.py", 2),  # quoting a client's value inside an error message
+                   ("batch/engines.py", 1)}  # a worker's result, passed to its parent process
+    package = REPO / "src" / "fer_ensemble"
+    found = {}
+    for path in package.rglob("*.py"):
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute) and node.func.attr in ("dump", "dumps")
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "json"
+                 and not any(k.arg == "allow_nan" for k in node.keywords)]
+        if calls:
+            found[str(path.relative_to(package))] = len(calls)
+    assert set(found.items()) == not_outputs
+    assert json_text({"score": 0.5}, indent=1) == '{\n "score": 0.5\n}'
+    for value in (float("nan"), float("inf"), np.float32("nan")):
+        with pytest.raises(OutputError, match="NaN or infinity, which JSON cannot hold"):
+            json_text({"faces": [{"score": float(value)}]})

@@ -73,7 +73,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
-from fer_ensemble.errors import InputError
+from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
@@ -174,7 +174,7 @@ class BodySizeLimit:
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps({"detail": f"upload larger than {limit} bytes"}).encode()
+    body = json_text({"detail": f"upload larger than {limit} bytes"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -651,7 +651,7 @@ class FrameStream:
     async def answer_controls(self) -> None:
         """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
         while self.controls:
-            await self.websocket.send_text(json.dumps(control_reply(self.recognizer, self.controls.pop(0))))
+            await self.websocket.send_text(json_text(control_reply(self.recognizer, self.controls.pop(0))))
 
     async def next_frame(self) -> tuple[int, bytes] | None:
         """The newest frame once the frame-rate cap lets it start, the control messages that came
@@ -691,4 +691,4 @@ class FrameStream:
             reply = {"frame": number, "width": image.shape[1], "height": image.shape[0],
                      "faces": [f.to_dict() for f in faces], "dropped": self.dropped,
                      "ms": round((time.perf_counter() - self.last_start) * 1000, 1)}
-        await self.websocket.send_text(json.dumps(reply))
+        await self.websocket.send_text(json_text(reply))
