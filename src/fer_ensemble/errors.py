@@ -103,7 +103,7 @@ EXTRAS = {
     "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "plot",
     "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
     "fastapi_offline": "server", "PIL": "server", "ray": "batch", "pyarrow": "batch", "fsspec": "batch",
-    "sklearn": "adapt", "scipy": "adapt",
+    "sklearn": "adapt", "scipy": "adapt", "threadpoolctl": "adapt",
 }
 """An optional dependency's top-level module name: the extra of pyproject.toml that installs it."""
 

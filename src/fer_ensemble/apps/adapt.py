@@ -77,6 +77,7 @@ def format_adapt_report(report, written: Path | None) -> str:
 def run_adapt(args: argparse.Namespace) -> int:
     from fer_ensemble.adapt import (  # needs the 'adapt' extra (scipy, scikit-learn)
         cross_validate,
+        few_labels,
         fit_calibration,
     )
 
@@ -98,6 +99,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
+    if note := few_labels(data.labels[found], data.groups, args.folds):
+        warn(note)
     try:
         report = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
                                 args.folds)
