@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +196,17 @@ def heic_photo(path: Path) -> bytes:
     need("pi_heif")
     path.write_bytes(HEIC.read_bytes())
     return HEIC.read_bytes()
+
+
+def huge_png(side: int = 20000) -> bytes:
+    """A valid 1-bit grey PNG of side x side black pixels: a few hundred KB (194 KB at 40000, made
+    in half a second) that OpenCV would decode into side * side * 3 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + side // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -398,3 +398,39 @@ def test_evaluate_reproduces_the_taiwan_posed_default_row(taiwan_posed: Path) ->
     assert round(result["accuracy"], 4) == round(recorded["accuracy"], 4)
     assert round(result["macro_recall"], 4) == round(recorded["macro_recall"], 4)
     assert result["no_face"] == recorded["no_face"]
+
+
+def test_the_fits_run_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Robustness issue, item 13: OpenBLAS's threads made adapt's thousands of tiny L-BFGS fits
+    7.5 minutes long on a busy machine (49 s with one thread, the same weights)."""
+    import scipy.optimize
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    minimize, seen = scipy.optimize.minimize, []
+
+    def watched(*args, **kwargs):
+        seen.extend(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+        return minimize(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", watched)
+    p, labels = random_probabilities(40), np.tile(np.arange(4), 10)
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a machine of two cores or more
+        fit_calibration(p, labels, PRIOR)
+    assert seen and set(seen) == {1}
+
+
+def test_few_labels_are_one_line_of_ours_not_scikit_learns_warnings() -> None:
+    """Robustness issue, item 13: one person's photos without --group-by (3 neutral photos for 5
+    folds) gave a scikit-learn UserWarning per fold."""
+    import warnings
+
+    from fer_ensemble.adapt import few_labels
+
+    labels = np.repeat(np.arange(4), [3, 8, 9, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(folds(labels, None, 5)) == 5
+    assert few_labels(labels, None, 5) == (
+        "few labels: 3 neutral face(s), fewer than the 5 folds, so some folds test none and the figures say "
+        "little; label more photos, of several people, and give --group-by their person column")
+    assert few_labels(labels, ["P01"] * len(labels), 5) is None and few_labels(labels, None, 3) is None

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, need, run_cli, tiny_member
+from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media import SAMPLES
@@ -251,7 +251,8 @@ def bad_ensembles(folder: Path, tiny_ensemble: Path) -> list[Path]:
     files = {"empty.json": "{}", "no-members.json": '{"members": []}', "list.json": "[1, 2]",
              "missing-card.json": '{"members": [{"card": "nope.json"}]}',
              "bad-card.json": '{"members": [{"card": "README.md"}]}',
-             "future.json": '{"format": "fer-ensemble/ensemble/v9", "members": [{"card": "small.json"}]}'}
+             "future.json": '{"format": "fer-ensemble/ensemble/v9", "members": [{"card": "small.json"}]}',
+             "zero-weights.json": '{"members": [{"card": "small.json", "weight": 0}, {"card": "large.json", "weight": 0}]}'}
     for name, text in files.items():
         (folder / name).write_text(text)
     (folder / "README.md").write_text("# not a card")
@@ -273,6 +274,8 @@ def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path)
         assert len(lines(result.stderr)) == 1 and "Traceback" not in result.stderr, result.stderr
         if path.name.startswith("future"):  # a format this version does not read is named as such
             assert "/v9'" in result.stderr and "does not read" in result.stderr, result.stderr
+        if path.name == "zero-weights.json":  # robustness issue, item 9: it answered NaN for every face
+            assert "the members' weights sum to 0; at least one member needs a weight above 0" in result.stderr
 
 
 @pytest.mark.parametrize("command", [
@@ -701,3 +704,123 @@ def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_pa
     packed = tmp_path / "no" / "such" / "folder" / "test.npz.xz"
     run_cli("pack-data", "--data", str(ferplus), "--out", str(packed), "--splits", "test")
     assert packed.stat().st_size > 1_000_000
+
+
+# --- one bad input never stops a run --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def huge_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40000 x 40000 PNG (1600 megapixels, past OpenCV's 1073.7; 194 KB on disk)."""
+    path = tmp_path_factory.mktemp("huge") / "b_huge.png"
+    path.write_bytes(huge_png(40000))
+    return path
+
+
+HUGE_LINE = "image of 40000x40000 = 1600.0 megapixels, more than the 1073.7 OpenCV decodes"
+
+
+def test_an_image_past_opencvs_limit_is_one_line_and_the_run_goes_on(huge_photo: Path, tiny_ensemble: Path,
+                                                                     tmp_path: Path) -> None:
+    """Robustness issue, item 5: its size from the header, before decoding (no OpenCV assertion), the
+    inputs after it read, exit 1; an image played as a video (webcam --source) is called that, not damaged."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "a.jpg")
+    shutil.copy(huge_photo, folder / huge_photo.name)
+    shutil.copy(SAMPLES / "astronaut.png", folder / "c.png")
+    result = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble), check=False)
+    assert result.returncode == ExitCode.INPUT_FAILED, result.stderr
+    assert lines(result.stderr) == [f"{folder / huge_photo.name}: {HUGE_LINE}",
+                                    "3 image(s): 2 with faces (2 faces), 0 without a face, 1 failed"]
+    assert [line.split(":")[0] for line in lines(result.stdout)] == [str(folder / "a.jpg"), str(folder / "c.png")]
+    played = run_cli("webcam", "--source", str(huge_photo), "--no-window", "--ensemble", str(tiny_ensemble), check=False)
+    assert played.returncode == ExitCode.INPUT_FAILED
+    assert lines(played.stderr) == [f"fer-ensemble webcam: {huge_photo}: {HUGE_LINE}"]
+
+
+def test_every_reader_refuses_a_huge_image_by_one_shared_check(huge_photo: Path, tiny_ensemble: Path) -> None:
+    """read_image (predict, --resting-face, evaluate --labels, batch) and batch's stored reason say
+    the size; the server's --max-megapixels goes through the same check (413)."""
+    from fer_ensemble.batch.work import BatchSettings, Worker
+    from fer_ensemble.media import OPENCV_MAX_PIXELS, TooManyPixels, check_pixels, read_image
+
+    with pytest.raises(TooManyPixels, match=re.escape(f"{huge_photo}: {HUGE_LINE}")):
+        read_image(huge_photo, gray=True)
+    stored = Worker(BatchSettings(ensemble=str(tiny_ensemble))).run({"source": str(huge_photo), "kind": "image"})
+    assert stored.error == HUGE_LINE
+    check_pixels((32768, 32768))  # exactly OpenCV's bound: taken
+    with pytest.raises(TooManyPixels, match=r"^image of 20000x20000 = 400.0 megapixels, more than the 50.0 "
+                                            r"this server takes \(serve --max-megapixels\)$"):
+        check_pixels((20000, 20000), 50_000_000, "this server takes (serve --max-megapixels)")
+    with pytest.raises(TooManyPixels, match="more than the 1073.7 OpenCV decodes"):  # a server bound above OpenCV's
+        check_pixels((40000, 40000), 4 * OPENCV_MAX_PIXELS, "this server takes")
+
+
+def test_declared_sizes_match_what_opencv_decodes() -> None:
+    """The header reader behind the check agrees with OpenCV for every format it reads, and says
+    None (the decoder then decides) for the others."""
+    from fer_ensemble.media import declared_size
+
+    image = cv2.imread(str(PHOTO))
+    for ext in (".png", ".jpg", ".gif", ".bmp", ".webp", ".ppm", ".pgm", ".pbm"):
+        ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if ext in (".pgm", ".pbm") else image)
+        assert ok and declared_size(data) == (512, 600), ext
+    ok, lossless = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    assert declared_size(lossless) == (512, 600)
+    assert declared_size(cv2.imencode(".tif", image)[1]) is None
+    assert declared_size(b"\x89PNG\r\n\x1a\n") is None  # cut short
+
+
+def test_an_input_that_cannot_be_read_is_one_line_and_the_run_goes_on(tiny_ensemble: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """Robustness issue, item 6: an OSError on reading one photo (no permission: simulated, as a test
+    may run as root, whom chmod 000 does not stop) is that photo's line; the others are read, the
+    closing line printed, exit 1 (it was exit 2 and nothing after it)."""
+    from fer_ensemble.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(PHOTO, folder / name)
+    fromfile = np.fromfile
+
+    def refusing(file, *args, **kwargs):
+        if Path(file).name == "b.jpg":
+            raise PermissionError(13, "Permission denied", str(file))
+        return fromfile(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "fromfile", refusing)
+    monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "-8")  # what main sets, restored after the test
+    assert main(["predict", str(folder), "--ensemble", str(tiny_ensemble)]) == ExitCode.INPUT_FAILED
+    out, err = capsys.readouterr()
+    assert lines(err) == [f"{folder / 'b.jpg'}: cannot read (Permission denied)",
+                          "3 image(s): 2 with faces (2 faces), 0 without a face, 1 failed"]
+    assert len(lines(out)) == 2
+
+
+def test_every_json_output_is_strict_json() -> None:
+    """Robustness issue, item 9: no output the package writes (predict --json, video's timeline and
+    summary, evaluate --json, the server's answers, ensemble files...) may hold NaN, which JSON
+    readers refuse: each goes through ``errors.json_text`` (allow_nan=False), which names the problem
+    in one line. Only text that is no output may call json.dumps itself."""
+    import ast
+
+    from fer_ensemble.errors import OutputError, json_text
+
+    not_outputs = {("server/app.py", 2),  # quoting a client's value inside an error message
+                   ("batch/engines.py", 1)}  # a worker's result, passed to its parent process
+    package = REPO / "src" / "fer_ensemble"
+    found = {}
+    for path in package.rglob("*.py"):
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute) and node.func.attr in ("dump", "dumps")
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "json"
+                 and not any(k.arg == "allow_nan" for k in node.keywords)]
+        if calls:
+            found[str(path.relative_to(package))] = len(calls)
+    assert set(found.items()) == not_outputs
+    assert json_text({"score": 0.5}, indent=1) == '{\n "score": 0.5\n}'
+    for value in (float("nan"), float("inf"), np.float32("nan")):
+        with pytest.raises(OutputError, match="NaN or infinity, which JSON cannot hold"):
+            json_text({"faces": [{"score": float(value)}]})

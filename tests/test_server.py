@@ -17,7 +17,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import HEIC, REPO, heic_photo, need, run_cli
+from conftest import HEIC, REPO, heic_photo, huge_png, need, run_cli
 
 from fer_ensemble.media import SAMPLES
 
@@ -342,22 +342,6 @@ def test_browser_page_draws_a_labelled_face_and_the_docs_render_offline(server, 
 
 
 # --- hostile input (issue "Robustness") ------------------------------------------------------
-
-def huge_png(side: int = 20000) -> bytes:
-    """A valid 1-bit PNG of side x side pixels: a few hundred KB that OpenCV would decode into
-    side * side * 3 bytes."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + side // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
 
 def test_pixel_count_is_checked_before_decoding(app, monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused from the header: OpenCV's decoder is never called (it would fail the test)."""

@@ -23,6 +23,7 @@ classifier's log-probabilities is Platt scaling's multi-class form ("matrix scal
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,13 @@ FEW_GROUPS_CANDIDATE = CANDIDATES[1]
 """Used when too few groups are left to choose by cross-validation: the most constrained linear map."""
 
 
+FIT_THREADS = 1
+"""BLAS threads in a fit (threadpoolctl): its products are a few hundred faces by 8 classes, too
+small to share out, and thousands of them wait for idle cores when OpenBLAS spreads each over all:
+on a busy machine taiwan-posed's adapt took 7.5 minutes with OpenBLAS's own thread count and 49 s
+with one, writing the same calibration."""
+
+
 def balanced_weights(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Per-face weights that give each class of ``classes`` the same total weight; mean 1."""
     counts = np.array([(labels == c).sum() for c in classes], np.float64)
@@ -67,8 +75,10 @@ def balanced_weights(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, prior: Sequence[float],
                     candidate: Candidate = FEW_GROUPS_CANDIDATE, about: dict | None = None) -> Calibration:
     """The calibration of form ``candidate`` fitted to (N, C) probabilities under FER+'s ``prior``
-    and their (N,) class indices; classes with no face in ``labels`` are left unfitted."""
+    and their (N,) class indices; classes with no face in ``labels`` are left unfitted. BLAS runs on
+    one thread meanwhile (``FIT_THREADS``)."""
     from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
 
     x = log_probabilities(probabilities)
     n_classes = x.shape[1]
@@ -100,7 +110,8 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, prior: Sequen
         return value + candidate.penalty * (delta_w**2).sum(), np.concatenate([grad_w.ravel(), grad_b])
 
     size = k * n_classes + k if linear else k
-    theta = minimize(loss, np.zeros(size), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
+    with threadpool_limits(limits=FIT_THREADS, user_api="blas"):
+        theta = minimize(loss, np.zeros(size), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
     w, delta_b = unpack(theta)
     weights, bias = np.eye(n_classes), np.zeros(n_classes)
     weights[present] = w
@@ -119,7 +130,9 @@ def balanced_log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def folds(labels: np.ndarray, groups: Sequence[str] | None, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs: grouped when ``groups`` is given (no group on both sides),
-    else stratified by class; at most ``n_folds`` and at most one per group. [] when fewer than two."""
+    else stratified by class; at most ``n_folds`` and at most one per group. [] when fewer than two.
+    A class with fewer faces than folds is left out of some test folds, silently (scikit-learn's
+    warning about it is ``few_labels``' one line in ``adapt``)."""
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
     index = np.arange(len(labels))
@@ -129,7 +142,25 @@ def folds(labels: np.ndarray, groups: Sequence[str] | None, n_folds: int) -> lis
     n = min(n_folds, int(np.bincount(labels).max()))
     if n < 2:
         return []
-    return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=0).split(index, labels))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        return list(StratifiedKFold(n_splits=n, shuffle=True, random_state=0).split(index, labels))
+
+
+def few_labels(labels: np.ndarray, groups: Sequence[str] | None, n_folds: int) -> str | None:
+    """One line saying why cross-validation on these (N,) class indices of the labelled faces says
+    little, or None: without ``groups``, a class with fewer faces than ``n_folds`` (some folds test
+    none of it, and photos of one person may sit on both sides of a fold)."""
+    if groups is not None or len(labels) == 0:
+        return None
+    counts = np.bincount(labels, minlength=len(EMOTIONS))
+    present = np.flatnonzero(counts)
+    scarce = [c for c in present if counts[c] < n_folds]
+    if not scarce:
+        return None
+    named = ", ".join(f"{counts[c]} {EMOTIONS[c]}" for c in scarce)
+    return (f"few labels: {named} face(s), fewer than the {n_folds} folds, so some folds test none and the "
+            "figures say little; label more photos, of several people, and give --group-by their person column")
 
 
 CRITERIA = ("log-loss", "macro-recall")

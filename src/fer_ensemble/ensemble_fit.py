@@ -16,7 +16,6 @@ Test is scored once, for the report written into ``ensemble.json``. Torch-free.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import platform
 import shutil
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError
+from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
@@ -253,7 +252,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
             "ensemble_default_prior": {"strength": strength, **adjusted},
         },
     }
-    (out / "ensemble.json").write_text(json.dumps(config, indent=2))
+    (out / "ensemble.json").write_text(json_text(config, indent=2))
     return config
 
 
@@ -265,5 +264,5 @@ def _package_member(card_path: Path, variant: str, out: Path) -> None:
         shutil.copyfile(card_path.parent / name, out / name)
     card["files"] = {variant: name}
     card["default_variant"] = variant
-    (out / card_path.name).write_text(json.dumps(card, indent=2))
+    (out / card_path.name).write_text(json_text(card, indent=2))
 

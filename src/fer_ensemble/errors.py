@@ -85,11 +85,25 @@ def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = ()
     return data
 
 
+def json_text(value: object, indent: int | None = None, default=None) -> str:
+    """``value`` as strict JSON text (``json.dumps`` with ``indent`` and ``default``): a NaN or an
+    infinity, which JSON has no number for, is an OutputError rather than the bare ``NaN`` that JSON
+    readers refuse. Every JSON output of the package (files, lines on stdout, server answers) is
+    written through it."""
+    try:
+        return json.dumps(value, indent=indent, default=default, allow_nan=False)
+    except ValueError as error:
+        if "JSON compliant" not in str(error):  # a circular reference: a bug, not a value
+            raise
+        raise OutputError("a result holds NaN or infinity, which JSON cannot hold; it was not written "
+                          "(a bug: please report it with the command that gave it)") from None
+
+
 EXTRAS = {
     "torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "plot",
     "fastapi": "server", "uvicorn": "server", "multipart": "server", "python_multipart": "server",
     "fastapi_offline": "server", "PIL": "server", "ray": "batch", "pyarrow": "batch", "fsspec": "batch",
-    "sklearn": "adapt", "scipy": "adapt",
+    "sklearn": "adapt", "scipy": "adapt", "threadpoolctl": "adapt",
 }
 """An optional dependency's top-level module name: the extra of pyproject.toml that installs it."""
 

@@ -8,7 +8,6 @@ file itself (ONNX Runtime, the official majority protocol), wall time, machine, 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from torch import nn
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import CARD_FORMAT, UserError
+from fer_ensemble.errors import CARD_FORMAT, UserError, json_text
 from fer_ensemble.evaluate import evaluate_on_split
 from fer_ensemble.models import create_model, read_weights
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
@@ -216,7 +215,7 @@ def export_run(
     card["export"]["seconds"] = round(time.perf_counter() - started, 1)
     card_path = out_dir / f"{trained.name}.json"
     partial = card_path.with_name(f".{card_path.name}.partial")
-    partial.write_text(json.dumps(card, indent=2))
+    partial.write_text(json_text(card, indent=2))
     partial.replace(card_path)  # whole or not at all: a reader never sees half a card
     return card_path
 
@@ -315,7 +314,7 @@ def measure_files(card: dict, folder: Path, splits: dict[str, LabelledSplit]) ->
     """Metrics per variant (fp32, int8) and split of the files in ``folder``, read through ONNX
     Runtime as users will (``OnnxClassifier``, from a working copy of ``card`` written there)."""
     draft = folder / f"{card['name']}.json"
-    draft.write_text(json.dumps(card))
+    draft.write_text(json_text(card))
     return {variant: _split_metrics(OnnxClassifier(draft, variant), splits) for variant in card["files"]}
 
 

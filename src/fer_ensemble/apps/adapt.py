@@ -6,7 +6,6 @@ of another ensemble)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from fer_ensemble.apps.common import PRIOR_HELP, bounded, output_folder, prior_argument, warn
 from fer_ensemble.apps.reports import format_before_after
-from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.errors import ExitCode, UserError, json_text
 from fer_ensemble.labelled import (
     crop_probabilities,
     photo_probabilities,
@@ -78,6 +77,7 @@ def format_adapt_report(report, written: Path | None) -> str:
 def run_adapt(args: argparse.Namespace) -> int:
     from fer_ensemble.adapt import (  # needs the 'adapt' extra (scipy, scikit-learn)
         cross_validate,
+        few_labels,
         fit_calibration,
     )
 
@@ -99,6 +99,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
+    if note := few_labels(data.labels[found], data.groups, args.folds):
+        warn(note)
     try:
         report = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
                                 args.folds)
@@ -112,13 +114,13 @@ def run_adapt(args: argparse.Namespace) -> int:
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
         output_folder(out)
-        target.write_text(json.dumps(written_config(base_path, out, calibration.to_dict()), indent=1) + "\n")
+        target.write_text(json_text(written_config(base_path, out, calibration.to_dict()), indent=1) + "\n")
         written = target
     if args.json:
-        print(json.dumps({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,
-                          "folds": report.n_folds, "grouped": report.grouped, "candidate": str(report.candidate),
-                          "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
-                          "unfitted": report.unfitted, "written": str(written) if written else None}))
+        print(json_text({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,
+                         "folds": report.n_folds, "grouped": report.grouped, "candidate": str(report.candidate),
+                         "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
+                         "unfitted": report.unfitted, "written": str(written) if written else None}))
     else:
         print(format_adapt_report(report, written))
     if written is None:

@@ -12,7 +12,6 @@ installed, so the ONNX Runtime figures come with a peer measured in the same run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +31,7 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
+from fer_ensemble.errors import json_text
 from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
@@ -240,8 +240,8 @@ def run_stills(args: argparse.Namespace) -> int:
     looks = stills_benchmark.second_look_scores(args)
     turned = stills_benchmark.turned_scores(args)
     if args.json:
-        print(json.dumps({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks],
-                          "second_look": looks, "turned_scans": turned}, indent=2))
+        print(json_text({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks],
+                         "second_look": looks, "turned_scans": turned}, indent=2))
     else:
         print(f"photos end to end (decode excluded), {os.cpu_count()} CPU cores, median of {args.repeat} runs")
         print(stills_benchmark.format_rows(rows))
@@ -270,7 +270,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             row["pipeline_resting"] = measure_pipeline(args, faces, resting_face=True, budget=FACES_PER_FRAME)
             row["pipeline_auto"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, auto_resting_face=True)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows, indent=2))
     else:
         detector = (f"Haar at {detector_settings(args)['detect_width']} px wide" if args.detector == "haar"
                     else f"BlazeFace, faces from {args.min_face} px")

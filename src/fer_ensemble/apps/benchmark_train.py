@@ -4,10 +4,10 @@ precision on this machine (the ``train`` extra), to plan a run."""
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
 from fer_ensemble.constants import MODEL_NAMES
+from fer_ensemble.errors import json_text
 
 
 def add_benchmark_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def run_benchmark_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rows = measure_all(args.models, args.sizes, args.precisions, args.batch_size, args.steps, args.warmup, device)
     if args.json:
-        print(json.dumps([asdict(r) for r in rows]))
+        print(json_text([asdict(r) for r in rows]))
     else:
         print(f"Training throughput on {machine_description(device)}, torch {torch.__version__}")
         print(format_table(rows))

@@ -5,11 +5,10 @@ then reads them through it)."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from fer_ensemble.apps.common import bounded, check_output_file
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
@@ -67,8 +66,8 @@ def run_enrol(args: argparse.Namespace) -> int:
     profile.save(out)
     missed = [str(p) for p, f in zip(data.paths, found) if not f]
     if args.json:
-        print(json.dumps({"profile": str(out), "faces": int(found.sum()), "no_face": missed,
-                          "self_check": profile.self_check}, allow_nan=False))
+        print(json_text({"profile": str(out), "faces": int(found.sum()), "no_face": missed,
+                          "self_check": profile.self_check}))
     else:
         print(format_self_check(profile.self_check, str(out), missed))
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import re
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.apps.reports import format_before_after, format_labelled_report, format_report
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import load_labelled
-from fer_ensemble.errors import UserError, read_json_object
+from fer_ensemble.errors import UserError, json_text, read_json_object
 from fer_ensemble.evaluate import evaluate_on_split, with_prior
 from fer_ensemble.labelled import (
     LabelledImages,
@@ -139,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_report(Path(args.out), f"{predictor.name}-{args.split}", result, [
             (report.confusion, "confusion", f"{predictor.name}, FER+ {args.split}: accuracy {report.accuracy:.4f}",
              "true (majority vote)")])
-    print(json.dumps(result) if args.json else format_report(predictor.name, args.split, report))
+    print(json_text(result) if args.json else format_report(predictor.name, args.split, report))
     return 0
 
 
@@ -154,7 +153,7 @@ def write_report(out: Path, stem: str, result: dict, plots: list[tuple]) -> None
     ``out/STEM-SUFFIX.png``; without matplotlib the JSON is kept and one line says what is missing."""
     out = output_folder(out)
     stem = file_stem(stem)
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{stem}.json").write_text(json_text(result, indent=2))
     if importlib.util.find_spec("matplotlib") is None:
         warn(f"wrote {out / stem}.json; the confusion-matrix PNGs need matplotlib: pip install 'fer-ensemble[plot]'")
         return
@@ -197,7 +196,7 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
              f"{predictor.name}, {Path(args.labels).name} per {view}: accuracy {scores.accuracy:.4f}, "
              f"macro recall {scores.macro_recall:.4f}", truth[view])
             for view, scores in (("image", report.per_image), ("group", report.per_group)) if scores is not None])
-    print(json.dumps(result) if args.json else format_labelled_report(predictor.name, source, report))
+    print(json_text(result) if args.json else format_labelled_report(predictor.name, source, report))
     return 0
 
 
@@ -251,7 +250,7 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
               "people": len(people) - len(without),
               "people_without_reference": without, **report.to_dict(), "uncalibrated": uncalibrated.to_dict()}
     if args.json:
-        print(json.dumps(result))
+        print(json_text(result))
     else:
         print(format_resting_report(ensemble.name, args, len(people) - len(without), without,
                                     uncalibrated.per_image, report.per_image))
@@ -333,7 +332,7 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
               "enrol_split": args.enrol_split, "resting_face": args.resting_face,
               "people": len(set(data.groups)), **report.to_dict(), "unprofiled": unprofiled.to_dict()}
     if args.json:
-        print(json.dumps(result, allow_nan=False))
+        print(json_text(result))
     else:
         heading = (f"{ensemble.name} on {args.labels}: within each {args.group_by}, {args.enrol} photo(s) per class "
                    f"enrolled as their profile" + (" (their neutral ones also the resting face)" if args.resting_face else "")

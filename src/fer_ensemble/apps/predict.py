@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS
-from fer_ensemble.errors import InputError, OutputError, UserError
+from fer_ensemble.errors import InputError, OutputError, UserError, json_text
 from fer_ensemble.media import Inputs, expand_inputs, read_image, writable_name, write_image
 
 
@@ -100,7 +99,7 @@ def run_predict(args: argparse.Namespace) -> int:
         tally.failed += 1
         warn(message)
         if args.json:
-            print(json.dumps({"file": str(item), "error": message}), flush=True)
+            print(json_text({"file": str(item), "error": message}), flush=True)
 
     for item in inputs.missing:
         failed(item, f"{item}: no such file, folder or match")
@@ -143,8 +142,8 @@ def run_predict(args: argparse.Namespace) -> int:
                     tally.failed += 1
                     warn(str(error))
             if args.json:  # each input's own annotated copy, when --out wrote one
-                print(json.dumps({"file": str(path), "faces": [f.to_dict() for f in faces],
-                                  **({"annotated": annotated} if out else {})}), flush=True)
+                print(json_text({"file": str(path), "faces": [f.to_dict() for f in faces],
+                                 **({"annotated": annotated} if out else {})}), flush=True)
             elif not writer:
                 print(describe(path, faces), flush=True)
             if writer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import copy
 import errno
-import json
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from fer_ensemble.apps.common import (
     prior_argument,
     warn,
 )
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, json_text
 
 TOKEN_VARIABLE = "FER_ENSEMBLE_TOKEN"
 TOKEN_IN_QUERY = re.compile(r"(?<![\w-])(token=)[^&\s\"']*")
@@ -135,6 +134,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         uvicorn.run(app, **options)
     else:  # uvicorn starts each process from an import string; the settings travel in the environment
-        os.environ[SETTINGS_VARIABLE] = json.dumps(asdict(settings))
+        os.environ[SETTINGS_VARIABLE] = json_text(asdict(settings))
         uvicorn.run("fer_ensemble.server.app:app_from_environment", factory=True, workers=args.workers, **options)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
-from fer_ensemble.errors import InputError, OutputError
+from fer_ensemble.errors import InputError, OutputError, json_text
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
@@ -193,10 +192,10 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     if writer is not None:
         writer.release()
     with open(out / "timeline.jsonl", "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in timeline)
+        f.writelines(json_text(row) + "\n" for row in timeline)
     summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),
                                "fps": fps, "tracks": summarize_tracks(timeline_rows(timeline, str(path)), recognizer.classes)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json_text(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
     return VideoReport(path, out, frames.read, expected or 0, len(timeline), summary, frames.damaged_at_s)
 
@@ -207,7 +206,7 @@ def run_video(args: argparse.Namespace) -> int:
     recognizer = build_recognizer(args)
     report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
                            progress=not args.no_progress)
-    print(json.dumps(report.summary, indent=2))
+    print(json_text(report.summary, indent=2))
     problems = report.problems(args.max_frames)
     for line in problems:
         warn(line)

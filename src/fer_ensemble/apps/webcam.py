@@ -12,7 +12,6 @@ resting face (its label then reads "vs rest"), c clear them, a toggle the automa
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from fer_ensemble.apps.common import (
     exit_code,
     warn,
 )
-from fer_ensemble.errors import InputError, UserError
+from fer_ensemble.errors import InputError, UserError, json_text
 from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
@@ -212,7 +211,7 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
     def show_frame(number: int, frame: np.ndarray, faces: list) -> bool:
         """Draw or print one frame; False when the user quits."""
         if not show:
-            print(json.dumps({"frame": number, "faces": [f.to_dict() for f in faces]}), flush=True)
+            print(json_text({"frame": number, "faces": [f.to_dict() for f in faces]}), flush=True)
             return True
         canvas = recognizer.annotate(frame, faces)
         draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "

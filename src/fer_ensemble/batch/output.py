@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, summarize_source
 from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import json_text
 
 
 def schema():
@@ -68,7 +69,7 @@ class BatchOutput:
         table = pa.Table.from_pylist(rows, schema=schema())
         _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
         summary = summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors)
-        _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+        _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json_text(summary, indent=1)))
         return summary
 
     def write_summary(self, sources: list[str]) -> Path:

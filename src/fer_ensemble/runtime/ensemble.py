@@ -30,6 +30,7 @@ under FER+'s own prior, 1 under equal priors; the ensemble file holds the fitted
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,15 @@ class MemberSpec:
         return data
 
 
+def check_weights(weights: list[float], source: str = "ensemble file") -> None:
+    """SpecError naming ``source`` unless the members' vote ``weights`` (each >= 0) sum to a positive,
+    finite number: the vote is divided by their sum, so all 0 would answer NaN for every face."""
+    total = float(sum(weights))
+    if not 0 < total < math.inf:
+        raise SpecError(f"{source}: the members' weights sum to {total:g}; at least one member needs a "
+                        "weight above 0 (the soft vote is divided by their sum)")
+
+
 MEMBER_KEYS = frozenset({"card", "variant", "temperature", "weight", "flip_tta"})
 """The keys a member entry of an ensemble file may hold (``MemberSpec``'s fields)."""
 ENSEMBLE_KEYS = frozenset({"format", "classes", "members", "prior", "flip_tta", "weights", "calibration",
@@ -204,9 +214,10 @@ class EnsembleSpec:
         path) starts every message. Raises SpecError (a UserError, exit code 2), one line naming
         the key, for: a ``format`` other than ``ENSEMBLE_FORMAT`` (a dict without one is read as
         it), no ``members`` list or an empty one (unless not ``members_required``), a damaged
-        member entry (``MemberSpec.from_dict``), a ``prior`` that is not ``{"class_prior": [...],
-        "strength": s}`` with s in [0, 1], ``weights`` other than ``"shipped"``, ``classes`` that
-        are not strings, a non-boolean ``flip_tta``; UserError for a damaged ``calibration``
+        member entry (``MemberSpec.from_dict``), members whose weights are all 0 (``check_weights``),
+        a ``prior`` that is not ``{"class_prior": [...], "strength": s}`` with s in [0, 1],
+        ``weights`` other than ``"shipped"``, ``classes`` that are not strings, a non-boolean
+        ``flip_tta``; UserError for a damaged ``calibration``
         (``Calibration.from_dict``) or ``resting_face`` (``read_resting_spread``)."""
         if not isinstance(data, dict):
             raise SpecError(f"{source}: not an ensemble file (a JSON object was expected, not {type(data).__name__})")
@@ -232,8 +243,11 @@ class EnsembleSpec:
         if weights not in (None, "shipped"):
             raise SpecError(f"{source}: weights must be \"shipped\" (the package's cards) or absent, not {_short(weights)}")
         calibration = Calibration.from_dict(data["calibration"], source) if "calibration" in data else None
+        entries = tuple(MemberSpec.from_dict(entry, source, i) for i, entry in enumerate(members))
+        if entries:
+            check_weights([entry.weight for entry in entries], source)
         return cls(
-            members=tuple(MemberSpec.from_dict(entry, source, i) for i, entry in enumerate(members)),
+            members=entries,
             classes=None if classes is None else tuple(classes),
             class_prior=class_prior, prior_strength=strength, flip_tta=flip, weights=weights,
             calibration=calibration, resting_spread=read_resting_spread(data, n_classes, source),
@@ -364,7 +378,7 @@ class Ensemble:
     one), ``default_prior_strength``, ``calibration``, ``resting_spread``, ``spec`` and ``config``
     (the plain dict, as the server reports it); ``spec``, when given, is ``config`` already
     checked (``EnsembleSpec.from_dict``), not read again. Raises UserError for no members, members
-    that disagree on the classes, and a damaged ``config`` (SpecError)."""
+    that disagree on the classes, weights that are all 0 and a damaged ``config`` (SpecError)."""
 
     def __init__(self, members: list[Member], config: EnsembleSpec | dict | None = None,
                  spec: EnsembleSpec | None = None):
@@ -373,6 +387,7 @@ class Ensemble:
         classes = {m.classifier.classes for m in members}
         if len(classes) != 1:
             raise UserError("members disagree on the classes")
+        check_weights([m.weight for m in members])
         self.members = members
         self.classes: tuple[str, ...] = classes.pop()
         if isinstance(config, EnsembleSpec):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, json_text
 
 PROFILE_FORMAT = "fer-ensemble/profile/v1"
 """The ``format`` a profile file records; another one is refused."""
@@ -86,7 +86,7 @@ class Profile:
         """Write the profile as JSON to ``path`` (whole or not at all); its path."""
         path = Path(path)
         partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json.dumps(self.to_dict(), allow_nan=False) + "\n")
+        partial.write_text(json_text(self.to_dict()) + "\n")
         partial.replace(path)
         return path
 

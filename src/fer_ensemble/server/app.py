@@ -73,8 +73,8 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
-from fer_ensemble.errors import InputError
-from fer_ensemble.media import heif_pixels, is_heif, open_heif
+from fer_ensemble.errors import InputError, json_text
+from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
@@ -174,7 +174,7 @@ class BodySizeLimit:
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps({"detail": f"upload larger than {limit} bytes"}).encode()
+    body = json_text({"detail": f"upload larger than {limit} bytes"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -213,12 +213,13 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         heif = open_heif(data) if is_heif(data) else None
         size = heif[1] if heif else header_size(data)
-        if size is None or size[0] * size[1] > max_pixels:
-            declared = ("more than 179" if size is None else f"{size[0] * size[1] / 1e6:.1f}" if size[1] == 1
-                        else f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.1f}")
-            raise ImageRejected(413, f"image of {declared} megapixels; this server takes up to "
+        if size is None:  # beyond Pillow's own bound, its message without the count
+            raise ImageRejected(413, f"image of more than 179 megapixels; this server takes up to "
                                      f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
+        check_pixels(size, max_pixels, "this server takes (serve --max-megapixels)")  # the commands' check too
         image = heif_pixels(heif[0]) if heif else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except TooManyPixels as error:
+        raise ImageRejected(413, str(error)) from None
     except InputError as error:  # a HEIF photo without the heic extra, or a damaged one
         raise ImageRejected(415, str(error)) from None
     if image is None:
@@ -650,7 +651,7 @@ class FrameStream:
     async def answer_controls(self) -> None:
         """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
         while self.controls:
-            await self.websocket.send_text(json.dumps(control_reply(self.recognizer, self.controls.pop(0))))
+            await self.websocket.send_text(json_text(control_reply(self.recognizer, self.controls.pop(0))))
 
     async def next_frame(self) -> tuple[int, bytes] | None:
         """The newest frame once the frame-rate cap lets it start, the control messages that came
@@ -690,4 +691,4 @@ class FrameStream:
             reply = {"frame": number, "width": image.shape[1], "height": image.shape[0],
                      "faces": [f.to_dict() for f in faces], "dropped": self.dropped,
                      "ms": round((time.perf_counter() - self.last_start) * 1000, 1)}
-        await self.websocket.send_text(json.dumps(reply))
+        await self.websocket.send_text(json_text(reply))

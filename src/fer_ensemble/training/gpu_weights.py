@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.models import read_weights
 from fer_ensemble.training.engine import save_atomic
 
@@ -45,7 +45,7 @@ def save_fp16_parts(best_file: Path, out_dir: Path, metrics_file: Path | None = 
     if metrics_file is not None and metrics_file.is_file():
         meta["metrics"] = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
     meta_path = out_dir / f"{name}.meta.json"
-    meta_path.write_text(json.dumps(meta, indent=2, default=str))
+    meta_path.write_text(json_text(meta, indent=2, default=str))
     return [*written, meta_path]
 
 
@@ -64,7 +64,7 @@ def import_weights(folder: str | Path, out: str | Path) -> list[Path]:
         run.mkdir(parents=True, exist_ok=True)
         save_atomic({**meta, "model": weights}, run / "best.pt")
         if metrics:
-            (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+            (run / "metrics.jsonl").write_text("".join(json_text(m) + "\n" for m in metrics))
         runs.append(run)
     if not runs:
         raise UserError(f"no <model>.meta.json in {folder}")

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import classifier_prefixes, create_model, model_preprocessing, read_weights
 from fer_ensemble.preprocess import Preprocessing
@@ -408,7 +408,7 @@ def end_epoch(run: TrainingRun, epoch: int, stats: EpochStats) -> None:
         save_atomic(_weights_file(unwrap(scored), run.recorded_args, epoch, record, run.train_seconds,
                                   run.balance), run.out / BEST)
     with open(run.out / METRICS, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
     save_checkpoint(run, epoch)
     plot_curves(run.out / METRICS, run.out / "curves.png")
     print(f"epoch {epoch + 1}/{run.args.epochs}  loss {stats.loss:.4f}  train acc {stats.accuracy:.4f}  "
