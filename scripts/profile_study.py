@@ -7,16 +7,16 @@ the photos scored (the rest), ``--draws`` times. Designs compared (docs/accuracy
 profiles", keeps the table this prints):
 
 - ``ensemble``: no profile (the shipped ensemble's answer under the default prior);
-- ``prototypes``: the nearest class prototype (mean embedding of the enrolled faces) by cosine;
-- ``blend(a, tau)``: log p_ensemble * a + cos(face, prototype) / tau over the enrolled classes (p:
-  the ensemble's answer under the default prior; the other classes keep theirs);
-- ``blend+aug``: the same with each enrolment photo also cropped a little wider, narrower and
-  shifted (five framings), as augmentation;
-- ``logistic``: a small per-person logistic map on the embeddings (scikit-learn), the ensemble's
-  log-probabilities added.
+- ``prototypes``: softmax of cos(face, prototype) / tau over the enrolled classes, a prototype being
+  the mean embedding of a class's enrolled faces; ``+ensemble``: plus a * log p_ensemble (p: the
+  ensemble's answer under the default prior); the other classes keep the ensemble's answer;
+- ``logistic``: the shipped design, ``fer_ensemble.runtime.profile``: a per-person multinomial
+  logistic regression on the embeddings (scikit-learn, penalty 1/C), ``+ensemble`` as above;
+- ``logistic+aug``: the same with each enrolment photo also cropped a little wider, narrower and
+  shifted (five framings), as augmentation.
 
-``a`` and ``tau`` are chosen per fold on the other fold's performers (two folds by performer:
-P01-P08 and P09-P15), so no performer's photos choose the numbers they are scored with.
+``a``, ``tau`` and ``C`` are chosen per fold on the other fold's performers (two folds by
+performer: P01-P07 and P08-P15), so no performer's photos choose the numbers they are scored with.
 
     python scripts/profile_study.py --labels ../shared/data/taiwan-posed/labels.csv \\
         --images ../shared/data/taiwan-posed/images --cache /tmp/taiwan-embeddings.npz
@@ -25,7 +25,6 @@ P01-P08 and P09-P15), so no performer's photos choose the numbers they are score
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -47,6 +46,7 @@ FRAMINGS = [(0.0, 0.0), (0.08, 0.0), (-0.05, 0.0), (0.0, 0.05), (0.0, -0.05)]
 """(margin, offset) added to the apps' framing: the plain crop and four augmentations."""
 GRID_A = (0.0, 0.5, 1.0)
 GRID_TAU = (0.01, 0.03, 0.1)
+GRID_C = (10.0, 100.0, 1000.0)
 
 
 def read_set(labels: str, images: str | None, cache: Path | None) -> dict[str, np.ndarray]:
@@ -90,33 +90,27 @@ def draws(labels: np.ndarray, mine: np.ndarray, k: int, rng: np.random.Generator
     return enrol, mine & ~enrol
 
 
-def answers(design: str, s: dict, enrol: np.ndarray, scored: np.ndarray, a: float, tau: float) -> np.ndarray:
-    """The (n_scored, C) answers of ``design`` for one person's scored photos."""
+def answers(design: str, s: dict, enrol: np.ndarray, scored: np.ndarray, a: float, t: float) -> np.ndarray:
+    """The (n_scored, C) answers of ``design`` for one person's scored photos (``t``: the prototypes'
+    temperature, or the logistic regression's ``C``)."""
     prior, strength = s["class_prior"], float(s["strength"])
-    native = s["native"][scored, 0]
+    plain = adjust_probabilities(s["native"][scored, 0], prior, strength)
     if design == "ensemble":
-        return adjust_probabilities(native, prior, strength)
+        return plain
     framings = slice(None) if design.endswith("+aug") else slice(0, 1)
     enrol_emb = s["embeddings"][enrol][:, framings].reshape(-1, s["embeddings"].shape[-1])
     enrol_lab = np.repeat(s["labels"][enrol], s["embeddings"][enrol][:, framings].shape[1])
-    if design == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=10.0, max_iter=500).fit(enrol_emb, enrol_lab)
-        plain = adjust_probabilities(native, prior, strength)
-        scores = np.full((scored.sum(), len(EMOTIONS)), -np.inf)
-        scores[:, model.classes_] = model.decision_function(s["embeddings"][scored, 0]) + a * np.log(
-            np.maximum(plain[:, model.classes_], 1e-6))
-        return softmax_rows(scores)
-    profile = Profile.from_embeddings(enrol_emb, enrol_lab, weight=a if design != "prototypes" else 0.0,
-                                      temperature=tau)
-    return blend(adjust_probabilities(native, prior, strength), s["embeddings"][scored, 0], profile)
-
-
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(scores)
-    return e / e.sum(axis=1, keepdims=True)
+    faces = s["embeddings"][scored, 0]
+    if design.startswith("logistic"):
+        return blend(plain, faces, Profile.fit(enrol_emb, enrol_lab, c=t, weight=a))
+    classes = np.unique(enrol_lab)  # prototypes: cosine to each class's mean embedding
+    prototypes = np.stack([enrol_emb[enrol_lab == c].mean(axis=0) for c in classes])
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    scores = faces @ prototypes.T / t + a * np.log(np.maximum(plain[:, classes], 1e-12))
+    shares = np.exp(scores - scores.max(axis=1, keepdims=True))
+    out = plain.copy()
+    out[:, classes] = plain[:, classes].sum(axis=1, keepdims=True) * shares / shares.sum(axis=1, keepdims=True)
+    return out
 
 
 def score(design: str, s: dict, people: list[str], k: int, n_draws: int, a: float, tau: float,
@@ -148,16 +142,16 @@ def main() -> int:
     s = read_set(args.labels, args.images, args.cache)
     performers = sorted(set(s["performers"].tolist()))
     folds = [performers[: len(performers) // 2], performers[len(performers) // 2:]]
-    designs = ["ensemble", "prototypes", "blend", "blend+aug", "logistic"]
+    designs = ["ensemble", "prototypes", "prototypes+ensemble", "logistic", "logistic+ensemble", "logistic+aug"]
     shown = [EMOTIONS.index(e) for e in ("anger", "disgust", "fear", "sadness")]
     print(f"taiwan-posed, {len(performers)} performers, {args.draws} draws; a and tau chosen on the other fold")
-    print("| K | design | chosen (a, tau) per fold | accuracy | " + " | ".join(EMOTIONS[c] for c in shown) + " |")
+    print("| K | design | chosen (a, tau or C) per fold | accuracy | " + " | ".join(EMOTIONS[c] for c in shown) + " |")
     print("|---|---|---|---|" + "---|" * len(shown))
     for k in args.enrol:
         for design in designs:
-            grid = [(0.0, 1.0)] if design == "ensemble" else (
-                [(0.0, t) for t in GRID_TAU] if design == "prototypes" else
-                [(a, 0.0) for a in GRID_A] if design == "logistic" else list(itertools.product(GRID_A, GRID_TAU)))
+            grid = [(0.0, 1.0)] if design == "ensemble" else [
+                (a, t) for a in ((0.0,) if "+ensemble" not in design else GRID_A[1:])
+                for t in (GRID_C if design.startswith("logistic") else GRID_TAU)]
             truth_acc, recalls, chosen = [], [], []
             for fold, other in ((folds[0], folds[1]), (folds[1], folds[0])):
                 best = max(grid, key=lambda p: score(design, s, other, k, 3, *p, seed=1)[0])

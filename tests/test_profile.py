@@ -38,23 +38,26 @@ def test_members_give_embeddings_beside_unchanged_probabilities(recognizer: Emot
 
 def test_blend_moves_only_the_enrolled_classes() -> None:
     rng = np.random.default_rng(0)
-    prototypes = rng.normal(size=(2, 16))
-    profile = Profile.from_embeddings(np.repeat(prototypes, 2, axis=0), [1, 1, 4, 4], weight=0.5, temperature=0.05)
+    faces = rng.normal(size=(2, 16)).astype(np.float32)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    profile = Profile.fit(np.repeat(faces, 2, axis=0), [1, 1, 4, 4])
     assert profile.classes == ["happiness", "anger"] and profile.counts.tolist() == [2, 2]
+    assert profile.coef.shape == (2, 16) and profile.coef[0].tolist() == [0.0] * 16  # binary: two rows
     answer = np.full((1, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
-    face = profile.prototypes[1:2]  # the person's anger
-    out = blend(answer, face, profile)
+    out = blend(answer, faces[1:2], profile)  # the person's anger
     assert out.sum() == pytest.approx(1.0) and out[0].argmax() == EMOTIONS.index("anger")
     others = [c for c in range(len(EMOTIONS)) if c not in (1, 4)]
     np.testing.assert_allclose(out[0, others], answer[0, others])  # not enrolled: the ensemble's answer
     assert out[0, [1, 4]].sum() == pytest.approx(answer[0, [1, 4]].sum())
+    alone = Profile.fit(faces[:1], [0])  # one class: nothing to tell it from, the answer stands
+    np.testing.assert_allclose(blend(answer, faces[:1], alone), answer)
 
 
 def test_a_profile_file_round_trips_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
-    profile = Profile.from_embeddings(np.eye(3, 8, dtype=np.float32), [0, 2, 2], members=("a", "b"))
+    profile = Profile.fit(np.eye(3, 8, dtype=np.float32), [0, 2, 2], members=("a", "b"))
     loaded = Profile.load(profile.save(tmp_path / "me.json"))
-    np.testing.assert_allclose(loaded.prototypes, profile.prototypes, atol=1e-6)
-    assert loaded.classes == ["neutral", "surprise"] and loaded.members == ("a", "b")
+    np.testing.assert_allclose(loaded.coef, profile.coef, atol=1e-5)
+    assert loaded.classes == ["neutral", "surprise"] and loaded.members == ("a", "b") and loaded.c == profile.c
     assert json.loads((tmp_path / "me.json").read_text())["format"] == PROFILE_FORMAT
     for text, message in (("{", "not JSON"), ('{"format": "x"}', "not a profile file of format"),
                           (json.dumps({"format": PROFILE_FORMAT, "classes": {"joy": {}}}), "damaged")):
@@ -79,7 +82,7 @@ def test_enrol_and_predict_through_a_profile(recognizer: EmotionRecognizer) -> N
     with pytest.raises(ValueError, match="no face found"):
         recognizer.enrol([np.zeros((64, 64), np.uint8)], ["neutral"])
     with pytest.raises(UserError, match="made with another ensemble"):
-        EmotionRecognizer(recognizer.ensemble, profile=Profile.from_embeddings(np.eye(2, 4), [0, 1]))
+        EmotionRecognizer(recognizer.ensemble, profile=Profile.fit(np.eye(2, 4), [0, 1]))
 
 
 def test_enrol_command_writes_a_profile_that_predict_reads(taiwan_posed: Path, tmp_path: Path) -> None:
@@ -87,6 +90,8 @@ def test_enrol_command_writes_a_profile_that_predict_reads(taiwan_posed: Path, t
     out = tmp_path / "p01.json"
     result = run_cli("enrol", "--labels", labels, "--images", images, "--where", "performer=P01", "--out", str(out))
     assert f"wrote {out}: the profile of" in result.stdout and "self-check" in result.stdout
+    check = json.loads(out.read_text())["self_check"]
+    assert sum(c["read_right"] for c in check.values()) > sum(c["ensemble_alone"] for c in check.values())
     photo = taiwan_posed / "images" / "0101a02.jpg"
     faces = json.loads(run_cli("predict", str(photo), "--profile", str(out), "--json").stdout)["faces"]
     assert faces and faces[0]["profiled"] is True

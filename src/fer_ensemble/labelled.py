@@ -238,23 +238,34 @@ def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, dete
     return probabilities, found
 
 
-def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float = 0.0,
-                 offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float = 0.0, offset: float = 0.0,
+                 framings: Sequence[tuple[float, float]] = ((0.0, 0.0),)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``read_faces`` (``Ensemble.read_faces``) of each image's face: the image itself with no
-    ``detector`` (face crops), else its largest face framed as ``photo_probabilities`` frames it.
-    (N, C) native probabilities and (N, D) embeddings (zeros where no face was found) and the (N,)
-    bool mask of images with a face."""
-    faces = ((read_image(p, gray=True) for p in data.paths) if detector is None
-             else largest_faces(data, detector, margin, offset))
+    ``detector`` (face crops, one framing), else its largest face cropped at each of ``framings``
+    ((margin, offset) added to ``margin`` and ``offset``; the first is the answer's). (N, C) native
+    probabilities of the first framing, (N, F, D) embeddings (zeros where no face was found) and
+    the (N,) bool mask of images with a face."""
+    from fer_ensemble.runtime.detection import crop_faces, detect_faces
+
+    framings = framings if detector is not None else framings[:1]
     native, embeddings, found = [], [], np.zeros(len(data), bool)
-    for i, face in enumerate(faces):
-        if face is not None:
-            probabilities, embedding = read_faces([face])
-            native.append(probabilities[0])
-            embeddings.append(embedding[0])
-            found[i] = True
+    for i, path in enumerate(data.paths):
+        if detector is None:
+            crops = [read_image(path, gray=True)]
+        else:
+            image = read_image(path)
+            gray = to_gray(image)
+            boxes = detect_faces(detector, image, gray)
+            if not boxes:
+                continue
+            box = max(boxes, key=lambda b: b[2] * b[3])
+            crops = [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
+        probabilities, embedding = read_faces(crops)
+        native.append(probabilities[0])
+        embeddings.append(embedding)
+        found[i] = True
     all_native = np.zeros((len(data), len(EMOTIONS)), np.float32)
-    all_embeddings = np.zeros((len(data), len(embeddings[0]) if embeddings else 0), np.float32)
+    all_embeddings = np.zeros((len(data), len(framings), embeddings[0].shape[1] if embeddings else 0), np.float32)
     if embeddings:
         all_native[found], all_embeddings[found] = native, embeddings
     return all_native, all_embeddings, found

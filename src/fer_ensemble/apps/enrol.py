@@ -12,8 +12,8 @@ from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
-from fer_ensemble.runtime.profile import PROFILE_FORMAT
-from fer_ensemble.runtime.recognizer import load_ensemble, self_check
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT
+from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble
 
 
 def add_enrol_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,16 +57,15 @@ def run_enrol(args: argparse.Namespace) -> int:
     ensemble = load_ensemble(args.ensemble)
     ensemble.require_embeddings()  # before any photo is read
     detector = None if args.crops else create_detector({"detector": args.detector})
-    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset)
+    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
+                                             ENROL_FRAMINGS)
     if not found.any():
         raise UserError(f"no face found in the {len(data)} image(s) of {args.labels}: nothing to enrol")
-    labels = data.labels[found]
-    profile = ensemble.profile(embeddings[found], labels)
-    profile.self_check = self_check(ensemble, native[found], embeddings[found], labels, profile)
+    profile = enrolled_profile(ensemble, native[found], embeddings[found], data.labels[found])
     profile.save(out)
     missed = [str(p) for p, f in zip(data.paths, found) if not f]
     if args.json:
-        print(json_text({"profile": str(out), "faces": int(found.sum()), "no_face": missed,
+        print(json_text({"profile": str(out), "photos": int(found.sum()), "no_face": missed,
                           "self_check": profile.self_check}))
     else:
         print(format_self_check(profile.self_check, str(out), missed))
@@ -76,22 +75,22 @@ def run_enrol(args: argparse.Namespace) -> int:
 def format_self_check(check: dict, out: str, missed: list[str]) -> str:
     """The self-check as a table: per enrolled class, its faces and how many a profile of the other
     faces reads right, beside the ensemble alone."""
-    lines = [f"wrote {out}: the profile of {sum(c['faces'] for c in check.values())} faces; self-check "
-             "(each face read by a profile of the others):",
-             f"  {'class':<10} {'faces':>5} {'profile':>8} {'ensemble':>9}"]
+    lines = [f"wrote {out}: the profile of {sum(c['photos'] for c in check.values())} photos; self-check "
+             "(each photo read by a profile of the others):",
+             f"  {'class':<10} {'photos':>6} {'profile':>8} {'ensemble':>9}"]
     for name in EMOTIONS:
         if name in check:
             c = check[name]
-            lines.append(f"  {name:<10} {c['faces']:>5} {c['read_right']:>8} {c['ensemble_alone']:>9}")
+            lines.append(f"  {name:<10} {c['photos']:>6} {c['read_right']:>8} {c['ensemble_alone']:>9}")
     right = sum(c["read_right"] for c in check.values())
     plain = sum(c["ensemble_alone"] for c in check.values())
-    total = max(1, sum(c["faces"] for c in check.values()))
-    lines.append(f"  {'all':<10} {total:>5} {right:>8} {plain:>9}   ({100 * right / total:.0f} % against "
+    total = max(1, sum(c["photos"] for c in check.values()))
+    lines.append(f"  {'all':<10} {total:>6} {right:>8} {plain:>9}   ({100 * right / total:.0f} % against "
                  f"{100 * plain / total:.0f} %)")
     if missed:
         lines.append(f"  no face found in {len(missed)} image(s), left out: {', '.join(missed[:3])}"
                      + (" ..." if len(missed) > 3 else ""))
-    single = [name for name, c in check.items() if c["faces"] == 1]
+    single = [name for name, c in check.items() if c["photos"] == 1]
     if single:
         lines.append(f"  one face only for {', '.join(single)}: enrol two or more of each for a better profile")
     return "\n".join(lines)

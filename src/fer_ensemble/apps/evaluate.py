@@ -38,6 +38,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
@@ -298,7 +299,8 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     person = np.array(data.groups)
     allowed = enrol_split(args, data)
     detector = None if args.crops else create_detector({"detector": args.detector})
-    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset)
+    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
+                                             ENROL_FRAMINGS)  # (N, C), (N, F, D), (N,)
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
     neutral = EMOTIONS.index("neutral")
     rng = np.random.default_rng(args.seed)
@@ -313,13 +315,15 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
             resting = None
             if args.resting_face and (enrolled & (data.labels == neutral)).any():
                 resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
-            profile = ensemble.profile(embeddings[enrolled], data.labels[enrolled])
+            frames = embeddings.shape[1]
+            profile = ensemble.profile(embeddings[enrolled].reshape(-1, embeddings.shape[2]),
+                                       np.repeat(data.labels[enrolled], frames))
             index = np.flatnonzero(scored)
             picks.append(index)
             before.append(ensemble.answer(native[index], args.prior, resting))
             after.append(np.where(found[index, None],
                                   ensemble.answer(native[index], args.prior, resting, profile=profile,
-                                                  embeddings=embeddings[index]), before[-1]))
+                                                  embeddings=embeddings[index, 0]), before[-1]))
     if not picks:
         raise UserError(f"no photo to score: each {args.group_by} needs more than {args.enrol} photos of a class")
     keep = np.concatenate(picks)

@@ -510,10 +510,10 @@ class Ensemble:
 
     def profile(self, embeddings: np.ndarray, labels, **options) -> Profile:
         """A person's ``Profile`` from (N, D) ``read_faces`` embeddings of their faces and the N class
-        indices; ``options`` go to ``Profile.from_embeddings`` (``weight``, ``temperature``).
-        ProfileError when the members give no embeddings."""
+        indices; ``options`` go to ``Profile.fit`` (``c``, ``weight``). ProfileError when the
+        members give no embeddings or scikit-learn is missing."""
         self.require_embeddings()
-        return Profile.from_embeddings(embeddings, labels, members=self.member_names, **options)
+        return Profile.fit(embeddings, labels, members=self.member_names, **options)
 
     def require_embeddings(self) -> int:
         """``embedding_size``; ProfileError when a member has no embedding output (profiles need it)."""

@@ -35,7 +35,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, _renamed_keyword, load_calibration
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.profile import Profile
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile
 from fer_ensemble.runtime.tracking import EMA_WEIGHT, IoUTracker, Track, smooth
 
 SHIPPED_ENSEMBLE = WEIGHTS_DIR / "ensemble.json"
@@ -218,30 +218,36 @@ class EmotionRecognizer:
     def enrol(self, images: Iterable[np.ndarray], labels: Iterable[str | int], crops: bool = False,
               **options) -> Profile:
         """A person's ``Profile`` from labelled photos of them (BGR or gray uint8, what ``predict``
-        takes; the largest face of each) or, with ``crops``, face crops; ``labels``: an emotion name
-        or index per image, any subset of the eight classes, one or more each. ``options`` go to
-        ``Profile.from_embeddings``. The profile's ``self_check`` holds, per class, how many of the
-        enrolled faces a profile made without each in turn reads right. ValueError when no image
-        shows a face or the counts differ; ProfileError for members without embeddings."""
+        takes; the largest face of each, cropped at each of ``ENROL_FRAMINGS``) or, with ``crops``,
+        face crops (used as they are); ``labels``: an emotion name or index per image, any subset of
+        the eight classes, one or more each. ``options`` go to ``Profile.fit``. The profile's
+        ``self_check`` holds, per class, how many of the enrolled photos a profile made without each
+        in turn reads right. ValueError when no image shows a face or the counts differ;
+        ProfileError for members without embeddings or without scikit-learn."""
         faces, indices = [], []
         for image, label in zip(images, labels, strict=True):
             image = check_image(image)
             gray = to_gray(image)
             boxes = [] if crops else detect_faces(self.detector, image, gray)
             if crops:
-                faces.append(gray)
+                faces.append([gray])
             elif boxes:
-                faces += crop_faces(gray, [max(boxes, key=lambda b: b[2] * b[3])], self.margin, self.offset)
+                box = max(boxes, key=lambda b: b[2] * b[3])
+                faces.append([crop_faces(gray, [box], self.margin + dm, self.offset + do)[0]
+                              for dm, do in ENROL_FRAMINGS])
             else:
                 continue
             indices.append(label if isinstance(label, (int, np.integer)) else EMOTIONS.index(label))
         if not faces:
             raise ValueError("no face found in the enrolment image(s)")
-        native, embeddings = self.ensemble.read_faces(faces)
-        assert embeddings is not None  # profile() below refuses members without them
-        profile = self.ensemble.profile(embeddings, indices, **options)
-        profile.self_check = self_check(self.ensemble, native, embeddings, np.asarray(indices), profile)
-        return profile
+        self.ensemble.require_embeddings()
+        native, embeddings = [], []
+        for crops_of_one in faces:
+            probabilities, embedding = self.ensemble.read_faces(crops_of_one)
+            assert embedding is not None  # require_embeddings passed
+            native.append(probabilities[0])
+            embeddings.append(embedding)
+        return enrolled_profile(self.ensemble, np.stack(native), np.stack(embeddings), np.asarray(indices), **options)
 
     def set_profile(self, track_id: int, profile: Profile | None) -> None:
         """Read the track ``track_id`` through ``profile`` from now on (None: no longer). KeyError
@@ -421,23 +427,35 @@ class EmotionRecognizer:
         )
 
 
+def enrolled_profile(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
+                     **options) -> Profile:
+    """The ``Profile`` of P enrolled photos: their (P, C) native probabilities, (P, F, D) embeddings
+    (F framings each) and (P,) class indices, with its ``self_check``; ``options`` go to
+    ``Profile.fit``."""
+    frames = embeddings.shape[1]
+    profile = ensemble.profile(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(labels, frames), **options)
+    profile.self_check = self_check(ensemble, native, embeddings, labels, profile)
+    return profile
+
+
 def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
                profile: Profile) -> dict:
-    """Per enrolled class: how many of its enrolled faces a profile made from the others reads as that
-    class (each face left out in turn, read as ``predict`` reads it; a class enrolled once is read
-    through the other classes' prototypes only), and the ensemble alone on the same faces."""
+    """Per enrolled class: how many of its P enrolled photos a profile fitted on the others reads as
+    that class (each photo, all its framings, left out in turn; read as ``predict`` reads it), and
+    the ensemble alone on the same photos. ``native`` (P, C), ``embeddings`` (P, F, D), ``labels`` (P,)."""
     result = {}
+    frames = embeddings.shape[1]
     for c in profile.enrolled:
         mine = np.flatnonzero(labels == c)
         right = plain = 0
         for i in mine:
             others = np.arange(len(labels)) != i
-            left_out = ensemble.profile(embeddings[others], labels[others], weight=profile.weight,
-                                        temperature=profile.temperature)
-            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i : i + 1])
+            left_out = ensemble.profile(embeddings[others].reshape(-1, embeddings.shape[2]),
+                                        np.repeat(labels[others], frames), c=profile.c, weight=profile.weight)
+            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1])
             right += int(answer.argmax() == c)
             plain += int(ensemble.answer(native[i : i + 1]).argmax() == c)
-        result[EMOTIONS[c]] = {"faces": int(len(mine)), "read_right": right, "ensemble_alone": plain}
+        result[EMOTIONS[c]] = {"photos": int(len(mine)), "read_right": right, "ensemble_alone": plain}
     return result
 
 
