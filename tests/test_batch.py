@@ -272,3 +272,29 @@ def test_batch_takes_a_calibration_as_every_app_does(tmp_path: Path) -> None:
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         "fer-ensemble batch: no calibration 'nosuch': give none, posed or a file that adapt wrote"], refused.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_worker_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyPatch, tiny_ensemble: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Robustness issue, item 7: a native crash in one worker (a codec's segfault) breaks the local pool; that
+    source becomes an error row, the others are read all the same, and no traceback escapes."""
+    from batch_crash import crashing_task
+
+    from fer_ensemble.batch import engines
+    from fer_ensemble.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace_hopper.jpg", "camera.png"):
+        shutil.copy(SAMPLES / name, folder / name)
+    shutil.copy(SAMPLES / "astronaut.png", folder / "crash.png")
+    monkeypatch.setattr(engines, "_run_task", crashing_task)
+    out = tmp_path / "out"
+    code = main(["batch", str(folder), "--out", str(out), "--engine", "local", "--num-workers", "2",
+                 "--ensemble", str(tiny_ensemble), "--no-progress"])
+    assert code == 1 and "Traceback" not in capsys.readouterr().err
+    summary = {Path(row["source"]).name: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert sorted(summary) == ["astronaut.png", "camera.png", "crash.png", "grace_hopper.jpg"]
+    assert summary["crash.png"]["error"] == engines.WORKER_DIED
+    assert [name for name, row in summary.items() if row["error"]] == ["crash.png"]
+    assert summary["astronaut.png"]["faces"] == 1

@@ -8,13 +8,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from multiprocessing import get_context
 
 import cv2
 
 from fer_ensemble.batch.plan import Task
-from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker
+from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker, failure
 
 _worker: Worker | None = None  # one per pool process
 
@@ -37,15 +38,43 @@ def _run_task(task: dict) -> dict:
     return asdict(_worker.run(task))
 
 
+WORKER_DIED = ("the worker process reading it died (a crash in a native library such as the video codec, "
+               "or the system out of memory)")
+"""The error of a task whose worker process ended abruptly (``run_local``)."""
+
+
 def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Iterator[tuple[int, TaskResult]]:
-    """A pool of ``workers`` processes (spawned: no state shared with this one)."""
-    if not tasks:
-        return
-    with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(asdict(settings),)) as pool:
-        futures = {pool.submit(_run_task, task.to_dict()): i for i, task in enumerate(tasks)}
+    """A pool of ``workers`` processes (spawned: no state shared with this one). A worker that dies
+    (a segfault in a codec, the out-of-memory killer) breaks the pool: the unfinished tasks run again
+    in a fresh pool of one process, in order, so the task that kills it again is known and becomes a
+    failure (``WORKER_DIED``); the rest then go on in a full pool."""
+    remaining = list(range(len(tasks)))
+    serial = False
+    while remaining:
+        finished: set[int] = set()
+        for index, result in _pool(tasks, remaining, settings, 1 if serial else workers):
+            finished.add(index)
+            yield index, result
+        remaining = [i for i in remaining if i not in finished]
+        if remaining and serial:  # one process, tasks in order: the first unfinished one killed it
+            culprit = remaining.pop(0)
+            yield culprit, failure(tasks[culprit].source, WORKER_DIED)
+        serial = bool(remaining) and not serial
+
+
+def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
+          workers: int) -> Iterator[tuple[int, TaskResult]]:
+    """``tasks[i]`` for each of ``indices`` on a pool of ``workers`` processes, in completion order;
+    it stops early, without raising, when a worker process dies (the pool is then broken)."""
+    with ProcessPoolExecutor(max(1, min(workers, len(indices))), mp_context=get_context("spawn"),
+                             initializer=_start_worker, initargs=(asdict(settings),)) as pool:
+        futures = {pool.submit(_run_task, tasks[i].to_dict()): i for i in indices}
         for future in as_completed(futures):
-            yield futures[future], TaskResult(**future.result())
+            try:
+                result = TaskResult(**future.result())
+            except BrokenProcessPool:
+                return
+            yield futures[future], result
 
 
 class RayWorker:
