@@ -144,16 +144,24 @@ def test_reruns_skip_what_is_done_and_manifests_and_uris_name_sources(tiny_ensem
 
 
 def test_inputs_that_hold_nothing_fail_and_are_counted(tiny_ensemble: Path, tmp_path: Path) -> None:
-    """As predict counts them: a missing input is a failure in the closing line; with nothing at all
-    to read, no output folder is made."""
+    """As predict counts them: a missing input is a failure in the closing line, and a row of the
+    summary (robustness issue, item 8), as is an empty folder; with nothing at all to read, no
+    output folder is made."""
     missing = str(tmp_path / "nosuch")
     alone = batch(missing, "--out", str(tmp_path / "none"), "--engine", "local", "--ensemble", str(tiny_ensemble),
                   check=False)
     assert alone.returncode == 1 and not (tmp_path / "none").exists()
     assert alone.stderr.strip().splitlines()[-1] == f"no photo or video among the inputs: 1 failed, nothing written to {tmp_path / 'none'}"
-    mixed = batch(missing, str(SAMPLES / "grace_hopper.jpg"), "--out", str(tmp_path / "o"), "--engine", "local",
-                  "--ensemble", str(tiny_ensemble), check=False)
-    assert mixed.returncode == 1 and ", 1 failed; " in mixed.stderr.strip().splitlines()[-1]
+    (tmp_path / "empty").mkdir()
+    mixed = batch(missing, str(SAMPLES / "grace_hopper.jpg"), str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                  "--engine", "local", "--ensemble", str(tiny_ensemble), check=False)
+    assert mixed.returncode == 1 and ", 2 failed; " in mixed.stderr.strip().splitlines()[-1]
+    rows = {row["source"]: row for row in pq.read_table(tmp_path / "o" / "summary.parquet").to_pylist()}
+    assert sorted(rows) == sorted([missing, str(SAMPLES / "grace_hopper.jpg"), str(tmp_path / "empty")])
+    assert rows[missing]["error"] == rows[str(tmp_path / "empty")]["error"] == "no photo or video there"
+    assert rows[str(SAMPLES / "grace_hopper.jpg")]["error"] is None and rows[missing]["kind"] is None
+    (error_row,) = faces_table(tmp_path / "o", Path(missing)).to_pylist()
+    assert error_row["error"] == "no photo or video there" and error_row["frame"] is None
 
 
 def test_batch_without_ray_names_the_extra(tmp_path: Path) -> None:

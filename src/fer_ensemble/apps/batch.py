@@ -29,6 +29,9 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media import is_uri
 
+NOTHING_THERE = "no photo or video there"
+"""The error of an input that names nothing, or a folder, glob or manifest that holds no source."""
+
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -105,13 +108,15 @@ def run_batch(args: argparse.Namespace) -> int:
     check_apart(args.out, args.inputs, local, "photos or videos")  # manifests included
     sources, missing = inputs.sources, inputs.missing + inputs.empty
     for item in missing:
-        warn(f"{item}: no photo or video there")
+        warn(f"{item}: {NOTHING_THERE}")
     if note := inputs.describe_skipped():
         warn(note)
     if not sources:  # nothing to do: no output folder made
         warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
         return ExitCode.INPUT_FAILED
     output = BatchOutput(output_folder(args.out))
+    for item in missing:  # a row each, as a source that cannot be read has
+        output.write_failure(item, NOTHING_THERE)
     todo = [s for s in sources if args.overwrite or not output.done(s)]
     if len(todo) < len(sources):
         warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
@@ -146,7 +151,7 @@ def run_batch(args: argparse.Namespace) -> int:
                     warn(f"{task.source}: {summary['error']}")
                 del collected[task.source]
             bar.update(1)
-    summary_path = output.write_summary(sources)
+    summary_path = output.write_summary([*sources, *missing])
     seconds = time.perf_counter() - started
     warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "
          f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), "

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, summarize_source
+from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, FaceRow, summarize_source
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
 
@@ -59,7 +59,7 @@ class BatchOutput:
         summary = self.summary(source)
         return bool(summary) and summary.get("error") is None
 
-    def write_source(self, source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
+    def write_source(self, source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str]) -> dict:
         """Rows (sorted by frame and face) and the summary, each written whole then renamed into place."""
         import pyarrow as pa
@@ -71,6 +71,11 @@ class BatchOutput:
         summary = summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors)
         _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json_text(summary, indent=1)))
         return summary
+
+    def write_failure(self, source: str, message: str) -> dict:
+        """A source that could not be read at all (an input that names nothing): its one error row
+        and a summary holding ``message``, of no kind (None)."""
+        return self.write_source(source, None, [FaceRow.failure(source, message).to_dict()], 0, 0, None, [message])
 
     def write_summary(self, sources: list[str]) -> Path:
         """``summary.parquet``: one row per source, from the sources' summaries."""
