@@ -306,3 +306,41 @@ def test_a_worker_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyP
     assert summary["crash.png"]["error"] == engines.WORKER_DIED
     assert [name for name, row in summary.items() if row["error"]] == ["crash.png"]
     assert summary["astronaut.png"]["faces"] == 1
+
+
+def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Robustness issue, item 12: each source's summary records the settings its rows depend on; a
+    rerun redoes the sources made under others, with a note naming the setting, and keeps those the
+    change does not concern (a photo under another --stride)."""
+    import json
+
+    from fer_ensemble.batch.output import BatchOutput
+
+    photo = tmp_path / "astronaut.png"
+    shutil.copy(SAMPLES / "astronaut.png", photo)
+    out = tmp_path / "out"
+    tiny = (str(photo), str(CLIP), "--out", str(out), "--ensemble", str(tiny_ensemble), "--engine", "local")
+
+    def times() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in (out / "faces").iterdir()}
+
+    batch(*tiny)
+    first = times()
+    recorded = BatchOutput(out).summary(str(photo))["settings"]
+    assert recorded["prior"] is None and recorded["ensemble"].startswith("sha256:") and "stride" not in recorded
+    calibrated = batch(*tiny, "--calibration", "posed")
+    assert "2 source(s) in " + str(out) + " were made under other settings (--calibration): reading them again" in calibrated.stderr
+    second = times()
+    assert all(second[name] != first[name] for name in first)
+    assert BatchOutput(out).summary(str(CLIP))["settings"]["calibration"].startswith("sha256:")
+    summary = {row["source"]: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert json.loads(summary[str(CLIP)]["settings"])["calibration"].startswith("sha256:")
+
+    stride = batch(*tiny, "--calibration", "posed", "--stride", "2")
+    assert "1 source(s) already done" in stride.stderr and "under other settings (--stride)" in stride.stderr
+    third = times()
+    changed = {name for name in third if third[name] != second[name]}
+    assert changed == {p.name for p in BatchOutput(out).faces_path(str(CLIP)).parent.iterdir()
+                       if p.name.startswith("faces.mp4")}
+    assert "other settings" not in batch(*tiny, "--calibration", "posed", "--stride", "2").stderr
+

@@ -75,6 +75,39 @@ def batch_settings(args: argparse.Namespace):
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 
+SETTING_NAMES = {"version": "the fer-ensemble version", "ensemble": "--ensemble", "prior": "--prior",
+                 "calibration": "--calibration", "stride": "--stride", "track": "--no-track",
+                 "ema_weight": "the smoothing", "auto_resting_face": "--auto-resting-face",
+                 "photo_detector": "the detector options", "video_detector": "the detector options"}
+"""How the closing notes name each key of ``work.recorded_settings``."""
+
+
+def sources_settings(sources: list[str], settings) -> dict[str, dict]:
+    """Per source, the settings its summary records (``work.recorded_settings`` for its kind)."""
+    from fer_ensemble.batch.plan import kind_of
+    from fer_ensemble.batch.work import for_kind, recorded_settings
+
+    record = recorded_settings(settings)
+    return {source: for_kind(record, kind_of(source) or "image") for source in sources}
+
+
+def sources_to_do(output, wanted: dict[str, dict], args: argparse.Namespace) -> list[str]:
+    """The sources of ``wanted`` to read: all with ``--overwrite``, else those not done under their
+    settings (``BatchOutput.done``), saying how many are skipped and which settings changed for
+    those done under others."""
+    if args.overwrite:
+        return list(wanted)
+    todo = [source for source, settings in wanted.items() if not output.done(source, settings)]
+    if len(todo) < len(wanted):
+        warn(f"{len(wanted) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
+    changed = [output.changed(source, wanted[source]) for source in todo]
+    if redone := sum(map(bool, changed)):
+        names = dict.fromkeys(SETTING_NAMES[key] for keys in changed for key in keys)
+        warn(f"{redone} source(s) in {args.out} were made under other settings ({', '.join(names)}): "
+             "reading them again")
+    return todo
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.batch.engines import run_local, run_ray
     from fer_ensemble.batch.output import BatchOutput
@@ -117,9 +150,8 @@ def run_batch(args: argparse.Namespace) -> int:
     output = BatchOutput(output_folder(args.out))
     for item in missing:  # a row each, as a source that cannot be read has
         output.write_failure(item, NOTHING_THERE)
-    todo = [s for s in sources if args.overwrite or not output.done(s)]
-    if len(todo) < len(sources):
-        warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
+    wanted = sources_settings(sources, settings)
+    todo = sources_to_do(output, wanted, args)
     tasks = plan_tasks(todo, args.chunk_frames, track=not args.no_track)
     started = time.perf_counter()
     pending: defaultdict[str, int] = defaultdict(int)  # source -> its tasks not yet collected
@@ -143,7 +175,7 @@ def run_batch(args: argparse.Namespace) -> int:
             pending[task.source] -= 1
             if pending[task.source] == 0:  # every range of this source is in: write it
                 summary = output.write_source(task.source, task.kind, done["rows"], done["read"],
-                                              done["processed"], done["fps"], done["errors"])
+                                              done["processed"], done["fps"], done["errors"], wanted[task.source])
                 failed += summary["error"] is not None
                 faces += summary["faces"]
                 frames += summary["frames_processed"]
