@@ -344,3 +344,11 @@ def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: P
                        if p.name.startswith("faces.mp4")}
     assert "other settings" not in batch(*tiny, "--calibration", "posed", "--stride", "2").stderr
 
+
+def test_a_worker_that_cannot_be_built_is_one_line(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """--prior for an ensemble whose cards record no class prior: the workers cannot be built, which
+    is the one usage line every app gives (exit 2), not a broken pool nor a failure per source."""
+    result = batch(str(SAMPLES / "astronaut.png"), str(SAMPLES / "camera.png"), "--out", str(tmp_path / "o"),
+                   "--engine", "local", "--ensemble", str(tiny_ensemble), "--prior", "0.5", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "fer-ensemble batch: this ensemble's cards record no class prior to adjust"), result.stderr

@@ -16,8 +16,10 @@ import cv2
 
 from fer_ensemble.batch.plan import Task
 from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker, failure
+from fer_ensemble.errors import UserError
 
 _worker: Worker | None = None  # one per pool process
+_setup_error: UserError | None = None  # or why it could not be built (an ensemble without a prior for --prior)
 
 
 def _set_up_process(settings: BatchSettings) -> None:
@@ -27,13 +29,18 @@ def _set_up_process(settings: BatchSettings) -> None:
 
 
 def _start_worker(settings: dict) -> None:
-    global _worker
+    global _worker, _setup_error
     built = BatchSettings(**settings)
     _set_up_process(built)
-    _worker = Worker(built)
+    try:
+        _worker = Worker(built)
+    except UserError as error:  # raised by each task, so the driver says it in one line (not a broken pool)
+        _setup_error = error
 
 
 def _run_task(task: dict) -> dict:
+    if _setup_error is not None:
+        raise _setup_error
     assert _worker is not None  # the pool's initializer, _start_worker, made it
     return asdict(_worker.run(task))
 
@@ -65,7 +72,8 @@ def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Itera
 def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
           workers: int) -> Iterator[tuple[int, TaskResult]]:
     """``tasks[i]`` for each of ``indices`` on a pool of ``workers`` processes, in completion order;
-    it stops early, without raising, when a worker process dies (the pool is then broken)."""
+    it stops early, without raising, when a worker process dies (the pool is then broken). A worker
+    that cannot be built (a UserError: ``--prior`` for an ensemble that records no prior) is raised."""
     with ProcessPoolExecutor(max(1, min(workers, len(indices))), mp_context=get_context("spawn"),
                              initializer=_start_worker, initargs=(asdict(settings),)) as pool:
         futures = {pool.submit(_run_task, tasks[i].to_dict()): i for i in indices}
@@ -74,6 +82,9 @@ def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
                 result = TaskResult(**future.result())
             except BrokenProcessPool:
                 return
+            except UserError:  # the worker could not be built: the same for every task
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             yield futures[future], result
 
 
