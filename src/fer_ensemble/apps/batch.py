@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
     add_calibration_argument,
@@ -87,7 +88,7 @@ def sources_settings(sources: list[str], settings) -> dict[str, dict]:
     from fer_ensemble.batch.plan import kind_of
     from fer_ensemble.batch.work import for_kind, recorded_settings
 
-    record = recorded_settings(settings)
+    record = recorded_settings(settings, __version__)
     return {source: for_kind(record, kind_of(source) or "image") for source in sources}
 
 

@@ -42,15 +42,13 @@ VIDEO_SETTINGS = ("version", "ensemble", "prior", "calibration", "stride", "trac
 """What a video's rows depend on: the keys of ``recorded_settings`` kept for a video."""
 
 
-def recorded_settings(settings: BatchSettings) -> dict:
+def recorded_settings(settings: BatchSettings, version: str) -> dict:
     """What the rows depend on, as plain JSON values, for a summary to record (``for_kind`` keeps a
-    photo's or a video's): the package version, a digest of the ensemble (its file, the member cards
+    photo's or a video's): the package ``version``, a digest of the ensemble (its file, the member cards
     and model files it names) and of the calibration file, the prior, the stride, tracking, its
     smoothing and the resting face, both detectors' settings. Threads are left out: the rows do not
     depend on them."""
-    from fer_ensemble import __version__
-
-    record = {"version": __version__, "ensemble": ensemble_digest(settings.ensemble),
+    record = {"version": version, "ensemble": ensemble_digest(settings.ensemble),
               "prior": settings.prior_strength, "calibration": calibration_digest(settings.calibration),
               "stride": settings.stride, "track": settings.track,
               "ema_weight": settings.ema_weight if settings.track else None,
