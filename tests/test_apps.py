@@ -351,7 +351,7 @@ def test_video_frames_reads_a_range_as_reading_from_the_start_would() -> None:
 def test_video_bad_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a video")
     result = run_cli("video", str(tmp_path / "notes.txt"), "--ensemble", str(tiny_ensemble), check=False)
-    assert result.returncode == 1 and "not a readable video" in result.stderr
+    assert result.returncode == 1 and "notes.txt: not a video (a text file)" in result.stderr
     assert "Traceback" not in result.stderr
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size * 2 // 3])

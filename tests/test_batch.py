@@ -45,7 +45,7 @@ def collection(tmp_path: Path) -> Path:
     shutil.copy(NO_FACE, folder / "no_face.png")
     generated_clip(folder / "generated.avi")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    (folder / "broken.mp4").write_bytes(b"not a video")
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18not a video")  # binary: a text file is named as one
     return folder
 
 

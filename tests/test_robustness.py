@@ -374,7 +374,7 @@ def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Pat
     loud = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), "--verbose", check=False)
     assert "moov atom not found" in loud.stderr
     text = tmp_path / "notes.jpg"  # OpenCV opens an image name as a one-picture sequence: nothing decodes
-    text.write_text("not a picture")
+    text.write_bytes(b"\x00not a picture")  # binary: a text file is refused before OpenCV opens it
     result = run_cli("video", str(text), "--out", str(tmp_path / "out"), "--ensemble", str(tiny_ensemble), check=False)
     assert result.returncode == ExitCode.INPUT_FAILED, result.stderr
     assert lines(result.stderr) == [f"fer-ensemble video: {text}: no frame could be decoded (not a video, or "

@@ -337,7 +337,7 @@ def echoed(value: object) -> str | bool | None:
     JSON text, cut the same way (so a reply stays small and strict JSON: no NaN, no huge number)."""
     if value is None or isinstance(value, (str, bool)):
         return value[:ECHO_CHARACTERS] if isinstance(value, str) else value
-    return json.dumps(value)[:ECHO_CHARACTERS]
+    return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # text in the reply: NaN is fine there
 
 
 def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
