@@ -295,6 +295,28 @@ def test_video_outputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
 
 
+
+def test_the_timeline_plot_says_which_tracks_it_shows_and_its_labels_do_not_collide(tmp_path: Path) -> None:
+    """Robustness issue, item 19: with 160 tracks the plot shows the 6 longest and its title says so
+    (every track when they fit); the last x tick and the unit "s" no longer overlap, whatever the
+    video's length."""
+    from fer_ensemble.apps.video import plot_timeline, tracks_title, x_axis_labels
+    from fer_ensemble.constants import EMOTIONS
+
+    assert tracks_title(6, 160) == "the 6 longest of 160 tracks (summary.json and timeline.csv have them all)"
+    assert (tracks_title(4, 4), tracks_title(1, 1), tracks_title(0, 0)) == ("4 tracks", "1 track", "no faces")
+    for end in (2.0, 59.9, 1234.5):
+        labels = x_axis_labels(end, 70, 700)
+        assert labels[-1][0] == "s" and len(labels) == 7
+        assert all(x + width < next_x for (_, x, width), (_, next_x, _) in zip(labels, labels[1:])), labels
+        assert labels[-1][1] + labels[-1][2] < 900 - 20  # inside the image, beside the legend column
+    face = {"box": [0, 0, 9, 9], "probabilities": dict.fromkeys(EMOTIONS, 1 / 8)}
+    timeline = [{"frame": f, "time": f / 10, "faces": [{**face, "track_id": t} for t in range(1, 161) if t <= f + 1]}
+                for f in range(200)]
+    plot_timeline(timeline, EMOTIONS, tmp_path / "timeline.png")
+    image = cv2.imread(str(tmp_path / "timeline.png"))
+    assert image.shape[0] == 26 + 6 * 180 + 30 and (image[:22, 70:] < 128).any()  # six panels under a title
+
 def test_video_timeline_says_which_rows_are_read_against_a_resting_face(tmp_path: Path) -> None:
     """timeline.csv's ``relative`` column matches timeline.jsonl's: with --auto-resting-face (the
     shipped ensemble) some rows are 1 and, per track, only from its first such row on; without, none."""
@@ -329,7 +351,7 @@ def test_video_frames_reads_a_range_as_reading_from_the_start_would() -> None:
 def test_video_bad_inputs(tiny_ensemble: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a video")
     result = run_cli("video", str(tmp_path / "notes.txt"), "--ensemble", str(tiny_ensemble), check=False)
-    assert result.returncode == 1 and "not a readable video" in result.stderr
+    assert result.returncode == 1 and "notes.txt: not a video (a text file)" in result.stderr
     assert "Traceback" not in result.stderr
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size * 2 // 3])

@@ -45,7 +45,7 @@ def collection(tmp_path: Path) -> Path:
     shutil.copy(NO_FACE, folder / "no_face.png")
     generated_clip(folder / "generated.avi")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    (folder / "broken.mp4").write_bytes(b"not a video")
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18not a video")  # binary: a text file is named as one
     return folder
 
 
@@ -144,16 +144,24 @@ def test_reruns_skip_what_is_done_and_manifests_and_uris_name_sources(tiny_ensem
 
 
 def test_inputs_that_hold_nothing_fail_and_are_counted(tiny_ensemble: Path, tmp_path: Path) -> None:
-    """As predict counts them: a missing input is a failure in the closing line; with nothing at all
-    to read, no output folder is made."""
+    """As predict counts them: a missing input is a failure in the closing line, and a row of the
+    summary (robustness issue, item 8), as is an empty folder; with nothing at all to read, no
+    output folder is made."""
     missing = str(tmp_path / "nosuch")
     alone = batch(missing, "--out", str(tmp_path / "none"), "--engine", "local", "--ensemble", str(tiny_ensemble),
                   check=False)
     assert alone.returncode == 1 and not (tmp_path / "none").exists()
     assert alone.stderr.strip().splitlines()[-1] == f"no photo or video among the inputs: 1 failed, nothing written to {tmp_path / 'none'}"
-    mixed = batch(missing, str(SAMPLES / "grace_hopper.jpg"), "--out", str(tmp_path / "o"), "--engine", "local",
-                  "--ensemble", str(tiny_ensemble), check=False)
-    assert mixed.returncode == 1 and ", 1 failed; " in mixed.stderr.strip().splitlines()[-1]
+    (tmp_path / "empty").mkdir()
+    mixed = batch(missing, str(SAMPLES / "grace_hopper.jpg"), str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                  "--engine", "local", "--ensemble", str(tiny_ensemble), check=False)
+    assert mixed.returncode == 1 and ", 2 failed; " in mixed.stderr.strip().splitlines()[-1]
+    rows = {row["source"]: row for row in pq.read_table(tmp_path / "o" / "summary.parquet").to_pylist()}
+    assert sorted(rows) == sorted([missing, str(SAMPLES / "grace_hopper.jpg"), str(tmp_path / "empty")])
+    assert rows[missing]["error"] == rows[str(tmp_path / "empty")]["error"] == "no photo or video there"
+    assert rows[str(SAMPLES / "grace_hopper.jpg")]["error"] is None and rows[missing]["kind"] is None
+    (error_row,) = faces_table(tmp_path / "o", Path(missing)).to_pylist()
+    assert error_row["error"] == "no photo or video there" and error_row["frame"] is None
 
 
 def test_batch_without_ray_names_the_extra(tmp_path: Path) -> None:
@@ -272,3 +280,75 @@ def test_batch_takes_a_calibration_as_every_app_does(tmp_path: Path) -> None:
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         "fer-ensemble batch: no calibration 'nosuch': give none, posed or a file that adapt wrote"], refused.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_worker_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyPatch, tiny_ensemble: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Robustness issue, item 7: a native crash in one worker (a codec's segfault) breaks the local pool; that
+    source becomes an error row, the others are read all the same, and no traceback escapes."""
+    from batch_crash import crashing_task
+
+    from fer_ensemble.batch import engines
+    from fer_ensemble.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace_hopper.jpg", "camera.png"):
+        shutil.copy(SAMPLES / name, folder / name)
+    shutil.copy(SAMPLES / "astronaut.png", folder / "crash.png")
+    monkeypatch.setattr(engines, "_run_task", crashing_task)
+    out = tmp_path / "out"
+    code = main(["batch", str(folder), "--out", str(out), "--engine", "local", "--num-workers", "2",
+                 "--ensemble", str(tiny_ensemble), "--no-progress"])
+    assert code == 1 and "Traceback" not in capsys.readouterr().err
+    summary = {Path(row["source"]).name: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert sorted(summary) == ["astronaut.png", "camera.png", "crash.png", "grace_hopper.jpg"]
+    assert summary["crash.png"]["error"] == engines.WORKER_DIED
+    assert [name for name, row in summary.items() if row["error"]] == ["crash.png"]
+    assert summary["astronaut.png"]["faces"] == 1
+
+
+def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Robustness issue, item 12: each source's summary records the settings its rows depend on; a
+    rerun redoes the sources made under others, with a note naming the setting, and keeps those the
+    change does not concern (a photo under another --stride)."""
+    import json
+
+    from fer_ensemble.batch.output import BatchOutput
+
+    photo = tmp_path / "astronaut.png"
+    shutil.copy(SAMPLES / "astronaut.png", photo)
+    out = tmp_path / "out"
+    tiny = (str(photo), str(CLIP), "--out", str(out), "--ensemble", str(tiny_ensemble), "--engine", "local")
+
+    def times() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in (out / "faces").iterdir()}
+
+    batch(*tiny)
+    first = times()
+    recorded = BatchOutput(out).summary(str(photo))["settings"]
+    assert recorded["prior"] is None and recorded["ensemble"].startswith("sha256:") and "stride" not in recorded
+    calibrated = batch(*tiny, "--calibration", "posed")
+    assert "2 source(s) in " + str(out) + " were made under other settings (--calibration): reading them again" in calibrated.stderr
+    second = times()
+    assert all(second[name] != first[name] for name in first)
+    assert BatchOutput(out).summary(str(CLIP))["settings"]["calibration"].startswith("sha256:")
+    summary = {row["source"]: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert json.loads(summary[str(CLIP)]["settings"])["calibration"].startswith("sha256:")
+
+    stride = batch(*tiny, "--calibration", "posed", "--stride", "2")
+    assert "1 source(s) already done" in stride.stderr and "under other settings (--stride)" in stride.stderr
+    third = times()
+    changed = {name for name in third if third[name] != second[name]}
+    assert changed == {p.name for p in BatchOutput(out).faces_path(str(CLIP)).parent.iterdir()
+                       if p.name.startswith("faces.mp4")}
+    assert "other settings" not in batch(*tiny, "--calibration", "posed", "--stride", "2").stderr
+
+
+def test_a_worker_that_cannot_be_built_is_one_line(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """--prior for an ensemble whose cards record no class prior: the workers cannot be built, which
+    is the one usage line every app gives (exit 2), not a broken pool nor a failure per source."""
+    result = batch(str(SAMPLES / "astronaut.png"), str(SAMPLES / "camera.png"), "--out", str(tmp_path / "o"),
+                   "--engine", "local", "--ensemble", str(tiny_ensemble), "--prior", "0.5", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "fer-ensemble batch: this ensemble's cards record no class prior to adjust"), result.stderr

@@ -50,6 +50,19 @@ def test_the_readme_is_short_and_starts_with_use() -> None:
         assert (REPO / name).is_file() and f"]({name})" in text, name
 
 
+
+def test_the_readme_gives_the_test_environments_size_and_the_batch_page_its_file_names() -> None:
+    """Robustness issue, item 20: the test suite's paragraph says how large its environment is (the
+    CUDA torch wheel) and how long it took to install; docs/batch.md says what the hash in the
+    faces/ and sources/ file names is of, with an example that ``source_key`` gives."""
+    from fer_ensemble.batch.output import source_key
+
+    paragraph = README.read_text().split("The whole test suite", 1)[1].split("```", 1)[0]
+    assert "about 7 GB" in paragraph and "CUDA" in paragraph and "minutes" in paragraph.split("7 GB", 1)[1]
+    batch = (DOCS / "batch.md").read_text()
+    assert "faces/<source>.parquet" not in batch and "SHA-1 of the source's whole path or URI" in batch
+    assert f"`clips/clip.mp4` gives\n  `{source_key('clips/clip.mp4')}`" in batch
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading (MkDocs gives the same to these pages')."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")

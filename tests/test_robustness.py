@@ -374,7 +374,7 @@ def test_opencv_and_ffmpeg_warnings_stay_quiet_unless_verbose(tiny_ensemble: Pat
     loud = run_cli("video", str(truncated), "--ensemble", str(tiny_ensemble), "--verbose", check=False)
     assert "moov atom not found" in loud.stderr
     text = tmp_path / "notes.jpg"  # OpenCV opens an image name as a one-picture sequence: nothing decodes
-    text.write_text("not a picture")
+    text.write_bytes(b"\x00not a picture")  # binary: a text file is refused before OpenCV opens it
     result = run_cli("video", str(text), "--out", str(tmp_path / "out"), "--ensemble", str(tiny_ensemble), check=False)
     assert result.returncode == ExitCode.INPUT_FAILED, result.stderr
     assert lines(result.stderr) == [f"fer-ensemble video: {text}: no frame could be decoded (not a video, or "
@@ -693,6 +693,38 @@ def test_a_folder_where_a_file_is_expected_is_called_a_folder(command: list[str]
     assert result.returncode == code and message.format(folder=tmp_path) in result.stderr, result.stderr
     assert len(lines(result.stderr)) == 1, result.stderr
 
+
+
+@pytest.mark.parametrize("command, code, message", [
+    (["predict", "{folder}/clip.mp4"], 1, "{folder}/clip.mp4: a video, not a photo (fer-ensemble video reads videos)"),
+    (["webcam", "--source", "{folder}/notes.txt", "--no-window"], 1,
+     "fer-ensemble webcam: {folder}/notes.txt: not a video (a text file)"),
+    (["webcam", "--source", "{folder}/clip.mp4", "--camera", "1", "--no-window"], 2,
+     "fer-ensemble webcam: --source and --camera name two inputs: give one"),
+])
+def test_the_wrong_kind_of_file_is_named_for_what_it_is(command: list[str], code: int, message: str,
+                                                        tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Robustness issue, item 15: a video given to predict is called a video, with the command that
+    reads it; a text file given to webcam --source is not a video (FFmpeg plays one as a damaged
+    video of its characters); --camera beside --source is refused, not ignored."""
+    shutil.copy(CLIP, tmp_path / "clip.mp4")
+    (tmp_path / "notes.txt").write_text("Notes on the recording session.\n" * 4000)
+    result = run_cli(*(part.format(folder=tmp_path) for part in command), "--ensemble", str(tiny_ensemble),
+                     check=False)
+    assert result.returncode == code and message.format(folder=tmp_path) in lines(result.stderr), result.stderr
+
+
+def test_a_video_without_its_extension_is_told_by_its_container(tmp_path: Path) -> None:
+    """read_image's error for an MP4 or AVI named without a video extension says it is a video too;
+    a damaged photo stays a damaged photo."""
+    from fer_ensemble.media import read_image
+
+    shutil.copy(CLIP, tmp_path / "clip")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    with pytest.raises(InputError, match="a video, not a photo"):
+        read_image(tmp_path / "clip")
+    with pytest.raises(InputError, match="not a readable image"):
+        read_image(tmp_path / "broken.jpg")
 
 def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_path: Path) -> None:
     """Issue 22, item 14: fit-ensemble names a missing card in one line (exit 2, no [Errno 2]), and

@@ -176,6 +176,28 @@ def test_bad_uploads_get_4xx_with_a_reason(app) -> None:
     assert post(app, truncated, headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+
+def test_limits_are_told_in_the_units_of_their_flags(app) -> None:
+    """Robustness issue, item 20: the 413 says MB, as --max-upload-mb does (it said bytes), and
+    /v1/model gives the server's limits in the same units."""
+    too_large = post(app, b"\xff" * (3 * 2**20 + 10))
+    assert too_large.json() == {"detail": "upload larger than 3 MB (--max-upload-mb)"}
+    assert app.get("/v1/model").json()["limits"] == {"max_upload_mb": 3, "max_megapixels": 60}
+
+
+def test_a_bad_resting_face_value_is_echoed_cut_short() -> None:
+    """Robustness issue, item 20: the reply to a malformed control message echoes the resting_face
+    value sent, as docs/web.md says (it was null), cut to 40 characters and always strict JSON."""
+    from fer_ensemble.errors import json_text
+    from fer_ensemble.server.app import control_reply
+
+    for sent, echo in (("wink", "wink"), ("x" * 1000, "x" * 40), (7, "7"), ([1, 2], "[1, 2]"),
+                       (float("nan"), "NaN"), (10**100, "1" + "0" * 39), (None, None), (True, True)):
+        reply = control_reply(None, {"resting_face": sent})
+        assert reply["resting_face"] == echo and "'take' or 'clear'" in reply["error"], (sent, reply)
+        json_text(reply)  # never NaN nor a huge number
+    assert control_reply(None, {"track_id": 1})["resting_face"] is None  # nothing sent, nothing echoed
+
 def test_the_too_large_answer_reaches_a_real_client(server) -> None:
     """One end-to-end 413 over a socket (the in-process tests above cover the rest of the mapping)."""
     too_large = upload(server, b"\xff" * (3 * 2**20 + 10))
@@ -601,7 +623,7 @@ def test_a_malformed_resting_face_message_gets_an_error_and_the_stream_goes_on(s
     errors, not_an_object, after = asyncio.run(talk())
     for reply, (message, expected) in zip(errors, malformed):
         assert expected in reply["error"] and "frame" not in reply, (message, reply)
-    assert errors[0]["resting_face"] is None and errors[-1]["resting_face"] == "clear"
+    assert errors[0]["resting_face"] == "wink" and errors[-1]["resting_face"] == "clear"  # echoed, as documented
     assert "control message" in not_an_object["error"]
     assert after["faces"] and after["faces"][0]["relative"] is False
 

@@ -329,7 +329,8 @@ def decoder_log() -> DecoderLog | None:
 def open_video(path: Path) -> cv2.VideoCapture:
     """An opened capture of a video file, or an InputError that says what is wrong with it (an
     image file, which OpenCV plays as one frame, is checked as ``read_image`` checks it first:
-    ``TooManyPixels``)."""
+    ``TooManyPixels``; a text file, which FFmpeg would play as a video of its characters, is not a
+    video)."""
     if path.is_dir():
         raise InputError(f"{path}: a folder, not a video file")
     if not path.is_file():
@@ -338,11 +339,14 @@ def open_video(path: Path) -> cv2.VideoCapture:
         raise InputError(f"{path}: empty file")
     try:
         with open(path, "rb") as file:  # an image played as a video: FFmpeg would call a huge one damaged
-            check_pixels(declared_size(file.read(JPEG_HEADER_BYTES)))
+            head = file.read(JPEG_HEADER_BYTES)
+        check_pixels(declared_size(head))
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
     except TooManyPixels as error:
         raise TooManyPixels(f"{path}: {error}") from None
+    if extension(str(path)) not in PLAYLIST_EXTENSIONS and is_text(head[:4096]):
+        raise InputError(f"{path}: not a video (a text file)")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise InputError(f"{path}: not a readable video")
@@ -425,8 +429,45 @@ def _decode(path: Path, data: np.ndarray, gray: bool) -> np.ndarray:
                                 f"{OPENCV_MAX_PIXELS / 1e6:.1f} megapixels, or {OPENCV_MAX_SIDE} pixels a side)") from None
         raise InputError(f"{path}: not a readable image ({error.err})") from None
     if image is None:
+        if is_video(path, data):
+            raise InputError(f"{path}: a video, not a photo (fer-ensemble video reads videos)")
         raise InputError(f"{path}: not a readable image (corrupt or not an image format)")
     return image
+
+
+VIDEO_SIGNATURES = ((0, b"RIFF", 8, b"AVI "), (0, b"\x1aE\xdf\xa3", 0, b""), (0, b"\x00\x00\x01\xba", 0, b""),
+                    (0, b"FLV\x01", 0, b""), (0, b"0&\xb2u\x8ef\xcf\x11", 0, b""))
+"""(offset, bytes, offset, bytes) pairs that start a video container: AVI, Matroska / WebM, MPEG
+program stream, FLV, ASF / WMV. MP4 and QuickTime are told by their ``ftyp`` box (``is_video``)."""
+
+
+def is_video(path: Path, data: bytes | np.ndarray) -> bool:
+    """Whether a file that is no readable image is a video: a video extension (``VIDEO_EXTENSIONS``),
+    an ``ftyp`` box of no image brand (MP4, QuickTime, 3GP), or a video container's signature."""
+    head = bytes(data[:64])
+    if extension(str(path)) in VIDEO_EXTENSIONS:
+        return True
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in HEIF_BRANDS | AVIF_BRANDS
+    return any(head[a:a + len(x)] == x and head[b:b + len(y)] == y for a, x, b, y in VIDEO_SIGNATURES)
+
+
+PLAYLIST_EXTENSIONS = {".m3u8", ".m3u", ".sdp", ".ffconcat"}
+"""Text files that FFmpeg plays as video (a stream's playlist or description): ``open_video`` takes them."""
+
+
+def is_text(head: bytes) -> bool:
+    """Whether a file's first bytes are text (UTF-8 without NUL, a character cut at the end allowed):
+    FFmpeg plays such a file as a video of its characters, but it is not one."""
+    if not head or b"\x00" in head:
+        return False
+    for cut in range(4):  # the last character may be cut by the read
+        try:
+            head[:len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
 
 
 OPENCV_MAX_PIXELS = 1 << 30

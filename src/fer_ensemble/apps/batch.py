@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
     add_calibration_argument,
@@ -28,6 +29,9 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media import is_uri
+
+NOTHING_THERE = "no photo or video there"
+"""The error of an input that names nothing, or a folder, glob or manifest that holds no source."""
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -72,6 +76,39 @@ def batch_settings(args: argparse.Namespace):
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
 
 
+SETTING_NAMES = {"version": "the fer-ensemble version", "ensemble": "--ensemble", "prior": "--prior",
+                 "calibration": "--calibration", "stride": "--stride", "track": "--no-track",
+                 "ema_weight": "the smoothing", "auto_resting_face": "--auto-resting-face",
+                 "photo_detector": "the detector options", "video_detector": "the detector options"}
+"""How the closing notes name each key of ``work.recorded_settings``."""
+
+
+def sources_settings(sources: list[str], settings) -> dict[str, dict]:
+    """Per source, the settings its summary records (``work.recorded_settings`` for its kind)."""
+    from fer_ensemble.batch.plan import kind_of
+    from fer_ensemble.batch.work import for_kind, recorded_settings
+
+    record = recorded_settings(settings, __version__)
+    return {source: for_kind(record, kind_of(source) or "image") for source in sources}
+
+
+def sources_to_do(output, wanted: dict[str, dict], args: argparse.Namespace) -> list[str]:
+    """The sources of ``wanted`` to read: all with ``--overwrite``, else those not done under their
+    settings (``BatchOutput.done``), saying how many are skipped and which settings changed for
+    those done under others."""
+    if args.overwrite:
+        return list(wanted)
+    todo = [source for source, settings in wanted.items() if not output.done(source, settings)]
+    if len(todo) < len(wanted):
+        warn(f"{len(wanted) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
+    changed = [output.changed(source, wanted[source]) for source in todo]
+    if redone := sum(map(bool, changed)):
+        names = dict.fromkeys(SETTING_NAMES[key] for keys in changed for key in keys)
+        warn(f"{redone} source(s) in {args.out} were made under other settings ({', '.join(names)}): "
+             "reading them again")
+    return todo
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from fer_ensemble.batch.engines import run_local, run_ray
     from fer_ensemble.batch.output import BatchOutput
@@ -105,16 +142,17 @@ def run_batch(args: argparse.Namespace) -> int:
     check_apart(args.out, args.inputs, local, "photos or videos")  # manifests included
     sources, missing = inputs.sources, inputs.missing + inputs.empty
     for item in missing:
-        warn(f"{item}: no photo or video there")
+        warn(f"{item}: {NOTHING_THERE}")
     if note := inputs.describe_skipped():
         warn(note)
     if not sources:  # nothing to do: no output folder made
         warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
         return ExitCode.INPUT_FAILED
     output = BatchOutput(output_folder(args.out))
-    todo = [s for s in sources if args.overwrite or not output.done(s)]
-    if len(todo) < len(sources):
-        warn(f"{len(sources) - len(todo)} source(s) already done in {args.out} (--overwrite redoes them)")
+    for item in missing:  # a row each, as a source that cannot be read has
+        output.write_failure(item, NOTHING_THERE)
+    wanted = sources_settings(sources, settings)
+    todo = sources_to_do(output, wanted, args)
     tasks = plan_tasks(todo, args.chunk_frames, track=not args.no_track)
     started = time.perf_counter()
     pending: defaultdict[str, int] = defaultdict(int)  # source -> its tasks not yet collected
@@ -138,7 +176,7 @@ def run_batch(args: argparse.Namespace) -> int:
             pending[task.source] -= 1
             if pending[task.source] == 0:  # every range of this source is in: write it
                 summary = output.write_source(task.source, task.kind, done["rows"], done["read"],
-                                              done["processed"], done["fps"], done["errors"])
+                                              done["processed"], done["fps"], done["errors"], wanted[task.source])
                 failed += summary["error"] is not None
                 faces += summary["faces"]
                 frames += summary["frames_processed"]
@@ -146,7 +184,7 @@ def run_batch(args: argparse.Namespace) -> int:
                     warn(f"{task.source}: {summary['error']}")
                 del collected[task.source]
             bar.update(1)
-    summary_path = output.write_summary(sources)
+    summary_path = output.write_summary([*sources, *missing])
     seconds = time.perf_counter() - started
     warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "
          f"{args.engine}, {args.num_workers} worker(s)): {frames} frame(s), {faces} face(s), "

@@ -45,11 +45,37 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 TICKS = (0.0, 0.05, 0.25, 0.5, 1.0)
+FONT, SMALL = cv2.FONT_HERSHEY_SIMPLEX, 0.38
+HEADER = 26  # pixels above the first panel: the title
+
+
+def tracks_title(shown: int, total: int) -> str:
+    """The plot's title: how many tracks it shows, of how many when not all ("the 6 longest of 160
+    tracks ...")."""
+    if total == 0:
+        return "no faces"
+    if shown < total:
+        return f"the {shown} longest of {total} tracks (summary.json and timeline.csv have them all)"
+    return f"{total} track{'s' if total > 1 else ''}"
+
+
+def x_axis_labels(end: float, left: int, plot_w: int) -> list[tuple[str, int, int]]:
+    """The x axis's labels as (text, x, width) in pixels: six ticks' seconds, each centred on its tick,
+    then the unit, after the last tick's label, so that no two overlap."""
+    labels = []
+    for k in range(6):
+        text = f"{k / 5 * end:.1f}"
+        width = cv2.getTextSize(text, FONT, SMALL, 1)[0][0]
+        labels.append((text, left + round(k / 5 * plot_w) - width // 2, width))
+    _, x, width = labels[-1]
+    return [*labels, ("s", x + width + 6, cv2.getTextSize("s", FONT, SMALL, 1)[0][0])]
 
 
 def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, max_tracks: int = 6) -> None:
-    """One panel per track: each emotion's probability over time (drawn with OpenCV). The y axis is
-    square-root scaled (ticks labelled in probability), so rare emotions' small values stay visible."""
+    """One panel per track, for the ``max_tracks`` longest (by frames seen): each emotion's
+    probability over time (drawn with OpenCV), under a title that says how many of how many tracks
+    it shows. The y axis is square-root scaled (ticks labelled in probability), so rare emotions'
+    small values stay visible."""
     tracks: dict[int, list] = {}
     for row in timeline:
         for face in row["faces"]:
@@ -59,18 +85,19 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     width, panel, left, right = 900, 180, 70, 130
     plot_w, plot_h = width - left - right, panel - 40
     end = max((row["time"] for row in timeline), default=1.0) or 1.0
-    image = np.full((panel * len(shown) + 30, width, 3), 255, np.uint8)
-    ink, grid, font = (40, 40, 40), (225, 225, 225), cv2.FONT_HERSHEY_SIMPLEX
+    image = np.full((HEADER + panel * len(shown) + 30, width, 3), 255, np.uint8)
+    ink, grid, font = (40, 40, 40), (225, 225, 225), FONT
+    cv2.putText(image, tracks_title(len(longest), len(tracks)), (left, 18), font, 0.5, ink, 1, cv2.LINE_AA)
 
     def y_of(top: int, p: float) -> int:
         return round(top + (1 - np.sqrt(p)) * plot_h)
 
     for i, track_id in enumerate(shown):
-        top = i * panel + 20
+        top = HEADER + i * panel + 20
         for tick in TICKS:
             y = y_of(top, tick)
             cv2.line(image, (left, y), (left + plot_w, y), grid, 1)
-            cv2.putText(image, f"{tick:g}", (left - 38, y + 4), font, 0.38, ink, 1, cv2.LINE_AA)
+            cv2.putText(image, f"{tick:g}", (left - 38, y + 4), font, SMALL, ink, 1, cv2.LINE_AA)
         cv2.rectangle(image, (left, top), (left + plot_w, top + plot_h), ink, 1)
         cv2.putText(image, f"track #{track_id}" if track_id is not None else "no faces", (left, top - 6), font,
                     0.45, ink, 1, cv2.LINE_AA)
@@ -83,17 +110,15 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
             elif len(xy) == 1:
                 cv2.circle(image, tuple(int(v) for v in xy[0]), 3, COLORS[emotion], -1)
     for j, emotion in enumerate(classes):  # legend
-        y = 30 + 18 * j
+        y = HEADER + 30 + 18 * j
         cv2.line(image, (width - right + 12, y - 4), (width - right + 32, y - 4), COLORS[emotion], 3)
         cv2.putText(image, emotion, (width - right + 38, y), font, 0.45, ink, 1, cv2.LINE_AA)
     bottom = image.shape[0] - 8
-    for k in range(6):  # x axis: seconds
-        x = left + round(k / 5 * plot_w)
-        cv2.putText(image, f"{k / 5 * end:.1f}", (x - 10, bottom), font, 0.38, ink, 1, cv2.LINE_AA)
-    cv2.putText(image, "s", (left + plot_w + 12, bottom), font, 0.38, ink, 1, cv2.LINE_AA)
+    for text, x, _ in x_axis_labels(end, left, plot_w):  # x axis: seconds, then the unit
+        cv2.putText(image, text, (x, bottom), font, SMALL, ink, 1, cv2.LINE_AA)
     for j, line in enumerate(("y: probability,", "square-root", "scale")):
-        cv2.putText(image, line, (width - right + 12, 30 + 18 * (len(classes) + 1 + j)), font, 0.38, ink, 1,
-                    cv2.LINE_AA)
+        cv2.putText(image, line, (width - right + 12, HEADER + 30 + 18 * (len(classes) + 1 + j)), font, SMALL,
+                    ink, 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), image):
         raise OutputError(f"{path}: cannot write the timeline plot (no permission, or the disk is full)")
 

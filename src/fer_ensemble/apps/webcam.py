@@ -131,12 +131,12 @@ class DetectorThread:
 
 
 def open_source(args: argparse.Namespace) -> tuple[cv2.VideoCapture, float | None]:
-    """``--source`` (paced at its own fps unless ``--unpaced``) or ``--camera``; with the seconds
-    per frame to pace at (None: as fast as frames come)."""
+    """``--source`` (paced at its own fps unless ``--unpaced``) or ``--camera`` (0 when not given);
+    with the seconds per frame to pace at (None: as fast as frames come)."""
     if args.source:
         capture = open_video(Path(args.source))
         return capture, None if args.unpaced else 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
-    return open_camera(args.camera), None
+    return open_camera(args.camera or 0), None
 
 
 def open_camera(index: int) -> cv2.VideoCapture:
@@ -159,8 +159,8 @@ def window_available() -> bool:
 
 
 def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--camera", type=bounded(int, 0), default=0, help="camera index")
-    parser.add_argument("--source", help="a video file played as if it were a camera")
+    parser.add_argument("--camera", type=bounded(int, 0), default=None, help="camera index (default 0)")
+    parser.add_argument("--source", help="a video file played as if it were a camera (not with --camera)")
     parser.add_argument("--no-window", action="store_true", help="headless: print JSON lines instead")
     parser.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
     parser.add_argument("--unpaced", action="store_true",
@@ -177,6 +177,8 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_webcam(args: argparse.Namespace) -> int:
+    if args.source and args.camera is not None:
+        raise UserError("--source and --camera name two inputs: give one")
     log = decoder_log() if args.source else None  # a damaged --source file: FFmpeg's errors counted
     reported = log.sync() if log else 0
     capture, pace = open_source(args)

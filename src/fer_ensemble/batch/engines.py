@@ -8,15 +8,18 @@ import logging
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from multiprocessing import get_context
 
 import cv2
 
 from fer_ensemble.batch.plan import Task
-from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker
+from fer_ensemble.batch.work import BatchSettings, TaskResult, Worker, failure
+from fer_ensemble.errors import UserError
 
 _worker: Worker | None = None  # one per pool process
+_setup_error: UserError | None = None  # or why it could not be built (an ensemble without a prior for --prior)
 
 
 def _set_up_process(settings: BatchSettings) -> None:
@@ -26,26 +29,63 @@ def _set_up_process(settings: BatchSettings) -> None:
 
 
 def _start_worker(settings: dict) -> None:
-    global _worker
+    global _worker, _setup_error
     built = BatchSettings(**settings)
     _set_up_process(built)
-    _worker = Worker(built)
+    try:
+        _worker = Worker(built)
+    except UserError as error:  # raised by each task, so the driver says it in one line (not a broken pool)
+        _setup_error = error
 
 
 def _run_task(task: dict) -> dict:
+    if _setup_error is not None:
+        raise _setup_error
     assert _worker is not None  # the pool's initializer, _start_worker, made it
     return asdict(_worker.run(task))
 
 
+WORKER_DIED = ("the worker process reading it died (a crash in a native library such as the video codec, "
+               "or the system out of memory)")
+"""The error of a task whose worker process ended abruptly (``run_local``)."""
+
+
 def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Iterator[tuple[int, TaskResult]]:
-    """A pool of ``workers`` processes (spawned: no state shared with this one)."""
-    if not tasks:
-        return
-    with ProcessPoolExecutor(max(1, min(workers, len(tasks))), mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(asdict(settings),)) as pool:
-        futures = {pool.submit(_run_task, task.to_dict()): i for i, task in enumerate(tasks)}
+    """A pool of ``workers`` processes (spawned: no state shared with this one). A worker that dies
+    (a segfault in a codec, the out-of-memory killer) breaks the pool: the unfinished tasks run again
+    in a fresh pool of one process, in order, so the task that kills it again is known and becomes a
+    failure (``WORKER_DIED``); the rest then go on in a full pool."""
+    remaining = list(range(len(tasks)))
+    serial = False
+    while remaining:
+        finished: set[int] = set()
+        for index, result in _pool(tasks, remaining, settings, 1 if serial else workers):
+            finished.add(index)
+            yield index, result
+        remaining = [i for i in remaining if i not in finished]
+        if remaining and serial:  # one process, tasks in order: the first unfinished one killed it
+            culprit = remaining.pop(0)
+            yield culprit, failure(tasks[culprit].source, WORKER_DIED)
+        serial = bool(remaining) and not serial
+
+
+def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
+          workers: int) -> Iterator[tuple[int, TaskResult]]:
+    """``tasks[i]`` for each of ``indices`` on a pool of ``workers`` processes, in completion order;
+    it stops early, without raising, when a worker process dies (the pool is then broken). A worker
+    that cannot be built (a UserError: ``--prior`` for an ensemble that records no prior) is raised."""
+    with ProcessPoolExecutor(max(1, min(workers, len(indices))), mp_context=get_context("spawn"),
+                             initializer=_start_worker, initargs=(asdict(settings),)) as pool:
+        futures = {pool.submit(_run_task, tasks[i].to_dict()): i for i in indices}
         for future in as_completed(futures):
-            yield futures[future], TaskResult(**future.result())
+            try:
+                result = TaskResult(**future.result())
+            except BrokenProcessPool:
+                return
+            except UserError:  # the worker could not be built: the same for every task
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            yield futures[future], result
 
 
 class RayWorker:

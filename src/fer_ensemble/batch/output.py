@@ -1,8 +1,9 @@
 """The batch output folder: ``faces/<key>.parquet`` (one row per face per frame) and
 ``sources/<key>.json`` (a source's summary) per source, ``summary.parquet`` over all of them.
 
-A source is done when its summary exists without an error: a rerun skips it (``--overwrite`` does
-not), and retries the ones that failed.
+A source is done when its summary exists without an error and records the settings of this run
+(``work.recorded_settings``): a rerun skips it (``--overwrite`` does not), and redoes the ones that
+failed or were made under other settings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, summarize_source
+from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, FaceRow, summarize_source
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
 
@@ -54,23 +55,42 @@ class BatchOutput:
         path = self.summary_path(source)
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def done(self, source: str) -> bool:
-        """Whether ``source`` has a summary without an error: a rerun skips it unless ``--overwrite``."""
+    def done(self, source: str, settings: dict) -> bool:
+        """Whether ``source`` has a summary without an error, made under ``settings`` (what its
+        summary records): a rerun skips it unless ``--overwrite``."""
         summary = self.summary(source)
-        return bool(summary) and summary.get("error") is None
+        return bool(summary) and summary.get("error") is None and summary.get("settings") == settings
 
-    def write_source(self, source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
-                     fps: float | None, errors: list[str]) -> dict:
-        """Rows (sorted by frame and face) and the summary, each written whole then renamed into place."""
+    def changed(self, source: str, settings: dict) -> list[str]:
+        """The keys of ``settings`` that differ from those ``source``'s summary records, when it was
+        done without an error under others (``["version"]`` for a summary that records none: an
+        earlier version's); [] otherwise."""
+        summary = self.summary(source)
+        if not summary or summary.get("error") is not None:
+            return []
+        if not (recorded := summary.get("settings")):
+            return ["version"]
+        return [key for key, value in settings.items() if recorded.get(key) != value]
+
+    def write_source(self, source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
+                     fps: float | None, errors: list[str], settings: dict | None = None) -> dict:
+        """Rows (sorted by frame and face) and the summary, each written whole then renamed into place;
+        the summary records ``settings`` (``work.recorded_settings`` for the source's kind)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
         table = pa.Table.from_pylist(rows, schema=schema())
         _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
-        summary = summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors)
+        summary = {**summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors),
+                   "settings": settings}
         _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json_text(summary, indent=1)))
         return summary
+
+    def write_failure(self, source: str, message: str) -> dict:
+        """A source that could not be read at all (an input that names nothing): its one error row
+        and a summary holding ``message``, of no kind (None)."""
+        return self.write_source(source, None, [FaceRow.failure(source, message).to_dict()], 0, 0, None, [message])
 
     def write_summary(self, sources: list[str]) -> Path:
         """``summary.parquet``: one row per source, from the sources' summaries."""
@@ -78,8 +98,9 @@ class BatchOutput:
         import pyarrow.parquet as pq
 
         summaries = [json.loads(self.summary_path(s).read_text()) for s in sources if self.summary_path(s).is_file()]
-        table = pa.Table.from_pylist([{**{k: v for k, v in s.items() if k != "mean_probabilities"},
-                                       **{f"mean_{e}": s["mean_probabilities"].get(e) for e in EMOTIONS}}
+        table = pa.Table.from_pylist([{**{k: v for k, v in s.items() if k not in ("mean_probabilities", "settings")},
+                                       **{f"mean_{e}": s["mean_probabilities"].get(e) for e in EMOTIONS},
+                                       "settings": json_text(s["settings"]) if s.get("settings") else None}
                                       for s in summaries])
         path = self.folder / "summary.parquet"
         _replace(path, lambda tmp: pq.write_table(table, tmp))

@@ -89,7 +89,7 @@ def _mean(rows: Sequence[FaceRow | dict], classes: Sequence[str]) -> np.ndarray 
     return np.mean([[_get(r, c) for c in classes] for r in rows], axis=0) if rows else None
 
 
-def summarize_source(source: str, kind: str, rows: list[dict], frames_read: int, frames_processed: int,
+def summarize_source(source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str], classes: Sequence[str] = EMOTIONS) -> dict:
     """A source's summary (the batch command's ``sources/<key>.json`` and ``summary.parquet`` row)
     from its flat rows (``FaceRow.to_dict()``; failure rows left out of the figures): ``faces``,

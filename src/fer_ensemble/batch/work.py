@@ -4,6 +4,8 @@ process boundaries (local pool or Ray) unchanged."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_ensemble.batch.rows import FaceRow, face_rows
-from fer_ensemble.errors import InputError
+from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
@@ -31,6 +33,67 @@ class BatchSettings:
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
+
+
+PHOTO_SETTINGS = ("version", "ensemble", "prior", "calibration", "photo_detector")
+"""What a photo's rows depend on: the keys of ``recorded_settings`` kept for a photo."""
+VIDEO_SETTINGS = ("version", "ensemble", "prior", "calibration", "stride", "track", "ema_weight",
+                  "auto_resting_face", "video_detector")
+"""What a video's rows depend on: the keys of ``recorded_settings`` kept for a video."""
+
+
+def recorded_settings(settings: BatchSettings, version: str) -> dict:
+    """What the rows depend on, as plain JSON values, for a summary to record (``for_kind`` keeps a
+    photo's or a video's): the package ``version``, a digest of the ensemble (its file, the member cards
+    and model files it names) and of the calibration file, the prior, the stride, tracking, its
+    smoothing and the resting face, both detectors' settings. Threads are left out: the rows do not
+    depend on them."""
+    record = {"version": version, "ensemble": ensemble_digest(settings.ensemble),
+              "prior": settings.prior_strength, "calibration": calibration_digest(settings.calibration),
+              "stride": settings.stride, "track": settings.track,
+              "ema_weight": settings.ema_weight if settings.track else None,
+              "auto_resting_face": settings.auto_resting_face, "photo_detector": settings.photo_detector,
+              "video_detector": settings.video_detector}
+    return json.loads(json_text(record))  # tuples as lists: as a summary read back holds them
+
+
+def for_kind(record: dict, kind: str | None) -> dict:
+    """The part of ``recorded_settings`` that a source of ``kind`` ("image" or "video") depends on."""
+    return {key: record[key] for key in (VIDEO_SETTINGS if kind == "video" else PHOTO_SETTINGS)}
+
+
+def ensemble_digest(path: str | None) -> str:
+    """A SHA-256 of the ensemble file at ``path`` (None: the shipped one) and of the files it names."""
+    from fer_ensemble.runtime.classifier import resolve_member
+    from fer_ensemble.runtime.ensemble import EnsembleSpec
+    from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
+
+    file = Path(path) if path is not None else SHIPPED_ENSEMBLE
+    spec = EnsembleSpec.read(file)
+    files = [file]
+    for member in spec.members:
+        _, model, _ = resolve_member(spec.cards_folder(file) / member.card, member.variant)
+        files += [spec.cards_folder(file) / member.card, model]
+    return _digest(files)
+
+
+def calibration_digest(value: str | None) -> str | None:
+    """A SHA-256 of the calibration file ``value`` names (a preset or a path); None for the ensemble
+    file's own, "none" for none."""
+    from fer_ensemble.runtime.ensemble import CALIBRATION_PRESETS
+
+    if value is None or value == "none":
+        return value
+    return _digest([CALIBRATION_PRESETS.get(value, Path(value))])
+
+
+def _digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 @dataclass

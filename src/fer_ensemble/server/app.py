@@ -173,8 +173,13 @@ class BodySizeLimit:
                 raise
 
 
+def megabytes(limit: int) -> str:
+    """A size limit in bytes as the server's flag gives it, in MB of 2**20 bytes ("8 MB", "0.5 MB")."""
+    return f"{limit / 2**20:.4g} MB"
+
+
 async def _too_large(send, limit: int) -> None:
-    body = json_text({"detail": f"upload larger than {limit} bytes"}).encode()
+    body = json_text({"detail": f"upload larger than {megabytes(limit)} (--max-upload-mb)"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -322,11 +327,23 @@ def apply_resting_face(recognizer: EmotionRecognizer, action: str, track_id: int
     return recognizer.clear_resting_face(None if track_id is None else [track_id])
 
 
+ECHO_CHARACTERS = 40
+"""How much of a bad control message's ``resting_face`` value its reply echoes."""
+
+
+def echoed(value: object) -> str | bool | None:
+    """A control message's ``resting_face`` value as its reply echoes it: text cut to
+    ``ECHO_CHARACTERS``, true, false or null as sent, another JSON value (a number, a list...) as its
+    JSON text, cut the same way (so a reply stays small and strict JSON: no NaN, no huge number)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value[:ECHO_CHARACTERS] if isinstance(value, str) else value
+    return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # text in the reply: NaN is fine there
+
+
 def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
     """Apply one decoded control message to ``recognizer``; the reply to send (never raises for
     a bad message: the reply's ``error`` says what is wrong)."""
-    given = message.get("resting_face") if isinstance(message, dict) else None
-    action = given if isinstance(given, str) and given in RESTING_FACE_ACTIONS else None
+    action = echoed(message.get("resting_face")) if isinstance(message, dict) else None
     try:
         action, track_id = parse_resting_face(message)
         return {"resting_face": action, "track_ids": apply_resting_face(recognizer, action, track_id)}
@@ -404,12 +421,15 @@ async def healthz() -> Health:
 
 @api.get("/v1/model")
 def model(state: State) -> dict:
-    """The ensemble file, every member's model card and the calibration in use (null: none)."""
+    """The ensemble file, every member's model card, the calibration in use (null: none) and the
+    server's limits, in the units of its flags (``max_upload_mb``, ``max_megapixels``)."""
     calibration = state.ensemble.calibration
     return {
         "ensemble": state.ensemble.config,
         "members": [m.classifier.card for m in state.ensemble.members],
         "calibration": calibration.to_dict() if calibration is not None else None,
+        "limits": {"max_upload_mb": round(state.settings.max_upload_bytes / 2**20, 4),
+                   "max_megapixels": round(state.settings.max_pixels / 1e6, 4)},
     }
 
 
@@ -630,7 +650,7 @@ class FrameStream:
         data = message.get("bytes")
         limit = self.settings.max_upload_bytes
         if len(data if data is not None else message.get("text") or "") > limit:
-            return await self.close(1009, f"frame larger than {limit} bytes")
+            return await self.close(1009, f"frame larger than {megabytes(limit)} (--max-upload-mb)")
         if data is None:
             return await self.take_control(message.get("text") or "")
         self.received += 1

@@ -1,0 +1,17 @@
+"""A batch pool task that dies as a segfaulting codec would, for ``test_batch``: imported by the
+spawned pool processes by name, so it lives in a module of its own (no test module's imports)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def crashing_task(task: dict) -> dict:
+    """The local pool's task function, except that a source named ``crash.*`` kills its process."""
+    from fer_ensemble.batch import engines
+
+    if Path(task["source"]).stem == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return engines._run_task(task)
