@@ -8,7 +8,9 @@ project's own commands, as a user runs them:
 - taiwan-posed, ``adapt`` cross-validated by performer (accuracy, macro recall, anger, disgust,
   fear after it: issue 20's bars), and the resting face (``evaluate --resting-face performer``,
   the expressive photos before and after);
-- CK+48 per sequence with default settings (``evaluate --crops --group-by subject,sequence``).
+- CK+48 per sequence with default settings (``evaluate --crops --group-by subject,sequence``);
+- FER+ Valid under FER+'s prior, and taiwan-posed end to end (every photo, default settings);
+- with ``--enrol K``, personal profiles: ``evaluate --enrol K --group-by performer --draws 10``.
 
 taiwan-posed and CK+48 are check sets: they choose between a few candidates and are never
 trained on. Used to decide between the released members and a GPU session's (docs/training.md):
@@ -28,7 +30,8 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", "fear",
-           "resting face before", "resting face after", "CK+48 per sequence")
+           "resting face before", "resting face after", "CK+48 per sequence", "FER+ Valid", "taiwan-posed")
+ENROL_COLUMN = "enrol {k}"
 
 
 def cli(*args: str) -> dict:
@@ -40,23 +43,30 @@ def cli(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path) -> dict[str, float]:
-    """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1]."""
+def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int | None = None) -> dict[str, float]:
+    """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1], and
+    with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``)."""
     model = [] if ensemble == "shipped" else [ensemble]
     chosen = [] if ensemble == "shipped" else ["--ensemble", ensemble]
     photos = ["--labels", str(taiwan / "labels.csv"), "--images", str(taiwan / "images")]
     test = cli("evaluate", *model, "--data", str(ferplus), "--split", "test", "--prior", "ferplus")
+    valid = cli("evaluate", *model, "--data", str(ferplus), "--split", "valid", "--prior", "ferplus")
     with tempfile.TemporaryDirectory() as tmp:
         adapted = cli("adapt", *chosen, *photos, "--group-by", "performer", "--out", str(Path(tmp) / "adapted"))
     after = adapted["cv_after"]
     resting = cli("evaluate", *model, *photos, "--resting-face", "performer")
+    plain = cli("evaluate", *model, *photos)
     ck = cli("evaluate", *model, "--labels", str(ckplus / "labels.csv"), "--images", str(ckplus / "images"),
              "--crops", "--group-by", "subject,sequence", "--groups", str(ckplus / "sequences.csv"))
-    return dict(zip(COLUMNS, (
+    row = dict(zip(COLUMNS, (
         test["accuracy"], after["accuracy"], after["macro_recall"],
         *(after["per_class"][c]["recall"] for c in ("anger", "disgust", "fear")),
         resting["uncalibrated"]["per_image"]["accuracy"], resting["per_image"]["accuracy"],
-        ck["per_group"]["accuracy"])))
+        ck["per_group"]["accuracy"], valid["accuracy"], plain["per_image"]["accuracy"])))
+    if enrol:
+        row[ENROL_COLUMN.format(k=enrol)] = cli("evaluate", *model, *photos, "--group-by", "performer",
+                                                "--enrol", str(enrol), "--draws", "10")["per_image"]["accuracy"]
+    return row
 
 
 def main() -> int:
@@ -65,13 +75,16 @@ def main() -> int:
     parser.add_argument("--ferplus", type=Path, default=SHARED / "ferplus")
     parser.add_argument("--taiwan", type=Path, default=SHARED / "taiwan-posed")
     parser.add_argument("--ckplus", type=Path, default=SHARED / "ckplus48")
+    parser.add_argument("--enrol", type=int, default=None, metavar="K",
+                        help="also personal profiles with K photos per expression (evaluate --enrol K, 10 draws)")
     parser.add_argument("--json-out", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    rows = {name: measure(name, args.ferplus, args.taiwan, args.ckplus) for name in args.ensembles}
-    print("| ensemble | " + " | ".join(COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
+    rows = {name: measure(name, args.ferplus, args.taiwan, args.ckplus, args.enrol) for name in args.ensembles}
+    columns = list(next(iter(rows.values())))
+    print("| ensemble | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
     for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.2f}" for c in COLUMNS) + " |")
+        print(f"| {name} | " + " | ".join(f"{100 * row[c]:.2f}" for c in columns) + " |")
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
