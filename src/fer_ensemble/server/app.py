@@ -113,6 +113,7 @@ class FaceOut(BaseModel):
     relative: bool = Field(False, description="read against a resting face (a stream's face after 'take')")
     held: bool = Field(False, description="a tracked face the detector missed in this frame, shown "
                                           "with its last box and answer (streams only)")
+    profiled: bool = Field(False, description="read through a person's profile (the server reads none yet)")
 
 
 class Error(BaseModel):
