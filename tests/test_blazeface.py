@@ -318,7 +318,7 @@ def test_the_recognizer_gives_colour_only_to_a_detector_that_reads_it() -> None:
         spy = Spy(reads_colour)
         recognizer = EmotionRecognizer(ensemble, detector=spy)
         recognizer.predict(image)
-        recognizer.track(image)
+        recognizer.stream().update(image)
         assert spy.seen == [ndim, ndim]
 
 
