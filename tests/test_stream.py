@@ -193,3 +193,30 @@ def test_a_stream_is_a_face_stream_with_the_recognizers_defaults(tiny_ensemble: 
     assert stream.prior_strength == recognizer.prior_strength
     with pytest.raises(TypeError):
         recognizer.stream(smoothing=0.3)
+
+
+def test_a_stream_reads_new_tracks_through_its_profile_and_one_track_can_change_it() -> None:
+    """Personal profiles in a stream: ``options.profile`` for every new track (the recognizer's own by
+    default), ``set_profile`` for one track; another stream on the same recognizer is not touched."""
+    recognizer = EmotionRecognizer()
+    image = cv2.imread(str(SAMPLES / "astronaut.png"))
+    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
+    mine, plain = recognizer.stream(profile=profile), recognizer.stream()
+    assert mine.update(image)[0].profiled and not plain.update(image)[0].profiled
+    mine.set_profile(1, None)
+    assert not mine.update(image)[0].profiled
+    plain.set_profile(1, profile)
+    assert plain.update(image)[0].profiled
+    assert EmotionRecognizer(recognizer.ensemble, profile=profile).stream().update(image)[0].profiled
+    with pytest.raises(KeyError):
+        mine.set_profile(9, profile)
+
+
+def test_a_container_timestamp_that_repeats_does_not_stop_a_video(tiny_ensemble: Path) -> None:
+    from fer_ensemble.runtime.stream import later_time
+
+    stream = EmotionRecognizer(tiny_ensemble).stream(frame_interval_s=0.04)
+    frame = noisy_frames(1)[0]
+    for stamp in (0.0, 0.04, 0.04, 0.02, 0.2):  # a damaged file's timestamps
+        stream.update(frame, later_time(stamp, stream.time_s), boxes=BOX)
+    assert stream.time_s == pytest.approx(0.2) and later_time(0.1, None) == 0.1
