@@ -167,7 +167,9 @@ class FaceStream:
         if self.options.profile is not None:
             reader.ensemble.check_profile(self.options.profile)
         self.tracker = IoUTracker(max_missed_s=max(self.options.keep_s, self.options.hold_s))
+        """The stream's live tracks (``IoUTracker``: ids, boxes and each track's state)."""
         self.time_s: float | None = None
+        """The newest frame's time in seconds (None before the first frame)."""
 
     @property
     def classes(self) -> tuple[str, ...]:
