@@ -192,7 +192,8 @@ def test_track_ids_are_stable_on_the_sample_clip(tiny_ensemble: Path) -> None:
     recognizer = EmotionRecognizer(tiny_ensemble)
     capture = cv2.VideoCapture(str(CLIP))
     frames = [capture.read()[1] for _ in range(20)]  # the astronaut drifting across the frame
-    ids = {face.track_id for _, faces in recognizer.stream(frames) for face in faces}
+    stream = recognizer.stream()
+    ids = {face.track_id for frame in frames for face in stream.update(frame)}
     assert len(ids) == 1
 
 
@@ -202,7 +203,8 @@ def test_smoothing_arithmetic(tiny_ensemble: Path) -> None:
     np.testing.assert_allclose(smooth(None, current, 0.25), current)
     np.testing.assert_allclose(smooth(previous, current, 1.0), current)
 
-    recognizer = EmotionRecognizer(tiny_ensemble, ema_weight=0.3)
+    recognizer = EmotionRecognizer(tiny_ensemble, ema_weight=0.3)  # the newest frame's weight at 30 fps
+    stream = recognizer.stream()
     frame = cv2.imread(str(SAMPLES / "astronaut.png"))
     box = recognizer.detect(frame)
     rng = np.random.default_rng(0)
@@ -211,7 +213,7 @@ def test_smoothing_arithmetic(tiny_ensemble: Path) -> None:
         noisy = np.clip(frame + rng.integers(-60, 60, frame.shape), 0, 255).astype(np.uint8)
         raw = recognizer.classify(noisy, box)[0]
         expected = raw if expected is None else 0.3 * raw + 0.7 * expected
-        face = recognizer.track(noisy, box)[0]
+        face = stream.update(noisy, boxes=box)[0]  # no timestamps: 1/30 s apart
         np.testing.assert_allclose(list(face.probabilities.values()), expected, rtol=1e-5)
     assert recognizer.predict(frame)[0].track_id is None  # stills: no tracking, no smoothing
 

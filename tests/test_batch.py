@@ -232,11 +232,11 @@ def test_the_worker_library_changes_no_process_setting(tiny_ensemble: Path) -> N
 
 def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Path) -> None:
     """--auto-resting-face: the worker's video recognizer reads each track against its calm frames
-    (the shipped ensemble on the sample clip: Hopper's rows change from her fifth frame, the
-    smiling astronaut's never); with --no-track it is refused in one line."""
+    (the shipped ensemble on the 15 fps sample clip: Hopper's rows change from her third frame, when
+    her calm frames cover CALM_S, 1/6 s; the smiling astronaut's never); with --no-track it is
+    refused in one line."""
     from fer_ensemble.batch.plan import Task
     from fer_ensemble.batch.work import BatchSettings, Worker
-    from fer_ensemble.runtime.recognizer import CALM_FRAMES
 
     task = Task(str(SAMPLES / "faces.mp4"), "video").to_dict()
     plain = Worker(BatchSettings(threads=1)).run(task).rows
@@ -251,7 +251,7 @@ def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Pa
     assert all(labels[0] == "happiness" for t, labels in per_track.items() if t not in changed)
     first = {t: next(i for i, (r, s) in enumerate(x for x in zip(plain, auto) if x[0]["track_id"] == t)
                      if r["neutral"] != s["neutral"]) for t in changed}
-    assert set(first.values()) == {CALM_FRAMES - 1}  # from the fifth frame of each such track
+    assert set(first.values()) == {2}  # from the third frame of each such track: 3 / 15 s >= 1/6 s
     relative = [(r["track_id"], i) for i, r in enumerate(auto) if r["relative"]]  # the rows say which
     assert {t for t, _ in relative} == changed and not any(r["relative"] for r in plain)
     assert all(auto[i]["neutral"] != plain[i]["neutral"] for _, i in relative)

@@ -292,9 +292,9 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold,
                                                     live.turned_scans) == (80, 0.0, 0.6, "off")
     ensemble = load_ensemble()
-    assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live(0.95).detector, BlazeFaceDetector)
-    assert isinstance(Recognizers(ensemble).live(0.95).detector, BlazeFaceDetector)
-    assert isinstance(Recognizers(ensemble, {"detector": "haar"}).live(0.95).detector.detector, HaarFaceDetector)
+    assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live.detector, BlazeFaceDetector)
+    assert isinstance(Recognizers(ensemble).live.detector, BlazeFaceDetector)
+    assert isinstance(Recognizers(ensemble, {"detector": "haar"}).live.detector.detector, HaarFaceDetector)
     parser = argparse.ArgumentParser()
     add_batch_arguments(parser)
     settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))
@@ -318,7 +318,7 @@ def test_the_recognizer_gives_colour_only_to_a_detector_that_reads_it() -> None:
         spy = Spy(reads_colour)
         recognizer = EmotionRecognizer(ensemble, detector=spy)
         recognizer.predict(image)
-        recognizer.track(image)
+        recognizer.stream().update(image)
         assert spy.seen == [ndim, ndim]
 
 

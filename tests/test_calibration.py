@@ -30,8 +30,11 @@ from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, create_detector
 from fer_ensemble.runtime.ensemble import CALIBRATION_PRESETS, Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, EmotionRecognizer
+from fer_ensemble.runtime.stream import CALM_S
+from fer_ensemble.runtime.tracking import FRAME_INTERVAL_S
 
 SAMPLES = REPO / "src" / "fer_ensemble" / "samples"
+CALM_FRAMES_AT_30_FPS = round(CALM_S / FRAME_INTERVAL_S)  # 5: frames without timestamps are 1/30 s apart
 PRIOR = np.array(json.loads(SHIPPED_ENSEMBLE.read_text())["prior"]["class_prior"])
 
 
@@ -193,29 +196,32 @@ def test_preset_and_adapt_output_load_as_calibrations(tmp_path: Path) -> None:
 def test_stream_tracks_take_and_clear_a_resting_face() -> None:
     recognizer = EmotionRecognizer()
     frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    first = recognizer.track(frame)
+    stream = recognizer.stream()
+    first = stream.update(frame)
     assert [f.track_id for f in first] == [1] and not first[0].relative
-    assert recognizer.take_resting_face() == [1]
-    relative = recognizer.track(frame)[0]
+    assert stream.take_resting_face() == [1]
+    relative = stream.update(frame)[0]
     assert relative.relative and relative.label == "neutral"  # the resting face itself reads neutral
-    recognizer.set_resting_face(1, None)
-    assert not recognizer.track(frame)[0].relative
-    recognizer.tracker.reset()
-    assert recognizer.track(frame)[0].track_id == 1  # a new stream numbers its tracks from 1 again
+    stream.set_resting_face(1, None)
+    assert not stream.update(frame)[0].relative
+    stream.reset()
+    assert stream.update(frame)[0].track_id == 1  # a stream started over numbers its tracks from 1 again
 
 
 def test_automatic_resting_face_takes_calm_faces_and_leaves_a_sustained_smile_alone() -> None:
     """The sample clip: the astronaut smiles throughout, Grace Hopper rests. With
-    ``auto_resting_face``, only Hopper's tracks take a resting face, after ``CALM_FRAMES`` calm
-    frames; the smile is never absorbed (its tracks keep plain answers and read happiness)."""
+    ``auto_resting_face``, only Hopper's tracks take a resting face, once their calm frames cover
+    ``CALM_S`` (the clip is 15 fps: from a track's third frame, 0.2 s); the smile is never absorbed
+    (its tracks keep plain answers and read happiness)."""
     from fer_ensemble.media import VideoFrames
     from fer_ensemble.runtime.detectors import create_detector, live_settings
-    from fer_ensemble.runtime.recognizer import CALM_FRAMES
 
     recognizer = EmotionRecognizer(detector=create_detector(live_settings()), auto_resting_face=True)
+    frames = VideoFrames(SAMPLES / "faces.mp4")
+    stream = recognizer.stream(frame_interval_s=1 / 15)
     seen: dict[int, list] = {}
-    for _, faces in recognizer.stream(frame for _, frame in VideoFrames(SAMPLES / "faces.mp4")):
-        for face in faces:
+    for _, frame in frames:
+        for face in stream.update(frame, frames.time_s):
             seen.setdefault(face.track_id, []).append(face)
     smiling = [t for t, faces in seen.items() if faces[0].label == "happiness"]
     resting = [t for t, faces in seen.items() if faces[0].label == "neutral"]
@@ -224,41 +230,39 @@ def test_automatic_resting_face_takes_calm_faces_and_leaves_a_sustained_smile_al
         assert not any(f.relative for f in seen[track]) and {f.label for f in seen[track]} == {"happiness"}
     for track in resting:
         flags = [f.relative for f in seen[track]]
-        assert flags == [False] * (CALM_FRAMES - 1) + [True] * (len(flags) - CALM_FRAMES + 1)
+        assert flags == [False] * 2 + [True] * (len(flags) - 2)
         assert {f.label for f in seen[track]} == {"neutral"}
 
 
 def test_an_explicit_resting_face_overrides_the_automatic_one_and_clearing_starts_it_over() -> None:
-    from fer_ensemble.runtime.recognizer import CALM_FRAMES
-
-    recognizer = EmotionRecognizer(auto_resting_face=True)
+    stream = EmotionRecognizer(auto_resting_face=True).stream()
     frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    flags = [recognizer.track(frame)[0].relative for _ in range(CALM_FRAMES)]
-    assert flags == [False] * (CALM_FRAMES - 1) + [True]
-    track = recognizer.tracker.get(1)
-    assert len(track.calm) == CALM_FRAMES and track.auto_resting_face
-    assert recognizer.take_resting_face() == [1] and not track.auto_resting_face and track.calm == []
-    recognizer.track(frame)
+    flags = [stream.update(frame)[0].relative for _ in range(CALM_FRAMES_AT_30_FPS)]  # no timestamps: 30 fps
+    assert flags == [False] * (CALM_FRAMES_AT_30_FPS - 1) + [True]
+    track = stream.tracker.get(1)
+    assert len(track.calm) == CALM_FRAMES_AT_30_FPS and track.auto_resting_face
+    assert stream.take_resting_face() == [1] and not track.auto_resting_face and track.calm == []
+    stream.update(frame)
     assert track.calm == []  # an explicit resting face: calm frames are no longer collected
-    assert recognizer.clear_resting_face() == [1] and track.auto_resting_face
-    assert not recognizer.track(frame)[0].relative  # collecting anew
-    assert not EmotionRecognizer().auto_resting_face  # off by default
+    assert stream.clear_resting_face() == [1] and track.auto_resting_face
+    assert not stream.update(frame)[0].relative  # collecting anew
+    assert not EmotionRecognizer().stream().options.auto_resting_face  # off by default
 
 
 def test_the_automatic_resting_face_turns_on_and_off_mid_stream_as_the_webcam_key_does() -> None:
     from fer_ensemble.apps.webcam import resting_face_key
-    from fer_ensemble.runtime.recognizer import CALM_FRAMES
 
-    recognizer = EmotionRecognizer()
+    stream = EmotionRecognizer().stream()
     frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    recognizer.track(frame)
-    assert resting_face_key(recognizer, "a") == [1] and recognizer.auto_resting_face  # on: the live track too
-    assert [recognizer.track(frame)[0].relative for _ in range(CALM_FRAMES)] == [False] * (CALM_FRAMES - 1) + [True]
-    assert resting_face_key(recognizer, "a") == [1] and not recognizer.auto_resting_face  # off: its face dropped
-    assert not recognizer.track(frame)[0].relative and recognizer.tracker.get(1).calm == []
-    recognizer.take_resting_face()  # an explicit one survives turning auto on and off
-    assert recognizer.set_auto_resting_face(True) == [] and recognizer.set_auto_resting_face(False) == []
-    assert recognizer.track(frame)[0].relative
+    stream.update(frame)
+    assert resting_face_key(stream, "a") == [1] and stream.options.auto_resting_face  # on: the live track too
+    calm = CALM_FRAMES_AT_30_FPS
+    assert [stream.update(frame)[0].relative for _ in range(calm)] == [False] * (calm - 1) + [True]
+    assert resting_face_key(stream, "a") == [1] and not stream.options.auto_resting_face  # off: its face dropped
+    assert not stream.update(frame)[0].relative and stream.tracker.get(1).calm == []
+    stream.take_resting_face()  # an explicit one survives turning auto on and off
+    assert stream.set_auto_resting_face(True) == [] and stream.set_auto_resting_face(False) == []
+    assert stream.update(frame)[0].relative
 
 
 def test_predict_relative_to_a_resting_face_photo() -> None:

@@ -78,7 +78,8 @@ def test_enrol_and_predict_through_a_profile(recognizer: EmotionRecognizer) -> N
     assert read.profiled and not plain.profiled and read.box == plain.box
     assert read.probabilities["contempt"] == pytest.approx(plain.probabilities["contempt"], abs=1e-6)
     stream = EmotionRecognizer(recognizer.ensemble, profile=profile)
-    assert all(face.profiled for _, faces in stream.stream([image, image]) for face in faces)
+    faces = stream.stream()
+    assert all(face.profiled for frame in (image, image) for face in faces.update(frame))
     with pytest.raises(ValueError, match="no face found"):
         recognizer.enrol([np.zeros((64, 64), np.uint8)], ["neutral"])
     with pytest.raises(UserError, match="made with another ensemble"):

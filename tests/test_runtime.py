@@ -76,26 +76,29 @@ def test_a_face_budget_reads_new_faces_then_the_longest_waiting() -> None:
     frame = frame_with_faces(4)
     boxes = recognizer.detect(frame)
     assert len(boxes) == 4
-    read, native = [], recognizer._native
-    recognizer._native = lambda gray, faces: read.append(len(faces)) or native(gray, faces)
-    answers = [recognizer.track(frame, boxes, budget=2) for _ in range(5)]
+    read, original = [], recognizer.read
+    recognizer.read = lambda gray, faces, embeddings=False: (  # type: ignore[method-assign]
+        read.append(len(faces)) or original(gray, faces, embeddings))
+    stream = recognizer.stream()
+    answers = [stream.update(frame, boxes=boxes, budget=2) for _ in range(5)]
     assert all(len(faces) == 4 for faces in answers) and read == [4, 2, 2, 2, 2]
-    assert sorted(t.answered for t in recognizer.tracker.tracks) == [4, 4, 5, 5]
-    assert answers[-1] == recognizer.track(frame, boxes)  # a still frame: the same answers as reading all
+    assert sorted(t.answered for t in stream.tracker.tracks) == [4, 4, 5, 5]
+    assert answers[-1] == stream.update(frame, boxes=boxes)  # a still frame: the same answers as reading all
 
 
 def test_a_missed_detection_holds_the_tracked_face_for_a_few_frames() -> None:
-    """Issue 22, item 4: one missed detection does not make a tracked face blink out."""
+    """Issue 22, item 4: one missed detection does not make a tracked face blink out (for HOLD_S,
+    0.1 s: 3 frames without timestamps, 1/30 s apart)."""
     import cv2
 
     from fer_ensemble.media import SAMPLES
-    from fer_ensemble.runtime.recognizer import HOLD_FRAMES, EmotionRecognizer
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
-    recognizer = EmotionRecognizer()
+    stream = EmotionRecognizer().stream()
     frame = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    (seen,) = recognizer.track(frame)
-    for _ in range(HOLD_FRAMES):
-        (held,) = recognizer.track(frame, boxes=[])
+    (seen,) = stream.update(frame)
+    for _ in range(3):
+        (held,) = stream.update(frame, boxes=[])
         assert held.held and held.track_id == seen.track_id and held.box == seen.box and held.label == seen.label
-    assert recognizer.track(frame, boxes=[]) == []  # longer than the hold: gone
+    assert stream.update(frame, boxes=[]) == []  # longer than the hold: gone
     assert not seen.held and seen.to_dict()["held"] is False

@@ -583,10 +583,11 @@ def test_websocket_takes_and_clears_a_resting_face(server) -> None:
 
 def test_websocket_automatic_resting_face() -> None:
     """?auto_resting_face=true (the shipped ensemble, in process): a calm face (Hopper) is read
-    against its own calm frames from the fifth on; without it, never."""
+    against its own calm frames once they cover CALM_S, timed by the frames' arrival (the server
+    answers at most max_fps frames a second: 6 frames cover more than 1/6 s), and from then on;
+    without it, never."""
     from fastapi.testclient import TestClient
 
-    from fer_ensemble.runtime.recognizer import CALM_FRAMES
     from fer_ensemble.server.app import ServerSettings, create_app
 
     frame = (SAMPLES / "grace_hopper.jpg").read_bytes()
@@ -594,13 +595,37 @@ def test_websocket_automatic_resting_face() -> None:
         def relative_flags(query: str) -> list[bool]:
             with client.websocket_connect("/v1/stream" + query) as ws:
                 flags = []
-                for _ in range(CALM_FRAMES + 1):
+                for _ in range(6):
                     ws.send_bytes(frame)
                     flags.append(ws.receive_json()["faces"][0]["relative"])
                 return flags
 
-        assert relative_flags("?auto_resting_face=true") == [False] * (CALM_FRAMES - 1) + [True, True]
-        assert relative_flags("") == [False] * (CALM_FRAMES + 1)
+        flags = relative_flags("?auto_resting_face=true")
+        assert not flags[0] and flags[-1] and flags == sorted(flags), flags  # off, then on for good
+        assert relative_flags("") == [False] * 6
+
+
+def test_streams_beyond_max_streams_are_closed_with_1013_and_a_closed_one_frees_its_place(tiny_ensemble: Path) -> None:
+    """Each stream is a FaceStream of the shared live recognizer; serve --max-streams caps how many
+    are open: one more is accepted and closed at once with 1013 (try again later) and the reason."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    frame = (SAMPLES / "grace_hopper.jpg").read_bytes()
+    app = create_app(ServerSettings(ensemble=str(tiny_ensemble), max_streams=1))
+    with TestClient(app) as client:
+        with client.websocket_connect("/v1/stream") as first:
+            first.send_bytes(frame)
+            assert first.receive_json()["faces"][0]["track_id"] == 1
+            with client.websocket_connect("/v1/stream") as second, pytest.raises(WebSocketDisconnect) as closed:
+                second.receive_json()
+            assert closed.value.code == 1013 and "serve --max-streams" in closed.value.reason
+        assert app.state.server.open_streams == 0
+        with client.websocket_connect("/v1/stream") as again:
+            again.send_bytes(frame)
+            assert again.receive_json()["faces"][0]["track_id"] == 1
 
 
 def test_a_malformed_resting_face_message_gets_an_error_and_the_stream_goes_on(server) -> None:
@@ -655,25 +680,30 @@ def test_a_huge_image_is_refused_with_its_own_size() -> None:
     assert refused.value.status == 413 and refused.value.detail.startswith("image of 400.0 megapixels")
 
 
-def test_the_app_changes_no_process_setting_and_keeps_a_few_priors(tiny_ensemble: Path) -> None:
-    """create_app leaves Starlette's class-wide spool size alone (serve sets it, a process setting),
-    and a worker thread keeps recognizers for at most PRIORS_KEPT distinct ?prior= values."""
+def test_the_app_changes_no_process_setting_and_shares_one_ensemble_and_detector(tiny_ensemble: Path) -> None:
+    """create_app leaves Starlette's class-wide spool size alone (serve sets it, a process setting)
+    and the ensemble it is given (a calibration gives the app its own copy); every request shares
+    one still recognizer, whatever its ?prior=, and every stream one live recognizer, each
+    connection its own FaceStream under its own prior."""
     from starlette.formparsers import MultiPartParser
 
     from fer_ensemble.runtime.ensemble import Ensemble
-    from fer_ensemble.server.app import PRIORS_KEPT, Recognizers, ServerSettings, create_app
+    from fer_ensemble.server.app import Recognizers, ServerSettings, create_app
 
     spool = MultiPartParser.spool_max_size
     create_app(ServerSettings(ensemble=str(tiny_ensemble), max_upload_bytes=50 * 2**20))
     assert MultiPartParser.spool_max_size == spool
     config = json.loads(tiny_ensemble.read_text())
     tiny_ensemble.write_text(json.dumps({**config, "prior": {"class_prior": [0.125] * 8, "strength": 1.0}}))
-    recognizers = Recognizers(Ensemble.load(tiny_ensemble))
-    first = recognizers.still(0.5)
-    for i in range(20):
-        recognizers.still(i / 20)
-    assert len(recognizers._local.still) == PRIORS_KEPT
-    assert recognizers.still(0.9) is recognizers.still(0.9) and recognizers.still(0.5) is not first
+    ensemble = Ensemble.load(tiny_ensemble)
+    app = create_app(ServerSettings(calibration="posed"), ensemble=ensemble)
+    served = app.state.server.ensemble
+    assert ensemble.calibration is None and served.calibration is not None and served.members is ensemble.members
+    recognizers = Recognizers(ensemble)
+    assert recognizers.still.ensemble is recognizers.live.ensemble is ensemble
+    one, two = recognizers.stream(0.5), recognizers.stream(0.0, auto_resting_face=True)
+    assert one.reader is two.reader is recognizers.live and one.tracker is not two.tracker
+    assert (one.prior_strength, two.prior_strength, two.options.auto_resting_face) == (0.5, 0.0, True)
 
 
 def test_two_apps_in_one_process_keep_their_own_settings(tiny_ensemble: Path) -> None:

@@ -32,6 +32,11 @@ class UserError(ValueError):
     exit_code = ExitCode.USAGE
 
 
+class FerDeprecationWarning(DeprecationWarning):
+    """A name of the API that still works for one release (``runtime.deprecation.DEPRECATED``);
+    the test suite turns it into an error, so the project's own code uses none of them."""
+
+
 class InputError(UserError):
     """An input (image, video, camera) that cannot be read: the command reports it in one line,
     goes on with the other inputs and exits ``ExitCode.INPUT_FAILED`` (1). An output that cannot be

@@ -88,10 +88,10 @@ def run_adapt(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     base_path = Path(args.ensemble) if args.ensemble else SHIPPED_ENSEMBLE
-    ensemble = load_ensemble(base_path)
+    # fitted on the members' vote, not on top of another calibration
+    ensemble = load_ensemble(base_path).with_calibration(None)
     if ensemble.class_prior is None:
         raise UserError(f"{base_path}: its cards record no class prior, which a calibration needs")
-    ensemble.calibration = None  # fitted on the members' vote, not on top of another calibration
     strength = ensemble.prior_strength(args.prior)
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     if args.crops:

@@ -121,9 +121,9 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
             row["members"][name]["torch_ms"] = ms
     native = recognizer.ensemble.native_probabilities(crops)
     resting = recognizer.ensemble.resting_face(native[:1]) if len(native) else None
-    row["answer_ms"] = median_ms(lambda: recognizer.ensemble.answer(native, recognizer.prior), repeat)
+    row["answer_ms"] = median_ms(lambda: recognizer.ensemble.answer(native, recognizer.prior_strength), repeat)
     row["answer_resting_face_ms"] = median_ms(
-        lambda: recognizer.ensemble.answer(native, recognizer.prior, resting), repeat)
+        lambda: recognizer.ensemble.answer(native, recognizer.prior_strength, resting), repeat)
     classify = sum(m["preprocess_ms"] + m["onnx_ms"] for m in row["members"].values())
     row["ensemble_ms_per_face"] = classify / max(1, len(boxes))
     row["total_ms"] = row["decode_ms"] + row["detect_ms"] + classify
@@ -148,20 +148,20 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             writer.write(frame)
         writer.release()
         recognizer = build_recognizer(args, threads=1)
-        recognizer.auto_resting_face = auto_resting_face
+        stream = recognizer.stream(auto_resting_face=auto_resting_face)
         shown = {"faces": 0, "relative": 0}
         source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
 
         def take_once(number: int, frame: np.ndarray, faces: list) -> bool:
             if resting_face and not any(f.relative for f in faces):
-                recognizer.take_resting_face()
+                stream.take_resting_face()
             shown["faces"] += len(faces)
             shown["relative"] += sum(f.relative for f in faces)
             return True
 
         try:
-            stats = live_loop(recognizer, source, detector, take_once, budget=budget)
+            stats = live_loop(stream, source, detector, take_once, budget=budget)
         finally:
             detector.stop()
             source.stop()

@@ -79,8 +79,9 @@ def add_recognizer_arguments(
         parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
                             type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,
                             help="per-face smoothing: the newest frame's weight in the exponential moving "
-                                 "average of each track's probabilities (1: no smoothing; default %(default)s; "
-                                 "--smoothing is its former name)")
+                                 "average of each track's probabilities at 30 fps, turned into a time constant "
+                                 "so other frame rates smooth over the same time (1: no smoothing; default "
+                                 "%(default)s; --smoothing is its former name)")
         parser.add_argument("--auto-resting-face", action="store_true",
                             help=AUTO_RESTING_FACE_HELP + " (docs/video.md)")
 

@@ -163,13 +163,13 @@ def write_report(out: Path, stem: str, result: dict, plots: list[tuple]) -> None
 
 
 def calibrated(predictor, calibration: str | None):
-    """``predictor`` with the ``--calibration`` asked for (an ensemble only; UserError otherwise)."""
+    """``predictor`` with the ``--calibration`` asked for (an ensemble only, given as a new one that
+    shares its members; UserError otherwise)."""
     if calibration is None:
         return predictor
     if not isinstance(predictor, Ensemble):
         raise UserError("--calibration applies to an ensemble file, not to a single member")
-    predictor.calibration = load_calibration(calibration)
-    return predictor
+    return predictor.with_calibration(load_calibration(calibration))
 
 
 def _probabilities(args: argparse.Namespace, predict, data: LabelledImages) -> tuple[np.ndarray, np.ndarray]:

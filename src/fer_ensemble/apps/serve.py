@@ -71,6 +71,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
     parser.add_argument("--max-fps", type=bounded(float, 0.0), default=15.0,
                         help="frames per second per WebSocket (0: no cap; default %(default)s)")
+    parser.add_argument("--max-streams", type=bounded(int, 1), default=32,
+                        help="WebSocket streams open at once, per process; beyond them a new one is closed "
+                             "with 1013, try again later (default %(default)s)")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     parser.add_argument("--prior", type=prior_argument, default=None,
                         help=PRIOR_HELP + "; requests may override it with ?prior=")
@@ -111,7 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior_strength=args.prior, max_pixels=int(args.max_megapixels * 1e6),
                               concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args),
-                              calibration=args.calibration)
+                              calibration=args.calibration, max_streams=args.max_streams)
     if args.workers == 1:
         keep_uploads_in_memory(settings.max_upload_bytes)
         app = create_app(settings)  # a broken ensemble file is one line here

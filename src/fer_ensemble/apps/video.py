@@ -28,6 +28,7 @@ from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_row
 from fer_ensemble.errors import InputError, OutputError, json_text
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
+from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
@@ -195,7 +196,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     fps, expected = frames.fps, frames.frame_count
     writer = None
     timeline: list[dict] = []
-    recognizer.tracker.reset()
+    face_stream = recognizer.stream(frame_interval_s=1 / fps)  # each video its own tracks, from id 1
     bar = tqdm(total=expected, unit="frame", disable=None if progress else True,  # None: a terminal only
                desc=path.name)
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
@@ -206,7 +207,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
             if index % stride:
                 continue
             time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
-            faces = recognizer.track(frame)
+            faces = face_stream.update(frame, later_time(time_s, face_stream.time_s))
             timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
             rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f) for f in faces)
             if write_video:

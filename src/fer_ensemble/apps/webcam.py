@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,7 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.errors import InputError, UserError, json_text
 from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
+from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear, a: auto)"
@@ -53,6 +54,7 @@ class LatestFrame:
         self.pace = pace
         self.on_demand = on_demand
         self.frame: np.ndarray | None = None
+        self.time_s = 0.0  # when the newest frame was read (time.perf_counter): the stream's timestamp
         self.count = 0
         self.taken = 0
         self.ended = False
@@ -70,7 +72,7 @@ class LatestFrame:
                     self.ended = True
                     self._condition.notify_all()
                     return
-                self.frame, self.count = frame, self.count + 1
+                self.frame, self.count, self.time_s = frame, self.count + 1, started
                 self._condition.notify_all()
                 if self.on_demand:
                     self._condition.wait_for(lambda: self.taken >= self.count or self._stop.is_set())
@@ -80,14 +82,20 @@ class LatestFrame:
     def next(self, after: int, timeout: float = 5.0, take: bool = False) -> tuple[int, np.ndarray | None]:
         """The newest frame numbered above ``after`` (waits for it); None once the source ended.
         ``take`` marks it as consumed by the classifier."""
+        number, frame, _ = self.next_timed(after, timeout, take)
+        return number, frame
+
+    def next_timed(self, after: int, timeout: float = 5.0,
+                   take: bool = False) -> tuple[int, np.ndarray | None, float]:
+        """``next``, and the time the frame was read (``time.perf_counter`` seconds)."""
         with self._condition:
             self._condition.wait_for(lambda: self.count > after or self.ended, timeout)
             if self.count <= after:
-                return self.count, None
+                return self.count, None, self.time_s
             if take:
                 self.taken = self.count
                 self._condition.notify_all()
-            return self.count, self.frame
+            return self.count, self.frame, self.time_s
 
     def stop(self) -> None:
         self._stop.set()
@@ -207,7 +215,8 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
                         "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
     source = LatestFrame(capture, pace, on_demand=on_demand)
     detector = DetectorThread(recognizer, source)
-    ema_weight = recognizer.ema_weight
+    stream = recognizer.stream()
+    smoothing_s = stream.options.smoothing_s
     window = {"fps": 0.0}
 
     def show_frame(number: int, frame: np.ndarray, faces: list) -> bool:
@@ -217,21 +226,21 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             return True
         canvas = recognizer.annotate(frame, faces)
         draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "
-                            f"{'on' if recognizer.ema_weight < 1 else 'off'}"
-                            + ("  auto resting face" if recognizer.auto_resting_face else ""))
+                            f"{'on' if stream.options.smoothing_s > 0 else 'off'}"
+                            + ("  auto resting face" if stream.options.auto_resting_face else ""))
         cv2.imshow(WINDOW, canvas)
         key = cv2.waitKey(1) & 0xFF
         if key == ord("s"):
             path = snapshots / f"fer-snapshot-{int(time.time())}.png"
             warn(f"snapshot: {path}" if cv2.imwrite(str(path), canvas) else f"{path}: the snapshot cannot be written")
         if key == ord("m"):
-            recognizer.ema_weight = 1.0 if recognizer.ema_weight < 1 else ema_weight
+            stream.options = replace(stream.options, smoothing_s=0.0 if stream.options.smoothing_s else smoothing_s)
         if key in (ord("r"), ord("c"), ord("a")):
-            resting_face_key(recognizer, chr(key))
+            resting_face_key(stream, chr(key))
         return key not in (ord("q"), 27)
 
     try:
-        return live_loop(recognizer, source, detector, show_frame, max_frames, window, budget)
+        return live_loop(stream, source, detector, show_frame, max_frames, window, budget)
     finally:
         detector.stop()
         source.stop()
@@ -247,19 +256,19 @@ def report(stats: LoopStats) -> None:
         warn("no frame arrived from the source")
 
 
-def resting_face_key(recognizer, key: str) -> list[int]:
+def resting_face_key(stream: FaceStream, key: str) -> list[int]:
     """``r``: every face on screen now becomes its own resting face; ``c``: forget them all;
     ``a``: toggle the automatic resting face. Returns the track ids changed (and says so on stderr)."""
     if key == "a":
-        changed = recognizer.set_auto_resting_face(not recognizer.auto_resting_face)
-        warn(f"automatic resting face {'on' if recognizer.auto_resting_face else 'off'}")
+        changed = stream.set_auto_resting_face(not stream.options.auto_resting_face)
+        warn(f"automatic resting face {'on' if stream.options.auto_resting_face else 'off'}")
         return changed
     if key == "r":
-        taken = recognizer.take_resting_face()
+        taken = stream.take_resting_face()
         warn(f"resting face taken for face(s) {', '.join(f'#{t}' for t in taken)}" if taken
              else "no face on screen to take as a resting face")
         return taken
-    cleared = recognizer.clear_resting_face()
+    cleared = stream.clear_resting_face()
     warn("resting faces cleared")
     return cleared
 
@@ -277,21 +286,21 @@ class LoopStats:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def live_loop(recognizer, source: LatestFrame, detector: DetectorThread, on_frame=None,
+def live_loop(stream: FaceStream, source: LatestFrame, detector: DetectorThread, on_frame=None,
               max_frames: int | None = None, window: dict | None = None, budget: int | None = None) -> LoopStats:
     """Classify the newest frame with the detector's latest boxes until the source ends, at most
-    ``budget`` faces per frame (``EmotionRecognizer.track``; None: every face)."""
+    ``budget`` faces per frame (``FaceStream.update``, at the time the frame was read; None: every face)."""
     detector.wait_first()
     frames, last, dropped, seen = 0, 0, 0, 0
     started = time.perf_counter()
     while max_frames is None or frames < max_frames:
-        number, frame = source.next(last, take=True)
+        number, frame, time_s = source.next_timed(last, take=True)
         if frame is None:
             break
         dropped += max(0, number - last - 1)
         last = number
         tick = time.perf_counter()
-        faces = recognizer.track(frame, detector.boxes, budget)
+        faces = stream.update(frame, later_time(time_s, stream.time_s), detector.boxes, budget)
         frames += 1
         seen += len(faces)
         if window is not None:

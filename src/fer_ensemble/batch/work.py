@@ -16,6 +16,7 @@ from fer_ensemble.batch.rows import FaceRow, face_rows
 from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media import VideoFrames, extension, is_uri, read_image
 from fer_ensemble.runtime.detectors import create_detector, live_settings
+from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
@@ -140,10 +141,10 @@ class Worker:
         self.settings = settings
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
                                         ema_weight=1.0, prior_strength=settings.prior_strength,
-                                        calibration=settings.calibration)  # set on the ensemble both share
-        ema_weight = settings.ema_weight if settings.track else 1.0
-        self.videos = EmotionRecognizer(ensemble, create_detector(settings.video_detector, settings.threads),
-                                        ema_weight=ema_weight,
+                                        calibration=settings.calibration)
+        # the same calibrated ensemble object (its ONNX sessions loaded once) for the videos
+        self.videos = EmotionRecognizer(self.photos.ensemble, create_detector(settings.video_detector, settings.threads),
+                                        ema_weight=settings.ema_weight if settings.track else 1.0,
                                         prior_strength=settings.prior_strength,
                                         auto_resting_face=settings.auto_resting_face and settings.track)
 
@@ -169,12 +170,12 @@ class Worker:
 
     def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
         frames = VideoFrames(Path(path), start, stop)
-        recognizer = self.videos
-        recognizer.tracker.reset()
+        stream = self.videos.stream(frame_interval_s=1 / frames.fps)  # this task's own tracks, from id 1
         rows, processed = [], 0
         for index, frame in frames:
             if index % self.settings.stride == 0:
-                faces = recognizer.track(frame) if self.settings.track else recognizer.predict(frame)
+                faces = (stream.update(frame, later_time(frames.time_s, stream.time_s)) if self.settings.track
+                         else self.videos.predict(frame))
                 rows += face_rows(source, index, round(frames.time_s, 4), faces)
                 processed += 1
         if frames.read == 0 and start == 0:

@@ -30,8 +30,8 @@ under FER+'s own prior, 1 under equal priors; the ensemble file holds the fitted
 
 from __future__ import annotations
 
+import copy
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
+from fer_ensemble.runtime.deprecation import renamed_keyword
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 from fer_ensemble.runtime.profile import Profile, ProfileError, blend
 
@@ -356,18 +357,6 @@ def load_calibration(value: str | Path) -> Calibration | None:
     return Calibration.from_dict(data, str(path))
 
 
-def _renamed_keyword(old_value, new_value, old: str, new: str, new_default=None):
-    """``new_value``, or ``old_value`` with a DeprecationWarning when the caller still passed the
-    keyword's old name ``old`` (not None); TypeError when both names were given (``new_value`` not
-    its default ``new_default``)."""
-    if old_value is None:
-        return new_value
-    if new_value != new_default:
-        raise TypeError(f"give {new}= or its former name {old}=, not both")
-    warnings.warn(f"{old}= is deprecated: use {new}=", DeprecationWarning, stacklevel=3)
-    return old_value
-
-
 class Ensemble:
     """Calibrated soft voting of exported members, then the chosen class prior.
 
@@ -437,6 +426,14 @@ class Ensemble:
         ]
         return cls(members, config, spec)
 
+    def with_calibration(self, calibration: Calibration | None) -> Ensemble:
+        """A new ensemble that reads faces through ``calibration`` (None: none) and otherwise as
+        this one: the members and their ONNX Runtime sessions are shared, this one is not changed
+        (so recognizers, apps and server threads that share it keep their answers)."""
+        twin = copy.copy(self)
+        twin.calibration = calibration
+        return twin
+
     @property
     def name(self) -> str:
         """``ensemble(member+member...)``, the members' card names in file order."""
@@ -488,7 +485,7 @@ class Ensemble:
         ``fer_ensemble.runtime.profile``). UserError for a bad strength (``prior_strength``) and for a profile without
         embeddings or made by another ensemble. ``prior=`` is the deprecated name of
         ``prior_strength=`` (a DeprecationWarning)."""
-        strength = self.prior_strength(_renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
+        strength = self.prior_strength(renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
         if resting_face is not None:
             native = resting_face.apply(native)
         answer = adjust_probabilities(native, self.class_prior, strength).astype(np.float32)
@@ -541,5 +538,5 @@ class Ensemble:
         none. Under the prior strength ``prior_strength`` names (None: the ensemble file's
         default), relative to ``resting_face`` when given. UserError for a bad strength, before
         any work. ``prior=`` is the deprecated name of ``prior_strength=`` (a DeprecationWarning)."""
-        strength = self.prior_strength(_renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
+        strength = self.prior_strength(renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
         return self.answer(self.native_probabilities(faces, batch_size), strength, resting_face)

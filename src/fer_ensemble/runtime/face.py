@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from fer_ensemble.runtime.detection import Box
 
 
@@ -14,7 +16,7 @@ class Face:
     winning emotion and its ``score``, and all of them (``probabilities``: emotion -> probability,
     summing to one); ``track_id`` in a stream (None for stills); ``relative`` when read relative
     to the person's resting face; ``held`` when the detector missed this tracked face in this frame
-    and its last box and answer are shown (``EmotionRecognizer.hold``); ``profiled`` when read
+    and its last box and answer are shown (``StreamOptions.hold_s``); ``profiled`` when read
     through the person's profile (``fer_ensemble.runtime.profile``)."""
 
     box: Box
@@ -25,6 +27,16 @@ class Face:
     relative: bool = False
     held: bool = False
     profiled: bool = False
+
+    @classmethod
+    def from_probabilities(cls, box: Box, probabilities: np.ndarray, classes: tuple[str, ...], **flags) -> Face:
+        """The face at ``box`` (ints taken) whose (C,) ``probabilities`` follow ``classes``: the
+        most probable class is its ``label``; ``flags`` set ``track_id``, ``relative``, ``held``
+        and ``profiled``."""
+        best = int(np.argmax(probabilities))
+        x, y, w, h = box
+        return cls(box=(int(x), int(y), int(w), int(h)), label=classes[best], score=float(probabilities[best]),
+                   probabilities={name: float(p) for name, p in zip(classes, probabilities)}, **flags)
 
     def to_dict(self) -> dict:
         """The JSON form (``predict --json``, the server): the fields by name, ``box`` as a list

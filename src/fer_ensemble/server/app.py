@@ -14,7 +14,13 @@ stays closed unless origins are given, and a browser page of another site may no
 WebSocket (``check_origin``). Each WebSocket processes at most ``max_fps`` frames a second and always
 the newest one, dropping frames that arrive while it is busy; a text message that is not JSON or
 an oversized message closes it with 1003 / 1009 and a reason, a refused one is closed with 1008 and
+its reason; beyond ``max_streams`` open streams a new one is closed with 1013 (try again later) and
 its reason. Every HTTP error is ``{"detail": "one sentence"}``.
+
+One detector and one ensemble serve every request: ``/v1/predict`` asks the shared stills
+recognizer with the request's prior (``predict`` keeps no state), and each WebSocket gets its own
+``FaceStream`` of the shared live recognizer, built off the event loop; a frame's time is when it
+arrived, so smoothing, hold and calm frames run in seconds whatever the client's frame rate.
 
 WebSocket ``/v1/stream`` protocol: the client sends image frames (JPEG...) as binary messages and
 gets one JSON text answer per processed frame, ``{"frame": n, "width", "height", "faces": [...],
@@ -35,9 +41,7 @@ import io
 import json
 import os
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,6 +82,7 @@ from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
+from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 STATIC = Path(__file__).parent / "static"
@@ -98,6 +103,7 @@ class ServerSettings:
     queue: int = 8  # requests waiting for a worker before 503
     detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: DEFAULT_DETECTOR, stills preset)
     calibration: str | None = None  # none, a preset (posed) or a file adapt wrote; None: the ensemble file's own
+    max_streams: int = 32  # WebSocket streams open at once; beyond them a new one is closed with 1013
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -113,7 +119,7 @@ class FaceOut(BaseModel):
     relative: bool = Field(False, description="read against a resting face (a stream's face after 'take')")
     held: bool = Field(False, description="a tracked face the detector missed in this frame, shown "
                                           "with its last box and answer (streams only)")
-    profiled: bool = Field(False, description="read through the person's profile (fer-ensemble enrol)")
+    profiled: bool = Field(False, description="read through a person's profile (the server reads none yet)")
 
 
 class Error(BaseModel):
@@ -264,35 +270,20 @@ def prior_strength(ensemble: Ensemble, value: str | None, default: float | None)
         raise HTTPException(status_code=422, detail=str(error)) from None
 
 
-PRIORS_KEPT = 4
-"""Recognizers kept per worker thread, one per class-prior strength, least recently used dropped
-(a recognizer is cheap: the ensemble and the detector are shared)."""
-
-
 class Recognizers:
-    """One shared ensemble; a detector per thread (OpenCV cascades are not shared across threads)."""
+    """The two recognizers every request shares, over one ensemble: ``still`` for photos (the
+    server's detector settings) and ``live`` for streams (their live preset), each with one
+    detector for every thread (BlazeFace's session is shared, a Haar detector keeps a cascade per
+    thread). Neither keeps state: a request gives its prior per call, a stream is a ``FaceStream``."""
 
     def __init__(self, ensemble: Ensemble, detector: dict | None = None):
-        self.ensemble = ensemble
-        self.detector = detector or {}
-        self._local = threading.local()
+        detector = detector or {}
+        self.still = EmotionRecognizer(ensemble, create_detector(detector), ema_weight=1.0)
+        self.live = EmotionRecognizer(ensemble, create_detector(live_settings(detector)), ema_weight=EMA_WEIGHT)
 
-    def still(self, prior: float) -> EmotionRecognizer:
-        local = self._local.__dict__
-        if "detector" not in local:  # one per thread, whatever the priors asked for
-            local["detector"] = create_detector(self.detector)
-        cache: OrderedDict[float, EmotionRecognizer] = local.setdefault("still", OrderedDict())
-        if prior not in cache:  # ?prior= takes any number: keep the few in use, not every one ever asked
-            cache[prior] = EmotionRecognizer(self.ensemble, local["detector"], ema_weight=1.0, prior_strength=prior)
-            while len(cache) > PRIORS_KEPT:
-                cache.popitem(last=False)
-        cache.move_to_end(prior)
-        return cache[prior]
-
-    def live(self, prior: float, auto_resting_face: bool = False) -> EmotionRecognizer:
-        """A new recognizer with its own tracker, for one WebSocket connection."""
-        return EmotionRecognizer(self.ensemble, create_detector(live_settings(self.detector)), ema_weight=EMA_WEIGHT,
-                                 prior_strength=prior, auto_resting_face=auto_resting_face)
+    def stream(self, prior: float, auto_resting_face: bool = False) -> FaceStream:
+        """A new stream of faces, tracked and smoothed over time, for one WebSocket connection."""
+        return self.live.stream(prior_strength=prior, auto_resting_face=auto_resting_face)
 
 
 RESTING_FACE_ACTIONS = ("take", "clear")
@@ -317,15 +308,15 @@ def parse_resting_face(message: object) -> tuple[str, int | None]:
     return action, track_id
 
 
-def apply_resting_face(recognizer: EmotionRecognizer, action: str, track_id: int | None) -> list[int]:
+def apply_resting_face(stream: FaceStream, action: str, track_id: int | None) -> list[int]:
     """Take or clear the resting face of face ``track_id`` (None: every face in view); the track
-    ids changed. KeyError when that face is not in view. Never call it while ``track`` runs."""
+    ids changed. KeyError when that face is not in view. Never call it while ``update`` runs."""
     if action == "take":
-        taken = recognizer.take_resting_face(None if track_id is None else [track_id])
+        taken = stream.take_resting_face(None if track_id is None else [track_id])
         if track_id is not None and not taken:
             raise KeyError(track_id)
         return taken
-    return recognizer.clear_resting_face(None if track_id is None else [track_id])
+    return stream.clear_resting_face(None if track_id is None else [track_id])
 
 
 ECHO_CHARACTERS = 40
@@ -341,13 +332,13 @@ def echoed(value: object) -> str | bool | None:
     return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # text in the reply: NaN is fine there
 
 
-def control_reply(recognizer: EmotionRecognizer, message: object) -> dict:
-    """Apply one decoded control message to ``recognizer``; the reply to send (never raises for
+def control_reply(stream: FaceStream, message: object) -> dict:
+    """Apply one decoded control message to ``stream``; the reply to send (never raises for
     a bad message: the reply's ``error`` says what is wrong)."""
     action = echoed(message.get("resting_face")) if isinstance(message, dict) else None
     try:
         action, track_id = parse_resting_face(message)
-        return {"resting_face": action, "track_ids": apply_resting_face(recognizer, action, track_id)}
+        return {"resting_face": action, "track_ids": apply_resting_face(stream, action, track_id)}
     except KeyError:
         return {"resting_face": action, "error": f"no face #{track_id} in view (see the track_id of the "
                                                  "faces in the latest frame's answer)"}
@@ -375,12 +366,13 @@ def app_from_environment() -> FastAPI:
 @dataclass
 class ServerState:
     """What one app's routes share, kept in ``app.state.server``: its settings, the ensemble, the
-    recognizers and the worker pool."""
+    recognizers, the worker pool and how many streams are open (touched only on the event loop)."""
 
     settings: ServerSettings
     ensemble: Ensemble
     recognizers: Recognizers
     pool: WorkerPool
+    open_streams: int = 0
 
 
 def server_state(connection: HTTPConnection) -> ServerState:
@@ -454,7 +446,7 @@ async def predict(
 
     def work() -> PredictOut:
         image = decode_image(data, settings.max_pixels)
-        faces = state.recognizers.still(strength).predict(image)
+        faces = state.recognizers.still.predict(image, prior_strength=strength)
         return PredictOut(width=image.shape[1], height=image.shape[0], faces=[FaceOut(**f.to_dict()) for f in faces])
 
     try:
@@ -479,17 +471,26 @@ async def stream(websocket: WebSocket, state: State,
     ``{"resting_face", "error"}``, has no ``frame``; a bad control message leaves the
     connection open. Non-JSON text closes with 1003, a message above the upload limit with
     1009; ``?prior=`` as in ``/v1/predict``; ``?auto_resting_face=true``: each face takes its
-    resting face from its calm frames (``EmotionRecognizer(auto_resting_face=True)``);
+    resting face from its calm frames (``StreamOptions(auto_resting_face=True)``);
     ``?token=`` when the server has one. A refused stream (token, origin, query) is accepted and
-    closed at once with 1008 and the reason (``refuse_websocket``)."""
+    closed at once with 1008 and the reason (``refuse_websocket``); one beyond the server's
+    ``max_streams`` with 1013 (try again later) and the reason."""
     check_origin(websocket, state.settings.cors_origins)
     try:
         strength = prior_strength(state.ensemble, prior, state.settings.prior_strength)
     except HTTPException as error:
         raise WebSocketException(code=1008, reason=str(error.detail)) from None
-    await websocket.accept()
-    recognizer = state.recognizers.live(strength, auto_resting_face)
-    await FrameStream(websocket, recognizer, state.settings, state.pool).run()
+    limit = state.settings.max_streams
+    if state.open_streams >= limit:
+        raise WebSocketException(code=1013, reason=f"this server already serves its {limit} streams "
+                                                   "(serve --max-streams); try again later")
+    state.open_streams += 1
+    try:
+        await websocket.accept()
+        face_stream = await asyncio.to_thread(state.recognizers.stream, strength, auto_resting_face)
+        await FrameStream(websocket, face_stream, state.settings, state.pool).run()
+    finally:
+        state.open_streams -= 1
 
 
 def check_origin(websocket: WebSocket, allowed: list[str]) -> None:
@@ -570,8 +571,9 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
 
     ``settings``: the server's limits, token, CORS origins, prior, calibration and detector
     (default: ``ServerSettings()``). ``ensemble``: the loaded ensemble to serve (None: loaded from
-    ``settings.ensemble``, the shipped one by default, with ``settings.threads``); a
-    ``settings.calibration`` is set on it, as ``EmotionRecognizer(calibration=)`` does.
+    ``settings.ensemble``, the shipped one by default, with ``settings.threads``); with a
+    ``settings.calibration`` the app serves ``ensemble.with_calibration(...)``, which shares its
+    members, and the given ensemble is not changed.
     Returns the FastAPI app, its shared state in ``app.state.server`` (``ServerState``); serve
     it with any ASGI server. Raises UserError (exit 2 in ``serve``) for an ensemble file, a
     member or a calibration that cannot be loaded. It changes no process-wide setting: ``serve`` does that
@@ -579,7 +581,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     settings = settings or ServerSettings()
     ensemble = ensemble or load_ensemble(settings.ensemble, settings.threads)
     if settings.calibration is not None:
-        ensemble.calibration = load_calibration(settings.calibration)
+        ensemble = ensemble.with_calibration(load_calibration(settings.calibration))
     app = FastAPI(title="fer-ensemble", version=__version__,
                   description="Facial expression recognition (FER+ emotions) with a ResNet50 + "
                               "MobileNetV2 ensemble.",
@@ -606,10 +608,9 @@ class FrameStream:
     worker pool. Other text closes the connection with 1003, a message above the upload limit with
     1009."""
 
-    def __init__(self, websocket: WebSocket, recognizer: EmotionRecognizer, settings: ServerSettings,
-                 pool: WorkerPool):
-        self.websocket, self.recognizer, self.settings, self.pool = websocket, recognizer, settings, pool
-        self.latest: tuple[int, bytes] | None = None  # (number, bytes) of the newest frame not yet taken
+    def __init__(self, websocket: WebSocket, stream: FaceStream, settings: ServerSettings, pool: WorkerPool):
+        self.websocket, self.stream, self.settings, self.pool = websocket, stream, settings, pool
+        self.latest: tuple[int, bytes, float] | None = None  # (number, bytes, arrival) of the newest frame not yet taken
         self.controls: list = []  # decoded control messages waiting for the frame in progress
         self.arrived = asyncio.Event()
         self.received = self.dropped = 0
@@ -657,7 +658,7 @@ class FrameStream:
         self.received += 1
         if self.latest is not None:
             self.dropped += 1  # the previous frame was never processed: stale
-        self.latest = (self.received, data)
+        self.latest = (self.received, data, time.perf_counter())  # its time: when it arrived
         self.arrived.set()
 
     async def take_control(self, text: str) -> None:
@@ -672,9 +673,9 @@ class FrameStream:
     async def answer_controls(self) -> None:
         """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
         while self.controls:
-            await self.websocket.send_text(json_text(control_reply(self.recognizer, self.controls.pop(0))))
+            await self.websocket.send_text(json_text(control_reply(self.stream, self.controls.pop(0))))
 
-    async def next_frame(self) -> tuple[int, bytes] | None:
+    async def next_frame(self) -> tuple[int, bytes, float] | None:
         """The newest frame once the frame-rate cap lets it start, the control messages that came
         before it answered; None once the connection is closed."""
         while True:
@@ -695,14 +696,14 @@ class FrameStream:
             self.last_start = time.perf_counter()
             return frame
 
-    def work(self, data: bytes) -> tuple[np.ndarray, list]:
+    def work(self, data: bytes, arrived_s: float) -> tuple[np.ndarray, list]:
         image = decode_image(data, self.settings.max_pixels)
-        return image, self.recognizer.track(image)
+        return image, self.stream.update(image, later_time(arrived_s, self.stream.time_s))
 
-    async def answer(self, number: int, data: bytes) -> None:
+    async def answer(self, number: int, data: bytes, arrived_s: float) -> None:
         """Frame ``number``'s faces (or why there are none) to the client."""
         try:
-            image, faces = await self.pool.run(self.work, data)
+            image, faces = await self.pool.run(self.work, data, arrived_s)
         except ImageRejected as error:
             reply: dict = {"frame": number, "error": error.detail}
         except Busy:
