@@ -91,6 +91,8 @@ class Profile:
         return [EMOTIONS[c] for c in self.enrolled]
 
     def to_dict(self) -> dict:
+        """The JSON form ``save`` writes and ``from_dict`` reads: format, members, weight, c, and per
+        enrolled class its count, intercept and weights (rounded to 6 decimals), and the self-check."""
         return {"format": PROFILE_FORMAT, "members": list(self.members), "weight": self.weight, "c": self.c,
                 "classes": {EMOTIONS[c]: {"faces": int(n), "intercept": round(float(b), 6),
                                           "coef": [round(float(v), 6) for v in w]}

@@ -39,6 +39,7 @@ class PretrainedFile:
 
     @property
     def name(self) -> str:
+        """The file's own name (``mobilenet_v2-b0353104.pth``), as it is kept in the cache."""
         return Path(self.member).name
 
 
@@ -69,6 +70,7 @@ def cached_path(name: str) -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, as 64 lowercase hex digits (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
