@@ -414,6 +414,7 @@ def test_benchmark_table(tiny_ensemble: Path) -> None:
     result = run_cli("benchmark", "--repeat", "2", "--ensemble", str(tiny_ensemble))
     assert "fps, webcam pipeline (measured end to end)" in result.stdout and "detect (ms)" in result.stdout
     assert "fps, webcam pipeline, automatic resting faces" in result.stdout
+    assert "through a profile" not in result.stdout  # tiny members have no embedding output
     assert "PyTorch / ONNX Runtime" not in result.stdout  # tiny members have no torch twin
     rows = json.loads(run_cli("benchmark", "--repeat", "2", "--no-torch", "--no-pipeline", "--json",
                               "--ensemble", str(tiny_ensemble)).stdout)

@@ -132,12 +132,14 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
 
 
 def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, resting_face: bool = False,
-                     budget: int | None = None, auto_resting_face: bool = False) -> dict:
+                     budget: int | None = None, auto_resting_face: bool = False, profile: bool = False) -> dict:
     """The webcam's real loop (capture, detector and classifier threads) on a clip of this frame,
     classifying at most ``budget`` faces per frame (None: all); with ``resting_face``, every face
     takes its first frame as its resting face (the ``r`` key); with ``auto_resting_face``, each
-    face takes one from its calm frames (``--auto-resting-face``). ``relative``: the share of the
-    faces shown that were read against a resting face."""
+    face takes one from its calm frames (``--auto-resting-face``); with ``profile``, every face is
+    read through a profile enrolled from the frame and its mirror image (``--profile``).
+    ``relative``: the share of the faces shown that were read against a resting face;
+    ``profiled``: read through a profile."""
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
 
     with tempfile.TemporaryDirectory() as folder:
@@ -148,8 +150,9 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             writer.write(frame)
         writer.release()
         recognizer = build_recognizer(args, threads=1)
-        stream = recognizer.stream(auto_resting_face=auto_resting_face)
-        shown = {"faces": 0, "relative": 0}
+        enrolled = recognizer.enrol([frame, cv2.flip(frame, 1)], ["happiness", "neutral"]) if profile else None
+        stream = recognizer.stream(auto_resting_face=auto_resting_face, profile=enrolled or recognizer.profile)
+        shown = {"faces": 0, "relative": 0, "profiled": 0}
         source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
 
@@ -158,6 +161,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
                 stream.take_resting_face()
             shown["faces"] += len(faces)
             shown["relative"] += sum(f.relative for f in faces)
+            shown["profiled"] += sum(f.profiled for f in faces)
             return True
 
         try:
@@ -166,7 +170,8 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             detector.stop()
             source.stop()
     return {"fps": stats.fps, "frames": stats.frames, "detections_per_second": stats.detections / stats.seconds,
-            "relative": shown["relative"] / max(shown["faces"], 1)}
+            "relative": shown["relative"] / max(shown["faces"], 1),
+            "profiled": shown["profiled"] / max(shown["faces"], 1)}
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -201,6 +206,11 @@ def format_rows(rows: list[dict]) -> str:
                                                   for r in rows])
         line("fps, webcam pipeline, every face with a resting face", [f"{r['pipeline_resting']['fps']:.1f}" for r in rows])
         line("with / without resting faces", [f"{r['pipeline_resting']['fps'] / r['pipeline']['fps']:.3f}" for r in rows])
+        if "pipeline_profile" in rows[0]:
+            line("fps, webcam pipeline, every face through a profile", [f"{r['pipeline_profile']['fps']:.1f}" for r in rows])
+            line("with / without a profile (faces read through it)",
+                 [f"{r['pipeline_profile']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_profile']['profiled']:.0%})"
+                  for r in rows])
         line("fps, webcam pipeline, automatic resting faces", [f"{r['pipeline_auto']['fps']:.1f}" for r in rows])
         line("automatic / without resting faces (faces read against one)",
              [f"{r['pipeline_auto']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_auto']['relative']:.0%})"
@@ -269,6 +279,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             row["pipeline_every_face"] = measure_pipeline(args, faces)
             row["pipeline_resting"] = measure_pipeline(args, faces, resting_face=True, budget=FACES_PER_FRAME)
             row["pipeline_auto"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, auto_resting_face=True)
+            if recognizer.ensemble.embedding_size is not None:  # an ensemble exported before embeddings: none
+                row["pipeline_profile"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, profile=True)
     if args.json:
         print(json_text(rows, indent=2))
     else:
