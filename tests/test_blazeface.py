@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -23,6 +24,8 @@ from fer_ensemble.runtime.blazeface import (
     SMALLEST_FACE,
     TURNED_SCORE_THRESHOLD,
     BlazeFaceDetector,
+    Detection,
+    merge_turned,
     pyramid,
     tiles,
 )
@@ -276,6 +279,38 @@ def test_turned_scans_find_every_group_photo_face(faces_dir: Path) -> None:
     for file, boxes in labelled.items():
         total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
     assert (total.true_positives, total.false_positives) == (31, 0), total.to_dict()
+
+
+def test_a_face_found_turned_with_a_higher_score_takes_the_turned_box_and_roll() -> None:
+    """The merge rule of ``turned_scans="always"``: an upright detection held by a turned one that
+    scores higher is replaced by it (box, score, roll); a surer upright one stays; a turned face
+    that no upright one holds is added; one turned face replaces one upright face at most."""
+    upright = [Detection(100, 100, 60, 60, 0.82, -9.5, 25),  # upside down, read with the wrong roll
+               Detection(300, 100, 60, 60, 0.97, 5.0, 25),   # upright and sure
+               Detection(500, 100, 60, 60, 0.75, 2.0, 25)]
+    turned = [Detection(96, 92, 66, 66, 0.90, -160.0, 28),
+              Detection(302, 104, 58, 58, 0.94, 90.0, 24),
+              Detection(700, 300, 50, 50, 0.95, -99.0, 20)]
+    merged = merge_turned(upright, turned)
+    assert merged == [turned[0], upright[1], upright[2], turned[2]]
+    twice = [Detection(100, 100, 60, 60, 0.80, 0.0, 25), Detection(104, 100, 60, 60, 0.79, 0.0, 25)]
+    assert merge_turned(twice, [Detection(101, 100, 60, 60, 0.95, 180.0, 25)]) == [
+        Detection(101, 100, 60, 60, 0.95, 180.0, 25), twice[1]]
+    assert merge_turned(upright, []) == upright and merge_turned([], turned) == turned
+
+
+def test_the_smiling_upside_down_astronaut_is_read_turned_back(faces_dir: Path) -> None:
+    """The group portrait's top upside-down astronaut: the upright scan finds her (0.82) with an
+    upright roll, so she read neutral 0.44; the turned scan finds her surer (0.90) and upside down,
+    and with ``--turned-scans always`` she is read as turned by hand: happiness, above 0.8."""
+    photo = faces_dir / "nasa_s131e010010_group_portrait.jpg"
+    faces = json.loads(run_cli("predict", str(photo), "--turned-scans", "always", "--json").stdout)["faces"]
+    label = (772, 139, 80, 80)  # benchmarks/group-photo-faces.csv: "upside down"
+    (face,) = [f for f in faces if match_faces([tuple(f["box"])], [label]).true_positives]
+    assert face["label"] == "happiness" and face["score"] > 0.8, face
+    (box,) = [b for b in BlazeFaceDetector(turned_scans="always").detect(cv2.imread(str(photo)))
+              if match_faces([b], [label]).true_positives]
+    assert abs(abs(box.roll) - 180) < 30, box.roll
 
 
 def test_live_video_keeps_the_chosen_detector() -> None:

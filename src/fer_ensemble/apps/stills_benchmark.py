@@ -332,13 +332,14 @@ def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     expects none beside the ones found upright): what ``TURNED_SCORE_THRESHOLD`` was chosen from.
     Then, held out from that choice, taiwan-posed's photos when present (``TAIWAN_FALSE_BOXES``:
     each shows one upright performer, so every box added there is false; the list may be empty)."""
-    from fer_ensemble.runtime.blazeface import BlazeFaceDetector, as_haar
+    from fer_ensemble.runtime.blazeface import BlazeFaceDetector, added_faces, as_haar
 
     detector = BlazeFaceDetector(turned_scans="off")
 
     def added(image: np.ndarray) -> list:
+        upright = detector.detections(image)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return detector.turned_detections(rgb, detector.detections(image), least=detector.score_threshold)
+        return added_faces(upright, detector.turned_detections(rgb, upright, least=detector.score_threshold))
 
     scores: dict[str, list[float]] = {}
     for name, image, truth in scored_photos(args):

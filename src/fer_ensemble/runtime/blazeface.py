@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, TypedDict
+from typing import ClassVar, NamedTuple, TypedDict, cast
 
 import cv2
 import numpy as np
@@ -199,12 +199,13 @@ class BlazeFaceDetector:
     def detections(self, image: np.ndarray) -> list[Detection]:
         """BlazeFace's own detections (image pixels), coarse levels first, finer ones while faces
         may be missing; with ``turned_scans``, also the faces of the image turned by 90, 180 and
-        270 degrees that the upright scan missed: always, or when it found nothing, and then
-        faces of ``FALLBACK_FACE`` of the image's short side and more."""
+        270 degrees: always (``merge_turned``: a face found turned with a higher score than upright
+        takes the turned box and roll), or when the upright scan found nothing, and then faces of
+        ``FALLBACK_FACE`` of the image's short side and more."""
         rgb = _to_rgb(image)
         found = self._pyramid(rgb)
         if self.turned_scans == "always":
-            found += self.turned_detections(rgb, found)
+            found = merge_turned(found, self.turned_detections(rgb, found))
         elif self.turned_scans == "fallback" and not found:
             found = self.turned_detections(rgb, found, min_face=max(self.min_face, FALLBACK_FACE * min(rgb.shape[:2])))
         return self._orient(rgb, found) if self.upside_down_check else found
@@ -213,8 +214,9 @@ class BlazeFaceDetector:
                           min_face: float | None = None) -> list[Detection]:
         """Faces scored ``least`` or more (default: the larger of ``score_threshold`` and
         ``TURNED_SCORE_THRESHOLD``) in the RGB image ``rgb`` turned by each of ``QUARTER_TURNS``,
-        in upright image pixels and rolls, that none of the ``upright`` detections holds; faces of
-        ``min_face`` pixels and more (default: the detector's)."""
+        in upright image pixels and rolls, faces the ``upright`` detections hold included (they
+        only end a turned pyramid early; ``merge_turned`` joins the two); faces of ``min_face``
+        pixels and more (default: the detector's)."""
         least = max(self.score_threshold, TURNED_SCORE_THRESHOLD) if least is None else least
         min_face = self.min_face if min_face is None else min_face
         height, width = rgb.shape[:2]
@@ -226,7 +228,7 @@ class BlazeFaceDetector:
         known = [_scaled(d, fx, fy) for d in upright]
         turned = [_scaled(_turned_back(d, turn, small.shape[:2]), 1 / fx, 1 / fy) for turn in QUARTER_TURNS
                   for d in self._pyramid(_turn(small, turn), known, min_face * shrink, least)]
-        return [d for d in _suppress(turned) if not any(_same_face(d, f) for f in upright)]
+        return _suppress(turned)
 
     def _pyramid(self, rgb: np.ndarray, known: Sequence[Detection] = (), min_face: float | None = None,
                  least: float = 0.0) -> list[Detection]:
@@ -390,6 +392,33 @@ def _suppress(detections: list[Detection]) -> list[Detection]:
         roll = math.degrees(math.atan2(np.sin(rolls) @ weights, np.cos(rolls) @ weights))
         kept.append(Detection(x, y, w, h, best.score, roll, eyes))
     return kept
+
+
+def merge_turned(upright: list[Detection], turned: list[Detection]) -> list[Detection]:
+    """The ``upright`` detections, each replaced by the turned detection of the same face
+    (``_same_face``; the one overlapping it most) where that one scores higher, then the ``turned``
+    faces no upright detection holds (``added_faces``). A face is read the way up the model is
+    surest of: an upside-down head found upright with a wrong roll takes its turned box and roll."""
+    merged = list(upright)
+    replaced: set[int] = set()
+    for face in sorted(turned, key=lambda d: -d.score):
+        held = [i for i, d in enumerate(upright) if i not in replaced and _same_face(face, d)]
+        if held:
+            i = max(held, key=lambda i: _overlap(face, upright[i]))
+            if face.score > upright[i].score:
+                merged[i] = face
+                replaced.add(i)
+    return merged + added_faces(upright, turned)
+
+
+def _overlap(a: Detection, b: Detection) -> float:
+    """Intersection over union of two detections' boxes (``iou`` on float pixels)."""
+    return iou(cast(Box, a[:4]), cast(Box, b[:4]))
+
+
+def added_faces(upright: list[Detection], turned: list[Detection]) -> list[Detection]:
+    """The ``turned`` detections that no ``upright`` detection holds: faces the upright scan missed."""
+    return [d for d in turned if not any(_same_face(d, f) for f in upright)]
 
 
 def as_haar(detection: Detection, to_haar: dict = BLAZEFACE_TO_HAAR) -> TurnedBox:
