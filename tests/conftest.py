@@ -24,6 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(autouse=True)
+def _environment_as_it_was():
+    """Each test leaves the process environment as it found it: a command run in-process
+    (``cli.main``) sets OpenCV's and FFmpeg's log variables, which would otherwise reach every later
+    ``run_cli`` subprocess (a ``--verbose`` run then hears nothing from FFmpeg)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def need(module: str):
     """``module``, imported; when its extra is not installed, a failure under CI=true and a skip
     elsewhere (of the calling test, or of the whole module when called at import time)."""
