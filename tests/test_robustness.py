@@ -475,6 +475,49 @@ def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
     assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
+def long_clip(path: Path, loops: int = 5) -> Path:
+    """The bundled clip played ``loops`` times over, in one mp4 (longer than a pipe's buffer holds
+    as JSON lines)."""
+    capture, frames = cv2.VideoCapture(str(CLIP)), []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 15, frames[0].shape[1::-1])
+    for frame in frames * loops:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def piped(command: str, into: str = "head -1") -> subprocess.CompletedProcess:
+    """``fer-ensemble COMMAND | into`` in bash, its exit status the command's (60 s at most)."""
+    line = f"{sys.executable} -m fer_ensemble.cli {command} | {into}; exit ${{PIPESTATUS[0]}}"
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def test_distinct_photos_piped_into_head_end_quietly(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """12 distinct photos (the same photo named 12 times is read once): the writes after head
+    exits meet a closed pipe, and the command ends at once, exit 0, without a traceback."""
+    for k in range(12):
+        shutil.copy(PHOTO, tmp_path / f"photo{k:02d}.jpg")
+    result = piped(f"predict {tmp_path} --json --ensemble {tiny_ensemble}")
+    assert len(lines(result.stdout)) == 1
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_the_video_commands_end_on_a_closed_pipe(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """webcam --no-window and video watch FFmpeg's messages through a pipe on fd 1 (``DecoderLog``):
+    when the real stdout closes, the command ends promptly, exit 0, without a traceback (it used to
+    fill that pipe and block for ever, its pump thread dead)."""
+    clip = long_clip(tmp_path / "long.mp4")
+    webcam = piped(f"webcam --no-window --unpaced --source {clip} --ensemble {tiny_ensemble}")
+    assert len(lines(webcam.stdout)) == 1 and json.loads(webcam.stdout)["frame"] == 1
+    video = piped(f"video {clip} --max-frames 20 --no-progress --out {tmp_path / 'out'} --ensemble {tiny_ensemble}",
+                  into="true")
+    for result in (webcam, video):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
 # --- the Python API: shared by threads, and what it is given (issue 22, items 1 and 5) -------------
 
 @pytest.mark.parametrize("detector", ["blazeface", "haar"])
