@@ -75,11 +75,11 @@ def x_axis_labels(end: float, left: int, plot_w: int) -> list[tuple[str, int, in
 def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, max_tracks: int = 6) -> None:
     """One panel per track, for the ``max_tracks`` longest (by frames seen): each emotion's
     probability over time (drawn with OpenCV), under a title that says how many of how many tracks
-    it shows. The y axis is square-root scaled (ticks labelled in probability), so rare emotions'
+    it shows; held faces (``held``) left out. The y axis is square-root scaled (ticks labelled in probability), so rare emotions'
     small values stay visible."""
     tracks: dict[int, list] = {}
     for row in timeline:
-        for face in row["faces"]:
+        for face in (f for f in row["faces"] if not f.get("held")):  # as detected, like summary.json
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
     longest = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks])  # longest, by id
     shown: list[int | None] = [*longest] or [None]
@@ -183,8 +183,9 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                   write_video: bool = True, progress: bool = True) -> VideoReport:
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
     into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and
-    face, at the frame's own time; ``relative`` 1 where the face was read against its resting face),
-    ``summary.json`` (per track), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
+    face, at the frame's own time; ``relative`` 1 where the face was read against its resting face,
+    ``held`` 1 where the detector missed it and its last box and answer are kept),
+    ``summary.json`` (per track, held faces left out), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
     InputError when the file cannot be opened or not one frame decodes (then no folder is made),
     OutputError when an output cannot be written."""
     frames = VideoFrames(path, stop=max_frames)
