@@ -466,6 +466,24 @@ def test_the_palette_reads_on_white_and_under_its_tags() -> None:
         assert contrast_ratio(color, _ink(color)) >= 4.5, emotion  # a tag's text on its colour
 
 
+def test_a_held_face_is_drawn_dimmed_and_dashed() -> None:
+    """A held face (missed by the detector in this frame) is not drawn like a live one: its box is
+    dashed (background shows between the dashes) and its tag dimmed."""
+    from fer_ensemble.constants import EMOTIONS
+    from fer_ensemble.runtime.drawing import draw_faces
+    from fer_ensemble.runtime.face import Face
+
+    live = Face((100, 100, 200, 200), "happiness", 0.9, {e: 0.0 for e in EMOTIONS} | {"happiness": 0.9})
+    held = Face(live.box, live.label, live.score, live.probabilities, held=True)
+    background = np.full((480, 640, 3), 90, np.uint8)
+    shown, kept = draw_faces(background, [live], EMOTIONS), draw_faces(background, [held], EMOTIONS)
+    assert (shown != kept).any()
+    top_edge = (slice(99, 102), slice(110, 290))
+    assert (kept[top_edge] == 90).all(axis=-1).any() and not (shown[top_edge] == 90).all(axis=-1).any()
+    changed = lambda image: np.abs(image.astype(int) - 90).sum(axis=-1)  # noqa: E731
+    assert changed(kept).sum() < 0.7 * changed(shown).sum()  # dimmed
+
+
 def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
     photos = " ".join([str(PHOTO)] * 12)
     command = (f"{sys.executable} -m fer_ensemble.cli predict {photos} --json --ensemble {tiny_ensemble} "
