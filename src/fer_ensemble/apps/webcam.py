@@ -194,8 +194,6 @@ def run_webcam(args: argparse.Namespace) -> int:
     stats = watch(recognizer, capture, pace, show=not args.no_window, snapshots=Path(args.snapshots), max_frames=args.max_frames,
                   budget=args.faces_per_frame or None, on_demand=bool(args.source and args.unpaced))
     report(stats)
-    if stats.interrupted:
-        raise Interrupted(f"after {stats.frames} frame(s)")
     damaged = bool(log and log.settled_errors() > reported)
     if damaged:
         warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
@@ -255,11 +253,14 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
 
 
 def report(stats: LoopStats) -> None:
-    """The run's one summary line on stderr (and a second when no frame came)."""
+    """The run's one summary line on stderr (and a second when no frame came); then, when Ctrl-C
+    ended the run, ``Interrupted`` (the command exits 130)."""
     warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.faces} face(s), "
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
+    if stats.interrupted:
+        raise Interrupted(f"after {stats.frames} frame(s)")
 
 
 def resting_face_key(stream: FaceStream, key: str) -> list[int]:
