@@ -4,11 +4,13 @@ local pool, video ranges stitched exactly, reruns that skip what is done, failur
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import NO_FACE, REPO, need, run_cli, skip_or_fail
 
@@ -352,3 +354,37 @@ def test_a_worker_that_cannot_be_built_is_one_line(tiny_ensemble: Path, tmp_path
                    "--engine", "local", "--ensemble", str(tiny_ensemble), "--prior", "0.5", check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
         "fer-ensemble batch: this ensemble's cards record no class prior to adjust"), result.stderr
+
+
+def vanishing_clip(path: Path, shown: int = 10, blank: int = 6) -> Path:
+    """A 30 fps clip of the sample photo for ``shown`` frames, then ``blank`` grey frames: the
+    face vanishes at a cut, and the stream holds it for a few frames."""
+    import cv2
+
+    photo = cv2.resize(cv2.imread(str(SAMPLES / "grace_hopper.jpg")), (320, 384))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 384))
+    for frame in [photo] * shown + [np.full_like(photo, 128)] * blank:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_held_faces_are_marked_and_left_out_of_the_summaries(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """A face held through missed detections (after a cut to a blank frame) is a row with ``held``
+    1 / true in video's timeline.csv and batch's Parquet, and counts in neither summary: faces,
+    frames with faces, a track's frames and its last-seen time are the detected frames'."""
+    clip = vanishing_clip(tmp_path / "cut.mp4")
+    run_cli("video", str(clip), "--out", str(tmp_path / "video"), "--no-video", "--no-progress",
+            "--ensemble", str(tiny_ensemble))
+    with open(tmp_path / "video" / "timeline.csv") as f:
+        timeline = list(csv.DictReader(f))
+    held = [int(r["frame"]) for r in timeline if r["held"] == "1"]
+    seen = [int(r["frame"]) for r in timeline if r["held"] == "0"]
+    assert seen == list(range(10)) and held and min(held) == 10, (seen, held)
+    summary = json.loads((tmp_path / "video" / "summary.json").read_text())
+    assert summary["tracks"]["1"]["frames"] == 10 and summary["tracks"]["1"]["last_seen_s"] < 10 / 30
+    batch(str(clip), "--out", str(tmp_path / "batch"), "--engine", "local", "--ensemble", str(tiny_ensemble))
+    rows = faces_table(tmp_path / "batch", clip).to_pylist()
+    assert [r["frame"] for r in rows if r["held"]] == held and [r["frame"] for r in rows if not r["held"]] == seen
+    totals = pq.read_table(tmp_path / "batch" / "summary.parquet").to_pylist()[0]
+    assert totals["faces"] == 10 and totals["frames_with_faces"] == 10

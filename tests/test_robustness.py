@@ -4,10 +4,13 @@ reproduces a failure seen from a fresh clone (issue "Robustness")."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -466,6 +469,24 @@ def test_the_palette_reads_on_white_and_under_its_tags() -> None:
         assert contrast_ratio(color, _ink(color)) >= 4.5, emotion  # a tag's text on its colour
 
 
+def test_a_held_face_is_drawn_dimmed_and_dashed() -> None:
+    """A held face (missed by the detector in this frame) is not drawn like a live one: its box is
+    dashed (background shows between the dashes) and its tag dimmed."""
+    from fer_ensemble.constants import EMOTIONS
+    from fer_ensemble.runtime.drawing import draw_faces
+    from fer_ensemble.runtime.face import Face
+
+    live = Face((100, 100, 200, 200), "happiness", 0.9, {e: 0.0 for e in EMOTIONS} | {"happiness": 0.9})
+    held = Face(live.box, live.label, live.score, live.probabilities, held=True)
+    background = np.full((480, 640, 3), 90, np.uint8)
+    shown, kept = draw_faces(background, [live], EMOTIONS), draw_faces(background, [held], EMOTIONS)
+    assert (shown != kept).any()
+    top_edge = (slice(99, 102), slice(110, 290))
+    assert (kept[top_edge] == 90).all(axis=-1).any() and not (shown[top_edge] == 90).all(axis=-1).any()
+    changed = lambda image: np.abs(image.astype(int) - 90).sum(axis=-1)  # noqa: E731
+    assert changed(kept).sum() < 0.7 * changed(shown).sum()  # dimmed
+
+
 def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
     photos = " ".join([str(PHOTO)] * 12)
     command = (f"{sys.executable} -m fer_ensemble.cli predict {photos} --json --ensemble {tiny_ensemble} "
@@ -473,6 +494,49 @@ def test_output_piped_into_head_ends_quietly(tiny_ensemble: Path) -> None:
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert len(lines(result.stdout)) == 1
     assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def long_clip(path: Path, loops: int = 5) -> Path:
+    """The bundled clip played ``loops`` times over, in one mp4 (longer than a pipe's buffer holds
+    as JSON lines)."""
+    capture, frames = cv2.VideoCapture(str(CLIP)), []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 15, frames[0].shape[1::-1])
+    for frame in frames * loops:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def piped(command: str, into: str = "head -1") -> subprocess.CompletedProcess:
+    """``fer-ensemble COMMAND | into`` in bash, its exit status the command's (60 s at most)."""
+    line = f"{sys.executable} -m fer_ensemble.cli {command} | {into}; exit ${{PIPESTATUS[0]}}"
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def test_distinct_photos_piped_into_head_end_quietly(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """12 distinct photos (the same photo named 12 times is read once): the writes after head
+    exits meet a closed pipe, and the command ends at once, exit 0, without a traceback."""
+    for k in range(12):
+        shutil.copy(PHOTO, tmp_path / f"photo{k:02d}.jpg")
+    result = piped(f"predict {tmp_path} --json --ensemble {tiny_ensemble}")
+    assert len(lines(result.stdout)) == 1
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_the_video_commands_end_on_a_closed_pipe(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """webcam --no-window and video watch FFmpeg's messages through a pipe on fd 1 (``DecoderLog``):
+    when the real stdout closes, the command ends promptly, exit 0, without a traceback (it used to
+    fill that pipe and block for ever, its pump thread dead)."""
+    clip = long_clip(tmp_path / "long.mp4")
+    webcam = piped(f"webcam --no-window --unpaced --source {clip} --ensemble {tiny_ensemble}")
+    assert len(lines(webcam.stdout)) == 1 and json.loads(webcam.stdout)["frame"] == 1
+    video = piped(f"video {clip} --max-frames 20 --no-progress --out {tmp_path / 'out'} --ensemble {tiny_ensemble}",
+                  into="true")
+    for result in (webcam, video):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
 
 
 # --- the Python API: shared by threads, and what it is given (issue 22, items 1 and 5) -------------
@@ -856,3 +920,98 @@ def test_every_json_output_is_strict_json() -> None:
     for value in (float("nan"), float("inf"), np.float32("nan")):
         with pytest.raises(OutputError, match="NaN or infinity, which JSON cannot hold"):
             json_text({"faces": [{"score": float(value)}]})
+
+
+# --- Ctrl-C: stop now, keep what was done, say where (issue "Robustness", item 11) ---------------
+
+def interrupted(args: list[str], ready, timeout: float = 60, group: bool = True) -> tuple[int, str, float]:
+    """Run ``fer-ensemble ARGS`` in its own process group, send the group SIGINT (as Ctrl-C in a
+    terminal does; ``group`` False: the command's process alone, as ``kill -INT`` does) once
+    ``ready(process)`` is true, and return its exit code, its stderr and the seconds it took to end
+    after the signal."""
+    process = subprocess.Popen([sys.executable, "-m", "fer_ensemble.cli", *args], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready(process):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        if group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = process.communicate(timeout=timeout)
+        return process.returncode, stderr, time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def copies(folder: Path, count: int) -> Path:
+    """``count`` distinct names (hard links) of the sample photo in ``folder``."""
+    folder.mkdir()
+    for k in range(count):
+        os.link(PHOTO, folder / f"photo{k:03d}.jpg")
+    return folder
+
+
+def test_ctrl_c_in_predict_says_what_was_done_and_where(tiny_ensemble: Path, tmp_path: Path) -> None:
+    photos = copies(tmp_path / "photos", 400)
+    out, table = tmp_path / "annotated", tmp_path / "faces.csv"
+    code, stderr, seconds = interrupted(
+        ["predict", str(photos), "--out", str(out), "--csv", str(table), "--ensemble", str(tiny_ensemble)],
+        ready=lambda p: table.is_file() and len(list(out.iterdir())) > 1)
+    assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
+    done = re.search(rf"interrupted: (\d+) of 400 photo\(s\) done, outputs in {re.escape(str(out))} and "
+                     rf"{re.escape(str(table))}$", stderr.strip())
+    assert done and 0 < int(done.group(1)) < 400, stderr
+
+
+def test_ctrl_c_in_video_keeps_a_playable_video_and_its_summary(tiny_ensemble: Path, tmp_path: Path) -> None:
+    clip, out = long_clip(tmp_path / "long.mp4", loops=10), tmp_path / "out"
+    code, stderr, seconds = interrupted(
+        ["video", str(clip), "--out", str(out), "--no-progress", "--ensemble", str(tiny_ensemble)],
+        ready=lambda p: (out / "timeline.csv").is_file() and (out / "timeline.csv").stat().st_size > 2000)
+    assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
+    done = re.search(rf"interrupted: (\d+) frame\(s\) read, (\d+) processed, outputs for them in {re.escape(str(out))}$",
+                     stderr.strip())
+    assert done and 0 < int(done.group(1)) < 600, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_read"] == int(done.group(1)) and summary["tracks"]
+    assert len((out / "timeline.jsonl").read_text().splitlines()) == int(done.group(2))
+    assert (out / "timeline.png").is_file()
+    capture, shown = cv2.VideoCapture(str(out / "annotated.mp4")), 0
+    while capture.read()[0]:
+        shown += 1
+    assert shown >= int(done.group(2)) - 1 > 0  # the last frame may have been drawn but not written
+
+
+def test_ctrl_c_in_webcam_prints_its_closing_line(tiny_ensemble: Path, tmp_path: Path) -> None:
+    clip = long_clip(tmp_path / "long.mp4", loops=10)
+    code, stderr, seconds = interrupted(
+        ["webcam", "--no-window", "--source", str(clip), "--ensemble", str(tiny_ensemble)],
+        ready=lambda p: bool(p.stdout.readline()))
+    assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
+    assert re.search(r"^\d+ frame\(s\) in .* fps\), .* dropped while busy$", stderr, re.M), stderr
+    assert stderr.strip().splitlines()[-1].startswith("fer-ensemble webcam: interrupted: after "), stderr
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "kill-int"])
+def test_ctrl_c_in_a_local_batch_stops_the_workers(group: bool, tiny_ensemble: Path, tmp_path: Path) -> None:
+    """The queued sources are cancelled and the workers ended (they used to read every one, then
+    hang on a second Ctrl-C); what was written stays, summary.parquet included."""
+    need("pyarrow")
+    photos, out = copies(tmp_path / "photos", 300), tmp_path / "out"
+    code, stderr, seconds = interrupted(
+        ["batch", str(photos), "--out", str(out), "--engine", "local", "--num-workers", "2", "--no-progress",
+         "--ensemble", str(tiny_ensemble)],
+        ready=lambda p: (out / "sources").is_dir() and any((out / "sources").iterdir()), group=group)
+    assert code == 130 and seconds < 20 and "Traceback" not in stderr, stderr
+    done = re.search(rf"interrupted: (\d+) of 300 source\(s\) done, outputs in {re.escape(str(out))} ",
+                     stderr.strip().splitlines()[-1])
+    assert done and 0 < int(done.group(1)) < 300, stderr
+    assert len(list((out / "sources").glob("*.json"))) == int(done.group(1))
+    assert (out / "summary.parquet").is_file()

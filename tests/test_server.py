@@ -489,6 +489,32 @@ def test_a_failed_photo_clears_the_last_one_and_shows_an_error_not_live(server, 
 
 # --- hostile input (issue "Robustness") ------------------------------------------------------
 
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+                    reason="Debian chromium is not installed")
+def test_the_page_draws_a_held_face_dimmed_and_dashed(server) -> None:
+    """The page's drawFaces draws a face with ``held: true`` (missed by the detector in this frame)
+    fainter than a live one: dimmed, its box dashed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(f"{server['url']}/#token={TOKEN}")
+        ink = page.evaluate("""() => [false, true].map(held => {
+            const c = document.createElement('canvas'); c.width = 300; c.height = 300;
+            const ctx = c.getContext('2d');
+            drawFaces(ctx, [{box: [50, 80, 150, 150], label: 'happiness', score: 0.9, track_id: 1,
+                             relative: false, held}], 1, 1);
+            const data = ctx.getImageData(0, 0, c.width, c.height).data;
+            let alpha = 0;
+            for (let i = 3; i < data.length; i += 4) alpha += data[i];
+            return alpha;
+        })""")
+        browser.close()
+    live, held = ink
+    assert 0 < held < 0.6 * live, ink
+
+
 def test_pixel_count_is_checked_before_decoding(app, monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused from the header: OpenCV's decoder is never called (it would fail the test)."""
     import fer_ensemble.server.app as server_app

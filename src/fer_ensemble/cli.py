@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         if error.filename is None:
             raise
         return fail(f"{error.filename}: {error.strerror}")
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C: an Interrupted says what was done and where
+        print(f"fer-ensemble {args.command}: interrupted{': ' + str(error) if str(error) else ''}",
+              file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

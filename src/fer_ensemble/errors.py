@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # a bad option or argument, a missing extra: nothing was processed
     NO_FACE = 3  # every input was read but no face was found anywhere (0 with --allow-empty)
     NOT_IMPROVED = 4  # adapt: the calibration did not beat the uncalibrated ensemble; nothing written
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it): what was done is kept (``Interrupted``)
 
 
 class UserError(ValueError):
@@ -30,6 +31,12 @@ class UserError(ValueError):
     says otherwise); being a ``ValueError``, library callers that catch that keep working."""
 
     exit_code = ExitCode.USAGE
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised again once a command has stopped its work and kept what was done: the message
+    says how much and where the partial outputs are ("64 of 625 photo(s) done, outputs in out/");
+    the command line prints it as ``interrupted: <message>`` and exits 130."""
 
 
 class FerDeprecationWarning(DeprecationWarning):

@@ -219,6 +219,7 @@ class DecoderLog:
 
     def __init__(self) -> None:
         self.errors = 0
+        self.closed = False  # the real stdout was closed by its reader (``_closed``)
         self.pid = os.getpid()
         sys.stdout.flush()
         flush_c_streams()
@@ -233,6 +234,24 @@ class DecoderLog:
         atexit.register(self.close)
 
     def _pump(self, reader: int) -> None:
+        """Pass what arrives on ``reader`` on to the real stdout until the pipe ends; when the real
+        stdout is closed (``| head -1`` exited), give it back to fd 1 and end (``_closed``)."""
+        try:
+            self._pass_on(reader)
+        except OSError:  # BrokenPipeError, or a stdout otherwise gone
+            self._closed()
+        finally:
+            os.close(reader)
+
+    def _closed(self) -> None:
+        """The real stdout was closed by its reader: fd 1 becomes it again, so the next write to stdout
+        fails with BrokenPipeError where it is made (the command then ends quietly, exit 0) instead of
+        filling a pipe that nobody reads any more (which blocked the writer for ever)."""
+        self.closed = True
+        os.dup2(self._stdout, 1)
+        self._drained.set()
+
+    def _pass_on(self, reader: int) -> None:
         pending = b""
         while chunk := os.read(reader, 65536):
             pending += chunk
@@ -255,7 +274,6 @@ class DecoderLog:
                 os.write(self._stdout, b"".join(kept))
         if pending:
             os.write(self._stdout, pending)
-        os.close(reader)
 
     def sync(self) -> int:
         """The errors reported so far, after flushing C's buffered output into the pipe (the count

@@ -27,7 +27,7 @@ from fer_ensemble.apps.common import (
     prior_argument,
     warn,
 )
-from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.errors import ExitCode, Interrupted, UserError
 from fer_ensemble.media import is_uri
 
 NOTHING_THERE = "no photo or video there"
@@ -162,28 +162,35 @@ def run_batch(args: argparse.Namespace) -> int:
                                                       "errors": []})
     results = (run_ray(tasks, settings, args.num_workers, args.ray_address, args.verbose) if args.engine == "ray"
                else run_local(tasks, settings, args.num_workers))
-    failed = faces = frames = 0
-    with tqdm(total=len(tasks), unit="task", disable=True if args.no_progress else None, desc="batch") as bar:
-        for index, result in results:
-            task = tasks[index]
-            done = collected[task.source]
-            done["rows"] += result.rows
-            done["read"] += result.frames_read
-            done["processed"] += result.frames_processed
-            done["fps"] = done["fps"] or result.fps
-            if result.error:
-                done["errors"].append(result.error if task.start == 0 else f"frames {task.start}-: {result.error}")
-            pending[task.source] -= 1
-            if pending[task.source] == 0:  # every range of this source is in: write it
-                summary = output.write_source(task.source, task.kind, done["rows"], done["read"],
-                                              done["processed"], done["fps"], done["errors"], wanted[task.source])
-                failed += summary["error"] is not None
-                faces += summary["faces"]
-                frames += summary["frames_processed"]
-                if summary["error"]:
-                    warn(f"{task.source}: {summary['error']}")
-                del collected[task.source]
-            bar.update(1)
+    failed = faces = frames = written = 0
+    try:
+        with tqdm(total=len(tasks), unit="task", disable=True if args.no_progress else None, desc="batch") as bar:
+            for index, result in results:
+                task = tasks[index]
+                done = collected[task.source]
+                done["rows"] += result.rows
+                done["read"] += result.frames_read
+                done["processed"] += result.frames_processed
+                done["fps"] = done["fps"] or result.fps
+                if result.error:
+                    done["errors"].append(result.error if task.start == 0 else f"frames {task.start}-: {result.error}")
+                pending[task.source] -= 1
+                if pending[task.source] == 0:  # every range of this source is in: write it
+                    summary = output.write_source(task.source, task.kind, done["rows"], done["read"],
+                                                  done["processed"], done["fps"], done["errors"], wanted[task.source])
+                    written += 1
+                    failed += summary["error"] is not None
+                    faces += summary["faces"]
+                    frames += summary["frames_processed"]
+                    if summary["error"]:
+                        warn(f"{task.source}: {summary['error']}")
+                    del collected[task.source]
+                bar.update(1)
+    except KeyboardInterrupt:  # Ctrl-C: the workers stop now; what is written stays, and a rerun goes on
+        results.close()
+        output.write_summary([*sources, *missing])
+        raise Interrupted(f"{written} of {len(todo)} source(s) done, outputs in {args.out} "
+                          "(the same command goes on from there)") from None
     summary_path = output.write_summary([*sources, *missing])
     seconds = time.perf_counter() - started
     warn(f"{len(todo)} source(s) in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s, "

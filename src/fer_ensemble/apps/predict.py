@@ -21,7 +21,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS
-from fer_ensemble.errors import InputError, OutputError, UserError, json_text
+from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media import Inputs, expand_inputs, read_image, writable_name, write_image
 
 
@@ -88,6 +88,13 @@ def check_outputs(args: argparse.Namespace, inputs: Inputs) -> Path | None:
     return check_apart(args.out, args.paths, inputs.files, "photos")
 
 
+def where_outputs(out: Path | None, csv_path: str | None) -> str:
+    """", outputs in X" naming the annotated copies' folder and the CSV ("" for neither: the answers
+    printed so far are the output)."""
+    places = [str(place) for place in (out, csv_path) if place]
+    return f", outputs in {' and '.join(places)}" if places else ""
+
+
 def run_predict(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.paths, exclude=Path(args.out) if args.out else None)
     out = check_outputs(args, inputs)
@@ -118,7 +125,7 @@ def run_predict(args: argparse.Namespace) -> int:
         writer.writerow(["file", "face", *FACE_COLUMNS])
     try:
         for path in inputs.files:
-            tally.images += 1
+            tally.images += 1  # the one being read: an interrupt leaves it undone
             try:
                 image = read_image(path)
             except InputError as error:
@@ -148,6 +155,9 @@ def run_predict(args: argparse.Namespace) -> int:
                 print(describe(path, faces), flush=True)
             if writer:
                 writer.writerows(face_row([str(path), i], f) for i, f in enumerate(faces))
+    except KeyboardInterrupt:
+        raise Interrupted(f"{tally.images - 1} of {len(inputs.files)} photo(s) done"
+                          + where_outputs(out, args.csv)) from None
     finally:
         if csv_file:
             csv_file.close()

@@ -25,7 +25,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
-from fer_ensemble.errors import InputError, OutputError, json_text
+from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.stream import later_time
@@ -75,11 +75,11 @@ def x_axis_labels(end: float, left: int, plot_w: int) -> list[tuple[str, int, in
 def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, max_tracks: int = 6) -> None:
     """One panel per track, for the ``max_tracks`` longest (by frames seen): each emotion's
     probability over time (drawn with OpenCV), under a title that says how many of how many tracks
-    it shows. The y axis is square-root scaled (ticks labelled in probability), so rare emotions'
+    it shows; held faces (``held``) left out. The y axis is square-root scaled (ticks labelled in probability), so rare emotions'
     small values stay visible."""
     tracks: dict[int, list] = {}
     for row in timeline:
-        for face in row["faces"]:
+        for face in (f for f in row["faces"] if not f.get("held")):  # as detected, like summary.json
             tracks.setdefault(face["track_id"], []).append((row["time"], face["probabilities"]))
     longest = sorted(sorted(tracks, key=lambda t: -len(tracks[t]))[:max_tracks])  # longest, by id
     shown: list[int | None] = [*longest] or [None]
@@ -183,10 +183,12 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                   write_video: bool = True, progress: bool = True) -> VideoReport:
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
     into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and
-    face, at the frame's own time; ``relative`` 1 where the face was read against its resting face),
-    ``summary.json`` (per track), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
+    face, at the frame's own time; ``relative`` 1 where the face was read against its resting face,
+    ``held`` 1 where the detector missed it and its last box and answer are kept),
+    ``summary.json`` (per track, held faces left out), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
     InputError when the file cannot be opened or not one frame decodes (then no folder is made),
-    OutputError when an output cannot be written."""
+    OutputError when an output cannot be written. Ctrl-C (KeyboardInterrupt) stops the reading: every
+    output is written for the frames read, then ``Interrupted`` says so."""
     frames = VideoFrames(path, stop=max_frames)
     stream = iter(frames)
     first = next(stream, None)
@@ -199,30 +201,36 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     face_stream = recognizer.stream(frame_interval_s=1 / fps)  # each video its own tracks, from id 1
     bar = tqdm(total=expected, unit="frame", disable=None if progress else True,  # None: a terminal only
                desc=path.name)
+    interrupted = False
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
         rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS])
-        for index, frame in itertools.chain([first], stream):
-            bar.update(1)
-            if index % stride:
-                continue
-            time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
-            faces = face_stream.update(frame, later_time(time_s, face_stream.time_s))
-            timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
-            rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f) for f in faces)
-            if write_video:
-                if writer is None:
-                    writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
-                writer.write(recognizer.annotate(frame, faces), time_s)
+        try:
+            for index, frame in itertools.chain([first], stream):
+                bar.update(1)
+                if index % stride:
+                    continue
+                time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
+                faces = face_stream.update(frame, later_time(time_s, face_stream.time_s))
+                timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
+                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f) for f in faces)
+                if write_video:
+                    if writer is None:
+                        writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
+                    writer.write(recognizer.annotate(frame, faces), time_s)
+        except KeyboardInterrupt:  # Ctrl-C: the outputs below are written for the frames read
+            interrupted = True
     bar.close()
     if writer is not None:
-        writer.release()
+        writer.release()  # a playable mp4 (its index written) even after an interrupt
     with open(out / "timeline.jsonl", "w") as f:
         f.writelines(json_text(row) + "\n" for row in timeline)
     summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),
                                "fps": fps, "tracks": summarize_tracks(timeline_rows(timeline, str(path)), recognizer.classes)}
     (out / "summary.json").write_text(json_text(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
+    if interrupted:
+        raise Interrupted(f"{frames.read} frame(s) read, {len(timeline)} processed, outputs for them in {out}")
     return VideoReport(path, out, frames.read, expected or 0, len(timeline), summary, frames.damaged_at_s)
 
 

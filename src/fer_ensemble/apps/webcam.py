@@ -28,7 +28,7 @@ from fer_ensemble.apps.common import (
     exit_code,
     warn,
 )
-from fer_ensemble.errors import InputError, UserError, json_text
+from fer_ensemble.errors import InputError, Interrupted, UserError, json_text
 from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_status
 from fer_ensemble.runtime.stream import FaceStream, later_time
@@ -208,7 +208,7 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
     ``show``, else a JSON line per frame on stdout. ``pace``: seconds per frame of a file source
     (None: as frames come); ``budget``: faces classified per frame (None: all); ``on_demand``: read
     the next frame only once the last is classified. Releases ``capture``. UserError when ``show``
-    and this OpenCV build cannot open a window."""
+    and this OpenCV build cannot open a window. Ctrl-C ends it, the stats saying so (``interrupted``)."""
     if show and not window_available():
         capture.release()
         raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
@@ -239,8 +239,12 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             resting_face_key(stream, chr(key))
         return key not in (ord("q"), 27)
 
+    stats = LoopStats(frames=0, seconds=0.0, detections=0, dropped=0)
     try:
-        return live_loop(stream, source, detector, show_frame, max_frames, window, budget)
+        return live_loop(stream, source, detector, show_frame, max_frames, window, budget, stats)
+    except KeyboardInterrupt:  # Ctrl-C: the run's closing line still comes (``run_webcam``)
+        stats.interrupted = True
+        return stats
     finally:
         detector.stop()
         source.stop()
@@ -249,11 +253,14 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
 
 
 def report(stats: LoopStats) -> None:
-    """The run's one summary line on stderr (and a second when no frame came)."""
+    """The run's one summary line on stderr (and a second when no frame came); then, when Ctrl-C
+    ended the run, ``Interrupted`` (the command exits 130)."""
     warn(f"{stats.frames} frame(s) in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {stats.faces} face(s), "
          f"{stats.detections} detector passes, {stats.dropped} frame(s) dropped while busy")
     if stats.frames == 0:
         warn("no frame arrived from the source")
+    if stats.interrupted:
+        raise Interrupted(f"after {stats.frames} frame(s)")
 
 
 def resting_face_key(stream: FaceStream, key: str) -> list[int]:
@@ -280,6 +287,7 @@ class LoopStats:
     detections: int
     dropped: int
     faces: int = 0  # summed over frames
+    interrupted: bool = False  # stopped by Ctrl-C
 
     @property
     def fps(self) -> float:
@@ -287,25 +295,38 @@ class LoopStats:
 
 
 def live_loop(stream: FaceStream, source: LatestFrame, detector: DetectorThread, on_frame=None,
-              max_frames: int | None = None, window: dict | None = None, budget: int | None = None) -> LoopStats:
+              max_frames: int | None = None, window: dict | None = None, budget: int | None = None,
+              stats: LoopStats | None = None) -> LoopStats:
     """Classify the newest frame with the detector's latest boxes until the source ends, at most
-    ``budget`` faces per frame (``FaceStream.update``, at the time the frame was read; None: every face)."""
-    detector.wait_first()
-    frames, last, dropped, seen = 0, 0, 0, 0
+    ``budget`` faces per frame (``FaceStream.update``, at the time the frame was read; None: every face).
+    Counts into ``stats`` as it goes (a new one when None), so a caller that catches Ctrl-C
+    (KeyboardInterrupt, raised through) still has the counts so far."""
+    stats = stats if stats is not None else LoopStats(frames=0, seconds=0.0, detections=0, dropped=0)
     started = time.perf_counter()
-    while max_frames is None or frames < max_frames:
+    try:
+        _loop(stats, stream, source, detector, on_frame, max_frames, window, budget)
+    finally:
+        stats.seconds, stats.detections = time.perf_counter() - started, detector.detections
+    return stats
+
+
+def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: DetectorThread, on_frame,
+          max_frames: int | None, window: dict | None, budget: int | None) -> None:
+    """``live_loop``'s frames, counted in ``stats`` as they go."""
+    detector.wait_first()
+    last = 0
+    while max_frames is None or stats.frames < max_frames:
         number, frame, time_s = source.next_timed(last, take=True)
         if frame is None:
             break
-        dropped += max(0, number - last - 1)
+        stats.dropped += max(0, number - last - 1)
         last = number
         tick = time.perf_counter()
         faces = stream.update(frame, later_time(time_s, stream.time_s), detector.boxes, budget)
-        frames += 1
-        seen += len(faces)
+        stats.frames += 1
+        stats.faces += len(faces)
         if window is not None:
             instant = 1 / max(time.perf_counter() - tick, 1e-6)
-            window["fps"] = instant if frames == 1 else 0.9 * window["fps"] + 0.1 * instant
+            window["fps"] = instant if stats.frames == 1 else 0.9 * window["fps"] + 0.1 * instant
         if on_frame is not None and not on_frame(number, frame, faces):
             break
-    return LoopStats(frames, time.perf_counter() - started, detector.detections, dropped, seen)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
@@ -30,6 +31,7 @@ def _set_up_process(settings: BatchSettings) -> None:
 
 def _start_worker(settings: dict) -> None:
     global _worker, _setup_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver stops us
     built = BatchSettings(**settings)
     _set_up_process(built)
     try:
@@ -50,7 +52,7 @@ WORKER_DIED = ("the worker process reading it died (a crash in a native library 
 """The error of a task whose worker process ended abruptly (``run_local``)."""
 
 
-def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Iterator[tuple[int, TaskResult]]:
+def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Generator[tuple[int, TaskResult], None, None]:
     """A pool of ``workers`` processes (spawned: no state shared with this one). A worker that dies
     (a segfault in a codec, the out-of-memory killer) breaks the pool: the unfinished tasks run again
     in a fresh pool of one process, in order, so the task that kills it again is known and becomes a
@@ -70,12 +72,16 @@ def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Itera
 
 
 def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
-          workers: int) -> Iterator[tuple[int, TaskResult]]:
+          workers: int) -> Generator[tuple[int, TaskResult], None, None]:
     """``tasks[i]`` for each of ``indices`` on a pool of ``workers`` processes, in completion order;
     it stops early, without raising, when a worker process dies (the pool is then broken). A worker
-    that cannot be built (a UserError: ``--prior`` for an ensemble that records no prior) is raised."""
-    with ProcessPoolExecutor(max(1, min(workers, len(indices))), mp_context=get_context("spawn"),
-                             initializer=_start_worker, initargs=(asdict(settings),)) as pool:
+    that cannot be built (a UserError: ``--prior`` for an ensemble that records no prior) is raised.
+    Ctrl-C (or closing the generator) cancels the queued tasks and ends the worker processes at once
+    (``_stop``); the workers ignore SIGINT, so only this process answers it."""
+    pool = ProcessPoolExecutor(max(1, min(workers, len(indices))), mp_context=get_context("spawn"),
+                               initializer=_start_worker, initargs=(asdict(settings),))
+    stopped = False
+    try:
         futures = {pool.submit(_run_task, tasks[i].to_dict()): i for i in indices}
         for future in as_completed(futures):
             try:
@@ -86,6 +92,24 @@ def _pool(tasks: list[Task], indices: list[int], settings: BatchSettings,
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             yield futures[future], result
+    except BaseException:  # Ctrl-C, or the caller stopped early: no queued task runs, none running goes on
+        stopped = True
+        _stop(pool)
+        raise
+    finally:
+        if not stopped:  # done, or a broken pool: shut down as ``with`` did
+            pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel ``pool``'s queued tasks and end its processes now (a task they are running is dropped),
+    so that neither this process nor its exit waits for work nobody will collect."""
+    processes = list((pool._processes or {}).values())  # the executor offers no way to end running tasks
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 class RayWorker:
@@ -115,7 +139,7 @@ def _plain(value):
 
 
 def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: str | None,
-            verbose: bool = False) -> Iterator[tuple[int, TaskResult]]:
+            verbose: bool = False) -> Generator[tuple[int, TaskResult], None, None]:
     """Ray Data: ``ray.init()`` here when no address (``auto`` or ``ray://host:10001`` for a cluster),
     ``workers`` actors of ``settings.threads`` CPUs each. Ray's own logging stays quiet unless
     ``verbose``."""

@@ -11,16 +11,17 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 
-FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS]
-"""The per-face columns of every table: the box (pixels), the winning emotion, its score and every
-emotion's probability."""
+FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS, "held"]
+"""The per-face columns of every table: the box (pixels), the winning emotion, its score, every
+emotion's probability and ``held`` (1: a tracked face the detector missed in this frame, its last
+box and answer kept for a moment; left out of every count and track span of the summaries)."""
 
-ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "relative", "label",
+ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "relative", "held", "label",
                "score", *EMOTIONS, "error"]
 """A ``FaceRow.to_dict()``'s keys, in the batch Parquet files' column order."""
 
 COLUMN_TYPES = {"source": "string", "frame": "int64", "time_s": "float64", "face": "int64", "x": "int64",
-                "y": "int64", "w": "int64", "h": "int64", "track_id": "int64", "relative": "bool_", "label": "string",
+                "y": "int64", "w": "int64", "h": "int64", "track_id": "int64", "relative": "bool_", "held": "bool_", "label": "string",
                 "score": "float64", **dict.fromkeys(EMOTIONS, "float64"), "error": "string"}
 """Each column's Arrow type name (``pyarrow``'s function of that name makes it)."""
 
@@ -31,8 +32,9 @@ class FaceRow:
     the face's fields None). ``frame``: the frame index from 0 (0 for a photo); ``time_s``: the
     frame's own time in seconds (None for a photo); ``face``: its index in the frame, left to right;
     ``box``: (x, y, w, h) in image pixels; ``track_id``: None without tracking; ``relative``: read
-    against the track's resting face (``--auto-resting-face``); ``probabilities``: emotion ->
-    probability (summing to 1)."""
+    against the track's resting face (``--auto-resting-face``); ``held``: a tracked face the
+    detector missed in this frame, shown with its last box and answer (not counted in summaries);
+    ``probabilities``: emotion -> probability (summing to 1)."""
 
     source: str
     frame: int | None = None
@@ -41,6 +43,7 @@ class FaceRow:
     box: tuple[int, int, int, int] | None = None
     track_id: int | None = None
     relative: bool | None = None
+    held: bool | None = None
     label: str | None = None
     score: float | None = None
     probabilities: dict[str, float] | None = None
@@ -49,8 +52,8 @@ class FaceRow:
     @classmethod
     def of(cls, source: str, frame: int, time_s: float | None, index: int, face) -> FaceRow:
         """The row of a recognised ``face`` (a ``fer_ensemble.runtime.face.Face``)."""
-        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.relative, face.label,
-                   face.score, dict(face.probabilities))
+        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.relative, face.held,
+                   face.label, face.score, dict(face.probabilities))
 
     @classmethod
     def failure(cls, source: str, message: str) -> FaceRow:
@@ -63,14 +66,16 @@ class FaceRow:
         box = self.box if self.box is not None else (None,) * 4
         probabilities = self.probabilities or {}
         return {"source": self.source, "frame": self.frame, "time_s": self.time_s, "face": self.face,
-                **dict(zip("xywh", box)), "track_id": self.track_id, "relative": self.relative, "label": self.label, "score": self.score,
+                **dict(zip("xywh", box)), "track_id": self.track_id, "relative": self.relative, "held": self.held, "label": self.label, "score": self.score,
                 **{e: probabilities.get(e) for e in EMOTIONS}, "error": self.error}
 
 
 def face_cells(face) -> list:
     """``FACE_COLUMNS``' cells of a CSV row for ``face`` (a ``Face``), as the predict and video
-    commands write them: the box in pixels, the label, the score and the probabilities to 4 decimals."""
-    return [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS)]
+    commands write them: the box in pixels, the label, the score, the probabilities to 4 decimals
+    and ``held`` as 0 or 1."""
+    return [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS),
+            int(face.held)]
 
 
 def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict]:
@@ -85,6 +90,13 @@ def _get(row: FaceRow | dict, key: str):
     return getattr(row, key) if key in FaceRow.__dataclass_fields__ else (row.probabilities or {})[key]
 
 
+def _seen(row: FaceRow | dict) -> bool:
+    """Whether ``row`` is a face the detector found in its frame: neither a failure row nor a held
+    face (``held``), which summaries leave out."""
+    held = row.get("held") if isinstance(row, dict) else row.held  # rows written before held: none
+    return _get(row, "error") is None and not held
+
+
 def _mean(rows: Sequence[FaceRow | dict], classes: Sequence[str]) -> np.ndarray | None:
     return np.mean([[_get(r, c) for c in classes] for r in rows], axis=0) if rows else None
 
@@ -92,11 +104,11 @@ def _mean(rows: Sequence[FaceRow | dict], classes: Sequence[str]) -> np.ndarray 
 def summarize_source(source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str], classes: Sequence[str] = EMOTIONS) -> dict:
     """A source's summary (the batch command's ``sources/<key>.json`` and ``summary.parquet`` row)
-    from its flat rows (``FaceRow.to_dict()``; failure rows left out of the figures): ``faces``,
+    from its flat rows (``FaceRow.to_dict()``; failure rows and held faces left out of the figures): ``faces``,
     ``frames_with_faces``, the ``dominant`` emotion of the mean probabilities (None without faces),
     ``mean_probabilities`` (6 decimals; {} without faces) and ``error`` (the errors joined by "; ",
     None for none), beside the arguments given."""
-    faces = [r for r in rows if r["error"] is None]
+    faces = [r for r in rows if _seen(r)]
     mean = _mean(faces, classes)
     return {
         "source": source, "kind": kind, "frames_read": frames_read, "frames_processed": frames_processed,
@@ -110,13 +122,14 @@ def summarize_source(source: str, kind: str | None, rows: list[dict], frames_rea
 def summarize_tracks(rows: Iterable[FaceRow | dict], classes: Sequence[str] = EMOTIONS) -> dict[str, dict]:
     """Per track (the video command's ``summary.json`` ``tracks``), from rows in frame order
     (``FaceRow``s, whose probabilities may hold any ``classes``, or flat ``FaceRow.to_dict()``s;
-    failure rows left out), keyed by the track id as text, ids ascending:
+    failure rows and held faces left out, so a track's span ends where it was last detected), keyed
+    by the track id as text, ids ascending:
     ``first_seen_s`` and ``last_seen_s`` (seconds, 3 decimals), ``frames``, the ``dominant``
     emotion of the mean probabilities, ``label_frames`` (frames per winning label, labels that won
     none left out) and ``mean_probabilities`` (4 decimals)."""
     tracks: dict = {}
     for row in rows:
-        if _get(row, "error") is None:
+        if _seen(row):
             tracks.setdefault(_get(row, "track_id"), []).append(row)
     summary = {}
     for track_id, seen in sorted(tracks.items()):
@@ -138,5 +151,5 @@ def timeline_rows(timeline: Iterable[dict], source: str = "") -> list[FaceRow]:
     """The ``FaceRow``s of the video command's timeline (``timeline.jsonl``'s records: ``frame``,
     ``time`` in seconds and ``faces``, each a ``Face.to_dict()``), for ``summarize_tracks``."""
     return [FaceRow(source, record["frame"], record["time"], i, tuple(f["box"]), f["track_id"], f["relative"],
-                    f["label"], f["score"], f["probabilities"])
+                    f.get("held", False), f["label"], f["score"], f["probabilities"])
             for record in timeline for i, f in enumerate(record["faces"])]

@@ -163,28 +163,61 @@ def layout_faces(faces: list[Face], rows: int, width: int, height: int, bars: bo
     return [FaceLayout(label, panel) for label, panel in zip(labels, panels)]
 
 
+HELD_OPACITY = 0.45
+"""How opaque a held face's box, tag and bars are drawn (``Face.held``: the detector missed it in
+this frame and its last box and answer are kept): dimmed, its box dashed, so that a scene cut
+does not show confident labels on empty background."""
+
+
 def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], bars: bool = True) -> np.ndarray:
     """A BGR uint8 copy of ``image`` ((H, W, 3) BGR, (H, W, 4) BGRA or (H, W) gray uint8) with each
     face's box (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and
-    where they fit, one bar per class of ``classes`` (the order of the bars)."""
+    where they fit, one bar per class of ``classes`` (the order of the bars). A held face
+    (``Face.held``) is drawn dimmed (``HELD_OPACITY``) with a dashed box, under the live ones."""
     canvas = (cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2
               else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image.copy())
     height, width = canvas.shape[:2]
     style = _Style.for_image(width)
-    layouts = layout_faces(faces, len(classes), width, height, bars)
-    for face in faces:
+    drawn = list(zip(faces, layout_faces(faces, len(classes), width, height, bars)))
+    held = [pair for pair in drawn if pair[0].held]
+    if held:
+        layer = canvas.copy()
+        _draw(layer, held, classes, style, dashed=True)
+        canvas = cv2.addWeighted(layer, HELD_OPACITY, canvas, 1 - HELD_OPACITY, 0)
+    _draw(canvas, [pair for pair in drawn if not pair[0].held], classes, style)
+    return canvas
+
+
+def _draw(canvas: np.ndarray, drawn: list[tuple[Face, FaceLayout]], classes, style: _Style,
+          dashed: bool = False) -> None:
+    """Draw the boxes (``dashed``: in dashes), then every tag and panel over them, in place."""
+    outline = _dashed_rectangle if dashed else cv2.rectangle
+    for face, _ in drawn:
         color = COLORS.get(face.label, (0, 255, 0))
         x, y, w, h = face.box
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), _ink(color), style.thickness + 2)
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), color, style.thickness)
-    for face, layout in zip(faces, layouts):  # tags and panels over every box
+        outline(canvas, (x, y), (x + w, y + h), _ink(color), style.thickness + 2)
+        outline(canvas, (x, y), (x + w, y + h), color, style.thickness)
+    for face, layout in drawn:  # tags and panels over every box
         color = COLORS.get(face.label, (0, 255, 0))
         label = layout.label
         cv2.rectangle(canvas, label.rect[:2], (label.rect[2] - 1, label.rect[3] - 1), color, -1)
         cv2.putText(canvas, label.text, label.origin, FONT, label.scale, _ink(color), 1, cv2.LINE_AA)
         if layout.panel is not None:
             _draw_bars(canvas, face, classes, layout.panel, style)
-    return canvas
+
+
+def _dashed_rectangle(canvas: np.ndarray, corner: tuple[int, int], opposite: tuple[int, int], color,
+                      thickness: int) -> None:
+    """``cv2.rectangle``'s outline in dashes (dash and gap 4 times the thickness, 8 pixels at least)."""
+    dash = max(8, 4 * thickness)
+    (x0, y0), (x1, y1) = corner, opposite
+    for (ax, ay), (bx, by) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length, 2 * dash):
+            end = min(start + dash, length)
+            p = (ax + (bx - ax) * start // max(length, 1), ay + (by - ay) * start // max(length, 1))
+            q = (ax + (bx - ax) * end // max(length, 1), ay + (by - ay) * end // max(length, 1))
+            cv2.line(canvas, p, q, color, thickness)
 
 
 def _draw_bars(canvas: np.ndarray, face: Face, classes, rect: Rect, style: _Style) -> None:
