@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import PRIOR_HELP, bounded, output_folder, prior_argument, warn
+from fer_ensemble.apps.common import (
+    PRIOR_HELP,
+    add_photo_framing_arguments,
+    bounded,
+    output_folder,
+    prior_argument,
+    warn,
+)
 from fer_ensemble.apps.reports import format_before_after
 from fer_ensemble.errors import ExitCode, UserError, json_text
 from fer_ensemble.labelled import (
@@ -19,8 +26,7 @@ from fer_ensemble.labelled import (
     photo_probabilities,
     read_labelled_images,
 )
-from fer_ensemble.runtime.detection import FACE_FRAMING
-from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import read_config
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
 
@@ -35,12 +41,7 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by column")
     parser.add_argument("--out", required=True, help="folder for the calibrated ensemble.json (created)")
     parser.add_argument("--ensemble", help="ensemble to calibrate (default: the shipped one)")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                        help="photos, with its stills preset: " + DETECTOR_HELP)
-    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
-                        help="photos: crop margin")
-    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
-                        help="photos: crop offset")
+    add_photo_framing_arguments(parser)
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + " (for the figures)")
     parser.add_argument("--folds", type=bounded(int, 2), default=5, help="cross-validation folds (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

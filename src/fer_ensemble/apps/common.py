@@ -86,6 +86,18 @@ def add_recognizer_arguments(
                             help=AUTO_RESTING_FACE_HELP + " (docs/video.md)")
 
 
+def add_photo_framing_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detector``, ``--margin`` and ``--offset`` of the commands that read labelled photos
+    (evaluate, adapt, enrol): the largest face of each photo, found with the detector's stills preset
+    and framed as the apps frame faces."""
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
+                        help="photos, with its stills preset: " + DETECTOR_HELP)
+    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
+                        help="photos: crop margin")
+    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
+                        help="photos: crop offset")
+
+
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
                     "reads deliberate expressions better, web photos worse; see docs/accuracy.md) or the "
                     "ensemble file that 'fer-ensemble adapt' wrote; default: the ensemble file's own")

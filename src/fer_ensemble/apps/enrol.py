@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import bounded, check_output_file
+from fer_ensemble.apps.common import add_photo_framing_arguments, check_output_file
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
-from fer_ensemble.runtime.detection import FACE_FRAMING
-from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT
 from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble
 
@@ -26,12 +25,7 @@ def add_enrol_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="only the rows whose COLUMN is VALUE (one person of a CSV of several)")
     parser.add_argument("--out", required=True, help="the profile file to write (JSON; it holds face embeddings)")
     parser.add_argument("--ensemble", help="ensemble file (default: the shipped one); the profile works with it only")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                        help="photos, with its stills preset: " + DETECTOR_HELP)
-    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
-                        help="photos: crop margin")
-    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
-                        help="photos: crop offset")
+    add_photo_framing_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the self-check as one JSON object")
     return parser
 
