@@ -128,3 +128,18 @@ def test_evaluate_enrol_measures_the_documented_row(taiwan_posed: Path) -> None:
         np.testing.assert_allclose(np.array(measured) * 100, docs_row(title), atol=0.051, err_msg=title)
     usage = run_cli("evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--enrol", "2", check=False)
     assert usage.returncode == 2 and "--enrol needs --labels and --group-by" in usage.stderr
+
+
+def test_enrolling_without_scikit_learn_is_one_line_before_any_photo(tmp_path: Path) -> None:
+    """The light install reads profiles but cannot fit one: enrol says which extra, before reading photos."""
+    import subprocess
+    import sys
+
+    labels = tmp_path / "me.csv"
+    labels.write_text(f"file,label\n{SAMPLES / 'astronaut.png'},happiness\n")
+    code = ("import sys; sys.modules['sklearn'] = None; from fer_ensemble.cli import main; "
+            f"raise SystemExit(main(['enrol', '--labels', {str(labels)!r}, '--out', {str(tmp_path / 'p.json')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "fer-ensemble enrol: enrolling a profile needs scikit-learn: pip install 'fer-ensemble[adapt]'"]
+    assert not (tmp_path / "p.json").exists()

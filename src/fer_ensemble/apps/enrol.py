@@ -11,7 +11,7 @@ from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
 from fer_ensemble.runtime.detectors import create_detector
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT, require_fitting
 from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble
 
 
@@ -50,6 +50,7 @@ def run_enrol(args: argparse.Namespace) -> int:
     out = check_output_file(args.out, [args.labels, *data.paths], "--out", '{"format": "' + PROFILE_FORMAT)
     ensemble = load_ensemble(args.ensemble)
     ensemble.require_embeddings()  # before any photo is read
+    require_fitting()
     detector = None if args.crops else create_detector({"detector": args.detector})
     native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
                                              ENROL_FRAMINGS)

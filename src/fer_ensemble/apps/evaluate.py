@@ -38,7 +38,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, require_fitting
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
@@ -294,6 +294,7 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     if not isinstance(ensemble, Ensemble):
         raise UserError("--enrol needs an ensemble file (the shipped one by default), not a single member")
     ensemble.require_embeddings()  # before any photo is read
+    require_fitting()
     ensemble.prior_strength(args.prior)
     assert data.groups is not None  # read with --group-by: the person of each photo
     person = np.array(data.groups)

@@ -153,6 +153,16 @@ class Profile:
                                f"({embedding_size}): enrol again")
 
 
+def require_fitting() -> None:
+    """ProfileError (one line naming the extra) when scikit-learn, which fits profiles, is missing:
+    what ``enrol`` and ``evaluate --enrol`` check before reading any photo."""
+    try:
+        import sklearn.linear_model  # noqa: F401 - only whether it can be imported
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        raise ProfileError("enrolling a profile needs scikit-learn: pip install 'fer-ensemble[adapt]'") from None
+
+
 def _logistic(embeddings: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     """(K, D) weights and (K,) intercepts of scikit-learn's multinomial logistic regression over the
     K classes in ``labels`` (a binary fit is written as two rows: 0 and its weights)."""
