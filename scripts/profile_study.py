@@ -33,45 +33,29 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fer_ensemble.constants import EMOTIONS  # noqa: E402
-from fer_ensemble.labelled import read_labelled_images  # noqa: E402
-from fer_ensemble.media import read_image  # noqa: E402
-from fer_ensemble.preprocess import to_gray  # noqa: E402
+from fer_ensemble.labelled import face_outputs, read_labelled_images  # noqa: E402
 from fer_ensemble.prior import adjust_probabilities  # noqa: E402
-from fer_ensemble.runtime.detection import FACE_FRAMING, crop_faces, detect_faces  # noqa: E402
+from fer_ensemble.runtime.detection import FACE_FRAMING  # noqa: E402
 from fer_ensemble.runtime.detectors import create_detector  # noqa: E402
-from fer_ensemble.runtime.profile import Profile, blend  # noqa: E402
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile, blend  # noqa: E402
 from fer_ensemble.runtime.recognizer import load_ensemble  # noqa: E402
 
-FRAMINGS = [(0.0, 0.0), (0.08, 0.0), (-0.05, 0.0), (0.0, 0.05), (0.0, -0.05)]
-"""(margin, offset) added to the apps' framing: the plain crop and four augmentations."""
 GRID_A = (0.0, 0.5, 1.0)
 GRID_TAU = (0.01, 0.03, 0.1)
 GRID_C = (10.0, 100.0, 1000.0)
 
 
 def read_set(labels: str, images: str | None, cache: Path | None) -> dict[str, np.ndarray]:
-    """Per photo and framing: native probabilities (N, F, C) and embeddings (N, F, D), found (N,),
-    labels (N,), performers (N,)."""
+    """Per photo: the native probabilities (N, C) of its own framing and the embeddings (N, F, D) of
+    its ``ENROL_FRAMINGS`` crops (``labelled.face_outputs``, as ``evaluate --enrol`` reads them),
+    found (N,), labels (N,), performers (N,)."""
     if cache and cache.is_file():
         with np.load(cache) as data:
             return dict(data)
     data = read_labelled_images(labels, images, "performer")
     ensemble = load_ensemble()
-    detector = create_detector()
-    native = np.zeros((len(data), len(FRAMINGS), len(EMOTIONS)), np.float32)
-    embeddings = np.zeros((len(data), len(FRAMINGS), ensemble.embedding_size or 0), np.float32)
-    found = np.zeros(len(data), bool)
-    for i, path in enumerate(data.paths):
-        image = read_image(path)
-        gray = to_gray(image)
-        boxes = detect_faces(detector, image, gray)
-        if not boxes:
-            continue
-        box = max(boxes, key=lambda b: b[2] * b[3])
-        crops = [crop_faces(gray, [box], FACE_FRAMING["margin"] + m, FACE_FRAMING["offset"] + o)[0]
-                 for m, o in FRAMINGS]
-        native[i], embeddings[i] = ensemble.read_faces(crops)
-        found[i] = True
+    native, embeddings, found = face_outputs(ensemble.read_faces, data, create_detector(), FACE_FRAMING["margin"],
+                                             FACE_FRAMING["offset"], ENROL_FRAMINGS)
     result = {"native": native, "embeddings": embeddings, "found": found, "labels": data.labels,
               "performers": np.array(data.groups), "class_prior": np.array(ensemble.class_prior),
               "strength": np.array(ensemble.default_prior_strength)}
@@ -94,7 +78,7 @@ def answers(design: str, s: dict, enrol: np.ndarray, scored: np.ndarray, a: floa
     """The (n_scored, C) answers of ``design`` for one person's scored photos (``t``: the prototypes'
     temperature, or the logistic regression's ``C``)."""
     prior, strength = s["class_prior"], float(s["strength"])
-    plain = adjust_probabilities(s["native"][scored, 0], prior, strength)
+    plain = adjust_probabilities(s["native"][scored], prior, strength)
     if design == "ensemble":
         return plain
     framings = slice(None) if design.endswith("+aug") else slice(0, 1)

@@ -14,7 +14,7 @@ import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from fer_ensemble.metrics import (
     per_class_metrics,
 )
 from fer_ensemble.preprocess import resize_face, to_gray
+
+if TYPE_CHECKING:
+    from fer_ensemble.runtime.detection import Box
 
 LABEL_SYNONYMS = {
     "happy": "happiness", "happiness": "happiness", "joy": "happiness",
@@ -213,16 +216,24 @@ def crop_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, batch
     return np.concatenate(chunks) if chunks else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
-def largest_faces(data: LabelledImages, detector, margin: float, offset: float = 0.0) -> Iterator[np.ndarray | None]:
-    """The crop of the largest face of each photo, in order: an (H, W) gray uint8 array framed as
-    the apps frame faces (``margin``, ``offset``), or None where the detector found no face."""
-    from fer_ensemble.runtime.detection import crop_faces, detect_faces
+def largest_face_boxes(data: LabelledImages, detector) -> Iterator[tuple[np.ndarray, Box | None]]:
+    """Each photo's gray copy and its largest face's box (``largest_face``; None where the detector
+    found no face), in order."""
+    from fer_ensemble.runtime.detection import largest_face
 
     for path in data.paths:
         image = read_image(path)
         gray = to_gray(image)
-        boxes = detect_faces(detector, image, gray)
-        yield crop_faces(gray, [max(boxes, key=lambda b: b[2] * b[3])], margin, offset)[0] if boxes else None
+        yield gray, largest_face(detector, image, gray)
+
+
+def largest_faces(data: LabelledImages, detector, margin: float, offset: float = 0.0) -> Iterator[np.ndarray | None]:
+    """The crop of the largest face of each photo, in order: an (H, W) gray uint8 array framed as
+    the apps frame faces (``margin``, ``offset``), or None where the detector found no face."""
+    from fer_ensemble.runtime.detection import crop_faces
+
+    for gray, box in largest_face_boxes(data, detector):
+        yield None if box is None else crop_faces(gray, [box], margin, offset)[0]
 
 
 def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
@@ -245,21 +256,16 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
     ((margin, offset) added to ``margin`` and ``offset``; the first is the answer's). (N, C) native
     probabilities of the first framing, (N, F, D) embeddings (zeros where no face was found) and
     the (N,) bool mask of images with a face."""
-    from fer_ensemble.runtime.detection import crop_faces, detect_faces
+    from fer_ensemble.runtime.detection import crop_faces
 
     framings = framings if detector is not None else framings[:1]
+    faces = (([read_image(p, gray=True)] for p in data.paths) if detector is None else
+             (None if box is None else [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
+              for gray, box in largest_face_boxes(data, detector)))
     native, embeddings, found = [], [], np.zeros(len(data), bool)
-    for i, path in enumerate(data.paths):
-        if detector is None:
-            crops = [read_image(path, gray=True)]
-        else:
-            image = read_image(path)
-            gray = to_gray(image)
-            boxes = detect_faces(detector, image, gray)
-            if not boxes:
-                continue
-            box = max(boxes, key=lambda b: b[2] * b[3])
-            crops = [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
+    for i, crops in enumerate(faces):
+        if crops is None:
+            continue
         probabilities, embedding = read_faces(crops)
         native.append(probabilities[0])
         embeddings.append(embedding)

@@ -38,7 +38,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, require_fitting
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, blend, require_fitting
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
@@ -310,7 +310,8 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
         for key in sorted(set(data.groups)):
             mine = person == key
             enrolled, scored = draw_enrolment(data.labels, mine & found, args.enrol, rng, allowed)
-            scored |= mine & ~found & (True if allowed is None else ~allowed)
+            unread = mine & ~found  # no face: scored, and counted wrong
+            scored |= unread if allowed is None else unread & ~allowed
             if not enrolled.any() or not scored.any():
                 continue
             resting = None
@@ -322,9 +323,7 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
             index = np.flatnonzero(scored)
             picks.append(index)
             before.append(ensemble.answer(native[index], args.prior, resting))
-            after.append(np.where(found[index, None],
-                                  ensemble.answer(native[index], args.prior, resting, profile=profile,
-                                                  embeddings=embeddings[index, 0]), before[-1]))
+            after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile), before[-1]))
     if not picks:
         raise UserError(f"no photo to score: each {args.group_by} needs more than {args.enrol} photos of a class")
     keep = np.concatenate(picks)

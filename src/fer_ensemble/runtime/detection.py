@@ -53,6 +53,12 @@ def detect_faces(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) ->
     return detector.detect(image if getattr(detector, "reads_colour", False) else gray)
 
 
+def largest_face(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> Box | None:
+    """The largest of ``detect_faces``' boxes by area (a labelled photo's subject), None for no face."""
+    boxes = detect_faces(detector, image, gray)
+    return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+
+
 def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     """The path of the cascade file ``name`` that ships inside opencv-python (``cv2.data``)."""
     return str(cv2.data.haarcascades) + name

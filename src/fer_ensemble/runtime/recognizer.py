@@ -30,7 +30,14 @@ from fer_ensemble.errors import UserError
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.calibration import RestingFace
 from fer_ensemble.runtime.deprecation import renamed_keyword, warn_deprecated
-from fer_ensemble.runtime.detection import FACE_FRAMING, Box, FaceDetector, crop_faces, detect_faces
+from fer_ensemble.runtime.detection import (
+    FACE_FRAMING,
+    Box,
+    FaceDetector,
+    crop_faces,
+    detect_faces,
+    largest_face,
+)
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
@@ -224,11 +231,10 @@ class EmotionRecognizer:
         for image, label in zip(images, labels, strict=True):
             image = check_image(image)
             gray = to_gray(image)
-            boxes = [] if crops else detect_faces(self.detector, image, gray)
+            box = None if crops else largest_face(self.detector, image, gray)
             if crops:
                 faces.append([gray])
-            elif boxes:
-                box = max(boxes, key=lambda b: b[2] * b[3])
+            elif box is not None:
                 faces.append([crop_faces(gray, [box], self.margin + dm, self.offset + do)[0]
                               for dm, do in ENROL_FRAMINGS])
             else:
@@ -256,9 +262,9 @@ class EmotionRecognizer:
             if crops:
                 native.append(self.ensemble.native_probabilities([gray]))
                 continue
-            boxes = detect_faces(self.detector, image, gray)
-            if boxes:
-                native.append(self.read(gray, [max(boxes, key=lambda b: b[2] * b[3])])[0])
+            box = largest_face(self.detector, image, gray)
+            if box is not None:
+                native.append(self.read(gray, [box])[0])
         if not native:
             raise ValueError("no face found in the resting-face image(s)")
         return self.ensemble.resting_face(np.concatenate(native), **options)
