@@ -13,7 +13,10 @@ profiles", keeps the table this prints):
 - ``logistic``: the shipped design, ``fer_ensemble.runtime.profile``: a per-person multinomial
   logistic regression on the embeddings (scikit-learn, penalty 1/C), ``+ensemble`` as above;
 - ``logistic+aug``: the same with each enrolment photo also cropped a little wider, narrower and
-  shifted (five framings), as augmentation.
+  shifted (five framings), as augmentation;
+- ``logistic+aug+map``: the shipped design: the same plus ``a`` times the shipped ``ProfileMap``
+  (``runtime.profile``) centred on the person enrolling, its taiwan-posed part refitted on the
+  *other* performers' photos (as ``evaluate --enrol`` does), the classes not enrolled read through it.
 
 ``a``, ``tau`` and ``C`` are chosen per fold on the other fold's performers (two folds by
 performer: P01-P07 and P08-P15), so no performer's photos choose the numbers they are scored with.
@@ -37,12 +40,31 @@ from fer_ensemble.labelled import face_outputs, read_labelled_images  # noqa: E4
 from fer_ensemble.prior import adjust_probabilities  # noqa: E402
 from fer_ensemble.runtime.detection import FACE_FRAMING  # noqa: E402
 from fer_ensemble.runtime.detectors import create_detector  # noqa: E402
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile, blend  # noqa: E402
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile, ProfileMap, blend  # noqa: E402
 from fer_ensemble.runtime.recognizer import load_ensemble  # noqa: E402
 
 GRID_A = (0.0, 0.5, 1.0)
 GRID_TAU = (0.01, 0.03, 0.1)
 GRID_C = (10.0, 100.0, 1000.0)
+GRID_MAP = (1.0, 2.0, 3.0)  # the map's weight a
+DESIGNS = ["ensemble", "prototypes", "prototypes+ensemble", "logistic", "logistic+ensemble", "logistic+aug",
+           "logistic+aug+map"]
+_MAPS: dict[str, ProfileMap] = {}
+
+
+def held_out_map(s: dict, person: str) -> ProfileMap:
+    """The shipped profile map with its part that learnt from these photos refitted on every
+    performer but ``person`` (all framings), as ``evaluate --enrol`` does; cached."""
+    if person not in _MAPS:
+        shipped = ProfileMap.load()
+        index = next(i for i, p in enumerate(shipped.parts) if set(p.fitted_on.get("groups", [])) ==
+                     set(s["performers"].tolist()))
+        usable = s["found"]
+        frames = s["embeddings"].shape[1]
+        _MAPS[person] = shipped.held_out(index, s["embeddings"][usable].reshape(-1, s["embeddings"].shape[-1]),
+                                         np.repeat(s["labels"][usable], frames),
+                                         np.repeat(s["performers"][usable], frames), person)
+    return _MAPS[person]
 
 
 def read_set(labels: str, images: str | None, cache: Path | None) -> dict[str, np.ndarray]:
@@ -81,10 +103,13 @@ def answers(design: str, s: dict, enrol: np.ndarray, scored: np.ndarray, a: floa
     plain = adjust_probabilities(s["native"][scored], prior, strength)
     if design == "ensemble":
         return plain
-    framings = slice(None) if design.endswith("+aug") else slice(0, 1)
+    framings = slice(None) if "+aug" in design else slice(0, 1)
     enrol_emb = s["embeddings"][enrol][:, framings].reshape(-1, s["embeddings"].shape[-1])
     enrol_lab = np.repeat(s["labels"][enrol], s["embeddings"][enrol][:, framings].shape[1])
     faces = s["embeddings"][scored, 0]
+    if design.endswith("+map"):
+        profile_map = held_out_map(s, str(s["performers"][enrol][0]))
+        return blend(plain, faces, Profile.fit(enrol_emb, enrol_lab, profile_map=profile_map, map_weight=a))
     if design.startswith("logistic"):
         return blend(plain, faces, Profile.fit(enrol_emb, enrol_lab, c=t, weight=a))
     classes = np.unique(enrol_lab)  # prototypes: cosine to each class's mean embedding
@@ -122,18 +147,19 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=None, help="npz of the faces' outputs, reused when present")
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--enrol", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--designs", nargs="+", default=DESIGNS, choices=DESIGNS, help="the designs compared")
     args = parser.parse_args()
     s = read_set(args.labels, args.images, args.cache)
     performers = sorted(set(s["performers"].tolist()))
     folds = [performers[: len(performers) // 2], performers[len(performers) // 2:]]
-    designs = ["ensemble", "prototypes", "prototypes+ensemble", "logistic", "logistic+ensemble", "logistic+aug"]
     shown = [EMOTIONS.index(e) for e in ("anger", "disgust", "fear", "sadness")]
     print(f"taiwan-posed, {len(performers)} performers, {args.draws} draws; a and tau chosen on the other fold")
     print("| K | design | chosen (a, tau or C) per fold | accuracy | " + " | ".join(EMOTIONS[c] for c in shown) + " |")
     print("|---|---|---|---|" + "---|" * len(shown))
     for k in args.enrol:
-        for design in designs:
-            grid = [(0.0, 1.0)] if design == "ensemble" else [
+        for design in args.designs:
+            grid = [(0.0, 1.0)] if design == "ensemble" else [(a, 0.0) for a in GRID_MAP] \
+                if design.endswith("+map") else [
                 (a, t) for a in ((0.0,) if "+ensemble" not in design else GRID_A[1:])
                 for t in (GRID_C if design.startswith("logistic") else GRID_TAU)]
             truth_acc, recalls, chosen = [], [], []

@@ -13,7 +13,15 @@ from conftest import REPO, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
-from fer_ensemble.runtime.profile import PROFILE_FORMAT, Profile, ProfileError, blend
+from fer_ensemble.runtime.profile import (
+    PROFILE_FORMAT,
+    MapPart,
+    Profile,
+    ProfileError,
+    ProfileMap,
+    blend,
+    person_centre,
+)
 from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
 SAMPLES = REPO / "src" / "fer_ensemble" / "samples"
@@ -53,6 +61,72 @@ def test_blend_moves_only_the_enrolled_classes() -> None:
     np.testing.assert_allclose(blend(answer, faces[:1], alone), answer)
 
 
+def toy_people(n_people: int = 5, dim: int = 12, seed: int = 0):
+    """Faces of ``n_people`` people: an identity vector each plus one direction per class
+    (neutral, happiness, anger), a little noise; (N, dim) embeddings, labels, person names."""
+    rng = np.random.default_rng(seed)
+    expression = rng.normal(size=(3, dim))
+    faces, labels, people = [], [], []
+    for p in range(n_people):
+        identity = 3 * rng.normal(size=dim)
+        for c, label in enumerate((0, 1, 4)):
+            for _ in range(3):
+                faces.append(identity + expression[c] + 0.1 * rng.normal(size=dim))
+                labels.append(label)
+                people.append(f"p{p}")
+    return np.array(faces, np.float32), np.array(labels), np.array(people)
+
+
+def test_a_profile_map_reads_a_class_the_person_did_not_enrol_relative_to_their_face(tmp_path: Path) -> None:
+    """The map learns expressions relative to each person's centre from other people: a new person
+    who enrolled only neutral and happiness gets anger from the map, contempt (unknown to the map)
+    keeps the ensemble's answer; the map and a profile made with it survive their files."""
+    faces, labels, people = toy_people()
+    others = people != "p0"  # p0 is the new person
+    part = MapPart.fit(faces[others], labels[others], people[others], c=10.0, fitted_on={"labels": "x"})
+    profile_map = ProfileMap([part], {"m": "digest"})
+    assert profile_map.classes.tolist() == [0, 1, 4]
+    new, new_labels = faces[~others], labels[~others]
+    enrolled = np.isin(new_labels, (0, 1))
+    profile = Profile.fit(new[enrolled], new_labels[enrolled], profile_map=profile_map, map_weight=1.0)
+    assert profile.classes == ["neutral", "happiness"] and profile.map_classes.tolist() == [0, 1, 4]
+    answer = np.full((3, len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
+    angry = new[new_labels == 4]
+    out = blend(answer, angry, profile)
+    assert (out.argmax(axis=1) == EMOTIONS.index("anger")).all()
+    np.testing.assert_allclose(out[:, EMOTIONS.index("contempt")], answer[:, EMOTIONS.index("contempt")], rtol=1e-5)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    without = Profile.fit(new[enrolled], new_labels[enrolled])  # no map: anger keeps the flat answer
+    assert not (blend(answer, angry, without).argmax(axis=1) == EMOTIONS.index("anger")).any()
+    loaded = Profile.load(profile.save(tmp_path / "me.json"))
+    np.testing.assert_allclose(blend(answer, angry, loaded), out, atol=1e-4)
+    again = ProfileMap.load(profile_map.save(tmp_path / "map.json"))
+    np.testing.assert_allclose(again.centred(np.array([4]), person_centre(new, new_labels))[0],
+                               profile_map.centred(np.array([4]), person_centre(new, new_labels))[0], atol=1e-5)
+    (tmp_path / "bad.json").write_text('{"format": "fer-ensemble/profile-map/v1", "parts": []}')
+    with pytest.raises(ProfileError, match="not a profile map file"):
+        ProfileMap.load(tmp_path / "bad.json")
+
+
+def test_a_map_part_refitted_without_a_person_never_saw_them() -> None:
+    faces, labels, people = toy_people()
+    profile_map = ProfileMap([MapPart.fit(faces, labels, people, c=10.0)], {})
+    held = profile_map.held_out(0, faces, labels, people, "p0")
+    assert held.parts[0].fitted_on == {"held_out": "p0"}
+    assert not np.allclose(held.parts[0].coef, profile_map.parts[0].coef)
+    keep = people != "p0"
+    np.testing.assert_allclose(held.parts[0].coef, MapPart.fit(faces[keep], labels[keep], people[keep], c=10.0).coef,
+                               atol=1e-6)
+
+
+def test_the_shipped_map_fits_the_shipped_members(recognizer: EmotionRecognizer) -> None:
+    """The shipped profile map was made with these very member files, and profiles use it."""
+    assert recognizer.ensemble.profile_map is not None
+    image = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
+    assert profile.map and profile.map_classes.size >= 7
+
+
 def test_a_profile_file_round_trips_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
     profile = Profile.fit(np.eye(3, 8, dtype=np.float32), [0, 2, 2], members=("a", "b"))
     loaded = Profile.load(profile.save(tmp_path / "me.json"))
@@ -76,7 +150,11 @@ def test_enrol_and_predict_through_a_profile(recognizer: EmotionRecognizer) -> N
     plain, = recognizer.predict(image)
     read, = recognizer.predict(image, profile=profile)
     assert read.profiled and not plain.profiled and read.box == plain.box
-    assert read.probabilities["contempt"] == pytest.approx(plain.probabilities["contempt"], abs=1e-6)
+    assert sum(read.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert read.probabilities["contempt"] != pytest.approx(plain.probabilities["contempt"], abs=1e-6)  # the map's
+    own = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"], profile_map=None)
+    alone, = recognizer.predict(image, profile=own)  # no map: a class not enrolled keeps the ensemble's answer
+    assert not own.map and alone.probabilities["contempt"] == pytest.approx(plain.probabilities["contempt"], abs=1e-6)
     stream = EmotionRecognizer(recognizer.ensemble, profile=profile)
     faces = stream.stream()
     assert all(face.profiled for frame in (image, image) for face in faces.update(frame))
@@ -120,6 +198,7 @@ def test_evaluate_enrol_measures_the_documented_row(taiwan_posed: Path) -> None:
         "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
         "--group-by", "performer", "--enrol", "2", "--draws", "10", "--json").stdout)
     assert result["enrol"] == 2 and result["draws"] == 10 and result["people"] == 15
+    assert result["profile_map"] == "held-out"  # the map's taiwan-posed part never saw the performer scored
     after, before = result["per_image"], result["unprofiled"]["per_image"]
     assert after["n"] == before["n"] == 4230
     classes = ["surprise", "sadness", "anger", "disgust", "fear", "happiness", "neutral"]

@@ -100,6 +100,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--draws", type=bounded(int, 1), default=10, metavar="N",
                         help="with --enrol: random enrolments averaged (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="with --enrol: the draws' random seed")
+    parser.add_argument("--profile-map", choices=("auto", "none"), default="auto",
+                        help="with --enrol: auto (default) folds in the shipped profile map, refitted without "
+                             "each person when it was fitted on these very photos; none: each profile is "
+                             "the person's own photos alone")
     parser.add_argument("--enrol-split", metavar="COLUMN=VALUE",
                         help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
                              "the others (K per class drawn from them)")
@@ -117,8 +121,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--calm-photos goes with --calm-reference")
     if args.enrol is not None and not (args.labels and args.group_by):
         raise UserError("--enrol needs --labels and --group-by PERSON (the column naming each person)")
-    if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0):
-        raise UserError("--draws, --seed and --enrol-split go with --enrol")
+    if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0 or args.profile_map != "auto"):
+        raise UserError("--draws, --seed, --enrol-split and --profile-map go with --enrol")
     if args.enrol is not None and args.calm_reference:
         raise UserError("--enrol takes the resting face from the enrolled neutral photos, not --calm-reference")
 
@@ -304,6 +308,7 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
                                              ENROL_FRAMINGS)  # (N, C), (N, F, D), (N,)
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
     neutral = EMOTIONS.index("neutral")
+    maps, map_use = profile_maps(args, ensemble, data, embeddings, found)
     rng = np.random.default_rng(args.seed)
     picks, before, after = [], [], []
     for _ in range(args.draws):
@@ -319,7 +324,7 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
                 resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
             frames = embeddings.shape[1]
             profile = ensemble.profile(embeddings[enrolled].reshape(-1, embeddings.shape[2]),
-                                       np.repeat(data.labels[enrolled], frames))
+                                       np.repeat(data.labels[enrolled], frames), profile_map=maps.get(key))
             index = np.flatnonzero(scored)
             picks.append(index)
             before.append(ensemble.answer(native[index], args.prior, resting))
@@ -333,16 +338,43 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
               "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
               "group_by": args.group_by, "enrol": args.enrol, "draws": args.draws, "seed": args.seed,
-              "enrol_split": args.enrol_split, "resting_face": args.resting_face,
+              "enrol_split": args.enrol_split, "resting_face": args.resting_face, "profile_map": map_use,
               "people": len(set(data.groups)), **report.to_dict(), "unprofiled": unprofiled.to_dict()}
     if args.json:
         print(json_text(result))
     else:
         heading = (f"{ensemble.name} on {args.labels}: within each {args.group_by}, {args.enrol} photo(s) per class "
                    f"enrolled as their profile" + (" (their neutral ones also the resting face)" if args.resting_face else "")
-                   + f", the others scored; {args.draws} draw(s) pooled: {unprofiled.per_image.n} photos")
+                   + f", the others scored; {args.draws} draw(s) pooled: {unprofiled.per_image.n} photos; "
+                   + MAP_USES[map_use])
         print("\n".join(format_before_after(heading, unprofiled.per_image, report.per_image, "photos")))
     return 0
+
+
+MAP_USES = {"shipped": "the shipped profile map folded in",
+            "held-out": "the profile map's part that learnt from these photos refitted without each person",
+            "none": "no profile map (each person's photos alone)"}
+
+
+def profile_maps(args: argparse.Namespace, ensemble: Ensemble, data: LabelledImages, embeddings: np.ndarray,
+                 found: np.ndarray) -> tuple[dict, str]:
+    """The profile map each person is enrolled with (by person; absent: none) and which kind
+    (``MAP_USES``): the ensemble's, or, when one of its parts was fitted on ``args.labels`` itself,
+    that part refitted without each person in turn, so nobody is scored with a map that learnt
+    from their own photos."""
+    shipped = ensemble.profile_map if args.profile_map == "auto" else None
+    assert data.groups is not None  # read with --group-by
+    people = sorted(set(data.groups))
+    if shipped is None:
+        return {}, "none"
+    index = shipped.part_fitted_on(args.labels)
+    if index is None:
+        return {key: shipped for key in people}, "shipped"
+    frames = embeddings.shape[1]
+    usable = np.repeat(found, frames)
+    flat = embeddings.reshape(-1, embeddings.shape[2])[usable]
+    labels, person = np.repeat(data.labels, frames)[usable], np.repeat(np.array(data.groups), frames)[usable]
+    return {key: shipped.held_out(index, flat, labels, person, key) for key in people}, "held-out"
 
 
 def format_resting_report(name: str, args: argparse.Namespace, people: int, without: list[str],

@@ -46,7 +46,7 @@ from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 from fer_ensemble.runtime.deprecation import renamed_keyword
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
-from fer_ensemble.runtime.profile import Profile, ProfileError, blend
+from fer_ensemble.runtime.profile import PROFILE_MAP, Profile, ProfileError, ProfileMap, blend, file_digest
 
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
@@ -395,6 +395,8 @@ class Ensemble:
         self.default_prior_strength = self.spec.prior_strength
         self.calibration: Calibration | None = self.spec.calibration
         self.resting_spread = self.spec.resting_spread
+        self._member_digests: dict[str, str] | None = None
+        self._profile_map: ProfileMap | bool | None = None  # False: looked, none fits
         if self.resting_spread is not None and self.resting_spread.shape != (len(self.classes),):
             raise SpecError(f"ensemble file: a damaged resting_face entry (expected a spread of "
                             f"{len(self.classes)} positive numbers)")
@@ -507,10 +509,28 @@ class Ensemble:
 
     def profile(self, embeddings: np.ndarray, labels, **options) -> Profile:
         """A person's ``Profile`` from (N, D) ``read_faces`` embeddings of their faces and the N class
-        indices; ``options`` go to ``Profile.fit`` (``c``, ``weight``). ProfileError when the
-        members give no embeddings or scikit-learn is missing."""
+        indices, with this ensemble's ``profile_map`` folded in; ``options`` go to ``Profile.fit``
+        (``c``, ``weight``, ``profile_map``, ``map_weight``). ProfileError when the members give no
+        embeddings or scikit-learn is missing."""
         self.require_embeddings()
+        options.setdefault("profile_map", self.profile_map)
         return Profile.fit(embeddings, labels, members=self.member_names, **options)
+
+    @property
+    def member_digests(self) -> dict[str, str]:
+        """Each member's ONNX file's SHA-256 by card name (what a ``ProfileMap`` records)."""
+        if self._member_digests is None:
+            self._member_digests = {m.classifier.name: file_digest(m.classifier.model_path) for m in self.members}
+        return self._member_digests
+
+    @property
+    def profile_map(self) -> ProfileMap | None:
+        """The shipped ``ProfileMap`` when it was fitted with these very member files, else None
+        (profiles are then the person's own logistic regression alone)."""
+        if self._profile_map is None:
+            found = ProfileMap.load() if PROFILE_MAP.is_file() else None
+            self._profile_map = found if found is not None and found.members == self.member_digests else False
+        return self._profile_map if isinstance(self._profile_map, ProfileMap) else None
 
     def require_embeddings(self) -> int:
         """``embedding_size``; ProfileError when a member has no embedding output (profiles need it)."""

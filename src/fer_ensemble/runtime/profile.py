@@ -5,9 +5,19 @@ through the members' embeddings (torch-free to read; enrolling fits with scikit-
 faces' unit embeddings (``Ensemble.read_faces``), one row of weights per enrolled class. ``blend``
 then reads a later face of the same person: among the enrolled classes the answer becomes
 ``softmax(weight * log p_ensemble + embedding @ coef.T + intercept)``, scaled to the probability
-mass the ensemble gave those classes, so a class the person did not enrol keeps the ensemble's
-answer. It works on the ensemble's answer (after any calibration and resting face, under the prior
-strength asked for), so calibrations, resting faces and profiles compose in that order.
+mass the ensemble gave those classes, so without a map (below) a class the person did not enrol
+keeps the ensemble's answer. It works on the ensemble's answer (after any calibration and resting
+face, under the prior strength asked for), so calibrations, resting faces and profiles compose in
+that order.
+
+What a person shows in a few photos is helped by what other people show relative to their own
+faces: a ``ProfileMap`` (shipped: ``profile-map.json``, fitted on other people's photos by
+``scripts/fit_profile_map.py``) scores a face's embedding minus its person's centre (the mean of
+their enrolled classes' mean embeddings). ``Profile.fit`` adds ``MAP_WEIGHT`` times the map,
+centred on the person enrolling, to the enrolled classes' weights (both are linear), and keeps the
+centred map itself for the classes the person did not enrol: ``blend`` reads those through the map
+(other people's reading of this face, relative to this person's own face), and a class neither
+knows keeps the ensemble's answer.
 
 A profile holds weights learnt from face embeddings, which are personal data: it is written only
 where its owner says, and it is for reading that person's expressions, never for identifying
@@ -16,6 +26,7 @@ anyone (docs/model-card.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +35,7 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
+from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 
 PROFILE_FORMAT = "fer-ensemble/profile/v1"
 """The ``format`` a profile file records; another one is refused."""
@@ -37,6 +49,18 @@ framing first, then a little wider, narrower, lower and higher): augmentation, c
 PROFILE_WEIGHT = 0.0
 """The ensemble's log-probabilities' weight beside the profile's scores (``blend``); chosen with
 ``PROFILE_C``: the study found the ensemble's answer adds nothing among the enrolled classes."""
+
+
+MAP_FORMAT = "fer-ensemble/profile-map/v1"
+"""The ``format`` a profile map file records; another one is refused."""
+PROFILE_MAP = WEIGHTS_DIR / "profile-map.json"
+"""The shipped ``ProfileMap`` (for the shipped members only; docs/accuracy.md says what it was fitted on)."""
+MAP_C = 3.0
+"""The inverse L2 penalty of a profile map part's logistic regression (by default; each part records
+its own); chosen by ``scripts/profile_study.py`` (docs/accuracy.md, "Personal profiles")."""
+MAP_WEIGHT = 2.0
+"""How much of the ``ProfileMap``'s scores a profile adds to its own (``Profile.fit``); chosen with
+``MAP_C``."""
 
 
 class ProfileError(UserError):
@@ -61,15 +85,24 @@ class Profile:
     members: tuple[str, ...] = ()
     self_check: dict = field(default_factory=dict)
     c: float = PROFILE_C
+    map: dict = field(default_factory=dict)
+    """The ``ProfileMap`` used (``ProfileMap.describe`` and its weight); empty for none."""
+    map_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(M,) the map's classes; with ``map_coef`` (M, D) and ``map_intercept`` (M,): the map centred
+    on this person, which ``blend`` reads the classes not enrolled through."""
+    map_coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    map_intercept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels, c: float = PROFILE_C, weight: float = PROFILE_WEIGHT,
-            members: tuple[str, ...] = ()) -> Profile:
+            members: tuple[str, ...] = (), profile_map: ProfileMap | None = None,
+            map_weight: float = MAP_WEIGHT) -> Profile:
         """A profile from (N, D) embeddings of one person's faces and their N class indices (into
         ``EMOTIONS``): a multinomial logistic regression (scikit-learn's, L2 penalty ``1 / c``, BLAS
-        on one thread) over the classes present; one class alone gives zero weights (it cannot be
-        told from anything: the ensemble's answer stands). ValueError for no faces, a label outside
-        the classes or mismatched lengths; ProfileError without scikit-learn."""
+        on one thread) over the classes present, plus ``map_weight`` times ``profile_map`` centred
+        on this person (``person_centre``) when given; one class alone gives zero weights (it
+        cannot be told from anything: the ensemble's answer stands). ValueError for no faces, a
+        label outside the classes or mismatched lengths; ProfileError without scikit-learn."""
         embeddings = np.asarray(embeddings, np.float32)
         labels = np.asarray(labels, np.int64)
         if embeddings.ndim != 2 or len(embeddings) == 0 or len(labels) != len(embeddings):
@@ -81,9 +114,18 @@ class Profile:
         counts = np.array([(labels == c).sum() for c in enrolled], np.int64)
         coef = np.zeros((len(enrolled), embeddings.shape[1]), np.float32)
         intercept = np.zeros(len(enrolled), np.float32)
+        profile = cls(enrolled, counts, coef, intercept, float(weight), tuple(members), c=float(c))
         if len(enrolled) > 1:
-            coef, intercept = _logistic(embeddings, labels, c)
-        return cls(enrolled, counts, coef, intercept, float(weight), tuple(members), c=float(c))
+            profile.coef, profile.intercept = _logistic(embeddings, labels, c)
+            if profile_map is not None and map_weight:
+                centre = person_centre(embeddings, labels)
+                map_coef, map_intercept = profile_map.centred(enrolled, centre)
+                profile.coef += map_weight * map_coef
+                profile.intercept += map_weight * map_intercept
+                profile.map_classes = profile_map.classes.copy()
+                profile.map_coef, profile.map_intercept = profile_map.centred(profile_map.classes, centre)
+                profile.map = {**profile_map.describe(), "weight": float(map_weight)}
+        return profile
 
     @property
     def classes(self) -> list[str]:
@@ -97,6 +139,8 @@ class Profile:
                 "classes": {EMOTIONS[c]: {"faces": int(n), "intercept": round(float(b), 6),
                                           "coef": [round(float(v), 6) for v in w]}
                             for c, n, w, b in zip(self.enrolled, self.counts, self.coef, self.intercept)},
+                "map": {**self.map, "classes": _table(self.map_classes, self.map_coef, self.map_intercept)}
+                if self.map else {},
                 "self_check": self.self_check}
 
     def save(self, path: str | Path) -> Path:
@@ -139,7 +183,17 @@ class Profile:
         if (coef.ndim != 2 or len(coef) == 0 or not np.isfinite(coef).all() or not np.isfinite(intercept).all()
                 or not np.isfinite(weight) or weight < 0):
             raise ProfileError(f"{source}: a damaged profile file (its weights)")
-        return cls(enrolled, counts, coef, intercept, weight, members, dict(data.get("self_check") or {}), c)
+        profile = cls(enrolled, counts, coef, intercept, weight, members, dict(data.get("self_check") or {}), c)
+        if data.get("map"):
+            try:
+                profile.map = {k: v for k, v in dict(data["map"]).items() if k != "classes"}
+                profile.map_classes, profile.map_coef, profile.map_intercept = _rows(data["map"]["classes"])
+            except (KeyError, TypeError, ValueError):
+                raise ProfileError(f"{source}: a damaged profile file (its map)") from None
+            if (profile.map_coef.ndim != 2 or profile.map_coef.shape[1] != coef.shape[1]
+                    or not np.isfinite(profile.map_coef).all() or not np.isfinite(profile.map_intercept).all()):
+                raise ProfileError(f"{source}: a damaged profile file (its map's weights)")
+        return profile
 
     def check_fits(self, members: tuple[str, ...], embedding_size: int | None) -> None:
         """ProfileError unless this profile was made by an ensemble of ``members`` with embeddings
@@ -151,6 +205,152 @@ class Profile:
             raise ProfileError(f"this profile was made with another ensemble ({'+'.join(self.members) or '?'}, "
                                f"{self.coef.shape[1]} features), not {'+'.join(members)} "
                                f"({embedding_size}): enrol again")
+
+
+def person_centre(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(D,) float32: the mean of each class's mean (N, D) embedding among one person's N labelled
+    faces, so a class enrolled with more faces does not pull the centre to itself."""
+    labels = np.asarray(labels)
+    return np.mean([embeddings[labels == c].mean(axis=0) for c in np.unique(labels)], axis=0).astype(np.float32)
+
+
+def _rows(table: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class indices, (K, D) float32 weights and (K,) intercepts of ``{class: {coef, intercept}}``."""
+    return (np.array([EMOTIONS.index(name) for name in table], np.int64),
+            np.array([table[name]["coef"] for name in table], np.float32),
+            np.array([float(table[name]["intercept"]) for name in table], np.float32))
+
+
+def _table(classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> dict:
+    """``_rows``' inverse, rounded to 6 decimals (the JSON form)."""
+    return {EMOTIONS[c]: {"intercept": round(float(b), 6), "coef": [round(float(v), 6) for v in w]}
+            for c, w, b in zip(classes, coef, intercept)}
+
+
+@dataclass
+class MapPart:
+    """One part of a ``ProfileMap``, learnt from one set of people's labelled faces: class scores
+    ``coef @ (embedding - centre) + intercept`` for the class indices ``classes`` (K,), ``coef``
+    (K, D) float32, ``centre`` being the face's person's ``person_centre``; ``weight``: its share
+    in the map; ``c``: its penalty; ``fitted_on``: what it learnt from (``labels``: the labels
+    file's SHA-256, ``labels_file``, ``groups``: the people's names, ``photos``)."""
+
+    classes: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    weight: float = 1.0
+    c: float = MAP_C
+    fitted_on: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, labels, groups, c: float = MAP_C, weight: float = 1.0,
+            fitted_on: dict | None = None) -> MapPart:
+        """A part from (N, D) embeddings of several people's faces, their N class indices and N
+        person names (each person centred on their own ``person_centre``): a multinomial logistic
+        regression (L2 penalty ``1 / c``, BLAS on one thread). ValueError for fewer than two people
+        or classes; ProfileError without scikit-learn."""
+        embeddings = np.asarray(embeddings, np.float32)
+        labels, groups = np.asarray(labels, np.int64), np.asarray(groups)
+        if len(set(groups.tolist())) < 2 or len(np.unique(labels)) < 2:
+            raise ValueError("a profile map needs two people or more, and two classes or more")
+        centred = embeddings.copy()
+        for person in set(groups.tolist()):
+            mine = groups == person
+            centred[mine] -= person_centre(embeddings[mine], labels[mine])
+        coef, intercept = _logistic(centred, labels, c)
+        return cls(np.unique(labels), coef, intercept, float(weight), float(c), dict(fitted_on or {}))
+
+    def rows(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, D) weights and (K,) intercepts for the class indices ``classes``: the part's rows, a
+        class it was not fitted on getting its mean row."""
+        index = [np.flatnonzero(self.classes == c) for c in classes]
+        coef = np.stack([self.coef[i[0]] if len(i) else self.coef.mean(axis=0) for i in index])
+        intercept = np.array([self.intercept[i[0]] if len(i) else self.intercept.mean() for i in index])
+        return coef, intercept
+
+    def to_dict(self) -> dict:
+        """The JSON form of the part inside a map file: weight, c, fitted_on and its class rows."""
+        return {"weight": self.weight, "c": self.c, "fitted_on": self.fitted_on,
+                "classes": _table(self.classes, self.coef, self.intercept)}
+
+
+@dataclass
+class ProfileMap:
+    """Expressions relative to the person's own face, learnt from other people: the weighted sum of
+    its ``parts``' scores (``MapPart``), over the classes any part knows; ``members``: the member
+    files' SHA-256 by name (a map is used only with those very files). Each part records what it
+    learnt from, so nobody is scored with a part fitted on their own photos (``held_out``)."""
+
+    parts: list[MapPart]
+    members: dict
+
+    @property
+    def classes(self) -> np.ndarray:
+        """(M,) the class indices some part knows, in ``EMOTIONS`` order."""
+        return np.unique(np.concatenate([part.classes for part in self.parts]))
+
+    def centred(self, classes: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, D) float32 weights and (K,) intercepts scoring the class indices ``classes`` of a
+        person whose centre is ``centre`` (D,): ``sum(weight * (coef @ (e - centre) + intercept))``
+        over the parts, written as one linear map of ``e``."""
+        pieces = [(part.weight, *part.rows(classes)) for part in self.parts]
+        coef = sum(weight * rows for weight, rows, _ in pieces)
+        intercept = sum(weight * offsets for weight, _, offsets in pieces)
+        return np.asarray(coef, np.float32), np.asarray(intercept - coef @ centre, np.float32)
+
+    def describe(self) -> dict:
+        """What a profile records of the map it used: each part's weight, penalty and sources."""
+        return {"parts": [{"weight": p.weight, "c": p.c,
+                           "fitted_on": {k: v for k, v in p.fitted_on.items() if k not in ("labels", "groups")}}
+                          for p in self.parts]}
+
+    def part_fitted_on(self, labels_file: str | Path) -> int | None:
+        """The index of the part fitted on the photos of ``labels_file`` (same SHA-256), or None."""
+        digest = file_digest(labels_file)
+        return next((i for i, p in enumerate(self.parts) if p.fitted_on.get("labels") == digest), None)
+
+    def held_out(self, index: int, embeddings: np.ndarray, labels, groups, person: str) -> ProfileMap:
+        """This map with part ``index`` refitted (same penalty and weight) on the (N, D)
+        ``embeddings``, N labels and N ``groups`` of its own photos other than ``person``'s."""
+        part, others = self.parts[index], np.asarray(groups) != person
+        refit = MapPart.fit(embeddings[others], np.asarray(labels)[others], np.asarray(groups)[others], part.c,
+                            part.weight, {"held_out": person})
+        return ProfileMap([refit if i == index else p for i, p in enumerate(self.parts)], self.members)
+
+    def to_dict(self) -> dict:
+        """The JSON form ``save`` writes: format, members and the parts (6 decimals)."""
+        return {"format": MAP_FORMAT, "members": self.members, "parts": [p.to_dict() for p in self.parts]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the map as JSON to ``path`` (whole or not at all); its path."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json_text(self.to_dict()) + "\n")
+        partial.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path = PROFILE_MAP) -> ProfileMap:
+        """The map file at ``path``; ProfileError (one line) naming it when missing, damaged or foreign."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != MAP_FORMAT or not data["parts"]:
+                raise ValueError
+            parts = [MapPart(*_rows(p["classes"]), float(p["weight"]), float(p["c"]), dict(p.get("fitted_on") or {}))
+                     for p in data["parts"]]
+            return cls(parts, dict(data["members"]))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            raise ProfileError(f"{path}: not a profile map file of format {MAP_FORMAT!r}") from None
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def require_fitting() -> None:
@@ -181,17 +381,32 @@ def _logistic(embeddings: np.ndarray, labels: np.ndarray, c: float) -> tuple[np.
 
 
 def blend(answer: np.ndarray, embeddings: np.ndarray, profile: Profile) -> np.ndarray:
-    """(N, C) float32 probabilities read through ``profile``: for (N, C) ``answer`` rows (summing to
-    one) and the same faces' (N, D) unit ``embeddings``, the enrolled classes' share of each row is
-    redistributed by ``softmax(weight * log answer + embeddings @ coef.T + intercept)``; the other
-    classes keep theirs."""
+    """(N, C) float32 probabilities read through ``profile``, for (N, C) ``answer`` rows (summing to
+    one) and the same faces' (N, D) unit ``embeddings``. The classes the person enrolled or the
+    profile's map knows share the probability the answer gives them together: a class not enrolled
+    takes its map probability (softmax over the map's classes) of it, the enrolled classes the rest,
+    split by ``softmax(weight * log answer + embeddings @ coef.T + intercept)``. Every other class
+    keeps the answer's probability (without a map: every class not enrolled)."""
     answer = np.asarray(answer, np.float64)
+    embeddings = np.asarray(embeddings, np.float64)
     columns = profile.enrolled
-    scores = np.asarray(embeddings, np.float64) @ profile.coef.T.astype(np.float64) + profile.intercept
+    others = [i for i, c in enumerate(profile.map_classes) if c not in columns]
+    known = np.union1d(columns, profile.map_classes[others]).astype(np.int64)
+    mass = answer[:, known].sum(axis=1, keepdims=True)
+    out = answer.copy()
+    left = mass
+    if others:  # other people's reading, relative to this person's face
+        relative = _softmax(embeddings @ profile.map_coef.T.astype(np.float64) + profile.map_intercept)[:, others]
+        out[:, profile.map_classes[others]] = mass * relative
+        left = mass * (1.0 - relative.sum(axis=1, keepdims=True))
+    scores = embeddings @ profile.coef.T.astype(np.float64) + profile.intercept
     if profile.weight:
         scores += profile.weight * np.log(np.maximum(answer[:, columns], 1e-12))
-    scores -= scores.max(axis=1, keepdims=True)
-    shares = np.exp(scores)
-    out = answer.copy()
-    out[:, columns] = answer[:, columns].sum(axis=1, keepdims=True) * shares / shares.sum(axis=1, keepdims=True)
+    out[:, columns] = left * _softmax(scores)
     return out.astype(np.float32)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) float64 scores."""
+    shares = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shares / shares.sum(axis=1, keepdims=True)

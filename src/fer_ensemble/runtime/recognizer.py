@@ -404,7 +404,8 @@ def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, l
         for i in mine:
             others = np.arange(len(labels)) != i
             left_out = ensemble.profile(embeddings[others].reshape(-1, embeddings.shape[2]),
-                                        np.repeat(labels[others], frames), c=profile.c, weight=profile.weight)
+                                        np.repeat(labels[others], frames), c=profile.c, weight=profile.weight,
+                                        map_weight=profile.map.get("weight", 0.0))
             answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1])
             right += int(answer.argmax() == c)
             plain += int(ensemble.answer(native[i : i + 1]).argmax() == c)
