@@ -41,7 +41,7 @@ def test_two_epochs_lower_the_loss(tiny_run: Path) -> None:
 
 
 def test_kill_and_resume_gives_the_same_weights(ferplus: Path, tmp_path: Path) -> None:
-    args = [*TINY_TRAIN, "--data", str(ferplus), "--epochs", "3", "--subset", "1024"]
+    args = [*TINY_TRAIN, "--data", str(ferplus), "--epochs", "3", "--subset", "512"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_cli("train", *args, "--out", str(straight))
 
@@ -239,7 +239,7 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, taiwan_posed: Path, 
 def test_time_budget_replans_so_the_cosine_schedule_finishes(ferplus: Path, tmp_path: Path) -> None:
     """--time-budget: after two epochs the run sets its epochs from its own pace and ends with
     the learning rate at the end of its cosine, not cut off mid-schedule."""
-    out, budget = tmp_path / "budget", 0.4
+    out, budget = tmp_path / "budget", 0.25
     result = run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--subset", "256",
                      "--valid-subset", "128", "--epochs", "500", "--time-budget", str(budget),
                      "--warmup-epochs", "0")
