@@ -27,10 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from fer_ensemble.errors import file_digest  # noqa: E402
 from fer_ensemble.labelled import face_outputs, read_labelled_images  # noqa: E402
 from fer_ensemble.runtime.detection import FACE_FRAMING  # noqa: E402
 from fer_ensemble.runtime.detectors import create_detector  # noqa: E402
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, MapPart, ProfileMap, file_digest  # noqa: E402
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, MapPart, ProfileMap  # noqa: E402
 from fer_ensemble.runtime.recognizer import load_ensemble  # noqa: E402
 
 

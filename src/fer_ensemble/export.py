@@ -24,7 +24,7 @@ from torch import nn
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import CARD_FORMAT, UserError, json_text
+from fer_ensemble.errors import CARD_FORMAT, UserError, json_text, write_whole
 from fer_ensemble.evaluate import evaluate_on_split
 from fer_ensemble.models import create_model, read_weights
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
@@ -214,10 +214,7 @@ def export_run(
             (Path(staging) / file).replace(out_dir / file)
     card["export"]["seconds"] = round(time.perf_counter() - started, 1)
     card_path = out_dir / f"{trained.name}.json"
-    partial = card_path.with_name(f".{card_path.name}.partial")
-    partial.write_text(json_text(card, indent=2))
-    partial.replace(card_path)  # whole or not at all: a reader never sees half a card
-    return card_path
+    return write_whole(card_path, json_text(card, indent=2))  # a reader never sees half a card
 
 
 def write_onnx_files(trained: TrainedModel, folder: Path, calibration_faces: np.ndarray | None,

@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import ENSEMBLE_FORMAT, SpecError, UserError, read_json_object
+from fer_ensemble.errors import ENSEMBLE_FORMAT, SpecError, UserError, file_digest, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 from fer_ensemble.runtime.deprecation import renamed_keyword
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
-from fer_ensemble.runtime.profile import PROFILE_MAP, Profile, ProfileError, ProfileMap, blend, file_digest
+from fer_ensemble.runtime.profile import PROFILE_MAP, Profile, ProfileError, ProfileMap, blend
 
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""

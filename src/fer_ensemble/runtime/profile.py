@@ -26,7 +26,6 @@ anyone (docs/model-card.md).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError, json_text
+from fer_ensemble.errors import UserError, file_digest, json_text, write_whole
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 
 PROFILE_FORMAT = "fer-ensemble/profile/v1"
@@ -145,11 +144,7 @@ class Profile:
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as JSON to ``path`` (whole or not at all); its path."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json_text(self.to_dict()) + "\n")
-        partial.replace(path)
-        return path
+        return write_whole(path, json_text(self.to_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
@@ -323,11 +318,7 @@ class ProfileMap:
 
     def save(self, path: str | Path) -> Path:
         """Write the map as JSON to ``path`` (whole or not at all); its path."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json_text(self.to_dict()) + "\n")
-        partial.replace(path)
-        return path
+        return write_whole(path, json_text(self.to_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | Path = PROFILE_MAP) -> ProfileMap:
@@ -342,15 +333,6 @@ class ProfileMap:
             return cls(parts, dict(data["members"]))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
             raise ProfileError(f"{path}: not a profile map file of format {MAP_FORMAT!r}") from None
-
-
-def file_digest(path: str | Path) -> str:
-    """The SHA-256 of the file at ``path``, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def require_fitting() -> None:

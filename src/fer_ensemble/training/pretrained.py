@@ -12,7 +12,6 @@ from scratch.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, file_digest
 
 IMAGENET = "imagenet"
 """The ``--weights`` value that names the checked ImageNet file of the cache."""
@@ -69,19 +68,10 @@ def cached_path(name: str) -> Path:
     return cache_dir() / "imagenet" / PRETRAINED[name].name
 
 
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of the file at ``path``, as 64 lowercase hex digits (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_file(path: Path, expected: PretrainedFile) -> None:
     """UserError unless ``path`` has ``expected``'s size and full SHA-256."""
     size = path.stat().st_size
-    if size != expected.size or (digest := sha256_of(path)) != expected.sha256:
+    if size != expected.size or (digest := file_digest(path)) != expected.sha256:
         found = f"{size:,} bytes" if size != expected.size else f"SHA-256 {digest}"
         raise UserError(f"{path}: {found}, not the expected {expected.name} ({expected.size:,} bytes, "
                         f"SHA-256 {expected.sha256})")
