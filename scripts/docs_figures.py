@@ -11,6 +11,11 @@
   --group-by subject,sequence --json`` (default prior; the accuracy page's 75.8 %).
 - ``confusion-taiwan-posed.png``: taiwan-posed, every photo end to end through the default detector,
   from ``fer-ensemble evaluate --labels ... --json`` (the accuracy page's 49.4 %).
+- ``enrolment-webcam.jpg``: the webcam's guided enrolment (``fer-ensemble webcam --enrol``) in three
+  moments, a prompt's countdown, a refused capture and the self-check at the end, drawn by the
+  webcam's own per-frame code (``FaceStream.update``, its ``Enroller``, ``annotate``) on a clip of
+  the bundled Grace Hopper photo moved a little for each expression (this machine's OpenCV has no
+  window to take a snapshot from; ``tests/test_enrolment.py`` walks the command itself through a clip).
 - ``peers.png``: a byte-identical copy of ``benchmarks/peers/results/peers.png``, the accuracy-vs-speed
   plot that ``bash benchmarks/peers/run.sh`` draws (its peers need their own runtimes, so it is not
   re-run here).
@@ -83,6 +88,43 @@ def demo_pictures(out: Path) -> None:
         shutil.copyfile(demo / "video" / "timeline.png", out / "timeline.png")
 
 
+def enrolment_pictures(out: Path) -> None:
+    from fer_ensemble.apps.webcam import Enroller
+    from fer_ensemble.runtime.drawing import draw_status
+    from fer_ensemble.runtime.enrolment import EnrolmentOptions
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    photo = cv2.imread(str(REPO / "src" / "fer_ensemble" / "samples" / "grace_hopper.jpg"))
+    photo = cv2.resize(photo, (480, round(photo.shape[0] * 480 / photo.shape[1])), interpolation=cv2.INTER_AREA)
+    recognizer = EmotionRecognizer()
+    stream = recognizer.stream()
+    options = EnrolmentOptions(captures=2)
+    enroller = Enroller(recognizer, options, None)
+    enroller.start()
+    fps, per_expression = 10, 5.0
+    wanted: dict[str, np.ndarray] = {}
+    for index in range(int(fps * (per_expression * len(options.classes) + 3))):
+        time_s = index / fps
+        step, within = divmod(time_s, per_expression)
+        shift = int(step) * 3 + (2 if within >= 4.0 else 0)  # each expression, and its second capture, moves a little
+        frame = np.roll(photo, (shift, shift), axis=(0, 1))
+        faces = stream.update(frame, time_s)
+        state = enroller.frame(stream, frame, time_s)
+        canvas = recognizer.annotate(frame, faces)
+        enroller.draw(canvas, state, time_s)
+        draw_status(canvas, "30 fps  1 face(s)  smoothing on")
+        moment = ("countdown" if state and state.phase == "countdown" and state.step == 5 and state.remaining_s < 2
+                  else "refused" if state and state.refused and state.step == 5
+                  else "self-check" if state is None and enroller.finished and time_s > enroller.summary_until - 7
+                  else None)
+        if moment and moment not in wanted:
+            wanted[moment] = canvas
+    if sorted(wanted) != ["countdown", "refused", "self-check"]:
+        raise SystemExit(f"the enrolment clip did not reach every moment: {sorted(wanted)}")
+    row = np.concatenate([wanted[m] for m in ("countdown", "refused", "self-check")], axis=1)
+    write_jpeg(row, out / "enrolment-webcam.jpg", 1200)
+
+
 def draw_confusion(ax, matrix: np.ndarray, title: str) -> None:
     """Rows: the true classes present (row-normalised share and count); columns: all eight predicted."""
     rows = [i for i in range(len(EMOTIONS)) if matrix[i].sum() > 0]
@@ -149,6 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     demo_pictures(args.out)
+    enrolment_pictures(args.out)
     ferplus_confusions(args.out)
     check_set_confusions(args.out, args.ckplus48, args.taiwan)
     shutil.copyfile(PEERS_PLOT, args.out / "peers.png")

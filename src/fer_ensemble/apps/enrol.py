@@ -70,7 +70,9 @@ def run_enrol(args: argparse.Namespace) -> int:
 def format_self_check(check: dict, out: str, missed: list[str]) -> str:
     """The self-check as a table: per enrolled class, its faces and how many a profile of the other
     faces reads right, beside the ensemble alone."""
-    lines = [f"wrote {out}: the profile of {sum(c['photos'] for c in check.values())} photos; self-check "
+    head = f"wrote {out}: the profile" if not out.startswith(("saved", "not saved")) else "the profile"
+    tail = "" if head.startswith("wrote") else f", {out}"
+    lines = [f"{head} of {sum(c['photos'] for c in check.values())} photos{tail}; self-check "
              "(each photo read by a profile of the others):",
              f"  {'class':<10} {'photos':>6} {'profile':>8} {'ensemble':>9}"]
     for name in EMOTIONS:

@@ -6,7 +6,10 @@ frame is dropped instead of queued; the recognizer's face detector (BlazeFace by
 the main thread classifies every frame with the latest boxes (tracked, smoothed) and draws. Keys:
 q / Esc quit, s snapshot, m toggle smoothing, r take each face on screen now as that person's
 resting face (its label then reads "vs rest"), c clear them, a toggle the automatic resting face
-(each face's own calm frames).
+(each face's own calm frames), e start (or cancel) a guided enrolment of the face on screen (its
+prompts on the frame; x takes an expression again), after which that face is read through its new
+profile (its label says "profile"; ``--save-profile FILE`` keeps it). ``--enrol`` starts one at
+the first frame (with ``--no-window``: the prompts on stderr, the state in each JSON line).
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from fer_ensemble.apps.common import (
     add_recognizer_arguments,
     bounded,
     build_recognizer,
+    check_output_file,
     exit_code,
     warn,
 )
+from fer_ensemble.apps.enrol import format_self_check
 from fer_ensemble.errors import InputError, Interrupted, UserError, json_text
 from fer_ensemble.media import decoder_log, open_video
-from fer_ensemble.runtime.drawing import draw_status
+from fer_ensemble.runtime.detection import iou
+from fer_ensemble.runtime.drawing import draw_prompt, draw_status
+from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment
+from fer_ensemble.runtime.profile import PROFILE_FORMAT, require_fitting
 from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
-WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear, a: auto)"
+WINDOW = "fer-ensemble (q: quit, s: snapshot, m: smoothing, r: resting face, c: clear, a: auto, e: enrol)"
 
 FACES_PER_FRAME = 2
 """The webcam's default budget of faces classified per frame (``--faces-per-frame``): one or two
@@ -49,12 +57,14 @@ class LatestFrame:
     so a file is not decoded faster than it is used.
     """
 
-    def __init__(self, capture: cv2.VideoCapture, pace: float | None = None, on_demand: bool = False):
+    def __init__(self, capture: cv2.VideoCapture, pace: float | None = None, on_demand: bool = False,
+                 file_time: bool = False):
         self.capture = capture
         self.pace = pace
         self.on_demand = on_demand
+        self.file_time = file_time  # a file's frames are timed by the file, not by when they were read
         self.frame: np.ndarray | None = None
-        self.time_s = 0.0  # when the newest frame was read (time.perf_counter): the stream's timestamp
+        self.time_s = 0.0  # the stream's timestamp: when the newest frame was read (time.perf_counter), or its time in the file
         self.count = 0
         self.taken = 0
         self.ended = False
@@ -72,7 +82,8 @@ class LatestFrame:
                     self.ended = True
                     self._condition.notify_all()
                     return
-                self.frame, self.count, self.time_s = frame, self.count + 1, started
+                stamp = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if self.file_time else started
+                self.frame, self.count, self.time_s = frame, self.count + 1, stamp
                 self._condition.notify_all()
                 if self.on_demand:
                     self._condition.wait_for(lambda: self.taken >= self.count or self._stop.is_set())
@@ -179,6 +190,15 @@ def add_webcam_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         help="classify at most this many faces per frame; the others keep their latest "
                              "answer, the longest-waiting read next (default %(default)s: with four faces each "
                              "is read every other frame; 0: every face every frame)")
+    parser.add_argument("--enrol", action="store_true",
+                        help="start a guided enrolment of the face in view at the first frame (the window's e key "
+                             "starts one at any time): it asks for each expression in turn, captures a few frames "
+                             "of each, then reads that face through the profile it made (docs/video.md)")
+    parser.add_argument("--save-profile", metavar="FILE",
+                        help="write the profile a guided enrolment makes to FILE (JSON; it holds face embeddings: "
+                             "personal data, written only here)")
+    parser.add_argument("--enrol-captures", type=bounded(int, 1), default=EnrolmentOptions.captures,
+                        help="frames captured per expression in a guided enrolment (default %(default)s)")
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, ema_weight=EMA_WEIGHT)
     return parser
@@ -189,42 +209,162 @@ def run_webcam(args: argparse.Namespace) -> int:
         raise UserError("--source and --camera name two inputs: give one")
     log = decoder_log() if args.source else None  # a damaged --source file: FFmpeg's errors counted
     reported = log.sync() if log else 0
+    save_profile = check_enrol_arguments(args)
     capture, pace = open_source(args)
     recognizer = build_recognizer(args, threads=args.threads or 1)  # one core classifies, the other detects
+    enroller = Enroller(recognizer, EnrolmentOptions(captures=args.enrol_captures), save_profile)
     stats = watch(recognizer, capture, pace, show=not args.no_window, snapshots=Path(args.snapshots), max_frames=args.max_frames,
-                  budget=args.faces_per_frame or None, on_demand=bool(args.source and args.unpaced))
+                  budget=args.faces_per_frame or None, on_demand=bool(args.source and args.unpaced),
+                  enroller=enroller, enrol=args.enrol, file_time=bool(args.source))
     report(stats)
     damaged = bool(log and log.settled_errors() > reported)
     if damaged:
         warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
              "picture)")
-    return exit_code(failed=stats.frames == 0 or damaged, found=stats.faces > 0, args=args)
+    unfinished = args.enrol and args.no_window and not enroller.finished
+    if unfinished:
+        warn("the guided enrolment did not finish before the source ended: no profile was made")
+    return exit_code(failed=stats.frames == 0 or damaged or unfinished, found=stats.faces > 0, args=args)
+
+
+def check_enrol_arguments(args: argparse.Namespace) -> Path | None:
+    """``--save-profile`` as a file that may be written (never an input, never a file of the user's),
+    after the checks of ``--enrol``: scikit-learn is there to fit a profile, and a run without a
+    window has a way to start one. None without ``--save-profile``."""
+    if args.save_profile and args.no_window and not args.enrol:
+        raise UserError("--save-profile without a window needs --enrol (the window's e key starts one otherwise)")
+    if args.enrol or args.save_profile:
+        require_fitting()
+    if not args.save_profile:
+        return None
+    inputs = [p for p in (args.source, args.profile, args.ensemble) if p]
+    return check_output_file(args.save_profile, inputs, "--save-profile", '{"format": "' + PROFILE_FORMAT)
+
+
+class Enroller:
+    """The webcam's guided enrolment (``GuidedEnrolment``) in a stream: started by ``--enrol`` or the
+    ``e`` key, fed every frame, and once done the profile it made is saved (``save_to``), printed
+    with its self-check and given to the enrolled face's track (``FaceStream.set_profile``)."""
+
+    SHOW_S = 8.0
+    """How long the self-check stays on the frame after an enrolment."""
+
+    def __init__(self, recognizer, options: EnrolmentOptions, save_to: Path | None):
+        self.recognizer, self.options, self.save_to = recognizer, options, save_to
+        self.enrolment: GuidedEnrolment | None = None
+        self.finished = False
+        self.summary: list[str] = []
+        self.summary_until = 0.0
+        self._said = ""
+
+    def start(self) -> None:
+        """A new enrolment from the next frame on (one already running is dropped)."""
+        from fer_ensemble.runtime.recognizer import enrolled_profile
+
+        ensemble = self.recognizer.ensemble
+        self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a), self.options)
+        self._said = ""
+        warn(f"guided enrolment: {len(self.options.classes)} expressions, {self.options.captures} frame(s) each "
+             "(x: take one again, e: cancel)")
+
+    def key(self, key: str) -> None:
+        """``e``: start, or cancel the one running; ``x``: take the current (or previous) expression again."""
+        if key == "e" and self.enrolment is not None:
+            self.enrolment = None
+            warn("guided enrolment cancelled")
+        elif key == "e":
+            self.start()
+        elif key == "x" and self.enrolment is not None:
+            warn(f"again: {self.enrolment.redo()}")
+
+    def frame(self, stream: FaceStream, frame: np.ndarray, time_s: float) -> EnrolmentState | None:
+        """Feed one frame at ``time_s``; None when no enrolment runs. The prompt goes to stderr when it changes."""
+        if self.enrolment is None:
+            return None
+        state = self.enrolment.update(frame, time_s)
+        said = state.message if state.phase != "countdown" else f"{state.step}/{state.steps} show {state.expression}"
+        if said != self._said:
+            warn(said)
+            self._said = said
+        if state.phase == "done":
+            self._done(stream, state, time_s)
+        elif state.phase == "failed":
+            self.enrolment = None
+        return state
+
+    def _done(self, stream: FaceStream, state: EnrolmentState, time_s: float) -> None:
+        assert self.enrolment is not None and self.enrolment.profile is not None
+        profile = self.enrolment.profile
+        self.enrolment, self.finished = None, True
+        where = "not saved (--save-profile FILE keeps it)"
+        if self.save_to is not None:
+            profile.save(self.save_to)
+            where = f"saved to {self.save_to}"
+        self.summary = self_check_lines(profile.self_check, where)
+        self.summary_until = time_s + self.SHOW_S
+        for line in format_self_check(profile.self_check, where, []).splitlines():
+            warn(line)
+        tracks = [t for t in stream.tracker.tracks if not t.missed]
+        box = state.box
+        if box is not None and tracks:
+            track = max(tracks, key=lambda t: iou(t.box, box))
+            stream.set_profile(track.track_id, profile)
+            warn(f"face #{track.track_id} is read through the profile from now on")
+
+    def draw(self, canvas: np.ndarray, state: EnrolmentState | None, time_s: float) -> None:
+        """The prompt (or the self-check after an enrolment) on ``canvas``."""
+        if state is not None and state.phase != "done":
+            draw_prompt(canvas, [state.message], refused=state.refused is not None)
+        elif time_s < self.summary_until:
+            draw_prompt(canvas, self.summary)
+
+
+def self_check_lines(check: dict, where: str) -> list[str]:
+    """An enrolment's self-check in a few short lines for the frame (its table goes to stderr)."""
+    frames = sum(c["photos"] for c in check.values())
+    right = sum(c["read_right"] for c in check.values())
+    plain = sum(c["ensemble_alone"] for c in check.values())
+    cells = [f"{name} {c['read_right']}/{c['photos']}" for name, c in check.items()]
+    return [f"profile of {frames} frames, {where}",
+            f"self-check (each frame read by a profile of the others): {right} of {frames} right, "
+            f"the ensemble alone {plain}",
+            "  ".join(cells[:4]), "  ".join(cells[4:])]
 
 
 def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show: bool = True,
           snapshots: Path = Path("."), max_frames: int | None = None, budget: int | None = FACES_PER_FRAME,
-          on_demand: bool = False) -> LoopStats:
+          on_demand: bool = False, enroller: Enroller | None = None, enrol: bool = False,
+          file_time: bool = False) -> LoopStats:
     """The live view of ``capture`` until it ends or the user quits: the window with its keys when
     ``show``, else a JSON line per frame on stdout. ``pace``: seconds per frame of a file source
     (None: as frames come); ``budget``: faces classified per frame (None: all); ``on_demand``: read
-    the next frame only once the last is classified. Releases ``capture``. UserError when ``show``
+    the next frame only once the last is classified; ``enroller``: the guided enrolment (``e`` key),
+    started at once with ``enrol``; ``file_time``: frames are timed by the file (a ``--source``), not
+    by when they were read. Releases ``capture``. UserError when ``show``
     and this OpenCV build cannot open a window. Ctrl-C ends it, the stats saying so (``interrupted``)."""
     if show and not window_available():
         capture.release()
         raise UserError("this OpenCV build cannot open windows (opencv-python-headless, or no display): "
                         "use --no-window, or pip install 'opencv-python<5' in place of the headless build")
-    source = LatestFrame(capture, pace, on_demand=on_demand)
+    source = LatestFrame(capture, pace, on_demand=on_demand, file_time=file_time)
     detector = DetectorThread(recognizer, source)
     stream = recognizer.stream()
     smoothing_s = stream.options.smoothing_s
     window = {"fps": 0.0}
+    enroller = enroller or Enroller(recognizer, EnrolmentOptions(), None)
+    if enrol:
+        enroller.start()
 
     def show_frame(number: int, frame: np.ndarray, faces: list) -> bool:
         """Draw or print one frame; False when the user quits."""
+        assert stream.time_s is not None  # the frame was just read at it
+        state = enroller.frame(stream, frame, stream.time_s)
         if not show:
-            print(json_text({"frame": number, "faces": [f.to_dict() for f in faces]}), flush=True)
+            line = {"frame": number, "faces": [f.to_dict() for f in faces]}
+            print(json_text(line if state is None else {**line, "enrolment": state.to_dict()}), flush=True)
             return True
         canvas = recognizer.annotate(frame, faces)
+        enroller.draw(canvas, state, stream.time_s)
         draw_status(canvas, f"{window['fps']:.0f} fps  {len(faces)} face(s)  smoothing "
                             f"{'on' if stream.options.smoothing_s > 0 else 'off'}"
                             + ("  auto resting face" if stream.options.auto_resting_face else ""))
@@ -237,6 +377,8 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
             stream.options = replace(stream.options, smoothing_s=0.0 if stream.options.smoothing_s else smoothing_s)
         if key in (ord("r"), ord("c"), ord("a")):
             resting_face_key(stream, chr(key))
+        if key in (ord("e"), ord("x")):
+            enroller.key(chr(key))
         return key not in (ord("q"), 27)
 
     stats = LoopStats(frames=0, seconds=0.0, detections=0, dropped=0)

@@ -98,7 +98,8 @@ class _Label:
 def _place_label(face: Face, style: _Style, width: int, height: int, taken: list[Rect]) -> _Label:
     """The face's tag: full name, then smaller, then abbreviated; above the box, below it, inside its
     top or beside it; the first that stays clear of the other faces and tags (always in the image)."""
-    score = f"{face.score:.0%}" + (" vs rest" if face.relative else "")  # read relative to a resting face
+    score = (f"{face.score:.0%}" + (" vs rest" if face.relative else "")  # read relative to a resting face
+             + (" profile" if face.profiled else ""))  # read through the person's profile
     track = f"#{face.track_id} " if face.track_id is not None else ""
     small = max(0.35, style.scale * 0.7)
     texts = [(f"{track}{face.label} {score}", style.scale), (f"{track}{face.label} {score}", small),
@@ -237,3 +238,19 @@ def _draw_bars(canvas: np.ndarray, face: Face, classes, rect: Rect, style: _Styl
 def draw_status(canvas: np.ndarray, text: str) -> None:
     """A status line (fps, hints) in the top-left corner, drawn in place."""
     _text(canvas, text, (8, 22), 0.6, (255, 255, 255))
+
+
+def draw_prompt(canvas: np.ndarray, lines: list[str], refused: bool = False) -> None:
+    """Lines of text (a guided enrolment's prompt, or its self-check) on a dark band along the bottom
+    of ``canvas``, drawn in place: white, the last line in amber when ``refused`` (a capture was
+    refused: it says why). Long lines are drawn smaller to fit the width."""
+    height, width = canvas.shape[:2]
+    scale = max(0.4, min(0.8, width / 900))
+    step = int(32 * scale) + 6
+    top = max(0, height - step * len(lines) - 8)
+    band = canvas[top:height]
+    band[:] = (band * 0.35).astype(canvas.dtype)
+    for i, line in enumerate(lines):
+        fit = min(scale, scale * (width - 16) / max(1, cv2.getTextSize(line, FONT, scale, 1)[0][0]))
+        colour = (0, 191, 255) if refused and i == len(lines) - 1 else (255, 255, 255)
+        cv2.putText(canvas, line, (8, top + (i + 1) * step - 4), FONT, fit, colour, 1, cv2.LINE_AA)

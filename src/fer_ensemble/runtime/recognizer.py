@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
@@ -227,29 +228,42 @@ class EmotionRecognizer:
         ``self_check`` holds, per class, how many of the enrolled photos a profile made without each
         in turn reads right. ValueError when no image shows a face or the counts differ;
         ProfileError for members without embeddings or without scikit-learn."""
-        faces, indices = [], []
+        self.ensemble.require_embeddings()
+        native, embeddings, indices = [], [], []
         for image, label in zip(images, labels, strict=True):
             image = check_image(image)
             gray = to_gray(image)
-            box = None if crops else largest_face(self.detector, image, gray)
             if crops:
-                faces.append([gray])
-            elif box is not None:
-                faces.append([crop_faces(gray, [box], self.margin + dm, self.offset + do)[0]
-                              for dm, do in ENROL_FRAMINGS])
+                probabilities, embedding = self.ensemble.read_faces([gray])
             else:
-                continue
-            indices.append(label if isinstance(label, (int, np.integer)) else EMOTIONS.index(label))
-        if not faces:
-            raise ValueError("no face found in the enrolment image(s)")
-        self.ensemble.require_embeddings()
-        native, embeddings = [], []
-        for crops_of_one in faces:
-            probabilities, embedding = self.ensemble.read_faces(crops_of_one)
+                box = largest_face(self.detector, image, gray)
+                if box is None:
+                    continue
+                probabilities, embedding = self.enrolment_face(gray, box)
             assert embedding is not None  # require_embeddings passed
-            native.append(probabilities[0])
+            native.append(probabilities.reshape(-1, probabilities.shape[-1])[0])
             embeddings.append(embedding)
+            indices.append(label if isinstance(label, (int, np.integer)) else EMOTIONS.index(label))
+        if not native:
+            raise ValueError("no face found in the enrolment image(s)")
         return enrolled_profile(self.ensemble, np.stack(native), np.stack(embeddings), np.asarray(indices), **options)
+
+    def enrolment_face(self, gray: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        """The face at ``box`` of the gray uint8 image ``gray`` as enrolment reads it: cropped at
+        each of ``ENROL_FRAMINGS`` (around the recognizer's ``margin`` and ``offset``) and read in
+        one batch: its (C,) native probabilities (its own framing's) and (F, D) embeddings.
+        ProfileError when the members give no embeddings."""
+        self.ensemble.require_embeddings()
+        crops = [crop_faces(gray, [box], self.margin + dm, self.offset + do)[0] for dm, do in ENROL_FRAMINGS]
+        probabilities, embeddings = self.ensemble.read_faces(crops)
+        assert embeddings is not None  # require_embeddings passed
+        return probabilities[0], embeddings
+
+    def check_crop(self, gray: np.ndarray, box: Box, size: int) -> np.ndarray:
+        """The face at ``box`` of ``gray`` framed as the recognizer frames it, resized to ``size`` x
+        ``size`` (uint8): what a guided enrolment checks for blur and change."""
+        crop = crop_faces(gray, [box], self.margin, self.offset)[0]
+        return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
     def resting_face(self, images: Iterable[np.ndarray], crops: bool = False, **options) -> RestingFace:
         """A person's resting face from photos of them at rest (BGR or gray uint8; the largest face
