@@ -16,6 +16,10 @@
   webcam's own per-frame code (``FaceStream.update``, its ``Enroller``, ``annotate``) on a clip of
   the bundled Grace Hopper photo moved a little for each expression (this machine's OpenCV has no
   window to take a snapshot from; ``tests/test_enrolment.py`` walks the command itself through a clip).
+- ``enrolment-page.jpg``: the same enrolment on the web page (``fer-ensemble serve``, the shipped
+  ensemble) in Chromium with a fake webcam playing the Grace Hopper photo, moved a little every half
+  second: a prompt, then the page once the profile is made (its download link and self-check).
+  Needs Chromium (``/usr/bin/chromium``) and Playwright (the ``dev`` extra).
 - ``peers.png``: a byte-identical copy of ``benchmarks/peers/results/peers.png``, the accuracy-vs-speed
   plot that ``bash benchmarks/peers/run.sh`` draws (its peers need their own runtimes, so it is not
   re-run here).
@@ -122,7 +126,63 @@ def enrolment_pictures(out: Path) -> None:
     if sorted(wanted) != ["countdown", "refused", "self-check"]:
         raise SystemExit(f"the enrolment clip did not reach every moment: {sorted(wanted)}")
     row = np.concatenate([wanted[m] for m in ("countdown", "refused", "self-check")], axis=1)
-    write_jpeg(row, out / "enrolment-webcam.jpg", 1200)
+    write_jpeg(row, out / "enrolment-webcam.jpg", 900)
+
+
+def enrolment_page(out: Path) -> None:
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from fer_ensemble.apps.benchmark import fit
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    photo = fit(cv2.imread(str(REPO / "src" / "fer_ensemble" / "samples" / "grace_hopper.jpg")), 640, 480)
+    with tempfile.TemporaryDirectory() as tmp:
+        camera = Path(tmp) / "camera.y4m"
+        with open(camera, "wb") as f:  # 15 fps, the photo moved 2 pixels every 8 frames
+            f.write(b"YUV4MPEG2 W640 H480 F15:1 Ip A1:1 C420jpeg\n")
+            for i in range(10):
+                frame = cv2.cvtColor(np.roll(photo, (2 * i, 2 * i), axis=(0, 1)), cv2.COLOR_BGR2YUV_I420).tobytes()
+                f.write((b"FRAME\n" + frame) * 8)
+        server = subprocess.Popen([sys.executable, "-m", "fer_ensemble.cli", "serve", "--port", str(port)], cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("fer-ensemble serve did not start") from None
+                    time.sleep(0.2)
+            shots = []
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                    "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}"])
+                page = browser.new_page(viewport={"width": 1100, "height": 760})
+                page.goto(f"http://127.0.0.1:{port}/?enrol_captures=1&enrol_countdown_s=1")
+                page.wait_for_selector("#status[data-kind=live]", timeout=30_000)
+                page.click("#enrol")
+                page.wait_for_function("document.getElementById('enrol-status').innerText.startsWith('4/7 show sadness in')",
+                                       timeout=60_000)
+                shots.append(page.screenshot(clip={"x": 0, "y": 0, "width": 680, "height": 700}))
+                page.wait_for_selector("#enrol-status[data-phase=done]", timeout=60_000)
+                page.wait_for_timeout(500)
+                shots.append(page.screenshot(clip={"x": 0, "y": 0, "width": 680, "height": 700}))
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    images = [cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_COLOR) for shot in shots]
+    write_jpeg(np.concatenate(images, axis=1), out / "enrolment-page.jpg", 900)
 
 
 def draw_confusion(ax, matrix: np.ndarray, title: str) -> None:
@@ -192,6 +252,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     demo_pictures(args.out)
     enrolment_pictures(args.out)
+    enrolment_page(args.out)
     ferplus_confusions(args.out)
     check_set_confusions(args.out, args.ckplus48, args.taiwan)
     shutil.copyfile(PEERS_PLOT, args.out / "peers.png")

@@ -249,6 +249,7 @@ def test_the_api_reference_covers_every_public_name(site: Path) -> None:
 PICTURES = {  # page: the pictures it must show
     "index.md": ["demo-video-frame.jpg", "demo-photo.jpg"],
     "video.md": ["timeline.png", "demo-video-frame.jpg", "enrolment-webcam.jpg"],
+    "web.md": ["enrolment-page.jpg"],
     "accuracy.md": ["confusion-ferplus-test.png", "confusion-ckplus48.png", "confusion-taiwan-posed.png"],
     "comparison.md": ["peers.png"],
 }

@@ -19,7 +19,11 @@ import numpy as np
 import pytest
 from conftest import HEIC, REPO, heic_photo, huge_png, need, run_cli
 
+from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media import SAMPLES
+from fer_ensemble.runtime.enrolment import ENROL_ORDER
+from fer_ensemble.runtime.profile import Profile
+from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
 need("fastapi")
 TOKEN = "test-token"
@@ -949,3 +953,154 @@ def test_who_may_open_the_stream_and_how_a_refusal_is_said() -> None:
     socket = Socket()
     asyncio.run(refuse_websocket(socket, WebSocketException(code=1008, reason="é" * 100)))  # 200 bytes
     assert socket.sent == ["accept", (1008, "é" * (CLOSE_REASON_BYTES // 2))]
+
+
+def shifted_frames(count: int) -> list[bytes]:
+    """Grace Hopper's photo as JPEG, moved a little more in each: frames that differ (as a live camera's do)."""
+    photo = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
+    return [cv2.imencode(".jpg", np.roll(photo, (3 * i, 3 * i), axis=(0, 1)))[1].tobytes() for i in range(count)]
+
+
+def test_a_guided_enrolment_over_the_stream_gives_the_client_its_profile_and_reads_the_face_through_it() -> None:
+    """{"enrol": "start"} (one capture per expression, no countdown): every answer carries the
+    prompt, the one in which it is done the profile's JSON, and the face is read through it from the
+    next frame; redo and cancel answer, and an enrolment option out of bounds is refused."""
+    from fastapi.testclient import TestClient
+
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    frames = shifted_frames(9)
+    with TestClient(create_app(ServerSettings(max_fps=0))) as client:
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_json({"enrol": "redo"})
+            assert ws.receive_json() == {"enrol": "redo", "error": 'no enrolment in progress: send {"enrol": "start"} first'}
+            ws.send_json({"enrol": "start", "captures": 99})
+            assert ws.receive_json()["error"] == "captures must be a number in [1, 10], not 99"
+            ws.send_json({"enrol": "start", "captures": 1, "countdown_s": 0})
+            assert ws.receive_json() == {"enrol": "start", "steps": 7, "classes": list(ENROL_ORDER)}
+            answers = []
+            for frame in frames[:7]:
+                ws.send_bytes(frame)
+                answers.append(ws.receive_json())
+            ws.send_bytes(frames[7])
+            after = ws.receive_json()
+            ws.send_json({"enrol": "cancel"})
+            cancelled = ws.receive_json()
+    prompts = [a["enrolment"] for a in answers]
+    assert [p["expression"] for p in prompts[:-1]] == list(ENROL_ORDER[1:])  # each frame one capture: the next asked
+    assert prompts[-1]["phase"] == "done" and prompts[-1]["track_id"] == answers[-1]["faces"][0]["track_id"]
+    assert "profile" in answers[-1] and "profile" not in answers[-2] and "enrolment" not in after
+    profile = Profile.from_dict(answers[-1]["profile"])
+    assert profile.classes == sorted(ENROL_ORDER, key=EMOTIONS.index) and profile.self_check
+    assert after["faces"][0]["profiled"] and not answers[0]["faces"][0]["profiled"]
+    assert cancelled == {"enrol": "cancel", "error": 'no enrolment in progress: send {"enrol": "start"} first'}
+
+
+def test_a_profile_is_taken_per_connection_and_per_request_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """{"profile": json} reads every face of that connection through it (a new connection: not),
+    {"profile": null} stops; /v1/predict takes it as a 'profile' part; a damaged or foreign one
+    gets an error reply or 422, and nothing is kept after the connection."""
+    from fastapi.testclient import TestClient
+
+    from fer_ensemble.server.app import ServerSettings, create_app
+
+    recognizer = EmotionRecognizer()
+    frames = shifted_frames(8)
+    images = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    profile = recognizer.enrol(images[:7], ["neutral", "happiness", "surprise", "sadness", "anger", "neutral", "fear"])
+    data = profile.to_dict()
+    with TestClient(create_app(ServerSettings(max_fps=0))) as client:
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_json({"profile": data})
+            set_reply = ws.receive_json()
+            ws.send_bytes(frames[7])
+            profiled = ws.receive_json()["faces"][0]
+            ws.send_json({"profile": {"format": "something else"}})
+            bad = ws.receive_json()
+            ws.send_json({"profile": None})
+            cleared = ws.receive_json()
+            ws.send_bytes(frames[6])
+            plain = ws.receive_json()["faces"][0]
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_bytes(frames[7])
+            fresh = ws.receive_json()["faces"][0]
+        photo = {"file": ("me.jpg", frames[7], "image/jpeg")}
+        answered = client.post("/v1/predict", files={**photo, "profile": ("me.json", json.dumps(data), "application/json")})
+        broken = client.post("/v1/predict", files={**photo, "profile": ("me.json", b"{not json", "application/json")})
+        foreign = client.post("/v1/predict", files={**photo, "profile": (
+            "me.json", json.dumps({**data, "members": ["another", "ensemble"]}), "application/json")})
+    assert set_reply == {"profile": "set", "track_ids": []}  # no face yet: every face from now on
+    assert profiled["profiled"] and not plain["profiled"] and not fresh["profiled"]
+    assert bad == {"profile": "set", "error": "profile: not a profile file of format 'fer-ensemble/profile/v1' "
+                                              "(found 'something else')"}
+    assert cleared == {"profile": "cleared", "track_ids": [profiled["track_id"]]}
+    expected = recognizer.predict(images[7], profile=profile)[0]
+    face = answered.json()["faces"][0]
+    assert face["profiled"] and face["label"] == expected.label
+    assert face["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert (broken.status_code, broken.json()) == (422, {"detail": "profile: not a profile file (not JSON)"})
+    assert foreign.status_code == 422 and "another ensemble" in foreign.json()["detail"]
+
+
+def write_moving_y4m(path: Path, image: np.ndarray, shifts: int = 10, repeat: int = 8) -> None:
+    """A fake webcam clip of ``image`` moved a little every ``repeat`` frames (15 fps): a still
+    picture would be refused by a guided enrolment as a frozen camera."""
+    height, width = image.shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(shifts):
+            yuv = cv2.cvtColor(np.roll(image, (2 * i, 2 * i), axis=(0, 1)), cv2.COLOR_BGR2YUV_I420).tobytes()
+            for _ in range(repeat):
+                f.write(b"FRAME\n" + yuv)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+                    reason="Debian chromium is not installed")
+def test_the_page_walks_a_person_through_enrolment_and_keeps_the_profile_in_a_file(tmp_path: Path) -> None:
+    """Chromium with a fake webcam, the shipped ensemble: "Enrol my expressions" prompts each
+    expression on the picture until it is done, the profile is offered as a download (the profile
+    file's JSON), the face's line says "profile"; a new page (a new connection) reads the face
+    plainly until that file is loaded, then through it again."""
+    from playwright.sync_api import sync_playwright
+
+    from fer_ensemble.apps.benchmark import fit
+    from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
+
+    camera = tmp_path / "camera.y4m"
+    write_moving_y4m(camera, fit(cv2.imread(str(SAMPLES / "grace_hopper.jpg")), 640, 480))
+    saved = tmp_path / "fer-profile.json"
+    with start_server(SHIPPED_ENSEMBLE, tmp_path / "serve.log", "--token", TOKEN) as (base, _):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base}/?enrol_captures=1&enrol_countdown_s=0.5#token={TOKEN}")
+            page.wait_for_selector("#status[data-kind=live]", timeout=30_000)
+            page.evaluate("""() => { window.seen = []; const status = document.getElementById('enrol-status');
+                new MutationObserver(() => window.seen.push(status.innerText)).observe(
+                    status, {childList: true, characterData: true, subtree: true}); }""")
+            page.click("#enrol")
+            page.wait_for_selector("#enrol-status[data-phase=done], #enrol-status[data-phase=failed]", timeout=90_000)
+            assert page.get_attribute("#enrol-status", "data-phase") == "done", page.inner_text("#enrol-status")
+            prompts = set(page.evaluate("() => window.seen"))
+            page.wait_for_function("document.querySelector('#faces li') && "
+                                   "document.querySelector('#faces li').innerText.includes(' profile ')", timeout=10_000)
+            text = page.evaluate("() => fetch(document.getElementById('profile-download').href).then(r => r.text())")
+            check = page.inner_text("#self-check")
+            assert page.is_visible("#profile-download") and page.is_visible("#enrol")
+            saved.write_text(text)
+            page.reload()
+            page.wait_for_selector("#status[data-kind=live]", timeout=30_000)
+            page.wait_for_selector("#faces li[data-track]", timeout=30_000)
+            plain = page.inner_text("#faces li")
+            page.set_input_files("#profile-file", str(saved))
+            page.wait_for_function("document.querySelector('#faces li').innerText.includes(' profile ')", timeout=10_000)
+            loaded = page.inner_text("#enrol-status")
+            browser.close()
+    profile = Profile.from_dict(json.loads(text))
+    assert profile.classes == sorted(ENROL_ORDER, key=EMOTIONS.index)
+    assert {f"{i}/7 show {name}" for i, name in enumerate(ENROL_ORDER, 1)} <= {p.split(":")[0].rsplit(" in ", 1)[0]
+                                                                                for p in prompts}, prompts
+    assert check.startswith("self-check (each frame read by a profile of the others):"), check
+    assert " profile " not in plain and loaded.startswith("profile set for"), (plain, loaded)

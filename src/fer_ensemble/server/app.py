@@ -31,6 +31,18 @@ clears it; without ``track_id``, every face in view. It is applied between frame
 frame's answer reads that face relative to its resting face (``"relative": true``). Its reply has
 no ``"frame"``: ``{"resting_face": "take", "track_ids": [3]}``, or ``{"resting_face": ..., "error":
 "..."}`` for a malformed message or a face not in view; the connection stays open.
+
+A person's profile is kept per connection, in memory only: ``{"profile": {...}}`` (a profile
+file's JSON, as ``fer-ensemble enrol`` or the page writes it) reads the face ``track_id`` (none:
+every face, those that appear later too) through it, ``{"profile": null}`` stops; reply
+``{"profile": "set" | "cleared", "track_ids": [...]}``. ``{"enrol": "start"}`` (optionally with
+``"captures"`` and ``"countdown_s"``) starts a guided enrolment of the face in view
+(``fer_ensemble.runtime.enrolment``): every frame's answer then carries ``"enrolment"`` (the
+prompt: phase, expression, step, captured, refused, message); the answer in which it is done also
+carries ``"profile"`` (the new profile's JSON, for the client to keep: the server keeps none once
+the connection closes), and that face is read through it. ``{"enrol": "redo"}`` takes the current
+expression again, ``{"enrol": "cancel"}`` stops. ``/v1/predict`` takes a profile as a second
+form part, ``profile``.
 """
 
 from __future__ import annotations
@@ -44,7 +56,7 @@ import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,9 +91,17 @@ from starlette.websockets import WebSocketState
 from fer_ensemble import __version__
 from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
+from fer_ensemble.runtime.detection import iou
 from fer_ensemble.runtime.detectors import create_detector, live_settings
+from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
-from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP, EmotionRecognizer, load_ensemble
+from fer_ensemble.runtime.profile import Profile, ProfileError, require_fitting
+from fer_ensemble.runtime.recognizer import (
+    AUTO_RESTING_FACE_HELP,
+    EmotionRecognizer,
+    enrolled_profile,
+    load_ensemble,
+)
 from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
@@ -119,7 +139,8 @@ class FaceOut(BaseModel):
     relative: bool = Field(False, description="read against a resting face (a stream's face after 'take')")
     held: bool = Field(False, description="a tracked face the detector missed in this frame, shown "
                                           "with its last box and answer (streams only)")
-    profiled: bool = Field(False, description="read through a person's profile (the server reads none yet)")
+    profiled: bool = Field(False, description="read through a person's profile (a 'profile' part, or a "
+                                               "stream's profile message or enrolment)")
 
 
 class Error(BaseModel):
@@ -346,6 +367,71 @@ def control_reply(stream: FaceStream, message: object) -> dict:
         return {"resting_face": action, "error": str(error)}
 
 
+def read_profile(data: bytes | str | object, ensemble: Ensemble) -> Profile:
+    """A profile sent to the server (a file's bytes, or its decoded JSON), checked against the
+    server's ensemble; HTTPException 422 saying what is wrong."""
+    try:
+        if isinstance(data, (bytes, str)):
+            try:
+                data = json.loads(data)
+            except (ValueError, UnicodeDecodeError):
+                raise ProfileError("profile: not a profile file (not JSON)") from None
+        profile = Profile.from_dict(data, "profile")
+        ensemble.check_profile(profile)
+    except ProfileError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
+    return profile
+
+
+PROFILE_EXAMPLE = '{"profile": {...a profile file\'s JSON...} or null, "track_id": 3} (no track_id: every face)'
+ENROL_EXAMPLE = '{"enrol": "start" (with "captures", "countdown_s" if wanted), "redo" or "cancel"}'
+ENROL_LIMITS = {"captures": (1, 10), "countdown_s": (0.0, 10.0)}
+"""What a client may set of a guided enrolment started by ``{"enrol": "start"}``, and its bounds."""
+
+
+def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict:
+    """Apply a ``{"profile": ..., "track_id": ...}`` message to ``stream``; the reply (its ``error``
+    says what is wrong, never raised)."""
+    unknown = sorted(str(key) for key in message if key not in ("profile", "track_id"))
+    track_id = message.get("track_id")
+    action = "set" if message["profile"] is not None else "cleared"
+    try:
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {PROFILE_EXAMPLE}")
+        if track_id is not None and type(track_id) is not int:
+            raise ValueError(f"track_id must be an integer (omit it for every face), not {json.dumps(track_id)[:40]}")
+        profile = None if message["profile"] is None else read_profile(message["profile"], ensemble)
+    except HTTPException as error:
+        return {"profile": action, "error": error.detail}
+    except ValueError as error:
+        return {"profile": action, "error": str(error)}
+    if track_id is not None:
+        try:
+            stream.set_profile(track_id, profile)
+        except KeyError:
+            return {"profile": action, "error": f"no face #{track_id} in view (see the track_id of the faces "
+                                                "in the latest frame's answer)"}
+        return {"profile": action, "track_ids": [track_id]}
+    stream.options = replace(stream.options, profile=profile)  # faces that appear later too
+    changed = [t.track_id for t in stream.tracker.tracks]
+    for changed_id in changed:
+        stream.set_profile(changed_id, profile)
+    return {"profile": action, "track_ids": changed}
+
+
+def enrolment_options(message: dict) -> EnrolmentOptions:
+    """The options of an ``{"enrol": "start", ...}`` message; ValueError saying what is wrong."""
+    unknown = sorted(str(key) for key in message if key not in ("enrol", *ENROL_LIMITS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {ENROL_EXAMPLE}")
+    for key, (low, high) in ENROL_LIMITS.items():
+        value = message.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], not {json.dumps(value)[:40]}")
+    return EnrolmentOptions(captures=int(message.get("captures", EnrolmentOptions.captures)),
+                            countdown_s=float(message.get("countdown_s", EnrolmentOptions.countdown_s)))
+
+
 SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
 
 
@@ -429,16 +515,21 @@ def model(state: State) -> dict:
 @api.post("/v1/predict", response_model=PredictOut,
           responses={413: {"model": Error, "description": "upload or image too large"},
                      415: {"model": Error, "description": "not an image"},
-                     422: {"model": Error, "description": "no 'file' part, more than one, or a malformed ?prior="},
+                     422: {"model": Error, "description": "no 'file' part, more than one, a malformed ?prior= or "
+                                                        "a profile that is not one of this server's ensemble"},
                      503: {"model": Error, "description": "every worker busy: retry after Retry-After seconds"}})
 async def predict(
     state: State,
     request: Request,
     file: UploadFile = File(..., description="an image (JPEG, PNG, ...)"),
+    profile: UploadFile | None = File(None, description="a person's profile (the JSON file `fer-ensemble enrol` "
+                                                        "or the page writes): every face is read through it; "
+                                                        "used for this request only, never stored"),
     prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
 ) -> PredictOut:
     settings = state.settings
     strength = prior_strength(state.ensemble, prior, settings.prior_strength)
+    person = None if profile is None else read_profile(await profile.read(), state.ensemble)
     parts = len((await request.form()).getlist("file"))  # the form FastAPI parsed, not read again
     if parts > 1:
         raise HTTPException(status_code=422, detail=f"one image per request; {parts} 'file' parts were sent")
@@ -446,7 +537,7 @@ async def predict(
 
     def work() -> PredictOut:
         image = decode_image(data, settings.max_pixels)
-        faces = state.recognizers.still.predict(image, prior_strength=strength)
+        faces = state.recognizers.still.predict(image, profile=person, prior_strength=strength)
         return PredictOut(width=image.shape[1], height=image.shape[0], faces=[FaceOut(**f.to_dict()) for f in faces])
 
     try:
@@ -488,7 +579,7 @@ async def stream(websocket: WebSocket, state: State,
     try:
         await websocket.accept()
         face_stream = await asyncio.to_thread(state.recognizers.stream, strength, auto_resting_face)
-        await FrameStream(websocket, face_stream, state.settings, state.pool).run()
+        await FrameStream(websocket, face_stream, state.settings, state.pool, state.recognizers.live).run()
     finally:
         state.open_streams -= 1
 
@@ -608,8 +699,10 @@ class FrameStream:
     worker pool. Other text closes the connection with 1003, a message above the upload limit with
     1009."""
 
-    def __init__(self, websocket: WebSocket, stream: FaceStream, settings: ServerSettings, pool: WorkerPool):
+    def __init__(self, websocket: WebSocket, stream: FaceStream, settings: ServerSettings, pool: WorkerPool,
+                 recognizer: EmotionRecognizer | None = None):
         self.websocket, self.stream, self.settings, self.pool = websocket, stream, settings, pool
+        self.recognizer = recognizer  # the stream's recognizer, which a guided enrolment reads faces with
         self.latest: tuple[int, bytes, float] | None = None  # (number, bytes, arrival) of the newest frame not yet taken
         self.controls: list = []  # decoded control messages waiting for the frame in progress
         self.arrived = asyncio.Event()
@@ -617,6 +710,7 @@ class FrameStream:
         self.closed = False
         self.interval = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
         self.last_start = 0.0
+        self.enrolment: GuidedEnrolment | None = None  # a guided enrolment in progress
 
     async def run(self) -> None:
         reader = asyncio.create_task(self.receive())
@@ -673,7 +767,40 @@ class FrameStream:
     async def answer_controls(self) -> None:
         """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
         while self.controls:
-            await self.websocket.send_text(json_text(control_reply(self.stream, self.controls.pop(0))))
+            await self.websocket.send_text(json_text(self.control(self.controls.pop(0))))
+
+    def control(self, message: object) -> dict:
+        """One control message applied (no frame is in progress): a resting face's, a profile's
+        or an enrolment's; the reply."""
+        if isinstance(message, dict) and "profile" in message:
+            return profile_reply(self.stream, message, self.stream.reader.ensemble)
+        if isinstance(message, dict) and "enrol" in message:
+            return self.enrol_reply(message)
+        return control_reply(self.stream, message)
+
+    def enrol_reply(self, message: dict) -> dict:
+        """Start, redo or cancel this connection's guided enrolment; the reply."""
+        action = echoed(message["enrol"])
+        try:
+            if action == "start":
+                if self.recognizer is None:
+                    raise ValueError("this stream cannot enrol (no recognizer)")
+                require_fitting()
+                ensemble = self.recognizer.ensemble
+                self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a),
+                                                 enrolment_options(message))
+                return {"enrol": action, "steps": len(self.enrolment.options.classes),
+                        "classes": list(self.enrolment.options.classes)}
+            if action in ("redo", "cancel") and len(message) == 1:
+                if self.enrolment is None:
+                    raise ValueError("no enrolment in progress: send {\"enrol\": \"start\"} first")
+                if action == "cancel":
+                    self.enrolment = None
+                    return {"enrol": action}
+                return {"enrol": action, "expression": self.enrolment.redo()}
+            raise ValueError(f"expected {ENROL_EXAMPLE}")
+        except ValueError as error:  # ProfileError included: no scikit-learn, members without embeddings
+            return {"enrol": action, "error": str(error)}
 
     async def next_frame(self) -> tuple[int, bytes, float] | None:
         """The newest frame once the frame-rate cap lets it start, the control messages that came
@@ -696,14 +823,37 @@ class FrameStream:
             self.last_start = time.perf_counter()
             return frame
 
-    def work(self, data: bytes, arrived_s: float) -> tuple[np.ndarray, list]:
+    def work(self, data: bytes, arrived_s: float) -> tuple[np.ndarray, list, dict]:
+        """Frame ``data``'s faces, and what a guided enrolment adds to its answer."""
         image = decode_image(data, self.settings.max_pixels)
-        return image, self.stream.update(image, later_time(arrived_s, self.stream.time_s))
+        faces = self.stream.update(image, later_time(arrived_s, self.stream.time_s))
+        return image, faces, self.enrol_frame(image)
+
+    def enrol_frame(self, image: np.ndarray) -> dict:
+        """Feed the frame to the guided enrolment, if one runs: ``{"enrolment": state}``, and once it
+        is done the profile (its JSON), given to the enrolled face; ``{}`` when none runs."""
+        if self.enrolment is None:
+            return {}
+        assert self.stream.time_s is not None  # the frame was just read at it
+        state = self.enrolment.update(image, self.stream.time_s)
+        extra: dict = {"enrolment": state.to_dict()}
+        if state.phase == "failed":
+            self.enrolment = None
+        profile = self.enrolment.profile if self.enrolment is not None else None
+        if state.phase == "done" and profile is not None:
+            self.enrolment = None
+            tracks, box = [t for t in self.stream.tracker.tracks if not t.missed], state.box
+            if box is not None and tracks:
+                track = max(tracks, key=lambda t: iou(t.box, box))
+                self.stream.set_profile(track.track_id, profile)
+                extra["enrolment"]["track_id"] = track.track_id
+            extra["profile"] = profile.to_dict()
+        return extra
 
     async def answer(self, number: int, data: bytes, arrived_s: float) -> None:
         """Frame ``number``'s faces (or why there are none) to the client."""
         try:
-            image, faces = await self.pool.run(self.work, data, arrived_s)
+            image, faces, enrolment = await self.pool.run(self.work, data, arrived_s)
         except ImageRejected as error:
             reply: dict = {"frame": number, "error": error.detail}
         except Busy:
@@ -712,5 +862,5 @@ class FrameStream:
         else:
             reply = {"frame": number, "width": image.shape[1], "height": image.shape[0],
                      "faces": [f.to_dict() for f in faces], "dropped": self.dropped,
-                     "ms": round((time.perf_counter() - self.last_start) * 1000, 1)}
+                     "ms": round((time.perf_counter() - self.last_start) * 1000, 1), **enrolment}
         await self.websocket.send_text(json_text(reply))
