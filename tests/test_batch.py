@@ -388,3 +388,37 @@ def test_held_faces_are_marked_and_left_out_of_the_summaries(tiny_ensemble: Path
     assert [r["frame"] for r in rows if r["held"]] == held and [r["frame"] for r in rows if not r["held"]] == seen
     totals = pq.read_table(tmp_path / "batch" / "summary.parquet").to_pylist()[0]
     assert totals["faces"] == 10 and totals["frames_with_faces"] == 10
+
+
+def test_batch_reads_every_face_through_a_profile_and_records_it(tmp_path: Path) -> None:
+    """--profile: each face's row is what predict(photo, profile=...) answers; the summary records
+    the profile file's digest, and a run without it reads the photo again, naming --profile; a
+    damaged profile is one line before any worker starts."""
+    import cv2
+
+    from fer_ensemble.batch.output import BatchOutput
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer()
+    photo = tmp_path / "grace_hopper.jpg"
+    shutil.copy(SAMPLES / "grace_hopper.jpg", photo)
+    image = cv2.imread(str(photo))
+    shifted = [np.roll(image, (3 * i, 3 * i), axis=(0, 1)) for i in range(4)]
+    profile = recognizer.enrol(shifted, ["neutral", "sadness", "anger", "fear"])
+    profile.save(tmp_path / "me.json")
+    out = tmp_path / "out"
+    run = (str(photo), "--out", str(out), "--engine", "local")
+    batch(*run, "--profile", str(tmp_path / "me.json"))
+    [row] = pq.read_table(BatchOutput(out).faces_path(str(photo))).to_pylist()
+    expected = recognizer.predict(image, profile=profile)[0]
+    assert row["label"] == expected.label
+    assert [row[e] for e in EMOTIONS] == pytest.approx([expected.probabilities[e] for e in EMOTIONS], abs=1e-5)
+    assert BatchOutput(out).summary(str(photo))["settings"]["profile"].startswith("sha256:")
+    plain = batch(*run)
+    assert "were made under other settings (--profile): reading them again" in plain.stderr
+    assert "profile" not in BatchOutput(out).summary(str(photo))["settings"]
+    (tmp_path / "bad.json").write_text("{}")
+    refused = batch(*run, "--profile", str(tmp_path / "bad.json"), check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"fer-ensemble batch: {tmp_path / 'bad.json'}: not a profile file of format 'fer-ensemble/profile/v1' "
+        "(found None)"]

@@ -60,6 +60,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     add_calibration_argument(parser)
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
     add_detector_arguments(parser, still=True)  # photos; videos use the detector's live preset, as `video` does
     add_exit_arguments(parser)
     return parser
@@ -73,13 +75,15 @@ def batch_settings(args: argparse.Namespace):
         raise UserError("--auto-resting-face needs tracks: leave out --no-track")
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
                          auto_resting_face=args.auto_resting_face, calibration=args.calibration,
-                         photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)))
+                         photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)),
+                         profile=args.profile)
 
 
 SETTING_NAMES = {"version": "the fer-ensemble version", "ensemble": "--ensemble", "prior": "--prior",
                  "calibration": "--calibration", "stride": "--stride", "track": "--no-track",
                  "ema_weight": "the smoothing", "auto_resting_face": "--auto-resting-face",
-                 "photo_detector": "the detector options", "video_detector": "the detector options"}
+                 "photo_detector": "the detector options", "video_detector": "the detector options",
+                 "profile": "--profile"}
 """How the closing notes name each key of ``work.recorded_settings``."""
 
 
@@ -121,6 +125,11 @@ def run_batch(args: argparse.Namespace) -> int:
     check_ensemble_file(args.ensemble or SHIPPED_ENSEMBLE)  # here, as one line, not once per worker
     if args.calibration is not None:
         load_calibration(args.calibration)  # the same
+    if args.profile is not None:  # the same: a damaged or foreign profile is one line here
+        from fer_ensemble.runtime.profile import Profile
+        from fer_ensemble.runtime.recognizer import load_ensemble
+
+        load_ensemble(args.ensemble).check_profile(Profile.load(args.profile))
     import pyarrow.parquet  # noqa: F401 - the batch extra, for either engine: named before any folder is made
     if args.engine == "ray":
         if not args.verbose:  # a process setting, so here, before Ray loads: Ray Data's plans and timings

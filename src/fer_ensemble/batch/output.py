@@ -70,7 +70,7 @@ class BatchOutput:
             return []
         if not (recorded := summary.get("settings")):
             return ["version"]
-        return [key for key, value in settings.items() if recorded.get(key) != value]
+        return [key for key in dict.fromkeys([*settings, *recorded]) if recorded.get(key) != settings.get(key)]
 
     def write_source(self, source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str], settings: dict | None = None) -> dict:

@@ -34,33 +34,38 @@ class BatchSettings:
     photo_detector: dict = field(default_factory=dict)  # create_detector's: the default detector's stills preset
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
+    profile: str | None = None  # a person's profile file: every face read through it
 
 
-PHOTO_SETTINGS = ("version", "ensemble", "prior", "calibration", "photo_detector")
+PHOTO_SETTINGS = ("version", "ensemble", "prior", "calibration", "photo_detector", "profile")
 """What a photo's rows depend on: the keys of ``recorded_settings`` kept for a photo."""
 VIDEO_SETTINGS = ("version", "ensemble", "prior", "calibration", "stride", "track", "ema_weight",
-                  "auto_resting_face", "video_detector")
+                  "auto_resting_face", "video_detector", "profile")
 """What a video's rows depend on: the keys of ``recorded_settings`` kept for a video."""
+RECORDED_WHEN_SET = ("profile",)
+"""Settings recorded only when given: a summary written before they existed still matches a run without them."""
 
 
 def recorded_settings(settings: BatchSettings, version: str) -> dict:
     """What the rows depend on, as plain JSON values, for a summary to record (``for_kind`` keeps a
     photo's or a video's): the package ``version``, a digest of the ensemble (its file, the member cards
     and model files it names) and of the calibration file, the prior, the stride, tracking, its
-    smoothing and the resting face, both detectors' settings. Threads are left out: the rows do not
-    depend on them."""
+    smoothing and the resting face, both detectors' settings, and a digest of the profile file when
+    one is given. Threads are left out: the rows do not depend on them."""
     record = {"version": version, "ensemble": ensemble_digest(settings.ensemble),
               "prior": settings.prior_strength, "calibration": calibration_digest(settings.calibration),
               "stride": settings.stride, "track": settings.track,
               "ema_weight": settings.ema_weight if settings.track else None,
               "auto_resting_face": settings.auto_resting_face, "photo_detector": settings.photo_detector,
-              "video_detector": settings.video_detector}
+              "video_detector": settings.video_detector,
+              "profile": None if settings.profile is None else _digest([Path(settings.profile)])}
     return json.loads(json_text(record))  # tuples as lists: as a summary read back holds them
 
 
 def for_kind(record: dict, kind: str | None) -> dict:
     """The part of ``recorded_settings`` that a source of ``kind`` ("image" or "video") depends on."""
-    return {key: record[key] for key in (VIDEO_SETTINGS if kind == "video" else PHOTO_SETTINGS)}
+    return {key: record[key] for key in (VIDEO_SETTINGS if kind == "video" else PHOTO_SETTINGS)
+            if key not in RECORDED_WHEN_SET or record.get(key) is not None}
 
 
 def ensemble_digest(path: str | None) -> str:
@@ -135,18 +140,20 @@ class Worker:
     """Recognizers built once (per process or Ray actor); ``run`` does one task."""
 
     def __init__(self, settings: BatchSettings):
+        from fer_ensemble.runtime.profile import Profile
         from fer_ensemble.runtime.recognizer import EmotionRecognizer, load_ensemble
 
         ensemble = load_ensemble(settings.ensemble, settings.threads)
         self.settings = settings
+        profile = Profile.load(settings.profile) if settings.profile else None
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
                                         ema_weight=1.0, prior_strength=settings.prior_strength,
-                                        calibration=settings.calibration)
+                                        calibration=settings.calibration, profile=profile)
         # the same calibrated ensemble object (its ONNX sessions loaded once) for the videos
         self.videos = EmotionRecognizer(self.photos.ensemble, create_detector(settings.video_detector, settings.threads),
                                         ema_weight=settings.ema_weight if settings.track else 1.0,
                                         prior_strength=settings.prior_strength,
-                                        auto_resting_face=settings.auto_resting_face and settings.track)
+                                        auto_resting_face=settings.auto_resting_face and settings.track, profile=profile)
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
