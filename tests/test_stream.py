@@ -220,3 +220,27 @@ def test_a_container_timestamp_that_repeats_does_not_stop_a_video(tiny_ensemble:
     for stamp in (0.0, 0.04, 0.04, 0.02, 0.2):  # a damaged file's timestamps
         stream.update(frame, later_time(stamp, stream.time_s), boxes=BOX)
     assert stream.time_s == pytest.approx(0.2) and later_time(0.1, None) == 0.1
+
+
+def test_a_profile_given_to_one_face_follows_it_through_a_short_loss_of_its_track() -> None:
+    """set_profile on track 1; the face is gone for 0.5 s (its track dies) and comes back a little
+    moved: the new track takes the profile, a face appearing elsewhere does not; after FOLLOW_S a
+    returning face is read plainly."""
+    from fer_ensemble.runtime.stream import FOLLOW_S
+
+    recognizer = EmotionRecognizer()
+    image = cv2.imread(str(SAMPLES / "astronaut.png"))
+    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
+    stream = recognizer.stream()
+    [face] = stream.update(image, 0.0, boxes=BOX)
+    stream.set_profile(face.track_id, profile)
+    assert stream.update(image, 0.1, boxes=BOX)[0].profiled
+    stream.update(image, 0.6, boxes=[])  # gone: the track dies (keep_s 1/6 s)
+    far = (10, 300, 150, 150)
+    back = stream.update(image, 0.7, boxes=[(140, 50, 200, 200), far])
+    assert [(f.track_id != face.track_id, f.profiled) for f in back] == [(True, True), (True, False)]
+    stream.set_profile(back[0].track_id, profile)
+    for step in range(int(FOLLOW_S / 0.1) + 3):  # the face away for longer than FOLLOW_S
+        stream.update(image, 0.8 + 0.1 * step, boxes=[])
+    late = stream.update(image, 0.8 + FOLLOW_S + 0.4, boxes=BOX)
+    assert not late[0].profiled

@@ -72,6 +72,12 @@ AUTO_RESTING_FACE_HELP = (f"each face takes its own resting face from its calm f
                           "a face that never rests keeps plain answers")
 """What the automatic resting face does, in the words of the commands' help and the server's API docs."""
 
+FOLLOW_S = 2.0
+"""How long a profile given to one face (``FaceStream.set_profile``) waits for that face when its
+track is lost (the person turned away, or left the frame for a moment): the first new track within
+this time whose box centre lies within the lost box's width of the lost box's centre takes it. A
+stream's own ``options.profile`` needs no following: every new track takes it."""
+
 TIME_TOLERANCE_S = 1e-6
 """Durations compared with ``hold_s`` and ``calm_s`` get this much slack: timestamps that add up
 1/30 s steps land a rounding error either side of 0.1 s."""
@@ -170,6 +176,7 @@ class FaceStream:
         """The stream's live tracks (``IoUTracker``: ids, boxes and each track's state)."""
         self.time_s: float | None = None
         """The newest frame's time in seconds (None before the first frame)."""
+        self._lost: list[tuple[Profile, Box, float]] = []  # (profile, last box, when) of lost tracks
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -195,7 +202,9 @@ class FaceStream:
         gray, boxes = self.reader.find(frame, boxes)
         previous, self.time_s = self.time_s, now
         self.tracker.max_missed_s = max(self.options.keep_s, self.options.hold_s)  # options may have changed
+        before = list(self.tracker.tracks)
         tracks = self.tracker.update(boxes, now)
+        self._remember_lost(before, now)
         first_dt = self.options.frame_interval_s if previous is None else now - previous
         self._answer(gray, boxes, tracks, self._chosen(tracks, budget), first_dt)
         return [self._face(t) for t in tracks] + [self._face(t, held=True) for t in self._held(boxes)]
@@ -225,9 +234,9 @@ class FaceStream:
         options, ensemble, now = self.options, self.reader.ensemble, self.time_s
         assert now is not None
         for i in chosen:
-            if tracks[i].answered < 0:  # a new track takes the stream's settings
+            if tracks[i].answered < 0:  # a new track takes the stream's settings, or a lost face's profile
                 tracks[i].auto_resting_face = options.auto_resting_face
-                tracks[i].profile = options.profile
+                tracks[i].profile = self._followed(tracks[i].box) or options.profile
         profiled = any(tracks[i].profile is not None for i in chosen)
         native, embeddings = self.reader.read(gray, [boxes[i] for i in chosen], profiled)
         answers = ensemble.answer(native, self.prior_strength)  # one pass for every face read plainly
@@ -244,6 +253,24 @@ class FaceStream:
                                         profile=track.profile, embeddings=embedding)[0]
             track.probabilities = smooth(track.probabilities, probs, weight)
             track.answered, track.answered_s = self.tracker.frames, now
+
+    def _remember_lost(self, before: list[Track], now: float) -> None:
+        """Keep, for ``FOLLOW_S``, the profile of each track that had one of its own and is gone now."""
+        alive = {id(t) for t in self.tracker.tracks}
+        self._lost = [lost for lost in self._lost if now - lost[2] <= FOLLOW_S + TIME_TOLERANCE_S]
+        self._lost += [(t.profile, t.box, now) for t in before
+                       if id(t) not in alive and t.profile is not None and t.profile is not self.options.profile]
+
+    def _followed(self, box: Box) -> Profile | None:
+        """The profile of a lost track whose box was near ``box`` (taken: it follows one face only)."""
+        def distance(lost: Box) -> float:
+            return math.hypot(box[0] + box[2] / 2 - lost[0] - lost[2] / 2, box[1] + box[3] / 2 - lost[1] - lost[3] / 2)
+
+        near = [i for i, (_, lost, _) in enumerate(self._lost) if distance(lost) <= lost[2]]
+        if not near:
+            return None
+        best = min(near, key=lambda i: distance(self._lost[i][1]))
+        return self._lost.pop(best)[0]
 
     def _add_calm_frame(self, track: Track, native: np.ndarray, dt: float) -> None:
         """One more calm frame, ``dt`` seconds long, for ``track``'s automatic resting face, used
@@ -318,8 +345,9 @@ class FaceStream:
 
     def set_profile(self, track_id: int, profile: Profile | None) -> None:
         """Read the track ``track_id`` through ``profile`` from now on (None: no longer; new tracks
-        take ``options.profile``). KeyError for a track that is not alive; ProfileError for another
-        ensemble's profile."""
+        take ``options.profile``). When the track is lost, the profile follows that face: a new
+        track near where it was within ``FOLLOW_S`` takes it. KeyError for a track that is not
+        alive; ProfileError for another ensemble's profile."""
         if profile is not None:
             self.reader.ensemble.check_profile(profile)
         track = self.tracker.get(track_id)
@@ -330,3 +358,4 @@ class FaceStream:
         """Forget every track and the time: the stream starts over (ids from 1, any first timestamp)."""
         self.tracker.reset()
         self.time_s = None
+        self._lost = []
