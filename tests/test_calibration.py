@@ -185,8 +185,9 @@ def test_preset_and_adapt_output_load_as_calibrations(tmp_path: Path) -> None:
     file.write_text(json.dumps({**config, "weights": "shipped", "calibration": posed.to_dict()}))
     calibrated, plain = Ensemble.load(file), Ensemble.load(SHIPPED_ENSEMBLE)
     faces = [cv2.imread(str(SAMPLES / "grace_hopper.jpg"), cv2.IMREAD_GRAYSCALE)[95:336, 148:389]]
-    np.testing.assert_allclose(calibrated.native_probabilities(faces),
+    np.testing.assert_allclose(calibrated.predict_proba(faces, prior_strength="ferplus"),
                                posed.apply(plain.native_probabilities(faces)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(calibrated.native_probabilities(faces), plain.native_probabilities(faces))
     assert load_calibration(file).kind == posed.kind
     file.write_text(json.dumps({**config, "weights": "shipped", "calibration": {"format": "v0"}}))
     with pytest.raises(UserError, match="not a calibration"):
@@ -358,6 +359,14 @@ def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path) -> None:
     assert after["accuracy"] >= 0.55 and after["macro_recall"] > before["macro_recall"]
     for emotion, scores in before["per_class"].items():  # no class pays more than 5 points
         assert after["per_class"][emotion]["recall"] >= scores["recall"] - 0.05, emotion
+    both = json.loads(run_cli(
+        "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
+        "--resting-face", "performer", "--calibration", "posed", "--json").stdout)
+    composed, posed = both["per_image"], both["uncalibrated"]["per_image"]  # "uncalibrated": without the resting face
+    assert composed["n"] == posed["n"] == 547 and composed["accuracy"] > posed["accuracy"] > after["accuracy"]
+    for emotion in before["per_class"]:  # the issue's composition bar: within 5 points of the better part
+        better = max(posed["per_class"][emotion]["recall"], after["per_class"][emotion]["recall"])
+        assert composed["per_class"][emotion]["recall"] >= better - 0.05, (emotion, composed["per_class"])
 
 
 def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
@@ -438,3 +447,20 @@ def test_few_labels_are_one_line_of_ours_not_scikit_learns_warnings() -> None:
         "few labels: 3 neutral face(s), fewer than the 5 folds, so some folds test none and the figures say "
         "little; label more photos, of several people, and give --group-by their person column")
     assert few_labels(labels, ["P01"] * len(labels), 5) is None and few_labels(labels, None, 3) is None
+
+
+def test_a_resting_face_and_a_calibration_compose_neutral_from_both_and_the_rest_from_the_calibration() -> None:
+    """compose_relative: neutral is the normalised product of the two answers over the plain one;
+    the expressions keep the calibration's proportions; rows sum to one."""
+    from fer_ensemble.runtime.calibration import compose_relative
+
+    rng = np.random.default_rng(0)
+    relative, calibrated, plain = (rng.dirichlet(np.ones(8), 5) for _ in range(3))
+    composed = compose_relative(relative, calibrated, plain)
+    product = relative * calibrated / plain
+    np.testing.assert_allclose(composed.sum(axis=1), 1.0)
+    np.testing.assert_allclose(composed[:, 0], product[:, 0] / product.sum(axis=1))
+    np.testing.assert_allclose(composed[:, 1:] / composed[:, 1:].sum(axis=1, keepdims=True),
+                               calibrated[:, 1:] / calibrated[:, 1:].sum(axis=1, keepdims=True))
+    same = compose_relative(plain, calibrated, plain)  # a resting face that changes nothing: the calibration's answer
+    np.testing.assert_allclose(same, calibrated, rtol=1e-6)

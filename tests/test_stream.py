@@ -180,9 +180,8 @@ def test_a_calibration_gives_a_new_ensemble_and_leaves_the_shared_one_alone(tiny
     assert posed.ensemble is not shared and posed.ensemble.calibration is not None
     assert posed.ensemble.members is shared.members  # the ONNX sessions are shared, not loaded again
     crops = [np.full((40, 40), 90, np.uint8), np.arange(1600, dtype=np.uint8).reshape(40, 40)]
-    assert not np.allclose(posed.ensemble.native_probabilities(crops), shared.native_probabilities(crops))
-    np.testing.assert_array_equal(EmotionRecognizer(shared).ensemble.native_probabilities(crops),
-                                  shared.native_probabilities(crops))
+    assert not np.allclose(posed.ensemble.predict_proba(crops), shared.predict_proba(crops))
+    np.testing.assert_array_equal(EmotionRecognizer(shared).ensemble.predict_proba(crops), shared.predict_proba(crops))
 
 
 def test_a_stream_is_a_face_stream_with_the_recognizers_defaults(tiny_ensemble: Path) -> None:

@@ -217,7 +217,7 @@ def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledIma
     native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
     before = ensemble.answer(native, args.prior)
     if args.calm_reference:  # the automatic resting face's rule, labels unused
-        reference_photos = found & calm_faces(before)
+        reference_photos = found & calm_faces(ensemble.plain_answer(native, args.prior))
         scored_photos = found
     else:
         reference_photos = found & (data.labels == EMOTIONS.index("neutral"))

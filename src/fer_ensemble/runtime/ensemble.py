@@ -42,7 +42,7 @@ from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ENSEMBLE_FORMAT, SpecError, UserError, file_digest, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
-from fer_ensemble.runtime.calibration import Calibration, RestingFace
+from fer_ensemble.runtime.calibration import Calibration, RestingFace, compose_relative
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 from fer_ensemble.runtime.deprecation import renamed_keyword
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
@@ -444,7 +444,8 @@ class Ensemble:
     def native_probabilities(self, faces, batch_size: int = 256) -> np.ndarray:
         """(N, C) float32 probabilities under FER+'s prior for a sequence of N face crops (gray
         (H, W) or BGR (H, W, 3) uint8, any size): the members' weighted soft vote, in batches of
-        ``batch_size``, then the calibration if the ensemble has one; (0, C) for none."""
+        ``batch_size``; (0, C) for none. The calibration, if the ensemble has one, is applied by
+        ``answer``, not here: a resting face is read from these uncalibrated probabilities."""
         return self.read_faces(faces, batch_size, embeddings=False)[0]
 
     @property
@@ -473,30 +474,39 @@ class Ensemble:
             chunks.append(sum(m.weight * probs for m, (probs, _) in zip(self.members, outputs)) / total_weight)
             if embeddings:
                 embedded.append(np.concatenate([e for _, e in outputs], axis=1) / np.sqrt(len(outputs)))
-        mixed = np.concatenate(chunks)
-        native = (mixed if self.calibration is None else self.calibration.apply(mixed)).astype(np.float32)
+        native = np.concatenate(chunks).astype(np.float32)
         return native, (np.concatenate(embedded).astype(np.float32) if embeddings else None)
 
     def answer(self, native: np.ndarray, prior_strength: str | float | None = None,
                resting_face: RestingFace | None = None, *, prior: str | float | None = None,
                profile: Profile | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
         """The answer, (N, C) float32 rows summing to one, for (N, C) ``native_probabilities``:
-        read relative to ``resting_face`` when given, under the prior strength ``prior_strength``
+        through the ensemble's calibration if it has one, read relative to ``resting_face`` when
+        given (with a calibration too: ``compose_relative``), under the prior strength ``prior_strength``
         names (None: the ensemble file's default), then through the person's ``profile`` when
         given (with the same faces' (N, D) ``embeddings`` from ``read_faces``;
         ``fer_ensemble.runtime.profile``). UserError for a bad strength (``prior_strength``) and for a profile without
         embeddings or made by another ensemble. ``prior=`` is the deprecated name of
         ``prior_strength=`` (a DeprecationWarning)."""
         strength = self.prior_strength(renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
+        calibrated = native if self.calibration is None else self.calibration.apply(native)
+        answer = adjust_probabilities(calibrated, self.class_prior, strength).astype(np.float32)
         if resting_face is not None:
-            native = resting_face.apply(native)
-        answer = adjust_probabilities(native, self.class_prior, strength).astype(np.float32)
+            relative = adjust_probabilities(resting_face.apply(native), self.class_prior, strength)
+            answer = (relative if self.calibration is None else compose_relative(
+                relative, answer, adjust_probabilities(native, self.class_prior, strength))).astype(np.float32)
         if profile is None:
             return answer
         self.check_profile(profile)
         if embeddings is None:
             raise UserError("a profile needs the faces' embeddings (Ensemble.read_faces)")
         return blend(answer, embeddings, profile)
+
+    def plain_answer(self, native: np.ndarray, prior_strength: str | float | None = None) -> np.ndarray:
+        """The answer to (N, C) ``native_probabilities`` without the calibration, a resting face or a
+        profile, under ``prior_strength`` (None: the file's default): what a face is judged calm by
+        (``stream.calm_faces``, whose threshold was chosen on such answers). (N, C) float32."""
+        return adjust_probabilities(native, self.class_prior, self.prior_strength(prior_strength)).astype(np.float32)
 
     @property
     def member_names(self) -> tuple[str, ...]:

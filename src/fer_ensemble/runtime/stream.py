@@ -91,8 +91,10 @@ def later_time(timestamp_s: float, previous_s: float | None) -> float | None:
 
 
 def calm_faces(answers: np.ndarray) -> np.ndarray:
-    """(N,) bool: which of (N, C) answers (before any resting face) read neutral with at least
-    ``CALM_NEUTRAL``: the frames an automatic resting face is taken from."""
+    """(N,) bool: which of (N, C) answers (``Ensemble.plain_answer``: before any calibration or resting
+    face) read neutral with at least ``CALM_NEUTRAL``: the frames an automatic resting face is taken
+    from. A calibration moves probability away from neutral (the ``posed`` preset's does), so judging
+    its answers would find no calm frame at all."""
     return answers[..., NEUTRAL] >= CALM_NEUTRAL
 
 
@@ -240,12 +242,13 @@ class FaceStream:
         profiled = any(tracks[i].profile is not None for i in chosen)
         native, embeddings = self.reader.read(gray, [boxes[i] for i in chosen], profiled)
         answers = ensemble.answer(native, self.prior_strength)  # one pass for every face read plainly
+        calm = calm_faces(ensemble.plain_answer(native, self.prior_strength))
         for j, (i, face_native, probs) in enumerate(zip(chosen, native, answers)):
             track = tracks[i]
             dt = None if track.answered_s is None else now - track.answered_s
             weight = time_weight(dt, options.smoothing_s)
             track.native = smooth(track.native, face_native, weight)
-            if track.auto_resting_face and calm_faces(probs):
+            if track.auto_resting_face and calm[j]:
                 self._add_calm_frame(track, face_native, first_dt if dt is None else dt)
             if track.resting_face is not None or track.profile is not None:
                 embedding = None if embeddings is None else embeddings[j : j + 1]
