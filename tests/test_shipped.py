@@ -21,8 +21,11 @@ from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, WEIGHTS_DIR, load_
 def test_shipped_weights_fit_the_size_budget() -> None:
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir())
     assert total <= 60 * 10**6
-    onnx_files = sorted(p.name for p in WEIGHTS_DIR.glob("*.onnx"))  # one current set: two members, one detector
-    assert onnx_files == ["blazeface_short_range.onnx", "mobilenet_v2.int8.onnx", "resnet50.int8.onnx"]
+    onnx_files = sorted(p.name for p in WEIGHTS_DIR.glob("*.onnx"))  # one current set: two members, one detector,
+    assert onnx_files == ["blazeface_short_range.onnx", "face_blendshapes.onnx", "face_landmarks.onnx",  # geometry
+                          "mobilenet_v2.int8.onnx", "resnet50.int8.onnx"]
+    licences = sorted(p.name for p in WEIGHTS_DIR.glob("*.LICENSE"))  # Google's models carry their licence beside them
+    assert licences == ["blazeface_short_range.LICENSE", "face_landmarker.LICENSE"]
 
 
 def test_shipped_ensemble_reproduces_its_recorded_test_figures(ferplus: Path) -> None:

@@ -201,7 +201,8 @@ def build_recognizer(args: argparse.Namespace, threads: int | None = None, prese
     return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
                              margin=args.margin, ema_weight=ema_weight, threads=threads,
                              prior_strength=args.prior, offset=args.offset, calibration=args.calibration,
-                             auto_resting_face=getattr(args, "auto_resting_face", False), profile=profile)
+                             auto_resting_face=getattr(args, "auto_resting_face", False), profile=profile,
+                             geometry=getattr(args, "geometry", False))
 
 
 def add_exit_arguments(parser: argparse.ArgumentParser) -> None:

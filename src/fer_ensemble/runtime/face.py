@@ -17,7 +17,10 @@ class Face:
     summing to one); ``track_id`` in a stream (None for stills); ``relative`` when read relative
     to the person's resting face; ``held`` when the detector missed this tracked face in this frame
     and its last box and answer are shown (``StreamOptions.hold_s``); ``profiled`` when read
-    through the person's profile (``fer_ensemble.runtime.profile``)."""
+    through the person's profile (``fer_ensemble.runtime.profile``). With geometry asked for
+    (``EmotionRecognizer(geometry=True)``; ``fer_ensemble.runtime.geometry``): ``landmarks`` (478, 3)
+    float32 in image pixels, ``pose`` (yaw, pitch, roll) in degrees and ``blendshapes`` (51 named
+    scores in [0, 1]); None otherwise, or when the landmarks model finds no face in the crop."""
 
     box: Box
     label: str
@@ -27,6 +30,9 @@ class Face:
     relative: bool = False
     held: bool = False
     profiled: bool = False
+    landmarks: np.ndarray | None = None
+    pose: tuple[float, float, float] | None = None
+    blendshapes: dict[str, float] | None = None
 
     @classmethod
     def from_probabilities(cls, box: Box, probabilities: np.ndarray, classes: tuple[str, ...], **flags) -> Face:
@@ -40,7 +46,18 @@ class Face:
 
     def to_dict(self) -> dict:
         """The JSON form (``predict --json``, the server): the fields by name, ``box`` as a list
-        ``[x, y, w, h]`` of ints in image pixels."""
+        ``[x, y, w, h]`` of ints in image pixels; with geometry, ``pose`` as ``{"yaw", "pitch",
+        "roll"}`` (0.1 degree), ``blendshapes`` (4 decimals) and ``landmarks`` as 478 [x, y, z]
+        (0.1 pixel); without, no such keys."""
         data = asdict(self)
         data["box"] = list(self.box)
+        for key in ("landmarks", "pose", "blendshapes"):  # geometry: only when it was asked for
+            if data[key] is None:
+                del data[key]
+        if self.pose is not None:
+            data["pose"] = dict(zip(("yaw", "pitch", "roll"), (round(float(v), 1) for v in self.pose)))
+        if self.blendshapes is not None:
+            data["blendshapes"] = {k: round(float(v), 4) for k, v in self.blendshapes.items()}
+        if self.landmarks is not None:
+            data["landmarks"] = np.round(np.asarray(self.landmarks, np.float64), 1).tolist()
         return data

@@ -43,6 +43,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
+from fer_ensemble.runtime.geometry import GeometryReader
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile
 from fer_ensemble.runtime.stream import (  # noqa: F401 - CALM_* and AUTO_RESTING_FACE_HELP: their former home
     AUTO_RESTING_FACE_HELP,
@@ -113,7 +114,8 @@ class EmotionRecognizer:
     frames (``CALM_NEUTRAL``, ``CALM_S``), so a person is read against their own face at rest
     without anyone pressing a key; ``profile``, every face of ``predict`` and every new track is
     read through this person's ``Profile`` (``enrol`` makes one; ProfileError when it was made with
-    another ensemble).
+    another ensemble). ``geometry=True``: ``predict`` also gives each face its 478 landmarks, head
+    pose and 52 blendshapes (``fer_ensemble.runtime.geometry``; about 20 ms a face on one core).
 
     ``smoothing=`` and ``prior=`` are the deprecated names of ``ema_weight=`` and
     ``prior_strength=``; the deprecated methods and attributes are those of
@@ -137,6 +139,7 @@ class EmotionRecognizer:
         *,
         auto_resting_face: bool = False,
         profile: Profile | None = None,
+        geometry: bool = False,
         smoothing: float | None = None,
         prior: str | float | None = None,
     ):
@@ -161,6 +164,8 @@ class EmotionRecognizer:
             self.ensemble.check_profile(profile)
         self.profile = profile
         """A person's profile that ``predict`` and new streams read faces through by default."""
+        self.geometry: GeometryReader | None = GeometryReader(threads) if geometry else None
+        """Reads each face's landmarks, pose and blendshapes in ``predict`` (``geometry=True``); None: off."""
         self._legacy_stream: FaceStream | None = None  # the one stream of the deprecated track()
 
     @property
@@ -296,11 +301,17 @@ class EmotionRecognizer:
         recognizer's own ``profile``, and under ``prior_strength`` (``ferplus``, ``uniform`` or a
         number in [0, 1]; None: the recognizer's; UserError for another value)."""
         profile = profile or self.profile
+        image = check_image(image)
         gray, boxes = self.find(image)
         probabilities = self.classify(gray, boxes, resting_face, profile, prior_strength=prior_strength)
-        return [Face.from_probabilities(box, probs, self.classes, relative=resting_face is not None,
-                                        profiled=profile is not None)
-                for box, probs in zip(boxes, probabilities)]
+        faces = [Face.from_probabilities(box, probs, self.classes, relative=resting_face is not None,
+                                         profiled=profile is not None)
+                 for box, probs in zip(boxes, probabilities)]
+        if self.geometry is not None:
+            for face, shape in zip(faces, self.geometry.read(image, boxes)):
+                if shape is not None:
+                    face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
+        return faces
 
     def stream(self, frames: Iterable[np.ndarray] | None = None, *, options: StreamOptions | None = None,
                **overrides) -> FaceStream:
