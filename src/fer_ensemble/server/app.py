@@ -322,10 +322,10 @@ def parse_resting_face(message: object) -> tuple[str, int | None]:
         raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {RESTING_FACE_EXAMPLE}")
     action, track_id = message["resting_face"], message.get("track_id")
     if action not in RESTING_FACE_ACTIONS:
-        raise ValueError(f"resting_face must be 'take' or 'clear', not {json.dumps(action)[:40]}")
+        raise ValueError(f"resting_face must be 'take' or 'clear', not {quoted(action)}")
     if track_id is not None and type(track_id) is not int:
         raise ValueError(f"track_id must be an integer (omit it for every face), not "
-                         f"{json.dumps(track_id)[:40]}")
+                         f"{quoted(track_id)}")
     return action, track_id
 
 
@@ -344,13 +344,18 @@ ECHO_CHARACTERS = 40
 """How much of a bad control message's ``resting_face`` value its reply echoes."""
 
 
+def quoted(value: object) -> str:
+    """A client's value as an error message quotes it: its JSON text, cut to ``ECHO_CHARACTERS``."""
+    return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # inside a message's text: NaN is fine there
+
+
 def echoed(value: object) -> str | bool | None:
     """A control message's ``resting_face`` value as its reply echoes it: text cut to
     ``ECHO_CHARACTERS``, true, false or null as sent, another JSON value (a number, a list...) as its
     JSON text, cut the same way (so a reply stays small and strict JSON: no NaN, no huge number)."""
     if value is None or isinstance(value, (str, bool)):
         return value[:ECHO_CHARACTERS] if isinstance(value, str) else value
-    return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # text in the reply: NaN is fine there
+    return quoted(value)
 
 
 def control_reply(stream: FaceStream, message: object) -> dict:
@@ -399,7 +404,7 @@ def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {PROFILE_EXAMPLE}")
         if track_id is not None and type(track_id) is not int:
-            raise ValueError(f"track_id must be an integer (omit it for every face), not {json.dumps(track_id)[:40]}")
+            raise ValueError(f"track_id must be an integer (omit it for every face), not {quoted(track_id)}")
         profile = None if message["profile"] is None else read_profile(message["profile"], ensemble)
     except HTTPException as error:
         return {"profile": action, "error": error.detail}
@@ -427,7 +432,7 @@ def enrolment_options(message: dict) -> EnrolmentOptions:
     for key, (low, high) in ENROL_LIMITS.items():
         value = message.get(key, low)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], not {json.dumps(value)[:40]}")
+            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], not {quoted(value)}")
     return EnrolmentOptions(captures=int(message.get("captures", EnrolmentOptions.captures)),
                             countdown_s=float(message.get("countdown_s", EnrolmentOptions.countdown_s)))
 
