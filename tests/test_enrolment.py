@@ -196,3 +196,18 @@ def test_save_profile_is_checked_before_the_camera_opens(tmp_path: Path) -> None
         result = run_cli("webcam", "--source", str(tmp_path / "none.mp4"), "--no-window", *extra, check=False)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert photo.read_text() == "my notes\n"
+
+
+def test_the_new_profile_goes_to_the_face_enrolled_or_to_none() -> None:
+    """enrolled_track: the live track overlapping the last capture most, by IoU 0.3 at least; a
+    face elsewhere (someone else) never takes the enrolled person's profile."""
+    from types import SimpleNamespace
+
+    from fer_ensemble.runtime.enrolment import enrolled_track
+
+    tracks = [SimpleNamespace(track_id=1, box=(0, 0, 50, 50), missed=0),
+              SimpleNamespace(track_id=2, box=(200, 0, 50, 50), missed=0),
+              SimpleNamespace(track_id=3, box=(205, 5, 50, 50), missed=1)]
+    assert enrolled_track(tracks, (195, 0, 50, 50)) == 2
+    assert enrolled_track(tracks, (100, 100, 50, 50)) is None and enrolled_track(tracks, None) is None
+    assert enrolled_track(tracks[2:], (205, 5, 50, 50)) is None  # a track missed in this frame is not "in view"

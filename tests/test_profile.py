@@ -224,3 +224,17 @@ def test_enrolling_without_scikit_learn_is_one_line_before_any_photo(tmp_path: P
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "fer-ensemble enrol: enrolling a profile needs scikit-learn: pip install 'fer-ensemble[adapt]'"]
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("damage", [{"self_check": [1]}, {"self_check": "ab"}, {"weight": 1e308},
+                                    {"weight": -1.0}])
+def test_a_hostile_profile_is_a_profile_error_not_a_crash(damage: dict) -> None:
+    """What a client may send the server (a profile part, a profile message) is checked: a damaged
+    self-check or an absurd weight is one ProfileError, never a TypeError or NaN answers later."""
+    good = Profile.fit(np.eye(4, dtype=np.float32), [0, 0, 1, 1], c=1.0).to_dict()
+    with pytest.raises(ProfileError, match="a damaged profile file"):
+        Profile.from_dict({**good, **damage})
+    coef = [[1e9] * 4, [0.0] * 4]
+    huge = {**good, "classes": {name: {**row, "coef": c} for (name, row), c in zip(good["classes"].items(), coef)}}
+    with pytest.raises(ProfileError, match="its weights"):
+        Profile.from_dict(huge)

@@ -975,7 +975,7 @@ def test_a_guided_enrolment_over_the_stream_gives_the_client_its_profile_and_rea
             ws.send_json({"enrol": "redo"})
             assert ws.receive_json() == {"enrol": "redo", "error": 'no enrolment in progress: send {"enrol": "start"} first'}
             ws.send_json({"enrol": "start", "captures": 99})
-            assert ws.receive_json()["error"] == "captures must be a number in [1, 10], not 99"
+            assert ws.receive_json()["error"] == "captures must be a whole number in [1, 10], not 99"
             ws.send_json({"enrol": "start", "captures": 1, "countdown_s": 0})
             assert ws.receive_json() == {"enrol": "start", "steps": 7, "classes": list(ENROL_ORDER)}
             answers = []

@@ -243,3 +243,18 @@ def test_a_profile_given_to_one_face_follows_it_through_a_short_loss_of_its_trac
         stream.update(image, 0.8 + 0.1 * step, boxes=[])
     late = stream.update(image, 0.8 + FOLLOW_S + 0.4, boxes=BOX)
     assert not late[0].profiled
+
+
+def test_forgetting_lost_profiles_keeps_a_returning_face_plain() -> None:
+    """After every face's profile is changed (the server's {"profile": null}), a face whose track
+    was lost does not take its former profile back."""
+    recognizer = EmotionRecognizer()
+    image = cv2.imread(str(SAMPLES / "astronaut.png"))
+    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
+    stream = recognizer.stream()
+    [face] = stream.update(image, 0.0, boxes=BOX)
+    stream.set_profile(face.track_id, profile)
+    stream.update(image, 0.1, boxes=BOX)
+    stream.update(image, 0.5, boxes=[])
+    stream.forget_lost_profiles()
+    assert not stream.update(image, 0.6, boxes=BOX)[0].profiled

@@ -30,15 +30,15 @@ from fer_ensemble.apps.common import (
     build_recognizer,
     check_output_file,
     exit_code,
+    output_file,
     warn,
 )
 from fer_ensemble.apps.enrol import format_self_check
 from fer_ensemble.errors import InputError, Interrupted, UserError, json_text
 from fer_ensemble.media import decoder_log, open_video
-from fer_ensemble.runtime.detection import iou
 from fer_ensemble.runtime.drawing import draw_prompt, draw_status
-from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment
-from fer_ensemble.runtime.profile import PROFILE_FORMAT, require_fitting
+from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment, enrolled_track
+from fer_ensemble.runtime.profile import PROFILE_FORMAT, ProfileError, require_fitting
 from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
@@ -98,7 +98,8 @@ class LatestFrame:
 
     def next_timed(self, after: int, timeout: float = 5.0,
                    take: bool = False) -> tuple[int, np.ndarray | None, float]:
-        """``next``, and the time the frame was read (``time.perf_counter`` seconds)."""
+        """``next``, and the frame's time in seconds: when it was read (``time.perf_counter``), or its
+        time in the file with ``file_time``."""
         with self._condition:
             self._condition.wait_for(lambda: self.count > after or self.ended, timeout)
             if self.count <= after:
@@ -222,7 +223,7 @@ def run_webcam(args: argparse.Namespace) -> int:
         warn(f"{args.source}: the decoder reported errors (a damaged file: some frames may repeat the last good "
              "picture)")
     unfinished = args.enrol and args.no_window and not enroller.finished
-    if unfinished:
+    if unfinished and not enroller.failed:
         warn("the guided enrolment did not finish before the source ended: no profile was made")
     return exit_code(failed=stats.frames == 0 or damaged or unfinished, found=stats.faces > 0, args=args)
 
@@ -238,7 +239,8 @@ def check_enrol_arguments(args: argparse.Namespace) -> Path | None:
     if not args.save_profile:
         return None
     inputs = [p for p in (args.source, args.profile, args.ensemble) if p]
-    return check_output_file(args.save_profile, inputs, "--save-profile", '{"format": "' + PROFILE_FORMAT)
+    check_output_file(args.save_profile, inputs, "--save-profile", '{"format": "' + PROFILE_FORMAT)
+    return output_file(args.save_profile, "--save-profile")  # its folder made now, not after the enrolment
 
 
 class Enroller:
@@ -253,16 +255,23 @@ class Enroller:
         self.recognizer, self.options, self.save_to = recognizer, options, save_to
         self.enrolment: GuidedEnrolment | None = None
         self.finished = False
+        self.failed = False
         self.summary: list[str] = []
         self.summary_until = 0.0
         self._said = ""
 
     def start(self) -> None:
-        """A new enrolment from the next frame on (one already running is dropped)."""
+        """A new enrolment from the next frame on (one already running is dropped); a line on stderr
+        instead when one cannot be fitted here (no scikit-learn, members without embeddings)."""
         from fer_ensemble.runtime.recognizer import enrolled_profile
 
         ensemble = self.recognizer.ensemble
-        self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a), self.options)
+        try:
+            require_fitting()
+            self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a), self.options)
+        except ProfileError as error:
+            warn(f"guided enrolment: {error}")
+            return
         self._said = ""
         warn(f"guided enrolment: {len(self.options.classes)} expressions, {self.options.captures} frame(s) each "
              "(x: take one again, e: cancel)")
@@ -289,7 +298,7 @@ class Enroller:
         if state.phase == "done":
             self._done(stream, state, time_s)
         elif state.phase == "failed":
-            self.enrolment = None
+            self.enrolment, self.failed = None, True
         return state
 
     def _done(self, stream: FaceStream, state: EnrolmentState, time_s: float) -> None:
@@ -298,18 +307,21 @@ class Enroller:
         self.enrolment, self.finished = None, True
         where = "not saved (--save-profile FILE keeps it)"
         if self.save_to is not None:
-            profile.save(self.save_to)
-            where = f"saved to {self.save_to}"
+            try:
+                profile.save(self.save_to)
+                where = f"saved to {self.save_to}"
+            except OSError as error:  # the profile stays in use for this session
+                where = f"NOT saved: {self.save_to}: {error.strerror or error}"
         self.summary = self_check_lines(profile.self_check, where)
         self.summary_until = time_s + self.SHOW_S
         for line in format_self_check(profile.self_check, where, []).splitlines():
             warn(line)
-        tracks = [t for t in stream.tracker.tracks if not t.missed]
-        box = state.box
-        if box is not None and tracks:
-            track = max(tracks, key=lambda t: iou(t.box, box))
-            stream.set_profile(track.track_id, profile)
-            warn(f"face #{track.track_id} is read through the profile from now on")
+        track_id = enrolled_track(stream.tracker.tracks, state.box)
+        if track_id is None:
+            warn("the enrolled face is not in view: no face is read through the profile yet")
+        else:
+            stream.set_profile(track_id, profile)
+            warn(f"face #{track_id} is read through the profile from now on")
 
     def draw(self, canvas: np.ndarray, state: EnrolmentState | None, time_s: float) -> None:
         """The prompt (or the self-check after an enrolment) on ``canvas``."""

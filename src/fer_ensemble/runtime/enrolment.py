@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.runtime.detection import Box
+from fer_ensemble.runtime.detection import Box, iou
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.profile import Profile
 
@@ -52,6 +52,9 @@ still image. A live camera's noise alone gives more (consecutive frames of the n
 video v3b: 4.7 at the 10th percentile)."""
 CHECK_SIZE = 64
 """The side of the gray crop the sharpness and change checks read."""
+ENROLLED_IOU = 0.3
+"""The least overlap between the last captured face and a live track for that track to take the
+new profile (a detector's boxes may lag a frame; someone else's face must not take it)."""
 
 
 class EnrolmentReader(Protocol):
@@ -140,6 +143,17 @@ class EnrolmentState:
                 "captured": self.captured, "captures": self.captures, "remaining_s": round(self.remaining_s, 2),
                 "refused": self.refused, "box": None if self.box is None else list(self.box),
                 "message": self.message}
+
+
+def enrolled_track(tracks, box: Box | None) -> int | None:
+    """The id of the live track among ``tracks`` (a ``FaceStream``'s ``tracker.tracks``) that is the
+    face an enrolment captured last, at ``box``: the one overlapping it most, by at least
+    ``ENROLLED_IOU``; None when none does."""
+    if box is None:
+        return None
+    scored = [(iou(t.box, box), t.track_id) for t in tracks if not t.missed]
+    best = max(scored, default=(0.0, None))
+    return best[1] if best[0] >= ENROLLED_IOU else None
 
 
 def sharpness(crop: np.ndarray) -> float:

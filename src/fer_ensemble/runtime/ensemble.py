@@ -21,9 +21,11 @@ does not use (``fitted_on``, ``latency``, ``metrics``) are kept in ``EnsembleSpe
 
 Each member sees all faces of a frame as one batch at its own input size; its logits are divided
 by its temperature, turned into probabilities (averaged with the mirrored faces' when the
-member's ``flip_tta`` is set), and the members' probabilities are mixed with the weights. Then the
-file's calibration, if any, and a person's resting face, if one is given, are applied (both keep
-the answer under FER+'s prior; ``fer_ensemble.runtime.calibration``). Last,
+member's ``flip_tta`` is set), and the members' probabilities are mixed with the weights: the
+native probabilities (``read_faces``), before any calibration. ``answer`` then applies the file's
+calibration, if any, and reads a person's resting face, if one is given, from the native
+probabilities, composing the two when both are there (both keep the answer under FER+'s prior;
+``fer_ensemble.runtime.calibration.compose_relative``). Last,
 ``prior_strength`` of FER+'s class prior is divided out (``fer_ensemble.prior``): 0 answers
 under FER+'s own prior, 1 under equal priors; the ensemble file holds the fitted default.
 """
@@ -456,7 +458,8 @@ class Ensemble:
         return None if None in sizes else sum(s for s in sizes if s)
 
     def read_faces(self, faces, batch_size: int = 256, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """``native_probabilities`` and, from the same pass, the faces' (N, D) float32 embeddings:
+        """``native_probabilities`` (before any calibration: ``answer`` applies it) and, from the same
+        pass, the faces' (N, D) float32 embeddings:
         each member's (``member_outputs``: unit length, mirrored where the member reads mirrored
         faces) side by side in member order, divided by the square root of the member count so
         each row has unit length. None for the embeddings when not asked for or when a member has

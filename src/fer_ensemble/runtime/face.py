@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Face:
     relative: bool = False
     held: bool = False
     profiled: bool = False
-    landmarks: np.ndarray | None = None
+    landmarks: np.ndarray | None = field(default=None, compare=False)  # an array: == would raise
     pose: tuple[float, float, float] | None = None
     blendshapes: dict[str, float] | None = None
 

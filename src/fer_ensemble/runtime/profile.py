@@ -68,6 +68,11 @@ Chosen on taiwan-posed (docs/accuracy.md, "Personal profiles"): fear 51.5 -> 55.
 per expression, accuracy 76.5 -> 75.9 %."""
 
 
+MAX_PROFILE_VALUE = 1e4
+"""The largest weight, intercept or ensemble weight a profile file may hold: a fitted one stays far
+below; a larger one (a damaged or hostile file) would overflow the scores ``blend`` exponentiates."""
+
+
 class ProfileError(UserError):
     """A profile file that cannot be used (missing, damaged, another format, another ensemble's)."""
 
@@ -179,12 +184,16 @@ class Profile:
             counts = np.array([int(classes[name]["faces"]) for name in classes], np.int64)
             weight, c = float(data["weight"]), float(data.get("c", PROFILE_C))
             members = tuple(str(m) for m in data.get("members", []))
+            self_check = data.get("self_check") or {}
+            if not isinstance(self_check, dict):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
-            raise ProfileError(f"{source}: a damaged profile file (its classes or weight)") from None
+            raise ProfileError(f"{source}: a damaged profile file (its classes, weight or self-check)") from None
         if (coef.ndim != 2 or len(coef) == 0 or not np.isfinite(coef).all() or not np.isfinite(intercept).all()
-                or not np.isfinite(weight) or weight < 0):
+                or np.abs(coef).max() > MAX_PROFILE_VALUE or np.abs(intercept).max() > MAX_PROFILE_VALUE
+                or not 0 <= weight <= MAX_PROFILE_VALUE):
             raise ProfileError(f"{source}: a damaged profile file (its weights)")
-        profile = cls(enrolled, counts, coef, intercept, weight, members, dict(data.get("self_check") or {}), c)
+        profile = cls(enrolled, counts, coef, intercept, weight, members, dict(self_check), c)
         if data.get("map"):
             try:
                 profile.map = {k: v for k, v in dict(data["map"]).items() if k != "classes"}

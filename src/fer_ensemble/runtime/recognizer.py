@@ -115,7 +115,7 @@ class EmotionRecognizer:
     without anyone pressing a key; ``profile``, every face of ``predict`` and every new track is
     read through this person's ``Profile`` (``enrol`` makes one; ProfileError when it was made with
     another ensemble). ``geometry=True``: ``predict`` also gives each face its 478 landmarks, head
-    pose and 52 blendshapes (``fer_ensemble.runtime.geometry``; about 20 ms a face on one core).
+    pose and 51 blendshapes (MediaPipe's 52 but its ``_neutral`` baseline) (``fer_ensemble.runtime.geometry``; about 20 ms a face on one core).
 
     ``smoothing=`` and ``prior=`` are the deprecated names of ``ema_weight=`` and
     ``prior_strength=``; the deprecated methods and attributes are those of
@@ -211,7 +211,8 @@ class EmotionRecognizer:
 
     def read(self, gray: np.ndarray, boxes: list[Box], embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """The faces at ``boxes`` of the gray image ``gray``, framed by ``margin`` and ``offset``, read
-        in one batch per member: (N, C) probabilities under FER+'s prior and, with ``embeddings``,
+        in one batch per member: (N, C) probabilities under FER+'s prior, before any calibration
+        (``Ensemble.answer`` applies it) and, with ``embeddings``,
         their (N, D) embeddings (``Ensemble.read_faces``)."""
         return self.ensemble.read_faces(crop_faces(gray, boxes, self.margin, self.offset), embeddings=embeddings)
 

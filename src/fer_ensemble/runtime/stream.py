@@ -357,6 +357,11 @@ class FaceStream:
         track.profile = profile
         track.probabilities = None  # the smoothed answer restarts
 
+    def forget_lost_profiles(self) -> None:
+        """Drop the profiles of lost tracks waiting for their face (``FOLLOW_S``): after the caller
+        changes every face's profile, none comes back to a returning face."""
+        self._lost = []
+
     def reset(self) -> None:
         """Forget every track and the time: the stream starts over (ids from 1, any first timestamp)."""
         self.tracker.reset()

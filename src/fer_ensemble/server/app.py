@@ -91,9 +91,8 @@ from starlette.websockets import WebSocketState
 from fer_ensemble import __version__
 from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
-from fer_ensemble.runtime.detection import iou
 from fer_ensemble.runtime.detectors import create_detector, live_settings
-from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment
+from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.profile import Profile, ProfileError, require_fitting
 from fer_ensemble.runtime.recognizer import (
@@ -418,6 +417,7 @@ def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict
                                                 "in the latest frame's answer)"}
         return {"profile": action, "track_ids": [track_id]}
     stream.options = replace(stream.options, profile=profile)  # faces that appear later too
+    stream.forget_lost_profiles()  # a lost face's former profile must not come back
     changed = [t.track_id for t in stream.tracker.tracks]
     for changed_id in changed:
         stream.set_profile(changed_id, profile)
@@ -431,8 +431,10 @@ def enrolment_options(message: dict) -> EnrolmentOptions:
         raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {ENROL_EXAMPLE}")
     for key, (low, high) in ENROL_LIMITS.items():
         value = message.get(key, low)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], not {quoted(value)}")
+        whole = key != "captures" or isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high or not whole:
+            kind = "a whole number" if key == "captures" else "a number"
+            raise ValueError(f"{key} must be {kind} in [{low:g}, {high:g}], not {quoted(value)}")
     return EnrolmentOptions(captures=int(message.get("captures", EnrolmentOptions.captures)),
                             countdown_s=float(message.get("countdown_s", EnrolmentOptions.countdown_s)))
 
@@ -847,11 +849,10 @@ class FrameStream:
         profile = self.enrolment.profile if self.enrolment is not None else None
         if state.phase == "done" and profile is not None:
             self.enrolment = None
-            tracks, box = [t for t in self.stream.tracker.tracks if not t.missed], state.box
-            if box is not None and tracks:
-                track = max(tracks, key=lambda t: iou(t.box, box))
-                self.stream.set_profile(track.track_id, profile)
-                extra["enrolment"]["track_id"] = track.track_id
+            track_id = enrolled_track(self.stream.tracker.tracks, state.box)  # None: the enrolled face is not in view now
+            if track_id is not None:
+                self.stream.set_profile(track_id, profile)
+            extra["enrolment"]["track_id"] = track_id
             extra["profile"] = profile.to_dict()
         return extra
 
