@@ -109,3 +109,12 @@ def test_predict_geometry_adds_pose_blendshapes_and_landmarks_to_the_json_only_w
 def test_faces_with_geometry_still_compare(recognizer: EmotionRecognizer) -> None:
     image = cv2.imread(str(SAMPLES / "astronaut.png"))
     assert recognizer.predict(image) == recognizer.predict(image)  # landmarks (an array) take no part
+
+
+def test_video_geometry_writes_it_into_the_timeline(tmp_path) -> None:
+    out = tmp_path / "out"
+    run_cli("video", str(SAMPLES / "faces.mp4"), "--out", str(out), "--geometry", "--max-frames", "3", "--no-video")
+    frames = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    faces = [face for frame in frames for face in frame["faces"] if not face["held"]]
+    assert faces and all(set(face["pose"]) == {"yaw", "pitch", "roll"} and len(face["landmarks"]) == LANDMARKS
+                         for face in faces)

@@ -37,6 +37,7 @@ from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.detection import crop_faces
 from fer_ensemble.runtime.detectors import SECOND_LOOK
+from fer_ensemble.runtime.geometry import GeometryReader
 
 
 def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -124,6 +125,8 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
     row["answer_ms"] = median_ms(lambda: recognizer.ensemble.answer(native, recognizer.prior_strength), repeat)
     row["answer_resting_face_ms"] = median_ms(
         lambda: recognizer.ensemble.answer(native, recognizer.prior_strength, resting), repeat)
+    geometry = GeometryReader(threads=1)  # on request only (--geometry): not in the sum of the stages
+    row["geometry_ms"] = median_ms(lambda: geometry.read(frame, boxes), repeat)
     classify = sum(m["preprocess_ms"] + m["onnx_ms"] for m in row["members"].values())
     row["ensemble_ms_per_face"] = classify / max(1, len(boxes))
     row["total_ms"] = row["decode_ms"] + row["detect_ms"] + classify
@@ -195,6 +198,7 @@ def format_rows(rows: list[dict]) -> str:
     line("ensemble per face (ms)", [f"{r['ensemble_ms_per_face']:.2f}" for r in rows])
     line("prior on the frame's faces (ms)", [f"{r['answer_ms']:.3f}" for r in rows])
     line("resting face + prior on them (ms)", [f"{r['answer_resting_face_ms']:.3f}" for r in rows])
+    line("face geometry on them, on request (--geometry) (ms)", [f"{r['geometry_ms']:.1f}" for r in rows])
     line("sum of the stages (ms)", [f"{r['total_ms']:.2f}" for r in rows])
     line("fps, stages one after another", [f"{r['fps']:.1f}" for r in rows])
     if "pipeline" in rows[0]:

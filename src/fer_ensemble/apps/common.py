@@ -75,6 +75,9 @@ def add_recognizer_arguments(
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="also each face's 478 landmarks, head pose (yaw, pitch, roll) and 51 blendshapes in the "
+                             "JSON output (MediaPipe's models, about 20 ms a face; docs/photos.md)")
     if ema_weight is not None:
         parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
                             type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,

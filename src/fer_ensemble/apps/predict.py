@@ -36,9 +36,6 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--resting-face", nargs="+", metavar="IMAGE",
                         help="photo(s) of the person at rest: every face is read relative to that resting "
                              "face (for photos of one person)")
-    parser.add_argument("--geometry", action="store_true",
-                        help="also each face's 478 landmarks, head pose (yaw, pitch, roll) and 51 blendshapes, in "
-                             "--json (MediaPipe's models, about 20 ms a face; docs/photos.md)")
     add_exit_arguments(parser)
     add_recognizer_arguments(parser, still=True)
     return parser

@@ -371,6 +371,7 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
         """Draw or print one frame; False when the user quits."""
         assert stream.time_s is not None  # the frame was just read at it
         state = enroller.frame(stream, frame, stream.time_s)
+        recognizer.add_geometry(frame, faces)
         if not show:
             line = {"frame": number, "faces": [f.to_dict() for f in faces]}
             print(json_text(line if state is None else {**line, "enrolment": state.to_dict()}), flush=True)

@@ -308,10 +308,21 @@ class EmotionRecognizer:
         faces = [Face.from_probabilities(box, probs, self.classes, relative=resting_face is not None,
                                          profiled=profile is not None)
                  for box, probs in zip(boxes, probabilities)]
-        if self.geometry is not None:
-            for face, shape in zip(faces, self.geometry.read(image, boxes)):
-                if shape is not None:
-                    face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
+        return self.add_geometry(image, faces, boxes)
+
+    def add_geometry(self, image: np.ndarray, faces: list[Face], boxes: list[Box] | None = None) -> list[Face]:
+        """``faces`` of ``image`` (a BGR or gray uint8 array), each given its landmarks, pose and
+        blendshapes in place when the recognizer reads geometry (``geometry=True``; a held face, shown
+        from an earlier frame, is left without); unchanged otherwise. ``boxes``: the detector's boxes
+        of ``faces`` (a turned one's roll stands its crop upright), else the faces' own. Returns
+        ``faces``: what ``predict`` does for stills, and the video apps do with a stream's faces."""
+        if self.geometry is None:
+            return faces
+        boxes = [face.box for face in faces] if boxes is None else boxes
+        live = [(face, box) for face, box in zip(faces, boxes) if not face.held]
+        for (face, _), shape in zip(live, self.geometry.read(image, [box for _, box in live])):
+            if shape is not None:
+                face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
         return faces
 
     def stream(self, frames: Iterable[np.ndarray] | None = None, *, options: StreamOptions | None = None,
