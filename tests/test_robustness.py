@@ -1007,7 +1007,8 @@ def test_ctrl_c_in_a_local_batch_stops_the_workers(group: bool, tiny_ensemble: P
     code, stderr, seconds = interrupted(
         ["batch", str(photos), "--out", str(out), "--engine", "local", "--num-workers", "2", "--no-progress",
          "--ensemble", str(tiny_ensemble)],
-        ready=lambda p: (out / "sources").is_dir() and any((out / "sources").iterdir()), group=group)
+        ready=lambda p: (out / "sources").is_dir() and any((out / "sources").glob("*.json")),  # a summary
+        group=group)  # renamed into place, not its hidden .partial being written
     assert code == 130 and seconds < 20 and "Traceback" not in stderr, stderr
     done = re.search(rf"interrupted: (\d+) of 300 source\(s\) done, outputs in {re.escape(str(out))} ",
                      stderr.strip().splitlines()[-1])
