@@ -198,6 +198,8 @@ def run_batch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the workers stop now; what is written stays, and a rerun goes on
         results.close()
         output.write_summary([*sources, *missing])
+        # counted on disk (failed sources too): Ctrl-C may land between a summary's rename and the count above
+        written = sum((output.summary(source) or {}).get("settings") == wanted[source] for source in todo)
         raise Interrupted(f"{written} of {len(todo)} source(s) done, outputs in {args.out} "
                           "(the same command goes on from there)") from None
     summary_path = output.write_summary([*sources, *missing])
