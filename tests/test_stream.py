@@ -221,18 +221,25 @@ def test_a_container_timestamp_that_repeats_does_not_stop_a_video(tiny_ensemble:
     assert stream.time_s == pytest.approx(0.2) and later_time(0.1, None) == 0.1
 
 
-def test_a_profile_given_to_one_face_follows_it_through_a_short_loss_of_its_track() -> None:
-    """set_profile on track 1; the face is gone for 0.5 s (its track dies) and comes back a little
-    moved: the new track takes the profile, a face appearing elsewhere does not; after FOLLOW_S a
-    returning face is read plainly."""
-    from fer_ensemble.runtime.stream import FOLLOW_S
-
+def stream_with_a_profiled_face():
+    """A stream whose one face (the astronaut at ``BOX``, frame 0.0 s) was given a profile of its own:
+    (stream, image, that face, the profile)."""
     recognizer = EmotionRecognizer()
     image = cv2.imread(str(SAMPLES / "astronaut.png"))
     profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
     stream = recognizer.stream()
     [face] = stream.update(image, 0.0, boxes=BOX)
     stream.set_profile(face.track_id, profile)
+    return stream, image, face, profile
+
+
+def test_a_profile_given_to_one_face_follows_it_through_a_short_loss_of_its_track() -> None:
+    """set_profile on track 1; the face is gone for 0.5 s (its track dies) and comes back a little
+    moved: the new track takes the profile, a face appearing elsewhere does not; after FOLLOW_S a
+    returning face is read plainly."""
+    from fer_ensemble.runtime.stream import FOLLOW_S
+
+    stream, image, face, profile = stream_with_a_profiled_face()
     assert stream.update(image, 0.1, boxes=BOX)[0].profiled
     stream.update(image, 0.6, boxes=[])  # gone: the track dies (keep_s 1/6 s)
     far = (10, 300, 150, 150)
@@ -248,12 +255,7 @@ def test_a_profile_given_to_one_face_follows_it_through_a_short_loss_of_its_trac
 def test_forgetting_lost_profiles_keeps_a_returning_face_plain() -> None:
     """After every face's profile is changed (the server's {"profile": null}), a face whose track
     was lost does not take its former profile back."""
-    recognizer = EmotionRecognizer()
-    image = cv2.imread(str(SAMPLES / "astronaut.png"))
-    profile = recognizer.enrol([image, cv2.flip(image, 1)], ["happiness", "neutral"])
-    stream = recognizer.stream()
-    [face] = stream.update(image, 0.0, boxes=BOX)
-    stream.set_profile(face.track_id, profile)
+    stream, image, _, _ = stream_with_a_profiled_face()
     stream.update(image, 0.1, boxes=BOX)
     stream.update(image, 0.5, boxes=[])
     stream.forget_lost_profiles()

@@ -263,12 +263,8 @@ class Enroller:
     def start(self) -> None:
         """A new enrolment from the next frame on (one already running is dropped); a line on stderr
         instead when one cannot be fitted here (no scikit-learn, members without embeddings)."""
-        from fer_ensemble.runtime.recognizer import enrolled_profile
-
-        ensemble = self.recognizer.ensemble
         try:
-            require_fitting()
-            self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a), self.options)
+            self.enrolment = GuidedEnrolment(self.recognizer, options=self.options)
         except ProfileError as error:
             warn(f"guided enrolment: {error}")
             return

@@ -27,7 +27,7 @@ import numpy as np
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.runtime.detection import Box, iou
 from fer_ensemble.runtime.ensemble import Ensemble
-from fer_ensemble.runtime.profile import Profile
+from fer_ensemble.runtime.profile import Profile, require_fitting
 
 ENROL_ORDER = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 """The expressions a guided enrolment asks for, in this order: the easy ones first. Contempt is
@@ -173,10 +173,20 @@ class GuidedEnrolment:
     """One person's guided enrolment (see the module's docstring): ``update`` per frame, ``redo``
     on request, ``profile`` once ``state.phase`` is ``"done"``. ``reader``: the recognizer
     (``EmotionRecognizer``); ``fit``: makes the profile from (P, C) native probabilities, (P, F, D)
-    embeddings and (P,) class indices (``enrolled_profile``). ValueError for bad ``options``
-    (``EnrolmentOptions``); ProfileError when the members give no embeddings."""
+    embeddings and (P,) class indices (None: ``enrolled_profile`` with the reader's ensemble, which
+    needs scikit-learn). ValueError for bad ``options`` (``EnrolmentOptions``); ProfileError when the
+    members give no embeddings, or without ``fit`` when scikit-learn is missing."""
 
-    def __init__(self, reader: EnrolmentReader, fit, options: EnrolmentOptions | None = None):
+    def __init__(self, reader: EnrolmentReader, fit=None, options: EnrolmentOptions | None = None):
+        if fit is None:
+            from fer_ensemble.runtime.recognizer import enrolled_profile
+
+            require_fitting()
+            ensemble = reader.ensemble
+
+            def fit(native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray) -> Profile:
+                return enrolled_profile(ensemble, native, embeddings, labels)
+
         self.reader, self.fit = reader, fit
         self.options = options or EnrolmentOptions()
         reader.ensemble.require_embeddings()

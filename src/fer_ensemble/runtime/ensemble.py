@@ -497,7 +497,7 @@ class Ensemble:
         if resting_face is not None:
             relative = adjust_probabilities(resting_face.apply(native), self.class_prior, strength)
             answer = (relative if self.calibration is None else compose_relative(
-                relative, answer, adjust_probabilities(native, self.class_prior, strength))).astype(np.float32)
+                relative, answer, self.plain_answer(native, strength))).astype(np.float32)
         if profile is None:
             return answer
         self.check_profile(profile)

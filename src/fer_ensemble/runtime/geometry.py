@@ -76,16 +76,6 @@ class FaceGeometry:
     blendshapes: dict[str, float]
     presence: float
 
-    def to_dict(self, landmarks: bool = True) -> dict:
-        """The JSON form: ``pose`` as ``{"yaw", "pitch", "roll"}`` (0.1 degree), ``blendshapes``
-        (4 decimals), ``presence`` and, with ``landmarks``, the 478 points as [x, y, z] (0.1 pixel)."""
-        data: dict = {"pose": dict(zip(("yaw", "pitch", "roll"), (round(v, 1) for v in self.pose))),
-                      "blendshapes": {k: round(v, 4) for k, v in self.blendshapes.items()},
-                      "presence": round(self.presence, 4)}
-        if landmarks:
-            data["landmarks"] = np.round(self.landmarks.astype(np.float64), 1).tolist()
-        return data
-
 
 def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from (478, 3) landmarks (image pixels, z depth as x and y).

@@ -94,11 +94,10 @@ from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
-from fer_ensemble.runtime.profile import Profile, ProfileError, require_fitting
+from fer_ensemble.runtime.profile import Profile, ProfileError
 from fer_ensemble.runtime.recognizer import (
     AUTO_RESTING_FACE_HELP,
     EmotionRecognizer,
-    enrolled_profile,
     load_ensemble,
 )
 from fer_ensemble.runtime.stream import FaceStream, later_time
@@ -316,16 +315,25 @@ def parse_resting_face(message: object) -> tuple[str, int | None]:
     saying what is wrong with it."""
     if not isinstance(message, dict) or "resting_face" not in message:
         raise ValueError(f"a text message must be a JSON control message: {RESTING_FACE_EXAMPLE}")
-    unknown = sorted(str(key) for key in message if key not in ("resting_face", "track_id"))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {RESTING_FACE_EXAMPLE}")
+    check_keys(message, ("resting_face", "track_id"), RESTING_FACE_EXAMPLE)
     action, track_id = message["resting_face"], message.get("track_id")
     if action not in RESTING_FACE_ACTIONS:
         raise ValueError(f"resting_face must be 'take' or 'clear', not {quoted(action)}")
+    return action, checked_track_id(track_id)
+
+
+def check_keys(message: dict, known: tuple[str, ...], example: str) -> None:
+    """ValueError naming a control message's keys outside ``known`` (and the ``example`` expected)."""
+    unknown = sorted(str(key) for key in message if key not in known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {example}")
+
+
+def checked_track_id(track_id: object) -> int | None:
+    """A control message's ``track_id``: an integer or None (every face); ValueError otherwise."""
     if track_id is not None and type(track_id) is not int:
-        raise ValueError(f"track_id must be an integer (omit it for every face), not "
-                         f"{quoted(track_id)}")
-    return action, track_id
+        raise ValueError(f"track_id must be an integer (omit it for every face), not {quoted(track_id)}")
+    return track_id
 
 
 def apply_resting_face(stream: FaceStream, action: str, track_id: int | None) -> list[int]:
@@ -396,14 +404,10 @@ ENROL_LIMITS = {"captures": (1, 10), "countdown_s": (0.0, 10.0)}
 def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict:
     """Apply a ``{"profile": ..., "track_id": ...}`` message to ``stream``; the reply (its ``error``
     says what is wrong, never raised)."""
-    unknown = sorted(str(key) for key in message if key not in ("profile", "track_id"))
-    track_id = message.get("track_id")
     action = "set" if message["profile"] is not None else "cleared"
     try:
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {PROFILE_EXAMPLE}")
-        if track_id is not None and type(track_id) is not int:
-            raise ValueError(f"track_id must be an integer (omit it for every face), not {quoted(track_id)}")
+        check_keys(message, ("profile", "track_id"), PROFILE_EXAMPLE)
+        track_id = checked_track_id(message.get("track_id"))
         profile = None if message["profile"] is None else read_profile(message["profile"], ensemble)
     except HTTPException as error:
         return {"profile": action, "error": error.detail}
@@ -426,9 +430,7 @@ def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict
 
 def enrolment_options(message: dict) -> EnrolmentOptions:
     """The options of an ``{"enrol": "start", ...}`` message; ValueError saying what is wrong."""
-    unknown = sorted(str(key) for key in message if key not in ("enrol", *ENROL_LIMITS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {ENROL_EXAMPLE}")
+    check_keys(message, ("enrol", *ENROL_LIMITS), ENROL_EXAMPLE)
     for key, (low, high) in ENROL_LIMITS.items():
         value = message.get(key, low)
         whole = key != "captures" or isinstance(value, int) or (isinstance(value, float) and value.is_integer())
@@ -792,10 +794,7 @@ class FrameStream:
             if action == "start":
                 if self.recognizer is None:
                     raise ValueError("this stream cannot enrol (no recognizer)")
-                require_fitting()
-                ensemble = self.recognizer.ensemble
-                self.enrolment = GuidedEnrolment(self.recognizer, lambda *a: enrolled_profile(ensemble, *a),
-                                                 enrolment_options(message))
+                self.enrolment = GuidedEnrolment(self.recognizer, options=enrolment_options(message))
                 return {"enrol": action, "steps": len(self.enrolment.options.classes),
                         "classes": list(self.enrolment.options.classes)}
             if action in ("redo", "cancel") and len(message) == 1:
