@@ -20,6 +20,8 @@
   ensemble) in Chromium with a fake webcam playing the Grace Hopper photo, moved a little every half
   second: a prompt, then the page once the profile is made (its download link and self-check).
   Needs Chromium (``/usr/bin/chromium``) and Playwright (the ``dev`` extra).
+- ``geometry.jpg``: face geometry (``predict --geometry``) on the bundled astronaut photo: the
+  landmarks' contours as ``annotate`` draws them, and bars of the face's twelve strongest blendshapes.
 - ``peers.png``: a byte-identical copy of ``benchmarks/peers/results/peers.png``, the accuracy-vs-speed
   plot that ``bash benchmarks/peers/run.sh`` draws (its peers need their own runtimes, so it is not
   re-run here).
@@ -185,6 +187,30 @@ def enrolment_page(out: Path) -> None:
     write_jpeg(np.concatenate(images, axis=1), out / "enrolment-page.jpg", 900)
 
 
+def geometry_picture(out: Path) -> None:
+    """The astronaut's face with its contours and a panel of its twelve strongest blendshapes."""
+    from fer_ensemble.runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(geometry=True)
+    photo = cv2.imread(str(REPO / "src" / "fer_ensemble" / "samples" / "astronaut.png"))
+    [face] = recognizer.predict(photo)
+    drawn = recognizer.annotate(photo, [face], bars=False)
+    x, y, w, h = face.box
+    side = int(1.7 * max(w, h))
+    left, top = max(0, x + w // 2 - side // 2), max(0, y + h // 2 - side // 2)
+    crop = cv2.resize(drawn[top:top + side, left:left + side], (360, 360), interpolation=cv2.INTER_CUBIC)
+    panel = np.full((360, 300, 3), 255, np.uint8)
+    strongest = sorted(face.blendshapes.items(), key=lambda item: -item[1])[:12]
+    cv2.putText(panel, "strongest blendshapes", (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, value) in enumerate(strongest):
+        top_y = 40 + i * 26
+        length = max(1, round(80 * value))
+        cv2.rectangle(panel, (170, top_y), (170 + length, top_y + 16), (180, 119, 31), -1)
+        for text, left in ((name, 8), (f"{value:.2f}", 175 + length)):
+            cv2.putText(panel, text, (left, top_y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    write_jpeg(np.concatenate([crop, panel], axis=1), out / "geometry.jpg", 600)
+
+
 def draw_confusion(ax, matrix: np.ndarray, title: str) -> None:
     """Rows: the true classes present (row-normalised share and count); columns: all eight predicted."""
     rows = [i for i in range(len(EMOTIONS)) if matrix[i].sum() > 0]
@@ -253,6 +279,7 @@ def main() -> None:
     demo_pictures(args.out)
     enrolment_pictures(args.out)
     enrolment_page(args.out)
+    geometry_picture(args.out)
     ferplus_confusions(args.out)
     check_set_confusions(args.out, args.ckplus48, args.taiwan)
     shutil.copyfile(PEERS_PLOT, args.out / "peers.png")

@@ -250,6 +250,7 @@ PICTURES = {  # page: the pictures it must show
     "index.md": ["demo-video-frame.jpg", "demo-photo.jpg"],
     "video.md": ["timeline.png", "demo-video-frame.jpg", "enrolment-webcam.jpg"],
     "web.md": ["enrolment-page.jpg"],
+    "photos.md": ["geometry.jpg"],
     "accuracy.md": ["confusion-ferplus-test.png", "confusion-ckplus48.png", "confusion-taiwan-posed.png"],
     "comparison.md": ["peers.png"],
 }

@@ -25,3 +25,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MODEL_NAMES: tuple[str, ...] = ("mobilenet_v2", "resnet50")
 """The ensemble's members, as ``create_model`` names them."""
+
+BLENDSHAPES: tuple[str, ...] = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
+    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
+    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
+    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
+    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
+    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight")
+"""The 51 blendshapes a face's geometry gives (MediaPipe's, ARKit's names, in the model's order; its
+``_neutral`` baseline left out): ``Face.blendshapes``' keys and the geometry columns of every table.
+"Left" and "Right" are the person's own: the person's left is on the image's right."""

@@ -62,6 +62,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_calibration_argument(parser)
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="also each face's head pose, 'turned' flag, 51 blendshapes and 478 landmarks in its rows "
+                             "(MediaPipe's models, about 20 ms a face; docs/batch.md)")
     add_detector_arguments(parser, still=True)  # photos; videos use the detector's live preset, as `video` does
     add_exit_arguments(parser)
     return parser
@@ -76,14 +79,14 @@ def batch_settings(args: argparse.Namespace):
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
                          auto_resting_face=args.auto_resting_face, calibration=args.calibration,
                          photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)),
-                         profile=args.profile)
+                         profile=args.profile, geometry=args.geometry or None)
 
 
 SETTING_NAMES = {"version": "the fer-ensemble version", "ensemble": "--ensemble", "prior": "--prior",
                  "calibration": "--calibration", "stride": "--stride", "track": "--no-track",
                  "ema_weight": "the smoothing", "auto_resting_face": "--auto-resting-face",
                  "photo_detector": "the detector options", "video_detector": "the detector options",
-                 "profile": "--profile"}
+                 "profile": "--profile", "geometry": "--geometry"}
 """How the closing notes name each key of ``work.recorded_settings``."""
 
 
@@ -157,7 +160,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if not sources:  # nothing to do: no output folder made
         warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
         return ExitCode.INPUT_FAILED
-    output = BatchOutput(output_folder(args.out))
+    output = BatchOutput(output_folder(args.out), geometry=args.geometry)
     for item in missing:  # a row each, as a source that cannot be read has
         output.write_failure(item, NOTHING_THERE)
     wanted = sources_settings(sources, settings)

@@ -76,8 +76,9 @@ def add_recognizer_arguments(
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
     parser.add_argument("--geometry", action="store_true",
-                        help="also each face's 478 landmarks, head pose (yaw, pitch, roll) and 51 blendshapes in the "
-                             "JSON output (MediaPipe's models, about 20 ms a face; docs/photos.md)")
+                        help="also each face's 478 landmarks, head pose (yaw, pitch, roll), a 'turned' flag past the "
+                             "measured readable range and 51 blendshapes in the JSON and CSV outputs, drawn on "
+                             "pictures (MediaPipe's models, about 20 ms a face; docs/photos.md)")
     if ema_weight is not None:
         parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
                             type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,
@@ -341,6 +342,7 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
     return folder / candidate
 
 
-def face_row(prefix: list, face) -> list:
-    """One CSV row: ``prefix`` columns, then ``FACE_COLUMNS``' cells (``batch.rows.face_cells``)."""
-    return [*prefix, *face_cells(face)]
+def face_row(prefix: list, face, geometry: bool = False) -> list:
+    """One CSV row: ``prefix`` columns, then ``FACE_COLUMNS``' cells and with ``geometry``
+    ``GEOMETRY_COLUMNS``' (``batch.rows.face_cells``)."""
+    return [*prefix, *face_cells(face, geometry)]

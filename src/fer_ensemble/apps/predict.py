@@ -20,7 +20,7 @@ from fer_ensemble.apps.common import (
     unique_path,
     warn,
 )
-from fer_ensemble.batch.rows import FACE_COLUMNS
+from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media import Inputs, expand_inputs, read_image, writable_name, write_image
 
@@ -122,7 +122,7 @@ def run_predict(args: argparse.Namespace) -> int:
     csv_file = open(args.csv, "w", newline="") if args.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
-        writer.writerow(["file", "face", *FACE_COLUMNS])
+        writer.writerow(["file", "face", *FACE_COLUMNS, *(GEOMETRY_COLUMNS if args.geometry else [])])
     try:
         for path in inputs.files:
             tally.images += 1  # the one being read: an interrupt leaves it undone
@@ -154,7 +154,7 @@ def run_predict(args: argparse.Namespace) -> int:
             elif not writer:
                 print(describe(path, faces), flush=True)
             if writer:
-                writer.writerows(face_row([str(path), i], f) for i, f in enumerate(faces))
+                writer.writerows(face_row([str(path), i], f, args.geometry) for i, f in enumerate(faces))
     except KeyboardInterrupt:
         raise Interrupted(f"{tally.images - 1} of {len(inputs.files)} photo(s) done"
                           + where_outputs(out, args.csv)) from None

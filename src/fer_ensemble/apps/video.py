@@ -24,7 +24,7 @@ from fer_ensemble.apps.common import (
     output_folder,
     warn,
 )
-from fer_ensemble.batch.rows import FACE_COLUMNS, summarize_tracks, timeline_rows
+from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
 from fer_ensemble.media import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
@@ -204,7 +204,8 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     interrupted = False
     with open(out / "timeline.csv", "w", newline="") as timeline_csv:
         rows = csv.writer(timeline_csv)
-        rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS])
+        rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS,
+                       *(GEOMETRY_COLUMNS if recognizer.geometry else [])])
         try:
             for index, frame in itertools.chain([first], stream):
                 bar.update(1)
@@ -213,7 +214,8 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                 time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
                 faces = recognizer.add_geometry(frame, face_stream.update(frame, later_time(time_s, face_stream.time_s)))
                 timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
-                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f) for f in faces)
+                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f, bool(recognizer.geometry))
+                               for f in faces)
                 if write_video:
                     if writer is None:
                         writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)

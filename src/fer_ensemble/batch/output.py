@@ -14,16 +14,20 @@ import os
 import re
 from pathlib import Path
 
-from fer_ensemble.batch.rows import COLUMN_TYPES, ROW_COLUMNS, FaceRow, summarize_source
+from fer_ensemble.batch.rows import COLUMN_TYPES, GEOMETRY_TYPES, FaceRow, row_columns, summarize_source
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
 
 
-def schema():
-    """The faces files' Arrow schema: ``rows.ROW_COLUMNS`` with their ``rows.COLUMN_TYPES``."""
+def schema(geometry: bool = False):
+    """The faces files' Arrow schema: ``rows.row_columns(geometry)`` with their ``rows.COLUMN_TYPES``
+    and ``GEOMETRY_TYPES`` (``landmarks``: a list of float32)."""
     import pyarrow as pa
 
-    return pa.schema([(name, getattr(pa, COLUMN_TYPES[name])()) for name in ROW_COLUMNS])
+    def arrow_type(name: str):
+        return pa.list_(pa.float32()) if name == "landmarks" else getattr(pa, {**COLUMN_TYPES, **GEOMETRY_TYPES}[name])()
+
+    return pa.schema([(name, arrow_type(name)) for name in row_columns(geometry)])
 
 
 def source_key(source: str) -> str:
@@ -33,12 +37,14 @@ def source_key(source: str) -> str:
 
 
 class BatchOutput:
-    """A batch run's output folder: ``faces/<key>.parquet`` (a source's face rows, ``ROW_COLUMNS``)
+    """A batch run's output folder: ``faces/<key>.parquet`` (a source's face rows, ``row_columns(geometry)``)
     and ``sources/<key>.json`` (its summary), ``<key>`` a file-name-safe digest of the source
     (``source_key``); both folders are made when it is built."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, geometry: bool = False):
         self.folder = Path(folder)
+        self.geometry = geometry
+        """Whether the face rows carry the geometry columns (``batch --geometry``)."""
         (self.folder / "faces").mkdir(parents=True, exist_ok=True)
         (self.folder / "sources").mkdir(parents=True, exist_ok=True)
 
@@ -80,7 +86,7 @@ class BatchOutput:
         import pyarrow.parquet as pq
 
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
-        table = pa.Table.from_pylist(rows, schema=schema())
+        table = pa.Table.from_pylist(rows, schema=schema(self.geometry))
         _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
         summary = {**summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors),
                    "settings": settings}

@@ -9,12 +9,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.constants import BLENDSHAPES, EMOTIONS
 
 FACE_COLUMNS = ["x", "y", "w", "h", "label", "score", *EMOTIONS, "held"]
 """The per-face columns of every table: the box (pixels), the winning emotion, its score, every
 emotion's probability and ``held`` (1: a tracked face the detector missed in this frame, its last
 box and answer kept for a moment; left out of every count and track span of the summaries)."""
+
+GEOMETRY_COLUMNS = ["yaw", "pitch", "roll", "turned", *BLENDSHAPES]
+"""The columns a table gains with ``--geometry``: the head pose (degrees), ``turned`` (1 or true:
+past the measured readable range) and the 51 blendshapes by name; empty (null) for a face without
+geometry (held, or not found by the landmarks model). The 478 landmarks go into the JSON outputs
+and batch's Parquet (``landmarks``), not into CSV."""
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "relative", "held", "label",
                "score", *EMOTIONS, "error"]
@@ -25,6 +31,16 @@ COLUMN_TYPES = {"source": "string", "frame": "int64", "time_s": "float64", "face
                 "score": "float64", **dict.fromkeys(EMOTIONS, "float64"), "error": "string"}
 """Each column's Arrow type name (``pyarrow``'s function of that name makes it)."""
 
+GEOMETRY_TYPES = {"yaw": "float64", "pitch": "float64", "roll": "float64", "turned": "bool_",
+                  **dict.fromkeys(BLENDSHAPES, "float64")}
+"""The Arrow type names of ``GEOMETRY_COLUMNS`` in batch's Parquet (as ``COLUMN_TYPES``); its
+``landmarks`` column is a list of 1434 float32, each point's x, y, z in turn."""
+
+
+def row_columns(geometry: bool = False) -> list[str]:
+    """``ROW_COLUMNS``, with ``geometry`` the ``GEOMETRY_COLUMNS`` and ``landmarks`` before ``error``."""
+    return ROW_COLUMNS if not geometry else [*ROW_COLUMNS[:-1], *GEOMETRY_COLUMNS, "landmarks", "error"]
+
 
 @dataclass(frozen=True)
 class FaceRow:
@@ -34,7 +50,8 @@ class FaceRow:
     ``box``: (x, y, w, h) in image pixels; ``track_id``: None without tracking; ``relative``: read
     against the track's resting face (``--auto-resting-face``); ``held``: a tracked face the
     detector missed in this frame, shown with its last box and answer (not counted in summaries);
-    ``probabilities``: emotion -> probability (summing to 1)."""
+    ``probabilities``: emotion -> probability (summing to 1); ``geometry``: the face's pose,
+    ``turned``, blendshapes and landmarks (``geometry_cells``) when it has them, else None."""
 
     source: str
     frame: int | None = None
@@ -48,39 +65,63 @@ class FaceRow:
     score: float | None = None
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    geometry: dict | None = None
 
     @classmethod
     def of(cls, source: str, frame: int, time_s: float | None, index: int, face) -> FaceRow:
         """The row of a recognised ``face`` (a ``fer_ensemble.runtime.face.Face``)."""
         return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.relative, face.held,
-                   face.label, face.score, dict(face.probabilities))
+                   face.label, face.score, dict(face.probabilities), geometry=geometry_values(face))
 
     @classmethod
     def failure(cls, source: str, message: str) -> FaceRow:
         """The one row of a source that could not be read: every face field None."""
         return cls(source, error=message)
 
-    def to_dict(self) -> dict:
-        """The flat row: ``ROW_COLUMNS`` in order (the box as x, y, w, h, an emotion's probability
-        under its name), None where absent."""
+    def to_dict(self, geometry: bool = False) -> dict:
+        """The flat row: ``row_columns(geometry)`` in order (the box as x, y, w, h, an emotion's
+        probability under its name, a blendshape's score under its name), None where absent."""
         box = self.box if self.box is not None else (None,) * 4
         probabilities = self.probabilities or {}
-        return {"source": self.source, "frame": self.frame, "time_s": self.time_s, "face": self.face,
-                **dict(zip("xywh", box)), "track_id": self.track_id, "relative": self.relative, "held": self.held, "label": self.label, "score": self.score,
-                **{e: probabilities.get(e) for e in EMOTIONS}, "error": self.error}
+        row = {"source": self.source, "frame": self.frame, "time_s": self.time_s, "face": self.face,
+               **dict(zip("xywh", box)), "track_id": self.track_id, "relative": self.relative, "held": self.held,
+               "label": self.label, "score": self.score, **{e: probabilities.get(e) for e in EMOTIONS}}
+        if geometry:
+            values = self.geometry or {}
+            row.update({name: values.get(name) for name in (*GEOMETRY_COLUMNS, "landmarks")})
+        return {**row, "error": self.error}
 
 
-def face_cells(face) -> list:
+def geometry_values(face) -> dict | None:
+    """A ``Face``'s geometry as flat values (``GEOMETRY_COLUMNS`` and ``landmarks``, a list of
+    478 x 3 floats, x, y, z of each point in turn), or None without."""
+    if face.pose is None:
+        return None
+    return {**dict(zip(("yaw", "pitch", "roll"), (float(v) for v in face.pose))), "turned": bool(face.turned),
+            **{name: float(face.blendshapes[name]) for name in BLENDSHAPES},
+            "landmarks": np.asarray(face.landmarks, np.float32).reshape(-1).tolist()}
+
+
+def face_cells(face, geometry: bool = False) -> list:
     """``FACE_COLUMNS``' cells of a CSV row for ``face`` (a ``Face``), as the predict and video
     commands write them: the box in pixels, the label, the score, the probabilities to 4 decimals
-    and ``held`` as 0 or 1."""
-    return [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS),
-            int(face.held)]
+    and ``held`` as 0 or 1; with ``geometry``, then ``GEOMETRY_COLUMNS``' (``geometry_cells``)."""
+    cells = [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS),
+             int(face.held)]
+    return cells + geometry_cells(face) if geometry else cells
 
 
-def face_rows(source: str, frame: int, time_s: float | None, faces) -> list[dict]:
-    """``FaceRow.to_dict()`` of each face of one frame, numbered left to right from 0."""
-    return [FaceRow.of(source, frame, time_s, i, f).to_dict() for i, f in enumerate(faces)]
+def geometry_cells(face) -> list:
+    """``GEOMETRY_COLUMNS``' CSV cells for ``face``: yaw, pitch, roll to 0.1 degree, ``turned`` as 0
+    or 1, the blendshapes to 4 decimals; empty cells for a face without geometry."""
+    if face.pose is None:
+        return [""] * len(GEOMETRY_COLUMNS)
+    return [*(f"{v:.1f}" for v in face.pose), int(face.turned), *(f"{face.blendshapes[b]:.4f}" for b in BLENDSHAPES)]
+
+
+def face_rows(source: str, frame: int, time_s: float | None, faces, geometry: bool = False) -> list[dict]:
+    """``FaceRow.to_dict(geometry)`` of each face of one frame, numbered left to right from 0."""
+    return [FaceRow.of(source, frame, time_s, i, f).to_dict(geometry) for i, f in enumerate(faces)]
 
 
 def _get(row: FaceRow | dict, key: str):

@@ -35,14 +35,15 @@ class BatchSettings:
     video_detector: dict = field(default_factory=live_settings)
     threads: int = 1  # ONNX Runtime and OpenCV threads per worker: one worker per core
     profile: str | None = None  # a person's profile file: every face read through it
+    geometry: bool | None = None  # True: each face's pose, blendshapes and landmarks too (None: off, not recorded)
 
 
-PHOTO_SETTINGS = ("version", "ensemble", "prior", "calibration", "photo_detector", "profile")
+PHOTO_SETTINGS = ("version", "ensemble", "prior", "calibration", "photo_detector", "profile", "geometry")
 """What a photo's rows depend on: the keys of ``recorded_settings`` kept for a photo."""
 VIDEO_SETTINGS = ("version", "ensemble", "prior", "calibration", "stride", "track", "ema_weight",
-                  "auto_resting_face", "video_detector", "profile")
+                  "auto_resting_face", "video_detector", "profile", "geometry")
 """What a video's rows depend on: the keys of ``recorded_settings`` kept for a video."""
-RECORDED_WHEN_SET = ("profile",)
+RECORDED_WHEN_SET = ("profile", "geometry")
 """Settings recorded only when given: a summary written before they existed still matches a run without them."""
 
 
@@ -50,15 +51,16 @@ def recorded_settings(settings: BatchSettings, version: str) -> dict:
     """What the rows depend on, as plain JSON values, for a summary to record (``for_kind`` keeps a
     photo's or a video's): the package ``version``, a digest of the ensemble (its file, the member cards
     and model files it names) and of the calibration file, the prior, the stride, tracking, its
-    smoothing and the resting face, both detectors' settings, and a digest of the profile file when
-    one is given. Threads are left out: the rows do not depend on them."""
+    smoothing and the resting face, both detectors' settings, a digest of the profile file when
+    one is given and geometry when asked for. Threads are left out: the rows do not depend on them."""
     record = {"version": version, "ensemble": ensemble_digest(settings.ensemble),
               "prior": settings.prior_strength, "calibration": calibration_digest(settings.calibration),
               "stride": settings.stride, "track": settings.track,
               "ema_weight": settings.ema_weight if settings.track else None,
               "auto_resting_face": settings.auto_resting_face, "photo_detector": settings.photo_detector,
               "video_detector": settings.video_detector,
-              "profile": None if settings.profile is None else _digest([Path(settings.profile)])}
+              "profile": None if settings.profile is None else _digest([Path(settings.profile)]),
+              "geometry": True if settings.geometry else None}
     return json.loads(json_text(record))  # tuples as lists: as a summary read back holds them
 
 
@@ -148,7 +150,8 @@ class Worker:
         profile = Profile.load(settings.profile) if settings.profile else None
         self.photos = EmotionRecognizer(ensemble, create_detector(settings.photo_detector, settings.threads),
                                         ema_weight=1.0, prior_strength=settings.prior_strength,
-                                        calibration=settings.calibration, profile=profile)
+                                        calibration=settings.calibration, profile=profile,
+                                        geometry=bool(settings.geometry))
         # the same calibrated ensemble object (its ONNX sessions loaded once) for the videos
         self.videos = EmotionRecognizer(self.photos.ensemble, create_detector(settings.video_detector, settings.threads),
                                         ema_weight=settings.ema_weight if settings.track else 1.0,
@@ -157,7 +160,7 @@ class Worker:
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
-        path or a URI): a ``TaskResult`` with one row per face (``ROW_COLUMNS``), frames read and
+        path or a URI): a ``TaskResult`` with one row per face (``row_columns``), frames read and
         processed, the video's fps. Never raises for a bad input: the error goes into the result
         (one row holding it), so one broken file does not stop a batch."""
         source = task["source"]
@@ -173,7 +176,8 @@ class Worker:
             return failure(source, f"{type(error).__name__}: {error}")
 
     def _photo(self, source: str, path: str) -> TaskResult:
-        return TaskResult(face_rows(source, 0, None, self.photos.predict(read_image(Path(path)))), 1, 1)
+        faces = self.photos.predict(read_image(Path(path)))
+        return TaskResult(face_rows(source, 0, None, faces, bool(self.settings.geometry)), 1, 1)
 
     def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
         frames = VideoFrames(Path(path), start, stop)
@@ -183,7 +187,8 @@ class Worker:
             if index % self.settings.stride == 0:
                 faces = (stream.update(frame, later_time(frames.time_s, stream.time_s)) if self.settings.track
                          else self.videos.predict(frame))
-                rows += face_rows(source, index, round(frames.time_s, 4), faces)
+                faces = self.photos.add_geometry(frame, faces)  # the photos' reader: one set of sessions
+                rows += face_rows(source, index, round(frames.time_s, 4), faces, bool(self.settings.geometry))
                 processed += 1
         if frames.read == 0 and start == 0:
             raise InputError(f"{path}: no frame could be decoded")

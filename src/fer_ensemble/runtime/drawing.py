@@ -29,6 +29,25 @@ COLORS = {
     "contempt": (75, 86, 140),
 }
 """Each emotion's colour, BGR uint8 values (OpenCV's order), chosen as the comment above says."""
+TURNED_COLOR = (128, 128, 128)
+"""The box and tag of a face turned past the readable range (``Face.turned``): grey, tagged "turned"."""
+MESH_COLOR = (255, 255, 224)
+"""The landmarks' contours (``Face.landmarks``, with geometry): pale cyan, on a dark halo."""
+CONTOURS = {
+    "face oval": (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+                  148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109, 10),
+    "lips, outer": (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185, 61),
+    "lips, inner": (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191, 78),
+    "right eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246, 33),
+    "left eye": (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466, 263),
+    "right brow": (46, 53, 52, 65, 55, 107, 66, 105, 63, 70, 46),
+    "left brow": (276, 283, 282, 295, 285, 336, 296, 334, 293, 300, 276),
+    "nose": (168, 6, 197, 195, 5, 4),
+}
+"""The landmark indices drawn as closed or open lines (MediaPipe's ``face_mesh_connections``:
+the face oval, lips, eyes, brows; "right" is the person's own), and the irises (468, 473) as dots:
+a light mesh that leaves the face readable."""
+IRISES = (468, 473)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 """The OpenCV font of every label and value."""
 Rect = tuple[int, int, int, int]
@@ -104,6 +123,8 @@ def _place_label(face: Face, style: _Style, width: int, height: int, taken: list
     small = max(0.35, style.scale * 0.7)
     texts = [(f"{track}{face.label} {score}", style.scale), (f"{track}{face.label} {score}", small),
              (f"{track}{face.label[:4]} {score}", small)]  # as in the bars
+    if face.turned:  # past the readable range: no emotion shown
+        texts = [(f"{track}turned", style.scale), (f"{track}turned", small)]
     x, y, w, h = face.box
     first = None
     for text, scale in texts:
@@ -174,7 +195,9 @@ def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], b
     """A BGR uint8 copy of ``image`` ((H, W, 3) BGR, (H, W, 4) BGRA or (H, W) gray uint8) with each
     face's box (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and
     where they fit, one bar per class of ``classes`` (the order of the bars). A held face
-    (``Face.held``) is drawn dimmed (``HELD_OPACITY``) with a dashed box, under the live ones."""
+    (``Face.held``) is drawn dimmed (``HELD_OPACITY``) with a dashed box, under the live ones. A
+    face with geometry gets its 478 landmarks as dots (``MESH_COLOR``); a ``turned`` one a grey box
+    tagged "turned", without bars."""
     canvas = (cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2
               else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image.copy())
     height, width = canvas.shape[:2]
@@ -194,17 +217,35 @@ def _draw(canvas: np.ndarray, drawn: list[tuple[Face, FaceLayout]], classes, sty
     """Draw the boxes (``dashed``: in dashes), then every tag and panel over them, in place."""
     outline = _dashed_rectangle if dashed else cv2.rectangle
     for face, _ in drawn:
-        color = COLORS.get(face.label, (0, 255, 0))
+        if face.landmarks is not None:
+            _draw_landmarks(canvas, face.landmarks, style)
+    for face, _ in drawn:
+        color = _color(face)
         x, y, w, h = face.box
         outline(canvas, (x, y), (x + w, y + h), _ink(color), style.thickness + 2)
         outline(canvas, (x, y), (x + w, y + h), color, style.thickness)
     for face, layout in drawn:  # tags and panels over every box
-        color = COLORS.get(face.label, (0, 255, 0))
+        color = _color(face)
         label = layout.label
         cv2.rectangle(canvas, label.rect[:2], (label.rect[2] - 1, label.rect[3] - 1), color, -1)
         cv2.putText(canvas, label.text, label.origin, FONT, label.scale, _ink(color), 1, cv2.LINE_AA)
-        if layout.panel is not None:
+        if layout.panel is not None and not face.turned:
             _draw_bars(canvas, face, classes, layout.panel, style)
+
+
+def _color(face: Face) -> tuple[int, int, int]:
+    return TURNED_COLOR if face.turned else COLORS.get(face.label, (0, 255, 0))
+
+
+def _draw_landmarks(canvas: np.ndarray, landmarks: np.ndarray, style: _Style) -> None:
+    """The landmarks' ``CONTOURS`` and ``IRISES`` in ``MESH_COLOR`` on a dark halo, in place."""
+    points = np.round(np.asarray(landmarks)[:, :2] * 16).astype(np.int32)  # 4 fractional bits
+    lines = [points[list(indices)] for indices in CONTOURS.values()]
+    width = max(1, style.thickness // 2)
+    for color, thickness in (((40, 40, 40), width + 1), (MESH_COLOR, width)):
+        cv2.polylines(canvas, lines, False, color, thickness, cv2.LINE_AA, shift=4)
+        for index in IRISES:
+            cv2.circle(canvas, tuple(int(v) for v in points[index]), 16 * (width + 1), color, -1, cv2.LINE_AA, shift=4)
 
 
 def _dashed_rectangle(canvas: np.ndarray, corner: tuple[int, int], opposite: tuple[int, int], color,

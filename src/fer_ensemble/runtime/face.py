@@ -20,7 +20,9 @@ class Face:
     through the person's profile (``fer_ensemble.runtime.profile``). With geometry asked for
     (``EmotionRecognizer(geometry=True)``; ``fer_ensemble.runtime.geometry``): ``landmarks`` (478, 3)
     float32 in image pixels, ``pose`` (yaw, pitch, roll) in degrees and ``blendshapes`` (51 named
-    scores in [0, 1]); None otherwise, or when the landmarks model finds no face in the crop."""
+    scores in [0, 1]); None otherwise, or when the landmarks model finds no face in the crop; and
+    ``turned`` when that pose is past the measured readable range (``geometry.YAW_LIMIT``,
+    ``PITCH_LIMIT``): its label is not to be trusted, and drawings say "turned" instead of it."""
 
     box: Box
     label: str
@@ -33,6 +35,7 @@ class Face:
     landmarks: np.ndarray | None = field(default=None, compare=False)  # an array: == would raise
     pose: tuple[float, float, float] | None = None
     blendshapes: dict[str, float] | None = None
+    turned: bool = False
 
     @classmethod
     def from_probabilities(cls, box: Box, probabilities: np.ndarray, classes: tuple[str, ...], **flags) -> Face:
@@ -47,13 +50,15 @@ class Face:
     def to_dict(self) -> dict:
         """The JSON form (``predict --json``, the server): the fields by name, ``box`` as a list
         ``[x, y, w, h]`` of ints in image pixels; with geometry, ``pose`` as ``{"yaw", "pitch",
-        "roll"}`` (0.1 degree), ``blendshapes`` (4 decimals) and ``landmarks`` as 478 [x, y, z]
-        (0.1 pixel); without, no such keys."""
+        "roll"}`` (0.1 degree), ``turned``, ``blendshapes`` (4 decimals) and ``landmarks`` as 478
+        [x, y, z] (0.1 pixel); without, no such keys."""
         data = asdict(self)
         data["box"] = list(self.box)
         for key in ("landmarks", "pose", "blendshapes"):  # geometry: only when it was asked for
             if data[key] is None:
                 del data[key]
+        if self.pose is None:
+            del data["turned"]
         if self.pose is not None:
             data["pose"] = dict(zip(("yaw", "pitch", "roll"), (round(float(v), 1) for v in self.pose)))
         if self.blendshapes is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_ensemble.constants import BLENDSHAPES
 from fer_ensemble.runtime.detection import Box
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR, create_session
 
@@ -47,19 +48,17 @@ BLENDSHAPE_LANDMARKS = (
     474, 475, 476, 477)
 """The 146 landmarks the blendshapes model reads (``kLandmarksSubsetIdxs`` of MediaPipe's
 ``face_blendshapes_graph.cc``)."""
-BLENDSHAPE_NAMES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
-    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
-    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
-    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
-    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
-    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
-    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight")
+BLENDSHAPE_NAMES = ("_neutral", *BLENDSHAPES)
 """The blendshapes model's 52 outputs, in order (``kBlendshapeNames``; "Left" and "Right" are the
 person's own, so the person's left is on the image's right). ``_neutral`` is a baseline MediaPipe
 tells users to ignore; ``FaceGeometry.blendshapes`` leaves it out."""
+YAW_LIMIT = 40.0
+"""|yaw| in degrees up to which the ensemble's answers were measured to hold: FER+ Valid and Test's
+faces read within 10 points of the frontal ones' accuracy in every 10-degree bin up to here, and
+too few faces were turned farther to tell (``scripts/pose_limit_study.py``; docs/accuracy.md). A
+face turned farther is ``turned``."""
+PITCH_LIMIT = 30.0
+"""|pitch| in degrees up to which the answers were measured to hold (as ``YAW_LIMIT``)."""
 POSE_POINTS = {"cheek_right": 234, "cheek_left": 454, "forehead": 10, "chin": 152, "eye_right": 33, "eye_left": 263}
 """The landmarks ``head_pose`` reads (the person's right cheek and eye are on the image's left)."""
 
@@ -97,6 +96,12 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     yaw = math.atan2(across_z, across_x)
     pitch = math.atan2(-down_z, down_y)
     return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
+def turned(pose: tuple[float, float, float]) -> bool:
+    """Whether a face at ``pose`` (yaw, pitch, roll in degrees) is turned past the measured readable
+    range (|yaw| > ``YAW_LIMIT`` or |pitch| > ``PITCH_LIMIT``; roll is stood upright, so any roll is read)."""
+    return abs(pose[0]) > YAW_LIMIT or abs(pose[1]) > PITCH_LIMIT
 
 
 def roi_transform(box: Box, roll_degrees: float = 0.0) -> np.ndarray:

@@ -43,7 +43,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.geometry import GeometryReader
+from fer_ensemble.runtime.geometry import GeometryReader, turned
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile
 from fer_ensemble.runtime.stream import (  # noqa: F401 - CALM_* and AUTO_RESTING_FACE_HELP: their former home
     AUTO_RESTING_FACE_HELP,
@@ -313,7 +313,8 @@ class EmotionRecognizer:
     def add_geometry(self, image: np.ndarray, faces: list[Face], boxes: list[Box] | None = None) -> list[Face]:
         """``faces`` of ``image`` (a BGR or gray uint8 array), each given its landmarks, pose and
         blendshapes in place when the recognizer reads geometry (``geometry=True``; a held face, shown
-        from an earlier frame, is left without); unchanged otherwise. ``boxes``: the detector's boxes
+        from an earlier frame, is left without), flagged ``turned`` past the readable range
+        (``geometry.turned``); unchanged otherwise. ``boxes``: the detector's boxes
         of ``faces`` (a turned one's roll stands its crop upright), else the faces' own. Returns
         ``faces``: what ``predict`` does for stills, and the video apps do with a stream's faces."""
         if self.geometry is None:
@@ -323,6 +324,7 @@ class EmotionRecognizer:
         for (face, _), shape in zip(live, self.geometry.read(image, [box for _, box in live])):
             if shape is not None:
                 face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
+                face.turned = turned(shape.pose)
         return faces
 
     def stream(self, frames: Iterable[np.ndarray] | None = None, *, options: StreamOptions | None = None,

@@ -83,7 +83,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
@@ -139,6 +139,21 @@ class FaceOut(BaseModel):
                                           "with its last box and answer (streams only)")
     profiled: bool = Field(False, description="read through a person's profile (a 'profile' part, or a "
                                                "stream's profile message or enrolment)")
+    pose: dict[str, float] | None = Field(None, description="with ?geometry=true: yaw, pitch, roll in degrees "
+                                                            "(docs/photos.md has the signs)")
+    turned: bool | None = Field(None, description="with ?geometry=true: turned past the measured readable range "
+                                                  "(|yaw| > 40 or |pitch| > 30 degrees): the label is not to be trusted")
+    blendshapes: dict[str, float] | None = Field(None, description="with ?geometry=true: 51 named scores in [0, 1]")
+    landmarks: list[list[float]] | None = Field(None, description="with ?geometry=true: 478 [x, y, z] in image pixels")
+
+    @model_serializer(mode="wrap")
+    def _geometry_only_when_read(self, handler):  # no return annotation: the schema stays the model's
+        """The face as ``Face.to_dict`` gives it: the geometry keys only when geometry was read."""
+        data = handler(self)
+        for key in ("pose", "turned", "blendshapes", "landmarks"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class Error(BaseModel):
@@ -299,12 +314,16 @@ class Recognizers:
         detector = detector or {}
         self.still = EmotionRecognizer(ensemble, create_detector(detector), ema_weight=1.0)
         self.live = EmotionRecognizer(ensemble, create_detector(live_settings(detector)), ema_weight=EMA_WEIGHT)
+        self.geometric = EmotionRecognizer(ensemble, self.still.detector, ema_weight=1.0, geometry=True)
+        """``still`` with face geometry (``?geometry=true``); its ``add_geometry`` serves streams too."""
 
     def stream(self, prior: float, auto_resting_face: bool = False) -> FaceStream:
         """A new stream of faces, tracked and smoothed over time, for one WebSocket connection."""
         return self.live.stream(prior_strength=prior, auto_resting_face=auto_resting_face)
 
 
+GEOMETRY_DESCRIPTION = ("true: each face's head pose, a 'turned' flag, 51 blendshapes and 478 landmarks too "
+                        "(MediaPipe's models, about 20 ms a face)")
 RESTING_FACE_ACTIONS = ("take", "clear")
 RESTING_FACE_EXAMPLE = '{"resting_face": "take" or "clear", "track_id": 3} (no track_id: every face)'
 MAX_PENDING_CONTROLS = 64  # control messages waiting for the frame in progress before 1008
@@ -535,6 +554,7 @@ async def predict(
                                                         "or the page writes): every face is read through it; "
                                                         "used for this request only, never stored"),
     prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
+    geometry: bool = Query(False, description=GEOMETRY_DESCRIPTION),
 ) -> PredictOut:
     settings = state.settings
     strength = prior_strength(state.ensemble, prior, settings.prior_strength)
@@ -546,7 +566,8 @@ async def predict(
 
     def work() -> PredictOut:
         image = decode_image(data, settings.max_pixels)
-        faces = state.recognizers.still.predict(image, profile=person, prior_strength=strength)
+        recognizer = state.recognizers.geometric if geometry else state.recognizers.still
+        faces = recognizer.predict(image, profile=person, prior_strength=strength)
         return PredictOut(width=image.shape[1], height=image.shape[0], faces=[FaceOut(**f.to_dict()) for f in faces])
 
     try:
@@ -561,7 +582,8 @@ async def predict(
 @api.websocket("/v1/stream")
 async def stream(websocket: WebSocket, state: State,
                  prior: str | None = Query(None, description=PRIOR_DESCRIPTION),
-                 auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_HELP)) -> None:
+                 auto_resting_face: bool = Query(False, description=AUTO_RESTING_FACE_HELP),
+                 geometry: bool = Query(False, description=GEOMETRY_DESCRIPTION)) -> None:
     """Live recognition with tracking. Send image frames as binary messages; each processed
     frame is answered with ``{"frame", "width", "height", "faces", "dropped", "ms"}`` (faces
     with ``track_id``, ``relative`` and ``held``). Send ``{"resting_face": "take", "track_id": 3}`` /
@@ -572,6 +594,7 @@ async def stream(websocket: WebSocket, state: State,
     connection open. Non-JSON text closes with 1003, a message above the upload limit with
     1009; ``?prior=`` as in ``/v1/predict``; ``?auto_resting_face=true``: each face takes its
     resting face from its calm frames (``StreamOptions(auto_resting_face=True)``);
+    ``?geometry=true``: each face's pose, ``turned``, blendshapes and landmarks too;
     ``?token=`` when the server has one. A refused stream (token, origin, query) is accepted and
     closed at once with 1008 and the reason (``refuse_websocket``); one beyond the server's
     ``max_streams`` with 1013 (try again later) and the reason."""
@@ -588,7 +611,8 @@ async def stream(websocket: WebSocket, state: State,
     try:
         await websocket.accept()
         face_stream = await asyncio.to_thread(state.recognizers.stream, strength, auto_resting_face)
-        await FrameStream(websocket, face_stream, state.settings, state.pool, state.recognizers.live).run()
+        await FrameStream(websocket, face_stream, state.settings, state.pool, state.recognizers.live,
+                          state.recognizers.geometric if geometry else None).run()
     finally:
         state.open_streams -= 1
 
@@ -709,9 +733,10 @@ class FrameStream:
     1009."""
 
     def __init__(self, websocket: WebSocket, stream: FaceStream, settings: ServerSettings, pool: WorkerPool,
-                 recognizer: EmotionRecognizer | None = None):
+                 recognizer: EmotionRecognizer | None = None, geometric: EmotionRecognizer | None = None):
         self.websocket, self.stream, self.settings, self.pool = websocket, stream, settings, pool
         self.recognizer = recognizer  # the stream's recognizer, which a guided enrolment reads faces with
+        self.geometric = geometric  # adds each face's geometry (?geometry=true); None: off
         self.latest: tuple[int, bytes, float] | None = None  # (number, bytes, arrival) of the newest frame not yet taken
         self.controls: list = []  # decoded control messages waiting for the frame in progress
         self.arrived = asyncio.Event()
@@ -833,6 +858,8 @@ class FrameStream:
         """Frame ``data``'s faces, and what a guided enrolment adds to its answer."""
         image = decode_image(data, self.settings.max_pixels)
         faces = self.stream.update(image, later_time(arrived_s, self.stream.time_s))
+        if self.geometric is not None:
+            faces = self.geometric.add_geometry(image, faces)
         return image, faces, self.enrol_frame(image)
 
     def enrol_frame(self, image: np.ndarray) -> dict:
