@@ -421,6 +421,18 @@ def test_benchmark_table(tiny_ensemble: Path) -> None:
     assert [r["faces_found"] for r in rows] == [1, 4]
 
 
+def test_the_benchmark_measures_the_webcam_loop_with_face_geometry(tiny_ensemble: Path) -> None:
+    """``benchmark --geometry`` adds a webcam-loop run in which every face shown gets its geometry
+    (its table rows 'fps, webcam pipeline, with face geometry'); here 30 frames, in process."""
+    from fer_ensemble.apps.benchmark import add_benchmark_arguments, measure_pipeline
+
+    parser = argparse.ArgumentParser()
+    add_benchmark_arguments(parser)
+    args = parser.parse_args(["--ensemble", str(tiny_ensemble), "--geometry"])
+    timed = measure_pipeline(args, 1, frames=30, geometry=True)
+    assert timed["frames"] > 0 and timed["fps"] > 0
+
+
 def test_apps_never_import_torch(tiny_ensemble: Path) -> None:
     code = (
         "import sys; sys.modules['torch'] = None; from fer_ensemble.cli import main; "

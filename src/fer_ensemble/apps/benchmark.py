@@ -135,12 +135,14 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
 
 
 def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, resting_face: bool = False,
-                     budget: int | None = None, auto_resting_face: bool = False, profile: bool = False) -> dict:
+                     budget: int | None = None, auto_resting_face: bool = False, profile: bool = False,
+                     geometry: bool = False) -> dict:
     """The webcam's real loop (capture, detector and classifier threads) on a clip of this frame,
     classifying at most ``budget`` faces per frame (None: all); with ``resting_face``, every face
     takes its first frame as its resting face (the ``r`` key); with ``auto_resting_face``, each
     face takes one from its calm frames (``--auto-resting-face``); with ``profile``, every face is
-    read through a profile enrolled from the frame and its mirror image (``--profile``).
+    read through a profile enrolled from the frame and its mirror image (``--profile``); with
+    ``geometry``, every face shown gets its geometry, as ``webcam --geometry`` does.
     ``relative``: the share of the faces shown that were read against a resting face;
     ``profiled``: read through a profile."""
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
@@ -160,6 +162,8 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         detector = DetectorThread(recognizer, source)
 
         def take_once(number: int, frame: np.ndarray, faces: list) -> bool:
+            if geometry:
+                recognizer.add_geometry(frame, faces)
             if resting_face and not any(f.relative for f in faces):
                 stream.take_resting_face()
             shown["faces"] += len(faces)
@@ -215,6 +219,9 @@ def format_rows(rows: list[dict]) -> str:
             line("with / without a profile (faces read through it)",
                  [f"{r['pipeline_profile']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_profile']['profiled']:.0%})"
                   for r in rows])
+        if "pipeline_geometry" in rows[0]:
+            line("fps, webcam pipeline, with face geometry (--geometry)", [f"{r['pipeline_geometry']['fps']:.1f}" for r in rows])
+            line("with / without face geometry", [f"{r['pipeline_geometry']['fps'] / r['pipeline']['fps']:.3f}" for r in rows])
         line("fps, webcam pipeline, automatic resting faces", [f"{r['pipeline_auto']['fps']:.1f}" for r in rows])
         line("automatic / without resting faces (faces read against one)",
              [f"{r['pipeline_auto']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_auto']['relative']:.0%})"
@@ -285,6 +292,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             row["pipeline_auto"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, auto_resting_face=True)
             if recognizer.ensemble.embedding_size is not None:  # an ensemble exported before embeddings: none
                 row["pipeline_profile"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, profile=True)
+            if args.geometry:  # on request: it costs a pipeline run per row
+                row["pipeline_geometry"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, geometry=True)
     if args.json:
         print(json_text(rows, indent=2))
     else:
