@@ -34,29 +34,43 @@ COLUMNS = ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", 
 ENROL_COLUMN = "enrol {k}"
 
 
-def cli(*args: str) -> dict:
-    """One ``fer-ensemble`` command's ``--json`` object (exit codes 0 and adapt's 'not improved' 3)."""
+RAW_NAMES = ("ferplus-test", "ferplus-valid", "adapt", "resting-face", "taiwan-posed", "ckplus48", "enrol")
+"""The commands' ``--json`` objects ``--raw-out`` keeps, one file each (``<name>.json``)."""
+
+
+def cli(*args: str, raw: Path | None = None) -> dict:
+    """One ``fer-ensemble`` command's ``--json`` object (exit codes 0 and adapt's 'not improved' 3),
+    also written to ``raw`` when given."""
     result = subprocess.run([sys.executable, "-m", "fer_ensemble.cli", *args, "--json"], capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
     if result.returncode not in (0, 3):
         raise SystemExit(f"fer-ensemble {' '.join(args)} failed: {result.stderr.strip()}")
+    if raw is not None:
+        raw.write_text(result.stdout)
     return json.loads(result.stdout)
 
 
-def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int | None = None) -> dict[str, float]:
+def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int | None = None,
+            raw_out: Path | None = None) -> dict[str, float]:
     """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1], and
-    with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``)."""
+    with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``). With ``raw_out``, each command's JSON
+    goes there too (``RAW_NAMES``) and adapt's output folder is kept there (``adapted``)."""
     model = [] if ensemble == "shipped" else [ensemble]
     chosen = [] if ensemble == "shipped" else ["--ensemble", ensemble]
     photos = ["--labels", str(taiwan / "labels.csv"), "--images", str(taiwan / "images")]
-    test = cli("evaluate", *model, "--data", str(ferplus), "--split", "test", "--prior", "ferplus")
-    valid = cli("evaluate", *model, "--data", str(ferplus), "--split", "valid", "--prior", "ferplus")
+
+    def run(name: str, *args: str) -> dict:
+        return cli(*args, raw=None if raw_out is None else raw_out / f"{name}.json")
+
+    test = run("ferplus-test", "evaluate", *model, "--data", str(ferplus), "--split", "test", "--prior", "ferplus")
+    valid = run("ferplus-valid", "evaluate", *model, "--data", str(ferplus), "--split", "valid", "--prior", "ferplus")
     with tempfile.TemporaryDirectory() as tmp:
-        adapted = cli("adapt", *chosen, *photos, "--group-by", "performer", "--out", str(Path(tmp) / "adapted"))
+        adapted = run("adapt", "adapt", *chosen, *photos, "--group-by", "performer",
+                      "--out", str((raw_out or Path(tmp)) / "adapted"))
     after = adapted["cv_after"]
-    resting = cli("evaluate", *model, *photos, "--resting-face", "performer")
-    plain = cli("evaluate", *model, *photos)
-    ck = cli("evaluate", *model, "--labels", str(ckplus / "labels.csv"), "--images", str(ckplus / "images"),
+    resting = run("resting-face", "evaluate", *model, *photos, "--resting-face", "performer")
+    plain = run("taiwan-posed", "evaluate", *model, *photos)
+    ck = run("ckplus48", "evaluate", *model, "--labels", str(ckplus / "labels.csv"), "--images", str(ckplus / "images"),
              "--crops", "--group-by", "subject,sequence", "--groups", str(ckplus / "sequences.csv"))
     row = dict(zip(COLUMNS, (
         test["accuracy"], after["accuracy"], after["macro_recall"],
@@ -64,7 +78,7 @@ def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int
         resting["uncalibrated"]["per_image"]["accuracy"], resting["per_image"]["accuracy"],
         ck["per_group"]["accuracy"], valid["accuracy"], plain["per_image"]["accuracy"])))
     if enrol:
-        row[ENROL_COLUMN.format(k=enrol)] = cli("evaluate", *model, *photos, "--group-by", "performer",
+        row[ENROL_COLUMN.format(k=enrol)] = run("enrol", "evaluate", *model, *photos, "--group-by", "performer",
                                                 "--enrol", str(enrol), "--draws", "10")["per_image"]["accuracy"]
     return row
 
@@ -78,8 +92,16 @@ def main() -> int:
     parser.add_argument("--enrol", type=int, default=None, metavar="K",
                         help="also personal profiles with K photos per expression (evaluate --enrol K, 10 draws)")
     parser.add_argument("--json-out", type=Path, help="also write the figures here")
+    parser.add_argument("--raw-out", type=Path, metavar="DIR",
+                        help="also keep each command's JSON (and adapt's output) here, in a folder per ensemble "
+                             "(its position and file name: 1-shipped, 2-ensemble.json, ...); a new folder")
     args = parser.parse_args()
-    rows = {name: measure(name, args.ferplus, args.taiwan, args.ckplus, args.enrol) for name in args.ensembles}
+    rows = {}
+    for i, name in enumerate(args.ensembles, 1):
+        raw = None if args.raw_out is None else args.raw_out / f"{i}-{Path(name).name}"
+        if raw is not None:
+            raw.mkdir(parents=True)  # a folder that exists is refused: nothing of an earlier run is mixed in
+        rows[name] = measure(name, args.ferplus, args.taiwan, args.ckplus, args.enrol, raw)
     columns = list(next(iter(rows.values())))
     print("| ensemble | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

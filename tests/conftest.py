@@ -115,6 +115,26 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     return result
 
 
+@pytest.fixture(scope="session")
+def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
+                       tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``scripts/compare_ensembles.py shipped --enrol 2`` run once for the whole session (about two
+    minutes): the FER+, taiwan-posed (end to end, adapt, the resting face, profiles) and CK+48
+    commands every release is decided by, each run once and read by every test of their figures.
+    ``row``: its figures; ``stdout``: its table; ``raw``: each command's JSON by name
+    (``RAW_NAMES``); ``adapted``: adapt's output folder; ``photos``: the taiwan-posed arguments."""
+    out = tmp_path_factory.mktemp("compare")
+    result = subprocess.run([sys.executable, "scripts/compare_ensembles.py", "shipped", "--enrol", "2",
+                             "--ferplus", str(ferplus), "--taiwan", str(taiwan_posed), "--ckplus", str(ckplus48),
+                             "--json-out", str(out / "compare.json"), "--raw-out", str(out / "raw")],
+                            capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    raw = out / "raw" / "1-shipped"
+    return {"row": json.loads((out / "compare.json").read_text())["shipped"], "stdout": result.stdout,
+            "raw": {p.stem: json.loads(p.read_text()) for p in raw.glob("*.json")}, "adapted": raw / "adapted",
+            "photos": ("--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"))}
+
+
 TINY_TRAIN = ("--model", "mobilenet_v2", "--input-size", "32", "--subset", "768",
               "--valid-subset", "512", "--batch-size", "64", "--opt", "adamw", "--lr", "2e-3",
               "--warmup-epochs", "0.5", "--no-progress")

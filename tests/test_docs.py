@@ -373,18 +373,15 @@ def test_the_imagenet_tables_are_their_recorded_figures() -> None:
         assert [float(x) for x in re.findall(r"\d+\.\d\d", line)] == [round(100 * v, 2) for v in expected], label
 
 
-def test_compare_ensembles_remeasures_the_shipped_row(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
-                                                      tmp_path: Path) -> None:
-    """scripts/compare_ensembles.py, run on the shipped ensemble, prints the row the GPU session's
-    table keeps for it (about a minute: FER+ Test and Valid, adapt, the resting face, taiwan-posed
-    end to end and CK+48)."""
-    out = tmp_path / "compare.json"
-    result = subprocess.run([sys.executable, "scripts/compare_ensembles.py", "shipped", "--ferplus", str(ferplus),
-                             "--taiwan", str(taiwan_posed), "--ckplus", str(ckplus48), "--json-out", str(out)],
-                            capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(out.read_text())["shipped"]
+def test_compare_ensembles_remeasures_the_shipped_row(shipped_comparison: dict) -> None:
+    """scripts/compare_ensembles.py, run on the shipped ensemble (conftest's ``shipped_comparison``,
+    shared with the tests of each command's own figures), prints the row the GPU session's table
+    keeps for it, and with ``--enrol 2`` the profiles' column."""
+    measured = shipped_comparison["row"]
     recorded = json.loads((REPO / "benchmarks" / "results" / "gpu-2026-11-30.json").read_text())["compare"]["shipped"]
     assert {k: round(measured[k], 4) for k in recorded} == {k: round(v, 4) for k, v in recorded.items()}
     assert round(measured["taiwan-posed"], 4) == 0.4944  # README's 49.4 %, end to end
-    assert result.stdout.splitlines()[2].startswith("| shipped | 88.75 |")
+    assert shipped_comparison["stdout"].splitlines()[2].startswith("| shipped | 88.75 |")
+    assert set(shipped_comparison["raw"]) == {"ferplus-test", "ferplus-valid", "adapt", "resting-face",
+                                              "taiwan-posed", "ckplus48", "enrol"}
+    assert measured["enrol 2"] == shipped_comparison["raw"]["enrol"]["per_image"]["accuracy"]

@@ -45,9 +45,10 @@ CONTOURS = {
     "nose": (168, 6, 197, 195, 5, 4),
 }
 """The landmark indices drawn as closed or open lines (MediaPipe's ``face_mesh_connections``:
-the face oval, lips, eyes, brows; "right" is the person's own), and the irises (468, 473) as dots:
-a light mesh that leaves the face readable."""
+the face oval, lips, eyes, brows; "right" is the person's own), and the ``IRISES`` as dots: a
+light mesh that leaves the face readable."""
 IRISES = (468, 473)
+"""The landmarks at the centre of each iris (the person's right, then left), drawn as dots."""
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 """The OpenCV font of every label and value."""
 Rect = tuple[int, int, int, int]
