@@ -66,6 +66,23 @@ def test_runtime_and_cli_import_no_torch() -> None:
         assert result.returncode == 0 and "usage" in result.stdout, result.stderr
 
 
+def test_the_top_level_help_imports_no_app() -> None:
+    """``fer-ensemble --help`` (and a mistyped command) builds the parser without any app, so it
+    imports neither ONNX Runtime nor OpenCV nor NumPy (0.08 s here, against 1.8 s before);
+    ``predict --help`` imports predict's app alone."""
+    code = ("import sys, contextlib, io; from fer_ensemble.cli import main\n"
+            "for argv in (['--help'], ['frobnicate']):\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            "        main(argv)\n"
+            "print(sorted(m for m in ('onnxruntime', 'cv2', 'numpy', 'fer_ensemble.apps.predict') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    result = subprocess.run([sys.executable, "-m", "fer_ensemble.cli", "predict", "--help"], capture_output=True,
+                            text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0 and "--geometry" in result.stdout
+
+
 def test_a_face_budget_reads_new_faces_then_the_longest_waiting() -> None:
     """The webcam's --faces-per-frame: with four faces and a budget of two, each face is read every
     other frame, every face is in every frame's answer, and a new face is read at once."""

@@ -84,7 +84,10 @@ def command_list() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line: every command's options (None), or only ``command``'s, the others
+    named with their help but no options ("": none), so that ``fer-ensemble --help`` and one
+    command's run import no other app (the apps import ONNX Runtime and OpenCV)."""
     parser = CommandParser(
         prog="fer-ensemble",
         description="Facial expression recognition with a ResNet50 + MobileNetV2 ensemble trained on FER+.",
@@ -98,11 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of the commands below")
     for group in COMMAND_GROUPS.values():
         for name, help_text in group.items():
-            module = name.replace("-", "_")
-            app = importlib.import_module(f"fer_ensemble.apps.{module}")
             sub = commands.add_parser(name, description=help_text, parents=[common])
-            getattr(app, f"add_{module}_arguments")(sub).set_defaults(handler=_app(module, f"run_{module}"))
+            if command is None or name == command:
+                module = name.replace("-", "_")
+                app = importlib.import_module(f"fer_ensemble.apps.{module}")
+                getattr(app, f"add_{module}_arguments")(sub).set_defaults(handler=_app(module, f"run_{module}"))
     return parser
+
+
+def chosen_command(argv: list[str]) -> str:
+    """The command ``argv`` names (its first word that is not an option), or "" for none or an
+    unknown one (the parser then says so, or prints the help)."""
+    word = next((a for a in argv if not a.startswith("-")), "")
+    return word if any(word in group for group in COMMAND_GROUPS.values()) else ""
 
 
 VIDEO_COMMANDS = ("video", "webcam", "batch", "demo")
@@ -129,7 +140,8 @@ def quiet_opencv(verbose: bool, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from fer_ensemble.errors import ExitCode, UserError, missing_extra
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     quiet_opencv(args.verbose, args.command)
 
     def fail(message: object, code: ExitCode = ExitCode.USAGE) -> int:
