@@ -1104,3 +1104,29 @@ def test_the_page_walks_a_person_through_enrolment_and_keeps_the_profile_in_a_fi
                                                                                 for p in prompts}, prompts
     assert check.startswith("self-check (each frame read by a profile of the others):"), check
     assert " profile " not in plain and loaded.startswith("profile set for"), (plain, loaded)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+                    reason="Debian chromium is not installed")
+def test_the_page_shows_each_faces_pose_and_strongest_blendshapes_with_face_geometry(server, tmp_path: Path) -> None:
+    """The page's "face geometry" box (?geometry=true, kept in the URL as the prior is): the live
+    stream asks for geometry, and each face's line says its yaw, pitch and strongest blendshapes."""
+    from playwright.sync_api import sync_playwright
+
+    from fer_ensemble.apps.benchmark import fit
+
+    camera = tmp_path / "camera.y4m"
+    write_y4m(camera, fit(cv2.imread(str(SAMPLES / "astronaut.png")), 640, 480))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{server['url']}/?geometry=true#token={TOKEN}")
+        page.wait_for_selector("#faces li[data-label]", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#faces li[data-label]').textContent.includes('yaw')",
+                               timeout=30_000)
+        line = page.inner_text("#faces li[data-label]")
+        checked = page.is_checked("#geometry")
+        browser.close()
+    assert checked and "pitch" in line and "mouthSmile" in line, line
