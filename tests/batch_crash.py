@@ -15,3 +15,13 @@ def crashing_task(task: dict) -> dict:
     if Path(task["source"]).stem == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     return engines._run_task(task)
+
+
+class CrashingRayWorker:
+    """``engines.RayWorker``, except that a source named ``crash.*`` kills its actor's process (a
+    mixin: the test builds the class over the real one, pickled by value for the actors)."""
+
+    def __call__(self, batch: dict) -> dict:
+        if any(Path(str(source)).stem == "crash" for source in batch["source"]):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().__call__(batch)  # type: ignore[misc]

@@ -347,6 +347,43 @@ def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: P
     assert "other settings" not in batch(*tiny, "--calibration", "posed", "--stride", "2").stderr
 
 
+def test_a_ray_actor_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyPatch, tiny_ensemble: Path,
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Robustness issue, item 7, on Ray: an actor killed by a native crash is restarted, its task
+    is that source's error row (WORKER_DIED), the other sources are read all the same, no
+    traceback escapes; and workers that cannot be built are the one usage line, as locally."""
+    need("ray")
+    import batch_crash
+    import ray
+
+    from fer_ensemble.batch import engines
+    from fer_ensemble.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace_hopper.jpg"):
+        shutil.copy(SAMPLES / name, folder / name)
+    shutil.copy(SAMPLES / "astronaut.png", folder / "crash.png")
+    ray.cloudpickle.register_pickle_by_value(batch_crash)  # the actors cannot import tests/
+    monkeypatch.setattr(engines, "RayWorker", type("RayWorker", (batch_crash.CrashingRayWorker, engines.RayWorker), {}))
+    out = tmp_path / "out"
+    try:
+        code = main(["batch", str(folder), "--out", str(out), "--engine", "ray", "--num-workers", "1",
+                     "--ensemble", str(tiny_ensemble), "--no-progress"])
+        assert code == 1 and "Traceback" not in capsys.readouterr().err
+        summary = {Path(row["source"]).name: row for row in pq.read_table(out / "summary.parquet").to_pylist()}
+        assert sorted(summary) == ["astronaut.png", "crash.png", "grace_hopper.jpg"]
+        assert summary["crash.png"]["error"] == engines.WORKER_DIED
+        assert [name for name, row in summary.items() if row["error"]] == ["crash.png"]
+        assert summary["astronaut.png"]["faces"] == 1
+        code = main(["batch", str(folder), "--out", str(tmp_path / "o2"), "--engine", "ray", "--num-workers", "1",
+                     "--ensemble", str(tiny_ensemble), "--prior", "0.5", "--no-progress"])
+        assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == (
+            "fer-ensemble batch: this ensemble's cards record no class prior to adjust")
+    finally:
+        ray.shutdown()
+
+
 def test_a_worker_that_cannot_be_built_is_one_line(tiny_ensemble: Path, tmp_path: Path) -> None:
     """--prior for an ensemble whose cards record no class prior: the workers cannot be built, which
     is the one usage line every app gives (exit 2), not a broken pool nor a failure per source."""

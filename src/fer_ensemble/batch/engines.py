@@ -49,7 +49,7 @@ def _run_task(task: dict) -> dict:
 
 WORKER_DIED = ("the worker process reading it died (a crash in a native library such as the video codec, "
                "or the system out of memory)")
-"""The error of a task whose worker process ended abruptly (``run_local``)."""
+"""The error of a task whose worker process ended abruptly (``run_local``, ``run_ray``)."""
 
 
 def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Generator[tuple[int, TaskResult], None, None]:
@@ -122,14 +122,22 @@ class RayWorker:
     def __init__(self):
         settings = BatchSettings(**self.settings)
         _set_up_process(settings)
-        self.worker = Worker(settings)
+        self.worker: Worker | None = None
+        self.setup_error: str | None = None
+        try:
+            self.worker = Worker(settings)
+        except UserError as error:  # answered for each task, so the driver says it in one line (as run_local)
+            self.setup_error = str(error)
 
     def __call__(self, batch: dict) -> dict:
         results = []
         for i in range(len(batch["index"])):
             task = {key: _plain(batch[key][i]) for key in ("source", "kind", "start", "stop")}
             task["stop"] = None if task["stop"] == -1 else task["stop"]  # Arrow columns hold no None ints here
-            results.append(json.dumps(asdict(self.worker.run(task))))
+            if self.worker is None:
+                results.append(json.dumps({"setup_error": self.setup_error}))
+            else:
+                results.append(json.dumps(asdict(self.worker.run(task))))
         return {"index": batch["index"], "result": results}
 
 
@@ -142,7 +150,10 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
             verbose: bool = False) -> Generator[tuple[int, TaskResult], None, None]:
     """Ray Data: ``ray.init()`` here when no address (``auto`` or ``ray://host:10001`` for a cluster),
     ``workers`` actors of ``settings.threads`` CPUs each. Ray's own logging stays quiet unless
-    ``verbose``."""
+    ``verbose``. An actor that dies (a segfault in a codec, the out-of-memory killer) ends Ray Data's
+    run: as ``run_local`` does, the unfinished tasks then run again on one plain Ray actor, one at a
+    time and in order, so the task that kills it again is known and becomes a failure
+    (``WORKER_DIED``); the rest then go on with every actor. UserError when the workers cannot be built."""
     if not tasks:
         return
     import ray
@@ -152,8 +163,62 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
                  logging_level=logging.INFO if verbose else logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts sources and tasks
-    items = [{"index": i, **task.to_dict(), "stop": -1 if task.stop is None else task.stop}
-             for i, task in enumerate(tasks)]
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a dead actor's traceback: our row says it
+    remaining = list(range(len(tasks)))
+    serial = False
+    while remaining:
+        finished: set[int] = set()
+        try:
+            for index, result in (_ray_serial(tasks, remaining, settings) if serial else
+                                  _ray_pass(tasks, remaining, settings, workers)):
+                finished.add(index)
+                yield index, result
+        except ray.exceptions.RayError:  # an actor died: a native crash in one of its tasks
+            pass
+        remaining = [i for i in remaining if i not in finished]
+        if remaining and serial:  # one actor, one task at a time, in order: the first unfinished one killed it
+            culprit = remaining.pop(0)
+            yield culprit, failure(tasks[culprit].source, WORKER_DIED)
+        serial = bool(remaining) and not serial
+
+
+def _ray_item(tasks: list[Task], index: int) -> dict:
+    """Task ``index`` as a Ray row (Arrow columns hold no None ints: a stop of None is -1)."""
+    return {"index": index, **tasks[index].to_dict(), "stop": -1 if tasks[index].stop is None else tasks[index].stop}
+
+
+def _ray_result(data: dict) -> TaskResult:
+    """A ``RayWorker``'s answer for one task; UserError when its worker could not be built."""
+    if "setup_error" in data:
+        raise UserError(data["setup_error"])
+    return TaskResult(**data)
+
+
+def _ray_serial(tasks: list[Task], indices: list[int],
+                settings: BatchSettings) -> Generator[tuple[int, TaskResult], None, None]:
+    """``tasks[i]`` for each of ``indices`` on one actor, one at a time, in order: Ray's error when
+    the actor dies, after every task before the one that killed it."""
+    import ray
+
+    actor = ray.remote(num_cpus=settings.threads, max_restarts=0)(
+        type("RayWorker", (RayWorker,), {"settings": asdict(settings)})).remote()
+    try:
+        for index in indices:
+            batch = {key: [value] for key, value in _ray_item(tasks, index).items()}
+            answer = ray.get(actor.__call__.remote(batch))
+            yield index, _ray_result(json.loads(answer["result"][0]))
+    finally:
+        ray.kill(actor)
+
+
+def _ray_pass(tasks: list[Task], indices: list[int], settings: BatchSettings,
+              workers: int) -> Generator[tuple[int, TaskResult], None, None]:
+    """``tasks[i]`` for each of ``indices`` on ``workers`` Ray Data actors, as they finish; Ray's
+    error when an actor dies (never restarted: its task would only crash it again)."""
+    import ray
+
+    items = [_ray_item(tasks, i) for i in indices]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     actor = type("RayWorker", (RayWorker,), {"settings": asdict(settings)})
     with warnings.catch_warnings():
@@ -162,8 +227,7 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
         # own ActorPoolMapOperator names this very call as the way to turn restarts off, while
         # deprecating extra remote arguments in general: that warning is not the user's business.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        results = dataset.map_batches(actor, batch_size=1, concurrency=max(1, min(workers, len(tasks))),
+        results = dataset.map_batches(actor, batch_size=1, concurrency=max(1, min(workers, len(items))),
                                       num_cpus=settings.threads, max_restarts=0)
     for row in results.iter_rows():
-        result = TaskResult(**json.loads(row["result"]))
-        yield int(row["index"]), result
+        yield int(row["index"]), _ray_result(json.loads(row["result"]))
