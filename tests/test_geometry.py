@@ -231,3 +231,23 @@ def test_blendshapes_follow_the_posed_expressions_of_taiwan_posed(taiwan_posed) 
     assert mean["surprise"]["jawOpen"] >= 2 * mean["neutral"]["jawOpen"]
     for side in ("browDownLeft", "browDownRight"):
         assert mean["anger"][side] > mean["neutral"][side]
+
+
+def test_a_turned_face_in_a_loose_box_is_read_at_a_tighter_framing_and_flagged_in_video(tmp_path) -> None:
+    """video's live preset boxes the cameraman at 99 px, looser than the stills preset: the
+    landmarks model finds no face at 1.5 times that box (presence 0.007), so the crop is read once
+    more at RETRY_SCALE, and the turned face is flagged in every frame of the timeline, as the
+    text output of predict says it."""
+    image = cv2.imread(str(SAMPLES / "camera.png"))
+    [geometry] = GeometryReader(threads=1).read(image, [(169, 105, 99, 99)])
+    assert geometry is not None and abs(geometry.pose[0]) > YAW_LIMIT
+    clip = tmp_path / "cameraman.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (image.shape[1], image.shape[0]))
+    for _ in range(6):
+        writer.write(image)
+    writer.release()
+    run_cli("video", str(clip), "--out", str(tmp_path / "out"), "--geometry", "--no-video")
+    rows = list(csv.DictReader((tmp_path / "out" / "timeline.csv").open()))
+    assert len(rows) == 6 and all(row["turned"] == "1" for row in rows)
+    text = run_cli("predict", str(SAMPLES / "camera.png"), "--geometry").stdout
+    assert "turned too far to read" in text and "untrusted" in text

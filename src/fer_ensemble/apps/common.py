@@ -76,9 +76,9 @@ def add_recognizer_arguments(
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
     parser.add_argument("--geometry", action="store_true",
-                        help="also each face's 478 landmarks, head pose (yaw, pitch, roll), a 'turned' flag past the "
-                             "measured readable range and 51 blendshapes in the JSON and CSV outputs, drawn on "
-                             "pictures (MediaPipe's models, about 20 ms a face; docs/photos.md)")
+                        help="also each face's head pose (yaw, pitch, roll), a 'turned' flag past the measured "
+                             "readable range and 51 blendshapes (JSON and CSV), its 478 landmarks (JSON), and its "
+                             "contours on pictures (MediaPipe's models, about 20 ms a face; docs/photos.md)")
     if ema_weight is not None:
         parser.add_argument("--ema-weight", "--smoothing", dest="ema_weight", metavar="WEIGHT",
                             type=bounded(float, 0.0, 1.0, low_open=True), default=ema_weight,

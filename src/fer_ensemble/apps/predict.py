@@ -69,7 +69,8 @@ class Tally:
 def describe(path: Path, faces) -> str:
     if not faces:
         return f"{path}: no face found"
-    parts = [f"{f.label} {f.score:.2f} at {list(f.box)}" for f in faces]
+    parts = [(f"turned too far to read (yaw {f.pose[0]:.0f}, pitch {f.pose[1]:.0f}; {f.label} {f.score:.2f} untrusted)"
+              if f.turned else f"{f.label} {f.score:.2f}") + f" at {list(f.box)}" for f in faces]
     return f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}: " + "; ".join(parts)
 
 

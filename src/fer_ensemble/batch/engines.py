@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from multiprocessing import get_context
+from typing import Any
 
 import cv2
 
@@ -201,12 +202,12 @@ def _ray_serial(tasks: list[Task], indices: list[int],
     the actor dies, after every task before the one that killed it."""
     import ray
 
-    actor = ray.remote(num_cpus=settings.threads, max_restarts=0)(
+    actor: Any = ray.remote(num_cpus=settings.threads, max_restarts=0)(
         type("RayWorker", (RayWorker,), {"settings": asdict(settings)})).remote()
     try:
         for index in indices:
             batch = {key: [value] for key, value in _ray_item(tasks, index).items()}
-            answer = ray.get(actor.__call__.remote(batch))
+            answer: dict = ray.get(actor.__call__.remote(batch))
             yield index, _ray_result(json.loads(answer["result"][0]))
     finally:
         ray.kill(actor)

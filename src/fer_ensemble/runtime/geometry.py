@@ -31,6 +31,10 @@ BLENDSHAPES_MODEL = WEIGHTS_DIR / "face_blendshapes.onnx"
 ROI_SCALE = 1.5
 """The landmarks model's crop: a square this many times the detector's box (MediaPipe's
 ``face_landmarker_graph.cc``)."""
+RETRY_SCALE = 1.0
+"""A crop in which the model finds no face at ``ROI_SCALE`` is read once more at this many times
+the box: a turned face in a loose box (the sample cameraman in ``video``'s live-preset box, 99 px:
+presence 0.007 at 1.5, 0.986 at 1.0) is then found; a crop with no face stays without."""
 INPUT_SIZE = 256
 """The landmarks model's input side in pixels."""
 LANDMARKS = 478
@@ -104,12 +108,12 @@ def turned(pose: tuple[float, float, float]) -> bool:
     return abs(pose[0]) > YAW_LIMIT or abs(pose[1]) > PITCH_LIMIT
 
 
-def roi_transform(box: Box, roll_degrees: float = 0.0) -> np.ndarray:
+def roi_transform(box: Box, roll_degrees: float = 0.0, scale_of_box: float = ROI_SCALE) -> np.ndarray:
     """The (2, 3) affine map from the 256 x 256 crop's pixels to the image's, for a face at ``box``
-    (x, y, w, h) turned by ``roll_degrees`` (clockwise as seen): a square ``ROI_SCALE`` times the
-    box's longer side around its centre, its x axis along the eyes' line."""
+    (x, y, w, h) turned by ``roll_degrees`` (clockwise as seen): a square ``scale_of_box`` (default
+    ``ROI_SCALE``) times the box's longer side around its centre, its x axis along the eyes' line."""
     x, y, w, h = box
-    side = ROI_SCALE * max(w, h)
+    side = scale_of_box * max(w, h)
     theta = math.radians(roll_degrees)
     c, s = math.cos(theta), math.sin(theta)
     scale = side / INPUT_SIZE
@@ -137,13 +141,22 @@ class GeometryReader:
             return []
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         maps = [roi_transform(box, getattr(box, "roll", 0.0)) for box in boxes]
+        points, presence = self._landmarks(rgb, maps)
+        missed = [i for i, score in enumerate(presence) if score < MIN_PRESENCE]
+        if missed:  # a loose box (a tracker's, a detector's live preset) on a turned face: once more, tighter
+            tighter = [roi_transform(boxes[i], getattr(boxes[i], "roll", 0.0), RETRY_SCALE) for i in missed]
+            retried, retried_presence = self._landmarks(rgb, tighter)
+            for k, i in enumerate(missed):
+                maps[i], points[i], presence[i] = tighter[k], retried[k], retried_presence[k]
+        return [self._geometry(p, m, float(score)) if score >= MIN_PRESENCE else None
+                for p, m, score in zip(points, maps, presence)]
+
+    def _landmarks(self, rgb: np.ndarray, maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 478, 3) landmarks in crop pixels and (N,) presence scores of the crops ``maps`` frame."""
         crops = np.stack([cv2.warpAffine(rgb, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                          borderMode=cv2.BORDER_REPLICATE) for m in maps]).astype(np.float32) / 255
         points, presence, *_ = self.landmarks_session.run(None, {self._landmarks_input: crops})
-        points = points.reshape(len(boxes), LANDMARKS, 3)
-        presence = 1 / (1 + np.exp(-presence.reshape(len(boxes))))
-        return [self._geometry(p, m, float(score)) if score >= MIN_PRESENCE else None
-                for p, m, score in zip(points, maps, presence)]
+        return points.reshape(len(maps), LANDMARKS, 3), 1 / (1 + np.exp(-presence.reshape(len(maps))))
 
     def _geometry(self, crop_points: np.ndarray, transform: np.ndarray, presence: float) -> FaceGeometry:
         xy = crop_points[:, :2] @ transform[:, :2].T + transform[:, 2]
