@@ -34,10 +34,6 @@ COLUMNS = ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", 
 ENROL_COLUMN = "enrol {k}"
 
 
-RAW_NAMES = ("ferplus-test", "ferplus-valid", "adapt", "resting-face", "taiwan-posed", "ckplus48", "enrol")
-"""The commands' ``--json`` objects ``--raw-out`` keeps, one file each (``<name>.json``)."""
-
-
 def cli(*args: str, raw: Path | None = None) -> dict:
     """One ``fer-ensemble`` command's ``--json`` object (exit codes 0 and adapt's 'not improved' 3),
     also written to ``raw`` when given."""
@@ -54,7 +50,8 @@ def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int
             raw_out: Path | None = None) -> dict[str, float]:
     """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1], and
     with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``). With ``raw_out``, each command's JSON
-    goes there too (``RAW_NAMES``) and adapt's output folder is kept there (``adapted``)."""
+    goes there too (``ferplus-test``, ``ferplus-valid``, ``adapt``, ``resting-face``, ``taiwan-posed``,
+    ``ckplus48``, ``enrol``, each ``.json``) and adapt's output folder is kept there (``adapted``)."""
     model = [] if ensemble == "shipped" else [ensemble]
     chosen = [] if ensemble == "shipped" else ["--ensemble", ensemble]
     photos = ["--labels", str(taiwan / "labels.csv"), "--images", str(taiwan / "images")]

@@ -121,8 +121,8 @@ def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
     """``scripts/compare_ensembles.py shipped --enrol 2`` run once for the whole session (about two
     minutes): the FER+, taiwan-posed (end to end, adapt, the resting face, profiles) and CK+48
     commands every release is decided by, each run once and read by every test of their figures.
-    ``row``: its figures; ``stdout``: its table; ``raw``: each command's JSON by name
-    (``RAW_NAMES``); ``adapted``: adapt's output folder; ``photos``: the taiwan-posed arguments."""
+    ``row``: its figures; ``stdout``: its table; ``raw``: each command's JSON by name (the
+    script's ``measure`` lists them); ``adapted``: adapt's output folder; ``photos``: the taiwan-posed arguments."""
     out = tmp_path_factory.mktemp("compare")
     result = subprocess.run([sys.executable, "scripts/compare_ensembles.py", "shipped", "--enrol", "2",
                              "--ferplus", str(ferplus), "--taiwan", str(taiwan_posed), "--ckplus", str(ckplus48),

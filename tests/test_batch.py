@@ -349,9 +349,10 @@ def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: P
 
 def test_a_ray_actor_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyPatch, tiny_ensemble: Path,
                                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """Robustness issue, item 7, on Ray: an actor killed by a native crash is restarted, its task
-    is that source's error row (WORKER_DIED), the other sources are read all the same, no
-    traceback escapes; and workers that cannot be built are the one usage line, as locally."""
+    """Robustness issue, item 7, on Ray: an actor killed by a native crash ends Ray Data's run; the
+    unfinished sources are read again one at a time on a fresh actor, so the one that kills it again
+    is that source's error row (WORKER_DIED) and the others are read all the same, with no
+    traceback; and workers that cannot be built are the one usage line, as locally."""
     need("ray")
     import batch_crash
     import ray

@@ -351,6 +351,8 @@ def test_packed_faces_are_the_faces_the_apps_classify(taiwan_posed: Path, tmp_pa
 
 
 def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path, shipped_comparison: dict) -> None:
+    """The resting face (evaluate --resting-face performer) lifts the expressive photos, and with the
+    posed calibration composes above both parts."""
     result = shipped_comparison["raw"]["resting-face"]  # evaluate --resting-face performer, run once
     after, before = result["per_image"], result["uncalibrated"]["per_image"]
     assert after["n"] == before["n"] == 547 and result["people_without_reference"] == ["P13"]

@@ -150,6 +150,18 @@ def test_a_face_turned_past_the_measured_range_is_flagged_and_drawn_without_its_
     assert "turned" not in EmotionRecognizer().predict(cv2.imread(str(SAMPLES / "camera.png")))[0].to_dict()
 
 
+def test_no_face_of_the_group_photos_and_user_cases_is_flagged_turned(recognizer: EmotionRecognizer, faces_dir,
+                                                                       user_cases) -> None:
+    """What docs/photos.md says: of every face found in the real photos and the user-case images,
+    only the cameraman (skimage_camera.png, looking into his camera) is turned past the limits;
+    the upside-down astronaut is read (roll is stood upright)."""
+    photos = sorted(faces_dir.glob("*.jpg")) + sorted(faces_dir.glob("*.png")) + sorted(user_cases.glob("c*"))
+    faces = [(path.name, face) for path in photos for face in recognizer.predict(cv2.imread(str(path)))]
+    assert len(faces) > 40 and all(face.pose is not None for name, face in faces if name == "c14_tilt_180.png")
+    assert [name for name, face in faces if face.turned] == ["skimage_camera.png"], [
+        (name, face.pose) for name, face in faces if face.turned]
+
+
 def test_predict_csv_gains_the_pose_and_blendshape_columns_with_geometry(tmp_path) -> None:
     photos = [str(SAMPLES / "astronaut.png"), str(SAMPLES / "grace_hopper.jpg")]
     run_cli("predict", *photos, "--geometry", "--csv", str(tmp_path / "faces.csv"))
@@ -170,14 +182,17 @@ def test_batch_geometry_writes_pose_blendshapes_and_landmarks_into_the_rows_and_
 
     out = tmp_path / "out"
     sources = [str(SAMPLES / "astronaut.png"), str(SAMPLES / "camera.png")]
-    run_cli("batch", *sources, "--out", str(out), "--engine", "local", "--num-workers", "1", "--geometry",
-            "--no-progress")
+    missing = str(tmp_path / "gone.png")
+    result = run_cli("batch", *sources, missing, "--out", str(out), "--engine", "local", "--num-workers", "1",
+                     "--geometry", "--no-progress", check=False)
+    assert result.returncode == 1, result.stderr  # the missing input: its error row
     astronaut = pq.read_table(out / "faces" / f"{source_key(sources[0])}.parquet").to_pylist()
     cameraman = pq.read_table(out / "faces" / f"{source_key(sources[1])}.parquet").to_pylist()
+    [failed] = pq.read_table(out / "faces" / f"{source_key(missing)}.parquet").to_pylist()
     assert len(astronaut) == len(cameraman) == 1
-    assert list(astronaut[0]) == row_columns(geometry=True)
-    assert astronaut[0]["mouthSmileRight"] > 0.5 and astronaut[0]["turned"] is False
-    assert len(astronaut[0]["landmarks"]) == LANDMARKS * 3 and cameraman[0]["turned"] is True
+    assert list(astronaut[0]) == list(failed) == row_columns(geometry=True)
+    assert astronaut[0]["mouthSmileRight"] > 0.5 and astronaut[0]["turned"] is False and cameraman[0]["turned"] is True
+    assert failed["error"] and all(failed[c] is None for c in GEOMETRY_COLUMNS)
     assert BatchOutput(out).summary(sources[0])["settings"]["geometry"] is True
     again = run_cli("batch", *sources, "--out", str(out), "--engine", "local", "--num-workers", "1", "--no-progress")
     assert "--geometry" in again.stderr  # made with it: read again without, and said so

@@ -63,7 +63,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
     parser.add_argument("--geometry", action="store_true",
-                        help="also each face's head pose, 'turned' flag, 51 blendshapes and 478 landmarks in its rows "
+                        help="also each face's head pose, 'turned' flag and 51 blendshapes in its rows "
                              "(MediaPipe's models, about 20 ms a face; docs/batch.md)")
     add_detector_arguments(parser, still=True)  # photos; videos use the detector's live preset, as `video` does
     add_exit_arguments(parser)

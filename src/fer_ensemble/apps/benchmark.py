@@ -125,7 +125,7 @@ def measure(recognizer, faces: int, repeat: int, with_torch: bool) -> dict:
     row["answer_ms"] = median_ms(lambda: recognizer.ensemble.answer(native, recognizer.prior_strength), repeat)
     row["answer_resting_face_ms"] = median_ms(
         lambda: recognizer.ensemble.answer(native, recognizer.prior_strength, resting), repeat)
-    geometry = GeometryReader(threads=1)  # on request only (--geometry): not in the sum of the stages
+    geometry = GeometryReader(threads=1)  # apps read it on request only (--geometry): not in the sum of the stages
     row["geometry_ms"] = median_ms(lambda: geometry.read(frame, boxes), repeat)
     classify = sum(m["preprocess_ms"] + m["onnx_ms"] for m in row["members"].values())
     row["ensemble_ms_per_face"] = classify / max(1, len(boxes))
@@ -144,7 +144,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
     read through a profile enrolled from the frame and its mirror image (``--profile``); with
     ``geometry``, every face shown gets its geometry, as ``webcam --geometry`` does.
     ``relative``: the share of the faces shown that were read against a resting face;
-    ``profiled``: read through a profile."""
+    ``profiled``: read through a profile; ``with_geometry``: given their geometry."""
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
 
     with tempfile.TemporaryDirectory() as folder:
@@ -157,7 +157,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         recognizer = build_recognizer(args, threads=1)
         enrolled = recognizer.enrol([frame, cv2.flip(frame, 1)], ["happiness", "neutral"]) if profile else None
         stream = recognizer.stream(auto_resting_face=auto_resting_face, profile=enrolled or recognizer.profile)
-        shown = {"faces": 0, "relative": 0, "profiled": 0}
+        shown = {"faces": 0, "relative": 0, "profiled": 0, "geometry": 0}
         source = LatestFrame(cv2.VideoCapture(str(clip)), on_demand=True)
         detector = DetectorThread(recognizer, source)
 
@@ -169,6 +169,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             shown["faces"] += len(faces)
             shown["relative"] += sum(f.relative for f in faces)
             shown["profiled"] += sum(f.profiled for f in faces)
+            shown["geometry"] += sum(f.pose is not None for f in faces)
             return True
 
         try:
@@ -177,6 +178,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             detector.stop()
             source.stop()
     return {"fps": stats.fps, "frames": stats.frames, "detections_per_second": stats.detections / stats.seconds,
+            "with_geometry": shown["geometry"] / max(shown["faces"], 1),
             "relative": shown["relative"] / max(shown["faces"], 1),
             "profiled": shown["profiled"] / max(shown["faces"], 1)}
 

@@ -175,7 +175,8 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
                                   _ray_pass(tasks, remaining, settings, workers)):
                 finished.add(index)
                 yield index, result
-        except ray.exceptions.RayError:  # an actor died: a native crash in one of its tasks
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.OutOfMemoryError):  # an actor died (Ray Data raises ActorDiedError): a crash in a task
             pass
         remaining = [i for i in remaining if i not in finished]
         if remaining and serial:  # one actor, one task at a time, in order: the first unfinished one killed it

@@ -21,13 +21,11 @@ from fer_ensemble.errors import json_text
 
 def schema(geometry: bool = False):
     """The faces files' Arrow schema: ``rows.row_columns(geometry)`` with their ``rows.COLUMN_TYPES``
-    and ``GEOMETRY_TYPES`` (``landmarks``: a list of float32)."""
+    and ``GEOMETRY_TYPES``."""
     import pyarrow as pa
 
-    def arrow_type(name: str):
-        return pa.list_(pa.float32()) if name == "landmarks" else getattr(pa, {**COLUMN_TYPES, **GEOMETRY_TYPES}[name])()
-
-    return pa.schema([(name, arrow_type(name)) for name in row_columns(geometry)])
+    types = {**COLUMN_TYPES, **GEOMETRY_TYPES}
+    return pa.schema([(name, getattr(pa, types[name])()) for name in row_columns(geometry)])
 
 
 def source_key(source: str) -> str:

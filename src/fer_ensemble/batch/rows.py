@@ -20,7 +20,8 @@ GEOMETRY_COLUMNS = ["yaw", "pitch", "roll", "turned", *BLENDSHAPES]
 """The columns a table gains with ``--geometry``: the head pose (degrees), ``turned`` (1 or true:
 past the measured readable range) and the 51 blendshapes by name; empty (null) for a face without
 geometry (held, or not found by the landmarks model). The 478 landmarks go into the JSON outputs
-and batch's Parquet (``landmarks``), not into CSV."""
+only: 1434 numbers a face would make a long video's table (and a batch driver's memory) ten
+times larger."""
 
 ROW_COLUMNS = ["source", "frame", "time_s", "face", "x", "y", "w", "h", "track_id", "relative", "held", "label",
                "score", *EMOTIONS, "error"]
@@ -33,13 +34,12 @@ COLUMN_TYPES = {"source": "string", "frame": "int64", "time_s": "float64", "face
 
 GEOMETRY_TYPES = {"yaw": "float64", "pitch": "float64", "roll": "float64", "turned": "bool_",
                   **dict.fromkeys(BLENDSHAPES, "float64")}
-"""The Arrow type names of ``GEOMETRY_COLUMNS`` in batch's Parquet (as ``COLUMN_TYPES``); its
-``landmarks`` column is a list of 1434 float32, each point's x, y, z in turn."""
+"""The Arrow type names of ``GEOMETRY_COLUMNS`` in batch's Parquet (as ``COLUMN_TYPES``)."""
 
 
 def row_columns(geometry: bool = False) -> list[str]:
-    """``ROW_COLUMNS``, with ``geometry`` the ``GEOMETRY_COLUMNS`` and ``landmarks`` before ``error``."""
-    return ROW_COLUMNS if not geometry else [*ROW_COLUMNS[:-1], *GEOMETRY_COLUMNS, "landmarks", "error"]
+    """``ROW_COLUMNS``, with ``geometry`` the ``GEOMETRY_COLUMNS`` before ``error``."""
+    return ROW_COLUMNS if not geometry else [*ROW_COLUMNS[:-1], *GEOMETRY_COLUMNS, "error"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class FaceRow:
     against the track's resting face (``--auto-resting-face``); ``held``: a tracked face the
     detector missed in this frame, shown with its last box and answer (not counted in summaries);
     ``probabilities``: emotion -> probability (summing to 1); ``geometry``: the face's pose,
-    ``turned``, blendshapes and landmarks (``geometry_cells``) when it has them, else None."""
+    ``turned`` and blendshapes (``geometry_values``) when it has them, else None."""
 
     source: str
     frame: int | None = None
@@ -88,18 +88,16 @@ class FaceRow:
                "label": self.label, "score": self.score, **{e: probabilities.get(e) for e in EMOTIONS}}
         if geometry:
             values = self.geometry or {}
-            row.update({name: values.get(name) for name in (*GEOMETRY_COLUMNS, "landmarks")})
+            row.update({name: values.get(name) for name in GEOMETRY_COLUMNS})
         return {**row, "error": self.error}
 
 
 def geometry_values(face) -> dict | None:
-    """A ``Face``'s geometry as flat values (``GEOMETRY_COLUMNS`` and ``landmarks``, a list of
-    478 x 3 floats, x, y, z of each point in turn), or None without."""
+    """A ``Face``'s geometry as the flat values of ``GEOMETRY_COLUMNS``, or None without."""
     if face.pose is None:
         return None
     return {**dict(zip(("yaw", "pitch", "roll"), (float(v) for v in face.pose))), "turned": bool(face.turned),
-            **{name: float(face.blendshapes[name]) for name in BLENDSHAPES},
-            "landmarks": np.asarray(face.landmarks, np.float32).reshape(-1).tolist()}
+            **{name: float(face.blendshapes[name]) for name in BLENDSHAPES}}
 
 
 def face_cells(face, geometry: bool = False) -> list:

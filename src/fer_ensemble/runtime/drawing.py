@@ -197,8 +197,8 @@ def draw_faces(image: np.ndarray, faces: list[Face], classes: tuple[str, ...], b
     face's box (``Face.box``: x, y, w, h in pixels of ``image``), label, score and, with ``bars`` and
     where they fit, one bar per class of ``classes`` (the order of the bars). A held face
     (``Face.held``) is drawn dimmed (``HELD_OPACITY``) with a dashed box, under the live ones. A
-    face with geometry gets its 478 landmarks as dots (``MESH_COLOR``); a ``turned`` one a grey box
-    tagged "turned", without bars."""
+    face with geometry gets its landmarks' contours and irises (``CONTOURS``, ``MESH_COLOR``); a
+    ``turned`` one a grey box tagged "turned", without bars."""
     canvas = (cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2
               else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR) if image.shape[2] == 4 else image.copy())
     height, width = canvas.shape[:2]

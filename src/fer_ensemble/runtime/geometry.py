@@ -135,8 +135,8 @@ class GeometryReader:
 
     def read(self, image: np.ndarray, boxes: list[Box]) -> list[FaceGeometry | None]:
         """Each box's ``FaceGeometry`` in ``image`` ((H, W, 3) BGR or (H, W) gray uint8), None where
-        the model finds no face in the crop (presence below ``MIN_PRESENCE``). The crops go through
-        the landmarks model in one batch."""
+        the model finds no face in the crop (presence below ``MIN_PRESENCE``) at ``ROI_SCALE`` nor,
+        read once more, at ``RETRY_SCALE``. The crops go through the landmarks model in one batch."""
         if not boxes:
             return []
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

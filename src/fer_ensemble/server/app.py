@@ -94,6 +94,7 @@ from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
 from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
+from fer_ensemble.runtime.geometry import PITCH_LIMIT, YAW_LIMIT
 from fer_ensemble.runtime.profile import Profile, ProfileError
 from fer_ensemble.runtime.recognizer import (
     AUTO_RESTING_FACE_HELP,
@@ -142,7 +143,8 @@ class FaceOut(BaseModel):
     pose: dict[str, float] | None = Field(None, description="with ?geometry=true: yaw, pitch, roll in degrees "
                                                             "(docs/photos.md has the signs)")
     turned: bool | None = Field(None, description="with ?geometry=true: turned past the measured readable range "
-                                                  "(|yaw| > 40 or |pitch| > 30 degrees): the label is not to be trusted")
+                                                  f"(|yaw| > {YAW_LIMIT:g} or |pitch| > {PITCH_LIMIT:g} degrees): the "
+                                                  "label is not to be trusted")
     blendshapes: dict[str, float] | None = Field(None, description="with ?geometry=true: 51 named scores in [0, 1]")
     landmarks: list[list[float]] | None = Field(None, description="with ?geometry=true: 478 [x, y, z] in image pixels")
 
@@ -305,16 +307,18 @@ def prior_strength(ensemble: Ensemble, value: str | None, default: float | None)
 
 
 class Recognizers:
-    """The two recognizers every request shares, over one ensemble: ``still`` for photos (the
-    server's detector settings) and ``live`` for streams (their live preset), each with one
-    detector for every thread (BlazeFace's session is shared, a Haar detector keeps a cascade per
-    thread). Neither keeps state: a request gives its prior per call, a stream is a ``FaceStream``."""
+    """The recognizers every request shares, over one ensemble: ``still`` for photos (the
+    server's detector settings), ``live`` for streams (their live preset), each with one detector
+    for every thread (BlazeFace's session is shared, a Haar detector keeps a cascade per thread),
+    and ``geometric``, ``still`` with face geometry (``threads`` ONNX Runtime threads a model, as
+    the ensemble's). None keeps state: a request gives its prior per call, a stream is a ``FaceStream``."""
 
-    def __init__(self, ensemble: Ensemble, detector: dict | None = None):
+    def __init__(self, ensemble: Ensemble, detector: dict | None = None, threads: int | None = None):
         detector = detector or {}
         self.still = EmotionRecognizer(ensemble, create_detector(detector), ema_weight=1.0)
         self.live = EmotionRecognizer(ensemble, create_detector(live_settings(detector)), ema_weight=EMA_WEIGHT)
-        self.geometric = EmotionRecognizer(ensemble, self.still.detector, ema_weight=1.0, geometry=True)
+        self.geometric = EmotionRecognizer(ensemble, self.still.detector, ema_weight=1.0, geometry=True,
+                                           threads=threads)
         """``still`` with face geometry (``?geometry=true``); its ``add_geometry`` serves streams too."""
 
     def stream(self, prior: float, auto_resting_face: bool = False) -> FaceStream:
@@ -710,7 +714,7 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
                   description="Facial expression recognition (FER+ emotions) with a ResNet50 + "
                               "MobileNetV2 ensemble.",
                   openapi_url=None, docs_url=None, redoc_url=None)  # served by `pages`, offline
-    app.state.server = ServerState(settings, ensemble, Recognizers(ensemble, settings.detector),
+    app.state.server = ServerState(settings, ensemble, Recognizers(ensemble, settings.detector, settings.threads),
                                    WorkerPool(settings.concurrency, settings.queue))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
