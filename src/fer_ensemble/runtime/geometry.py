@@ -56,7 +56,7 @@ BLENDSHAPE_NAMES = ("_neutral", *BLENDSHAPES)
 """The blendshapes model's 52 outputs, in order (``kBlendshapeNames``; "Left" and "Right" are the
 person's own, so the person's left is on the image's right). ``_neutral`` is a baseline MediaPipe
 tells users to ignore; ``FaceGeometry.blendshapes`` leaves it out."""
-YAW_LIMIT = 40.0
+YAW_LIMIT = 50.0
 """|yaw| in degrees up to which the ensemble's answers were measured to hold: FER+ Valid and Test's
 faces read within 10 points of the frontal ones' accuracy in every 10-degree bin up to here, and
 too few faces were turned farther to tell (``scripts/pose_limit_study.py``; docs/accuracy.md). A
