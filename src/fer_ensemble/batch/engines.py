@@ -135,10 +135,8 @@ class RayWorker:
         for i in range(len(batch["index"])):
             task = {key: _plain(batch[key][i]) for key in ("source", "kind", "start", "stop")}
             task["stop"] = None if task["stop"] == -1 else task["stop"]  # Arrow columns hold no None ints here
-            if self.worker is None:
-                results.append(json.dumps({"setup_error": self.setup_error}))
-            else:
-                results.append(json.dumps(asdict(self.worker.run(task))))
+            answer = {"setup_error": self.setup_error} if self.worker is None else asdict(self.worker.run(task))
+            results.append(json.dumps(answer))
         return {"index": batch["index"], "result": results}
 
 
