@@ -397,14 +397,15 @@ def test_every_label_colour_reads_on_its_band_at_wcag_aa() -> None:
     assert min(ratios.values()) >= 4.5, ratios
 
 
-def open_page(playwright, server, viewport: dict, camera: Path | None = None):
-    """Chromium (Debian's) on the served page, with a fake webcam playing ``camera`` or none."""
+def open_page(playwright, server, viewport: dict, camera: Path | None = None, query: str = ""):
+    """Chromium (Debian's) on the served page (``query``: its URL's, e.g. "?geometry=true"), with a
+    fake webcam playing ``camera`` or none."""
     fake = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={camera}"] if camera else []
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", *fake])
     page = browser.new_page(viewport=viewport)
-    page.goto(f"{server['url']}/#token={TOKEN}")
+    page.goto(f"{server['url']}/{query}#token={TOKEN}")
     return browser, page
 
 
@@ -1071,11 +1072,8 @@ def test_the_page_walks_a_person_through_enrolment_and_keeps_the_profile_in_a_fi
     saved = tmp_path / "fer-profile.json"
     with start_server(SHIPPED_ENSEMBLE, tmp_path / "serve.log", "--token", TOKEN) as (base, _):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{base}/?enrol_captures=1&enrol_countdown_s=0.5#token={TOKEN}")
+            browser, page = open_page(playwright, {"url": base}, {"width": 1280, "height": 900}, camera,
+                                      "?enrol_captures=1&enrol_countdown_s=0.5")
             page.wait_for_selector("#status[data-kind=live]", timeout=30_000)
             page.evaluate("""() => { window.seen = []; const status = document.getElementById('enrol-status');
                 new MutationObserver(() => window.seen.push(status.innerText)).observe(
@@ -1118,11 +1116,7 @@ def test_the_page_shows_each_faces_pose_and_strongest_blendshapes_with_face_geom
     camera = tmp_path / "camera.y4m"
     write_y4m(camera, fit(cv2.imread(str(SAMPLES / "astronaut.png")), 640, 480))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"{server['url']}/?geometry=true#token={TOKEN}")
+        browser, page = open_page(playwright, server, {"width": 1280, "height": 800}, camera, "?geometry=true")
         page.wait_for_selector("#faces li[data-label]", timeout=30_000)
         page.wait_for_function("() => document.querySelector('#faces li[data-label]').textContent.includes('yaw')",
                                timeout=30_000)
