@@ -58,15 +58,25 @@ def run_local(tasks: list[Task], settings: BatchSettings, workers: int) -> Gener
     (a segfault in a codec, the out-of-memory killer) breaks the pool: the unfinished tasks run again
     in a fresh pool of one process, in order, so the task that kills it again is known and becomes a
     failure (``WORKER_DIED``); the rest then go on in a full pool."""
+    yield from _isolating_crashes(tasks, lambda indices, serial: _pool(tasks, indices, settings,
+                                                                      1 if serial else workers))
+
+
+def _isolating_crashes(tasks: list[Task], run_pass) -> Generator[tuple[int, TaskResult], None, None]:
+    """Every task's result from ``run_pass(indices, serial)`` (an engine's pass over those tasks,
+    yielding ``(index, result)``; with ``serial`` on one worker, one task at a time, in order), which
+    stops early when a worker dies. The unfinished tasks then run again serially, so the first of them
+    killed the worker if it dies again and becomes a failure (``WORKER_DIED``); the rest then go on in
+    a full pass."""
     remaining = list(range(len(tasks)))
     serial = False
     while remaining:
         finished: set[int] = set()
-        for index, result in _pool(tasks, remaining, settings, 1 if serial else workers):
+        for index, result in run_pass(remaining, serial):
             finished.add(index)
             yield index, result
         remaining = [i for i in remaining if i not in finished]
-        if remaining and serial:  # one process, tasks in order: the first unfinished one killed it
+        if remaining and serial:  # one worker, tasks in order: the first unfinished one killed it
             culprit = remaining.pop(0)
             yield culprit, failure(tasks[culprit].source, WORKER_DIED)
         serial = bool(remaining) and not serial
@@ -150,9 +160,9 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
     """Ray Data: ``ray.init()`` here when no address (``auto`` or ``ray://host:10001`` for a cluster),
     ``workers`` actors of ``settings.threads`` CPUs each. Ray's own logging stays quiet unless
     ``verbose``. An actor that dies (a segfault in a codec, the out-of-memory killer) ends Ray Data's
-    run: as ``run_local`` does, the unfinished tasks then run again on one plain Ray actor, one at a
-    time and in order, so the task that kills it again is known and becomes a failure
-    (``WORKER_DIED``); the rest then go on with every actor. UserError when the workers cannot be built."""
+    run: as with ``run_local`` (``_isolating_crashes``), the unfinished tasks then run again on one
+    plain Ray actor, one at a time and in order, so the task that kills it again is known and becomes
+    a failure (``WORKER_DIED``); the rest then go on with every actor. UserError when the workers cannot be built."""
     if not tasks:
         return
     import ray
@@ -164,23 +174,15 @@ def run_ray(tasks: list[Task], settings: BatchSettings, workers: int, address: s
     context.enable_progress_bars = False  # ours counts sources and tasks
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a dead actor's traceback: our row says it
-    remaining = list(range(len(tasks)))
-    serial = False
-    while remaining:
-        finished: set[int] = set()
+
+    def run_pass(indices: list[int], serial: bool) -> Generator[tuple[int, TaskResult], None, None]:
         try:
-            for index, result in (_ray_serial(tasks, remaining, settings) if serial else
-                                  _ray_pass(tasks, remaining, settings, workers)):
-                finished.add(index)
-                yield index, result
+            yield from (_ray_serial(tasks, indices, settings) if serial else _ray_pass(tasks, indices, settings, workers))
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                ray.exceptions.OutOfMemoryError):  # an actor died (Ray Data raises ActorDiedError): a crash in a task
-            pass
-        remaining = [i for i in remaining if i not in finished]
-        if remaining and serial:  # one actor, one task at a time, in order: the first unfinished one killed it
-            culprit = remaining.pop(0)
-            yield culprit, failure(tasks[culprit].source, WORKER_DIED)
-        serial = bool(remaining) and not serial
+                ray.exceptions.OutOfMemoryError):  # an actor died (Ray Data raises ActorDiedError): the pass ends
+            return
+
+    yield from _isolating_crashes(tasks, run_pass)
 
 
 def _ray_item(tasks: list[Task], index: int) -> dict:
