@@ -600,6 +600,63 @@ def test_healthz_answers_while_heavy_requests_run(server, tmp_path: Path) -> Non
     assert len(delays) >= 5, delays
 
 
+STREAM_CLIENTS = """
+import asyncio, json, sys, time
+import websockets
+url, path, count, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+frame = open(path, "rb").read()
+
+async def client(opened):
+    async with websockets.connect(url) as ws:
+        answers, faces = 0, 0
+        opened.append(1)
+        while len(opened) < count:  # every stream open before any sends
+            await asyncio.sleep(0.01)
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            await ws.send(frame)
+            try:
+                answer = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
+                if "retry_after" in answer:  # every worker busy: this frame is skipped, the stream goes on
+                    continue
+                if "faces" not in answer:
+                    return answer
+                answers, faces = answers + 1, faces + len(answer["faces"])
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(0.2)
+        return answers, faces
+
+async def main():
+    opened = []
+    results = await asyncio.gather(*(client(opened) for _ in range(count)))
+    print(json.dumps(results))
+
+asyncio.run(main())
+"""
+
+
+def test_twenty_streams_at_once_leave_healthz_answering_within_100_ms(server) -> None:
+    """Twenty WebSocket clients (another process) open their streams together and send frames at
+    the server's 5 fps cap for four seconds; /healthz, probed from this process meanwhile, answers
+    every time within 100 ms (issue 34's bar: streams are built and read off the event loop)."""
+    url = f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}"
+    clients = subprocess.Popen([sys.executable, "-c", STREAM_CLIENTS, url, str(SAMPLES / "grace_hopper.jpg"),
+                                "20", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    delays = []
+    with httpx.Client(headers=AUTH, timeout=10) as probe:
+        while clients.poll() is None:
+            started = time.monotonic()
+            assert probe.get(server["url"] + "/healthz").status_code == 200
+            delays.append(time.monotonic() - started)
+            time.sleep(0.05)
+    out, err = clients.communicate()
+    assert clients.returncode == 0, err[-2000:]
+    results = json.loads(out)
+    assert len(results) == 20 and all(isinstance(r, list) and r[0] >= 1 and r[1] >= 1 for r in results), results
+    assert len(delays) >= 20 and max(delays) < 0.1, sorted(delays)[-5:]
+
+
 def test_a_full_worker_pool_answers_503_with_retry_after() -> None:
     import threading
 
