@@ -3,6 +3,7 @@ reproduces a failure seen from a fresh clone (issue "Robustness")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -942,11 +943,34 @@ def interrupted(args: list[str], ready, timeout: float = 60, group: bool = True)
             process.send_signal(signal.SIGINT)
         sent = time.monotonic()
         _, stderr = process.communicate(timeout=timeout)
-        return process.returncode, stderr, time.monotonic() - sent
+        seconds = time.monotonic() - sent
+        left = session_processes(process.pid)
+        while left and time.monotonic() - sent < timeout:
+            time.sleep(0.1)
+            left = session_processes(process.pid)
+        assert not left, f"processes {left} outlived the command"
+        return process.returncode, stderr, seconds
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+        for pid in session_processes(process.pid):  # a failed test leaves nothing running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def session_processes(session: int) -> list[int]:
+    """The processes of the session ``session`` (a command started with ``start_new_session``: its
+    workers too, whatever their process group, as Ray's actors and raylet have their own)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # ended meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # after the name: state, ppid, pgrp, session
+            members.append(int(stat.parent.name))
+    return members
 
 
 def copies(folder: Path, count: int) -> Path:
@@ -998,14 +1022,18 @@ def test_ctrl_c_in_webcam_prints_its_closing_line(tiny_ensemble: Path, tmp_path:
     assert stderr.strip().splitlines()[-1].startswith("fer-ensemble webcam: interrupted: after "), stderr
 
 
-@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "kill-int"])
-def test_ctrl_c_in_a_local_batch_stops_the_workers(group: bool, tiny_ensemble: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "group"), [("local", True), ("local", False), ("ray", True)],
+                         ids=["ctrl-c", "kill-int", "ray-ctrl-c"])
+def test_ctrl_c_in_a_batch_stops_the_workers(engine: str, group: bool, tiny_ensemble: Path, tmp_path: Path) -> None:
     """The queued sources are cancelled and the workers ended (they used to read every one, then
-    hang on a second Ctrl-C); what was written stays, summary.parquet included."""
+    hang on a second Ctrl-C), under either engine; what was written stays, summary.parquet included,
+    and no process of the command's group outlives it (Ray's actors and raylet included)."""
     need("pyarrow")
+    if engine == "ray":
+        need("ray")
     photos, out = copies(tmp_path / "photos", 300), tmp_path / "out"
     code, stderr, seconds = interrupted(
-        ["batch", str(photos), "--out", str(out), "--engine", "local", "--num-workers", "2", "--no-progress",
+        ["batch", str(photos), "--out", str(out), "--engine", engine, "--num-workers", "2", "--no-progress",
          "--ensemble", str(tiny_ensemble)],
         ready=lambda p: (out / "sources").is_dir() and any((out / "sources").glob("*.json")),  # a summary
         group=group)  # renamed into place, not its hidden .partial being written
