@@ -930,7 +930,8 @@ def interrupted(args: list[str], ready, timeout: float = 60, group: bool = True)
     ``ready(process)`` is true, and return its exit code, its stderr and the seconds it took to end
     after the signal."""
     process = subprocess.Popen([sys.executable, "-m", "fer_ensemble.cli", *args], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=answer_ctrl_c)
     try:
         deadline = time.monotonic() + timeout
         while not ready(process):
@@ -957,6 +958,12 @@ def interrupted(args: list[str], ready, timeout: float = 60, group: bool = True)
         for pid in session_processes(process.pid):  # a failed test leaves nothing running
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def answer_ctrl_c() -> None:
+    """In the command's process before it starts: SIGINT at its default, so that Python answers it
+    even when the suite itself was started with SIGINT ignored (a shell's background job: ``cmd &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def session_processes(session: int) -> list[int]:
