@@ -141,9 +141,8 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60, 9
 
     ensemble = load_ensemble()
     valid = load_labelled(data, "valid")
-    detector = BlazeFaceDetector(min_face=size_floor(valid.images), turned_scans="off")
-    if upside_down_check is not None:
-        detector.upside_down_check = upside_down_check
+    checked = {} if upside_down_check is None else {"upside_down_check": upside_down_check}
+    detector = BlazeFaceDetector(min_face=size_floor(valid.images), turned_scans="off", **checked)
     rows = []
     for angle in angles:
         boxes, turned_images, labels, rolls = [], [], [], []
@@ -156,7 +155,7 @@ def measure_alignment(data: str, angles: tuple[int, ...] = (0, 10, 20, 40, 60, 9
                 turned_images.append(turned)
                 labels.append(valid.labels[index])
                 rolls.append(abs(box.roll))
-        row = {"angle": angle, "upside_down_check": detector.upside_down_check,
+        row = {"angle": angle, "upside_down_check": detector.options.upside_down_check,
                "faces": len(valid.images), "found": len(boxes),
                "median_abs_roll": round(float(np.median(rolls)), 1),
                "read_upside_down": int(sum(roll > 90 for roll in rolls))}

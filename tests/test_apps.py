@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
-from fer_ensemble.apps.common import add_recognizer_arguments, detector_settings
+from fer_ensemble.apps.common import add_recognizer_arguments, detector_options_of
 from fer_ensemble.media import SAMPLES, VideoFrames
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.classifier import softmax
-from fer_ensemble.runtime.detection import HaarFaceDetector, haar_cascade_path
+from fer_ensemble.runtime.detection import HaarFaceDetector, HaarOptions, haar_cascade_path
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer
 from fer_ensemble.runtime.tracking import IoUTracker, iou, smooth
@@ -35,20 +35,18 @@ def test_opencv_below_5_and_the_cascade_loads() -> None:
 
 
 def test_the_api_and_the_cli_share_the_detector_presets() -> None:
-    def cli_detector(still: bool) -> tuple:
+    """With no detector option given, a command's detector is its preset as the API has it; the
+    options given replace only theirs (unset flags are pruned, not filled with copies of the presets)."""
+    def cli_detector(still: bool, *options: str):
         parser = argparse.ArgumentParser()
         add_recognizer_arguments(parser, still=still)
-        settings = detector_settings(parser.parse_args(["--detector", "haar"]))
-        return tuple(settings[name] for name in ("detect_width", "min_face", "scale_factor", "min_neighbors",
-                                                 "coarse_side", "relative_min_face"))
+        return detector_options_of(parser.parse_args(["--detector", "haar", *options]))
 
-    def settings(detector: HaarFaceDetector) -> tuple:
-        return (detector.detect_width, detector.min_face, detector.scale_factor, detector.min_neighbors,
-                detector.coarse_side, detector.relative_min_face)
-
-    assert settings(HaarFaceDetector()) == cli_detector(still=True)  # predict, EmotionRecognizer()
-    assert settings(HaarFaceDetector.for_live()) == cli_detector(still=False)  # webcam, video
-    assert settings(HaarFaceDetector()) != settings(HaarFaceDetector.for_live())
+    assert cli_detector(True) == HaarFaceDetector().options == HaarOptions.stills()  # predict, EmotionRecognizer()
+    assert cli_detector(False) == HaarOptions.live()  # webcam, video
+    assert HaarOptions.stills() != HaarOptions.live()
+    assert cli_detector(False, "--min-face", "60") == HaarOptions.live(min_face=60)
+    assert cli_detector(True, "--equalize", "clahe") == HaarOptions.stills(equalize="clahe")
 
 
 def test_haar_finds_the_faces_in_the_shared_photos(faces_dir: Path) -> None:

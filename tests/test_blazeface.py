@@ -24,12 +24,20 @@ from fer_ensemble.runtime.blazeface import (
     SMALLEST_FACE,
     TURNED_SCORE_THRESHOLD,
     BlazeFaceDetector,
+    BlazeFaceOptions,
     Detection,
     merge_turned,
     pyramid,
     tiles,
 )
-from fer_ensemble.runtime.detection import HaarFaceDetector, TurnedBox, crop_faces, expand_box, iou
+from fer_ensemble.runtime.detection import (
+    HaarFaceDetector,
+    HaarOptions,
+    TurnedBox,
+    crop_faces,
+    expand_box,
+    iou,
+)
 from fer_ensemble.runtime.detectors import SecondLook, create_detector
 
 
@@ -100,7 +108,7 @@ def test_a_coarse_level_that_covers_the_faces_ends_the_scan(detector: BlazeFaceD
         assert scans == [600]  # one look at the whole portrait
         scans.clear()
         detector.detect(cv2.imread(str(faces_dir / "nasa_s131e010010_group_portrait.jpg")))
-        assert scans == pyramid(876, 1280, detector.min_face)  # small faces: every level
+        assert scans == pyramid(876, 1280, detector.options.min_face)  # small faces: every level
     finally:
         del detector._scan
 
@@ -266,7 +274,7 @@ def test_turned_scans_run_as_asked() -> None:
     least = TURNED_SCORE_THRESHOLD
     assert scans("always", portrait) == [("scan",), ("turned", None), *[("scan", least)] * 3]
     assert scans("off", blank) == [("scan",)]
-    fallback_face = max(BlazeFaceDetector().min_face, FALLBACK_FACE * 300)
+    fallback_face = max(BlazeFaceOptions().min_face, FALLBACK_FACE * 300)
     assert scans("fallback", blank) == [("scan",), ("turned", fallback_face), *[("scan", least)] * 3]
 
 
@@ -322,10 +330,9 @@ def test_live_video_keeps_the_chosen_detector() -> None:
 
     assert isinstance(create_detector(live_settings()), BlazeFaceDetector)  # the default's live preset
     haar = create_detector(live_settings({"detector": "haar", "second_look": 0}))
-    assert isinstance(haar, HaarFaceDetector) and haar.detect_width == HaarFaceDetector.for_live().detect_width
+    assert isinstance(haar, HaarFaceDetector) and haar.options == HaarOptions.live(second_look=0)
     live = create_detector(live_settings({"detector": "blazeface", "score_threshold": 0.6, "turned_scans": "always"}))
-    assert isinstance(live, BlazeFaceDetector) and (live.min_face, live.relative_min_face, live.score_threshold,
-                                                    live.turned_scans) == (80, 0.0, 0.6, "off")
+    assert isinstance(live, BlazeFaceDetector) and live.options == BlazeFaceOptions.live(score_threshold=0.6)
     ensemble = load_ensemble()
     assert isinstance(Recognizers(ensemble, {"detector": "blazeface"}).live.detector, BlazeFaceDetector)
     assert isinstance(Recognizers(ensemble).live.detector, BlazeFaceDetector)

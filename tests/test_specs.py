@@ -11,32 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_ensemble.errors import ENSEMBLE_FORMAT, ExitCode, InputError, OutputError, SpecError, UserError
-from fer_ensemble.runtime.blazeface import BlazeFaceDetector
-from fer_ensemble.runtime.detection import LIVE_DETECTION, STILL_DETECTION, HaarFaceDetector
+from fer_ensemble.errors import ExitCode, InputError, OutputError, SpecError, UserError
+from fer_ensemble.runtime.blazeface import BlazeFaceDetector, BlazeFaceOptions
+from fer_ensemble.runtime.detection import HaarFaceDetector, HaarOptions
 from fer_ensemble.runtime.detectors import (
-    BlazeFaceSpec,
-    HaarSpec,
     SecondLook,
     create_detector,
-    detector_spec,
+    detector_options,
     live_settings,
 )
-from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, EnsembleSpec, MemberSpec
+from fer_ensemble.runtime.ensemble import ENSEMBLE_FORMAT, WEIGHTS_DIR, EnsembleSpec, MemberSpec
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
 
 
-# --- detector specs ---------------------------------------------------------------------------
+# --- detector options ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [240, 500, STILL_DETECTION["detect_width"]])
+@pytest.mark.parametrize("value", [240, 500, HaarOptions.stills().detect_width])
 def test_another_detectors_setting_is_refused_whatever_its_value(value: int) -> None:
     """``--detector blazeface --detect-width 240`` was accepted (the live preset's own value) while
     500 was refused: the key decides, not the value."""
     with pytest.raises(SpecError, match=r"^detect_width is a setting of the haar detector, not of blazeface$"):
         create_detector({"detector": "blazeface", "detect_width": value})
     with pytest.raises(SpecError, match="score_threshold is a setting of the blazeface detector, not of haar"):
-        HaarSpec.from_dict({"score_threshold": 0.7})
+        HaarOptions.from_dict({"score_threshold": 0.7})
 
 
 @pytest.mark.parametrize(("settings", "message"), [
@@ -58,29 +56,41 @@ def test_a_bad_detector_setting_is_one_line_naming_it(settings: dict, message: s
     assert isinstance(caught.value, UserError) and caught.value.exit_code == ExitCode.USAGE
 
 
-def test_specs_build_the_detectors_the_dicts_did() -> None:
-    assert detector_spec() == BlazeFaceSpec() and detector_spec({"detector": "haar"}) == HaarSpec()
-    haar = HaarSpec.from_dict({"detector": "haar", "min_face": 30.0, "rotations": [-25, 25], "second_look": 0})
+def test_options_build_the_detectors_the_dicts_did() -> None:
+    assert detector_options() == BlazeFaceOptions() and detector_options({"detector": "haar"}) == HaarOptions()
+    haar = HaarOptions.from_dict({"detector": "haar", "min_face": 30.0, "rotations": [-25, 25], "second_look": 0})
     assert haar.min_face == 30 and isinstance(haar.min_face, int) and haar.rotations == (-25.0, 25.0)
     detector = create_detector(haar)
-    assert isinstance(detector, HaarFaceDetector) and detector.rotations == (-25.0, 25.0)
+    assert isinstance(detector, HaarFaceDetector) and detector.options is haar
     assert isinstance(create_detector({"detector": "haar"}), SecondLook)
-    blaze = create_detector(BlazeFaceSpec(min_face=30, score_threshold=0.6))
-    assert isinstance(blaze, BlazeFaceDetector) and (blaze.min_face, blaze.score_threshold) == (30, 0.6)
-    for spec in (haar, BlazeFaceSpec(score_threshold=0.6), HaarSpec.live()):
-        assert detector_spec(spec.to_dict()) == spec == detector_spec(spec.to_dict(defaults=False))
+    blaze = create_detector(BlazeFaceOptions(min_face=30, score_threshold=0.6))
+    assert isinstance(blaze, BlazeFaceDetector) and blaze.options == BlazeFaceOptions(min_face=30, score_threshold=0.6)
+    for options in (haar, BlazeFaceOptions(score_threshold=0.6), HaarOptions.live()):
+        assert detector_options(options.to_dict()) == options == detector_options(options.to_dict(defaults=False))
     with pytest.raises(SpecError, match="reads the settings of haar, not of the detector 'blazeface'"):
-        HaarSpec.from_dict({"detector": "blazeface"})
+        HaarOptions.from_dict({"detector": "blazeface"})
+
+
+def test_a_detector_takes_its_options_and_settings_that_replace_some() -> None:
+    """``HaarFaceDetector(options, **settings)`` as MediaPipe's tasks take one options object: the
+    settings replace the options' (or the stills preset's) and are checked as the options are."""
+    assert HaarFaceDetector().options == HaarOptions.stills()
+    assert HaarFaceDetector(HaarOptions.live(), min_face=100).options == HaarOptions.live(min_face=100)
+    assert BlazeFaceDetector(turned_scans="off").options == BlazeFaceOptions(turned_scans="off")
+    with pytest.raises(SpecError, match="blazeface setting turned_scans must be one of off, fallback, always"):
+        BlazeFaceDetector(turned_scans="sometimes")
+    with pytest.raises(SpecError, match=r"haar setting min_face must lie in \[1, inf\)"):
+        HaarFaceDetector(min_face=0)
+    with pytest.raises(TypeError):
+        BlazeFaceDetector(detect_width=240)  # not a BlazeFace setting
 
 
 def test_the_live_preset_keeps_the_chosen_detector_and_its_own_settings() -> None:
-    live = detector_spec(live_settings({"detector": "haar", "second_look": 0, "equalize": "clahe"}))
-    assert isinstance(live, HaarSpec) and (live.second_look, live.equalize) == (0.0, "clahe")
-    assert (live.detect_width, live.min_face, live.coarse_side) == (
-        LIVE_DETECTION["detect_width"], LIVE_DETECTION["min_face"], LIVE_DETECTION["coarse_side"])
-    blaze = detector_spec(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
-    assert blaze == BlazeFaceSpec(min_face=LIVE_DETECTION["min_face"], score_threshold=0.6, relative_min_face=0.0,
-                                   turned_scans="off")
+    live = detector_options(live_settings({"detector": "haar", "second_look": 0, "equalize": "clahe"}))
+    assert live == HaarOptions.live(second_look=0.0, equalize="clahe")
+    assert (live.detect_width, live.min_face, live.coarse_side) == (240, 80, 0)
+    blaze = detector_options(live_settings({"detector": "blazeface", "score_threshold": 0.6}))
+    assert blaze == BlazeFaceOptions(min_face=80, score_threshold=0.6, relative_min_face=0.0, turned_scans="off")
     assert live_settings() == {"detector": "blazeface", "min_face": 80, "relative_min_face": 0.0, "turned_scans": "off"}
 
 
@@ -97,13 +107,14 @@ def test_the_shipped_ensemble_file_reads_as_a_spec_and_back() -> None:
     assert {"fitted_on", "latency", "metrics"} <= set(spec.info)
     assert spec.member_flip_tta(spec.members[1]) is True and spec.cards_folder("x/e.json") == Path("x")
     assert _same(EnsembleSpec.from_dict(spec.to_dict(), "again"), spec)
+    assert spec.to_dict() == shipped()  # the file is what the one writer (fit-ensemble's spec.to_dict) wrote
 
 
 def _same(a: EnsembleSpec, b: EnsembleSpec) -> bool:
     """Equal but for the arrays (a dataclass compares arrays with ==, which is ambiguous)."""
-    return (a.members, a.class_prior, a.prior_strength, a.info) == (b.members, b.class_prior, b.prior_strength,
-                                                                    b.info) and np.allclose(a.resting_spread,
-                                                                                            b.resting_spread)
+    fields = ("members", "classes", "class_prior", "prior_strength", "flip_tta", "weights", "resting_measured_on", "info")
+    return ([getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+            and np.allclose(a.resting_spread, b.resting_spread))
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -129,13 +140,32 @@ def test_a_damaged_ensemble_file_is_one_line_naming_the_key(change: dict, messag
 
 
 def test_an_ensemble_file_of_another_format_is_refused_from_disk_and_by_the_cli(tmp_path: Path) -> None:
-    from fer_ensemble.runtime.ensemble import check_ensemble_file, read_config
+    from fer_ensemble.runtime.ensemble import check_ensemble_file
 
     path = tmp_path / "future.json"
     path.write_text(json.dumps({**shipped(), "format": "fer-ensemble/ensemble/v9", "weights": "shipped"}))
-    for read in (EnsembleSpec.read, read_config, check_ensemble_file):
+    for read in (EnsembleSpec.read, check_ensemble_file):
         with pytest.raises(UserError, match="does not read"):
             read(path)
+
+
+def test_an_ensemble_is_its_members_and_a_spec_whose_classes_must_be_the_cards(tiny_ensemble: Path) -> None:
+    """``Ensemble(members, spec)``: the file's ``classes`` are compared with the cards' (they were
+    read and never checked); a plain dict still works for one release, with a warning."""
+    from fer_ensemble.errors import FerDeprecationWarning
+    from fer_ensemble.runtime.ensemble import Ensemble
+
+    ensemble = Ensemble.load(tiny_ensemble)
+    spec = EnsembleSpec.read(tiny_ensemble)
+    assert Ensemble(ensemble.members, spec).spec is spec and ensemble.config == spec.to_dict()
+    swapped = tuple(reversed(ensemble.classes))
+    with pytest.raises(SpecError, match=rf"classes {', '.join(swapped)} are not its members' cards'"):
+        Ensemble(ensemble.members, EnsembleSpec(members=spec.members, classes=swapped))
+    (tiny_ensemble.parent / "swapped.json").write_text(json.dumps({**spec.to_dict(), "classes": list(swapped)}))
+    with pytest.raises(SpecError, match="are not its members' cards'"):
+        Ensemble.load(tiny_ensemble.parent / "swapped.json")
+    with pytest.warns(FerDeprecationWarning, match=r"Ensemble\(members, config\) is deprecated"):
+        assert Ensemble(ensemble.members, {"prior": {"strength": 0.5}}).default_prior_strength == 0.5
 
 
 def test_member_spec_round_trip() -> None:
@@ -231,17 +261,28 @@ def test_every_public_name_has_a_docstring(path: Path) -> None:
     assert undocumented(path) == []
 
 
-def test_each_spec_has_its_detectors_settings_and_defaults() -> None:
-    """A spec repeats its detector's fields so that it can check them before building one: the
-    names and defaults must stay the same (a drift would make from_dict accept or default wrongly)."""
-    import dataclasses
+def test_the_former_detector_specs_and_preset_dicts_work_one_release_with_a_warning() -> None:
+    """``HaarSpec``, ``BlazeFaceSpec``, ``detector_spec`` and the preset dicts became the options
+    dataclasses (issue 34, item 2); the old names answer through the deprecation table."""
+    from fer_ensemble.errors import FerDeprecationWarning
+    from fer_ensemble.runtime import blazeface, detection, detectors
 
-    from fer_ensemble.runtime.blazeface import BlazeFaceDetector
-    from fer_ensemble.runtime.detection import HaarFaceDetector
-    from fer_ensemble.runtime.detectors import BlazeFaceSpec, HaarSpec
-
-    def defaults(cls, leave_out: set[str]) -> dict:
-        return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in leave_out}
-
-    assert defaults(HaarSpec, {"second_look"}) == defaults(HaarFaceDetector, set())
-    assert defaults(BlazeFaceSpec, set()) == defaults(BlazeFaceDetector, {"threads"})
+    with pytest.warns(FerDeprecationWarning, match=r"^HaarSpec is deprecated: use HaarOptions"):
+        assert detectors.HaarSpec is HaarOptions
+    with pytest.warns(FerDeprecationWarning, match="BlazeFaceSpec is deprecated"):
+        from fer_ensemble.runtime.detectors import BlazeFaceSpec  # type: ignore[attr-defined]
+    assert BlazeFaceSpec is BlazeFaceOptions
+    with pytest.warns(FerDeprecationWarning, match="detector_spec is deprecated: use detector_options"):
+        assert detectors.detector_spec({"detector": "haar"}) == HaarOptions()
+    with pytest.warns(FerDeprecationWarning, match=r"STILL_DETECTION is deprecated: use HaarOptions.stills\(\)"):
+        assert detection.STILL_DETECTION == {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
+                                             "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
+    with pytest.warns(FerDeprecationWarning, match="LIVE_DETECTION is deprecated"):
+        assert detection.LIVE_DETECTION["detect_width"] == 240
+    with pytest.warns(FerDeprecationWarning, match="BLAZEFACE_DETECTION is deprecated"):
+        assert blazeface.BLAZEFACE_DETECTION == {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4,
+                                                 "turned_scans": "fallback"}
+    with pytest.warns(FerDeprecationWarning, match=r"HaarFaceDetector.for_live is deprecated.*HaarOptions.live\(\)"):
+        assert HaarFaceDetector.for_live().options == HaarOptions.live()
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        detectors.NoSuchName  # noqa: B018

@@ -29,13 +29,19 @@ import cv2
 import numpy as np
 
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import ENSEMBLE_FORMAT, UserError, json_text
+from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import resting_spread
 from fer_ensemble.runtime.classifier import OnnxClassifier, read_card, softmax
-from fer_ensemble.runtime.ensemble import Member, calibrated_probabilities, member_probabilities
+from fer_ensemble.runtime.ensemble import (
+    EnsembleSpec,
+    Member,
+    MemberSpec,
+    calibrated_probabilities,
+    member_probabilities,
+)
 
 DEFAULT_MAX_MS_PER_FACE = 8.0
 """``--max-ms-per-face``: the webcam loop's budget for classification, milliseconds for all members
@@ -218,8 +224,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
         strength = parse_strength(prior)
     entries, member_reports = [], {}
     for option, weight in zip(chosen, weights):
-        entries.append({"card": option.card.name, "variant": option.variant, "temperature": option.temperature,
-                        "weight": weight, "flip_tta": option.flip})
+        entries.append(MemberSpec(option.card.name, option.variant, option.temperature, weight, option.flip))
         member_reports[option.name] = {
             "variant": option.variant,
             "flip_tta": option.flip,
@@ -233,13 +238,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
     splits = {"valid": (mixed_valid, valid.labels), "test": (mixed_test, test.labels)}
     adjusted = {name: _report(adjust_probabilities(p, class_prior, strength), labels)
                 for name, (p, labels) in splits.items()}
-    config = {
-        "format": ENSEMBLE_FORMAT,
-        "classes": first["classes"],
-        "members": entries,
-        "prior": {"class_prior": class_prior, "strength": strength},
-        "resting_face": {"spread": np.round(resting_spread(mixed_valid[valid.labels == 0]), 6).tolist(),
-                         "measured_on": "FER+ Valid's neutral faces (majority protocol)"},
+    info = {
         "fitted_on": "FER+ Valid (majority protocol); Test scored once for this report",
         "latency": {"max_ms_per_face": max_ms_per_face, "measured": "one face at batch 1, one thread",
                     "ms_per_face": round(sum(o.ms_per_face for o in chosen), 3),
@@ -252,6 +251,12 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
             "ensemble_default_prior": {"strength": strength, **adjusted},
         },
     }
+    spec = EnsembleSpec(members=tuple(entries), classes=tuple(first["classes"]),
+                        class_prior=None if class_prior is None else tuple(class_prior), prior_strength=strength,
+                        resting_spread=np.round(resting_spread(mixed_valid[valid.labels == 0]), 6),
+                        resting_measured_on="FER+ Valid's neutral faces (majority protocol)", info=info)
+    config = spec.to_dict()
+    EnsembleSpec.from_dict(config, str(out / "ensemble.json"))  # what a reader will check, checked before writing
     (out / "ensemble.json").write_text(json_text(config, indent=2))
     return config
 

@@ -8,11 +8,6 @@ import json
 from enum import IntEnum
 from pathlib import Path
 
-ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
-"""The ``format`` of the ensemble files this version writes and reads."""
-CARD_FORMAT = "fer-ensemble/model-card/v1"
-"""The ``format`` of the model cards this version writes and reads."""
-
 
 class ExitCode(IntEnum):
     """What every ``fer-ensemble`` command returns (docs/command-line.md, "Exit codes")."""
@@ -64,8 +59,8 @@ class OutputError(UserError):
 
 
 class SpecError(UserError):
-    """Settings or a file's contents that do not fit their typed spec (``DetectorSpec``s in
-    ``fer_ensemble.runtime.detectors``, ``EnsembleSpec`` in ``fer_ensemble.runtime.ensemble``): an
+    """Settings or a file's contents that do not fit their typed spec (the detectors' ``HaarOptions`` and
+    ``BlazeFaceOptions``, ``EnsembleSpec`` in ``fer_ensemble.runtime.ensemble``): an
     unknown key, a key of another detector, a value of the wrong type or out of range, a ``format``
     this version does not read. The message is one line naming the key and what it takes; exits
     ``ExitCode.USAGE`` (2)."""

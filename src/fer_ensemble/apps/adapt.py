@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ from fer_ensemble.labelled import (
     photo_probabilities,
     read_labelled_images,
 )
+from fer_ensemble.runtime.calibration import Calibration
 from fer_ensemble.runtime.detectors import create_detector
-from fer_ensemble.runtime.ensemble import read_config
+from fer_ensemble.runtime.ensemble import EnsembleSpec
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
 
 
@@ -48,19 +50,18 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def written_config(base_path: Path, out: Path, calibration: dict) -> dict:
+def written_spec(base_path: Path, out: Path, calibration: Calibration) -> EnsembleSpec:
     """The base ensemble file's members, prior and resting-face spread (measured without the
-    calibration), with the calibration; member cards found from ``out`` (the shipped weights by
-    name, so the file keeps working wherever it is moved)."""
-    config = read_config(base_path)
-    kept = {key: config[key] for key in ("format", "classes", "members", "prior", "flip_tta", "resting_face")
-            if key in config}
-    if base_path.resolve() == SHIPPED_ENSEMBLE.resolve() or config.get("weights") == "shipped":
-        kept["weights"] = "shipped"
+    calibration), with ``calibration`` and without what ``fit-ensemble`` measured (``info``); member
+    cards found from ``out`` (the shipped weights by name, so the file keeps working wherever it is
+    moved)."""
+    spec = EnsembleSpec.read(base_path)
+    if base_path.resolve() == SHIPPED_ENSEMBLE.resolve() or spec.weights == "shipped":
+        members, weights = spec.members, "shipped"
     else:
         folder = os.path.relpath(base_path.resolve().parent, out.resolve())
-        kept["members"] = [{**m, "card": str(Path(folder) / m["card"])} for m in kept["members"]]
-    return {**kept, "calibration": calibration}
+        members, weights = tuple(replace(m, card=str(Path(folder) / m.card)) for m in spec.members), None
+    return replace(spec, members=members, weights=weights, calibration=calibration, info={})
 
 
 def format_adapt_report(report, written: Path | None) -> str:
@@ -115,7 +116,7 @@ def run_adapt(args: argparse.Namespace) -> int:
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
         output_folder(out)
-        target.write_text(json_text(written_config(base_path, out, calibration.to_dict()), indent=1) + "\n")
+        target.write_text(json_text(written_spec(base_path, out, calibration).to_dict(), indent=1) + "\n")
         written = target
     if args.json:
         print(json_text({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,

@@ -21,7 +21,7 @@ from fer_ensemble.apps.common import (
     bounded,
     check_apart,
     check_output_folder,
-    detector_settings,
+    detector_options_of,
     exit_code,
     output_folder,
     prior_argument,
@@ -78,7 +78,7 @@ def batch_settings(args: argparse.Namespace):
         raise UserError("--auto-resting-face needs tracks: leave out --no-track")
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
                          auto_resting_face=args.auto_resting_face, calibration=args.calibration,
-                         photo_detector=detector_settings(args), video_detector=live_settings(detector_settings(args)),
+                         photo_detector=detector_options_of(args).to_dict(), video_detector=live_settings(detector_options_of(args)),
                          profile=args.profile, geometry=args.geometry or None)
 
 

@@ -25,7 +25,7 @@ from fer_ensemble.apps.common import (
     add_recognizer_arguments,
     bounded,
     build_recognizer,
-    detector_settings,
+    detector_options_of,
     median_ms,
     warn,
 )
@@ -34,9 +34,8 @@ from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.errors import json_text
 from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.preprocess import prepare_batch
-from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
-from fer_ensemble.runtime.detection import crop_faces
-from fer_ensemble.runtime.detectors import SECOND_LOOK
+from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD, BlazeFaceOptions
+from fer_ensemble.runtime.detection import SECOND_LOOK, HaarOptions, crop_faces
 from fer_ensemble.runtime.geometry import GeometryReader
 
 
@@ -246,7 +245,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--score-thresholds", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
                         nargs="+", metavar="T",
                         help="--stills: BlazeFace rows at these score thresholds (default: its own, "
-                             f"{stills_benchmark.BLAZEFACE_DETECTION['score_threshold']})")
+                             f"{BlazeFaceOptions.stills().score_threshold})")
     parser.add_argument("--user-cases", metavar="DIR", default=str(stills_benchmark.DEFAULT_USER_CASES),
                         help="--stills: the user-case photos (default %(default)s; skipped when absent)")
     parser.add_argument("--taiwan", metavar="DIR", default=str(stills_benchmark.DEFAULT_TAIWAN),
@@ -299,8 +298,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(rows, indent=2))
     else:
-        detector = (f"Haar at {detector_settings(args)['detect_width']} px wide" if args.detector == "haar"
-                    else f"BlazeFace, faces from {args.min_face} px")
+        options = detector_options_of(args)
+        detector = (f"Haar at {options.detect_width} px wide" if isinstance(options, HaarOptions)
+                    else f"BlazeFace, faces from {options.min_face} px")
         print(f"640x480 frames, {os.cpu_count()} CPU cores, detector: {detector}, median of {args.repeat} runs")
         print(format_rows(rows))
     return 0

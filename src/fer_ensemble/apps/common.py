@@ -6,21 +6,20 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from fer_ensemble.batch.rows import face_cells
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media import drain_stdout
 from fer_ensemble.prior import parse_strength
-from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION, TURNED_SCANS
-from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, LIVE_DETECTION, STILL_DETECTION
+from fer_ensemble.runtime.blazeface import TURNED_SCANS, BlazeFaceOptions
+from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, HaarOptions
 from fer_ensemble.runtime.detectors import (
     DEFAULT_DETECTOR,
     DETECTOR_HELP,
     DETECTOR_NAMES,
-    SECOND_LOOK,
+    DETECTOR_OPTIONS,
     create_detector,
 )
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP
@@ -112,75 +111,71 @@ def add_calibration_argument(parser: argparse.ArgumentParser) -> None:
 
 
 HAAR_OPTIONS = ("detect_width", "scale_factor", "min_neighbors", "equalize", "second_look", "coarse_side", "rotations")
-"""Options only ``--detector haar`` reads: their argparse default is None (not given), so that one
-given with BlazeFace is refused whatever its value, even the Haar preset's own."""
+"""Options only ``--detector haar`` reads."""
+BLAZEFACE_OPTIONS = ("score_threshold", "turned_scans")
+"""Options only ``--detector blazeface`` reads."""
+COMMON_OPTIONS = ("min_face", "relative_min_face")
+"""Options both detectors read. Every detector option's argparse default is None (not given): the
+options given replace those of the detector's preset (``detector_options_of``), and one of the other
+detector's, given with this one, is refused whatever its value, even the preset's own."""
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, still: bool) -> None:
-    """The detector and its options, defaulting to the stills or the live preset."""
-    preset = STILL_DETECTION if still else LIVE_DETECTION
+    """The detector and its options; the defaults shown are the stills or the live preset's."""
+    haar = HaarOptions.stills() if still else HaarOptions.live()
+    blazeface = BlazeFaceOptions.stills() if still else BlazeFaceOptions.live()
     parser.set_defaults(still_photos=still)
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     parser.add_argument("--score-threshold", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
-                        default=None,
-                        help=f"blazeface: least face probability kept (default {BLAZEFACE_DETECTION['score_threshold']})")
+                        default=None, help=f"blazeface: least face probability kept (default {blazeface.score_threshold})")
     width_help = "haar: " + ("widest copy the ladder of scans may reach (0: as fine as --min-face needs)"
                              if still else "frame width the detector works at (0: full size)")
     parser.add_argument("--detect-width", type=bounded(int, 0), default=None,
-                        help=width_help + f"; default {preset['detect_width']}")
-    parser.add_argument("--min-face", type=bounded(int, 1), default=preset["min_face"],
-                        help="smallest face side in frame pixels (default %(default)s)")
+                        help=width_help + f"; default {haar.detect_width}")
+    parser.add_argument("--min-face", type=bounded(int, 1), default=None,
+                        help=f"smallest face side in frame pixels (default {haar.min_face})")
     parser.add_argument("--scale-factor", type=bounded(float, 1.0, low_open=True), default=None,
-                        help=f"haar: pyramid step (default {preset['scale_factor']})")
+                        help=f"haar: pyramid step (default {haar.scale_factor})")
     parser.add_argument("--min-neighbors", type=bounded(int, 1), default=None,
-                        help=f"haar: detections that must agree on a face (default {preset['min_neighbors']})")
+                        help=f"haar: detections that must agree on a face (default {haar.min_neighbors})")
     parser.add_argument("--second-look", type=bounded(float, 0.0, 1.0, high_open=True), default=None,
                         help="haar: keep a box only where BlazeFace, looking again at it and its surroundings, "
-                             f"scores a face at least this likely (0: off; default {SECOND_LOOK})")
+                             f"scores a face at least this likely (0: off; default {haar.second_look})")
     parser.add_argument("--equalize", choices=tuple(EQUALIZATIONS), default=None,
                         help="haar: contrast of the scanned copy first (global histogram equalisation washes "
-                             f"out a face on a plain or bright background; default {preset['equalize']})")
-    if not still:  # live video: no turned scans (BlazeFaceSpec.for_live)
-        parser.set_defaults(coarse_side=None, relative_min_face=0.0, rotations=None, turned_scans=None)
+                             f"out a face on a plain or bright background; default {haar.equalize})")
+    if not still:  # live video: no turned scans, no ladder (the live presets)
+        parser.set_defaults(coarse_side=None, relative_min_face=None, rotations=None, turned_scans=None)
         return
     parser.add_argument("--turned-scans", choices=TURNED_SCANS, default=None,
                         help="blazeface: also scan the photo turned by 90, 180 and 270 degrees, for heads upside "
                              "down or sideways: only when no upright face is found (fallback), always (about "
-                             f"twice the time of a photo with faces) or off; default {BLAZEFACE_DETECTION['turned_scans']}")
+                             f"twice the time of a photo with faces) or off; default {blazeface.turned_scans}")
     parser.add_argument("--coarse-side", type=bounded(int, 0), default=None,
                         help="haar: short side of the first, smallest copy of the ladder of scans (0: no ladder, "
-                             f"one scan at --detect-width; default {preset['coarse_side']})")
-    parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=preset["relative_min_face"],
+                             f"one scan at --detect-width; default {haar.coarse_side})")
+    parser.add_argument("--relative-min-face", type=bounded(float, 0.0, 1.0), default=None,
                         help="once faces are found, look for faces down to this fraction of the largest "
                              "(0: down to --min-face always; for tiny faces beside large ones add e.g. "
-                             "--min-face 20 --scale-factor 1.1, slower; default %(default)s)")
+                             f"--min-face 20 --scale-factor 1.1, slower; default {haar.relative_min_face})")
     parser.add_argument("--rotations", type=bounded(float, -90.0, 90.0), nargs="+", default=None,
                         metavar="DEGREES", help="haar: extra scans of the image turned by these angles, for tilted "
                                                 "heads (e.g. -25 25; each costs about one scan)")
 
 
-def detector_settings(args: argparse.Namespace, preset: Mapping[str, Any] | None = None) -> dict:
-    """``create_detector`` settings from the options ``add_detector_arguments`` made; an option
-    of the other detector, when given at all, is a usage error rather than ignored. ``preset``
-    (e.g. ``STILL_DETECTION`` for the demo's photos) replaces the command's own preset, its
-    ``min_face`` and ``relative_min_face`` included."""
-    min_face = args.min_face if preset is None else preset["min_face"]
-    relative_min_face = args.relative_min_face if preset is None else preset["relative_min_face"]
-    if args.detector == "blazeface":
-        _refuse([name for name in HAAR_OPTIONS if getattr(args, name) is not None], args.detector)
-        still = args.still_photos if preset is None else preset == STILL_DETECTION
-        turned = args.turned_scans or (BLAZEFACE_DETECTION["turned_scans"] if still else "off")
-        return {"detector": "blazeface", "min_face": min_face, "relative_min_face": relative_min_face,
-                "score_threshold": (BLAZEFACE_DETECTION["score_threshold"] if args.score_threshold is None
-                                    else args.score_threshold), "turned_scans": turned}
-    _refuse([name for name in ("score_threshold", "turned_scans") if getattr(args, name, None) is not None],
+def detector_options_of(args: argparse.Namespace, still: bool | None = None) -> HaarOptions | BlazeFaceOptions:
+    """The options of ``--detector``: its stills or live preset (``still``; default: the command's
+    own, ``add_detector_arguments``) with the options given on the command line, and only those;
+    an option of the other detector, when given at all, is a usage error (UserError) rather than ignored."""
+    haar = args.detector == "haar"
+    _refuse([name for name in (BLAZEFACE_OPTIONS if haar else HAAR_OPTIONS) if getattr(args, name, None) is not None],
             args.detector)
-    own = STILL_DETECTION if args.still_photos else LIVE_DETECTION
-    defaults = {**(own if preset is None else preset), "second_look": SECOND_LOOK, "rotations": ()}
-    given = {name: getattr(args, name, None) for name in HAAR_OPTIONS}
-    haar = {name: defaults[name] if value is None else value for name, value in given.items()}
-    return {"detector": "haar", "min_face": min_face, "relative_min_face": relative_min_face,
-            **haar, "rotations": tuple(haar["rotations"])}
+    given = {name: getattr(args, name) for name in (*COMMON_OPTIONS, *(HAAR_OPTIONS if haar else BLAZEFACE_OPTIONS))
+             if getattr(args, name, None) is not None}
+    if "rotations" in given:
+        given["rotations"] = tuple(given["rotations"])
+    options = DETECTOR_OPTIONS[args.detector]
+    return options.stills(**given) if (args.still_photos if still is None else still) else options.live(**given)
 
 
 def _refuse(options: list[str], detector: str) -> None:
@@ -189,11 +184,11 @@ def _refuse(options: list[str], detector: str) -> None:
         raise UserError(f"{names} {'does' if len(options) == 1 else 'do'} not apply to --detector {detector}")
 
 
-def build_recognizer(args: argparse.Namespace, threads: int | None = None, preset: Mapping[str, Any] | None = None,
+def build_recognizer(args: argparse.Namespace, threads: int | None = None, still: bool | None = None,
                      ema_weight: float | None = None):
     """The ``EmotionRecognizer`` the options of ``add_recognizer_arguments`` describe. ``threads``
     and ``ema_weight`` replace ``--threads`` and ``--ema-weight`` (a command's own choice, such as the
-    webcam's one thread per stage); ``preset`` replaces the detector preset (``detector_settings``)."""
+    webcam's one thread per stage); ``still`` picks the detector's preset (``detector_options_of``)."""
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     threads = args.threads if threads is None else threads
@@ -202,7 +197,7 @@ def build_recognizer(args: argparse.Namespace, threads: int | None = None, prese
     from fer_ensemble.runtime.profile import Profile
 
     profile = Profile.load(args.profile) if getattr(args, "profile", None) else None
-    return EmotionRecognizer(args.ensemble, detector=create_detector(detector_settings(args, preset), threads),
+    return EmotionRecognizer(args.ensemble, detector=create_detector(detector_options_of(args, still), threads),
                              margin=args.margin, ema_weight=ema_weight, threads=threads,
                              prior_strength=args.prior, offset=args.offset, calibration=args.calibration,
                              auto_resting_face=getattr(args, "auto_resting_face", False), profile=profile,

@@ -24,7 +24,6 @@ from fer_ensemble.apps.predict import describe
 from fer_ensemble.apps.video import analyse_video
 from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available
 from fer_ensemble.media import SAMPLES, read_image, write_image
-from fer_ensemble.runtime.detection import STILL_DETECTION
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 
@@ -71,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def annotate_photos(args: argparse.Namespace, out: Path) -> int:
     """The bundled photos read with the photos' detector preset (as ``predict``), annotated into
     ``out``, a line each on stdout; returns the number of faces found."""
-    recognizer = build_recognizer(args, preset=STILL_DETECTION)
+    recognizer = build_recognizer(args, still=True)
     found = 0
     for path in sorted(p for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg")):
         image = read_image(path)

@@ -16,7 +16,7 @@ from fer_ensemble.apps.common import (
     add_calibration_argument,
     add_detector_arguments,
     bounded,
-    detector_settings,
+    detector_options_of,
     prior_argument,
     warn,
 )
@@ -113,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior_strength=args.prior, max_pixels=int(args.max_megapixels * 1e6),
-                              concurrency=args.concurrency, queue=args.queue, detector=detector_settings(args),
+                              concurrency=args.concurrency, queue=args.queue, detector=detector_options_of(args).to_dict(),
                               calibration=args.calibration, max_streams=args.max_streams)
     if args.workers == 1:
         keep_uploads_in_memory(settings.max_upload_bytes)

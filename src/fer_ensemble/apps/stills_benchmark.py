@@ -21,20 +21,20 @@ from fer_ensemble.apps.common import median_ms
 from fer_ensemble.media import SAMPLES, read_image
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.preprocess import to_gray
-from fer_ensemble.runtime.blazeface import BLAZEFACE_DETECTION, TURNED_SCANS
-from fer_ensemble.runtime.detection import EQUALIZATIONS, STILL_DETECTION, Box
+from fer_ensemble.runtime.blazeface import TURNED_SCANS, BlazeFaceOptions
+from fer_ensemble.runtime.detection import EQUALIZATIONS, Box, HaarOptions
 from fer_ensemble.runtime.detectors import create_detector
 
-HAAR_BEFORE = {**STILL_DETECTION, "detect_width": 1280, "equalize": "global", "ladder_window": 30, "second_look": 0}
+HAAR_BEFORE = HaarOptions.stills(detect_width=1280, equalize="global", ladder_window=30, second_look=0).to_dict()
 """The Haar stills ladder before its blind spots were fixed (global equalisation, a 30 px ladder
 window, never finer than a 1280 px copy, no second look)."""
 HAAR_PRESET = "Haar (--detector haar)"
 PRESETS = {  # name: detector settings
-    "Haar ladder before (global equalisation, 30 px window, 1280 px cap)": {"detector": "haar", **HAAR_BEFORE},
-    HAAR_PRESET: {"detector": "haar", **STILL_DETECTION},
-    "Haar + scans turned -25/+25 degrees": {"detector": "haar", **STILL_DETECTION, "rotations": (-25.0, 25.0)},
+    "Haar ladder before (global equalisation, 30 px window, 1280 px cap)": HAAR_BEFORE,
+    HAAR_PRESET: HaarOptions.stills().to_dict(),
+    "Haar + scans turned -25/+25 degrees": HaarOptions.stills(rotations=(-25.0, 25.0)).to_dict(),
 }
-EQUALISATION_PRESETS = {f"Haar, --equalize {name}": {"detector": "haar", **STILL_DETECTION, "equalize": name}
+EQUALISATION_PRESETS = {f"Haar, --equalize {name}": HaarOptions.stills(equalize=name).to_dict()
                         for name in ("global", "clahe")}
 """The checks only: what each equalisation of the scanned copy finds (``--equalize``)."""
 BLAZEFACE_PRESET = "BlazeFace (default)"
@@ -59,16 +59,16 @@ def user_case_passed(name: str, boxes: list) -> bool:
 
 def turned_presets() -> dict[str, dict]:
     """BlazeFace's stills preset under each ``--turned-scans`` (its default: ``BLAZEFACE_PRESET``)."""
-    return {BLAZEFACE_PRESET if turned == BLAZEFACE_DETECTION["turned_scans"] else f"BlazeFace, --turned-scans {turned}":
-            {"detector": "blazeface", **BLAZEFACE_DETECTION, "turned_scans": turned} for turned in TURNED_SCANS}
+    return {BLAZEFACE_PRESET if turned == BlazeFaceOptions.stills().turned_scans else f"BlazeFace, --turned-scans {turned}":
+            BlazeFaceOptions.stills(turned_scans=turned).to_dict() for turned in TURNED_SCANS}
 
 
 def presets(score_thresholds: list[float] | None = None) -> dict[str, dict]:
     """The Haar presets, then BlazeFace under each ``--turned-scans``, and at each other score
     threshold of ``score_thresholds``."""
     blazeface = {
-        f"{BLAZEFACE_PRESET}, --score-threshold {t}": {"detector": "blazeface", **BLAZEFACE_DETECTION, "score_threshold": t}
-        for t in score_thresholds or [] if t != BLAZEFACE_DETECTION["score_threshold"]
+        f"{BLAZEFACE_PRESET}, --score-threshold {t}": BlazeFaceOptions.stills(score_threshold=t).to_dict()
+        for t in score_thresholds or [] if t != BlazeFaceOptions.stills().score_threshold
     }
     return {**PRESETS, **turned_presets(), **blazeface}
 
@@ -253,7 +253,7 @@ def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
     taiwan_data = read_labelled_images(taiwan / "labels.csv", taiwan / "images") if taiwan.is_dir() else None
     frames = [frame for _, frame in VideoFrames(SAMPLES / "faces.mp4")]
     rows = []
-    for preset, settings in {**{name: s for name, s in PRESETS.items() if "rotations" not in s},
+    for preset, settings in {**{name: s for name, s in PRESETS.items() if not s.get("rotations")},
                              **EQUALISATION_PRESETS, **turned_presets()}.items():
         row, detector = DetectorChecks(preset), create_detector(settings)
         for name in USER_CASES:
@@ -315,8 +315,7 @@ def second_look_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     photos = scored_photos(args)
     scores: dict[str, list[float]] = {}
     for equalize in EQUALIZATIONS:
-        look = SecondLook(create_detector({"detector": "haar", **STILL_DETECTION, "equalize": equalize,
-                                           "second_look": 0}))
+        look = SecondLook(create_detector(HaarOptions.stills(equalize=equalize, second_look=0)))
         for _, image, truth in photos:
             for box in look.detector.detect(to_gray(image)):
                 kind = "user-case" if truth is None else ("face" if match_faces([box], truth).true_positives
@@ -339,7 +338,7 @@ def turned_scores(args: argparse.Namespace) -> dict[str, list[float]]:
     def added(image: np.ndarray) -> list:
         upright = detector.detections(image)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return added_faces(upright, detector.turned_detections(rgb, upright, least=detector.score_threshold))
+        return added_faces(upright, detector.turned_detections(rgb, upright, least=detector.options.score_threshold))
 
     scores: dict[str, list[float]] = {}
     for name, image, truth in scored_photos(args):

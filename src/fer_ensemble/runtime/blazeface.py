@@ -13,15 +13,17 @@ and carry each face's roll from the eye keypoints, so ``crop_faces`` can turn a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, TypedDict, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 import cv2
 import numpy as np
 
-from fer_ensemble.runtime.detection import Box, TurnedBox, iou
+from fer_ensemble.runtime.deprecation import deprecated_attribute
+from fer_ensemble.runtime.detection import LIVE_MIN_FACE, Box, DetectorOptions, TurnedBox, iou
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR, create_session
 
 BLAZEFACE_FILE = WEIGHTS_DIR / "blazeface_short_range.onnx"
@@ -69,20 +71,48 @@ RUN_BATCH = 2
 project's 2-core machine (the activations of a small batch stay in cache)."""
 
 
-class BlazeFacePreset(TypedDict):
-    """The settings of ``BLAZEFACE_DETECTION`` (``BlazeFaceDetector``'s fields of the same names)."""
+@dataclass(frozen=True)
+class BlazeFaceOptions(DetectorOptions):
+    """The settings of ``BlazeFaceDetector`` (``--detector blazeface``), defaulting to its stills
+    preset (``stills()``): ``min_face`` and ``relative_min_face`` as the Haar stills ladder's, the
+    score threshold chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark
+    --stills --score-thresholds``), a photo with no upright face scanned turned (``TURNED_SCANS``);
+    ``live()``: one look at the whole frame for faces of ``LIVE_MIN_FACE`` px and more, no turned
+    scans (a frame without a face would cost four looks). ``min_face`` in pixels; ``score_threshold``
+    the least face probability kept (MediaPipe's own default is 0.5, which on group photos adds false
+    positives); ``relative_min_face``: once faces are found, finer tiles are scanned only for faces
+    down to this fraction of the largest (0: always down to ``min_face``); ``upside_down_check``:
+    faces scored below it get a second look turned 180 degrees (0: none); ``turned_scans``: one of
+    ``TURNED_SCANS``; ``model``: the ONNX file. SpecError, one line, for a value out of range."""
 
-    min_face: int
-    score_threshold: float
-    relative_min_face: float
-    turned_scans: str
+    name: ClassVar[str] = "blazeface"
+    bounds: ClassVar[dict[str, tuple[float, float | None, str]]] = {
+        "min_face": (1, None, "[)"), "score_threshold": (0.0, 1.0, "()"), "relative_min_face": (0.0, 1.0, "[]"),
+        "upside_down_check": (0.0, 1.0, "[]")}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"turned_scans": TURNED_SCANS}
 
+    min_face: int = 40
+    score_threshold: float = 0.7
+    relative_min_face: float = 0.4
+    upside_down_check: float = UPSIDE_DOWN_CHECK
+    turned_scans: str = "fallback"
+    model: str = str(BLAZEFACE_FILE)
 
-BLAZEFACE_DETECTION: BlazeFacePreset = {"min_face": 40, "score_threshold": 0.7, "relative_min_face": 0.4,
-                                        "turned_scans": "fallback"}
-"""Defaults: ``min_face`` and ``relative_min_face`` as the Haar stills ladder's; the score threshold
-chosen on the five labelled group photos (docs/speed.md, "Photos": ``benchmark --stills --score-thresholds``);
-a photo with no upright face is scanned turned (``TURNED_SCANS``)."""
+    @classmethod
+    def stills(cls, **settings: Any) -> BlazeFaceOptions:
+        """The stills preset (photos: ``predict``, ``batch``'s photos, ``/v1/predict``) with ``settings``."""
+        return cls(**settings)
+
+    @classmethod
+    def live(cls, **settings: Any) -> BlazeFaceOptions:
+        """The live preset (``webcam``, ``video``, streams) with ``settings``."""
+        return cls(**{"min_face": LIVE_MIN_FACE, "relative_min_face": 0.0, "turned_scans": "off", **settings})
+
+    def for_live(self) -> BlazeFaceOptions:
+        """The live preset keeping these options' score threshold, check and model."""
+        return BlazeFaceOptions.live(score_threshold=self.score_threshold,
+                                     upside_down_check=self.upside_down_check, model=self.model)
+
 
 BLAZEFACE_TO_HAAR = {"scale": 1.12, "dx": 0.0, "dy": -0.10, "eyes": 2.35}
 """Haar's box for the face BlazeFace boxes: side ``scale`` times BlazeFace's, centre moved by ``dx``,
@@ -158,36 +188,26 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-@dataclass
 class BlazeFaceDetector:
     """Faces in BGR, BGRA or gray images; boxes in image pixels framed as Haar's, left to right.
-
-    ``score_threshold``: the least face probability kept (MediaPipe's own default is 0.5, which
-    on group photos adds false positives); ``min_face``: the smallest face looked for, in pixels;
-    ``relative_min_face``: once faces are found, finer tiles are scanned only for faces down to
-    this fraction of the largest (0: always down to ``min_face``). ``threads``: ONNX Runtime's.
-    Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a tilted head upright;
-    ``upside_down_check``: faces scored below it get a second look turned 180 degrees (0: none);
-    ``turned_scans``: "off", "fallback" or "always", when the whole image is also scanned turned by
-    90, 180 and 270 degrees for heads the upright scan misses (``TURNED_SCANS``). ValueError for
-    another ``turned_scans``.
+    ``options`` (default: the stills preset) with ``settings`` replacing some of them:
+    ``BlazeFaceDetector(BlazeFaceOptions.live())``, ``BlazeFaceDetector(turned_scans="off")``;
+    ``threads``: ONNX Runtime's. Boxes are ``TurnedBox``es: their ``roll`` lets ``crop_faces`` turn a
+    tilted head upright. SpecError, one line, for a setting out of range; UserError for a missing
+    or unreadable model file.
     """
 
     reads_colour: ClassVar[bool] = True  # EmotionRecognizer passes the colour image, not its gray copy
 
-    min_face: int = BLAZEFACE_DETECTION["min_face"]
-    score_threshold: float = BLAZEFACE_DETECTION["score_threshold"]
-    relative_min_face: float = BLAZEFACE_DETECTION["relative_min_face"]
-    threads: int | None = None
-    upside_down_check: float = UPSIDE_DOWN_CHECK
-    turned_scans: str = BLAZEFACE_DETECTION["turned_scans"]
-    model: str = str(BLAZEFACE_FILE)
+    def __init__(self, options: BlazeFaceOptions | None = None, *, threads: int | None = None,
+                 **settings: Any) -> None:
+        self.options = dataclasses.replace(options or BlazeFaceOptions(), **settings) if settings else options or BlazeFaceOptions()
+        self.threads = threads
+        self._session = create_session(self.options.model, threads)  # UserError for a missing or bad file
+        self._min_logit = math.log(self.options.score_threshold / (1 - self.options.score_threshold))
 
-    def __post_init__(self) -> None:
-        if self.turned_scans not in TURNED_SCANS:
-            raise ValueError(f"turned_scans must be one of {', '.join(TURNED_SCANS)}, not {self.turned_scans!r}")
-        self._session = create_session(self.model, self.threads)  # UserError for a missing or bad file
-        self._min_logit = math.log(self.score_threshold / (1 - self.score_threshold))
+    def __repr__(self) -> str:
+        return f"BlazeFaceDetector({self.options!r}, threads={self.threads})"
 
     def detect(self, image: np.ndarray) -> list[Box]:
         """Face boxes in pixels of ``image`` (an (H, W, 3) BGR or (H, W) gray uint8 array), framed as
@@ -204,11 +224,11 @@ class BlazeFaceDetector:
         ``FALLBACK_FACE`` of the image's short side and more."""
         rgb = _to_rgb(image)
         found = self._pyramid(rgb)
-        if self.turned_scans == "always":
+        if self.options.turned_scans == "always":
             found = merge_turned(found, self.turned_detections(rgb, found))
-        elif self.turned_scans == "fallback" and not found:
-            found = self.turned_detections(rgb, found, min_face=max(self.min_face, FALLBACK_FACE * min(rgb.shape[:2])))
-        return self._orient(rgb, found) if self.upside_down_check else found
+        elif self.options.turned_scans == "fallback" and not found:
+            found = self.turned_detections(rgb, found, min_face=max(self.options.min_face, FALLBACK_FACE * min(rgb.shape[:2])))
+        return self._orient(rgb, found) if self.options.upside_down_check else found
 
     def turned_detections(self, rgb: np.ndarray, upright: list[Detection], least: float | None = None,
                           min_face: float | None = None) -> list[Detection]:
@@ -217,8 +237,8 @@ class BlazeFaceDetector:
         in upright image pixels and rolls, faces the ``upright`` detections hold included (they
         only end a turned pyramid early; ``merge_turned`` joins the two); faces of ``min_face``
         pixels and more (default: the detector's)."""
-        least = max(self.score_threshold, TURNED_SCORE_THRESHOLD) if least is None else least
-        min_face = self.min_face if min_face is None else min_face
+        least = max(self.options.score_threshold, TURNED_SCORE_THRESHOLD) if least is None else least
+        min_face = self.options.min_face if min_face is None else min_face
         height, width = rgb.shape[:2]
         # the finest tile is shrunk to the model's 128 px anyway: shrink the image once, not each turned copy's tiles
         shrink = min(1.0, INPUT_SIDE / pyramid(height, width, min_face)[-1])
@@ -239,7 +259,7 @@ class BlazeFaceDetector:
         found: list[Detection] = []
         covered = math.inf  # the smallest face the levels scanned so far look for
         height, width = rgb.shape[:2]
-        min_face = self.min_face if min_face is None else min_face
+        min_face = self.options.min_face if min_face is None else min_face
         for side in pyramid(height, width, min_face):
             if (found or known) and covered <= self._needed([*found, *known], min_face):
                 break
@@ -251,7 +271,7 @@ class BlazeFaceDetector:
         """Faces the model is unsure of, looked at again upright and turned 180 degrees: an upside-down
         face scores higher turned (and above the threshold), and only then are its eyes found where
         they are (its roll +180)."""
-        doubtful = [i for i, d in enumerate(found) if d.score < self.upside_down_check]
+        doubtful = [i for i, d in enumerate(found) if d.score < self.options.upside_down_check]
         if not doubtful:
             return found
         views = []
@@ -267,7 +287,7 @@ class BlazeFaceDetector:
         oriented = list(found)
         for k, i in enumerate(doubtful):
             upright, turned = (_central_face(regressors[2 * k + j], logits[2 * k + j]) for j in (0, 1))
-            if turned is not None and turned[0] >= self.score_threshold and (upright is None or turned[0] > upright[0]):
+            if turned is not None and turned[0] >= self.options.score_threshold and (upright is None or turned[0] > upright[0]):
                 roll = (turned[1] + 360) % 360 - 180  # turned back: +180 degrees, within (-180, 180]
                 oriented[i] = found[i]._replace(roll=roll)
         return oriented
@@ -280,7 +300,7 @@ class BlazeFaceDetector:
         return regressors, logits[..., 0]
 
     def _needed(self, found: list[Detection], min_face: float) -> float:
-        return max(min_face, self.relative_min_face * max(det.w for det in found))
+        return max(min_face, self.options.relative_min_face * max(det.w for det in found))
 
     def _scan(self, rgb: np.ndarray, side: int) -> list[Detection]:
         """Detections of one pyramid level, in image pixels; faces cut by a tile's inner edge are
@@ -430,3 +450,9 @@ def as_haar(detection: Detection, to_haar: dict = BLAZEFACE_TO_HAAR) -> TurnedBo
     cx = x + w / 2 + shift_x * math.cos(turn) - shift_y * math.sin(turn)
     cy = y + h / 2 + shift_x * math.sin(turn) + shift_y * math.cos(turn)
     return TurnedBox((round(cx - side / 2), round(cy - side / 2), round(side), round(side)), roll)
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated preset dict (``runtime.deprecation.DEPRECATED``), for one release."""
+    return deprecated_attribute(__name__, name, {"BLAZEFACE_DETECTION": lambda: {
+        key: getattr(BlazeFaceOptions(), key) for key in ("min_face", "score_threshold", "relative_min_face", "turned_scans")}})

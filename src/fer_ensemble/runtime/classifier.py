@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.errors import CARD_FORMAT, UserError, read_json_object
+from fer_ensemble.errors import UserError, read_json_object
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset
 from fer_ensemble.runtime.onnx import create_session
 
 EMBEDDING = "embedding"
 """The name of a member's second output, its pooled features (``fer-ensemble export`` writes it)."""
+
+CARD_FORMAT = "fer-ensemble/model-card/v1"
+"""The ``format`` of the model cards this version reads (``read_card``) and ``export`` writes."""
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

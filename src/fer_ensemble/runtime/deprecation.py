@@ -9,6 +9,7 @@ test that checks an old name still works asks for the warning with ``pytest.warn
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 from fer_ensemble.errors import FerDeprecationWarning
 
@@ -34,6 +35,17 @@ DEPRECATED: dict[str, tuple[str, str]] = {
     "EmotionRecognizer.set_profile": ("FaceStream.set_profile", ""),
     "HOLD_FRAMES": ("HOLD_S", "seconds, not frames (3 frames at 30 fps: 0.1 s)"),
     "CALM_FRAMES": ("CALM_S", "seconds, not frames (5 frames at 30 fps: 1/6 s)"),
+    "HaarSpec": ("HaarOptions", "fer_ensemble.runtime.detection.HaarOptions: the options HaarFaceDetector takes"),
+    "BlazeFaceSpec": ("BlazeFaceOptions", "fer_ensemble.runtime.blazeface.BlazeFaceOptions: the options "
+                      "BlazeFaceDetector takes"),
+    "DetectorSpec": ("DetectorOptions", ""),
+    "DETECTOR_SPECS": ("DETECTOR_OPTIONS", ""),
+    "detector_spec": ("detector_options", ""),
+    "STILL_DETECTION": ("HaarOptions.stills()", "the stills preset as options"),
+    "LIVE_DETECTION": ("HaarOptions.live()", "the live preset as options"),
+    "BLAZEFACE_DETECTION": ("BlazeFaceOptions.stills()", "the stills preset as options"),
+    "HaarFaceDetector.for_live": ("HaarOptions.live", "HaarFaceDetector(HaarOptions.live())"),
+    "Ensemble(members, config)": ("Ensemble(members, spec)", "an EnsembleSpec: EnsembleSpec.from_dict(config)"),
 }
 """Old name -> (the name that replaces it, how to use it). The single place an old name is kept."""
 
@@ -56,3 +68,12 @@ def renamed_keyword(old_value, new_value, old: str, new: str, new_default=None):
         raise TypeError(f"give {new}= or its former name {old}=, not both")
     warn_deprecated(f"{old}=", stacklevel=4)
     return old_value
+
+
+def deprecated_attribute(module: str, name: str, old: dict[str, Callable[[], object]]) -> object:
+    """A module's ``__getattr__``: the value of the deprecated name ``name`` (a key of ``old`` and of
+    ``DEPRECATED``) with a deprecation warning; AttributeError, as Python says it, for any other name."""
+    if name not in old:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warn_deprecated(name, stacklevel=4)  # the code that reads module.name
+    return old[name]()

@@ -6,15 +6,19 @@ OpenCV 5 removed ``CascadeClassifier``: the package pins ``opencv-python-headles
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypedDict
+from typing import Any, ClassVar, Protocol
 
 import cv2
 import cv2.data  # the cascade files' folder: a submodule the stubs of cv2 do not import
 import numpy as np
 
+from fer_ensemble.errors import SpecError
 from fer_ensemble.preprocess import to_gray
+from fer_ensemble.runtime.deprecation import deprecated_attribute, warn_deprecated
 
 Box = tuple[int, int, int, int]
 """A face box ``(x, y, w, h)``: the top-left corner, width and height, ints in pixels of the frame
@@ -64,30 +68,82 @@ def haar_cascade_path(name: str = "haarcascade_frontalface_default.xml") -> str:
     return str(cv2.data.haarcascades) + name
 
 
-class HaarPreset(TypedDict):
-    """The settings of a ``HaarFaceDetector`` preset (its fields of the same names)."""
+class DetectorOptions:
+    """What the options dataclasses of the detectors (``HaarOptions``, ``BlazeFaceOptions``) share:
+    range checks when made, and plain dicts (``{"detector": name, **settings}``) read and written.
+    Each subclass is a frozen dataclass whose defaults are its stills preset."""
 
-    detect_width: int
-    min_face: int
-    scale_factor: float
-    min_neighbors: int
-    coarse_side: int
-    relative_min_face: float
-    equalize: str
+    name: ClassVar[str]
+    bounds: ClassVar[dict[str, tuple[float, float | None, str]]]  # key: (low, high, "[]", "(]", "[)" or "()")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # key: the values a text setting takes
+
+    def __post_init__(self) -> None:
+        for key, (low, high, interval) in self.bounds.items():
+            value = getattr(self, key)
+            below = value < low or (interval[0] == "(" and value == low)
+            above = high is not None and (value > high or (interval[1] == ")" and value == high))
+            if below or above:
+                upper = "inf" if high is None else f"{high:g}"
+                raise SpecError(f"{self.name} setting {key} must lie in {interval[0]}{low:g}, {upper}{interval[1]}, "
+                                f"not {value!r}")
+        for key, known in self.choices.items():
+            if getattr(self, key) not in known:
+                raise SpecError(f"{self.name} setting {key} must be one of {', '.join(known)}, not {getattr(self, key)!r}")
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any] | None = None):
+        """The options of plain ``settings`` (``{"detector": name, **settings}``; ``detector`` may be
+        left out): each key a setting of this detector, of the type of its default and in range, the
+        others at the stills preset's values. Raises SpecError (a UserError, exit code 2), one line
+        naming the key: another detector's name, another detector's setting (whatever its value), an
+        unknown key, a value of the wrong type or out of range."""
+        settings = dict(settings or {})
+        name = settings.pop("detector", cls.name)
+        if name != cls.name:
+            raise SpecError(f"{cls.__name__} reads the settings of {cls.name}, not of the detector {name!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for key in settings:
+            if key in defaults:
+                continue
+            owners = [other.name for other in DetectorOptions.__subclasses__()
+                      if other is not cls and key in {f.name for f in dataclasses.fields(other)}]  # type: ignore[arg-type]
+            if owners:
+                raise SpecError(f"{key} is a setting of the {' and '.join(owners)} detector, not of {cls.name}")
+            raise SpecError(f"unknown {cls.name} setting {key!r} (it takes {', '.join(defaults)})")
+        return cls(**{key: _setting(f"{cls.name} setting {key}", value, type(defaults[key]))
+                      for key, value in settings.items()})
+
+    def to_dict(self, defaults: bool = True) -> dict[str, Any]:
+        """The plain settings ``from_dict`` reads back: ``{"detector": name, **settings}``; with
+        ``defaults`` false, only the settings that differ from this detector's stills preset."""
+        preset = type(self)()
+        return {"detector": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                                          if defaults or getattr(self, f.name) != getattr(preset, f.name)}}
 
 
-# Haar settings, measured (`fer-ensemble benchmark --stills`, docs/speed.md, "Photos"):
-# stills climb a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the
-# faces found say that smaller ones need not be searched for (see HaarFaceDetector); live video
-# scans one 240 px copy for faces of 80 px and more, fast enough for every webcam frame
-STILL_DETECTION: HaarPreset = {"detect_width": 0, "min_face": 40, "scale_factor": 1.2, "min_neighbors": 5,
-                               "coarse_side": 200, "relative_min_face": 0.4, "equalize": "none"}
-"""Haar's stills preset (``fer-ensemble predict``, ``HaarFaceDetector()``'s defaults): the ladder
-from a 200 px copy for faces of 40 px and more (sizes in frame pixels)."""
-LIVE_DETECTION: HaarPreset = {"detect_width": 240, "min_face": 80, "scale_factor": 1.1, "min_neighbors": 5,
-                              "coarse_side": 0, "relative_min_face": 0.0, "equalize": "none"}
-"""Haar's live preset (``webcam``, ``video``, ``HaarFaceDetector.for_live()``): one scan of a
-240 px wide copy for faces of 80 px and more (frame pixels), fast enough for every webcam frame."""
+def _setting(where: str, value: object, kind: type) -> Any:
+    """``value`` as a setting whose default is of type ``kind`` (int: pixels, float, str, or tuple:
+    of degrees) takes it; SpecError, one line starting with ``where``, otherwise."""
+    if kind is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where} must be a list of numbers (degrees), not {value!r}")
+        return tuple(_setting(where, v, float) for v in value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where} must be a string, not {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise SpecError(f"{where} must be a number, not {value!r}")
+    if kind is int:
+        if value != int(value):
+            raise SpecError(f"{where} must be a whole number of pixels, not {value!r}")
+        return int(value)
+    return float(value)
+
+
+LIVE_MIN_FACE = 80
+"""The smallest face of both detectors' live presets (``webcam``, ``video``, streams), in frame
+pixels: a person in front of a webcam; smaller faces would cost every frame finer scans."""
 LADDER_WINDOW = 50
 """The smallest face a ladder step looks for, in pixels of its scaled copy: the frontal cascade's
 24 px window finds few faces below about 50 px (c12 of ``../shared/data/user-cases``: a 114 px face
@@ -98,83 +154,133 @@ EQUALIZATIONS = {"none": None, "global": cv2.equalizeHist,
 """What the scanned copy's contrast gets first. Global histogram equalisation (what OpenCV's
 samples do) washes out a face on a plain or bright background (c08, c13 of the user-cases); the
 choice among these was measured (docs/detection.md, "Finding faces")."""
+SECOND_LOOK = 0.6
+"""Haar's boxes are kept only where BlazeFace, shown the box with one box side of the photo around
+it, scores a face at least this likely (``--second-look``; 0: off; ``detectors.SecondLook``). On the
+five labelled group photos the Haar ladder's false box (a belt) scores 0.56 and every face it finds
+0.63 or more; the user-cases' masked face scores 0.76, the shuttle box that other equalisations find
+in the upside-down photo 0.0. Chosen there, like BlazeFace's own threshold: not a held-out figure."""
 
 
-@dataclass
+# Haar's presets, measured (`fer-ensemble benchmark --stills`, docs/speed.md, "Photos"): stills climb
+# a ladder of scans from a small copy (short side 200 px) up, stopping as soon as the faces found say
+# that smaller ones need not be searched for (see HaarFaceDetector); live video scans one 240 px copy
+# for faces of 80 px and more, fast enough for every webcam frame
+@dataclass(frozen=True)
+class HaarOptions(DetectorOptions):
+    """The settings of ``HaarFaceDetector`` (``--detector haar``), defaulting to its stills preset
+    (``stills()``, what ``fer-ensemble predict`` uses: the ladder from a 200 px copy for faces of
+    40 px and more); ``live()``: one scan of a 240 px wide copy for faces of ``LIVE_MIN_FACE`` px and
+    more. Sizes in frame pixels (``min_face``, ``detect_width``, ``coarse_side``, ``ladder_window``),
+    ``rotations`` in degrees, ``equalize`` one of ``EQUALIZATIONS`` (see ``HaarFaceDetector``);
+    ``second_look``: the least score BlazeFace's second look at each box must give it, in [0, 1)
+    (0: none), applied by ``detectors.create_detector``. SpecError, one line, for a value out of range."""
+
+    name: ClassVar[str] = "haar"
+    bounds: ClassVar[dict[str, tuple[float, float | None, str]]] = {
+        "detect_width": (0, None, "[)"), "min_face": (1, None, "[)"), "scale_factor": (1.0, None, "()"),
+        "min_neighbors": (1, None, "[)"), "coarse_side": (0, None, "[)"), "relative_min_face": (0.0, 1.0, "[]"),
+        "ladder_window": (1, None, "[)"), "second_look": (0.0, 1.0, "[)")}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"equalize": tuple(EQUALIZATIONS)}
+
+    detect_width: int = 0
+    min_face: int = 40
+    scale_factor: float = 1.2
+    min_neighbors: int = 5
+    coarse_side: int = 200
+    relative_min_face: float = 0.4
+    rotations: tuple[float, ...] = ()
+    equalize: str = "none"
+    ladder_window: int = LADDER_WINDOW
+    cascade: str = haar_cascade_path()
+    second_look: float = SECOND_LOOK
+
+    @classmethod
+    def stills(cls, **settings: Any) -> HaarOptions:
+        """The stills preset (photos: ``predict``, ``batch``'s photos, ``/v1/predict``) with ``settings``."""
+        return cls(**settings)
+
+    @classmethod
+    def live(cls, **settings: Any) -> HaarOptions:
+        """The live preset (``webcam``, ``video``, streams: one scan of a 240 px wide copy for faces of
+        ``LIVE_MIN_FACE`` px and more) with ``settings``."""
+        return cls(**{"detect_width": 240, "min_face": LIVE_MIN_FACE, "scale_factor": 1.1, "coarse_side": 0,
+                      "relative_min_face": 0.0, **settings})
+
+    def for_live(self) -> HaarOptions:
+        """The live preset keeping these options' ``second_look``, ``equalize`` and ``cascade``."""
+        return HaarOptions.live(second_look=self.second_look, equalize=self.equalize, cascade=self.cascade)
+
+
 class HaarFaceDetector:
-    """OpenCV's Haar cascade; boxes in frame pixels, sorted left to right.
+    """OpenCV's Haar cascade; boxes in frame pixels, sorted left to right. ``options`` (default: the
+    stills preset) with ``settings`` replacing some of them: ``HaarFaceDetector(HaarOptions.live())``,
+    ``HaarFaceDetector(relative_min_face=0)``; its ``second_look`` is ``create_detector``'s business.
+    SpecError, one line, for a setting out of range; RuntimeError when OpenCV cannot load ``cascade``.
 
     With ``coarse_side`` set (the stills preset, what ``fer-ensemble predict`` uses) it climbs a
     ladder: scan a copy whose short side is ``coarse_side``, then copies twice as large, until a face
     turns up or faces of ``min_face`` pixels are covered; once faces are found, one last scan at the
     scale that covers faces down to ``relative_min_face`` times the largest (0: down to ``min_face``
     always, for tiny faces beside large ones). A portrait is done at the first, cheap step; a
-    group photo scans only as fine as its faces need. Without ``coarse_side`` (``for_live()``), one
+    group photo scans only as fine as its faces need. Without ``coarse_side`` (the live preset), one
     scan of a copy ``detect_width`` pixels wide (0: full size). ``rotations``: extra scans of the
     image turned by these angles (degrees), for tilted heads, at the scale of the last upright scan.
     """
 
-    detect_width: int = STILL_DETECTION["detect_width"]
-    min_face: int = STILL_DETECTION["min_face"]
-    scale_factor: float = STILL_DETECTION["scale_factor"]
-    min_neighbors: int = STILL_DETECTION["min_neighbors"]
-    coarse_side: int = STILL_DETECTION["coarse_side"]
-    relative_min_face: float = STILL_DETECTION["relative_min_face"]
-    rotations: tuple[float, ...] = ()
-    equalize: str = STILL_DETECTION["equalize"]
-    ladder_window: int = LADDER_WINDOW
-    cascade: str = haar_cascade_path()
+    def __init__(self, options: HaarOptions | None = None, **settings: Any) -> None:
+        self.options = dataclasses.replace(options or HaarOptions(), **settings) if settings else options or HaarOptions()
+        self._local = threading.local()  # OpenCV's CascadeClassifier is not thread-safe: one per thread
+        if self._classifier.empty():
+            raise RuntimeError(f"cannot load the Haar cascade {self.options.cascade}")
+
+    def __repr__(self) -> str:
+        return f"HaarFaceDetector({self.options!r})"
 
     @classmethod
     def for_live(cls) -> HaarFaceDetector:
-        """The preset for live video: fast enough for every frame of a 640x480 webcam."""
-        return cls(**LIVE_DETECTION)
-
-    def __post_init__(self) -> None:
-        if self.equalize not in EQUALIZATIONS:
-            raise ValueError(f"unknown equalization {self.equalize!r}; known: {', '.join(EQUALIZATIONS)}")
-        self._local = threading.local()  # OpenCV's CascadeClassifier is not thread-safe: one per thread
-        if self._classifier.empty():
-            raise RuntimeError(f"cannot load the Haar cascade {self.cascade}")
+        """Deprecated (``runtime.deprecation.DEPRECATED``): ``HaarFaceDetector(HaarOptions.live())``."""
+        warn_deprecated("HaarFaceDetector.for_live")
+        return cls(HaarOptions.live())
 
     @property
     def _classifier(self) -> cv2.CascadeClassifier:
         """This thread's cascade (a detector shared by threads gives each its own)."""
         classifier = getattr(self._local, "classifier", None)
         if classifier is None:
-            classifier = self._local.classifier = cv2.CascadeClassifier(self.cascade)
+            classifier = self._local.classifier = cv2.CascadeClassifier(self.options.cascade)
         return classifier
 
     def detect(self, image: np.ndarray) -> list[Box]:
         """Face boxes ``(x, y, w, h)`` in pixels of ``image`` (an (H, W, 3) BGR or (H, W) gray
         uint8 array; BGR is converted to gray first), sorted left to right."""
         gray = to_gray(image)
-        if not self.coarse_side:
+        if not self.options.coarse_side:
             width = gray.shape[1]
-            scale = min(1.0, self.detect_width / width) if self.detect_width else 1.0
-            boxes = self._scan(gray, scale, self.min_face, floor=12)
+            scale = min(1.0, self.options.detect_width / width) if self.options.detect_width else 1.0
+            boxes = self._scan(gray, scale, self.options.min_face, floor=12)
         else:
             boxes, scale = self._ladder(gray)
-        for angle in self.rotations:
+        for angle in self.options.rotations:
             boxes = _merge(boxes, self._scan_rotated(gray, angle, scale))
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
     def _finest_scale(self, width: int) -> float:
-        finest = min(1.0, self.ladder_window / self.min_face)
-        return min(finest, self.detect_width / width) if self.detect_width else finest
+        finest = min(1.0, self.options.ladder_window / self.options.min_face)
+        return min(finest, self.options.detect_width / width) if self.options.detect_width else finest
 
     def _ladder(self, gray: np.ndarray) -> tuple[list[Box], float]:
         """Coarse to fine; returns the boxes and the scale of the last scan."""
         finest = self._finest_scale(gray.shape[1])
-        scale = min(finest, self.coarse_side / min(gray.shape[:2]))
+        scale = min(finest, self.options.coarse_side / min(gray.shape[:2]))
         boxes: list[Box] = []
         while True:
-            boxes = _merge(boxes, self._scan(gray, scale, self.min_face, floor=self._ladder_floor(scale)))
+            boxes = _merge(boxes, self._scan(gray, scale, self.options.min_face, floor=self._ladder_floor(scale)))
             if boxes:
-                smallest = self.relative_min_face * max(b[2] for b in boxes)
-                needed = min(finest, self.ladder_window / smallest) if smallest > 0 else finest
+                smallest = self.options.relative_min_face * max(b[2] for b in boxes)
+                needed = min(finest, self.options.ladder_window / smallest) if smallest > 0 else finest
                 if needed > scale * 1.05:
-                    found = self._scan(gray, needed, self.min_face, floor=self._ladder_floor(needed))
+                    found = self._scan(gray, needed, self.options.min_face, floor=self._ladder_floor(needed))
                     boxes = _merge(_merge([], found), boxes)
                     scale = needed
                 return boxes, scale
@@ -185,7 +291,7 @@ class HaarFaceDetector:
     def _ladder_floor(self, scale: float) -> int:
         """The smallest window of a ladder step: ``ladder_window`` on a reduced copy; at full size,
         where nothing finer is left, down to the cascade's own 24 px (``min_face`` below that)."""
-        return self.ladder_window if scale < 1.0 else 24
+        return self.options.ladder_window if scale < 1.0 else 24
 
     def _scan(self, gray: np.ndarray, scale: float, min_face: float, floor: int = 24) -> list[Box]:
         """One detectMultiScale on ``gray`` scaled by ``scale``, for faces of ``min_face`` frame
@@ -194,9 +300,9 @@ class HaarFaceDetector:
         small = gray if scale >= 1.0 else cv2.resize(
             gray, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
         side = max(floor, round(min(scale, 1.0) * min_face))
-        equalize = EQUALIZATIONS[self.equalize]
+        equalize = EQUALIZATIONS[self.options.equalize]
         found = self._classifier.detectMultiScale(
-            small if equalize is None else equalize(small), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            small if equalize is None else equalize(small), scaleFactor=self.options.scale_factor, minNeighbors=self.options.min_neighbors,
             minSize=(side, side))
         scale = min(scale, 1.0)
         return [(int(round(x / scale)), int(round(y / scale)), int(round(w / scale)), int(round(h / scale)))
@@ -213,7 +319,7 @@ class HaarFaceDetector:
         turned = cv2.warpAffine(gray, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         back = cv2.invertAffineTransform(turn)
         boxes = []
-        for x, y, w, h in self._scan(turned, scale, self.min_face, floor=self._ladder_floor(scale) if self.coarse_side else 12):
+        for x, y, w, h in self._scan(turned, scale, self.options.min_face, floor=self._ladder_floor(scale) if self.options.coarse_side else 12):
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             boxes.append((int(round(cx - w / 2)), int(round(cy - h / 2)), w, h))
         return boxes
@@ -299,3 +405,13 @@ def _upright_crop(gray: np.ndarray, box: Box, roll: float, margin: float, offset
     turn[0, 2] += crop_w / 2 - centre[0]
     turn[1, 2] += crop_h / 2 - (centre[1] + round(h * offset))
     return cv2.warpAffine(gray, turn, (crop_w, crop_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated preset dicts (``runtime.deprecation.DEPRECATED``), for one release."""
+    return deprecated_attribute(__name__, name, {
+        "STILL_DETECTION": lambda: {k: v for k, v in HaarOptions.stills().to_dict().items() if k in _PRESET_KEYS},
+        "LIVE_DETECTION": lambda: {k: v for k, v in HaarOptions.live().to_dict().items() if k in _PRESET_KEYS}})
+
+
+_PRESET_KEYS = ("detect_width", "min_face", "scale_factor", "min_neighbors", "coarse_side", "relative_min_face", "equalize")

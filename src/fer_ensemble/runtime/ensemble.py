@@ -41,17 +41,20 @@ from typing import Any
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import ENSEMBLE_FORMAT, SpecError, UserError, file_digest, read_json_object
+from fer_ensemble.errors import SpecError, UserError, file_digest, read_json_object
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import Calibration, RestingFace, compose_relative
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
-from fer_ensemble.runtime.deprecation import renamed_keyword
+from fer_ensemble.runtime.deprecation import renamed_keyword, warn_deprecated
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 from fer_ensemble.runtime.profile import PROFILE_MAP, Profile, ProfileError, ProfileMap, blend
 
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
+
+ENSEMBLE_FORMAT = "fer-ensemble/ensemble/v1"
+"""The ``format`` of the ensemble files this version writes (``EnsembleSpec.to_dict``) and reads."""
 
 
 @dataclass
@@ -197,8 +200,10 @@ class EnsembleSpec:
     (None: the cards' own); ``prior_strength``: the default strength in [0, 1] answers are given
     under (``fer_ensemble.prior``); ``flip_tta``: the default for members that do not say;
     ``weights``: ``"shipped"`` finds the cards in the package's weights, None beside the file;
-    ``calibration`` and ``resting_spread`` ((C,) positive float64): optional; ``info``: every
-    other key, verbatim (what ``fit-ensemble`` measured). ``format`` is ``ENSEMBLE_FORMAT``."""
+    ``calibration`` and ``resting_spread`` ((C,) positive float64): optional, ``resting_measured_on``
+    saying where the spread was measured; ``info``: every other key, verbatim (what ``fit-ensemble``
+    measured). ``format`` is ``ENSEMBLE_FORMAT``. The one in-memory form of an ensemble file:
+    ``fit-ensemble`` and ``adapt`` build one and write its ``to_dict``; ``Ensemble`` takes one."""
 
     members: tuple[MemberSpec, ...]
     classes: tuple[str, ...] | None = None
@@ -208,6 +213,7 @@ class EnsembleSpec:
     weights: str | None = None
     calibration: Calibration | None = None
     resting_spread: np.ndarray | None = None
+    resting_measured_on: str | None = None
     info: dict = field(default_factory=dict)
     format: str = ENSEMBLE_FORMAT
 
@@ -254,6 +260,7 @@ class EnsembleSpec:
             classes=None if classes is None else tuple(classes),
             class_prior=class_prior, prior_strength=strength, flip_tta=flip, weights=weights,
             calibration=calibration, resting_spread=read_resting_spread(data, n_classes, source),
+            resting_measured_on=_measured_on(data.get("resting_face"), source),
             info={key: value for key, value in data.items() if key not in ENSEMBLE_KEYS})
 
     @staticmethod
@@ -291,7 +298,7 @@ class EnsembleSpec:
 
     def to_dict(self) -> dict:
         """The JSON form ``from_dict`` reads back to an equal spec (``info``'s keys included; of
-        ``resting_face``, only its ``spread``)."""
+        ``resting_face``, its ``spread`` and ``measured_on``)."""
         data: dict[str, Any] = {"format": self.format}
         if self.classes is not None:
             data["classes"] = list(self.classes)
@@ -305,16 +312,9 @@ class EnsembleSpec:
         if self.calibration is not None:
             data["calibration"] = self.calibration.to_dict()
         if self.resting_spread is not None:
-            data["resting_face"] = {"spread": self.resting_spread.tolist()}
+            data["resting_face"] = {"spread": self.resting_spread.tolist(),
+                                    **({"measured_on": self.resting_measured_on} if self.resting_measured_on else {})}
         return {**data, **self.info}
-
-
-def read_config(path: Path) -> dict:
-    """An ensemble file's contents as a plain dict (what ``adapt`` copies into the file it writes),
-    after ``EnsembleSpec.read`` checked them (UserError / SpecError otherwise)."""
-    config = read_json_object(path, "ensemble file")
-    EnsembleSpec.from_dict(config, str(path))
-    return config
 
 
 def check_ensemble_file(path: str | Path) -> None:
@@ -325,6 +325,14 @@ def check_ensemble_file(path: str | Path) -> None:
     spec = EnsembleSpec.read(path)
     for member in spec.members:
         resolve_member(spec.cards_folder(path) / member.card, member.variant)
+
+
+def _measured_on(entry: object, source: str) -> str | None:
+    """The ``measured_on`` note of a ``resting_face`` entry (None: none); SpecError unless text."""
+    note = entry.get("measured_on") if isinstance(entry, dict) else None
+    if note is not None and not isinstance(note, str):
+        raise SpecError(f"{source}: resting_face.measured_on must be text, not {_short(note)}")
+    return note
 
 
 def read_resting_spread(config: dict, n_classes: int, source: str) -> np.ndarray | None:
@@ -362,17 +370,18 @@ def load_calibration(value: str | Path) -> Calibration | None:
 class Ensemble:
     """Calibrated soft voting of exported members, then the chosen class prior.
 
-    ``config`` is the ensemble file's contents, as an ``EnsembleSpec`` or the plain dict it reads
-    (``members`` may be left out there: ``members`` are given loaded); ``Ensemble.load`` reads a
-    file. Attributes: ``classes`` (the members' class names, all equal), ``class_prior`` (the
-    training class prior, a list of C floats, or None when neither the file nor a card records
-    one), ``default_prior_strength``, ``calibration``, ``resting_spread``, ``spec`` and ``config``
-    (the plain dict, as the server reports it); ``spec``, when given, is ``config`` already
-    checked (``EnsembleSpec.from_dict``), not read again. Raises UserError for no members, members
-    that disagree on the classes, weights that are all 0 and a damaged ``config`` (SpecError)."""
+    ``Ensemble(members, spec)``: the loaded ``members`` and the ensemble file's contents as an
+    ``EnsembleSpec`` (its ``members`` entries may be left out: the members are given loaded; None:
+    an empty spec); ``Ensemble.load`` reads a file. Attributes: ``classes`` (the members' class
+    names, all equal), ``class_prior`` (the training class prior, a list of C floats, or None when
+    neither the file nor a card records one), ``default_prior_strength``, ``calibration``,
+    ``resting_spread``, ``spec`` and ``config`` (its plain dict, as the server reports it). Raises
+    UserError for no members, members that disagree on the classes, weights that are all 0, and
+    SpecError for a spec whose ``classes`` are not the cards' or whose prior or resting face does
+    not fit them. A plain dict for ``spec`` (or ``config=``) is deprecated (``DEPRECATED``)."""
 
-    def __init__(self, members: list[Member], config: EnsembleSpec | dict | None = None,
-                 spec: EnsembleSpec | None = None):
+    def __init__(self, members: list[Member], spec: EnsembleSpec | dict | None = None, *,
+                 config: dict | None = None):
         if not members:
             raise UserError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
@@ -381,13 +390,14 @@ class Ensemble:
         check_weights([m.weight for m in members])
         self.members = members
         self.classes: tuple[str, ...] = classes.pop()
-        if isinstance(config, EnsembleSpec):
-            self.spec, self.config = config, config.to_dict()
-        elif spec is not None:
-            self.spec, self.config = spec, config or spec.to_dict()
-        else:
-            self.config = config or {}
-            self.spec = EnsembleSpec.from_dict(self.config, "ensemble file", members_required=False)
+        if isinstance(spec, dict) or config is not None:
+            warn_deprecated("Ensemble(members, config)")
+            spec = EnsembleSpec.from_dict(config if config is not None else spec, "ensemble file",
+                                          members_required=False)
+        self.spec: EnsembleSpec = spec or EnsembleSpec(members=())
+        if self.spec.classes is not None and self.spec.classes != self.classes:
+            raise SpecError(f"ensemble file: classes {', '.join(self.spec.classes)} are not its members' cards' "
+                            f"({', '.join(self.classes)})")
         cards = [m.classifier.class_prior for m in members if m.classifier.class_prior is not None]
         self.class_prior: list[float] | None = (list(self.spec.class_prior) if self.spec.class_prior is not None
                                                 else cards[0] if cards else None)
@@ -402,6 +412,11 @@ class Ensemble:
         if self.resting_spread is not None and self.resting_spread.shape != (len(self.classes),):
             raise SpecError(f"ensemble file: a damaged resting_face entry (expected a spread of "
                             f"{len(self.classes)} positive numbers)")
+
+    @property
+    def config(self) -> dict:
+        """The ensemble file's contents as a plain dict (``spec.to_dict()``: what the server reports)."""
+        return self.spec.to_dict()
 
     def prior_strength(self, value: str | float | None = None) -> float:
         """The prior strength ``value`` names (``ferplus``, ``uniform`` or a number in [0, 1];
@@ -420,15 +435,14 @@ class Ensemble:
         the package's weights); ``threads`` bounds each member's ONNX Runtime. UserError /
         SpecError naming the file for a missing or damaged file, card or model."""
         path = Path(path)
-        config = read_json_object(path, "ensemble file")
-        spec = EnsembleSpec.from_dict(config, str(path))
+        spec = EnsembleSpec.read(path)
         folder = spec.cards_folder(path)
         members = [
             Member(OnnxClassifier(folder / entry.card, entry.variant, threads=threads),
                    entry.temperature, entry.weight, spec.member_flip_tta(entry))
             for entry in spec.members
         ]
-        return cls(members, config, spec)
+        return cls(members, spec)
 
     def with_calibration(self, calibration: Calibration | None) -> Ensemble:
         """A new ensemble that reads faces through ``calibration`` (None: none) and otherwise as

@@ -89,8 +89,8 @@ class EmotionRecognizer:
     """Faces and their emotions in BGR or gray images: ``predict`` for stills, ``stream()`` for video.
 
     ``detector`` defaults to ``create_detector()`` (``fer_ensemble.runtime.detectors``): BlazeFace
-    with the stills preset of ``fer-ensemble predict``; ``create_detector(live_settings())`` is the
-    webcam app's live preset, and ``HaarFaceDetector()`` (``fer_ensemble.runtime.detection``) the
+    with the stills preset of ``fer-ensemble predict``; ``create_detector(BlazeFaceOptions.live())`` is
+    the webcam app's live preset, and ``HaarFaceDetector()`` (``fer_ensemble.runtime.detection``) the
     OpenCV cascade.
     A recognizer keeps no per-image or per-video state: ``predict`` may be called from many
     threads at once (answers as from one thread; a shared Haar detector keeps a cascade per
