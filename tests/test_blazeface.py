@@ -341,6 +341,10 @@ def test_live_video_keeps_the_chosen_detector() -> None:
     add_batch_arguments(parser)
     settings = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "blazeface"]))
     assert settings.photo_detector["detector"] == settings.video_detector["detector"] == "blazeface"
+    # recorded with each source and sent to workers, maybe on other machines: no path of this install
+    haar = batch_settings(parser.parse_args(["in", "--out", "out", "--detector", "haar", "--min-face", "60"]))
+    assert haar.photo_detector == {"detector": "haar", "min_face": 60}
+    assert not {"model", "cascade"} & {*settings.photo_detector, *settings.video_detector, *haar.video_detector}
 
 
 def test_the_recognizer_gives_colour_only_to_a_detector_that_reads_it() -> None:

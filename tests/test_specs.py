@@ -286,3 +286,18 @@ def test_the_former_detector_specs_and_preset_dicts_work_one_release_with_a_warn
         assert HaarFaceDetector.for_live().options == HaarOptions.live()
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
         detectors.NoSuchName  # noqa: B018
+
+
+def test_a_detectors_settings_are_its_options_read_with_a_warning_and_never_set_on_it() -> None:
+    """``detector.min_face`` (the former attributes) warns and reads the options; ``detector.min_face
+    = 20`` would have been silently ignored, so it is refused."""
+    from fer_ensemble.errors import FerDeprecationWarning
+
+    for detector in (HaarFaceDetector(min_face=60), BlazeFaceDetector(min_face=60)):
+        with pytest.warns(FerDeprecationWarning, match="detector settings as attributes is deprecated"):
+            assert detector.min_face == 60  # type: ignore[attr-defined]
+        with pytest.raises(AttributeError, match="min_face is one of the detector's options"):
+            detector.min_face = 20  # type: ignore[attr-defined]
+        assert detector.options.min_face == 60
+        with pytest.raises(AttributeError, match="has no attribute 'nonsense'"):
+            detector.nonsense  # type: ignore[attr-defined]  # noqa: B018

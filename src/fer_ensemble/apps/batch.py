@@ -78,7 +78,7 @@ def batch_settings(args: argparse.Namespace):
         raise UserError("--auto-resting-face needs tracks: leave out --no-track")
     return BatchSettings(ensemble=args.ensemble, prior_strength=args.prior, stride=args.stride, track=not args.no_track,
                          auto_resting_face=args.auto_resting_face, calibration=args.calibration,
-                         photo_detector=detector_options_of(args).to_dict(), video_detector=live_settings(detector_options_of(args)),
+                         photo_detector=detector_options_of(args).to_dict(defaults=False), video_detector=live_settings(detector_options_of(args)),
                          profile=args.profile, geometry=args.geometry or None)
 
 

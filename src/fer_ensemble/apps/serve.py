@@ -113,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
                               max_upload_bytes=int(args.max_upload_mb * 2**20),
                               cors_origins=args.cors_origin, max_fps=args.max_fps, threads=args.threads,
                               prior_strength=args.prior, max_pixels=int(args.max_megapixels * 1e6),
-                              concurrency=args.concurrency, queue=args.queue, detector=detector_options_of(args).to_dict(),
+                              concurrency=args.concurrency, queue=args.queue, detector=detector_options_of(args).to_dict(defaults=False),
                               calibration=args.calibration, max_streams=args.max_streams)
     if args.workers == 1:
         keep_uploads_in_memory(settings.max_upload_bytes)

@@ -23,7 +23,14 @@ import cv2
 import numpy as np
 
 from fer_ensemble.runtime.deprecation import deprecated_attribute
-from fer_ensemble.runtime.detection import LIVE_MIN_FACE, Box, DetectorOptions, TurnedBox, iou
+from fer_ensemble.runtime.detection import (
+    LIVE_MIN_FACE,
+    Box,
+    DetectorOptions,
+    OptionsDetector,
+    TurnedBox,
+    iou,
+)
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR, create_session
 
 BLAZEFACE_FILE = WEIGHTS_DIR / "blazeface_short_range.onnx"
@@ -188,7 +195,7 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, code)
 
 
-class BlazeFaceDetector:
+class BlazeFaceDetector(OptionsDetector):
     """Faces in BGR, BGRA or gray images; boxes in image pixels framed as Haar's, left to right.
     ``options`` (default: the stills preset) with ``settings`` replacing some of them:
     ``BlazeFaceDetector(BlazeFaceOptions.live())``, ``BlazeFaceDetector(turned_scans="off")``;
@@ -198,6 +205,7 @@ class BlazeFaceDetector:
     """
 
     reads_colour: ClassVar[bool] = True  # EmotionRecognizer passes the colour image, not its gray copy
+    options: BlazeFaceOptions
 
     def __init__(self, options: BlazeFaceOptions | None = None, *, threads: int | None = None,
                  **settings: Any) -> None:

@@ -45,6 +45,7 @@ DEPRECATED: dict[str, tuple[str, str]] = {
     "LIVE_DETECTION": ("HaarOptions.live()", "the live preset as options"),
     "BLAZEFACE_DETECTION": ("BlazeFaceOptions.stills()", "the stills preset as options"),
     "HaarFaceDetector.for_live": ("HaarOptions.live", "HaarFaceDetector(HaarOptions.live())"),
+    "detector settings as attributes": ("detector.options", "e.g. detector.options.min_face"),
     "Ensemble(members, config)": ("Ensemble(members, spec)", "an EnsembleSpec: EnsembleSpec.from_dict(config)"),
 }
 """Old name -> (the name that replaces it, how to use it). The single place an old name is kept."""

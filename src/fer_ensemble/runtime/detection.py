@@ -212,7 +212,30 @@ class HaarOptions(DetectorOptions):
         return HaarOptions.live(second_look=self.second_look, equalize=self.equalize, cascade=self.cascade)
 
 
-class HaarFaceDetector:
+class OptionsDetector:
+    """What ``HaarFaceDetector`` and ``BlazeFaceDetector`` share: their settings are ``options``, a
+    frozen dataclass. Reading a setting off the detector (``detector.min_face``, the former API)
+    warns and gives ``options``' value; setting one is refused (AttributeError), as it would be
+    silently ignored: make a detector with other options instead."""
+
+    options: DetectorOptions
+
+    def __getattr__(self, name: str) -> Any:  # only for names the object does not have
+        options = self.__dict__.get("options")
+        if options is not None and name in {f.name for f in dataclasses.fields(options)}:  # type: ignore[arg-type]
+            warn_deprecated("detector settings as attributes")
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        options = self.__dict__.get("options")
+        if options is not None and name in {f.name for f in dataclasses.fields(options)}:  # type: ignore[arg-type]
+            raise AttributeError(f"{name} is one of the detector's options, fixed when it is made: "
+                                 f"{type(self).__name__}({type(options).__name__}(...), {name}=...)")
+        super().__setattr__(name, value)
+
+
+class HaarFaceDetector(OptionsDetector):
     """OpenCV's Haar cascade; boxes in frame pixels, sorted left to right. ``options`` (default: the
     stills preset) with ``settings`` replacing some of them: ``HaarFaceDetector(HaarOptions.live())``,
     ``HaarFaceDetector(relative_min_face=0)``; its ``second_look`` is ``create_detector``'s business.
@@ -227,6 +250,8 @@ class HaarFaceDetector:
     scan of a copy ``detect_width`` pixels wide (0: full size). ``rotations``: extra scans of the
     image turned by these angles (degrees), for tilted heads, at the scale of the last upright scan.
     """
+
+    options: HaarOptions
 
     def __init__(self, options: HaarOptions | None = None, **settings: Any) -> None:
         self.options = dataclasses.replace(options or HaarOptions(), **settings) if settings else options or HaarOptions()

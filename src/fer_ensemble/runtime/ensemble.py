@@ -381,7 +381,7 @@ class Ensemble:
     not fit them. A plain dict for ``spec`` (or ``config=``) is deprecated (``DEPRECATED``)."""
 
     def __init__(self, members: list[Member], spec: EnsembleSpec | dict | None = None, *,
-                 config: dict | None = None):
+                 config: EnsembleSpec | dict | None = None):
         if not members:
             raise UserError("an ensemble needs at least one member")
         classes = {m.classifier.classes for m in members}
@@ -390,6 +390,8 @@ class Ensemble:
         check_weights([m.weight for m in members])
         self.members = members
         self.classes: tuple[str, ...] = classes.pop()
+        if isinstance(config, EnsembleSpec):  # the former keyword holding a spec
+            spec, config = config, None
         if isinstance(spec, dict) or config is not None:
             warn_deprecated("Ensemble(members, config)")
             spec = EnsembleSpec.from_dict(config if config is not None else spec, "ensemble file",
