@@ -38,7 +38,7 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, blend, require_fitting
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, blend, fitted_in_parallel, require_fitting
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
@@ -310,25 +310,28 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     neutral = EMOTIONS.index("neutral")
     maps, map_use = profile_maps(args, ensemble, data, embeddings, found)
     rng = np.random.default_rng(args.seed)
-    picks, before, after = [], [], []
+    draws = []  # (person, enrolled, scored) of every draw, drawn in order: the seed decides them all
     for _ in range(args.draws):
         for key in sorted(set(data.groups)):
             mine = person == key
             enrolled, scored = draw_enrolment(data.labels, mine & found, args.enrol, rng, allowed)
             unread = mine & ~found  # no face: scored, and counted wrong
             scored |= unread if allowed is None else unread & ~allowed
-            if not enrolled.any() or not scored.any():
-                continue
-            resting = None
-            if args.resting_face and (enrolled & (data.labels == neutral)).any():
-                resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
-            frames = embeddings.shape[1]
-            profile = ensemble.profile(embeddings[enrolled].reshape(-1, embeddings.shape[2]),
-                                       np.repeat(data.labels[enrolled], frames), profile_map=maps.get(key))
-            index = np.flatnonzero(scored)
-            picks.append(index)
-            before.append(ensemble.answer(native[index], args.prior, resting))
-            after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile), before[-1]))
+            if enrolled.any() and scored.any():
+                draws.append((key, enrolled, scored))
+    frames = embeddings.shape[1]
+    profiles = fitted_in_parallel(lambda draw: ensemble.profile(
+        embeddings[draw[1]].reshape(-1, embeddings.shape[2]), np.repeat(data.labels[draw[1]], frames),
+        profile_map=maps.get(draw[0])), draws)
+    picks, before, after = [], [], []
+    for (_, enrolled, scored), profile in zip(draws, profiles):
+        resting = None
+        if args.resting_face and (enrolled & (data.labels == neutral)).any():
+            resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
+        index = np.flatnonzero(scored)
+        picks.append(index)
+        before.append(ensemble.answer(native[index], args.prior, resting))
+        after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile), before[-1]))
     if not picks:
         raise UserError(f"no photo to score: each {args.group_by} needs more than {args.enrol} photos of a class")
     keep = np.concatenate(picks)
@@ -374,7 +377,8 @@ def profile_maps(args: argparse.Namespace, ensemble: Ensemble, data: LabelledIma
     usable = np.repeat(found, frames)
     flat = embeddings.reshape(-1, embeddings.shape[2])[usable]
     labels, person = np.repeat(data.labels, frames)[usable], np.repeat(np.array(data.groups), frames)[usable]
-    return {key: shipped.held_out(index, flat, labels, person, key) for key in people}, "held-out"
+    refits = fitted_in_parallel(lambda key: shipped.held_out(index, flat, labels, person, key), people)
+    return dict(zip(people, refits)), "held-out"
 
 
 def format_resting_report(name: str, args: argparse.Namespace, people: int, without: list[str],

@@ -27,8 +27,12 @@ anyone (docs/model-card.md).
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +52,9 @@ framing first, then a little wider, narrower, lower and higher): augmentation, c
 PROFILE_WEIGHT = 0.0
 """The ensemble's log-probabilities' weight beside the profile's scores (``blend``); chosen with
 ``PROFILE_C``: the study found the ensemble's answer adds nothing among the enrolled classes."""
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 MAP_FORMAT = "fer-ensemble/profile-map/v1"
@@ -380,6 +387,18 @@ def _logistic(embeddings: np.ndarray, labels: np.ndarray, c: float,
         coef = np.concatenate([np.zeros_like(coef), coef])
         intercept = np.concatenate([np.zeros_like(intercept), intercept])
     return coef, intercept
+
+
+def fitted_in_parallel(fit: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
+    """``[fit(item) for item in items]``, in order, on ``workers`` threads (default: one per CPU
+    core), with BLAS on one thread throughout, so each fit gives exactly what it gives alone:
+    scikit-learn's L-BFGS spends most of its time in NumPy, which lets other threads run (on this
+    project's 2-core machine, 150 profile fits take half the time). ProfileError without scikit-learn."""
+    require_fitting()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(fit, items))
 
 
 def blend(answer: np.ndarray, embeddings: np.ndarray, profile: Profile) -> np.ndarray:
