@@ -279,6 +279,24 @@ def test_a_refused_stream_says_why(server) -> None:
     assert "faces" in asyncio.run(answered(f"http://127.0.0.1:{server['port']}"))  # the server's own page
 
 
+def test_the_web_api_is_its_snapshot_so_a_change_is_noticed(tmp_path: Path) -> None:
+    """tests/data/api.json holds the REST schema and the WebSocket routes' query parameters; an API
+    change fails here until the snapshot is rewritten (scripts/api_snapshot.py) with it."""
+    def check(snapshot: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/api_snapshot.py", "--check", "--snapshot", str(snapshot)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    recorded = REPO / "tests" / "data" / "api.json"
+    assert check(recorded).returncode == 0, check(recorded).stderr
+    changed = json.loads(recorded.read_text())
+    del changed["openapi"]["paths"]["/v1/model"]
+    changed["websockets"]["/v1/stream"].remove("geometry")
+    (tmp_path / "api.json").write_text(json.dumps(changed))
+    result = check(tmp_path / "api.json")
+    assert result.returncode == 1 and "/openapi/paths//v1/model: added" in result.stderr, result.stderr
+    assert "/websockets//v1/stream" in result.stderr and "scripts/api_snapshot.py" in result.stderr
+
+
 def test_openapi_fuzzing_finds_no_server_error(server) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", server["url"] + "/openapi.json",
