@@ -53,8 +53,8 @@ PROFILE_WEIGHT = 0.0
 """The ensemble's log-probabilities' weight beside the profile's scores (``blend``); chosen with
 ``PROFILE_C``: the study found the ensemble's answer adds nothing among the enrolled classes."""
 
-T = TypeVar("T")
-R = TypeVar("R")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 MAP_FORMAT = "fer-ensemble/profile-map/v1"
@@ -389,7 +389,8 @@ def _logistic(embeddings: np.ndarray, labels: np.ndarray, c: float,
     return coef, intercept
 
 
-def fitted_in_parallel(fit: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
+def fitted_in_parallel(fit: Callable[[_Item], _Result], items: Iterable[_Item],
+                       workers: int | None = None) -> list[_Result]:
     """``[fit(item) for item in items]``, in order, on ``workers`` threads (default: one per CPU
     core), with BLAS on one thread throughout, so each fit gives exactly what it gives alone:
     scikit-learn's L-BFGS spends most of its time in NumPy, which lets other threads run (on this
