@@ -267,3 +267,22 @@ def test_a_turned_face_in_a_loose_box_is_read_at_a_tighter_framing_and_flagged_i
     assert all(row["turned"] == str(int(abs(float(row["yaw"])) > YAW_LIMIT)) for row in rows)
     text = run_cli("predict", str(SAMPLES / "camera.png"), "--geometry").stdout
     assert "turned too far to read" in text and "untrusted" in text
+
+
+def test_the_webcam_gives_every_live_face_its_geometry_read_beside_the_classifier() -> None:
+    """``webcam --geometry``: the landmarks are read on a second thread while the faces are
+    classified, and attached to the frame's live faces (one per detector box, in its order); a
+    held face, shown from an earlier frame, has none. Every frame's JSON line says so."""
+    result = run_cli("webcam", "--no-window", "--source", str(SAMPLES / "faces.mp4"), "--unpaced", "--geometry")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    faces = [face for line in lines for face in line["faces"]]
+    live = [face for face in faces if not face["held"]]
+    assert len(lines) >= 50 and len(live) >= 50
+    assert all(set(face) >= {"pose", "turned", "blendshapes", "landmarks"} for face in live)
+    assert all(len(face["landmarks"]) == 478 and len(face["blendshapes"]) == 51 for face in live)
+    assert all("pose" not in face for face in faces if face["held"])
+    for face in live:  # each face's own geometry: its landmarks' centre inside its box
+        x, y, w, h = face["box"]
+        cx, cy = np.mean([p[0] for p in face["landmarks"]]), np.mean([p[1] for p in face["landmarks"]])
+        assert x < cx < x + w and y < cy < y + h, face["box"]
+    assert any(len([f for f in line["faces"] if not f["held"]]) > 1 for line in lines)  # frames of two faces too

@@ -153,7 +153,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         for _ in range(frames):
             writer.write(frame)
         writer.release()
-        recognizer = build_recognizer(args, threads=1)
+        recognizer = build_recognizer(argparse.Namespace(**{**vars(args), "geometry": geometry}), threads=1)
         enrolled = recognizer.enrol([frame, cv2.flip(frame, 1)], ["happiness", "neutral"]) if profile else None
         stream = recognizer.stream(auto_resting_face=auto_resting_face, profile=enrolled or recognizer.profile)
         shown = {"faces": 0, "relative": 0, "profiled": 0, "geometry": 0}
@@ -161,8 +161,6 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
         detector = DetectorThread(recognizer, source)
 
         def take_once(number: int, frame: np.ndarray, faces: list) -> bool:
-            if geometry:
-                recognizer.add_geometry(frame, faces)
             if resting_face and not any(f.relative for f in faces):
                 stream.take_resting_face()
             shown["faces"] += len(faces)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from fer_ensemble.media import decoder_log, open_video
 from fer_ensemble.runtime.drawing import draw_prompt, draw_status
 from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.profile import PROFILE_FORMAT, ProfileError, require_fitting
+from fer_ensemble.runtime.recognizer import with_geometry
 from fer_ensemble.runtime.stream import FaceStream, later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
@@ -367,7 +369,6 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
         """Draw or print one frame; False when the user quits."""
         assert stream.time_s is not None  # the frame was just read at it
         state = enroller.frame(stream, frame, stream.time_s)
-        recognizer.add_geometry(frame, faces)
         if not show:
             line = {"frame": number, "faces": [f.to_dict() for f in faces]}
             print(json_text(line if state is None else {**line, "enrolment": state.to_dict()}), flush=True)
@@ -450,20 +451,28 @@ def live_loop(stream: FaceStream, source: LatestFrame, detector: DetectorThread,
               stats: LoopStats | None = None) -> LoopStats:
     """Classify the newest frame with the detector's latest boxes until the source ends, at most
     ``budget`` faces per frame (``FaceStream.update``, at the time the frame was read; None: every face).
-    Counts into ``stats`` as it goes (a new one when None), so a caller that catches Ctrl-C
-    (KeyboardInterrupt, raised through) still has the counts so far."""
+    When the stream's recognizer reads geometry (``--geometry``), each frame's faces get it from a
+    second thread, which reads the landmarks while the faces are classified. Counts into ``stats``
+    as it goes (a new one when None), so a caller that catches Ctrl-C (KeyboardInterrupt, raised
+    through) still has the counts so far."""
     stats = stats if stats is not None else LoopStats(frames=0, seconds=0.0, detections=0, dropped=0)
     started = time.perf_counter()
+    reader = detector.recognizer.geometry  # the recognizer of the stream and of the detector thread
+    geometry = ThreadPoolExecutor(1, thread_name_prefix="geometry") if reader is not None else None
     try:
-        _loop(stats, stream, source, detector, on_frame, max_frames, window, budget)
+        _loop(stats, stream, source, detector, on_frame, max_frames, window, budget, geometry)
     finally:
         stats.seconds, stats.detections = time.perf_counter() - started, detector.detections
+        if geometry is not None:
+            geometry.shutdown(wait=True)
     return stats
 
 
 def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: DetectorThread, on_frame,
-          max_frames: int | None, window: dict | None, budget: int | None) -> None:
-    """``live_loop``'s frames, counted in ``stats`` as they go."""
+          max_frames: int | None, window: dict | None, budget: int | None,
+          geometry: ThreadPoolExecutor | None = None) -> None:
+    """``live_loop``'s frames, counted in ``stats`` as they go; with ``geometry``, each frame's
+    landmarks are read there while its faces are classified here."""
     detector.wait_first()
     last = 0
     while max_frames is None or stats.frames < max_frames:
@@ -473,7 +482,11 @@ def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: D
         stats.dropped += max(0, number - last - 1)
         last = number
         tick = time.perf_counter()
-        faces = stream.update(frame, later_time(time_s, stream.time_s), detector.boxes, budget)
+        boxes = detector.boxes
+        shapes = None if geometry is None else geometry.submit(detector.recognizer.geometry.read, frame, boxes)
+        faces = stream.update(frame, later_time(time_s, stream.time_s), boxes, budget)
+        if shapes is not None:  # the live faces come first, one per box, in the boxes' order
+            with_geometry(faces[:len(boxes)], shapes.result())
         stats.frames += 1
         stats.faces += len(faces)
         if window is not None:

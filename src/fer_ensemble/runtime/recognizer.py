@@ -43,7 +43,7 @@ from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.geometry import GeometryReader, turned
+from fer_ensemble.runtime.geometry import FaceGeometry, GeometryReader, turned
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile
 from fer_ensemble.runtime.stream import (  # noqa: F401 - CALM_* and AUTO_RESTING_FACE_HELP: their former home
     AUTO_RESTING_FACE_HELP,
@@ -83,6 +83,17 @@ def __getattr__(name: str) -> int:
         warn_deprecated(name)
         return FORMER_FRAMES[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def with_geometry(faces: list[Face], shapes: list[FaceGeometry | None]) -> list[Face]:
+    """``faces``, each given the landmarks, pose and blendshapes of its ``FaceGeometry`` (same order;
+    None: the model found no face there, left as it is) in place, and flagged ``turned`` past the
+    readable range (``geometry.turned``)."""
+    for face, shape in zip(faces, shapes):
+        if shape is not None:
+            face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
+            face.turned = turned(shape.pose)
+    return faces
 
 
 class EmotionRecognizer:
@@ -321,10 +332,7 @@ class EmotionRecognizer:
             return faces
         boxes = [face.box for face in faces] if boxes is None else boxes
         live = [(face, box) for face, box in zip(faces, boxes) if not face.held]
-        for (face, _), shape in zip(live, self.geometry.read(image, [box for _, box in live])):
-            if shape is not None:
-                face.landmarks, face.pose, face.blendshapes = shape.landmarks, shape.pose, shape.blendshapes
-                face.turned = turned(shape.pose)
+        with_geometry([face for face, _ in live], self.geometry.read(image, [box for _, box in live]))
         return faces
 
     def stream(self, frames: Iterable[np.ndarray] | None = None, *, options: StreamOptions | None = None,
