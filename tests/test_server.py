@@ -193,7 +193,7 @@ def test_a_bad_resting_face_value_is_echoed_cut_short() -> None:
     """Robustness issue, item 20: the reply to a malformed control message echoes the resting_face
     value sent, as docs/web.md says (it was null), cut to 40 characters and always strict JSON."""
     from fer_ensemble.errors import json_text
-    from fer_ensemble.server.app import control_reply
+    from fer_ensemble.server.controls import control_reply
 
     for sent, echo in (("wink", "wink"), ("x" * 1000, "x" * 40), (7, "7"), ([1, 2], "[1, 2]"),
                        (float("nan"), "NaN"), (10**100, "1" + "0" * 39), (None, None), (True, True)):
@@ -540,14 +540,14 @@ def test_the_page_draws_a_held_face_dimmed_and_dashed(server) -> None:
 
 def test_pixel_count_is_checked_before_decoding(app, monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused from the header: OpenCV's decoder is never called (it would fail the test)."""
-    import fer_ensemble.server.app as server_app
+    import fer_ensemble.server.limits as limits
 
     def no_decoding(*_):
         raise AssertionError("the image was decoded")
 
     data = huge_png()
     assert len(data) < 3 * 2**20
-    monkeypatch.setattr(server_app.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(limits.cv2, "imdecode", no_decoding)
     for payload in (data, data[:200]):  # the whole file, and its header alone
         response = post(app, payload, "huge.png")
         assert response.status_code == 413 and "megapixels" in response.json()["detail"]
@@ -680,7 +680,7 @@ def test_a_full_worker_pool_answers_503_with_retry_after() -> None:
 
     from fastapi import HTTPException  # noqa: F401 - the server extra is present
 
-    from fer_ensemble.server.app import Busy, WorkerPool
+    from fer_ensemble.server.limits import Busy, WorkerPool
 
     pool = WorkerPool(workers=1, queue=1)
     release = threading.Event()
@@ -903,7 +903,7 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
 
 def test_a_huge_image_is_refused_with_its_own_size() -> None:
     """Issue 22, item 19: a 400-megapixel PNG is called that, not 'more than 179 megapixels'."""
-    from fer_ensemble.server.app import ImageRejected, decode_image
+    from fer_ensemble.server.limits import ImageRejected, decode_image
 
     with pytest.raises(ImageRejected) as refused:
         decode_image(huge_png(20000), 50_000_000)
@@ -985,7 +985,7 @@ def test_an_iphone_heic_upload_is_read(app, tmp_path: Path) -> None:
     assert len(served.json()["faces"]) == 1
     damaged = post(app, data[:2000], "cut.heic")
     assert damaged.status_code == 415 and "not a readable HEIC/HEIF photo" in damaged.json()["detail"]
-    from fer_ensemble.server.app import ImageRejected, decode_image
+    from fer_ensemble.server.limits import ImageRejected, decode_image
 
     with pytest.raises(ImageRejected) as refused:
         decode_image(data, 100_000)

@@ -106,7 +106,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from fer_ensemble.runtime.ensemble import check_ensemble_file, load_calibration
     from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE
-    from fer_ensemble.server.app import SETTINGS_VARIABLE, ServerSettings, create_app, keep_uploads_in_memory
+    from fer_ensemble.server.app import SETTINGS_VARIABLE, create_app
+    from fer_ensemble.server.limits import keep_uploads_in_memory
+    from fer_ensemble.server.settings import ServerSettings
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     settings = ServerSettings(ensemble=args.ensemble, token=token,

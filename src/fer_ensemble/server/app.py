@@ -49,21 +49,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import json
 import os
-import re
-import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-import cv2
-import numpy as np
 from fastapi import (
     APIRouter,
     Depends,
@@ -74,7 +67,6 @@ from fastapi import (
     Request,
     UploadFile,
     WebSocket,
-    WebSocketDisconnect,
     WebSocketException,
 )
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
@@ -82,47 +74,37 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, model_serializer
-from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
 from fer_ensemble import __version__
-from fer_ensemble.errors import InputError, json_text
-from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
 from fer_ensemble.runtime.detectors import create_detector, live_settings
-from fer_ensemble.runtime.enrolment import EnrolmentOptions, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.ensemble import Ensemble, load_calibration
 from fer_ensemble.runtime.geometry import PITCH_LIMIT, YAW_LIMIT
-from fer_ensemble.runtime.profile import Profile, ProfileError
 from fer_ensemble.runtime.recognizer import (
     AUTO_RESTING_FACE_HELP,
     EmotionRecognizer,
     load_ensemble,
 )
-from fer_ensemble.runtime.stream import FaceStream, later_time
+from fer_ensemble.runtime.stream import FaceStream
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
+from fer_ensemble.server.controls import read_profile
+from fer_ensemble.server.limits import (
+    BodySizeLimit,
+    Busy,
+    ImageRejected,
+    WorkerPool,
+    decode_image,
+    keep_uploads_in_memory,
+)
+from fer_ensemble.server.settings import ServerSettings
+from fer_ensemble.server.stream import FrameStream
 
 STATIC = Path(__file__).parent / "static"
+
+
 SWAGGER_ASSETS = files("fastapi_offline") / "static"  # Swagger UI 5 (OpenAPI 3.1), no CDN
-
-
-@dataclass
-class ServerSettings:
-    ensemble: str | None = None
-    token: str | None = None
-    max_upload_bytes: int = 8 * 2**20
-    cors_origins: list[str] = field(default_factory=list)
-    max_fps: float = 15.0
-    threads: int | None = None
-    prior_strength: float | None = None  # None: the ensemble file's default
-    max_pixels: int = 50_000_000  # width x height, read from the header before decoding
-    concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # images decoded and classified at once
-    queue: int = 8  # requests waiting for a worker before 503
-    detector: dict = field(default_factory=dict)  # create_detector settings for photos (default: DEFAULT_DETECTOR, stills preset)
-    calibration: str | None = None  # none, a preset (posed) or a file adapt wrote; None: the ensemble file's own
-    max_streams: int = 32  # WebSocket streams open at once; beyond them a new one is closed with 1013
 
 
 PRIOR_DESCRIPTION = ("class prior of the answers: 'uniform' (rare emotions not given up), 'ferplus' "
@@ -173,131 +155,6 @@ class Health(BaseModel):
     version: str
 
 
-class BodySizeLimit:
-    """Pure ASGI middleware: 413 once a request body passes ``limit`` bytes, counted as it streams
-    (a chunked upload without Content-Length included), before anything parses it."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _too_large(send, self.limit)
-        state = {"seen": 0, "over": False, "started": False}
-
-        async def counted_receive():
-            if state["over"]:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                state["seen"] += len(message.get("body", b""))
-                if state["seen"] > self.limit:
-                    state["over"] = True
-                    if not state["started"]:
-                        state["started"] = True
-                        await _too_large(send, self.limit)
-                    return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
-            return message
-
-        async def guarded_send(message):
-            if state["over"]:
-                return
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not state["over"]:
-                raise
-
-
-def megabytes(limit: int) -> str:
-    """A size limit in bytes as the server's flag gives it, in MB of 2**20 bytes ("8 MB", "0.5 MB")."""
-    return f"{limit / 2**20:.4g} MB"
-
-
-async def _too_large(send, limit: int) -> None:
-    body = json_text({"detail": f"upload larger than {megabytes(limit)} (--max-upload-mb)"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class ImageRejected(Exception):
-    """An upload or frame refused before or while decoding; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header alone (Pillow reads no pixels here); None when the
-    header declares more pixels than Pillow's own decompression-bomb bound."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except Image.DecompressionBombError as error:  # beyond Pillow's own limit: its message has the count
-        pixels = re.search(r"\((\d+) pixels\)", str(error))
-        return (int(pixels.group(1)), 1) if pixels else None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ImageRejected(415, NOT_AN_IMAGE) from None
-
-
-NOT_AN_IMAGE = "the bytes are not a decodable image (JPEG, PNG, WebP, BMP, GIF, TIFF...)"
-
-
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """A BGR image, after checking its pixel count against ``max_pixels`` from the header. HEIC /
-    HEIF (iPhones' photos) is read through ``media.open_heif`` (the ``heic`` extra)."""
-    if not data:
-        raise ImageRejected(415, "empty upload: expected a JPEG, PNG or other image")
-    try:
-        heif = open_heif(data) if is_heif(data) else None
-        size = heif[1] if heif else header_size(data)
-        if size is None:  # beyond Pillow's own bound, its message without the count
-            raise ImageRejected(413, f"image of more than 179 megapixels; this server takes up to "
-                                     f"{max_pixels / 1e6:.1f} (serve --max-megapixels)")
-        check_pixels(size, max_pixels, "this server takes (serve --max-megapixels)")  # the commands' check too
-        image = heif_pixels(heif[0]) if heif else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except TooManyPixels as error:
-        raise ImageRejected(413, str(error)) from None
-    except InputError as error:  # a HEIF photo without the heic extra, or a damaged one
-        raise ImageRejected(415, str(error)) from None
-    if image is None:
-        raise ImageRejected(415, NOT_AN_IMAGE)
-    return image
-
-
-class Busy(Exception):
-    """Every worker is busy and the queue is full."""
-
-
-class WorkerPool:
-    """Decoding and inference off the event loop: ``workers`` jobs at once, ``queue`` more waiting;
-    beyond that ``run`` raises Busy at once rather than queueing without bound."""
-
-    def __init__(self, workers: int, queue: int):
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fer-worker")
-        self.capacity = workers + queue
-        self.pending = 0  # touched only on the event loop: no lock
-
-    async def run(self, function, *args):
-        if self.pending >= self.capacity:
-            raise Busy
-        self.pending += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-        finally:
-            self.pending -= 1
-
-
 def prior_strength(ensemble: Ensemble, value: str | None, default: float | None) -> float:
     """A request's ``prior`` (ferplus, uniform or 0..1), else the server's; 422 when malformed."""
     try:
@@ -328,150 +185,9 @@ class Recognizers:
 
 GEOMETRY_DESCRIPTION = ("true: each face's head pose, a 'turned' flag, 51 blendshapes and 478 landmarks too "
                         "(MediaPipe's models, about 20 ms a face)")
-RESTING_FACE_ACTIONS = ("take", "clear")
-RESTING_FACE_EXAMPLE = '{"resting_face": "take" or "clear", "track_id": 3} (no track_id: every face)'
-MAX_PENDING_CONTROLS = 64  # control messages waiting for the frame in progress before 1008
-
-
-def parse_resting_face(message: object) -> tuple[str, int | None]:
-    """(action, track_id or None for every face) from a decoded control message; ValueError
-    saying what is wrong with it."""
-    if not isinstance(message, dict) or "resting_face" not in message:
-        raise ValueError(f"a text message must be a JSON control message: {RESTING_FACE_EXAMPLE}")
-    check_keys(message, ("resting_face", "track_id"), RESTING_FACE_EXAMPLE)
-    action, track_id = message["resting_face"], message.get("track_id")
-    if action not in RESTING_FACE_ACTIONS:
-        raise ValueError(f"resting_face must be 'take' or 'clear', not {quoted(action)}")
-    return action, checked_track_id(track_id)
-
-
-def check_keys(message: dict, known: tuple[str, ...], example: str) -> None:
-    """ValueError naming a control message's keys outside ``known`` (and the ``example`` expected)."""
-    unknown = sorted(str(key) for key in message if key not in known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)[:80]}: expected {example}")
-
-
-def checked_track_id(track_id: object) -> int | None:
-    """A control message's ``track_id``: an integer or None (every face); ValueError otherwise."""
-    if track_id is not None and type(track_id) is not int:
-        raise ValueError(f"track_id must be an integer (omit it for every face), not {quoted(track_id)}")
-    return track_id
-
-
-def apply_resting_face(stream: FaceStream, action: str, track_id: int | None) -> list[int]:
-    """Take or clear the resting face of face ``track_id`` (None: every face in view); the track
-    ids changed. KeyError when that face is not in view. Never call it while ``update`` runs."""
-    if action == "take":
-        taken = stream.take_resting_face(None if track_id is None else [track_id])
-        if track_id is not None and not taken:
-            raise KeyError(track_id)
-        return taken
-    return stream.clear_resting_face(None if track_id is None else [track_id])
-
-
-ECHO_CHARACTERS = 40
-"""How much of a bad control message's ``resting_face`` value its reply echoes."""
-
-
-def quoted(value: object) -> str:
-    """A client's value as an error message quotes it: its JSON text, cut to ``ECHO_CHARACTERS``."""
-    return json.dumps(value, allow_nan=True)[:ECHO_CHARACTERS]  # inside a message's text: NaN is fine there
-
-
-def echoed(value: object) -> str | bool | None:
-    """A control message's ``resting_face`` value as its reply echoes it: text cut to
-    ``ECHO_CHARACTERS``, true, false or null as sent, another JSON value (a number, a list...) as its
-    JSON text, cut the same way (so a reply stays small and strict JSON: no NaN, no huge number)."""
-    if value is None or isinstance(value, (str, bool)):
-        return value[:ECHO_CHARACTERS] if isinstance(value, str) else value
-    return quoted(value)
-
-
-def control_reply(stream: FaceStream, message: object) -> dict:
-    """Apply one decoded control message to ``stream``; the reply to send (never raises for
-    a bad message: the reply's ``error`` says what is wrong)."""
-    action = echoed(message.get("resting_face")) if isinstance(message, dict) else None
-    try:
-        action, track_id = parse_resting_face(message)
-        return {"resting_face": action, "track_ids": apply_resting_face(stream, action, track_id)}
-    except KeyError:
-        return {"resting_face": action, "error": f"no face #{track_id} in view (see the track_id of the "
-                                                 "faces in the latest frame's answer)"}
-    except ValueError as error:  # UserError included: an ensemble without a class prior
-        return {"resting_face": action, "error": str(error)}
-
-
-def read_profile(data: bytes | str | object, ensemble: Ensemble) -> Profile:
-    """A profile sent to the server (a file's bytes, or its decoded JSON), checked against the
-    server's ensemble; HTTPException 422 saying what is wrong."""
-    try:
-        if isinstance(data, (bytes, str)):
-            try:
-                data = json.loads(data)
-            except (ValueError, UnicodeDecodeError):
-                raise ProfileError("profile: not a profile file (not JSON)") from None
-        profile = Profile.from_dict(data, "profile")
-        ensemble.check_profile(profile)
-    except ProfileError as error:
-        raise HTTPException(status_code=422, detail=str(error)) from None
-    return profile
-
-
-PROFILE_EXAMPLE = '{"profile": {...a profile file\'s JSON...} or null, "track_id": 3} (no track_id: every face)'
-ENROL_EXAMPLE = '{"enrol": "start" (with "captures", "countdown_s" if wanted), "redo" or "cancel"}'
-ENROL_LIMITS = {"captures": (1, 10), "countdown_s": (0.0, 10.0)}
-"""What a client may set of a guided enrolment started by ``{"enrol": "start"}``, and its bounds."""
-
-
-def profile_reply(stream: FaceStream, message: dict, ensemble: Ensemble) -> dict:
-    """Apply a ``{"profile": ..., "track_id": ...}`` message to ``stream``; the reply (its ``error``
-    says what is wrong, never raised)."""
-    action = "set" if message["profile"] is not None else "cleared"
-    try:
-        check_keys(message, ("profile", "track_id"), PROFILE_EXAMPLE)
-        track_id = checked_track_id(message.get("track_id"))
-        profile = None if message["profile"] is None else read_profile(message["profile"], ensemble)
-    except HTTPException as error:
-        return {"profile": action, "error": error.detail}
-    except ValueError as error:
-        return {"profile": action, "error": str(error)}
-    if track_id is not None:
-        try:
-            stream.set_profile(track_id, profile)
-        except KeyError:
-            return {"profile": action, "error": f"no face #{track_id} in view (see the track_id of the faces "
-                                                "in the latest frame's answer)"}
-        return {"profile": action, "track_ids": [track_id]}
-    stream.options = replace(stream.options, profile=profile)  # faces that appear later too
-    stream.forget_lost_profiles()  # a lost face's former profile must not come back
-    changed = [t.track_id for t in stream.tracker.tracks]
-    for changed_id in changed:
-        stream.set_profile(changed_id, profile)
-    return {"profile": action, "track_ids": changed}
-
-
-def enrolment_options(message: dict) -> EnrolmentOptions:
-    """The options of an ``{"enrol": "start", ...}`` message; ValueError saying what is wrong."""
-    check_keys(message, ("enrol", *ENROL_LIMITS), ENROL_EXAMPLE)
-    for key, (low, high) in ENROL_LIMITS.items():
-        value = message.get(key, low)
-        whole = key != "captures" or isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high or not whole:
-            kind = "a whole number" if key == "captures" else "a number"
-            raise ValueError(f"{key} must be {kind} in [{low:g}, {high:g}], not {quoted(value)}")
-    return EnrolmentOptions(captures=int(message.get("captures", EnrolmentOptions.captures)),
-                            countdown_s=float(message.get("countdown_s", EnrolmentOptions.countdown_s)))
 
 
 SETTINGS_VARIABLE = "FER_ENSEMBLE_SERVER_SETTINGS"
-
-
-def keep_uploads_in_memory(max_upload_bytes: int) -> None:
-    """Multipart uploads up to ``max_upload_bytes`` stay in memory, never spilled to temporary files.
-    Starlette's spool size is a class attribute, so this is a process setting: ``serve`` sets it
-    (and each of its ``--workers`` processes), not ``create_app``."""
-    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_upload_bytes + 1)
 
 
 def app_from_environment() -> FastAPI:
@@ -521,6 +237,8 @@ def check_token(connection: HTTPConnection, state: State) -> None:
 
 api = APIRouter(dependencies=[Depends(check_token)])
 """Every route that touches the models: behind the token when the server has one."""
+
+
 pages = APIRouter()
 """The page and the offline API docs: no data, no token."""
 
@@ -727,176 +445,3 @@ def create_app(settings: ServerSettings | None = None, ensemble: Ensemble | None
     app.mount("/docs-assets", StaticFiles(directory=str(SWAGGER_ASSETS)), name="docs-assets")
     app.include_router(api)
     return app
-
-
-class FrameStream:
-    """One WebSocket connection: ``receive`` keeps the newest frame and the waiting control
-    messages as they arrive; ``run`` answers the controls (resting-face messages, applied between
-    frames: ``control_reply``), then the newest frame, at most ``max_fps`` frames a second, on the
-    worker pool. Other text closes the connection with 1003, a message above the upload limit with
-    1009."""
-
-    def __init__(self, websocket: WebSocket, stream: FaceStream, settings: ServerSettings, pool: WorkerPool,
-                 recognizer: EmotionRecognizer | None = None, geometric: EmotionRecognizer | None = None):
-        self.websocket, self.stream, self.settings, self.pool = websocket, stream, settings, pool
-        self.recognizer = recognizer  # the stream's recognizer, which a guided enrolment reads faces with
-        self.geometric = geometric  # adds each face's geometry (?geometry=true); None: off
-        self.latest: tuple[int, bytes, float] | None = None  # (number, bytes, arrival) of the newest frame not yet taken
-        self.controls: list = []  # decoded control messages waiting for the frame in progress
-        self.arrived = asyncio.Event()
-        self.received = self.dropped = 0
-        self.closed = False
-        self.interval = 1.0 / settings.max_fps if settings.max_fps > 0 else 0.0
-        self.last_start = 0.0
-        self.enrolment: GuidedEnrolment | None = None  # a guided enrolment in progress
-
-    async def run(self) -> None:
-        reader = asyncio.create_task(self.receive())
-        try:
-            while (frame := await self.next_frame()) is not None:
-                await self.answer(*frame)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            await asyncio.wait([reader], timeout=2)  # let a closing handshake finish
-            reader.cancel()
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.websocket.close(code=code, reason=reason)
-        self.closed = True
-        self.arrived.set()
-
-    async def receive(self) -> None:
-        """Take messages until the client leaves or one closes the connection."""
-        try:
-            while not self.closed:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                await self.take(message)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        self.closed = True
-        self.arrived.set()
-
-    async def take(self, message: Mapping[str, Any]) -> None:
-        """A frame becomes the newest (dropping one never processed); text is a control message."""
-        data = message.get("bytes")
-        limit = self.settings.max_upload_bytes
-        if len(data if data is not None else message.get("text") or "") > limit:
-            return await self.close(1009, f"frame larger than {megabytes(limit)} (--max-upload-mb)")
-        if data is None:
-            return await self.take_control(message.get("text") or "")
-        self.received += 1
-        if self.latest is not None:
-            self.dropped += 1  # the previous frame was never processed: stale
-        self.latest = (self.received, data, time.perf_counter())  # its time: when it arrived
-        self.arrived.set()
-
-    async def take_control(self, text: str) -> None:
-        try:
-            self.controls.append(json.loads(text))
-        except ValueError:
-            return await self.close(1003, "send image frames as binary messages; text is for JSON control messages")
-        if len(self.controls) > MAX_PENDING_CONTROLS:
-            return await self.close(1008, "too many control messages waiting for one frame")
-        self.arrived.set()
-
-    async def answer_controls(self) -> None:
-        """Apply the waiting control messages, in order, and reply to each (no frame is in progress)."""
-        while self.controls:
-            await self.websocket.send_text(json_text(self.control(self.controls.pop(0))))
-
-    def control(self, message: object) -> dict:
-        """One control message applied (no frame is in progress): a resting face's, a profile's
-        or an enrolment's; the reply."""
-        if isinstance(message, dict) and "profile" in message:
-            return profile_reply(self.stream, message, self.stream.reader.ensemble)
-        if isinstance(message, dict) and "enrol" in message:
-            return self.enrol_reply(message)
-        return control_reply(self.stream, message)
-
-    def enrol_reply(self, message: dict) -> dict:
-        """Start, redo or cancel this connection's guided enrolment; the reply."""
-        action = echoed(message["enrol"])
-        try:
-            if action == "start":
-                if self.recognizer is None:
-                    raise ValueError("this stream cannot enrol (no recognizer)")
-                self.enrolment = GuidedEnrolment(self.recognizer, options=enrolment_options(message))
-                return {"enrol": action, "steps": len(self.enrolment.options.classes),
-                        "classes": list(self.enrolment.options.classes)}
-            if action in ("redo", "cancel") and len(message) == 1:
-                if self.enrolment is None:
-                    raise ValueError("no enrolment in progress: send {\"enrol\": \"start\"} first")
-                if action == "cancel":
-                    self.enrolment = None
-                    return {"enrol": action}
-                return {"enrol": action, "expression": self.enrolment.redo()}
-            raise ValueError(f"expected {ENROL_EXAMPLE}")
-        except ValueError as error:  # ProfileError included: no scikit-learn, members without embeddings
-            return {"enrol": action, "error": str(error)}
-
-    async def next_frame(self) -> tuple[int, bytes, float] | None:
-        """The newest frame once the frame-rate cap lets it start, the control messages that came
-        before it answered; None once the connection is closed."""
-        while True:
-            await self.arrived.wait()
-            self.arrived.clear()
-            if self.closed:
-                return None
-            await self.answer_controls()
-            if self.latest is None:  # already taken, or only control messages arrived
-                continue
-            wait = self.last_start + self.interval - time.perf_counter()
-            if wait > 0:  # the per-connection frame-rate cap
-                await asyncio.sleep(wait)
-                if self.closed:
-                    return None
-                await self.answer_controls()  # those that arrived while we waited apply to this frame
-            frame, self.latest = self.latest, None
-            self.last_start = time.perf_counter()
-            return frame
-
-    def work(self, data: bytes, arrived_s: float) -> tuple[np.ndarray, list, dict]:
-        """Frame ``data``'s faces, and what a guided enrolment adds to its answer."""
-        image = decode_image(data, self.settings.max_pixels)
-        faces = self.stream.update(image, later_time(arrived_s, self.stream.time_s))
-        if self.geometric is not None:
-            faces = self.geometric.add_geometry(image, faces)
-        return image, faces, self.enrol_frame(image)
-
-    def enrol_frame(self, image: np.ndarray) -> dict:
-        """Feed the frame to the guided enrolment, if one runs: ``{"enrolment": state}``, and once it
-        is done the profile (its JSON), given to the enrolled face; ``{}`` when none runs."""
-        if self.enrolment is None:
-            return {}
-        assert self.stream.time_s is not None  # the frame was just read at it
-        state = self.enrolment.update(image, self.stream.time_s)
-        extra: dict = {"enrolment": state.to_dict()}
-        if state.phase == "failed":
-            self.enrolment = None
-        profile = self.enrolment.profile if self.enrolment is not None else None
-        if state.phase == "done" and profile is not None:
-            self.enrolment = None
-            track_id = enrolled_track(self.stream.tracker.tracks, state.box)  # None: the enrolled face is not in view now
-            if track_id is not None:
-                self.stream.set_profile(track_id, profile)
-            extra["enrolment"]["track_id"] = track_id
-            extra["profile"] = profile.to_dict()
-        return extra
-
-    async def answer(self, number: int, data: bytes, arrived_s: float) -> None:
-        """Frame ``number``'s faces (or why there are none) to the client."""
-        try:
-            image, faces, enrolment = await self.pool.run(self.work, data, arrived_s)
-        except ImageRejected as error:
-            reply: dict = {"frame": number, "error": error.detail}
-        except Busy:
-            self.dropped += 1
-            reply = {"frame": number, "error": "every worker is busy", "retry_after": 1}
-        else:
-            reply = {"frame": number, "width": image.shape[1], "height": image.shape[0],
-                     "faces": [f.to_dict() for f in faces], "dropped": self.dropped,
-                     "ms": round((time.perf_counter() - self.last_start) * 1000, 1), **enrolment}
-        await self.websocket.send_text(json_text(reply))
