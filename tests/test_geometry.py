@@ -272,7 +272,8 @@ def test_a_turned_face_in_a_loose_box_is_read_at_a_tighter_framing_and_flagged_i
 def test_the_webcam_gives_every_live_face_its_geometry_read_beside_the_classifier() -> None:
     """``webcam --geometry``: the landmarks are read on a second thread while the faces are
     classified, and attached to the frame's live faces (one per detector box, in its order); a
-    held face, shown from an earlier frame, has none. Every frame's JSON line says so."""
+    held face, shown from an earlier frame, keeps its track's latest (``FaceStream.keep_geometry``).
+    Every frame's JSON line says so."""
     result = run_cli("webcam", "--no-window", "--source", str(SAMPLES / "faces.mp4"), "--unpaced", "--geometry")
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     faces = [face for line in lines for face in line["faces"]]
@@ -280,9 +281,29 @@ def test_the_webcam_gives_every_live_face_its_geometry_read_beside_the_classifie
     assert len(lines) >= 50 and len(live) >= 50
     assert all(set(face) >= {"pose", "turned", "blendshapes", "landmarks"} for face in live)
     assert all(len(face["landmarks"]) == 478 and len(face["blendshapes"]) == 51 for face in live)
-    assert all("pose" not in face for face in faces if face["held"])
+    latest: dict = {}
+    for face in faces:  # in frame order: a held face's geometry is its track's latest live one
+        if face["held"]:
+            assert face["pose"] == latest[face["track_id"]], face["track_id"]
+        else:
+            latest[face["track_id"]] = face["pose"]
     for face in live:  # each face's own geometry: its landmarks' centre inside its box
         x, y, w, h = face["box"]
         cx, cy = np.mean([p[0] for p in face["landmarks"]]), np.mean([p[1] for p in face["landmarks"]])
         assert x < cx < x + w and y < cy < y + h, face["box"]
     assert any(len([f for f in line["faces"] if not f["held"]]) > 1 for line in lines)  # frames of two faces too
+
+
+def test_a_held_face_keeps_its_tracks_geometry_and_its_turned_flag(recognizer: EmotionRecognizer) -> None:
+    """A face missed for a frame is held (shown from its last frame); ``keep_geometry`` gives it its
+    track's latest geometry, so the cameraman, turned too far to read, stays flagged while held."""
+    camera = cv2.imread(str(SAMPLES / "camera.png"))
+    stream = recognizer.stream()
+    (live,) = stream.keep_geometry(recognizer.add_geometry(camera, stream.update(camera, 0.0)))
+    assert live.turned and live.pose is not None and not live.held
+    (held,) = stream.keep_geometry(recognizer.add_geometry(camera, stream.update(camera, 1 / 30, boxes=[])))
+    assert held.held and held.track_id == live.track_id
+    assert held.turned and held.pose == live.pose and held.blendshapes == live.blendshapes
+    assert held.landmarks is live.landmarks
+    stream.update(camera, 1.0, boxes=[])  # the track is gone: nothing of it is kept
+    assert stream.keep_geometry([]) == [] and not stream._geometry

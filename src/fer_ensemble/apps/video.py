@@ -212,7 +212,8 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                 if index % stride:
                     continue
                 time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
-                faces = recognizer.add_geometry(frame, face_stream.update(frame, later_time(time_s, face_stream.time_s)))
+                faces = face_stream.keep_geometry(recognizer.add_geometry(
+                    frame, face_stream.update(frame, later_time(time_s, face_stream.time_s))))
                 timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
                 rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f, bool(recognizer.geometry))
                                for f in faces)

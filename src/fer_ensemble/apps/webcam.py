@@ -486,7 +486,7 @@ def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: D
         shapes = None if geometry is None else geometry.submit(detector.recognizer.geometry.read, frame, boxes)
         faces = stream.update(frame, later_time(time_s, stream.time_s), boxes, budget)
         if shapes is not None:  # the live faces come first, one per box, in the boxes' order
-            with_geometry(faces[:len(boxes)], shapes.result())
+            stream.keep_geometry(with_geometry(faces[:len(boxes)], shapes.result()) + faces[len(boxes):])
         stats.frames += 1
         stats.faces += len(faces)
         if window is not None:

@@ -188,6 +188,8 @@ class Worker:
                 faces = (stream.update(frame, later_time(frames.time_s, stream.time_s)) if self.settings.track
                          else self.videos.predict(frame))
                 faces = self.photos.add_geometry(frame, faces)  # the photos' reader: one set of sessions
+                if self.settings.track:
+                    faces = stream.keep_geometry(faces)
                 rows += face_rows(source, index, round(frames.time_s, 4), faces, bool(self.settings.geometry))
                 processed += 1
         if frames.read == 0 and start == 0:

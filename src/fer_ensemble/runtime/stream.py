@@ -179,6 +179,7 @@ class FaceStream:
         self.time_s: float | None = None
         """The newest frame's time in seconds (None before the first frame)."""
         self._lost: list[tuple[Profile, Box, float]] = []  # (profile, last box, when) of lost tracks
+        self._geometry: dict[int, Face] = {}  # each track's latest face with geometry (keep_geometry)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -210,6 +211,23 @@ class FaceStream:
         first_dt = self.options.frame_interval_s if previous is None else now - previous
         self._answer(gray, boxes, tracks, self._chosen(tracks, budget), first_dt)
         return [self._face(t) for t in tracks] + [self._face(t, held=True) for t in self._held(boxes)]
+
+    def keep_geometry(self, faces: list[Face]) -> list[Face]:
+        """``faces`` (this stream's latest ``update``, given geometry by ``add_geometry``): each live
+        face's geometry is remembered for its track, and a held face, shown from an earlier frame
+        and given none, takes its track's latest (landmarks, pose, blendshapes, ``turned``), so
+        that a face turned too far stays flagged while it is held. In place; returns ``faces``."""
+        alive = {track.track_id for track in self.tracker.tracks}
+        self._geometry = {i: face for i, face in self._geometry.items() if i in alive}
+        for face in faces:
+            if face.track_id is None:
+                continue
+            if not face.held and face.pose is not None:
+                self._geometry[face.track_id] = face
+            elif face.held and face.pose is None and (last := self._geometry.get(face.track_id)) is not None:
+                face.landmarks, face.pose, face.blendshapes, face.turned = (last.landmarks, last.pose,
+                                                                            last.blendshapes, last.turned)
+        return faces
 
     def _next_time(self, timestamp_s: float | None) -> float:
         if timestamp_s is None:

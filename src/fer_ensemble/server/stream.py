@@ -167,7 +167,7 @@ class FrameStream:
         image = decode_image(data, self.settings.max_pixels)
         faces = self.stream.update(image, later_time(arrived_s, self.stream.time_s))
         if self.geometric is not None:
-            faces = self.geometric.add_geometry(image, faces)
+            faces = self.stream.keep_geometry(self.geometric.add_geometry(image, faces))
         return image, faces, self.enrol_frame(image)
 
     def enrol_frame(self, image: np.ndarray) -> dict:
