@@ -79,7 +79,7 @@ def report(args: argparse.Namespace) -> int:
     from fer_ensemble.data import load_labelled
     from fer_ensemble.export import fill_training_priors, load_trained
     from fer_ensemble.labelled import evaluate_labelled, read_labelled_images
-    from fer_ensemble.media import read_image
+    from fer_ensemble.media.images import read_image
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
 

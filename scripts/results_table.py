@@ -42,7 +42,7 @@ def prior_tradeoff(path: Path, ferplus: Path, ckplus48: Path) -> list[dict]:
     """FER+ Valid/Test and CK+48 (per image and per sequence) for every strength in STRENGTHS."""
     from fer_ensemble.data import load_labelled
     from fer_ensemble.labelled import evaluate_labelled, read_labelled_images
-    from fer_ensemble.media import read_image
+    from fer_ensemble.media.images import read_image
     from fer_ensemble.metrics import evaluate_probabilities
     from fer_ensemble.prior import adjust_probabilities
     from fer_ensemble.runtime.ensemble import Ensemble

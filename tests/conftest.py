@@ -207,7 +207,7 @@ def turned_portrait(angle: float) -> np.ndarray:
     edges repeated."""
     import cv2
 
-    from fer_ensemble.media import SAMPLES
+    from fer_ensemble.media.inputs import SAMPLES
 
     portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
     height, width = portrait.shape[:2]

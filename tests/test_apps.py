@@ -16,7 +16,8 @@ import pytest
 from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.common import add_recognizer_arguments, detector_options_of
-from fer_ensemble.media import SAMPLES, VideoFrames
+from fer_ensemble.media.inputs import SAMPLES
+from fer_ensemble.media.video import VideoFrames
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.classifier import softmax

@@ -15,7 +15,7 @@ import pytest
 from conftest import NO_FACE, REPO, need, run_cli, skip_or_fail
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 
 pq = need("pyarrow.parquet")
 need("ray")

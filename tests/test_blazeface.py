@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from conftest import NO_FACE, REPO, run_cli, turned_portrait
 
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.runtime.blazeface import (
     BLAZEFACE_FILE,

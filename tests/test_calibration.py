@@ -214,7 +214,7 @@ def test_automatic_resting_face_takes_calm_faces_and_leaves_a_sustained_smile_al
     ``auto_resting_face``, only Hopper's tracks take a resting face, once their calm frames cover
     ``CALM_S`` (the clip is 15 fps: from a track's third frame, 0.2 s); the smile is never absorbed
     (its tracks keep plain answers and read happiness)."""
-    from fer_ensemble.media import VideoFrames
+    from fer_ensemble.media.video import VideoFrames
     from fer_ensemble.runtime.detectors import create_detector, live_settings
 
     recognizer = EmotionRecognizer(detector=create_detector(live_settings()), auto_resting_face=True)

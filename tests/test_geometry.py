@@ -13,7 +13,7 @@ from conftest import need, run_cli
 
 from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, row_columns
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.runtime.drawing import TURNED_COLOR, layout_faces
 from fer_ensemble.runtime.geometry import (
     BLENDSHAPE_NAMES,

@@ -1,4 +1,4 @@
-"""Issue 24, item 7: one input expander (media.expand_inputs) for predict and batch: local paths,
+"""Issue 24, item 7: one input expander (media.inputs.expand_inputs) for predict and batch: local paths,
 folders, globs and fsspec URIs, with skip reporting, output exclusion and de-duplication for both;
 one URI test."""
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import need
 
 from fer_ensemble.errors import UserError
-from fer_ensemble.media import expand_inputs, is_uri
+from fer_ensemble.media.inputs import expand_inputs, is_uri
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
 
 from fer_ensemble.errors import ExitCode, InputError
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 
 PHOTO = SAMPLES / "grace_hopper.jpg"
 CLIP = SAMPLES / "faces.mp4"
@@ -652,7 +652,7 @@ def test_an_iphone_heic_photo_is_read_with_the_heic_extra(tmp_path: Path, monkey
     """OpenCV does not decode HEIC: a folder scan takes it (any case of .heic), predict reads it
     through pi-heif with the face where the JPEG has it and writes a .jpg copy; without the
     extra, the photo is one line that says how to read it."""
-    from fer_ensemble.media import read_image
+    from fer_ensemble.media.images import read_image
     from fer_ensemble.runtime.detection import iou
 
     folder = tmp_path / "phone"
@@ -682,7 +682,7 @@ def damaged_copies(data: bytes):
 def test_a_damaged_heic_photo_is_one_line_whatever_the_damage(tmp_path: Path) -> None:
     """libheif reports damage as ValueError, SyntaxError, EOFError, IndexError... (a review found
     each by changing one byte); read_image turns every kind into its one line (InputError)."""
-    from fer_ensemble.media import read_image
+    from fer_ensemble.media.images import read_image
 
     path = tmp_path / "IMG_0001.heic"
     outcomes = []
@@ -782,7 +782,7 @@ def test_the_wrong_kind_of_file_is_named_for_what_it_is(command: list[str], code
 def test_a_video_without_its_extension_is_told_by_its_container(tmp_path: Path) -> None:
     """read_image's error for an MP4 or AVI named without a video extension says it is a video too;
     a damaged photo stays a damaged photo."""
-    from fer_ensemble.media import read_image
+    from fer_ensemble.media.images import read_image
 
     shutil.copy(CLIP, tmp_path / "clip")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
@@ -839,7 +839,7 @@ def test_every_reader_refuses_a_huge_image_by_one_shared_check(huge_photo: Path,
     """read_image (predict, --resting-face, evaluate --labels, batch) and batch's stored reason say
     the size; the server's --max-megapixels goes through the same check (413)."""
     from fer_ensemble.batch.work import BatchSettings, Worker
-    from fer_ensemble.media import OPENCV_MAX_PIXELS, TooManyPixels, check_pixels, read_image
+    from fer_ensemble.media.images import OPENCV_MAX_PIXELS, TooManyPixels, check_pixels, read_image
 
     with pytest.raises(TooManyPixels, match=re.escape(f"{huge_photo}: {HUGE_LINE}")):
         read_image(huge_photo, gray=True)
@@ -856,7 +856,7 @@ def test_every_reader_refuses_a_huge_image_by_one_shared_check(huge_photo: Path,
 def test_declared_sizes_match_what_opencv_decodes() -> None:
     """The header reader behind the check agrees with OpenCV for every format it reads, and says
     None (the decoder then decides) for the others."""
-    from fer_ensemble.media import declared_size
+    from fer_ensemble.media.images import declared_size
 
     image = cv2.imread(str(PHOTO))
     for ext in (".png", ".jpg", ".gif", ".bmp", ".webp", ".ppm", ".pgm", ".pbm"):

@@ -108,7 +108,7 @@ def test_a_missed_detection_holds_the_tracked_face_for_a_few_frames() -> None:
     0.1 s: 3 frames without timestamps, 1/30 s apart)."""
     import cv2
 
-    from fer_ensemble.media import SAMPLES
+    from fer_ensemble.media.inputs import SAMPLES
     from fer_ensemble.runtime.recognizer import EmotionRecognizer
 
     stream = EmotionRecognizer().stream()

@@ -20,7 +20,7 @@ import pytest
 from conftest import HEIC, REPO, heic_photo, huge_png, need, run_cli
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.runtime.enrolment import ENROL_ORDER
 from fer_ensemble.runtime.profile import Profile
 from fer_ensemble.runtime.recognizer import EmotionRecognizer

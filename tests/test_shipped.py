@@ -13,7 +13,7 @@ from documentation import documentation_text
 
 from fer_ensemble.data import load_labelled
 from fer_ensemble.evaluate import evaluate_on_split
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.runtime import EmotionRecognizer
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, WEIGHTS_DIR, load_ensemble

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fer_ensemble.errors import FerDeprecationWarning
-from fer_ensemble.media import SAMPLES
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.runtime.deprecation import DEPRECATED
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.recognizer import EmotionRecognizer

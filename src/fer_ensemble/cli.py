@@ -123,13 +123,13 @@ VIDEO_COMMANDS = ("video", "webcam", "batch", "demo")
 def quiet_opencv(verbose: bool, command: str) -> None:
     """Keep OpenCV's and FFmpeg's warnings (camera probing, damaged files) out of the output, so a
     problem reads as our one line; the video commands count FFmpeg's decoding errors instead
-    (``media.watch_decoder_errors``). ``--verbose`` lets everything through."""
+    (``media.decoder.watch_decoder_errors``). ``--verbose`` lets everything through."""
     if verbose:
         return
     import cv2
 
     if command in VIDEO_COMMANDS:
-        from fer_ensemble.media import watch_decoder_errors
+        from fer_ensemble.media.decoder import watch_decoder_errors
 
         watch_decoder_errors()
     else:

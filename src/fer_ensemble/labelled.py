@@ -20,7 +20,7 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
-from fer_ensemble.media import read_image
+from fer_ensemble.media.images import read_image
 from fer_ensemble.metrics import (
     ProbabilityFn,
     class_recalls,

@@ -28,7 +28,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.errors import ExitCode, Interrupted, UserError
-from fer_ensemble.media import is_uri
+from fer_ensemble.media.inputs import is_uri
 
 NOTHING_THERE = "no photo or video there"
 """The error of an input that names nothing, or a folder, glob or manifest that holds no source."""

@@ -32,7 +32,8 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.errors import json_text
-from fer_ensemble.media import SAMPLES, read_image
+from fer_ensemble.media.images import read_image
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD, BlazeFaceOptions
 from fer_ensemble.runtime.detection import SECOND_LOOK, HaarOptions, crop_faces

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fer_ensemble.batch.rows import face_cells
 from fer_ensemble.errors import ExitCode, UserError
-from fer_ensemble.media import drain_stdout
+from fer_ensemble.media.decoder import drain_stdout
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import TURNED_SCANS, BlazeFaceOptions
 from fer_ensemble.runtime.detection import EQUALIZATIONS, FACE_FRAMING, HaarOptions

@@ -23,7 +23,8 @@ from fer_ensemble.apps.common import (
 from fer_ensemble.apps.predict import describe
 from fer_ensemble.apps.video import analyse_video
 from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available
-from fer_ensemble.media import SAMPLES, read_image, write_image
+from fer_ensemble.media.images import read_image, write_image
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 

@@ -22,7 +22,8 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
-from fer_ensemble.media import Inputs, expand_inputs, read_image, writable_name, write_image
+from fer_ensemble.media.images import read_image, writable_name, write_image
+from fer_ensemble.media.inputs import Inputs, expand_inputs
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from fer_ensemble.apps.common import median_ms
-from fer_ensemble.media import SAMPLES, read_image
+from fer_ensemble.media.images import read_image
+from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
 from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import TURNED_SCANS, BlazeFaceOptions
@@ -244,7 +245,7 @@ def live_variant(settings: dict) -> dict:
 
 def detector_checks(args: argparse.Namespace) -> list[DetectorChecks]:
     from fer_ensemble.labelled import evaluate_photos, read_labelled_images
-    from fer_ensemble.media import VideoFrames
+    from fer_ensemble.media.video import VideoFrames
     from fer_ensemble.runtime.detection import FACE_FRAMING, detect_faces
     from fer_ensemble.runtime.recognizer import load_ensemble
 

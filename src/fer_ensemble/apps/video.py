@@ -26,7 +26,7 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
-from fer_ensemble.media import VideoFrames
+from fer_ensemble.media.video import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT

@@ -10,15 +10,8 @@ from pathlib import Path
 import cv2
 
 from fer_ensemble.errors import UserError
-from fer_ensemble.media import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    Inputs,
-    expand_inputs,
-    extension,
-    filesystem,
-    is_uri,
-)
+from fer_ensemble.media.inputs import Inputs, expand_inputs, filesystem, is_uri
+from fer_ensemble.media.kinds import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, extension
 
 MANIFEST_EXTENSIONS = {".csv", ".parquet"}
 """Inputs read as manifests (a list of sources in a column) rather than as media."""

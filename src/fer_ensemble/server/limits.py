@@ -15,7 +15,8 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartParser
 
 from fer_ensemble.errors import InputError, json_text
-from fer_ensemble.media import TooManyPixels, check_pixels, heif_pixels, is_heif, open_heif
+from fer_ensemble.media.images import TooManyPixels, check_pixels, heif_pixels, open_heif
+from fer_ensemble.media.kinds import is_heif
 
 
 class BodySizeLimit:
