@@ -7,7 +7,10 @@ import pytest
 from conftest import need
 
 from fer_ensemble.batch import output, work
-from fer_ensemble.batch.rows import (
+from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.runtime.detection import TurnedBox
+from fer_ensemble.runtime.face import Face
+from fer_ensemble.runtime.rows import (
     FACE_COLUMNS,
     ROW_COLUMNS,
     FaceRow,
@@ -17,9 +20,6 @@ from fer_ensemble.batch.rows import (
     summarize_tracks,
     timeline_rows,
 )
-from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.runtime.detection import TurnedBox
-from fer_ensemble.runtime.face import Face
 
 
 def face(label: str, p: float, track_id: int | None = None, x: int = 10) -> Face:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import need, run_cli
 
-from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, row_columns
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.runtime.drawing import TURNED_COLOR, layout_faces
@@ -26,6 +25,7 @@ from fer_ensemble.runtime.geometry import (
     turned,
 )
 from fer_ensemble.runtime.recognizer import EmotionRecognizer
+from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, row_columns
 
 
 @pytest.fixture(scope="module")

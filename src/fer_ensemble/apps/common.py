@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from fer_ensemble.batch.rows import face_cells
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media.decoder import drain_stdout
 from fer_ensemble.prior import parse_strength
@@ -23,6 +22,7 @@ from fer_ensemble.runtime.detectors import (
     create_detector,
 )
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP
+from fer_ensemble.runtime.rows import face_cells
 
 
 def prior_argument(value: str) -> float:
@@ -339,5 +339,5 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
 
 def face_row(prefix: list, face, geometry: bool = False) -> list:
     """One CSV row: ``prefix`` columns, then ``FACE_COLUMNS``' cells and with ``geometry``
-    ``GEOMETRY_COLUMNS``' (``batch.rows.face_cells``)."""
+    ``GEOMETRY_COLUMNS``' (``runtime.rows.face_cells``)."""
     return [*prefix, *face_cells(face, geometry)]

@@ -20,10 +20,10 @@ from fer_ensemble.apps.common import (
     unique_path,
     warn,
 )
-from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media.images import read_image, writable_name, write_image
 from fer_ensemble.media.inputs import Inputs, expand_inputs
+from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

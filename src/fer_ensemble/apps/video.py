@@ -24,10 +24,10 @@ from fer_ensemble.apps.common import (
     output_folder,
     warn,
 )
-from fer_ensemble.batch.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
 from fer_ensemble.media.video import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
+from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 

@@ -14,9 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from fer_ensemble.batch.rows import COLUMN_TYPES, GEOMETRY_TYPES, FaceRow, row_columns, summarize_source
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
+from fer_ensemble.runtime.rows import COLUMN_TYPES, GEOMETRY_TYPES, FaceRow, row_columns, summarize_source
 
 
 def schema(geometry: bool = False):

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_ensemble.batch.rows import FaceRow, face_rows
 from fer_ensemble.errors import InputError, json_text
 from fer_ensemble.media.images import read_image
 from fer_ensemble.media.inputs import is_uri
 from fer_ensemble.media.kinds import extension
 from fer_ensemble.media.video import VideoFrames
 from fer_ensemble.runtime.detectors import create_detector, live_settings
+from fer_ensemble.runtime.rows import FaceRow, face_rows
 from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
