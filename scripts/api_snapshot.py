@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """The web API's shape, kept in ``tests/data/api.json`` so that a change to it is noticed.
 
-The snapshot holds the REST API's OpenAPI schema (``/openapi.json`` of a server without a token)
-and, since OpenAPI does not describe WebSockets, each WebSocket route with its query parameters.
+The snapshot holds the REST API as its OpenAPI schema describes it (``/openapi.json`` of a server
+without a token), reduced to what clients rely on: each endpoint's parameters (name, place,
+required), request body types, response codes and the fields of each JSON body with their types,
+references resolved in place; not the version or how FastAPI renders the schema, which change with
+releases of either. OpenAPI does not describe WebSockets: each WebSocket route is listed with its
+query parameters.
 ``tests/test_server.py`` runs this script with ``--check``, which exits 1 naming what differs;
 when an API change is meant, run it without ``--check`` and commit the new snapshot with the change:
 
@@ -33,7 +37,52 @@ def api_shape() -> dict:
     app = create_app(ServerSettings())
     sockets = {route.path: sorted(param.name for param in route.dependant.query_params)
                for route in routes(app.routes) if isinstance(route, APIWebSocketRoute)}
-    return {"openapi": app.openapi(), "websockets": sockets}
+    schema = app.openapi()
+    return {"rest": rest_shape(schema), "websockets": sockets}
+
+
+def rest_shape(schema: dict) -> dict:
+    """Each ``METHOD /path`` of an OpenAPI ``schema``: its parameters, request body and responses,
+    the JSON bodies as ``field_shape`` gives them."""
+    components = schema.get("components", {}).get("schemas", {})
+    shape = {}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            body = operation.get("requestBody", {}).get("content", {})
+            shape[f"{method.upper()} {path}"] = {
+                "parameters": sorted(f"{p['in']} {p['name']}{'' if p.get('required') else '?'}"
+                                     for p in operation.get("parameters", [])),
+                "body": {kind: field_shape(content.get("schema", {}), components) for kind, content in body.items()},
+                "responses": {code: field_shape(answer.get("content", {}).get("application/json", {}).get("schema", {}),
+                                                components)
+                              for code, answer in operation.get("responses", {}).items()},
+            }
+    return shape
+
+
+def field_shape(schema: dict, components: dict, depth: int = 0) -> object:
+    """A JSON schema as the data it allows: an object's fields (``name?`` when optional) with their
+    shapes, a list as ``[item]``, alternatives joined by ``|``, a type by its name, ``any`` when open."""
+    if depth > 8:
+        return "..."
+    if "$ref" in schema:
+        return field_shape(components.get(schema["$ref"].rsplit("/", 1)[-1], {}), components, depth + 1)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            kinds = [field_shape(s, components, depth + 1) for s in schema[key]]
+            return kinds[0] if len(kinds) == 1 else " | ".join(sorted(json.dumps(k, sort_keys=True) for k in kinds))
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        required = set(schema.get("required", []))
+        fields = {f"{name}{'' if name in required else '?'}": field_shape(sub, components, depth + 1)
+                  for name, sub in schema.get("properties", {}).items()}
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            fields["*"] = field_shape(extra, components, depth + 1)
+        return fields
+    if kind == "array":
+        return [field_shape(schema.get("items", {}), components, depth + 1)]
+    return kind or "any"
 
 
 def differences(old: object, new: object, where: str = "") -> list[str]:

@@ -307,3 +307,9 @@ def test_a_held_face_keeps_its_tracks_geometry_and_its_turned_flag(recognizer: E
     assert held.landmarks is live.landmarks
     stream.update(camera, 1.0, boxes=[])  # the track is gone: nothing of it is kept
     assert stream.keep_geometry([]) == [] and not stream._geometry
+    # a live face whose geometry could not be read leaves none to hold: an older one would not fit its box
+    (live,) = stream.keep_geometry(recognizer.add_geometry(camera, stream.update(camera, 2.0)))
+    (unread,) = stream.keep_geometry(stream.update(camera, 2.0 + 1 / 30))  # no add_geometry: no pose
+    assert unread.pose is None and not unread.held
+    (held,) = stream.keep_geometry(stream.update(camera, 2.0 + 2 / 30, boxes=[]))
+    assert held.held and held.pose is None and not held.turned

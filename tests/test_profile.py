@@ -237,3 +237,27 @@ def test_a_hostile_profile_is_a_profile_error_not_a_crash(damage: dict) -> None:
     huge = {**good, "classes": {name: {**row, "coef": c} for (name, row), c in zip(good["classes"].items(), coef)}}
     with pytest.raises(ProfileError, match="its weights"):
         Profile.from_dict(huge)
+
+
+def test_parallel_fits_keep_their_order_and_an_error_cancels_the_fits_not_started() -> None:
+    """``fitted_in_parallel``: the fits' results in the items' order; a fit that raises (as Ctrl-C
+    would) stops the queue rather than letting every remaining fit run before the error is seen."""
+    import threading
+    import time
+
+    from fer_ensemble.runtime.profile import fitted_in_parallel
+
+    assert fitted_in_parallel(lambda x: x * x, range(20), workers=2) == [x * x for x in range(20)]
+    started, lock = [], threading.Lock()
+
+    def fit(item: int) -> int:
+        with lock:
+            started.append(item)
+        time.sleep(0.01)
+        if item == 3:
+            raise ValueError("fit 3 failed")
+        return item
+
+    with pytest.raises(ValueError, match="fit 3 failed"):
+        fitted_in_parallel(fit, range(200), workers=2)
+    assert len(started) < 20, len(started)

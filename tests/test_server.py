@@ -280,8 +280,9 @@ def test_a_refused_stream_says_why(server) -> None:
 
 
 def test_the_web_api_is_its_snapshot_so_a_change_is_noticed(tmp_path: Path) -> None:
-    """tests/data/api.json holds the REST schema and the WebSocket routes' query parameters; an API
-    change fails here until the snapshot is rewritten (scripts/api_snapshot.py) with it."""
+    """tests/data/api.json holds each REST endpoint's parameters, bodies and answers' fields (from the
+    OpenAPI schema, not its rendering) and the WebSocket routes' query parameters; an API change fails
+    here until the snapshot is rewritten (scripts/api_snapshot.py) with it."""
     def check(snapshot: Path) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "scripts/api_snapshot.py", "--check", "--snapshot", str(snapshot)],
                               cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -289,11 +290,13 @@ def test_the_web_api_is_its_snapshot_so_a_change_is_noticed(tmp_path: Path) -> N
     recorded = REPO / "tests" / "data" / "api.json"
     assert check(recorded).returncode == 0, check(recorded).stderr
     changed = json.loads(recorded.read_text())
-    del changed["openapi"]["paths"]["/v1/model"]
+    del changed["rest"]["GET /v1/model"]
+    changed["rest"]["POST /v1/predict"]["responses"]["200"]["faces"][0]["mood"] = "string"
     changed["websockets"]["/v1/stream"].remove("geometry")
     (tmp_path / "api.json").write_text(json.dumps(changed))
     result = check(tmp_path / "api.json")
-    assert result.returncode == 1 and "/openapi/paths//v1/model: added" in result.stderr, result.stderr
+    assert result.returncode == 1 and "/rest/GET /v1/model: added" in result.stderr, result.stderr
+    assert "/rest/POST /v1/predict/responses/200/faces" in result.stderr
     assert "/websockets//v1/stream" in result.stderr and "scripts/api_snapshot.py" in result.stderr
 
 

@@ -222,8 +222,11 @@ class FaceStream:
         for face in faces:
             if face.track_id is None:
                 continue
-            if not face.held and face.pose is not None:
-                self._geometry[face.track_id] = face
+            if not face.held:  # its newest geometry, or none: an older one would not fit its box
+                if face.pose is not None:
+                    self._geometry[face.track_id] = face
+                else:
+                    self._geometry.pop(face.track_id, None)
             elif face.held and face.pose is None and (last := self._geometry.get(face.track_id)) is not None:
                 face.landmarks, face.pose, face.blendshapes, face.turned = (last.landmarks, last.pose,
                                                                             last.blendshapes, last.turned)
@@ -385,3 +388,4 @@ class FaceStream:
         self.tracker.reset()
         self.time_s = None
         self._lost = []
+        self._geometry = {}
