@@ -13,7 +13,6 @@ and carry each face's roll from the eye keypoints, so ``crop_faces`` can turn a 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,11 +103,6 @@ class BlazeFaceOptions(DetectorOptions):
     upside_down_check: float = UPSIDE_DOWN_CHECK
     turned_scans: str = "fallback"
     model: str = str(BLAZEFACE_FILE)
-
-    @classmethod
-    def stills(cls, **settings: Any) -> BlazeFaceOptions:
-        """The stills preset (photos: ``predict``, ``batch``'s photos, ``/v1/predict``) with ``settings``."""
-        return cls(**settings)
 
     @classmethod
     def live(cls, **settings: Any) -> BlazeFaceOptions:
@@ -206,10 +200,11 @@ class BlazeFaceDetector(OptionsDetector):
 
     reads_colour: ClassVar[bool] = True  # EmotionRecognizer passes the colour image, not its gray copy
     options: BlazeFaceOptions
+    options_type = BlazeFaceOptions
 
     def __init__(self, options: BlazeFaceOptions | None = None, *, threads: int | None = None,
                  **settings: Any) -> None:
-        self.options = dataclasses.replace(options or BlazeFaceOptions(), **settings) if settings else options or BlazeFaceOptions()
+        self.take_options(options, settings)
         self.threads = threads
         self._session = create_session(self.options.model, threads)  # UserError for a missing or bad file
         self._min_logit = math.log(self.options.score_threshold / (1 - self.options.score_threshold))

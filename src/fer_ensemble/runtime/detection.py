@@ -113,6 +113,12 @@ class DetectorOptions:
         return cls(**{key: _setting(f"{cls.name} setting {key}", value, type(defaults[key]))
                       for key, value in settings.items()})
 
+    @classmethod
+    def stills(cls, **settings: Any):
+        """The stills preset (photos: ``predict``, ``batch``'s photos, ``/v1/predict``: the defaults)
+        with ``settings``."""
+        return cls(**settings)
+
     def to_dict(self, defaults: bool = True) -> dict[str, Any]:
         """The plain settings ``from_dict`` reads back: ``{"detector": name, **settings}``; with
         ``defaults`` false, only the settings that differ from this detector's stills preset."""
@@ -196,11 +202,6 @@ class HaarOptions(DetectorOptions):
     second_look: float = SECOND_LOOK
 
     @classmethod
-    def stills(cls, **settings: Any) -> HaarOptions:
-        """The stills preset (photos: ``predict``, ``batch``'s photos, ``/v1/predict``) with ``settings``."""
-        return cls(**settings)
-
-    @classmethod
     def live(cls, **settings: Any) -> HaarOptions:
         """The live preset (``webcam``, ``video``, streams: one scan of a 240 px wide copy for faces of
         ``LIVE_MIN_FACE`` px and more) with ``settings``."""
@@ -219,17 +220,27 @@ class OptionsDetector:
     silently ignored: make a detector with other options instead."""
 
     options: DetectorOptions
+    options_type: ClassVar[type]  # the detector's options dataclass: its defaults when none are given
+
+    def take_options(self, options: DetectorOptions | None, settings: dict[str, Any]) -> None:
+        """Set ``options`` (default: ``options_type``'s stills preset) with ``settings`` replacing some of
+        them (checked as the options are: SpecError, one line)."""
+        chosen: Any = options or self.options_type()  # a frozen dataclass, a subclass of DetectorOptions
+        self.options = dataclasses.replace(chosen, **settings) if settings else chosen
+
+    def _option(self, name: str) -> DetectorOptions | None:
+        """The options when ``name`` is one of their settings, else None."""
+        options = self.__dict__.get("options")
+        return options if options is not None and name in {f.name for f in dataclasses.fields(options)} else None  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:  # only for names the object does not have
-        options = self.__dict__.get("options")
-        if options is not None and name in {f.name for f in dataclasses.fields(options)}:  # type: ignore[arg-type]
+        if (options := self._option(name)) is not None:
             warn_deprecated("detector settings as attributes")
             return getattr(options, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        options = self.__dict__.get("options")
-        if options is not None and name in {f.name for f in dataclasses.fields(options)}:  # type: ignore[arg-type]
+        if (options := self._option(name)) is not None:
             raise AttributeError(f"{name} is one of the detector's options, fixed when it is made: "
                                  f"{type(self).__name__}({type(options).__name__}(...), {name}=...)")
         super().__setattr__(name, value)
@@ -252,9 +263,10 @@ class HaarFaceDetector(OptionsDetector):
     """
 
     options: HaarOptions
+    options_type = HaarOptions
 
     def __init__(self, options: HaarOptions | None = None, **settings: Any) -> None:
-        self.options = dataclasses.replace(options or HaarOptions(), **settings) if settings else options or HaarOptions()
+        self.take_options(options, settings)
         self._local = threading.local()  # OpenCV's CascadeClassifier is not thread-safe: one per thread
         if self._classifier.empty():
             raise RuntimeError(f"cannot load the Haar cascade {self.options.cascade}")
