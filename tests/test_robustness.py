@@ -141,6 +141,20 @@ def test_batch_never_writes_among_its_inputs(tiny_ensemble: Path, tmp_path: Path
     assert_untouched(files)
 
 
+def test_evaluate_never_writes_among_its_labelled_photos(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 2 (the same rule everywhere): evaluate --out the labelled photos'
+    folder wrote its report and confusion matrices among the photos."""
+    photos = tmp_path / "labelled"
+    files = sample_copies(photos, {"a.png": "astronaut.png", "labels.csv": "text:file,label\na.png,happiness\n"})
+    refused("evaluate", str(tiny_ensemble), "--labels", str(photos / "labels.csv"), "--out", str(photos),
+            says=f"--out {photos} is an input folder")
+    elsewhere = tmp_path / "images"
+    shutil.copytree(photos, elsewhere)
+    refused("evaluate", str(tiny_ensemble), "--labels", str(photos / "labels.csv"), "--images", str(elsewhere),
+            "--out", str(photos), says="holds input labelled photos")
+    assert_untouched(files)
+
+
 def test_fit_ensemble_never_rewrites_the_cards_it_reads(tmp_path: Path) -> None:
     """Issue "Robustness", item 3: fit-ensemble --out the cards' folder rewrote the source card (only
     the chosen variant left in it) and orphaned the other variant's ONNX file. Refused before FER+ is

@@ -14,7 +14,7 @@ from fer_ensemble.apps.common import (
     PRIOR_HELP,
     add_calibration_argument,
     bounded,
-    check_output_folder,
+    check_apart,
     output_folder,
     prior_argument,
     warn,
@@ -126,8 +126,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.enrol is not None and args.calm_reference:
         raise UserError("--enrol takes the resting face from the enrolled neutral photos, not --calm-reference")
 
-    if args.out:
-        check_output_folder(args.out)  # before the evaluation, not after it
+    if args.out:  # before the evaluation, not after it; never among what it reads
+        images = args.images or (Path(args.labels).parent if args.labels else None)
+        check_apart(args.out, [p for p in (args.data, images) if p], [p for p in (args.labels, args.groups) if p],
+                    "labelled photos" if args.labels else "FER+ data")
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
