@@ -191,6 +191,12 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
             says="--out /proc/x: cannot make this folder")  # before the fit, not after it
     refused("pack-data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"),
             says=f"{under} is a file, not a folder")
+    need("torch")
+    refused("train", "--model", "mobilenet_v2", "--data", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
+    refused("train", "--data", str(tmp_path), "--out", str(under / "run"), "--resume",
+            says=f"{under} is a file, not a folder")
+    refused("export", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
+    refused("export", str(tmp_path), "--out", str(tmp_path), says="is an input folder")
     assert (tmp_path / "notes.txt").read_text() == "my notes"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fer_ensemble.apps.common import check_apart, output_folder
+
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("run", help="run folder (or a best.pt / checkpoint.pt)")
@@ -17,6 +19,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_apart(args.out, [args.run], [args.run], "training run's files")  # one line, exit 2, before any work
+    output_folder(args.out)
     from fer_ensemble.export import export_run
 
     card = export_run(args.run, args.out, data=args.data, quantize=args.int8,

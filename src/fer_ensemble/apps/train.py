@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from fer_ensemble.apps.common import check_output_folder, output_folder
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
 
@@ -66,6 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_train(args: argparse.Namespace) -> int:
     """Train (or, with ``--resume``, continue) the run in ``--out``; its files say the results."""
+    (check_output_folder if args.resume else output_folder)(args.out)  # one line, exit 2, before any work
     from fer_ensemble.training.train import run_training
 
     run_training(args)
