@@ -850,6 +850,13 @@ def test_an_image_past_opencvs_limit_is_one_line_and_the_run_goes_on(huge_photo:
     assert lines(result.stderr) == [f"{folder / huge_photo.name}: {HUGE_LINE}",
                                     "3 image(s): 2 with faces (2 faces), 0 without a face, 1 failed"]
     assert [line.split(":")[0] for line in lines(result.stdout)] == [str(folder / "a.jpg"), str(folder / "c.png")]
+    labels = folder / "labels.csv"
+    labels.write_text(f"file,label,person\na.jpg,neutral,p\n{huge_photo.name},happiness,p\nc.png,happiness,p\n")
+    for extra in ([], ["--resting-face", "person"], ["--crops"]):  # the evaluation goes on, the photo a miss
+        scored = run_cli("evaluate", str(tiny_ensemble), "--labels", str(labels), "--json", *extra, check=False)
+        assert scored.returncode == ExitCode.INPUT_FAILED, scored.stderr
+        assert lines(scored.stderr) == [f"{folder / huge_photo.name}: {HUGE_LINE}; counted as a photo without a face"]
+        assert json.loads(scored.stdout)["name"]
     played = run_cli("webcam", "--source", str(huge_photo), "--no-window", "--ensemble", str(tiny_ensemble), check=False)
     assert played.returncode == ExitCode.INPUT_FAILED
     assert lines(played.stderr) == [f"fer-ensemble webcam: {huge_photo}: {HUGE_LINE}"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media.images import read_image
 from fer_ensemble.metrics import (
     ProbabilityFn,
@@ -52,14 +52,32 @@ class LabelsError(UserError):
 
 @dataclass
 class LabelledImages:
-    """Image paths, their class indices and (optionally) the group of each image."""
+    """Image paths, their class indices and (optionally) the group of each image. ``unreadable``:
+    the images that could not be read (too large, damaged, no permission), each with its one-line
+    reason, filled as the readers here meet them (``read_labelled``); they count as images without a
+    face, and the run goes on."""
 
     paths: list[Path]
     labels: np.ndarray
     groups: list[str] | None = None
+    unreadable: dict[Path, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def readable(self) -> np.ndarray:
+        """(N,) bool: the images not (yet) found ``unreadable``."""
+        return np.array([p not in self.unreadable for p in self.paths], bool)
+
+
+def read_labelled(data: LabelledImages, path: Path, gray: bool = False) -> np.ndarray | None:
+    """``read_image`` of one of ``data``'s images, or None when it cannot be read (an InputError),
+    its reason recorded in ``data.unreadable``, so that one bad photo never stops an evaluation."""
+    try:
+        return read_image(path, gray=gray)
+    except InputError as error:
+        data.unreadable[path] = str(error)
+        return None
 
 
 def class_index(label: str) -> int:
@@ -210,19 +228,27 @@ def evaluate_labelled(probabilities: np.ndarray, found: np.ndarray, data: Labell
 
 
 def crop_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> np.ndarray:
-    """``predict_proba`` of every image read whole as a gray face crop: (N, 8) float32."""
-    chunks = [predict_proba([read_image(p, gray=True) for p in data.paths[i : i + batch_size]])
-              for i in range(0, len(data), batch_size)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(EMOTIONS)), np.float32)
+    """``predict_proba`` of every image read whole as a gray face crop: (N, 8) float32, zeros for
+    an image that cannot be read (``data.unreadable`` says which and why; ``data.readable()``)."""
+    probabilities = np.zeros((len(data), len(EMOTIONS)), np.float32)
+    for start in range(0, len(data), batch_size):
+        crops = [(i, read_labelled(data, data.paths[i], gray=True))
+                 for i in range(start, min(start + batch_size, len(data)))]
+        if read := [(i, crop) for i, crop in crops if crop is not None]:
+            probabilities[[i for i, _ in read]] = predict_proba([crop for _, crop in read])
+    return probabilities
 
 
-def largest_face_boxes(data: LabelledImages, detector) -> Iterator[tuple[np.ndarray, Box | None]]:
+def largest_face_boxes(data: LabelledImages, detector) -> Iterator[tuple[np.ndarray | None, Box | None]]:
     """Each photo's gray copy and its largest face's box (``largest_face``; None where the detector
-    found no face), in order."""
+    found no face), in order; (None, None) for a photo that cannot be read (``read_labelled``)."""
     from fer_ensemble.runtime.detection import largest_face
 
     for path in data.paths:
-        image = read_image(path)
+        image = read_labelled(data, path)
+        if image is None:
+            yield None, None
+            continue
         gray = to_gray(image)
         yield gray, largest_face(detector, image, gray)
 
@@ -233,7 +259,7 @@ def largest_faces(data: LabelledImages, detector, margin: float, offset: float =
     from fer_ensemble.runtime.detection import crop_faces
 
     for gray, box in largest_face_boxes(data, detector):
-        yield None if box is None else crop_faces(gray, [box], margin, offset)[0]
+        yield None if box is None or gray is None else crop_faces(gray, [box], margin, offset)[0]
 
 
 PHOTO_BATCH = 32
@@ -277,8 +303,9 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
     from fer_ensemble.runtime.detection import crop_faces
 
     framings = framings if detector is not None else framings[:1]
-    faces = (([read_image(p, gray=True)] for p in data.paths) if detector is None else
-             (None if box is None else [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
+    faces = ((None if (crop := read_labelled(data, p, gray=True)) is None else [crop] for p in data.paths)
+             if detector is None else
+             (None if box is None or gray is None else [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
               for gray, box in largest_face_boxes(data, detector)))
     native, embeddings, found = [], [], np.zeros(len(data), bool)
     for chunk in batched(enumerate(faces), PHOTO_BATCH):
@@ -299,7 +326,7 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
 
 def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:
     """The classifier alone: every image is a face crop."""
-    return evaluate_labelled(crop_probabilities(predict_proba, data, batch_size), np.ones(len(data), bool), data)
+    return evaluate_labelled(crop_probabilities(predict_proba, data, batch_size), data.readable(), data)
 
 
 def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector, margin: float,
@@ -351,7 +378,7 @@ def pack_faces(data: LabelledImages, size: int, detector=None, margin: float = 0
                name: str = "") -> PackedFaces:
     """Each image's face at ``size`` px: the image itself with no ``detector`` (face crops), else the
     largest face the detector finds, framed by ``margin`` and ``offset`` as in ``photo_probabilities``."""
-    faces = ((read_image(p, gray=True) for p in data.paths) if detector is None
+    faces = ((read_labelled(data, p, gray=True) for p in data.paths) if detector is None
              else largest_faces(data, detector, margin, offset))
     crops = np.zeros((len(data), size, size), np.uint8)
     found = np.zeros(len(data), bool)

@@ -18,6 +18,7 @@ from fer_ensemble.apps.common import (
     bounded,
     output_folder,
     prior_argument,
+    said_unreadable,
     warn,
 )
 from fer_ensemble.apps.reports import format_before_after
@@ -97,7 +98,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     strength = ensemble.prior_strength(args.prior)
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     if args.crops:
-        probabilities, found = crop_probabilities(ensemble.native_probabilities, data), np.ones(len(data), bool)
+        probabilities, found = crop_probabilities(ensemble.native_probabilities, data), data.readable()
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
@@ -128,8 +129,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     if written is None:
         warn("the calibration does not beat the uncalibrated ensemble in cross-validation (accuracy and "
              "macro recall); nothing written")
-        return ExitCode.NOT_IMPROVED
-    return ExitCode.OK
+        return said_unreadable(data, ExitCode.NOT_IMPROVED)
+    return said_unreadable(data)
 
 
 def summary(scores) -> dict:

@@ -326,6 +326,15 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def said_unreadable(data, code: int = ExitCode.OK) -> int:
+    """One line on stderr per image of ``data`` (``labelled.LabelledImages``) that could not be read
+    (it counted as an image without a face and the run went on); the exit code: ``code``, or
+    ``ExitCode.INPUT_FAILED`` where ``code`` is OK and some image could not be read."""
+    for reason in data.unreadable.values():
+        warn(f"{reason}; counted as a photo without a face")
+    return ExitCode.INPUT_FAILED if data.unreadable and code == ExitCode.OK else code
+
+
 def unique_path(folder: Path, name: str, used: set[str]) -> Path:
     """``folder/name``, with a numeric suffix when an earlier input already took that name."""
     stem, suffix = Path(name).stem, Path(name).suffix

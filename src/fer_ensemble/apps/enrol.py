@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import add_photo_framing_arguments, check_output_file
+from fer_ensemble.apps.common import add_photo_framing_arguments, check_output_file, said_unreadable
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
@@ -64,7 +64,7 @@ def run_enrol(args: argparse.Namespace) -> int:
                           "self_check": profile.self_check}))
     else:
         print(format_self_check(profile.self_check, str(out), missed))
-    return 0
+    return said_unreadable(data)
 
 
 def format_self_check(check: dict, out: str, missed: list[str]) -> str:

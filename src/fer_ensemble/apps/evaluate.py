@@ -17,6 +17,7 @@ from fer_ensemble.apps.common import (
     check_apart,
     output_folder,
     prior_argument,
+    said_unreadable,
     warn,
 )
 from fer_ensemble.apps.reports import format_before_after, format_labelled_report, format_report
@@ -128,7 +129,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.out:  # before the evaluation, not after it; never among what it reads
         images = args.images or (Path(args.labels).parent if args.labels else None)
-        check_apart(args.out, [p for p in (args.data, images) if p], [p for p in (args.labels, args.groups) if p],
+        check_apart(args.out, [str(p) for p in (args.data, images) if p], [p for p in (args.labels, args.groups) if p],
                     "labelled photos" if args.labels else "FER+ data")
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
@@ -180,7 +181,7 @@ def calibrated(predictor, calibration: str | None):
 
 def _probabilities(args: argparse.Namespace, predict, data: LabelledImages) -> tuple[np.ndarray, np.ndarray]:
     if args.crops:
-        return crop_probabilities(predict, data), np.ones(len(data), bool)
+        return crop_probabilities(predict, data), data.readable()
     return photo_probabilities(predict, data, create_detector({"detector": args.detector}), args.margin, args.offset)
 
 
@@ -188,9 +189,9 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     predictor = calibrated(load_predictor(args.model), args.calibration)
     if args.enrol is not None:
-        return _evaluate_enrol(args, predictor, data)
+        return said_unreadable(data, _evaluate_enrol(args, predictor, data))
     if args.resting_face:
-        return _evaluate_resting_face(args, predictor, data)
+        return said_unreadable(data, _evaluate_resting_face(args, predictor, data))
     report = evaluate_labelled(*_probabilities(args, with_prior(predictor, args.prior), data), data)
     source = f"{args.labels} ({'face crops' if args.crops else f'photos, largest face, {args.detector} detector'})"
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "labels": args.labels,
@@ -204,7 +205,7 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
              f"macro recall {scores.macro_recall:.4f}", truth[view])
             for view, scores in (("image", report.per_image), ("group", report.per_group)) if scores is not None])
     print(json_text(result) if args.json else format_labelled_report(predictor.name, source, report))
-    return 0
+    return said_unreadable(data)
 
 
 def _evaluate_resting_face(args: argparse.Namespace, ensemble, data: LabelledImages) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import bounded, output_file
+from fer_ensemble.apps.common import bounded, output_file, said_unreadable
 from fer_ensemble.errors import UserError
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
@@ -63,4 +63,4 @@ def _pack_faces(args: argparse.Namespace, out: Path) -> int:
     packed.save(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(data)} images, {int(packed.found.sum())} "
           f"with a face; pass it as scripts/train_gpu.py --checks")
-    return 0
+    return said_unreadable(data)
