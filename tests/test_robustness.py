@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
+from conftest import NO_FACE, REPO, TINY_TRAIN, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media.inputs import SAMPLES
@@ -1025,6 +1025,30 @@ def test_ctrl_c_in_predict_says_what_was_done_and_where(tiny_ensemble: Path, tmp
     done = re.search(rf"interrupted: (\d+) of 400 photo\(s\) done, outputs in {re.escape(str(out))} and "
                      rf"{re.escape(str(table))}$", stderr.strip())
     assert done and 0 < int(done.group(1)) < 400, stderr
+
+
+def test_ctrl_c_in_the_other_commands_says_what_they_kept(tiny_ensemble: Path, ferplus: Path, tmp_path: Path) -> None:
+    """Issue "Robustness", item 11: train, evaluate (and the other commands that write once done)
+    said a bare "interrupted"; train now names its last checkpoint and how to continue."""
+    photos = copies(tmp_path / "photos", 3000)
+    labels = photos / "labels.csv"
+    labels.write_text("file,label\n" + "".join(f"{p.name},happiness\n" for p in sorted(photos.glob("*.jpg"))))
+    started = time.monotonic()
+    code, stderr, seconds = interrupted(["evaluate", str(tiny_ensemble), "--labels", str(labels)],
+                                        ready=lambda p: time.monotonic() > started + 4)
+    assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
+    assert lines(stderr)[-1] == "fer-ensemble evaluate: interrupted: nothing written (it writes its outputs once done)"
+    need("torch")
+    run = tmp_path / "run"
+    code, stderr, seconds = interrupted(
+        ["train", *TINY_TRAIN, "--subset", "128", "--valid-subset", "64", "--data", str(ferplus), "--epochs", "50",
+         "--out", str(run)],
+        ready=lambda p: (run / "checkpoint.pt").is_file(), timeout=300)
+    assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
+    done = re.fullmatch(rf"fer-ensemble train: interrupted: (\d+) epoch\(s\) done, the last kept in "
+                        rf"{re.escape(str(run / 'checkpoint.pt'))}; continue with fer-ensemble train --out "
+                        rf"{re.escape(str(run))} --resume", lines(stderr)[-1])
+    assert done and int(done.group(1)) >= 1, stderr
 
 
 def test_ctrl_c_in_video_keeps_a_playable_video_and_its_summary(tiny_ensemble: Path, tmp_path: Path) -> None:

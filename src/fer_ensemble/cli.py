@@ -75,6 +75,11 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
 }
 
 
+WRITES_WHEN_DONE = frozenset({"evaluate", "adapt", "enrol", "export", "fit-ensemble", "pack-data"})
+"""Commands that write their outputs only once their work is done (``export`` stages them): what
+Ctrl-C leaves of them is nothing, and their ``interrupted`` line says so."""
+
+
 def command_list() -> str:
     """The commands by group, for ``fer-ensemble --help``."""
     lines: list[str] = []
@@ -166,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return fail(f"{error.filename}: {error.strerror}")
     except KeyboardInterrupt as error:  # Ctrl-C: an Interrupted says what was done and where
-        print(f"fer-ensemble {args.command}: interrupted{': ' + str(error) if str(error) else ''}",
-              file=sys.stderr)
+        said = str(error) or ("nothing written (it writes its outputs once done)"
+                              if args.command in WRITES_WHEN_DONE else "")
+        print(f"fer-ensemble {args.command}: interrupted{': ' + said if said else ''}", file=sys.stderr)
         return ExitCode.INTERRUPTED
 
 

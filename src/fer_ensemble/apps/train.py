@@ -6,10 +6,12 @@ The options are torch-free, so ``--help`` works in a base install; torch is impo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fer_ensemble.apps.common import check_output_folder, output_folder
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
+from fer_ensemble.errors import Interrupted
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -70,5 +72,19 @@ def run_train(args: argparse.Namespace) -> int:
     (check_output_folder if args.resume else output_folder)(args.out)  # one line, exit 2, before any work
     from fer_ensemble.training.train import run_training
 
-    run_training(args)
+    try:
+        run_training(args)
+    except KeyboardInterrupt:
+        raise Interrupted(what_a_run_kept(Path(args.out))) from None
     return 0
+
+
+def what_a_run_kept(out: Path) -> str:
+    """What an interrupted run leaves in ``out``, for its ``interrupted`` line: the epochs done (its
+    metrics' lines) and how to continue, or that none was finished."""
+    metrics = out / "metrics.jsonl"
+    epochs = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
+    if not epochs or not (out / "checkpoint.pt").is_file():
+        return f"no epoch finished; nothing to resume in {out}"
+    return (f"{epochs} epoch(s) done, the last kept in {out / 'checkpoint.pt'}; continue with "
+            f"fer-ensemble train --out {out} --resume")
