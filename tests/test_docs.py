@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -202,6 +203,122 @@ def test_the_docs_example_runs(name: str, tmp_path: Path) -> None:
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     EXAMPLE_CHECKS[name](result.stdout, folder)
+
+
+# --- the command lines of the docs ---------------------------------------------------------------
+
+SHELL_OPERATORS = {"&&", "||", ";", "&", "|"}
+PLACEHOLDERS = {"N": "2", "...": None}
+"""Placeholders of the docs' command lines: ``N`` (a count) as a number, ``...`` (the rest of
+the options, as above) left out; the others (``FILE``, ``T``, ``RUN_DIR``) parse as written."""
+
+
+def shell_commands(block: str) -> list[tuple[str, list[str]]]:
+    """Each command of a bash block as (its line, its words): continuations joined, comments and
+    quotes removed as the shell would, lines split at ``&&``, ``;``, ``&`` and pipes. A ``|``
+    inside ``[...]`` is the usage notation's "or" and stays."""
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words: list[str] = []
+        depth = 0
+        for word in lexer:
+            if word in SHELL_OPERATORS and depth == 0:
+                commands.append((line, words))
+                words = []
+                continue
+            depth += word.count("[") - word.count("]")
+            words.append(word)
+        commands.append((line, words))
+    return [(line, words) for line, words in commands if words]
+
+
+def cli_arguments(words: list[str]) -> list[str] | None:
+    """The arguments a command gives fer-ensemble (``fer-ensemble``, ``.venv/bin/fer-ensemble``,
+    ``python -m fer_ensemble.cli``, after any ``NAME=value``), or None for another program."""
+    for i, word in enumerate(words):
+        if Path(word).name == "fer-ensemble" and all("=" in w for w in words[:i]):
+            return words[i + 1:]
+        if word == "-m" and words[i + 1:i + 2] == ["fer_ensemble.cli"]:
+            return words[i + 2:]
+    return None
+
+
+def usage_variants(words: list[str]) -> list[list[str]]:
+    """The command lines a usage synopsis stands for: each ``[...]`` left out or given, each
+    ``a | b`` inside one as each of its choices (``webcam [--camera N | --source FILE]``: three
+    lines); placeholders replaced (``PLACEHOLDERS``)."""
+    tokens: list[str] = []
+    for word in words:  # "[--camera" -> "[", "--camera"; "FILE]" -> "FILE", "]"
+        inner = word.lstrip("[")
+        tokens += ["["] * (len(word) - len(inner))
+        tokens += [inner.rstrip("]")] if inner.rstrip("]") else []
+        tokens += ["]"] * (len(inner) - len(inner.rstrip("]")))
+
+    def sequence(i: int) -> tuple[list[list[str]], int]:
+        """The variants of the tokens from ``i`` to the ``]`` (or the end) that closes them."""
+        choices: list[list[list[str]]] = [[[]]]  # per "|"-separated choice, its variants
+        while i < len(tokens) and tokens[i] != "]":
+            if tokens[i] == "[":
+                optional, i = sequence(i + 1)
+                choices[-1] = [a + b for a in choices[-1] for b in [[], *optional]]
+            elif tokens[i] == "|":
+                choices.append([[]])
+            elif (value := PLACEHOLDERS.get(tokens[i], tokens[i])) is not None:
+                choices[-1] = [a + [value] for a in choices[-1]]
+            i += 1
+        return [variant for choice in choices for variant in choice], i
+
+    return sequence(0)[0]
+
+
+def documented_command_lines() -> list[tuple[str, str, list[str]]]:
+    """(page, line, arguments) for every fer-ensemble command in a bash block of the README, a docs
+    page or CONTRIBUTING.md (a block's includes expanded), one per usage variant."""
+    lines = []
+    for page in [*documentation_pages(), REPO / "CONTRIBUTING.md"]:
+        for block in fenced_blocks(page, "bash"):
+            for line, words in shell_commands(expanded(block)):
+                if (arguments := cli_arguments(words)) is not None:
+                    lines += [(page.name, line, variant) for variant in usage_variants(arguments)]
+    return lines
+
+
+def test_usage_variants_read_the_synopsis_notation() -> None:
+    assert usage_variants("webcam [--camera N | --source FILE] [--no-window]".split()) == [
+        ["webcam"], ["webcam", "--no-window"], ["webcam", "--camera", "2"], ["webcam", "--camera", "2", "--no-window"],
+        ["webcam", "--source", "FILE"], ["webcam", "--source", "FILE", "--no-window"]]
+    assert usage_variants("train --model resnet50 ...".split()) == [["train", "--model", "resnet50"]]
+    assert shell_commands('A=1 fer-ensemble x \\\n  --y "a b" &  # c\nfer-ensemble a && fer-ensemble b') == [
+        ('A=1 fer-ensemble x    --y "a b" &  # c', ["A=1", "fer-ensemble", "x", "--y", "a b"]),
+        ("fer-ensemble a && fer-ensemble b", ["fer-ensemble", "a"]),
+        ("fer-ensemble a && fer-ensemble b", ["fer-ensemble", "b"])]
+
+
+def test_every_documented_command_line_parses() -> None:
+    """Each fer-ensemble command line in the docs' bash blocks (and the README's) is accepted by the
+    command's own parser, so a flag renamed or removed in the code cannot live on in the docs."""
+    import contextlib
+    import io
+
+    from fer_ensemble.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command in [parser, *commands.choices.values()]:
+        command.allow_abbrev = False  # else "--stride" would still parse once renamed "--stride-frames"
+    refused = []
+    lines = documented_command_lines()
+    for page, line, arguments in lines:
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(arguments)
+        except SystemExit:
+            refused.append(f"{page}: {line.strip()}\n    {' '.join(arguments)}\n    {stderr.getvalue().strip()}")
+    assert refused == [], "\n".join(refused)
+    assert len({line for _, line, _ in lines}) >= 50 and len(lines) >= 150
 
 
 # --- what the docs must cover -----------------------------------------------------------------
