@@ -453,7 +453,7 @@ def test_the_site_shows_each_included_example(site: Path) -> None:
             lines = [line for line in (REPO / target).read_text().splitlines() if line.strip()]
             assert [line for line in lines if line not in text] == [], f"{page.name}: {target}"
             shown.append(target)
-        assert "--8<--" not in text, page.name
+        assert not re.search(r'^\s*--8<-- "', text, re.M), page.name  # an include left as written
     assert sorted(set(shown)) == [f"docs_src/{name}" for name in EXAMPLES]
 
 
