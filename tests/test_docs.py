@@ -26,7 +26,6 @@ from conftest import REPO, need, skip_or_fail
 from documentation import DOCS, README, documentation_pages, documentation_text
 
 PACKAGE = REPO / "src" / "fer_ensemble"
-SAMPLES = PACKAGE / "samples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOT_IN_THE_REFERENCE = ("apps", "cli", "server")
@@ -131,6 +130,8 @@ def example_folder(folder: Path) -> Path:
     ``clip.mp4`` (the sample clip)."""
     import cv2
     import numpy as np
+
+    from fer_ensemble.media.inputs import SAMPLES
 
     astronaut, hopper = (cv2.imread(str(SAMPLES / name)) for name in ("astronaut.png", "grace_hopper.jpg"))
     height = astronaut.shape[0]
