@@ -1,18 +1,20 @@
 """The documentation (issue 23): a README that starts with use and stays short, and the MkDocs site
 in docs/ that builds with --strict, documents every command, endpoint and public name, shows the
-pictures scripts/docs_figures.py draws, runs its Python examples as written, and opens offline in
-Chromium with working navigation and search."""
+pictures scripts/docs_figures.py draws, runs its Python examples (the docs_src/ files the pages
+include, issue 34 item 5) and opens offline in Chromium with working navigation and search."""
 
 from __future__ import annotations
 
 import argparse
 import ast
 import functools
+import html
 import http.server
 import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,10 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, need, skip_or_fail
-from documentation import DOCS, README, documentation_text
+from documentation import DOCS, README, documentation_pages, documentation_text
 
 PACKAGE = REPO / "src" / "fer_ensemble"
-SAMPLES = PACKAGE / "samples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOT_IN_THE_REFERENCE = ("apps", "cli", "server")
@@ -86,31 +87,239 @@ def test_every_link_of_the_readme_resolves() -> None:
     assert broken == []
 
 
-def run_python_example(page: Path, tmp_path: Path) -> dict:
-    """The page's "## Python API" block, run as written on the bundled photo and clip."""
-    block = re.search(r"## Python API\n\n```python\n(.*?)```", page.read_text(), re.S).group(1)
-    code = (block.replace('"group.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
-                 .replace('"portrait.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
-                 .replace('"portrait-at-rest.jpg"', repr(str(SAMPLES / "grace_hopper.jpg")))
-                 .replace('"clip.mp4"', repr(str(SAMPLES / "faces.mp4")))
-                 .replace('"annotated.jpg"', repr(str(tmp_path / "annotated.jpg")))
-                 .replace("    ...", "    seen.append(len(faces))"))
-    namespace: dict = {"seen": []}
-    exec(compile(code, str(page.relative_to(REPO)), "exec"), namespace)  # noqa: S102 - our own docs
-    return namespace
+# --- the examples: docs_src/ -------------------------------------------------------------------
+
+DOCS_SRC = REPO / "docs_src"
+EXAMPLES = sorted(path.name for path in DOCS_SRC.glob("*.py"))
+INCLUDE = re.compile(r'^--8<-- "([^"]+)"$', re.M)
+"""A snippets include (pymdownx.snippets, base path the repository's root), alone on its line."""
 
 
-def test_the_readme_python_example_runs(tmp_path: Path) -> None:
-    run_python_example(README, tmp_path)
-    assert (tmp_path / "annotated.jpg").stat().st_size > 0
+def fenced_blocks(page: Path, language: str) -> list[str]:
+    """The contents of the page's ``` fences of ``language``, as written (an include unexpanded)."""
+    return re.findall(rf"^```{language}\n(.*?)^```$", page.read_text(), re.S | re.M)
 
 
-def test_the_getting_started_python_example_runs(tmp_path: Path) -> None:
-    """The whole Python API example (photos, detectors, a stream, a resting face)."""
-    namespace = run_python_example(DOCS / "getting-started.md", tmp_path)
-    assert (tmp_path / "annotated.jpg").stat().st_size > 0
-    assert len(namespace["seen"]) > 10 and max(namespace["seen"]) >= 1
-    assert all(face.relative for face in namespace["faces"])
+def expanded(block: str) -> str:
+    """A block as the built page shows it: each include replaced by its file."""
+    return INCLUDE.sub(lambda match: (REPO / match.group(1)).read_text().rstrip("\n"), block)
+
+
+def test_every_python_example_of_the_docs_is_a_docs_src_file() -> None:
+    """Issue 34, item 5: each Python block of a docs page is one include of a docs_src/ file (the
+    file a test runs), and each docs_src/ file is shown by a page."""
+    included = []
+    for page in [*documentation_pages()[1:], REPO / "CONTRIBUTING.md"]:
+        for block in fenced_blocks(page, "python"):
+            assert INCLUDE.fullmatch(block.strip()), f"{page.name}: inline Python; put it in docs_src/ and include it"
+            included.append(INCLUDE.fullmatch(block.strip()).group(1))
+    assert sorted(set(included)) == [f"docs_src/{name}" for name in EXAMPLES]
+    assert len(EXAMPLES) >= 4
+
+
+def test_the_readme_python_example_is_its_docs_src_file() -> None:
+    """GitHub does not expand includes, so the README keeps its example inline: the same text as
+    docs_src/predict_photo.py, which the pages include and a test runs."""
+    (block,) = fenced_blocks(README, "python")
+    assert block.strip() == (DOCS_SRC / "predict_photo.py").read_text().strip()
+
+
+def example_folder(folder: Path) -> Path:
+    """The files the examples read, made from the bundled samples: ``group.jpg`` (the astronaut
+    and Grace Hopper side by side), ``portrait.jpg`` and ``portrait-at-rest.jpg`` (Grace Hopper),
+    ``clip.mp4`` (the sample clip)."""
+    import cv2
+    import numpy as np
+
+    from fer_ensemble.media.inputs import SAMPLES
+
+    astronaut, hopper = (cv2.imread(str(SAMPLES / name)) for name in ("astronaut.png", "grace_hopper.jpg"))
+    height = astronaut.shape[0]
+    hopper_resized = cv2.resize(hopper, (round(hopper.shape[1] * height / hopper.shape[0]), height))
+    cv2.imwrite(str(folder / "group.jpg"), np.hstack([astronaut, hopper_resized]))
+    for name in ("portrait.jpg", "portrait-at-rest.jpg"):
+        shutil.copy(SAMPLES / "grace_hopper.jpg", folder / name)
+    shutil.copy(SAMPLES / "faces.mp4", folder / "clip.mp4")
+    return folder
+
+
+FACE_LINE = re.compile(r"^\((-?\d+), (-?\d+), (\d+), (\d+)\) (\w+) ([01]\.\d+)", re.M)
+"""A face as the examples print it: ``(x, y, w, h) label score``."""
+
+
+def check_group_photo(out: str, folder: Path) -> None:
+    """The group photo's two faces, printed with their labels and annotated into a copy."""
+    import cv2
+
+    faces = FACE_LINE.findall(out)
+    assert [label for *_, label, _ in faces] == ["happiness", "neutral"], out  # the astronaut smiles
+    assert all(0 < float(score) <= 1 for *_, score in faces)
+    annotated = cv2.imread(str(folder / "annotated.jpg"))
+    assert annotated is not None and annotated.shape == cv2.imread(str(folder / "group.jpg")).shape
+
+
+def check_python_api(out: str, folder: Path) -> None:
+    """The photo, the Haar detector, every frame of the clip with its tracks, and a face read
+    relative to the resting face."""
+    check_group_photo(out, folder)
+    lines = out.splitlines()
+    assert ast.literal_eval(next(ln for ln in lines if ln.startswith("haar: ")).split(": ", 1)[1])
+    frames = [ast.literal_eval(ln.split(" s ", 1)[1]) for ln in lines if re.match(r"\d+\.\d\d s \[", ln)]
+    assert len(frames) == 60 and sum(bool(faces) for faces in frames) > 50
+    assert {track_id for faces in frames for track_id, _ in faces} >= {1}
+    relative = ast.literal_eval(lines[-1].split(": ", 1)[1])
+    assert relative and all(is_relative for _, is_relative in relative), lines[-1]
+
+
+def check_detectors(out: str, folder: Path) -> None:
+    """Each detector's labels, by the command that uses it; BlazeFace finds both faces."""
+    found = {command: ast.literal_eval(labels) for command, labels in
+             (line.split(": ", 1) for line in out.splitlines())}
+    assert list(found) == ["predict", "webcam", "predict --detector haar", "webcam --detector haar --min-face 60"]
+    assert found["predict"] == found["webcam"] == ["happiness", "neutral"] and all(found.values()), found
+
+
+def check_resting_face(out: str, folder: Path) -> None:
+    """The portrait read relative to the resting face; a stream's tracks take and clear theirs."""
+    photo, video = out.splitlines()
+    assert ast.literal_eval(photo.removeprefix("photo: ")) == [("neutral", True)]
+    took, cleared = re.fullmatch(r"video: took (\[.*\]) cleared (\[.*\])", video).groups()
+    assert ast.literal_eval(took) and ast.literal_eval(cleared) == ast.literal_eval(took)
+
+
+EXAMPLE_CHECKS = {"predict_photo.py": check_group_photo, "python_api.py": check_python_api,
+                  "detectors.py": check_detectors, "resting_face.py": check_resting_face}
+
+
+def test_every_example_has_its_check() -> None:
+    assert sorted(EXAMPLE_CHECKS) == EXAMPLES
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_docs_example_runs(name: str, tmp_path: Path) -> None:
+    """Each docs_src/ file run as a user would, ``python example.py`` in a folder holding the files
+    it reads, and what it prints and writes checked (about a second each)."""
+    folder = example_folder(tmp_path)
+    result = subprocess.run([sys.executable, str(DOCS_SRC / name)], cwd=folder, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    EXAMPLE_CHECKS[name](result.stdout, folder)
+
+
+# --- the command lines of the docs ---------------------------------------------------------------
+
+SHELL_OPERATORS = {"&&", "||", ";", "&", "|"}
+PLACEHOLDERS = {"N": "2", "...": None}
+"""Placeholders of the docs' command lines: ``N`` (a count) as a number, ``...`` (the rest of
+the options, as above) left out; the others (``FILE``, ``T``, ``RUN_DIR``) parse as written."""
+
+
+def shell_commands(block: str) -> list[tuple[str, list[str]]]:
+    """Each command of a bash block as (its line, its words): continuations joined, comments and
+    quotes removed as the shell would, lines split at ``&&``, ``;``, ``&`` and pipes. A ``|``
+    inside ``[...]`` is the usage notation's "or" and stays."""
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words: list[str] = []
+        depth = 0
+        for word in lexer:
+            if word in SHELL_OPERATORS and depth == 0:
+                commands.append((line, words))
+                words = []
+                continue
+            depth += word.count("[") - word.count("]")
+            words.append(word)
+        commands.append((line, words))
+    return [(line, words) for line, words in commands if words]
+
+
+def cli_arguments(words: list[str]) -> list[str] | None:
+    """The arguments a command gives fer-ensemble (``fer-ensemble``, ``.venv/bin/fer-ensemble``,
+    ``python -m fer_ensemble.cli``, after any ``NAME=value``), or None for another program."""
+    for i, word in enumerate(words):
+        if Path(word).name == "fer-ensemble" and all("=" in w for w in words[:i]):
+            return words[i + 1:]
+        if word == "-m" and words[i + 1:i + 2] == ["fer_ensemble.cli"]:
+            return words[i + 2:]
+    return None
+
+
+def usage_variants(words: list[str]) -> list[list[str]]:
+    """The command lines a usage synopsis stands for: each ``[...]`` left out or given, each
+    ``a | b`` inside one as each of its choices (``webcam [--camera N | --source FILE]``: three
+    lines); placeholders replaced (``PLACEHOLDERS``)."""
+    tokens: list[str] = []
+    for word in words:  # "[--camera" -> "[", "--camera"; "FILE]" -> "FILE", "]"
+        inner = word.lstrip("[")
+        tokens += ["["] * (len(word) - len(inner))
+        tokens += [inner.rstrip("]")] if inner.rstrip("]") else []
+        tokens += ["]"] * (len(inner) - len(inner.rstrip("]")))
+
+    def sequence(i: int) -> tuple[list[list[str]], int]:
+        """The variants of the tokens from ``i`` to the ``]`` (or the end) that closes them."""
+        choices: list[list[list[str]]] = [[[]]]  # per "|"-separated choice, its variants
+        while i < len(tokens) and tokens[i] != "]":
+            if tokens[i] == "[":
+                optional, i = sequence(i + 1)
+                choices[-1] = [a + b for a in choices[-1] for b in [[], *optional]]
+            elif tokens[i] == "|":
+                choices.append([[]])
+            elif (value := PLACEHOLDERS.get(tokens[i], tokens[i])) is not None:
+                choices[-1] = [a + [value] for a in choices[-1]]
+            i += 1
+        return [variant for choice in choices for variant in choice], i
+
+    return sequence(0)[0]
+
+
+def documented_command_lines() -> list[tuple[str, str, list[str]]]:
+    """(page, line, arguments) for every fer-ensemble command in a bash block of the README, a docs
+    page or CONTRIBUTING.md (a block's includes expanded), one per usage variant."""
+    lines = []
+    for page in [*documentation_pages(), REPO / "CONTRIBUTING.md"]:
+        for block in fenced_blocks(page, "bash"):
+            for line, words in shell_commands(expanded(block)):
+                if (arguments := cli_arguments(words)) is not None:
+                    lines += [(page.name, line, variant) for variant in usage_variants(arguments)]
+    return lines
+
+
+def test_usage_variants_read_the_synopsis_notation() -> None:
+    assert usage_variants("webcam [--camera N | --source FILE] [--no-window]".split()) == [
+        ["webcam"], ["webcam", "--no-window"], ["webcam", "--camera", "2"], ["webcam", "--camera", "2", "--no-window"],
+        ["webcam", "--source", "FILE"], ["webcam", "--source", "FILE", "--no-window"]]
+    assert usage_variants("train --model resnet50 ...".split()) == [["train", "--model", "resnet50"]]
+    assert shell_commands('A=1 fer-ensemble x \\\n  --y "a b" &  # c\nfer-ensemble a && fer-ensemble b') == [
+        ('A=1 fer-ensemble x    --y "a b" &  # c', ["A=1", "fer-ensemble", "x", "--y", "a b"]),
+        ("fer-ensemble a && fer-ensemble b", ["fer-ensemble", "a"]),
+        ("fer-ensemble a && fer-ensemble b", ["fer-ensemble", "b"])]
+
+
+def test_every_documented_command_line_parses() -> None:
+    """Each fer-ensemble command line in the docs' bash blocks (and the README's) is accepted by the
+    command's own parser, so a flag renamed or removed in the code cannot live on in the docs."""
+    import contextlib
+    import io
+
+    from fer_ensemble.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command in [parser, *commands.choices.values()]:
+        command.allow_abbrev = False  # else "--stride" would still parse once renamed "--stride-frames"
+    refused = []
+    lines = documented_command_lines()
+    for page, line, arguments in lines:
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(arguments)
+        except SystemExit:
+            refused.append(f"{page}: {line.strip()}\n    {' '.join(arguments)}\n    {stderr.getvalue().strip()}")
+    assert refused == [], "\n".join(refused)
+    assert len({line for _, line, _ in lines}) >= 50 and len(lines) >= 150
 
 
 # --- what the docs must cover -----------------------------------------------------------------
@@ -225,6 +434,28 @@ def test_the_site_builds_strict_with_every_page(site: Path) -> None:
     for name in ("CHANGELOG.md", "CONTRIBUTING.md"):  # included, not copied
         first = (REPO / name).read_text().splitlines()[0].lstrip("# ")
         assert first in (site / Path(name).stem.lower() / "index.html").read_text(), name
+
+
+def built_page(site: Path, page: Path) -> str:
+    """The text of a docs page as the built site shows it, HTML tags taken out."""
+    name = page.relative_to(DOCS).with_suffix("")
+    path = site / (name.parent if name.name == "index" else name) / "index.html"
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+def test_the_site_shows_each_included_example(site: Path) -> None:
+    """The snippets extension put each docs_src/ file into its page: every line of it is on the
+    built page, and no include line is left in the text."""
+    shown = []
+    for page in sorted(DOCS.rglob("*.md")):
+        targets = INCLUDE.findall(page.read_text())
+        text = built_page(site, page)
+        for target in (t for t in targets if t.startswith("docs_src/")):
+            lines = [line for line in (REPO / target).read_text().splitlines() if line.strip()]
+            assert [line for line in lines if line not in text] == [], f"{page.name}: {target}"
+            shown.append(target)
+        assert not re.search(r'^\s*--8<-- "', text, re.M), page.name  # an include left as written
+    assert sorted(set(shown)) == [f"docs_src/{name}" for name in EXAMPLES]
 
 
 def test_the_api_reference_covers_every_public_name(site: Path) -> None:

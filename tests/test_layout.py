@@ -106,8 +106,8 @@ def test_ruff_is_clean() -> None:
 
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     assert ruff, "ruff is missing: pip install -e '.[dev]'"
-    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks"], cwd=PACKAGE.parents[1],
-                            capture_output=True, text=True)
+    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks", "docs_src"],
+                            cwd=PACKAGE.parents[1], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
 
 
