@@ -60,6 +60,7 @@ def test_the_readme_gives_the_test_environments_size_and_the_batch_page_its_file
 
     paragraph = README.read_text().split("The whole test suite", 1)[1].split("```", 1)[0]
     assert "about 7 GB" in paragraph and "CUDA" in paragraph and "minutes" in paragraph.split("7 GB", 1)[1]
+    assert "PyPI serves none" in paragraph and "--index-url https://download.pytorch.org/whl/cpu" in paragraph
     batch = (DOCS / "batch.md").read_text()
     assert "faces/<source>.parquet" not in batch and "SHA-1 of the source's whole path or URI" in batch
     assert f"`clips/clip.mp4` gives\n  `{source_key('clips/clip.mp4')}`" in batch
