@@ -310,6 +310,36 @@ def test_a_worker_that_dies_is_its_sources_error_row(monkeypatch: pytest.MonkeyP
     assert summary["astronaut.png"]["faces"] == 1
 
 
+def test_every_setting_the_rows_depend_on_is_named_when_it_changes(tiny_ensemble: Path, tmp_path: Path) -> None:
+    """Robustness issue, item 12, every setting (the command test above changes two): a source done
+    under one prior, ensemble, detector, version or profile is not done under another, and the
+    setting is named; threads, which the rows do not depend on, change nothing."""
+    from dataclasses import replace
+
+    from fer_ensemble.batch.output import BatchOutput
+    from fer_ensemble.batch.work import BatchSettings, for_kind, recorded_settings
+
+    other = tiny_ensemble.with_name("other.json")  # the same members, other weights
+    other.write_text(tiny_ensemble.read_text().replace('"weight": 0.25', '"weight": 0.3'))
+    profile = tmp_path / "me.json"
+    profile.write_text("{}")
+    base = BatchSettings(ensemble=str(tiny_ensemble))
+    output = BatchOutput(tmp_path / "out")
+    for kind, source in (("image", "a.png"), ("video", "a.mp4")):
+        settings = for_kind(recorded_settings(base, "1.0"), kind)
+        output.write_source(source, kind, [], 1, 1, None, [], settings)
+        assert output.done(source, settings)
+        changes = {"prior": (replace(base, prior_strength=0.5), "1.0"),
+                   "ensemble": (replace(base, ensemble=str(other)), "1.0"),
+                   f"{'video' if kind == 'video' else 'photo'}_detector": (
+                       replace(base, **{f"{'video' if kind == 'video' else 'photo'}_detector": {"detector": "haar"}}), "1.0"),
+                   "version": (base, "1.1"), "profile": (replace(base, profile=str(profile)), "1.0")}
+        for name, (changed, version) in changes.items():
+            now = for_kind(recorded_settings(changed, version), kind)
+            assert not output.done(source, now) and output.changed(source, now) == [name], name
+        assert output.done(source, for_kind(recorded_settings(replace(base, threads=4), "1.0"), kind))
+
+
 def test_a_rerun_under_other_settings_reads_those_sources_again(tiny_ensemble: Path, tmp_path: Path) -> None:
     """Robustness issue, item 12: each source's summary records the settings its rows depend on; a
     rerun redoes the sources made under others, with a note naming the setting, and keeps those the
