@@ -25,6 +25,7 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
+from fer_ensemble.media.decoder import decoder_log
 from fer_ensemble.media.video import VideoFrames
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
@@ -189,7 +190,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     InputError when the file cannot be opened or not one frame decodes (then no folder is made),
     OutputError when an output cannot be written. Ctrl-C (KeyboardInterrupt) stops the reading: every
     output is written for the frames read, then ``Interrupted`` says so."""
-    frames = VideoFrames(path, stop=max_frames)
+    frames = VideoFrames(path, stop=max_frames, log=decoder_log())  # the command's watch, when it set one
     stream = iter(frames)
     first = next(stream, None)
     if first is None:  # opened but nothing decodes (a text file named .jpg, a file damaged from its start)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_ensemble.errors import InputError, json_text
+from fer_ensemble.media.decoder import decoder_log
 from fer_ensemble.media.images import read_image
 from fer_ensemble.media.inputs import is_uri
 from fer_ensemble.media.kinds import extension
@@ -183,7 +184,7 @@ class Worker:
         return TaskResult(face_rows(source, 0, None, faces, bool(self.settings.geometry)), 1, 1)
 
     def _video(self, source: str, path: str, start: int, stop: int | None) -> TaskResult:
-        frames = VideoFrames(Path(path), start, stop)
+        frames = VideoFrames(Path(path), start, stop, decoder_log())  # the watch a worker inherits
         stream = self.videos.stream(frame_interval_s=1 / frames.fps)  # this task's own tracks, from id 1
         rows, processed = [], 0
         for index, frame in frames:

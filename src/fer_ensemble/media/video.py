@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from fer_ensemble.errors import InputError
-from fer_ensemble.media.decoder import decoder_log
+from fer_ensemble.media.decoder import DecoderLog
 from fer_ensemble.media.images import JPEG_HEADER_BYTES, TooManyPixels, check_pixels, declared_size
 from fer_ensemble.media.kinds import PLAYLIST_EXTENSIONS, extension, is_text
 
@@ -51,12 +51,13 @@ class VideoFrames:
 
     ``damaged_at_s``: where the decoder reported errors (a damaged file: FFmpeg conceals them and
     repeats the last good picture), the time of the first frame read after the first report, in
-    seconds; None when it reported none, or when ``watch_decoder_errors`` is off (the library's
-    default: only the commands turn it on). Reports arrive from the decoder's threads, so the time
-    can lag the damage by a few frames."""
+    seconds; None when it reported none, or without a ``log`` (the process's ``DecoderLog``, which
+    the commands make, ``decoder.watch_decoder_errors``, and give to the readers they open; the
+    library's default is none). Reports arrive from the decoder's threads, so the time can lag the
+    damage by a few frames."""
 
-    def __init__(self, path: Path, start: int = 0, stop: int | None = None):
-        self.log = decoder_log()
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None, log: DecoderLog | None = None):
+        self.log = log
         self.damaged_at_s: float | None = None
         self.capture = open_video(path)
         self.fps: float = self.capture.get(cv2.CAP_PROP_FPS) or 25.0
