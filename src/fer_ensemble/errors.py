@@ -68,6 +68,16 @@ class SpecError(UserError):
     exit_code = ExitCode.USAGE
 
 
+def checked_format(data: object, expected: str, source: str, what: str,
+                   error: type[UserError] = UserError) -> dict:
+    """``data`` (a file's parsed JSON) when it is an object whose ``"format"`` is ``expected``; else
+    ``error``, one line naming ``source``: "SOURCE: not a WHAT of format EXPECTED (found ...)"."""
+    if not isinstance(data, dict) or data.get("format") != expected:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise error(f"{source}: not a {what} of format {expected!r} (found {found!r})")
+    return data
+
+
 def read_json_object(path: str | Path, what: str, required: tuple[str, ...] = (),
                      file_format: str | None = None) -> dict:
     """The JSON object in ``path`` (a ``what``, e.g. "ensemble file"), holding every key of

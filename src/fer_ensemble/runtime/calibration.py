@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError
+from fer_ensemble.errors import UserError, checked_format
 
 CALIBRATION_FORMAT = "fer-ensemble/calibration/v1"
 """The ``format`` of the calibrations this version writes (``adapt``) and reads."""
@@ -86,9 +86,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: object, source: str = "calibration") -> Calibration:
         """A calibration from its JSON form; UserError naming ``source`` when it is not one."""
-        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise UserError(f"{source}: not a calibration (format {found!r}, expected {CALIBRATION_FORMAT!r})")
+        data = checked_format(data, CALIBRATION_FORMAT, source, "calibration")
         try:
             classes = tuple(data["classes"])
             weights = np.asarray(data["weights"], np.float64)

@@ -37,7 +37,7 @@ from typing import TypeVar
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError, file_digest, json_text, write_whole
+from fer_ensemble.errors import UserError, checked_format, file_digest, json_text, write_whole
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 
 PROFILE_FORMAT = "fer-ensemble/profile/v1"
@@ -180,9 +180,7 @@ class Profile:
     @classmethod
     def from_dict(cls, data: object, source: str = "profile") -> Profile:
         """The profile ``data`` holds (``to_dict``'s form), checked: ProfileError naming ``source``."""
-        if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ProfileError(f"{source}: not a profile file of format {PROFILE_FORMAT!r} (found {found!r})")
+        data = checked_format(data, PROFILE_FORMAT, source, "profile file", ProfileError)
         try:
             classes = data["classes"]
             enrolled = np.array([EMOTIONS.index(name) for name in classes], np.int64)
