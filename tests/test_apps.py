@@ -123,36 +123,51 @@ def test_turned_scans_find_a_tilted_head(angle: float) -> None:
 
 
 def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
+    """The installed command: the shipped presets on the portraits, the photos without a face and the
+    group photos it is given (both options or neither; a missing one is one line, exit 2)."""
     result = run_cli("benchmark", "--stills", "--repeat", "1", "--threads", "1", "--json", "--ensemble", str(tiny_ensemble),
-                     "--group-photos", str(faces_dir), "--score-thresholds", "0.7", "0.9",
-                     "--taiwan", str(faces_dir / "absent"))  # taiwan-posed: test_calibration's
-    rows, checks = json.loads(result.stdout)["speed"], json.loads(result.stdout)["checks"]
-    passed = {c["preset"]: c["user_cases_passed"] for c in checks}
-    if all(c["user_cases"] for c in checks):  # ../shared/data/user-cases is there
-        assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
-        assert passed["BlazeFace, --turned-scans always"] == passed["BlazeFace, --turned-scans off"] == 7, passed
-        found = {c["preset"]: len(c["user_cases"]["c14_tilt_180.png"]) for c in checks if "BlazeFace" in c["preset"]}
-        assert found == {"BlazeFace, --turned-scans off": 0, "BlazeFace (default)": 1,
-                         "BlazeFace, --turned-scans always": 1}, found
-        turned = json.loads(result.stdout)["turned_scans"]  # what TURNED_SCORE_THRESHOLD was chosen from
-        assert "user-case" in turned and set(turned) <= {"false box", "face", "user-case"}, turned
-        assert max(turned.get("false box", [0.0])) < TURNED_SCORE_THRESHOLD < min(
-            turned.get("face", []) + turned["user-case"]), turned
-        assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
-    clip = {c["preset"]: c["clip_frames_with_face"] for c in checks}
-    assert clip["BlazeFace (default)"] == 60 and clip["Haar (--detector haar)"] == 59 and checks[0]["taiwan_no_face"] is None
-    assert {row["preset"] for row in rows} == {"Haar ladder before (global equalisation, 30 px window, 1280 px cap)",
-                                               "Haar (--detector haar)", "Haar + scans turned -25/+25 degrees",
+                     "--group-photos", str(faces_dir), "--group-labels", str(REPO / "benchmarks" / "group-photo-faces.csv"),
+                     "--score-thresholds", "0.7", "0.9")
+    rows = json.loads(result.stdout)["speed"]
+    assert {row["preset"] for row in rows} == {"Haar (--detector haar)", "Haar + scans turned -25/+25 degrees",
                                                "BlazeFace (default)", "BlazeFace (default), --score-threshold 0.9",
                                                "BlazeFace, --turned-scans off", "BlazeFace, --turned-scans always"}
     group = {row["preset"]: row["faces"] for row in rows if row["photos"].startswith("5 group photos")}
     assert group["BlazeFace, --turned-scans always"] == {"true_positives": 31, "misses": 0, "false_positives": 0}
     assert group["BlazeFace (default)"] == group["BlazeFace, --turned-scans off"]  # every photo has an upright face
-    assert len(group) == 7 and all(set(row["ms_per_photo"]) == {"1"} for row in rows)  # --threads 1: one column
+    assert len(group) == 6 and all(set(row["ms_per_photo"]) == {"1"} for row in rows)  # --threads 1: one column
     assert all(faces["true_positives"] >= 24 for preset, faces in group.items() if "0.9" not in preset)
     assert group["BlazeFace (default)"]["true_positives"] >= 29
     strict = group["BlazeFace (default), --score-threshold 0.9"]
     assert strict["true_positives"] + strict["false_positives"] < 29  # a higher threshold keeps fewer
+    alone = run_cli("benchmark", "--stills", "--group-photos", str(faces_dir), check=False)
+    assert alone.returncode == 2 and alone.stderr.splitlines() == [
+        "fer-ensemble benchmark: --group-photos DIR and --group-labels CSV go together (the photos and their face boxes)"]
+
+
+def test_the_stills_study_checks_each_preset_where_users_report_failures(tiny_ensemble: Path, faces_dir: Path) -> None:
+    """The checkout's research run (tools/stills_study.py): what each detector finds in the user-case
+    photos and the sample clip, and the scores the turned-scan threshold was chosen from."""
+    from tools.stills_study import detector_checks, parse_args, turned_scores
+
+    args = parse_args(["--ensemble", str(tiny_ensemble), "--group-photos", str(faces_dir),
+                       "--group-labels", str(REPO / "benchmarks" / "group-photo-faces.csv"),
+                       "--taiwan", str(faces_dir / "absent")])  # taiwan-posed: test_calibration's
+    checks = detector_checks(args)
+    passed = {c.preset: c.user_cases_passed for c in checks}
+    if all(c.user_cases for c in checks):  # ../shared/data/user-cases is there
+        assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
+        assert passed["BlazeFace, --turned-scans always"] == passed["BlazeFace, --turned-scans off"] == 7, passed
+        found = {c.preset: len(c.user_cases["c14_tilt_180.png"]) for c in checks if "BlazeFace" in c.preset}
+        assert found == {"BlazeFace, --turned-scans off": 0, "BlazeFace (default)": 1,
+                         "BlazeFace, --turned-scans always": 1}, found
+        turned = turned_scores(args)  # what TURNED_SCORE_THRESHOLD was chosen from
+        assert "user-case" in turned and set(turned) <= {"false box", "face", "user-case"}, turned
+        assert max(turned.get("false box", [0.0])) < TURNED_SCORE_THRESHOLD < min(
+            turned.get("face", []) + turned["user-case"]), turned
+        assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
+    clip = {c.preset: c.clip_frames_with_face for c in checks}
+    assert clip["BlazeFace (default)"] == 60 and clip["Haar (--detector haar)"] == 59 and checks[0].taiwan_no_face is None
 
 
 def test_the_stills_table_has_a_column_per_thread_count() -> None:
@@ -454,14 +469,15 @@ def test_out_of_range_options_are_usage_errors(option: list[str]) -> None:
 
 def test_the_stills_benchmark_says_which_inputs_it_left_out(tmp_path: Path, faces_dir: Path, user_cases: Path,
                                                            taiwan_posed: Path) -> None:
-    """Issue 24, item 8: run outside a checkout beside ../shared, `benchmark --stills` names each
+    """Issue 24, item 8: run outside a checkout beside ../shared, the stills study names each
     input it cannot find (and the option to give) instead of printing a shorter table silently."""
     import argparse
 
-    from fer_ensemble.apps.stills_benchmark import DEFAULT_LABELS, missing_inputs
+    from tools.stills_study import DEFAULT_LABELS, missing_inputs
 
     absent = str(tmp_path / "absent")
-    args = argparse.Namespace(group_labels=None, group_photos=absent, user_cases=absent, taiwan=absent)
+    args = argparse.Namespace(group_labels=str(REPO / DEFAULT_LABELS), group_photos=absent, user_cases=absent,
+                              taiwan=absent)
     lines = missing_inputs(args)
     assert [line.split(":")[0] for line in lines] == ["the group photos", "the user-case photos", "taiwan-posed"]
     assert all("give --" in line for line in lines)

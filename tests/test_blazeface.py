@@ -379,7 +379,7 @@ def test_a_thin_photo_is_scanned_turned_without_an_error(turned_scans: str) -> N
 def test_turned_scans_add_no_box_to_the_held_out_posed_photos(taiwan_posed: Path, tmp_path: Path) -> None:
     """taiwan-posed (one upright performer a photo, not used to choose ``TURNED_SCORE_THRESHOLD``):
     every box a turned scan adds there is false, and none reaches the threshold (docs/detection.md)."""
-    from fer_ensemble.apps.stills_benchmark import TAIWAN_FALSE_BOXES, turned_scores
+    from tools.stills_study import TAIWAN_FALSE_BOXES, turned_scores
 
     absent = str(tmp_path / "absent")
     args = argparse.Namespace(group_labels=absent, group_photos=absent, user_cases=absent, taiwan=str(taiwan_posed))

@@ -106,7 +106,7 @@ def test_ruff_is_clean() -> None:
 
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     assert ruff, "ruff is missing: pip install -e '.[dev]'"
-    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks", "docs_src"],
+    result = subprocess.run([ruff, "check", "src", "tests", "scripts", "benchmarks", "docs_src", "tools"],
                             cwd=PACKAGE.parents[1], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
 

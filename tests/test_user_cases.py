@@ -13,10 +13,10 @@ import cv2
 import pytest
 from conftest import run_cli
 
-from fer_ensemble.apps.stills_benchmark import HAAR_BEFORE, USER_CASES, user_case_passed
 from fer_ensemble.errors import ExitCode
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.recognizer import EmotionRecognizer
+from tools.stills_study import HAAR_BEFORE, USER_CASES, user_case_passed
 
 EMOTIONS = {"c08_canvas_2048x1536.jpg": ["happiness"], "c12_three_faces.jpg": ["happiness", "neutral", "happiness"],
             "c13_backlit_astronaut.png": ["happiness"], "c14_tilt_20.png": ["happiness"],

@@ -1,5 +1,6 @@
 """``fer-ensemble benchmark``: per-stage milliseconds and fps at 640x480 for 1 and 4 faces
-(``--stills``: photos, ``fer_ensemble.apps.stills_benchmark``).
+(``--stills``: photos, ``fer_ensemble.apps.stills_benchmark``; what chose its presets is the
+checkout's ``tools/stills_study.py``).
 
 Each stage is timed alone (median of ``--repeat`` runs), then the webcam's own loop runs end to
 end on a clip of the same frame: capture, detection and classification on their own threads, the
@@ -27,7 +28,6 @@ from fer_ensemble.apps.common import (
     build_recognizer,
     detector_options_of,
     median_ms,
-    warn,
 )
 from fer_ensemble.apps.webcam import FACES_PER_FRAME
 from fer_ensemble.constants import MODEL_NAMES
@@ -35,8 +35,8 @@ from fer_ensemble.errors import json_text
 from fer_ensemble.media.images import read_image
 from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.preprocess import prepare_batch
-from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD, BlazeFaceOptions
-from fer_ensemble.runtime.detection import SECOND_LOOK, HaarOptions, crop_faces
+from fer_ensemble.runtime.blazeface import BlazeFaceOptions
+from fer_ensemble.runtime.detection import HaarOptions, crop_faces
 from fer_ensemble.runtime.geometry import GeometryReader
 
 
@@ -235,47 +235,28 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end webcam-loop run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--stills", action="store_true",
-                        help="photos instead: portraits of several sizes and labelled group photos, "
-                             "each detector preset on one and two threads")
-    parser.add_argument("--group-photos", metavar="DIR",
-                        help=f"--stills: the group photos (default {stills_benchmark.DEFAULT_PHOTOS})")
+                        help="photos instead: portraits of several sizes, photos without a face and, with "
+                             "--group-photos and --group-labels, your labelled group photos; each detector "
+                             "preset on one and two threads")
+    parser.add_argument("--group-photos", metavar="DIR", help="--stills: a folder of group photos")
     parser.add_argument("--group-labels", metavar="CSV",
-                        help=f"--stills: their face boxes (default {stills_benchmark.DEFAULT_LABELS})")
+                        help="--stills: their face boxes (file,x,y,w,h rows; the repository's "
+                             "benchmarks/group-photo-faces.csv labels ../shared/data/faces)")
     parser.add_argument("--score-thresholds", type=bounded(float, 0.0, 1.0, low_open=True, high_open=True),
                         nargs="+", metavar="T",
                         help="--stills: BlazeFace rows at these score thresholds (default: its own, "
                              f"{BlazeFaceOptions.stills().score_threshold})")
-    parser.add_argument("--user-cases", metavar="DIR", default=str(stills_benchmark.DEFAULT_USER_CASES),
-                        help="--stills: the user-case photos (default %(default)s; skipped when absent)")
-    parser.add_argument("--taiwan", metavar="DIR", default=str(stills_benchmark.DEFAULT_TAIWAN),
-                        help="--stills: taiwan-posed (default %(default)s; skipped when absent)")
     add_recognizer_arguments(parser)
     return parser
 
 
 def run_stills(args: argparse.Namespace) -> int:
-    for line in stills_benchmark.missing_inputs(args):  # said first: the table is shorter without them
-        warn(f"benchmark --stills: {line}")
     rows = stills_benchmark.measure(args)
-    checks = stills_benchmark.detector_checks(args)
-    looks = stills_benchmark.second_look_scores(args)
-    turned = stills_benchmark.turned_scores(args)
     if args.json:
-        print(json_text({"speed": [row.to_dict() for row in rows], "checks": [c.to_dict() for c in checks],
-                         "second_look": looks, "turned_scans": turned}, indent=2))
+        print(json_text({"speed": [row.to_dict() for row in rows]}, indent=2))
     else:
         print(f"photos end to end (decode excluded), {os.cpu_count()} CPU cores, median of {args.repeat} runs")
         print(stills_benchmark.format_rows(rows))
-        print("\nwhat each detector finds where users report failures (faces found, expected in brackets)")
-        print(stills_benchmark.format_checks(checks))
-        print("\nBlazeFace's second look at the Haar ladder's boxes (scores, lowest first; kept from "
-              f"{SECOND_LOOK})")
-        for kind, values in looks.items():
-            print(f"- {kind}: " + ", ".join(f"{v:.2f}" for v in values))
-        print("\nBlazeFace's turned scans: boxes they add to the upright scan's (scores, lowest first; kept from "
-              f"{TURNED_SCORE_THRESHOLD})")
-        for kind, values in turned.items():
-            print(f"- {kind}: " + (", ".join(f"{v:.2f}" for v in values) or "none"))
     return 0
 
 
