@@ -269,7 +269,7 @@ def test_predict_json_csv_and_annotated_copies(tiny_ensemble: Path, tmp_path: Pa
         assert len(face["box"]) == 4 and face["label"] in face["probabilities"]
         assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert face["score"] == max(face["probabilities"].values())
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png", "grace_hopper.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.png", "fer-ensemble.json", "grace_hopper.jpg"]
     rows = list(csv.DictReader(open(tmp_path / "faces.csv")))
     assert len(rows) == 2 and {"file", "x", "label", "contempt"} <= set(rows[0])
     text = run_cli("predict", str(SAMPLES), "--ensemble", str(tiny_ensemble), check=False)

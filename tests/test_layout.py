@@ -12,10 +12,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
 
 # what each layer may import from the package besides itself
 ALLOWED = {
-    "runtime": {"constants", "errors", "preprocess", "prior"},
+    "outputs": {"errors"},
+    "runtime": {"constants", "errors", "outputs", "preprocess", "prior"},
     "media": {"errors"},
     "data": {"constants", "errors"},
-    "batch": {"constants", "errors", "media", "runtime"},
+    "batch": {"constants", "errors", "media", "outputs", "runtime"},
     "server": {"", "constants", "errors", "runtime", "prior", "media"},
 }
 COMMANDS = {"apps", "cli"}  # the top: nothing below imports them

@@ -45,7 +45,7 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
     for _ in range(2):  # the second run must not read the first run's outputs
         result = run_cli("predict", str(photos), "--out", str(inside), *tiny)
         assert len(lines(result.stdout)) == 1
-    assert [p.name for p in inside.iterdir()] == ["gh.jpg"]
+    assert sorted(p.name for p in inside.iterdir()) == ["fer-ensemble.json", "gh.jpg"]
     for named in (str(photos / "gh.jpg"), str(photos / "*.jpg")):  # the file itself, or a glob there
         refused = run_cli("predict", named, "--out", str(photos), *tiny, check=False)
         assert refused.returncode == 2 and "holds input photos" in refused.stderr, refused.stderr
@@ -53,6 +53,29 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
         "annotated", "gh.jpg"]
     result = run_cli("predict", str(photos / "gh.jpg"), "--csv", str(tmp_path / "new" / "faces.csv"), *tiny)
     assert (tmp_path / "new" / "faces.csv").is_file() and "Traceback" not in result.stderr  # the folder made
+
+
+def test_an_output_folder_says_what_made_it_and_never_replaces_a_file_of_that_name(tiny_ensemble: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Issue 34, item 4 (one output-folder module): predict's, video's and evaluate's folders hold
+    fer-ensemble.json, the command and settings that made them; a user's file of that name there is
+    refused before any work, not replaced."""
+    from fer_ensemble import __version__
+
+    out = tmp_path / "annotated"
+    run_cli("predict", str(PHOTO), "--out", str(out), "--margin", "0.3", "--ensemble", str(tiny_ensemble))
+    manifest = json.loads((out / "fer-ensemble.json").read_text())
+    assert manifest["command"] == "predict" and manifest["version"] == __version__
+    assert manifest["settings"]["margin"] == 0.3 and manifest["settings"]["paths"] == [str(PHOTO)]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fer-ensemble.json").write_text("my notes")
+    refused("predict", str(PHOTO), "--out", str(mine), "--ensemble", str(tiny_ensemble),
+            says=f"{mine / 'fer-ensemble.json'} exists and is not a manifest of ours")
+    refused("video", str(CLIP), "--out", str(mine), "--stride", "50", "--ensemble", str(tiny_ensemble),
+            says="is not a manifest of ours")
+    assert sorted(p.name for p in mine.iterdir()) == ["fer-ensemble.json"]
+    assert (mine / "fer-ensemble.json").read_text() == "my notes"
 
 
 def sample_copies(folder: Path, names: dict[str, str]) -> dict[Path, bytes]:
@@ -109,7 +132,7 @@ def test_predict_csv_never_replaces_an_input_or_a_file_it_did_not_write(tiny_ens
     run_cli("predict", str(ph / "camera.png"), "--csv", str(tmp_path / "empty.csv"), *tiny)
     annotated = tmp_path / "annotated"  # the CSV and an annotated copy of one name: the copy moves aside
     run_cli("predict", str(ph / "camera.png"), "--out", str(annotated), "--csv", str(annotated / "camera.png"), *tiny)
-    assert sorted(p.name for p in annotated.iterdir()) == ["camera.png", "camera_2.png"]
+    assert sorted(p.name for p in annotated.iterdir()) == ["camera.png", "camera_2.png", "fer-ensemble.json"]
     assert (annotated / "camera.png").read_text().startswith("file,face,")
 
 
@@ -214,8 +237,8 @@ def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensembl
     records = [json.loads(line) for line in lines(result.stdout)]
     assert [(Path(r["file"]).name, Path(r["annotated"]).name) for r in records] == [  # issue 22, item 16
         ("a.jfif", "a.jfif.jpg"), ("a.jpg", "a.jpg"), ("noext", "noext.png"), ("b.png", "b.png")]
-    assert sorted(p.name for p in out.iterdir()) == ["a.jfif.jpg", "a.jpg", "b.png", "noext.png"]
-    assert all(cv2.imread(str(p)) is not None for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["a.jfif.jpg", "a.jpg", "b.png", "fer-ensemble.json", "noext.png"]
+    assert all(cv2.imread(str(p)) is not None for p in out.iterdir() if p.suffix != ".json")
 
     scan = run_cli("predict", str(folder), "--ensemble", str(tiny_ensemble))
     assert "a.jfif: 1 face" in scan.stdout  # .jfif is a JPEG: scanned
@@ -683,7 +706,7 @@ def test_an_iphone_heic_photo_is_read_with_the_heic_extra(tmp_path: Path, monkey
     (jpeg,) = json.loads(run_cli("predict", str(PHOTO), "--json").stdout)["faces"]
     (face,) = record["faces"]
     assert iou(tuple(face["box"]), tuple(jpeg["box"])) > 0.9 and face["label"] == jpeg["label"]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["IMG_0001.HEIC.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.HEIC.jpg", "fer-ensemble.json"]
     monkeypatch.setitem(sys.modules, "pi_heif", None)  # as if the heic extra were not installed
     with pytest.raises(InputError, match=re.escape("IMG_0001.HEIC: a HEIC/HEIF photo (the format of iPhones), "
                                                    "which OpenCV does not read: pip install 'fer-ensemble[heic]'")):
@@ -756,12 +779,14 @@ def test_evaluate_out_writes_its_json_without_matplotlib_and_plain_file_names(
     args = ["evaluate", str(tiny_ensemble), "--labels", str(labels), "--crops", "--json"]
     assert main([*args, "--out", str(tmp_path / "plots")]) == 0
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert names == ["ensemble-small-large-labels-per-image-confusion.png", "ensemble-small-large-labels.json"]
+    assert names == ["ensemble-small-large-labels-per-image-confusion.png", "ensemble-small-large-labels.json",
+                     "fer-ensemble.json"]
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "light")]) == 0
-    assert [p.name for p in (tmp_path / "light").iterdir()] == ["ensemble-small-large-labels.json"]
+    assert sorted(p.name for p in (tmp_path / "light").iterdir()) == ["ensemble-small-large-labels.json",
+                                                                      "fer-ensemble.json"]
     assert "pip install 'fer-ensemble[plot]'" in capsys.readouterr().err
 
 

@@ -117,16 +117,6 @@ def json_text(value: object, indent: int | None = None, default=None) -> str:
                           "(a bug: please report it with the command that gave it)") from None
 
 
-def write_whole(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all (a hidden ``.NAME.partial`` beside it, then
-    renamed), so a reader never sees half a file; its path."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
-    return path
-
-
 def file_digest(path: str | Path) -> str:
     """The SHA-256 of the file at ``path``, as 64 lowercase hex digits (read in 1 MiB blocks)."""
     digest = hashlib.sha256()

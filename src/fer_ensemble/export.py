@@ -24,9 +24,10 @@ from torch import nn
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.data import LabelledSplit, load_labelled
-from fer_ensemble.errors import UserError, json_text, write_whole
+from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.evaluate import evaluate_on_split
 from fer_ensemble.models import create_model, read_weights
+from fer_ensemble.outputs import write_whole
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.prior import prior_logit_offset, training_priors
 from fer_ensemble.runtime.classifier import CARD_FORMAT, OnnxClassifier, softmax

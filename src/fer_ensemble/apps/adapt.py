@@ -16,7 +16,6 @@ from fer_ensemble.apps.common import (
     PRIOR_HELP,
     add_photo_framing_arguments,
     bounded,
-    output_folder,
     prior_argument,
     said_unreadable,
     warn,
@@ -28,6 +27,7 @@ from fer_ensemble.labelled import (
     photo_probabilities,
     read_labelled_images,
 )
+from fer_ensemble.outputs import output_folder
 from fer_ensemble.runtime.calibration import Calibration
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import EnsembleSpec

@@ -19,16 +19,14 @@ from fer_ensemble.apps.common import (
     add_detector_arguments,
     add_exit_arguments,
     bounded,
-    check_apart,
-    check_output_folder,
     detector_options_of,
     exit_code,
-    output_folder,
     prior_argument,
     warn,
 )
 from fer_ensemble.errors import ExitCode, Interrupted, UserError
 from fer_ensemble.media.inputs import is_uri
+from fer_ensemble.outputs import check_apart, check_output_folder, output_folder
 
 NOTHING_THERE = "no photo or video there"
 """The error of an input that names nothing, or a folder, glob or manifest that holds no source."""

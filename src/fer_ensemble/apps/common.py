@@ -6,8 +6,6 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Iterable
-from pathlib import Path
 
 from fer_ensemble.errors import ExitCode, UserError
 from fer_ensemble.media.decoder import drain_stdout
@@ -230,96 +228,6 @@ def median_ms(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def check_output_folder(path: str | Path, option: str = "--out") -> Path:
-    """``path`` as a folder for outputs, not created yet: a UserError when a file is in the way (the
-    path itself or a folder above it), so that a command can refuse before it does any work."""
-    folder = Path(path)
-    blocker = _file_in_the_way(folder)
-    if blocker == folder:
-        raise UserError(f"{option} {folder} is a file; give a folder for the outputs")
-    if blocker is not None:
-        raise UserError(f"{option} {folder}: {blocker} is a file, not a folder; give a folder for the outputs")
-    return folder
-
-
-def _file_in_the_way(path: Path) -> Path | None:
-    """The nearest of ``path`` and its parents that exists, when it is not a folder; else None."""
-    for candidate in (path, *path.parents):
-        if candidate.is_dir():
-            return None
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def output_folder(path: str | Path, option: str = "--out") -> Path:
-    """``path`` as a folder for outputs, created; a UserError (one line naming it, exit 2) when a
-    file is in the way or the folder cannot be made (no permission, a read-only file system)."""
-    folder = check_output_folder(path, option)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{option} {folder}: cannot make this folder ({error.strerror or error})") from None
-    return folder
-
-
-def check_apart(out: str | Path, named: Iterable[str], files: Iterable[str | Path], what: str,
-                option: str = "--out") -> Path:
-    """``out`` as an output folder (``check_output_folder``) that is none of the input folders
-    ``named`` and holds none of the input ``files`` (``what`` they are, e.g. "photos"): a
-    UserError otherwise, so that no output lands on an input, or among the inputs where the next run
-    would read it. The one rule of every command that writes outputs beside what it reads."""
-    folder = check_output_folder(out, option)
-    here = folder.resolve()
-    if any(Path(item).is_dir() and Path(item).resolve() == here for item in named):
-        raise UserError(f"{option} {folder} is an input folder: the outputs would sit among (and could replace) "
-                        f"your {what}; choose another folder")
-    if any(Path(file).is_file() and Path(file).resolve().parent == here for file in files):
-        raise UserError(f"{option} {folder} holds input {what}: the outputs would sit among (and could replace) "
-                        f"your {what}; choose another folder")
-    return folder
-
-
-def check_output_file(path: str | Path, inputs: Iterable[str | Path], option: str, ours: str) -> Path:
-    """``path`` as a file to write: a UserError when it is a folder, sits under a file, is one of
-    the ``inputs``, or already exists and is neither empty nor a file this command wrote (its first
-    line starting with ``ours``), so that an output never replaces what the user made."""
-    file = Path(path)
-    if file.is_dir():
-        raise UserError(f"{option} {file} is a folder; give a file name")
-    _check_folder_of(file, option)
-    if file.exists() and any(Path(p).resolve() == file.resolve() for p in inputs):
-        raise UserError(f"{option} {file} is an input; give a new file name")
-    if file.is_file() and file.stat().st_size and not _starts_with(file, ours):
-        raise UserError(f"{option} {file} already exists and is not an earlier output of this command; give a "
-                        "new file name (or remove the file first)")
-    return file
-
-
-def _check_folder_of(file: Path, option: str) -> Path:
-    """``file``, after a UserError when a file stands where a folder above it should be."""
-    if (blocker := _file_in_the_way(file.parent)) is not None:
-        raise UserError(f"{option} {file}: {blocker} is a file, not a folder; give a file in a folder")
-    return file
-
-
-def _starts_with(path: Path, text: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(len(text.encode())) == text.encode()
-
-
-def output_file(path: str | Path, option: str) -> Path:
-    """``path`` with its folder made; a UserError naming ``option`` and ``path`` when a file is in
-    the way of that folder or it cannot be made (no permission, a read-only file system)."""
-    file = _check_folder_of(Path(path), option)
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{option} {file}: cannot make its folder {file.parent} "
-                        f"({error.strerror or error})") from None
-    return file
-
-
 def warn(message: str) -> None:
     """One line on stderr, after what stdout holds (so a log of both keeps their order)."""
     drain_stdout()
@@ -333,17 +241,6 @@ def said_unreadable(data, code: int = ExitCode.OK) -> int:
     for reason in data.unreadable.values():
         warn(f"{reason}; counted as a photo without a face")
     return ExitCode.INPUT_FAILED if data.unreadable and code == ExitCode.OK else code
-
-
-def unique_path(folder: Path, name: str, used: set[str]) -> Path:
-    """``folder/name``, with a numeric suffix when an earlier input already took that name."""
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}_{n}{suffix}"
-    used.add(candidate)
-    return folder / candidate
 
 
 def face_row(prefix: list, face, geometry: bool = False) -> list:

@@ -12,19 +12,13 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.common import (
-    add_recognizer_arguments,
-    bounded,
-    build_recognizer,
-    exit_code,
-    output_folder,
-    warn,
-)
+from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, exit_code, warn
 from fer_ensemble.apps.predict import describe
 from fer_ensemble.apps.video import analyse_video
 from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available
 from fer_ensemble.media.images import read_image, write_image
 from fer_ensemble.media.inputs import SAMPLES
+from fer_ensemble.outputs import output_folder
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import add_photo_framing_arguments, check_output_file, said_unreadable
+from fer_ensemble.apps.common import add_photo_framing_arguments, said_unreadable
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
+from fer_ensemble.outputs import check_output_file
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT, require_fitting
 from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble

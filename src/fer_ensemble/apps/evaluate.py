@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
     add_calibration_argument,
     bounded,
-    check_apart,
-    output_folder,
     prior_argument,
     said_unreadable,
     warn,
@@ -35,6 +34,7 @@ from fer_ensemble.labelled import (
     read_labelled_images,
 )
 from fer_ensemble.metrics import plot_confusion
+from fer_ensemble.outputs import check_apart, check_manifest, output_folder, recorded_args, write_manifest
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
@@ -131,6 +131,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         images = args.images or (Path(args.labels).parent if args.labels else None)
         check_apart(args.out, [str(p) for p in (args.data, images) if p], [p for p in (args.labels, args.groups) if p],
                     "labelled photos" if args.labels else "FER+ data")
+        check_manifest(args.out)
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
@@ -143,7 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = {"model": str(args.model or "shipped ensemble"), "name": predictor.name, "split": args.split,
               "prior": args.prior, **report.to_dict()}
     if args.out:
-        write_report(Path(args.out), f"{predictor.name}-{args.split}", result, [
+        write_report(Path(args.out), f"{predictor.name}-{args.split}", result, args, [
             (report.confusion, "confusion", f"{predictor.name}, FER+ {args.split}: accuracy {report.accuracy:.4f}",
              "true (majority vote)")])
     print(json_text(result) if args.json else format_report(predictor.name, args.split, report))
@@ -156,10 +157,12 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^\w.]+", "-", name).strip("-")
 
 
-def write_report(out: Path, stem: str, result: dict, plots: list[tuple]) -> None:
+def write_report(out: Path, stem: str, result: dict, args: argparse.Namespace, plots: list[tuple]) -> None:
     """``out/STEM.json`` first, then each (matrix, suffix, title, true-axis label) of ``plots`` as
-    ``out/STEM-SUFFIX.png``; without matplotlib the JSON is kept and one line says what is missing."""
+    ``out/STEM-SUFFIX.png``, and the folder's manifest (``args``); without matplotlib the JSON is
+    kept and one line says what is missing."""
     out = output_folder(out)
+    write_manifest(out, "evaluate", recorded_args(args), __version__)
     stem = file_stem(stem)
     (out / f"{stem}.json").write_text(json_text(result, indent=2))
     if importlib.util.find_spec("matplotlib") is None:
@@ -199,7 +202,7 @@ def _evaluate_labelled(args: argparse.Namespace) -> int:
               "prior": args.prior, **report.to_dict()}
     if args.out:
         truth = {"image": f"true ({Path(args.labels).name})", "group": f"true (the label of each {args.group_by})"}
-        write_report(Path(args.out), f"{predictor.name}-{Path(args.labels).stem}", result, [
+        write_report(Path(args.out), f"{predictor.name}-{Path(args.labels).stem}", result, args, [
             (scores.confusion, f"per-{view}-confusion",
              f"{predictor.name}, {Path(args.labels).name} per {view}: accuracy {scores.accuracy:.4f}, "
              f"macro recall {scores.macro_recall:.4f}", truth[view])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import check_apart, output_folder
+from fer_ensemble.outputs import check_apart, output_folder
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import check_apart, output_folder
 from fer_ensemble.ensemble_fit import ACCURACY_TOLERANCE, DEFAULT_MAX_MS_PER_FACE, fit_ensemble
+from fer_ensemble.outputs import check_apart, output_folder
 
 
 def add_fit_ensemble_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

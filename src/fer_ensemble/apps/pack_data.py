@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import bounded, output_file, said_unreadable
+from fer_ensemble.apps.common import bounded, said_unreadable
 from fer_ensemble.errors import UserError
+from fer_ensemble.outputs import output_file
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
 

@@ -7,22 +7,28 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     add_exit_arguments,
     add_recognizer_arguments,
     build_recognizer,
-    check_apart,
-    check_output_file,
     exit_code,
     face_row,
-    output_file,
-    output_folder,
-    unique_path,
     warn,
 )
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media.images import read_image, writable_name, write_image
 from fer_ensemble.media.inputs import Inputs, expand_inputs
+from fer_ensemble.outputs import (
+    check_apart,
+    check_manifest,
+    check_output_file,
+    output_file,
+    output_folder,
+    recorded_args,
+    unique_path,
+    write_manifest,
+)
 from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
 
 
@@ -87,7 +93,9 @@ def check_outputs(args: argparse.Namespace, inputs: Inputs) -> Path | None:
         check_output_file(args.csv, [*inputs.files, *(args.resting_face or [])], "--csv", CSV_START)
     if not args.out:
         return None
-    return check_apart(args.out, args.paths, inputs.files, "photos")
+    out = check_apart(args.out, args.paths, inputs.files, "photos")
+    check_manifest(out)
+    return out
 
 
 def where_outputs(out: Path | None, csv_path: str | None) -> str:
@@ -117,6 +125,7 @@ def run_predict(args: argparse.Namespace) -> int:
     used: set[str] = set()  # names taken in the output folder (no input lives there: refused above)
     if out:
         out = output_folder(out)
+        write_manifest(out, "predict", recorded_args(args), __version__)
     if args.csv:
         output_file(args.csv, "--csv")  # its folder made, as --out is
         if out and Path(args.csv).resolve().parent == out.resolve():

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_ensemble.apps.common import check_output_folder, output_folder
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
 from fer_ensemble.errors import Interrupted
+from fer_ensemble.outputs import check_output_folder, output_folder
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

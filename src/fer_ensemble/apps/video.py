@@ -13,20 +13,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     add_exit_arguments,
     add_recognizer_arguments,
     bounded,
     build_recognizer,
-    check_apart,
     exit_code,
     face_row,
-    output_folder,
     warn,
 )
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
 from fer_ensemble.media.decoder import decoder_log
 from fer_ensemble.media.video import VideoFrames
+from fer_ensemble.outputs import check_apart, check_manifest, output_folder, recorded_args, write_manifest
 from fer_ensemble.runtime.drawing import COLORS
 from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
 from fer_ensemble.runtime.stream import later_time
@@ -241,9 +241,14 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
 def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
     out = check_apart(args.out or path.with_name(path.stem + "-fer"), [], [path], "video")  # before any work
+    check_manifest(out)
     recognizer = build_recognizer(args)
-    report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
-                           progress=not args.no_progress)
+    try:
+        report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
+                               progress=not args.no_progress)
+    finally:
+        if out.is_dir():  # outputs were written, an interrupted run's too
+            write_manifest(out, "video", recorded_args(args), __version__)
     print(json_text(report.summary, indent=2))
     problems = report.problems(args.max_frames)
     for line in problems:

@@ -29,15 +29,14 @@ from fer_ensemble.apps.common import (
     add_recognizer_arguments,
     bounded,
     build_recognizer,
-    check_output_file,
     exit_code,
-    output_file,
     warn,
 )
 from fer_ensemble.apps.enrol import format_self_check
 from fer_ensemble.errors import InputError, Interrupted, UserError, json_text
 from fer_ensemble.media.decoder import decoder_log
 from fer_ensemble.media.video import open_video
+from fer_ensemble.outputs import check_output_file, output_file
 from fer_ensemble.runtime.drawing import draw_prompt, draw_status
 from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment, enrolled_track
 from fer_ensemble.runtime.profile import PROFILE_FORMAT, ProfileError, require_fitting

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
+from fer_ensemble.outputs import write_whole, written_whole
 from fer_ensemble.runtime.rows import COLUMN_TYPES, GEOMETRY_TYPES, FaceRow, row_columns, summarize_source
 
 
@@ -85,10 +85,10 @@ class BatchOutput:
 
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
         table = pa.Table.from_pylist(rows, schema=schema(self.geometry))
-        _replace(self.faces_path(source), lambda tmp: pq.write_table(table, tmp))
+        written_whole(self.faces_path(source), lambda partial: pq.write_table(table, str(partial)))
         summary = {**summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors),
                    "settings": settings}
-        _replace(self.summary_path(source), lambda tmp: Path(tmp).write_text(json_text(summary, indent=1)))
+        write_whole(self.summary_path(source), json_text(summary, indent=1))
         return summary
 
     def write_failure(self, source: str, message: str) -> dict:
@@ -107,11 +107,5 @@ class BatchOutput:
                                        "settings": json_text(s["settings"]) if s.get("settings") else None}
                                       for s in summaries])
         path = self.folder / "summary.parquet"
-        _replace(path, lambda tmp: pq.write_table(table, tmp))
+        written_whole(path, lambda partial: pq.write_table(table, str(partial)))
         return path
-
-
-def _replace(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    os.replace(tmp, path)

@@ -37,7 +37,8 @@ from typing import TypeVar
 import numpy as np
 
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError, checked_format, file_digest, json_text, write_whole
+from fer_ensemble.errors import UserError, checked_format, file_digest, json_text
+from fer_ensemble.outputs import write_whole
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
 
 PROFILE_FORMAT = "fer-ensemble/profile/v1"

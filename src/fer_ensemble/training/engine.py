@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from fer_ensemble.outputs import written_whole
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.training.augment import AugmentConfig, make_batch
 
@@ -246,8 +246,6 @@ def predict_probabilities(
 
 
 def save_atomic(obj: object, path: str | Path) -> None:
-    """torch.save through a temporary file, so a kill never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    """torch.save through a hidden partial file (``outputs.written_whole``), so a kill never leaves
+    half a checkpoint."""
+    written_whole(path, lambda partial: torch.save(obj, partial))

@@ -1,0 +1,173 @@
+"""Where a command's outputs go, one place for every command: an output path is checked before any
+work (a folder that is, or holds, an input is refused, and so is a file in the way, an input, or a
+file the command did not write), made when the work starts, and each file is written whole or not
+at all (``write_whole``), so nothing of the user's is ever replaced and no reader sees half a file.
+A folder of outputs records the command and settings that made it (``write_manifest``).
+
+The rules per command (docs/command-line.md, "Outputs never replace inputs"): ``predict`` writes each
+annotated copy and CSV row as it goes, ``video`` its outputs in place as the frames come (a Ctrl-C
+still closes them), ``batch`` each source whole, ``evaluate`` its report once done, ``export`` in a
+hidden staging folder moved in when complete. Depends on ``errors`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from fer_ensemble.errors import UserError, json_text
+
+MANIFEST = "fer-ensemble.json"
+"""The file a folder of outputs records its command and settings in (``write_manifest``)."""
+MANIFEST_FORMAT = "fer-ensemble/outputs/v1"
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder for outputs, not created yet: a UserError when a file is in the way (the
+    path itself or a folder above it), so that a command can refuse before it does any work."""
+    folder = Path(path)
+    blocker = _file_in_the_way(folder)
+    if blocker == folder:
+        raise UserError(f"{option} {folder} is a file; give a folder for the outputs")
+    if blocker is not None:
+        raise UserError(f"{option} {folder}: {blocker} is a file, not a folder; give a folder for the outputs")
+    return folder
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists, when it is not a folder; else None."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return None
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a folder for outputs, created; a UserError (one line naming it, exit 2) when a
+    file is in the way or the folder cannot be made (no permission, a read-only file system)."""
+    folder = check_output_folder(path, option)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{option} {folder}: cannot make this folder ({error.strerror or error})") from None
+    return folder
+
+
+def check_apart(out: str | Path, named: Iterable[str], files: Iterable[str | Path], what: str,
+                option: str = "--out") -> Path:
+    """``out`` as an output folder (``check_output_folder``) that is none of the input folders
+    ``named`` and holds none of the input ``files`` (``what`` they are, e.g. "photos"): a
+    UserError otherwise, so that no output lands on an input, or among the inputs where the next run
+    would read it. The one rule of every command that writes outputs beside what it reads."""
+    folder = check_output_folder(out, option)
+    here = folder.resolve()
+    if any(Path(item).is_dir() and Path(item).resolve() == here for item in named):
+        raise UserError(f"{option} {folder} is an input folder: the outputs would sit among (and could replace) "
+                        f"your {what}; choose another folder")
+    if any(Path(file).is_file() and Path(file).resolve().parent == here for file in files):
+        raise UserError(f"{option} {folder} holds input {what}: the outputs would sit among (and could replace) "
+                        f"your {what}; choose another folder")
+    return folder
+
+
+def check_output_file(path: str | Path, inputs: Iterable[str | Path], option: str, ours: str) -> Path:
+    """``path`` as a file to write: a UserError when it is a folder, sits under a file, is one of
+    the ``inputs``, or already exists and is neither empty nor a file this command wrote (its first
+    line starting with ``ours``), so that an output never replaces what the user made."""
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{option} {file} is a folder; give a file name")
+    _check_folder_of(file, option)
+    if file.exists() and any(Path(p).resolve() == file.resolve() for p in inputs):
+        raise UserError(f"{option} {file} is an input; give a new file name")
+    if file.is_file() and file.stat().st_size and not _starts_with(file, ours):
+        raise UserError(f"{option} {file} already exists and is not an earlier output of this command; give a "
+                        "new file name (or remove the file first)")
+    return file
+
+
+def _check_folder_of(file: Path, option: str) -> Path:
+    """``file``, after a UserError when a file stands where a folder above it should be."""
+    if (blocker := _file_in_the_way(file.parent)) is not None:
+        raise UserError(f"{option} {file}: {blocker} is a file, not a folder; give a file in a folder")
+    return file
+
+
+def _starts_with(path: Path, text: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(text.encode())) == text.encode()
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """``path`` with its folder made; a UserError naming ``option`` and ``path`` when a file is in
+    the way of that folder or it cannot be made (no permission, a read-only file system)."""
+    file = _check_folder_of(Path(path), option)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{option} {file}: cannot make its folder {file.parent} "
+                        f"({error.strerror or error})") from None
+    return file
+
+
+def unique_path(folder: Path, name: str, used: set[str]) -> Path:
+    """``folder/name``, with a numeric suffix when an earlier input already took that name."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}_{n}{suffix}"
+    used.add(candidate)
+    return folder / candidate
+
+
+def written_whole(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(partial)`` onto a hidden partial file beside ``path`` (``.NAME.PID.partial``), then
+    renamed onto ``path``: a reader never sees half a file and a kill leaves at most the hidden
+    partial, never a damaged ``path``; its path."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def write_whole(path: str | Path, text: str) -> Path:
+    """``text`` written to ``path`` whole or not at all (``written_whole``); its path."""
+    return written_whole(path, lambda partial: partial.write_text(text))
+
+
+def check_manifest(folder: str | Path) -> Path:
+    """``folder/MANIFEST``, after a UserError (one line) when a file of that name is there and is not
+    a manifest of ours: what a command checks before its work, as ``write_manifest`` does."""
+    path = Path(folder) / MANIFEST
+    if path.exists():
+        try:
+            ours = json.loads(path.read_text()).get("format") == MANIFEST_FORMAT
+        except (ValueError, AttributeError, OSError):
+            ours = False
+        if not ours:
+            raise UserError(f"{path} exists and is not a manifest of ours; move it, or choose another folder")
+    return path
+
+
+def write_manifest(folder: str | Path, command: str, settings: dict, version: str) -> Path:
+    """``folder/MANIFEST``: the ``command`` and its ``settings`` (plain JSON values) that made the
+    outputs in ``folder``, with the package ``version``; written whole, replacing only an earlier
+    manifest (UserError, one line, for a file of that name that is not one)."""
+    path = check_manifest(folder)
+    return write_whole(path, json_text({"format": MANIFEST_FORMAT, "command": command, "version": version,
+                                        "settings": settings}, indent=1, default=str) + "\n")
+
+
+def recorded_args(args: object, left_out: Iterable[str] = ("handler", "verbose")) -> dict:
+    """A command's parsed options (an ``argparse.Namespace``) as a manifest's settings: every option
+    but ``left_out`` (paths as text: ``write_manifest`` writes what JSON cannot hold as its text)."""
+    return {key: value for key, value in vars(args).items() if key not in set(left_out)}
