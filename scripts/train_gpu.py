@@ -9,7 +9,7 @@ of them from its own measured epoch time (``--time-budget``, ``PLANNED_SHARE`` o
 start-up and the pace of runs competing for the host take the rest), and any run still going
 ``--minutes`` after the start is stopped, its best epoch so far kept (the device tool gives one
 command 10 minutes). Per architecture the run with the best FER+ Valid accuracy is kept or, with
-``--checks`` (real faces packed by ``fer-ensemble pack-data --labels``, e.g. taiwan-posed), the run
+``--checks`` (real faces packed by ``python -m tools.pack_data --labels``, e.g. taiwan-posed), the run
 that reads those faces best after ``adapt`` among the runs near the best on Valid
 (``VALID_WINDOW``); its weights come back as fp16 parts within the device tool's transfer limits (at most
 8 files of 16 MiB, 64 MiB in all), with ``summary.json`` holding every run's per-epoch metrics.
@@ -18,8 +18,8 @@ A lent GPU machine receives the repository but not the dataset: pack train + val
 (~57 MB, lzma) into a folder that travels with the working tree, then on the GPU machine
 (torch + torchvision installed; run from the repository root):
 
-    fer-ensemble pack-data --data ../shared/data/ferplus --out .carry/ferplus.npz.xz   # here
-    fer-ensemble pack-data --labels ../shared/data/taiwan-posed/labels.csv \\
+    python -m tools.pack_data --data ../shared/data/ferplus --out .carry/ferplus.npz.xz   # here
+    python -m tools.pack_data --labels ../shared/data/taiwan-posed/labels.csv \\
         --images ../shared/data/taiwan-posed/images --group-by performer --out .carry/taiwan-posed.npz
     python scripts/train_gpu.py --data .carry/ferplus.npz.xz --out "$OUT" --minutes 8 \\
         --models resnet50 mobilenet_v2 --sizes 96 --balance-sampling 0.5 0 --checks .carry/taiwan-posed.npz
@@ -27,7 +27,7 @@ A lent GPU machine receives the repository but not the dataset: pack train + val
 Back here, turn the files into exported models, an ensemble, and a comparison with the shipped one
 (docs/training.md, "On a single GPU"):
 
-    fer-ensemble import-weights OUT_DIR --out runs/gpu
+    python -m tools.gpu_weights OUT_DIR --out runs/gpu
     fer-ensemble export runs/gpu/resnet50 --out runs/gpu/export --data FERPLUS_DIR --int8
     fer-ensemble export runs/gpu/mobilenet_v2 --out runs/gpu/export --data FERPLUS_DIR --int8
     fer-ensemble fit-ensemble runs/gpu/export/resnet50.json runs/gpu/export/mobilenet_v2.json \\
@@ -53,11 +53,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's tools/ (not installed)
 
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES  # noqa: E402
 from fer_ensemble.errors import UserError  # noqa: E402
-from fer_ensemble.labelled import PackedFaces  # noqa: E402
-from fer_ensemble.training.gpu_weights import save_fp16_parts  # noqa: E402
+from tools.gpu_weights import save_fp16_parts  # noqa: E402
+from tools.pack_data import PackedFaces  # noqa: E402
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble" / "weights"
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # the device tool's limits
@@ -192,7 +193,7 @@ def check_transfer_limits(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="FER+ folder or a pack-data file (required unless --score)")
+    parser.add_argument("--data", help="FER+ folder or a tools.pack_data file (required unless --score)")
     parser.add_argument("--out", help="folder for the fp16 parts, meta files and summary (required unless --score)")
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--sizes", nargs="+", type=int, default=[96], help="input sizes, one run each")
@@ -204,9 +205,9 @@ def main() -> int:
                              f"{PLANNED_SHARE:.0%}% of it, and any still going at its end are stopped (their best "
                              "epoch kept); choosing and saving follow")
     parser.add_argument("--checks", type=Path, default=None,
-                        help="real faces from 'fer-ensemble pack-data --labels' to choose each architecture's run on")
+                        help="real faces from 'python -m tools.pack_data --labels' to choose each architecture's run on")
     parser.add_argument("--score", nargs="+", type=Path, metavar="BEST_PT",
-                        help="train nothing: print these runs' (best.pt, or import-weights folders) --checks scores")
+                        help="train nothing: print these runs' (best.pt, or tools.gpu_weights folders) --checks scores")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, nargs="+", default=[0.2],

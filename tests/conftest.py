@@ -115,6 +115,16 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     return result
 
 
+def run_tool(name: str, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the checkout's ``python -m tools.NAME`` (developer tooling, not installed) from the
+    repository's root, as a maintainer would."""
+    result = subprocess.run([sys.executable, "-m", f"tools.{name}", *args],
+                            capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tools.{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
 @pytest.fixture(scope="session")
 def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
                        tmp_path_factory: pytest.TempPathFactory) -> dict:

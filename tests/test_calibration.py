@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, run_cli
+from conftest import NO_FACE, REPO, run_cli, run_tool
 from documentation import documentation_text
 
 from fer_ensemble.adapt import (
@@ -23,7 +23,7 @@ from fer_ensemble.adapt import (
 )
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import ExitCode, UserError
-from fer_ensemble.labelled import PackedFaces, photo_probabilities, read_labelled_images
+from fer_ensemble.labelled import photo_probabilities, read_labelled_images
 from fer_ensemble.prior import adjust_probabilities
 from fer_ensemble.runtime.calibration import Calibration, RestingFace, softmax_rows
 from fer_ensemble.runtime.detection import FACE_FRAMING
@@ -323,17 +323,19 @@ def test_adapt_on_taiwan_posed_cross_validated_by_performer(shipped_comparison: 
 
 
 def test_packed_faces_are_the_faces_the_apps_classify(taiwan_posed: Path, tmp_path: Path) -> None:
-    """pack-data --labels (what a GPU machine scores its runs on) holds the very crops evaluate and
+    """tools.pack_data --labels (what a GPU machine scores its runs on) holds the very crops evaluate and
     adapt classify: the same probabilities from the pack as from the photos, and never overwrites."""
     rows = (taiwan_posed / "labels.csv").read_text().splitlines()
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(rows[:1] + rows[1::25]) + "\n")
     out = tmp_path / "faces.npz"
-    args = ("pack-data", "--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by",
-            "performer", "--out", str(out))
-    assert "with a face" in run_cli(*args).stdout
-    again = run_cli(*args, check=False)
+    args = ("--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by", "performer",
+            "--out", str(out))
+    assert "with a face" in run_tool("pack_data", *args).stdout
+    again = run_tool("pack_data", *args, check=False)
     assert again.returncode == ExitCode.USAGE and "exists; choose another --out" in again.stderr
+    from tools.pack_data import PackedFaces
+
     packed = PackedFaces.load(out)
     data = read_labelled_images(labels, taiwan_posed / "images", "performer")
     ensemble = Ensemble.load(SHIPPED_ENSEMBLE)

@@ -17,7 +17,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, TINY_TRAIN, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
+from conftest import (
+    NO_FACE,
+    REPO,
+    TINY_TRAIN,
+    ferplus_dir,
+    heic_photo,
+    huge_png,
+    need,
+    run_cli,
+    run_tool,
+    tiny_member,
+)
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media.inputs import SAMPLES
@@ -212,8 +223,9 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
             says="--out /proc/x: cannot make this folder")
     refused("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(tmp_path), "--out", "/proc/x",
             says="--out /proc/x: cannot make this folder")  # before the fit, not after it
-    refused("pack-data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"),
-            says=f"{under} is a file, not a folder")
+    packing = run_tool("pack_data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"), check=False)
+    assert packing.returncode == 2 and lines(packing.stderr) == [
+        f"tools.pack_data: --out {under / 't.npz.xz'}: {under} is a file, not a folder; give a file in a folder"]
     need("torch")
     refused("train", "--model", "mobilenet_v2", "--data", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
     refused("train", "--data", str(tmp_path), "--out", str(under / "run"), "--resume",
@@ -221,6 +233,8 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
     refused("export", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
     refused("export", str(tmp_path), "--out", str(tmp_path), says="is an input folder")
     assert (tmp_path / "notes.txt").read_text() == "my notes"
+    refused("pack-data", "--data", str(tmp_path), "--out", "x.npz.xz",  # issue 34: developer tooling left the package
+            says=f"from a checkout of the repository run: python -m tools.pack_data --data {tmp_path} --out x.npz.xz")
 
 
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:
@@ -387,8 +401,7 @@ def test_the_light_install_names_the_missing_extra(tmp_path: Path) -> None:
     commands = [["train", "--model", "resnet50", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
                 ["export", str(tmp_path), "--out", str(tmp_path / "e")],
                 ["evaluate", str(tmp_path), "--data", str(tmp_path)],
-                ["benchmark-train"],
-                ["import-weights", str(tmp_path), "--out", str(tmp_path / "i")]]
+                ["benchmark-train"]]
     for command in commands:
         code = ("import sys; sys.modules['torch'] = None; from fer_ensemble.cli import main; "
                 f"raise SystemExit(main({command!r}))")
@@ -838,13 +851,13 @@ def test_a_video_without_its_extension_is_told_by_its_container(tmp_path: Path) 
 
 def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_path: Path) -> None:
     """Issue 22, item 14: fit-ensemble names a missing card in one line (exit 2, no [Errno 2]), and
-    pack-data makes its --out's folders instead of failing after its work."""
+    tools.pack_data makes its --out's folders instead of failing after its work."""
     result = run_cli("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(ferplus), "--out",
                      str(tmp_path / "fit"), check=False)
     assert result.returncode == 2 and lines(result.stderr) == [
         f"fer-ensemble fit-ensemble: no model card at {tmp_path / 'nope.json'}"], result.stderr
     packed = tmp_path / "no" / "such" / "folder" / "test.npz.xz"
-    run_cli("pack-data", "--data", str(ferplus), "--out", str(packed), "--splits", "test")
+    run_tool("pack_data", "--data", str(ferplus), "--out", str(packed), "--splits", "test")
     assert packed.stat().st_size > 1_000_000
 
 

@@ -58,7 +58,7 @@ def test_runtime_and_cli_import_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
-    for command in ("train", "evaluate", "export", "benchmark-train", "import-weights", "fetch-weights"):
+    for command in ("train", "evaluate", "export", "benchmark-train", "fetch-weights"):
         result = subprocess.run(
             [sys.executable, "-c", BLOCK_TORCH + f"from fer_ensemble.cli import main; main(['{command}', '--help'])"],
             capture_output=True, text=True, cwd=REPO, timeout=120,

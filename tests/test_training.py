@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_TRAIN, need, run_cli
+from conftest import REPO, TINY_TRAIN, need, run_cli, run_tool
 
 torch = need("torch")
 
@@ -194,8 +194,8 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, taiwan_posed: Path, 
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(r for r in rows if r.startswith(("file", "01", "02", "03"))) + "\n")  # 3 performers
     checks = tmp_path / "checks.npz"
-    run_cli("pack-data", "--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by",
-            "performer", "--out", str(checks))
+    run_tool("pack_data", "--labels", str(labels), "--images", str(taiwan_posed / "images"), "--group-by",
+             "performer", "--out", str(checks))
     result = subprocess.run(
         [sys.executable, "scripts/train_gpu.py", "--data", str(ferplus), "--out", str(out),
          "--device", "cpu", "--sizes", "32", "--subset", "256", "--epochs", "1", "--seeds", "0",
@@ -222,7 +222,7 @@ def test_gpu_script_in_its_cpu_configuration(ferplus: Path, taiwan_posed: Path, 
                              "--checks", str(checks)], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert json.loads(scored.stdout)["after_accuracy"] == summary["runs"][chosen]["checks"]["after_accuracy"]
 
-    run_cli("import-weights", str(out), "--out", str(tmp_path / "imported"))
+    run_tool("gpu_weights", str(out), "--out", str(tmp_path / "imported"))
     best = torch.load(tmp_path / "runs" / chosen / "best.pt", weights_only=False)
     assert best["args"]["photo_augment"] is True
     assert best["args"]["balance_sampling"] == (0.5 if chosen.endswith("balance0.5") else 0.0)

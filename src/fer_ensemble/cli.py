@@ -68,14 +68,16 @@ COMMAND_GROUPS = {  # group title: {command: help}; command ``a-b`` lives in ``f
         "benchmark-train": "training img/s per member, size, precision",
         "fetch-weights": "ImageNet weights to fine-tune from (train --weights imagenet), checked and cached",
     },
-    "developer commands (carrying data and weights to and from a lent GPU machine)": {
-        "pack-data": "FER+ splits (or a labelled set's faces) in one compressed file, to carry to a GPU",
-        "import-weights": "fp16 parts from the GPU script -> runs",
-    },
 }
+MOVED_COMMANDS = {
+    "pack-data": "python -m tools.pack_data",
+    "import-weights": "python -m tools.gpu_weights",
+}
+"""Developer commands that left the installed package for the checkout's ``tools/`` (carrying data
+and weights to and from a lent GPU machine): what to run instead."""
 
 
-WRITES_WHEN_DONE = frozenset({"evaluate", "adapt", "enrol", "export", "fit-ensemble", "pack-data"})
+WRITES_WHEN_DONE = frozenset({"evaluate", "adapt", "enrol", "export", "fit-ensemble"})
 """Commands that write their outputs only once their work is done (``export`` stages them): what
 Ctrl-C leaves of them is nothing, and their ``interrupted`` line says so."""
 
@@ -146,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     from fer_ensemble.errors import ExitCode, UserError, missing_extra
 
     argv = sys.argv[1:] if argv is None else argv
+    if (word := next((a for a in argv if not a.startswith("-")), "")) in MOVED_COMMANDS:
+        print(f"fer-ensemble {word}: a developer command, not installed with the package; from a checkout "
+              f"of the repository run: {MOVED_COMMANDS[word]} {' '.join(argv[argv.index(word) + 1:])}".rstrip(),
+              file=sys.stderr)
+        return ExitCode.USAGE
     args = build_parser(chosen_command(argv)).parse_args(argv)
     quiet_opencv(args.verbose, args.command)
 

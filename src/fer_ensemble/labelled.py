@@ -14,7 +14,7 @@ import csv
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from fer_ensemble.metrics import (
     macro_recall,
     per_class_metrics,
 )
-from fer_ensemble.preprocess import resize_face, to_gray
+from fer_ensemble.preprocess import to_gray
 
 if TYPE_CHECKING:
     from fer_ensemble.runtime.detection import Box
@@ -333,56 +333,3 @@ def evaluate_photos(predict_proba: ProbabilityFn, data: LabelledImages, detector
                     offset: float = 0.0) -> LabelledReport:
     """Detector, then the largest face of each photo; photos without a face count as wrong."""
     return evaluate_labelled(*photo_probabilities(predict_proba, data, detector, margin, offset), data)
-
-
-@dataclass
-class PackedFaces:
-    """A labelled set's faces packed in one file, to measure models where its images are not (a lent
-    GPU machine gets the repository alone: ``fer-ensemble pack-data --labels``, then
-    ``scripts/train_gpu.py --checks``).
-
-    ``crops``: (N, S, S) uint8 gray faces as the apps frame them, resized to S (``resize_face``),
-    zeros where no face was found; ``found``: (N,) bool; ``labels``: (N,) int64 indices into
-    ``EMOTIONS``; ``groups``: N group names (e.g. the performer) or None; ``name``: where they came from.
-    """
-
-    name: str
-    crops: np.ndarray
-    found: np.ndarray
-    labels: np.ndarray
-    groups: list[str] | None = None
-
-    def save(self, path: str | Path) -> Path:
-        """Write an ``.npz`` (compressed, no pickles) and return its path."""
-        arrays: dict[str, Any] = {"name": np.array(self.name), "crops": self.crops, "found": self.found, "labels": self.labels}
-        if self.groups is not None:
-            arrays["groups"] = np.array(self.groups)
-        np.savez_compressed(path, **arrays)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PackedFaces:
-        """What ``save`` wrote; UserError for a file that is not such a pack."""
-        if not Path(path).is_file():
-            raise UserError(f"no packed face set at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                groups = [str(g) for g in data["groups"]] if "groups" in data.files else None
-                return cls(str(data["name"]), data["crops"], data["found"].astype(bool),
-                           data["labels"].astype(np.int64), groups)
-        except (OSError, KeyError, ValueError):
-            raise UserError(f"{path}: not a packed face set (made by fer-ensemble pack-data --labels)") from None
-
-
-def pack_faces(data: LabelledImages, size: int, detector=None, margin: float = 0.0, offset: float = 0.0,
-               name: str = "") -> PackedFaces:
-    """Each image's face at ``size`` px: the image itself with no ``detector`` (face crops), else the
-    largest face the detector finds, framed by ``margin`` and ``offset`` as in ``photo_probabilities``."""
-    faces = ((read_labelled(data, p, gray=True) for p in data.paths) if detector is None
-             else largest_faces(data, detector, margin, offset))
-    crops = np.zeros((len(data), size, size), np.uint8)
-    found = np.zeros(len(data), bool)
-    for i, face in enumerate(faces):
-        if face is not None:
-            crops[i], found[i] = resize_face(face, size), True
-    return PackedFaces(name, crops, found, data.labels, data.groups)

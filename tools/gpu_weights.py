@@ -2,12 +2,15 @@
 
 ``save_fp16_parts`` writes ``<model>.partN.pt`` files plus ``<model>.meta.json`` (what ``best.pt``
 records besides the weights, and the run's metrics); ``import_weights`` joins them back into
-``<out>/<model>/best.pt`` that ``fer-ensemble export`` takes.
+``<out>/<model>/best.pt`` that ``fer-ensemble export`` takes: ``python -m tools.gpu_weights
+FOLDER --out runs/gpu`` (the ``train`` extra). Developer tooling: not installed with the package.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +18,7 @@ import torch
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.models import read_weights
 from fer_ensemble.training.engine import save_atomic
+from tools import run_command
 
 PART_BYTES = 15 * 2**20
 """Tensor bytes per part: leaves room for pickling under 16 MiB."""
@@ -69,3 +73,22 @@ def import_weights(folder: str | Path, out: str | Path) -> list[Path]:
     if not runs:
         raise UserError(f"no <model>.meta.json in {folder}")
     return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_weights",
+                                     description="the fp16 parts scripts/train_gpu.py wrote, joined into run folders")
+    parser.add_argument("folder", help="the folder the GPU script wrote")
+    parser.add_argument("--out", required=True, help="where to write <model>/best.pt")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        for run in import_weights(args.folder, args.out):
+            print(f"wrote {run}/best.pt; export it with: fer-ensemble export {run} --out DIR")
+        return 0
+
+    return run_command("gpu_weights", run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
