@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, run_cli, turned_portrait
+from support import NO_FACE, REPO, run_cli, turned_portrait
 
 from fer_ensemble.apps.common import add_recognizer_arguments, detector_options_of
 from fer_ensemble.media.inputs import SAMPLES
@@ -230,7 +230,7 @@ def test_ensemble_is_calibrated_soft_voting(tiny_ensemble: Path) -> None:
 def test_flip_tta_averages_the_face_and_its_mirror_image(tmp_path: Path) -> None:
     """With a member that mirroring changes, flip_tta is the mean of the face's probabilities and
     its left-right mirror's (not its upside-down image, nor the face twice)."""
-    from conftest import tiny_member
+    from support import tiny_member
 
     tiny_member(tmp_path, "ramp", input_size=16, seed=2, mirror_sensitive=True)
     for flip in (False, True):

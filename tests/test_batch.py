@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, need, run_cli, skip_or_fail
+from support import NO_FACE, REPO, need, run_cli, skip_or_fail
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media.inputs import SAMPLES

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import NO_FACE, REPO, run_cli, turned_portrait
+from support import NO_FACE, REPO, run_cli, turned_portrait
 
 from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes

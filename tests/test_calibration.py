@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, run_cli
 from documentation import documentation_text
+from support import NO_FACE, REPO, run_cli
 
 from fer_ensemble.adapt import (
     CANDIDATES,

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.runtime.drawing import draw_prompt, layout_faces

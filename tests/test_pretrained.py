@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import need, run_cli
+from support import need, run_cli
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.training import pretrained

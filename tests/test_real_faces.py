@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from support import REPO, run_cli
 
 from fer_ensemble.labelled import (
     LabelsError,

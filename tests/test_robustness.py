@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
+from support import NO_FACE, REPO, ferplus_dir, heic_photo, huge_png, need, run_cli, tiny_member
 
 from fer_ensemble.errors import ExitCode, InputError
 from fer_ensemble.media.inputs import SAMPLES

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_TRAIN, need, run_cli
+from support import REPO, TINY_TRAIN, need, run_cli
 
 torch = need("torch")
 
