@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from support import NO_FACE, REPO, run_cli, turned_portrait
+from support import NO_FACE, REPO, run_cli, run_script, turned_portrait
 
 from fer_ensemble.media.inputs import SAMPLES
 from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
@@ -123,10 +122,8 @@ def test_a_tilted_head_that_haar_misses() -> None:
 
 def test_boxes_are_framed_as_haar_on_ferplus_faces(ferplus: Path) -> None:
     """BLAZEFACE_TO_HAAR is what scripts/measure_framing.py measures on FER+ images."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from measure_framing import blazeface_to_haar
-
-    measured = blazeface_to_haar(str(ferplus), "train", 400)
+    measured = json.loads(run_script("measure_framing.py", "--blazeface-to-haar", "--data", str(ferplus),
+                                     "--split", "train", "--images", "400").stdout)
     assert measured["found_by_both"] > 250
     for key in ("scale", "dx", "dy", "eyes"):
         assert abs(measured[key][1] - BLAZEFACE_TO_HAAR[key]) < (0.05 if key == "eyes" else 0.03), (key, measured[key])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from support import REPO, run_cli
+from support import run_cli, run_script
 
 from fer_ensemble.labelled import (
     LabelsError,
@@ -172,10 +171,8 @@ def test_evaluate_measures_ckplus48_per_image_and_per_sequence(ckplus48: Path, t
 def test_default_framing_matches_each_detector_on_ferplus_faces(ferplus: Path, detector: str) -> None:
     """Each detector's box on FER+ images (BlazeFace's as the runtime frames it), turned into a crop
     with the defaults, is the FER+ frame."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from measure_framing import measure
-
-    measured = measure(str(ferplus), "train", 400, detector)
+    measured = json.loads(run_script("measure_framing.py", "--data", str(ferplus), "--split", "train",
+                                     "--images", "400", "--detector", detector).stdout)
     assert measured["found"] > 300
     assert abs(measured["margin"][1] - FACE_FRAMING["margin"]) < 0.02
     assert abs(measured["offset"][1] - FACE_FRAMING["offset"]) < 0.02

@@ -10,7 +10,9 @@ Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewher
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import json
 import os
 import struct
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -73,6 +76,31 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     if check and result.returncode != 0:
         raise AssertionError(f"fer-ensemble {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+# --- the repository's scripts (scripts/, not part of the package) --------------------------------
+
+def run_script(name: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python scripts/NAME ARGS`` from the repository root, as its docstring says to run it;
+    a failure is an AssertionError with its output."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True,
+                            text=True, timeout=timeout, cwd=REPO)
+    if result.returncode != 0:
+        raise AssertionError(f"scripts/{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@functools.cache
+def script_module(name: str) -> ModuleType:
+    """``scripts/NAME.py`` imported from its file, once (for the functions of a script that its
+    command line does not reach), as the module ``scripts.NAME``: no folder is added to
+    ``sys.path``."""
+    spec = importlib.util.spec_from_file_location(f"scripts.{name}", REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickle look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 # --- inputs built on the fly ---------------------------------------------------------------------
