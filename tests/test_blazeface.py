@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from support import NO_FACE, REPO, run_cli, run_script, turned_portrait
+from support import NO_FACE, run_cli, run_script, turned_portrait
+from support.group_photos import BLAZEFACE_LEAST, FACES, LABELS, assert_group_photo_bar, group_photo_counts
 
 from fer_ensemble.media.inputs import SAMPLES
-from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
+from fer_ensemble.metrics import match_faces
 from fer_ensemble.runtime.blazeface import (
     BLAZEFACE_FILE,
     BLAZEFACE_TO_HAAR,
@@ -90,12 +91,8 @@ def test_gray_and_bgra_images_are_read_like_colour(detector: BlazeFaceDetector) 
 
 
 def test_the_group_photos_turned_heads_included(detector: BlazeFaceDetector, faces_dir: Path) -> None:
-    """The issue's bar: at least 29 of the 31 hand-labelled faces, at most one false positive."""
-    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
-    total = DetectionCounts()
-    for file, boxes in labelled.items():
-        total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert total.true_positives >= 29 and total.false_positives <= 1, total.to_dict()
+    """The issue's bar (support.group_photos) for BlazeFace as constructed by default."""
+    assert_group_photo_bar(group_photo_counts(detector, faces_dir), BLAZEFACE_LEAST)
 
 
 def test_a_coarse_level_that_covers_the_faces_ends_the_scan(detector: BlazeFaceDetector, faces_dir: Path) -> None:
@@ -215,7 +212,7 @@ def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetecto
     assert abs(abs(box.roll) - 180) < 15, box.roll
     (unchecked,) = BlazeFaceDetector(upside_down_check=0).detect(turned_portrait(180))
     assert abs(unchecked.roll) < 30  # the model alone reads the eyes as if the face were upright
-    with open(REPO / "benchmarks" / "group-photo-faces.csv", newline="") as f:
+    with open(LABELS, newline="") as f:
         rows = list(csv.DictReader(f))
     poses = {(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])): r["pose"] for r in rows
              if r["file"] == "nasa_s131e010010_group_portrait.jpg"}
@@ -278,12 +275,7 @@ def test_turned_scans_run_as_asked() -> None:
 def test_turned_scans_find_every_group_photo_face(faces_dir: Path) -> None:
     """Always: the two faces the upright scan misses (one upside down, one sideways) are found
     too, and no false box comes with them (docs/detection.md)."""
-    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
-    detector = BlazeFaceDetector(turned_scans="always")
-    total = DetectionCounts()
-    for file, boxes in labelled.items():
-        total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert (total.true_positives, total.false_positives) == (31, 0), total.to_dict()
+    assert_group_photo_bar(group_photo_counts(BlazeFaceDetector(turned_scans="always"), faces_dir), FACES)
 
 
 def test_a_face_found_turned_with_a_higher_score_takes_the_turned_box_and_roll() -> None:

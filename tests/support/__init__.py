@@ -2,7 +2,8 @@
 
 A package, not a test module: test modules import it as ``from support import ...``, which works
 because pytest puts ``tests/`` on ``sys.path`` (``pythonpath = ["tests"]`` in pyproject.toml's
-``[tool.pytest.ini_options]``), whatever the working directory.
+``[tool.pytest.ini_options]``), whatever the working directory. ``support.group_photos`` holds the
+group-photo acceptance bar.
 
 Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewhere (say after
 ``pip install -e .[dev]`` alone) the tests that need them skip, and the rest run.
