@@ -1,5 +1,5 @@
 """Shared fixtures: the data folders, tiny ONNX members built on the fly, one tiny trained run, and
-the environment each test leaves as it found it. Plain helpers and constants live in the
+the process state each test leaves as it found it. Plain helpers and constants live in the
 ``support`` package (``tests/support``), which test modules import; this file is pytest's.
 
 Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewhere (say after
@@ -9,7 +9,6 @@ Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewher
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from support import (  # noqa: F401 - need: tests/test_docs.py still imports it 
     check_set,
     ferplus_dir,
     need,
+    process_state_kept,
     run_cli,
     skip_or_fail,
     tiny_member,
@@ -29,14 +29,13 @@ from support import (  # noqa: F401 - need: tests/test_docs.py still imports it 
 
 @pytest.fixture(autouse=True)
 def _environment_as_it_was():
-    """Each test leaves the process environment as it found it: a command run in-process
-    (``cli.main``) sets OpenCV's and FFmpeg's log variables, which would otherwise reach every later
-    ``run_cli`` subprocess (a ``--verbose`` run then hears nothing from FFmpeg)."""
-    saved = dict(os.environ)
-    yield
-    if os.environ != saved:
-        os.environ.clear()
-        os.environ.update(saved)
+    """Each test leaves the process as it found it (``support.process_state_kept``: the environment,
+    the working folder, ``sys.path``, signal handlers, loggers, OpenCV's settings, the decoder log):
+    a command run in-process (``cli.main``) sets OpenCV's and FFmpeg's log variables, which would
+    otherwise reach every later ``run_cli`` subprocess (a ``--verbose`` run then hears nothing from
+    FFmpeg), and a video command's watch of FFmpeg's log would outlive it."""
+    with process_state_kept():
+        yield
 
 
 @pytest.fixture(scope="session")

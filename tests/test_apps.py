@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support import NO_FACE, REPO, run_cli, turned_portrait
+from support import NO_FACE, REPO, cli_in_process, run_cli, turned_portrait
 from support.group_photos import (
     BLAZEFACE_LEAST,
     FACES,
@@ -398,8 +398,7 @@ def test_no_window_to_open_is_one_line_and_the_demo_falls_back_to_the_samples(
 
 
 def test_missing_ensemble_is_one_line(tmp_path: Path) -> None:
-    result = run_cli("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(tmp_path / "none.json"),
-                     check=False)
+    result = cli_in_process("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(tmp_path / "none.json"))
     assert result.returncode == 2 and "no ensemble file" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -450,7 +449,7 @@ def test_apps_never_import_torch(tiny_ensemble: Path) -> None:
 @pytest.mark.parametrize("option", [["--margin", "-1"], ["--detect-width", "-5"], ["--scale-factor", "1.0"],
                                     ["--threads", "0"], ["--prior", "3"], ["--offset", "x"]])
 def test_out_of_range_options_are_usage_errors(option: list[str]) -> None:
-    result = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *option, check=False)
+    result = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), *option)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert option[0] in result.stderr
 

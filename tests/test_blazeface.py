@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from support import NO_FACE, run_cli, run_script, turned_portrait
+from support import NO_FACE, cli_in_process, run_cli, run_script, turned_portrait
 from support.group_photos import BLAZEFACE_LEAST, FACES, LABELS, assert_group_photo_bar, group_photo_counts
 
 from fer_ensemble.media.inputs import SAMPLES
@@ -143,8 +143,8 @@ def test_create_detector_by_name() -> None:
 def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
     result = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface", "--json")
     assert result.stdout.count('"label"') == 1
-    bad = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface",
-                  "--score-threshold", "1", check=False)
+    bad = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface",
+                         "--score-threshold", "1")
     assert bad.returncode == 2 and "--score-threshold" in bad.stderr
     for options, message in ((["--detector", "blazeface", "--rotations", "-25", "25"], "--rotations does not apply"),
                              (["--detector", "haar", "--score-threshold", "0.5"],
@@ -156,7 +156,7 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
                              (["--second-look", "0.6"], "--second-look does not apply to --detector blazeface"),
                              (["--detector", "haar", "--turned-scans", "off"],
                               "--turned-scans does not apply to --detector haar")):
-        ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
+        ignored = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), *options)
         assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{NO_FACE},neutral\n")

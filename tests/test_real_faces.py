@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support import run_cli, run_script
+from support import cli_in_process, run_cli, run_script
 
 from fer_ensemble.labelled import (
     LabelsError,
@@ -142,7 +142,7 @@ def test_labels_files_with_mistakes_get_one_clear_error(tmp_path: Path) -> None:
         read_labelled_images(tmp_path / "missing.csv")
     with pytest.raises(LabelsError, match="no column 'session'"):
         read_labelled_images(path, group_by="session")
-    result = run_cli("evaluate", "--labels", str(tmp_path / "bad.csv"), "--crops", check=False)
+    result = cli_in_process("evaluate", "--labels", str(tmp_path / "bad.csv"), "--crops")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "grumpy" in result.stderr
     (tmp_path / "corrupt.png").write_bytes(b"not an image")
     (tmp_path / "corrupt.csv").write_text("file,label\ncorrupt.png,anger\n")

@@ -11,15 +11,20 @@ Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewher
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
+import io
 import json
+import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -66,7 +71,7 @@ NO_FACE = TESTS / "data" / "no_face.png"
 cameraman's face, which BlazeFace finds)."""
 
 
-# --- the command line ---------------------------------------------------------------------------
+# --- the command line: in a fresh interpreter, or in this one -----------------------------------
 
 def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``fer-ensemble`` in a fresh interpreter, as a user would."""
@@ -77,6 +82,84 @@ def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.
     if check and result.returncode != 0:
         raise AssertionError(f"fer-ensemble {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """``fer-ensemble ARGS`` run by ``fer_ensemble.cli.main`` in this process (from the repository
+    root, as ``run_cli``), answered as ``run_cli(..., check=False)`` answers: the exit code (also
+    argparse's, which exits through ``SystemExit``) and what the command printed on ``sys.stdout``
+    and ``sys.stderr``; the process state it changes is put back (``process_state_kept``).
+
+    For a refusal or a usage error, about a second faster than a fresh interpreter. Not for what
+    needs a process of its own: Ctrl-C and signals, pipes, native libraries' own output (OpenCV's
+    and FFmpeg's, written to the file descriptors), crashes, ``serve`` (it sets Starlette's spool
+    size for the process), worker pools, or another environment. An exception the command does not
+    turn into its one line propagates (a fresh interpreter would print its traceback, exit 1)."""
+    from fer_ensemble.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with process_state_kept(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        os.chdir(REPO)  # as run_cli's cwd; process_state_kept goes back
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse: a usage error (2), --help and --version (0)
+            code = exit_.code
+            if isinstance(code, str):  # as the interpreter does: the message on stderr, exit 1
+                print(code, file=sys.stderr)
+                code = 1
+    return subprocess.CompletedProcess(["fer-ensemble", *args], int(code or 0), out.getvalue(), err.getvalue())
+
+
+def _logger_settings() -> list[tuple]:
+    """Every logger there is now, with its level, handlers, propagation and disabled flag."""
+    loggers = [logging.root, *(logger for logger in logging.Logger.manager.loggerDict.values()
+                               if isinstance(logger, logging.Logger))]
+    return [(logger, logger.level, list(logger.handlers), logger.propagate, logger.disabled) for logger in loggers]
+
+
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """The process-wide state a command run in-process (``cli.main``) or a test can change, put
+    back as it was on leaving: ``os.environ`` (``quiet_opencv`` sets OpenCV's and FFmpeg's log
+    variables, which would otherwise reach every later ``run_cli`` subprocess), the working
+    folder, ``sys.path``, the signal handlers, the levels and handlers of the loggers that existed
+    (those a library adds on its first import stay), OpenCV's log level and thread count, and
+    ``fer_ensemble.media.decoder``'s ``DecoderLog`` (a video command's pipe on file descriptor 1 is
+    closed and forgotten, so the next one watches afresh). Warnings filters are pytest's own, put
+    back after each test."""
+    environ, path, cwd = dict(os.environ), list(sys.path), os.getcwd()
+    handlers = {number: signal.getsignal(number) for number in signal.valid_signals()}
+    loggers = _logger_settings()
+    cv2 = sys.modules.get("cv2")
+    opencv = (cv2.getNumThreads(), cv2.utils.logging.getLogLevel()) if cv2 is not None else None
+    decoder = sys.modules.get("fer_ensemble.media.decoder")
+    decoder_log = decoder._decoder_log if decoder is not None else None
+    try:
+        yield
+    finally:
+        decoder = sys.modules.get("fer_ensemble.media.decoder")
+        if decoder is not None and decoder._decoder_log is not decoder_log:
+            if decoder._decoder_log is not None:
+                decoder._decoder_log.close()  # fd 1 back to what it was (if its pump still runs)
+            decoder._decoder_log = decoder_log
+        if opencv is not None and (cv2.getNumThreads(), cv2.utils.logging.getLogLevel()) != opencv:
+            cv2.setNumThreads(opencv[0])
+            cv2.utils.logging.setLogLevel(opencv[1])
+        for logger, level, kept, propagate, disabled in loggers:
+            if (logger.level, logger.handlers, logger.propagate, logger.disabled) != (level, kept, propagate, disabled):
+                logger.setLevel(level)
+                logger.handlers[:] = kept
+                logger.propagate, logger.disabled = propagate, disabled
+        for number, handler in handlers.items():
+            if handler is not None and signal.getsignal(number) != handler:
+                signal.signal(number, handler)
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+        if sys.path != path:
+            sys.path[:] = path
+        if os.environ != environ:
+            os.environ.clear()
+            os.environ.update(environ)
 
 
 # --- the repository's scripts (scripts/, not part of the package) --------------------------------
