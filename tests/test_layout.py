@@ -131,3 +131,14 @@ def test_tests_skip_only_through_support() -> None:
                  if re.search(r"\bpytest\.(importorskip|skip)\(", line)]
     assert offenders == []
 
+
+def test_the_tests_pass_from_any_working_folder(tmp_path: Path) -> None:
+    """pytest finds the project's configuration from the path of the tests it is given, and with it
+    tests/ on sys.path (``from support import ...``): a fast test file, named by its absolute path
+    from an unrelated folder, passes."""
+    import subprocess
+
+    test_file = Path(__file__).resolve().parent / "test_face_rows.py"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and " passed" in result.stdout, (result.stdout + result.stderr)[-3000:]
