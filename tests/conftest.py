@@ -1,4 +1,6 @@
-"""Shared fixtures: the data folders, tiny ONNX members built on the fly, one tiny trained run.
+"""Shared fixtures: the data folders, tiny ONNX members built on the fly, one tiny trained run, and
+the process state each test leaves as it found it. Plain helpers and constants live in the
+``support`` package (``tests/support``), which test modules import; this file is pytest's.
 
 Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewhere (say after
 ``pip install -e .[dev]`` alone) the tests that need them skip, and the rest run.
@@ -6,53 +8,34 @@ Under ``CI=true`` nothing skips: missing data or a missing extra fails. Elsewher
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from fer_ensemble.preprocess import Preprocessing
-
-REPO = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from support import (  # noqa: F401 - need: tests/test_docs.py still imports it from here
+    REPO,
+    TINY_TRAIN,
+    check_set,
+    ferplus_dir,
+    need,
+    process_state_kept,
+    run_cli,
+    skip_or_fail,
+    tiny_member,
+)
 
 
 @pytest.fixture(autouse=True)
 def _environment_as_it_was():
-    """Each test leaves the process environment as it found it: a command run in-process
-    (``cli.main``) sets OpenCV's and FFmpeg's log variables, which would otherwise reach every later
-    ``run_cli`` subprocess (a ``--verbose`` run then hears nothing from FFmpeg)."""
-    saved = dict(os.environ)
-    yield
-    if os.environ != saved:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def need(module: str):
-    """``module``, imported; when its extra is not installed, a failure under CI=true and a skip
-    elsewhere (of the calling test, or of the whole module when called at import time)."""
-    if IN_CI:
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
-
-
-def skip_or_fail(message: str) -> None:
-    """Missing data: fails under CI=true, skips elsewhere."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def ferplus_dir() -> Path:
-    return Path(os.environ.get("FERPLUS_DIR", REPO.parent / "shared" / "data" / "ferplus"))
+    """Each test leaves the process as it found it (``support.process_state_kept``: the environment,
+    the working folder, ``sys.path``, signal handlers, loggers, OpenCV's settings, the decoder log):
+    a command run in-process (``cli.main``) sets OpenCV's and FFmpeg's log variables, which would
+    otherwise reach every later ``run_cli`` subprocess (a ``--verbose`` run then hears nothing from
+    FFmpeg), and a video command's watch of FFmpeg's log would outlive it."""
+    with process_state_kept():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -61,20 +44,6 @@ def ferplus() -> Path:
     path = ferplus_dir()
     if not (path / "FER2013Test" / "label.csv").is_file():
         skip_or_fail(f"FER+ not found at {path} (set FERPLUS_DIR)")
-    return path
-
-
-NO_FACE = Path(__file__).resolve().parent / "data" / "no_face.png"
-"""A photo with no face for either detector (shapes on a gradient; the bundled camera.png shows the
-cameraman's face, which BlazeFace finds)."""
-
-
-def check_set(variable: str, name: str, folder: str, marker: str = "labels.csv") -> Path:
-    """A real-face check set from ``variable`` (default ``../shared/data/<folder>``), known by its
-    ``marker`` file; missing data fails under CI=true and skips elsewhere."""
-    path = Path(os.environ.get(variable, REPO.parent / "shared" / "data" / folder))
-    if not (path / marker).is_file():
-        skip_or_fail(f"{name} not found at {path} (set {variable})")
     return path
 
 
@@ -104,27 +73,6 @@ def user_cases() -> Path:
     return check_set("USER_CASES_DIR", "user-cases", "user-cases", "README.md")
 
 
-def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``fer-ensemble`` in a fresh interpreter, as a user would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "fer_ensemble.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"fer-ensemble {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def run_tool(name: str, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the checkout's ``python -m tools.NAME`` (developer tooling, not installed) from the
-    repository's root, as a maintainer would."""
-    result = subprocess.run([sys.executable, "-m", f"tools.{name}", *args],
-                            capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    if check and result.returncode != 0:
-        raise AssertionError(f"tools.{name} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 @pytest.fixture(scope="session")
 def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
                        tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -145,56 +93,12 @@ def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
             "photos": ("--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"))}
 
 
-TINY_TRAIN = ("--model", "mobilenet_v2", "--input-size", "32", "--subset", "768",
-              "--valid-subset", "512", "--batch-size", "64", "--opt", "adamw", "--lr", "2e-3",
-              "--warmup-epochs", "0.5", "--no-progress")
-
-
 @pytest.fixture(scope="session")
 def tiny_run(ferplus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-epoch MobileNetV2 run on 768 training images at 32 px (a few seconds on 2 cores)."""
     out = tmp_path_factory.mktemp("tiny-run")
     run_cli("train", *TINY_TRAIN, "--data", str(ferplus), "--out", str(out), "--epochs", "2")
     return out
-
-
-def tiny_member(folder: Path, name: str = "tiny", input_size: int = 16, seed: int = 0,
-                mirror_sensitive: bool = False) -> Path:
-    """input -> global average pool -> linear(3 -> 8): a stand-in member with a model card. With
-    ``mirror_sensitive`` the input is first weighted by a left-to-right ramp, so a mirrored face
-    gets other logits (what the runtime's flip test-time augmentation must be tested with)."""
-    onnx = need("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    weight = rng.normal(size=(3, 8)).astype(np.float32)
-    bias = rng.normal(size=(8,)).astype(np.float32)
-    nodes = [helper.make_node("GlobalAveragePool", ["weighted" if mirror_sensitive else "input"], ["pooled"]),
-             helper.make_node("Flatten", ["pooled"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"])]
-    constants = [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")]
-    if mirror_sensitive:
-        ramp = np.broadcast_to(np.linspace(0.0, 2.0, input_size, dtype=np.float32), (1, 1, input_size, input_size))
-        nodes.insert(0, helper.make_node("Mul", ["input", "ramp"], ["weighted"]))
-        constants.append(numpy_helper.from_array(np.ascontiguousarray(ramp), "ramp"))
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, input_size, input_size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 8])],
-        constants,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / f"{name}.onnx")
-    card = {
-        "name": name,
-        "classes": ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"],
-        "files": {"fp32": f"{name}.onnx"},
-        "preprocessing": Preprocessing(input_size=input_size).to_dict(),
-    }
-    (folder / f"{name}.json").write_text(json.dumps(card))
-    np.savez(folder / f"{name}-params.npz", weight=weight, bias=bias)
-    return folder / f"{name}.json"
 
 
 @pytest.fixture
@@ -210,45 +114,3 @@ def tiny_ensemble(tmp_path: Path) -> Path:
         "flip_tta": False,
     }))
     return path
-
-
-def turned_portrait(angle: float) -> np.ndarray:
-    """The bundled portrait turned by ``angle`` degrees counter-clockwise (its roll becomes -angle),
-    edges repeated."""
-    import cv2
-
-    from fer_ensemble.media.inputs import SAMPLES
-
-    portrait = cv2.imread(str(SAMPLES / "grace_hopper.jpg"))
-    height, width = portrait.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    return cv2.warpAffine(portrait, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
-
-
-HEIC = Path(__file__).parent / "data" / "grace_hopper.heic"
-"""The bundled Grace Hopper portrait as an iPhone saves photos, HEIC (28 KB), made once with
-pillow-heif 1.8.1's encoder (x265), which the project does not install: ``rgb = cv2.cvtColor(
-cv2.imread("src/fer_ensemble/samples/grace_hopper.jpg"), cv2.COLOR_BGR2RGB)``, then
-``pillow_heif.from_bytes("RGB", rgb.shape[1::-1], rgb.tobytes()).save(HEIC, quality=40)``."""
-
-
-def heic_photo(path: Path) -> bytes:
-    """``HEIC`` copied to ``path``, its bytes returned; the ``heic`` extra's decoder is needed to
-    read it (a failure under CI=true, a skip elsewhere, as ``need``)."""
-    need("pi_heif")
-    path.write_bytes(HEIC.read_bytes())
-    return HEIC.read_bytes()
-
-
-def huge_png(side: int = 20000) -> bytes:
-    """A valid 1-bit grey PNG of side x side black pixels: a few hundred KB (194 KB at 40000, made
-    in half a second) that OpenCV would decode into side * side * 3 bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + side // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, need, run_cli, skip_or_fail
+from support import NO_FACE, REPO, cli_in_process, need, run_cli, skip_or_fail
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media.inputs import SAMPLES
@@ -181,7 +181,7 @@ def test_an_object_store_without_its_file_system_is_one_line(uri: str, package: 
 
     if importlib.util.find_spec(package) is not None:
         skip_or_fail(f"{package} is installed here: this test needs the cloud extra absent")
-    result = run_cli("batch", uri, "--out", str(tmp_path / "out"), check=False)
+    result = cli_in_process("batch", uri, "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"pip install 'fer-ensemble[cloud]' ({package})" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -193,8 +193,8 @@ def test_a_ray_client_address_without_ray_client_is_one_line(tmp_path: Path) -> 
 
     if importlib.util.find_spec("grpc") is not None:
         skip_or_fail("ray[client] is installed here: this test needs the cloud extra absent")
-    result = run_cli("batch", str(SAMPLES / "astronaut.png"), "--out", str(tmp_path / "out"), "--engine", "ray",
-                     "--ray-address", "ray://127.0.0.1:10001", check=False)
+    result = cli_in_process("batch", str(SAMPLES / "astronaut.png"), "--out", str(tmp_path / "out"), "--engine", "ray",
+                            "--ray-address", "ray://127.0.0.1:10001")
     assert result.returncode == 2 and "pip install 'fer-ensemble[cloud]' (ray[client])" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
@@ -257,8 +257,8 @@ def test_batch_videos_take_the_automatic_resting_face_as_video_does(tmp_path: Pa
     relative = [(r["track_id"], i) for i, r in enumerate(auto) if r["relative"]]  # the rows say which
     assert {t for t, _ in relative} == changed and not any(r["relative"] for r in plain)
     assert all(auto[i]["neutral"] != plain[i]["neutral"] for _, i in relative)
-    refused = batch(str(SAMPLES / "faces.mp4"), "--out", str(tmp_path / "o"), "--engine", "local",
-                    "--no-track", "--auto-resting-face", check=False)
+    refused = cli_in_process("batch", str(SAMPLES / "faces.mp4"), "--out", str(tmp_path / "o"), "--engine", "local",
+                             "--no-track", "--auto-resting-face", "--no-progress")
     assert refused.returncode == 2 and refused.stderr.strip().endswith("--auto-resting-face needs tracks: leave "
                                                                         "out --no-track")
     assert not (tmp_path / "o").exists()  # refused before any folder is made
@@ -278,7 +278,8 @@ def test_batch_takes_a_calibration_as_every_app_does(tmp_path: Path) -> None:
     (row,) = Worker(BatchSettings(threads=1, calibration="posed")).run(Task(str(photo), "image").to_dict()).rows
     assert [row[e] for e in EMOTIONS] == pytest.approx([expected.probabilities[e] for e in EMOTIONS], abs=1e-6)
     assert row["neutral"] != pytest.approx(EmotionRecognizer().predict(cv2.imread(str(photo)))[0].probabilities["neutral"])
-    refused = batch(str(photo), "--out", str(tmp_path / "o"), "--engine", "local", "--calibration", "nosuch", check=False)
+    refused = cli_in_process("batch", str(photo), "--out", str(tmp_path / "o"), "--engine", "local", "--calibration",
+                             "nosuch", "--no-progress")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         "fer-ensemble batch: no calibration 'nosuch': give none, posed or a file that adapt wrote"], refused.stderr
     assert not (tmp_path / "o").exists()
@@ -486,7 +487,7 @@ def test_batch_reads_every_face_through_a_profile_and_records_it(tmp_path: Path)
     assert "were made under other settings (--profile): reading them again" in plain.stderr
     assert "profile" not in BatchOutput(out).summary(str(photo))["settings"]
     (tmp_path / "bad.json").write_text("{}")
-    refused = batch(*run, "--profile", str(tmp_path / "bad.json"), check=False)
+    refused = cli_in_process("batch", *run, "--profile", str(tmp_path / "bad.json"), "--no-progress")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         f"fer-ensemble batch: {tmp_path / 'bad.json'}: not a profile file of format 'fer-ensemble/profile/v1' "
         "(found None)"]

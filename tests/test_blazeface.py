@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -13,10 +12,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import NO_FACE, REPO, run_cli, turned_portrait
+from support import NO_FACE, cli_in_process, run_cli, run_script, turned_portrait
+from support.group_photos import BLAZEFACE_LEAST, FACES, LABELS, assert_group_photo_bar, group_photo_counts
 
 from fer_ensemble.media.inputs import SAMPLES
-from fer_ensemble.metrics import DetectionCounts, match_faces, read_face_boxes
+from fer_ensemble.metrics import match_faces
 from fer_ensemble.runtime.blazeface import (
     BLAZEFACE_FILE,
     BLAZEFACE_TO_HAAR,
@@ -91,12 +91,8 @@ def test_gray_and_bgra_images_are_read_like_colour(detector: BlazeFaceDetector) 
 
 
 def test_the_group_photos_turned_heads_included(detector: BlazeFaceDetector, faces_dir: Path) -> None:
-    """The issue's bar: at least 29 of the 31 hand-labelled faces, at most one false positive."""
-    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
-    total = DetectionCounts()
-    for file, boxes in labelled.items():
-        total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert total.true_positives >= 29 and total.false_positives <= 1, total.to_dict()
+    """The issue's bar (support.group_photos) for BlazeFace as constructed by default."""
+    assert_group_photo_bar(group_photo_counts(detector, faces_dir), BLAZEFACE_LEAST)
 
 
 def test_a_coarse_level_that_covers_the_faces_ends_the_scan(detector: BlazeFaceDetector, faces_dir: Path) -> None:
@@ -123,10 +119,8 @@ def test_a_tilted_head_that_haar_misses() -> None:
 
 def test_boxes_are_framed_as_haar_on_ferplus_faces(ferplus: Path) -> None:
     """BLAZEFACE_TO_HAAR is what scripts/measure_framing.py measures on FER+ images."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from measure_framing import blazeface_to_haar
-
-    measured = blazeface_to_haar(str(ferplus), "train", 400)
+    measured = json.loads(run_script("measure_framing.py", "--blazeface-to-haar", "--data", str(ferplus),
+                                     "--split", "train", "--images", "400").stdout)
     assert measured["found_by_both"] > 250
     for key in ("scale", "dx", "dy", "eyes"):
         assert abs(measured[key][1] - BLAZEFACE_TO_HAAR[key]) < (0.05 if key == "eyes" else 0.03), (key, measured[key])
@@ -149,8 +143,8 @@ def test_create_detector_by_name() -> None:
 def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
     result = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface", "--json")
     assert result.stdout.count('"label"') == 1
-    bad = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface",
-                  "--score-threshold", "1", check=False)
+    bad = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), "--detector", "blazeface",
+                         "--score-threshold", "1")
     assert bad.returncode == 2 and "--score-threshold" in bad.stderr
     for options, message in ((["--detector", "blazeface", "--rotations", "-25", "25"], "--rotations does not apply"),
                              (["--detector", "haar", "--score-threshold", "0.5"],
@@ -162,7 +156,7 @@ def test_cli_predict_and_evaluate_with_blazeface(tmp_path: Path) -> None:
                              (["--second-look", "0.6"], "--second-look does not apply to --detector blazeface"),
                              (["--detector", "haar", "--turned-scans", "off"],
                               "--turned-scans does not apply to --detector haar")):
-        ignored = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), *options, check=False)
+        ignored = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), *options)
         assert ignored.returncode == 2 and message in ignored.stderr and "Traceback" not in ignored.stderr
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,label\n{SAMPLES / 'grace_hopper.jpg'},neutral\n{NO_FACE},neutral\n")
@@ -218,7 +212,7 @@ def test_an_upside_down_head_is_found_and_turned_back(detector: BlazeFaceDetecto
     assert abs(abs(box.roll) - 180) < 15, box.roll
     (unchecked,) = BlazeFaceDetector(upside_down_check=0).detect(turned_portrait(180))
     assert abs(unchecked.roll) < 30  # the model alone reads the eyes as if the face were upright
-    with open(REPO / "benchmarks" / "group-photo-faces.csv", newline="") as f:
+    with open(LABELS, newline="") as f:
         rows = list(csv.DictReader(f))
     poses = {(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])): r["pose"] for r in rows
              if r["file"] == "nasa_s131e010010_group_portrait.jpg"}
@@ -281,12 +275,7 @@ def test_turned_scans_run_as_asked() -> None:
 def test_turned_scans_find_every_group_photo_face(faces_dir: Path) -> None:
     """Always: the two faces the upright scan misses (one upside down, one sideways) are found
     too, and no false box comes with them (docs/detection.md)."""
-    labelled = read_face_boxes(REPO / "benchmarks" / "group-photo-faces.csv")
-    detector = BlazeFaceDetector(turned_scans="always")
-    total = DetectionCounts()
-    for file, boxes in labelled.items():
-        total = total + match_faces(detector.detect(cv2.imread(str(faces_dir / file))), boxes)
-    assert (total.true_positives, total.false_positives) == (31, 0), total.to_dict()
+    assert_group_photo_bar(group_photo_counts(BlazeFaceDetector(turned_scans="always"), faces_dir), FACES)
 
 
 def test_a_face_found_turned_with_a_higher_score_takes_the_turned_box_and_roll() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NO_FACE, REPO, run_cli, run_tool
 from documentation import documentation_text
+from support import NO_FACE, REPO, cli_in_process, run_cli, run_tool
 
 from fer_ensemble.adapt import (
     CANDIDATES,
@@ -283,8 +283,7 @@ def test_predict_command_resting_face(tmp_path: Path) -> None:
                      "--json")
     face = json.loads(result.stdout.splitlines()[0])["faces"][0]
     assert face["relative"] is True and face["label"] == "neutral"
-    bad = run_cli("predict", str(SAMPLES / "grace_hopper.jpg"), "--resting-face", str(NO_FACE),
-                  check=False)
+    bad = cli_in_process("predict", str(SAMPLES / "grace_hopper.jpg"), "--resting-face", str(NO_FACE))
     assert bad.returncode == ExitCode.USAGE
     assert bad.stderr.strip() == "fer-ensemble predict: --resting-face: no face found in the resting-face image(s)"
 
@@ -316,7 +315,7 @@ def test_adapt_on_taiwan_posed_cross_validated_by_performer(shipped_comparison: 
     assert report["cv_after"]["accuracy"] >= report["cv_before"]["accuracy"] + 0.08
     assert report["cv_after"]["macro_recall"] >= 0.55
     assert report["unfitted"] == ["contempt"] and report["written"] == str(out / "ensemble.json")
-    again = run_cli(*args, check=False)
+    again = cli_in_process(*args)
     assert again.returncode == ExitCode.USAGE and "exists; choose another --out" in again.stderr
     photo = run_cli("predict", str(SAMPLES / "astronaut.png"), "--ensemble", str(out / "ensemble.json"), "--json")
     assert json.loads(photo.stdout.splitlines()[0])["faces"][0]["label"] == "happiness"
@@ -386,7 +385,7 @@ def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
     assert strict["per_image"]["n"] == 625 and strict["calm_photos"] == 5  # the others keep plain answers, scored
     assert 0 < len(strict["people_without_reference"]) < 15
     assert before["accuracy"] < strict["per_image"]["accuracy"] < after["accuracy"]
-    bad = run_cli("evaluate", "--data", str(taiwan_posed), "--calm-reference", check=False)
+    bad = cli_in_process("evaluate", "--data", str(taiwan_posed), "--calm-reference")
     assert bad.returncode == ExitCode.USAGE and "--calm-reference needs --labels" in bad.stderr
 
 

@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO, need, skip_or_fail
 from documentation import DOCS, README, documentation_pages, documentation_text
+from support import REPO, need, skip_or_fail
 
 PACKAGE = REPO / "src" / "fer_ensemble"
 IN_CI = os.environ.get("CI", "").lower() == "true"

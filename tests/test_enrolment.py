@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
+from support import cli_in_process, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.runtime.drawing import draw_prompt, layout_faces
@@ -193,7 +193,7 @@ def test_save_profile_is_checked_before_the_camera_opens(tmp_path: Path) -> None
     cases = {("--save-profile", str(photo), "--enrol"): "already exists and is not an earlier output",
              ("--save-profile", str(tmp_path / "p.json")): "--save-profile without a window needs --enrol"}
     for extra, message in cases.items():
-        result = run_cli("webcam", "--source", str(tmp_path / "none.mp4"), "--no-window", *extra, check=False)
+        result = cli_in_process("webcam", "--source", str(tmp_path / "none.mp4"), "--no-window", *extra)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert photo.read_text() == "my notes\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TRAIN, run_cli
+from support import TINY_TRAIN, run_cli
 
 from fer_ensemble.ensemble_fit import (
     MemberOption,

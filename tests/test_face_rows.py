@@ -4,7 +4,7 @@ the summaries made from face rows (per source for batch, per track for video).""
 from __future__ import annotations
 
 import pytest
-from conftest import need
+from support import need
 
 from fer_ensemble.batch import output, work
 from fer_ensemble.constants import EMOTIONS

@@ -9,7 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import need, run_cli
+from support import need, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media.inputs import SAMPLES

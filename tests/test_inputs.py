@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import need
+from support import need
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.media.inputs import expand_inputs, is_uri

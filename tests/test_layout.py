@@ -121,12 +121,25 @@ def test_mypy_is_clean() -> None:
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
-def test_tests_skip_only_through_conftest() -> None:
-    """A missing extra fails under CI=true: tests ask ``conftest.need`` (or ``skip_or_fail``), never
+def test_tests_skip_only_through_support() -> None:
+    """A missing extra fails under CI=true: tests ask ``support.need`` (or ``skip_or_fail``), never
     ``pytest.importorskip`` or ``pytest.skip`` themselves, which would skip in CI too."""
     tests = Path(__file__).resolve().parent
-    offenders = [f"{path.name}:{number}" for path in sorted(tests.glob("*.py"))
-                 if path.name not in ("conftest.py", Path(__file__).name)  # the rule's home, and this check
+    home = tests / "support" / "__init__.py"  # the rule's home
+    offenders = [f"{path.relative_to(tests)}:{number}" for path in sorted(tests.rglob("*.py"))
+                 if path not in (home, Path(__file__).resolve())  # and this check
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if re.search(r"\bpytest\.(importorskip|skip)\(", line)]
     assert offenders == []
+
+
+def test_the_tests_pass_from_any_working_folder(tmp_path: Path) -> None:
+    """pytest finds the project's configuration from the path of the tests it is given, and with it
+    tests/ on sys.path (``from support import ...``): a fast test file, named by its absolute path
+    from an unrelated folder, passes."""
+    import subprocess
+
+    test_file = Path(__file__).resolve().parent / "test_face_rows.py"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and " passed" in result.stdout, (result.stdout + result.stderr)[-3000:]

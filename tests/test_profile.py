@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from support import REPO, cli_in_process, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError
@@ -175,10 +175,10 @@ def test_enrol_command_writes_a_profile_that_predict_reads(taiwan_posed: Path, t
     faces = json.loads(run_cli("predict", str(photo), "--profile", str(out), "--json").stdout)["faces"]
     assert faces and faces[0]["profiled"] is True
     before = out.read_bytes()
-    again = run_cli("enrol", "--labels", labels, "--images", images, "--out", labels, check=False)
+    again = cli_in_process("enrol", "--labels", labels, "--images", images, "--out", labels)
     assert again.returncode == 2 and "is an input" in again.stderr and out.read_bytes() == before
     (tmp_path / "bad.json").write_text("{}")
-    bad = run_cli("predict", str(photo), "--profile", str(tmp_path / "bad.json"), check=False)
+    bad = cli_in_process("predict", str(photo), "--profile", str(tmp_path / "bad.json"))
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not a profile file" in bad.stderr
 
 
@@ -206,7 +206,7 @@ def test_evaluate_enrol_measures_the_documented_row(taiwan_posed: Path, shipped_
         np.testing.assert_allclose(np.array(measured) * 100, docs_row(title), atol=0.051, err_msg=title)
     assert after["accuracy"] >= 0.75  # the bar: 75 %, anger, disgust and fear at 55 % each
     assert min(after["per_class"][c]["recall"] for c in ("anger", "disgust", "fear")) >= 0.55
-    usage = run_cli("evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--enrol", "2", check=False)
+    usage = cli_in_process("evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--enrol", "2")
     assert usage.returncode == 2 and "--enrol needs --labels and --group-by" in usage.stderr
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from support import cli_in_process, run_cli, run_script
 
 from fer_ensemble.labelled import (
     LabelsError,
@@ -143,7 +142,7 @@ def test_labels_files_with_mistakes_get_one_clear_error(tmp_path: Path) -> None:
         read_labelled_images(tmp_path / "missing.csv")
     with pytest.raises(LabelsError, match="no column 'session'"):
         read_labelled_images(path, group_by="session")
-    result = run_cli("evaluate", "--labels", str(tmp_path / "bad.csv"), "--crops", check=False)
+    result = cli_in_process("evaluate", "--labels", str(tmp_path / "bad.csv"), "--crops")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "grumpy" in result.stderr
     (tmp_path / "corrupt.png").write_bytes(b"not an image")
     (tmp_path / "corrupt.csv").write_text("file,label\ncorrupt.png,anger\n")
@@ -172,10 +171,8 @@ def test_evaluate_measures_ckplus48_per_image_and_per_sequence(ckplus48: Path, t
 def test_default_framing_matches_each_detector_on_ferplus_faces(ferplus: Path, detector: str) -> None:
     """Each detector's box on FER+ images (BlazeFace's as the runtime frames it), turned into a crop
     with the defaults, is the FER+ frame."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from measure_framing import measure
-
-    measured = measure(str(ferplus), "train", 400, detector)
+    measured = json.loads(run_script("measure_framing.py", "--data", str(ferplus), "--split", "train",
+                                     "--images", "400", "--detector", detector).stdout)
     assert measured["found"] > 300
     assert abs(measured["margin"][1] - FACE_FRAMING["margin"]) < 0.02
     assert abs(measured["offset"][1] - FACE_FRAMING["offset"]) < 0.02

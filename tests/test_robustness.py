@@ -17,10 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import (
+from support import (
     NO_FACE,
     REPO,
     TINY_TRAIN,
+    cli_in_process,
     ferplus_dir,
     heic_photo,
     huge_png,
@@ -50,7 +51,7 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
     original = (photos / "gh.jpg").read_bytes()
     tiny = ("--ensemble", str(tiny_ensemble))
 
-    same = run_cli("predict", str(photos), "--out", str(photos), *tiny, check=False)
+    same = cli_in_process("predict", str(photos), "--out", str(photos), *tiny)
     assert same.returncode == 2 and "is an input folder" in same.stderr
     inside = photos / "annotated"
     for _ in range(2):  # the second run must not read the first run's outputs
@@ -58,7 +59,7 @@ def test_predict_never_writes_over_an_input(tiny_ensemble: Path, tmp_path: Path)
         assert len(lines(result.stdout)) == 1
     assert sorted(p.name for p in inside.iterdir()) == ["fer-ensemble.json", "gh.jpg"]
     for named in (str(photos / "gh.jpg"), str(photos / "*.jpg")):  # the file itself, or a glob there
-        refused = run_cli("predict", named, "--out", str(photos), *tiny, check=False)
+        refused = cli_in_process("predict", named, "--out", str(photos), *tiny)
         assert refused.returncode == 2 and "holds input photos" in refused.stderr, refused.stderr
     assert (photos / "gh.jpg").read_bytes() == original and sorted(p.name for p in photos.iterdir()) == [
         "annotated", "gh.jpg"]
@@ -111,8 +112,9 @@ def assert_untouched(files: dict[Path, bytes]) -> None:
 
 
 def refused(*command: str, says: str) -> None:
-    """``fer-ensemble COMMAND`` exits 2 with one line on stderr that contains ``says``."""
-    result = run_cli(*command, check=False)
+    """``fer-ensemble COMMAND`` exits 2 with one line on stderr that contains ``says`` (run in-process:
+    a refusal before any work)."""
+    result = cli_in_process(*command)
     assert result.returncode == 2 and lines(result.stderr) == [result.stderr.strip()], result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
 
@@ -330,7 +332,7 @@ def bad_ensembles(folder: Path, tiny_ensemble: Path) -> list[Path]:
 
 def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path) -> None:
     for path in bad_ensembles(tmp_path, tiny_ensemble):
-        result = run_cli("predict", str(PHOTO), "--ensemble", str(path), check=False)
+        result = cli_in_process("predict", str(PHOTO), "--ensemble", str(path))
         assert result.returncode == 2, (path.name, result.stderr)
         assert len(lines(result.stderr)) == 1 and "Traceback" not in result.stderr, result.stderr
         if path.name.startswith("future"):  # a format this version does not read is named as such
@@ -360,7 +362,7 @@ def test_broken_ensemble_files_are_one_line(tiny_ensemble: Path, tmp_path: Path)
     ["predict", str(PHOTO), "--bogus"],
 ])
 def test_usage_errors_are_one_line(command: list[str]) -> None:
-    result = run_cli(*command, check=False)
+    result = cli_in_process(*command)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(lines(result.stderr)) == 1 and result.stderr.startswith("fer-ensemble"), result.stderr
     if "--out" in command and command[0] in ("evaluate", "batch"):  # checked before any work, as elsewhere
@@ -368,10 +370,10 @@ def test_usage_errors_are_one_line(command: list[str]) -> None:
 
 
 def test_an_unknown_option_points_at_the_help_of_its_command() -> None:
-    result = run_cli("predict", str(PHOTO), "--bogus", check=False)
+    result = cli_in_process("predict", str(PHOTO), "--bogus")
     assert lines(result.stderr) == ["fer-ensemble predict: unrecognized arguments: --bogus; see fer-ensemble "
                                     "predict --help"]
-    assert lines(run_cli("--bogus", check=False).stderr) == [  # not "required: COMMAND", which hid it
+    assert lines(cli_in_process("--bogus").stderr) == [  # not "required: COMMAND", which hid it
         "fer-ensemble: unrecognized arguments: --bogus (a command comes first); see fer-ensemble --help"]
 
 
@@ -389,7 +391,8 @@ MISSING = "/nonexistent/ensemble.json"
     ["adapt", "--labels", "x.csv", "--out", "nowhere", "--ensemble", MISSING],
 ])
 def test_a_missing_model_file_is_the_same_line_and_code_from_every_command(command: list[str]) -> None:
-    result = run_cli(*command, check=False)
+    # serve sets a process setting (Starlette's spool size) before it loads the ensemble: its own process
+    result = run_cli(*command, check=False) if command[0] == "serve" else cli_in_process(*command)
     assert result.returncode == 2, result.stderr
     assert lines(result.stderr) == [f"fer-ensemble {command[0]}: no ensemble file at {MISSING}"], result.stderr
 
@@ -465,6 +468,19 @@ def test_the_test_command_installs_chromium_only_when_it_may(tmp_path: Path, uid
     assert (tmp_path / "apt.log").exists() == installs
     if not installs and not ci:
         assert "browser test will be skipped" in result.stderr
+
+
+def test_a_refusal_run_in_process_reads_as_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    """``cli_in_process``, which most refusals above run through, answers what ``run_cli`` answers
+    (a usage error argparse raises, a refusal of a video command's handler), and leaves no trace:
+    the environment, the working folder and the decoder log are as they were."""
+    from fer_ensemble.media import decoder
+
+    before = dict(os.environ), os.getcwd(), decoder._decoder_log
+    for command in (["predict", str(PHOTO), "--bogus"], ["video", str(tmp_path), "--ensemble", MISSING]):
+        fresh, here = run_cli(*command, check=False), cli_in_process(*command)
+        assert (here.returncode, here.stdout, here.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr), command
+        assert (dict(os.environ), os.getcwd(), decoder._decoder_log) == before, command
 
 
 # --- annotations readable on group photos ----------------------------------------------------
@@ -761,11 +777,11 @@ def test_labels_csvs_as_users_save_them(tmp_path: Path) -> None:
     (tmp_path / "header.csv").write_text("file,label\n")
     for labels, words in ((CLIP, "not a text CSV file"), (tmp_path / "header.csv", "a header but no rows"),
                           (tmp_path, "a folder, not a labels file")):
-        bad = run_cli("evaluate", "--labels", str(labels), check=False)
+        bad = cli_in_process("evaluate", "--labels", str(labels))
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and words in bad.stderr, bad.stderr
-    groups = run_cli("evaluate", "--labels", str(excel), "--group-by", "person", "--groups",
-                     str(tmp_path / "nope.csv"), check=False)
+    groups = cli_in_process("evaluate", "--labels", str(excel), "--group-by", "person", "--groups",
+                            str(tmp_path / "nope.csv"))
     assert groups.returncode == 2 and "no groups file" in groups.stderr, groups.stderr
 
 
@@ -812,7 +828,7 @@ def test_a_folder_where_a_file_is_expected_is_called_a_folder(command: list[str]
                                                                tmp_path: Path) -> None:
     """Issue 22, item 15: not "no such file", and a folder given as the model is not a request for torch."""
     (tmp_path / "labels.csv").write_text(f"file,label\n{PHOTO},neutral\n")
-    result = run_cli(*(part.format(folder=tmp_path) for part in command), check=False)
+    result = cli_in_process(*(part.format(folder=tmp_path) for part in command))
     assert result.returncode == code and message.format(folder=tmp_path) in result.stderr, result.stderr
     assert len(lines(result.stderr)) == 1, result.stderr
 
@@ -832,8 +848,7 @@ def test_the_wrong_kind_of_file_is_named_for_what_it_is(command: list[str], code
     video of its characters); --camera beside --source is refused, not ignored."""
     shutil.copy(CLIP, tmp_path / "clip.mp4")
     (tmp_path / "notes.txt").write_text("Notes on the recording session.\n" * 4000)
-    result = run_cli(*(part.format(folder=tmp_path) for part in command), "--ensemble", str(tiny_ensemble),
-                     check=False)
+    result = cli_in_process(*(part.format(folder=tmp_path) for part in command), "--ensemble", str(tiny_ensemble))
     assert result.returncode == code and message.format(folder=tmp_path) in lines(result.stderr), result.stderr
 
 
@@ -852,8 +867,8 @@ def test_a_video_without_its_extension_is_told_by_its_container(tmp_path: Path) 
 def test_missing_inputs_and_output_folders_before_any_work(ferplus: Path, tmp_path: Path) -> None:
     """Issue 22, item 14: fit-ensemble names a missing card in one line (exit 2, no [Errno 2]), and
     tools.pack_data makes its --out's folders instead of failing after its work."""
-    result = run_cli("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(ferplus), "--out",
-                     str(tmp_path / "fit"), check=False)
+    result = cli_in_process("fit-ensemble", str(tmp_path / "nope.json"), "--data", str(ferplus), "--out",
+                            str(tmp_path / "fit"))
     assert result.returncode == 2 and lines(result.stderr) == [
         f"fer-ensemble fit-ensemble: no model card at {tmp_path / 'nope.json'}"], result.stderr
     packed = tmp_path / "no" / "such" / "folder" / "test.npz.xz"
@@ -895,7 +910,7 @@ def test_an_image_past_opencvs_limit_is_one_line_and_the_run_goes_on(huge_photo:
         assert scored.returncode == ExitCode.INPUT_FAILED, scored.stderr
         assert lines(scored.stderr) == [f"{folder / huge_photo.name}: {HUGE_LINE}; counted as a photo without a face"]
         assert json.loads(scored.stdout)["name"]
-    played = run_cli("webcam", "--source", str(huge_photo), "--no-window", "--ensemble", str(tiny_ensemble), check=False)
+    played = cli_in_process("webcam", "--source", str(huge_photo), "--no-window", "--ensemble", str(tiny_ensemble))
     assert played.returncode == ExitCode.INPUT_FAILED
     assert lines(played.stderr) == [f"fer-ensemble webcam: {huge_photo}: {HUGE_LINE}"]
 

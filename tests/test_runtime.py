@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import REPO, tiny_member
+from support import REPO, tiny_member
 
 from fer_ensemble.preprocess import Preprocessing, prepare_batch
 from fer_ensemble.runtime import OnnxClassifier, softmax

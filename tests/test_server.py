@@ -17,7 +17,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import HEIC, REPO, heic_photo, huge_png, need, run_cli
+from support import HEIC, REPO, heic_photo, huge_png, need, run_cli
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.media.inputs import SAMPLES
@@ -41,7 +41,7 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory):
     """``fer-ensemble serve`` on loopback with the tiny ensemble, a token, a 3 MB upload limit and
     an empty TMPDIR to prove that nothing is written to disk."""
-    from conftest import tiny_member
+    from support import tiny_member
 
     folder = tmp_path_factory.mktemp("serve")
     tiny_member(folder, "small", 16, 0)
@@ -708,7 +708,7 @@ def test_a_full_worker_pool_answers_503_with_retry_after() -> None:
 def test_busy_server_says_when_to_retry(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from conftest import tiny_member
+    from support import tiny_member
 
     tiny_member(tmp_path, "small", 16, 0)
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"card": "small.json"}]}))
@@ -760,7 +760,7 @@ def test_docs_work_offline_and_the_server_says_where_it_listens(server) -> None:
 
 
 def test_serve_with_two_worker_processes(tmp_path: Path) -> None:
-    from conftest import tiny_member
+    from support import tiny_member
 
     tiny_member(tmp_path, "small", 16, 0)
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"card": "small.json"}]}))

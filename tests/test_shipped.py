@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import cv2
-from conftest import REPO, run_cli
 from documentation import documentation_text
+from support import REPO, run_cli
 
 from fer_ensemble.data import load_labelled
 from fer_ensemble.evaluate import evaluate_on_split

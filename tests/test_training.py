@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_TRAIN, need, run_cli, run_tool
+from support import REPO, TINY_TRAIN, need, run_cli, run_tool, script_module
 
 torch = need("torch")
 
@@ -328,11 +328,7 @@ def test_priors_of_a_checkpoint_are_recomputed_as_the_trainer_recorded_them(tiny
 
 def gpu_script():
     """scripts/train_gpu.py as a module (a script, not part of the package)."""
-    if str(REPO / "scripts") not in sys.path:
-        sys.path.insert(0, str(REPO / "scripts"))
-    import train_gpu
-
-    return train_gpu
+    return script_module("train_gpu")
 
 
 def test_gpu_script_stops_runs_still_going_at_its_deadline() -> None:

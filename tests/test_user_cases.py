@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import run_cli
+from support import run_cli
 
 from fer_ensemble.errors import ExitCode
 from fer_ensemble.runtime.detectors import create_detector
