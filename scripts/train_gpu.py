@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's t
 from fer_ensemble.constants import EMOTIONS, MODEL_NAMES  # noqa: E402
 from fer_ensemble.errors import UserError  # noqa: E402
 from tools.gpu_weights import save_fp16_parts  # noqa: E402
-from tools.pack_data import PackedFaces  # noqa: E402
+from tools.packed_faces import PackedFaces  # noqa: E402
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble" / "weights"
 MAX_FILES, MAX_FILE_BYTES, MAX_TOTAL_BYTES = 8, 16 * 2**20, 64 * 2**20  # the device tool's limits

@@ -148,27 +148,28 @@ def test_benchmark_stills_table(tiny_ensemble: Path, faces_dir: Path) -> None:
         "fer-ensemble benchmark: --group-photos DIR and --group-labels CSV go together (the photos and their face boxes)"]
 
 
-def test_the_stills_study_checks_each_preset_where_users_report_failures(tiny_ensemble: Path, faces_dir: Path) -> None:
+def test_the_stills_study_checks_each_preset_where_users_report_failures(tiny_ensemble: Path, faces_dir: Path,
+                                                                        user_cases: Path) -> None:
     """The checkout's research run (tools/stills_study.py): what each detector finds in the user-case
     photos and the sample clip, and the scores the turned-scan threshold was chosen from."""
     from tools.stills_study import detector_checks, parse_args, turned_scores
 
     args = parse_args(["--ensemble", str(tiny_ensemble), "--group-photos", str(faces_dir),
                        "--group-labels", str(REPO / "benchmarks" / "group-photo-faces.csv"),
-                       "--taiwan", str(faces_dir / "absent")])  # taiwan-posed: test_calibration's
+                       "--user-cases", str(user_cases), "--taiwan", str(faces_dir / "absent")])  # taiwan: test_blazeface's
     checks = detector_checks(args)
     passed = {c.preset: c.user_cases_passed for c in checks}
-    if all(c.user_cases for c in checks):  # ../shared/data/user-cases is there
-        assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
-        assert passed["BlazeFace, --turned-scans always"] == passed["BlazeFace, --turned-scans off"] == 7, passed
-        found = {c.preset: len(c.user_cases["c14_tilt_180.png"]) for c in checks if "BlazeFace" in c.preset}
-        assert found == {"BlazeFace, --turned-scans off": 0, "BlazeFace (default)": 1,
-                         "BlazeFace, --turned-scans always": 1}, found
-        turned = turned_scores(args)  # what TURNED_SCORE_THRESHOLD was chosen from
-        assert "user-case" in turned and set(turned) <= {"false box", "face", "user-case"}, turned
-        assert max(turned.get("false box", [0.0])) < TURNED_SCORE_THRESHOLD < min(
-            turned.get("face", []) + turned["user-case"]), turned
-        assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
+    assert all(c.user_cases for c in checks)
+    assert passed["BlazeFace (default)"] == 7 and passed["Haar (--detector haar)"] == 6, passed
+    assert passed["BlazeFace, --turned-scans always"] == passed["BlazeFace, --turned-scans off"] == 7, passed
+    found = {c.preset: len(c.user_cases["c14_tilt_180.png"]) for c in checks if "BlazeFace" in c.preset}
+    assert found == {"BlazeFace, --turned-scans off": 0, "BlazeFace (default)": 1,
+                     "BlazeFace, --turned-scans always": 1}, found
+    turned = turned_scores(args)  # what TURNED_SCORE_THRESHOLD was chosen from
+    assert "user-case" in turned and set(turned) <= {"false box", "face", "user-case"}, turned
+    assert max(turned.get("false box", [0.0])) < TURNED_SCORE_THRESHOLD < min(
+        turned.get("face", []) + turned["user-case"]), turned
+    assert passed["Haar ladder before (global equalisation, 30 px window, 1280 px cap)"] == 0, passed
     clip = {c.preset: c.clip_frames_with_face for c in checks}
     assert clip["BlazeFace (default)"] == 60 and clip["Haar (--detector haar)"] == 59 and checks[0].taiwan_no_face is None
 

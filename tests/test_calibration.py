@@ -333,7 +333,7 @@ def test_packed_faces_are_the_faces_the_apps_classify(taiwan_posed: Path, tmp_pa
     assert "with a face" in run_tool("pack_data", *args).stdout
     again = run_tool("pack_data", *args, check=False)
     assert again.returncode == ExitCode.USAGE and "exists; choose another --out" in again.stderr
-    from tools.pack_data import PackedFaces
+    from tools.packed_faces import PackedFaces
 
     packed = PackedFaces.load(out)
     data = read_labelled_images(labels, taiwan_posed / "images", "performer")

@@ -82,6 +82,18 @@ def test_the_graph_sees_lazy_imports() -> None:
     assert "runtime.face" in graph["runtime.drawing"]
 
 
+def test_the_package_never_imports_the_checkouts_tools() -> None:
+    """tools/ is not installed: an import of it from src/ would pass the tests (pytest's pythonpath
+    holds the checkout's root) and fail in every installed package."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ("tools", "scripts", "tests")]
+    assert found == []
+
+
 def test_no_import_cycles() -> None:
     assert cycles(import_graph()) == []
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the check itself

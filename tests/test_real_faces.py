@@ -162,7 +162,7 @@ def test_evaluate_measures_ckplus48_per_image_and_per_sequence(ckplus48: Path, t
     assert result["per_group"]["per_class"]["anger"]["support"] == 45
     recalls = [c["recall"] for c in result["per_group"]["per_class"].values() if c["support"]]
     assert len(recalls) == 7 and result["per_group"]["macro_recall"] == pytest.approx(sum(recalls) / 7)
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png", ".png"]
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".json", ".png", ".png"]  # the manifest too
 
 
 # --- framing -----------------------------------------------------------------------------------------

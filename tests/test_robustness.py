@@ -88,6 +88,15 @@ def test_an_output_folder_says_what_made_it_and_never_replaces_a_file_of_that_na
             says="is not a manifest of ours")
     assert sorted(p.name for p in mine.iterdir()) == ["fer-ensemble.json"]
     assert (mine / "fer-ensemble.json").read_text() == "my notes"
+    clip = tmp_path / "clip"
+    run_cli("video", str(CLIP), "--out", str(clip), "--stride", "50", "--no-video", "--no-progress",
+            "--ensemble", str(tiny_ensemble))
+    assert json.loads((clip / "fer-ensemble.json").read_text())["command"] == "video"
+    refused("predict", str(PHOTO), "--out", str(clip), "--ensemble", str(tiny_ensemble),
+            says=f"{clip} holds the outputs of fer-ensemble video; give predict a folder of its own")
+    fresh = tmp_path / "fresh"  # no manifest yet: the CSV would have replaced the one written next
+    refused("predict", str(PHOTO), "--out", str(fresh), "--csv", str(fresh / "fer-ensemble.json"),
+            "--ensemble", str(tiny_ensemble), says="that name holds the --out folder's manifest")
 
 
 def sample_copies(folder: Path, names: dict[str, str]) -> dict[Path, bytes]:
@@ -228,6 +237,8 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
     packing = run_tool("pack_data", "--data", str(tmp_path), "--out", str(under / "t.npz.xz"), check=False)
     assert packing.returncode == 2 and lines(packing.stderr) == [
         f"tools.pack_data: --out {under / 't.npz.xz'}: {under} is a file, not a folder; give a file in a folder"]
+    refused("pack-data", "--data", str(tmp_path), "--out", "x.npz.xz",  # issue 34: developer tooling left the package
+            says=f"from a checkout of the repository run: python -m tools.pack_data --data {tmp_path} --out x.npz.xz")
     need("torch")
     refused("train", "--model", "mobilenet_v2", "--data", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
     refused("train", "--data", str(tmp_path), "--out", str(under / "run"), "--resume",
@@ -235,8 +246,6 @@ def test_an_output_path_that_cannot_be_used_is_one_line_and_exit_2(tiny_ensemble
     refused("export", str(tmp_path), "--out", "/proc/x", says="--out /proc/x: cannot make this folder")
     refused("export", str(tmp_path), "--out", str(tmp_path), says="is an input folder")
     assert (tmp_path / "notes.txt").read_text() == "my notes"
-    refused("pack-data", "--data", str(tmp_path), "--out", "x.npz.xz",  # issue 34: developer tooling left the package
-            says=f"from a checkout of the repository run: python -m tools.pack_data --data {tmp_path} --out x.npz.xz")
 
 
 def test_predict_writes_any_readable_input_and_says_what_it_skipped(tiny_ensemble: Path, tmp_path: Path) -> None:

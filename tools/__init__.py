@@ -8,17 +8,26 @@ import sys
 from collections.abc import Callable
 
 
-def run_command(name: str, work: Callable[[], int]) -> int:
-    """``work()``'s exit code, with a user's mistake (``UserError``) as one line on stderr naming the
-    tool (its exit code, 2 unless it says otherwise) and Ctrl-C as ``interrupted`` (130), as the
-    package's commands answer them."""
-    from fer_ensemble.errors import ExitCode, UserError
+def run_command(name: str, work: Callable[[], int | None], interrupted: str = "") -> int:
+    """``work()``'s exit code (None: 0), answering as the package's commands do, in one line on
+    stderr naming the tool: a user's mistake (``UserError``: its exit code, 2 unless it says
+    otherwise), a missing file (1), a missing extra (2, naming it) and Ctrl-C (130, ``interrupted``
+    and what was kept, ``interrupted``)."""
+    from fer_ensemble.errors import ExitCode, UserError, missing_extra
+
+    def fail(message: object, code: int) -> int:
+        print(f"tools.{name}: {message}", file=sys.stderr)
+        return code
 
     try:
-        return int(work())
+        return int(work() or 0)
     except UserError as error:
-        print(f"tools.{name}: {error}", file=sys.stderr)
-        return int(error.exit_code)
+        return fail(error, int(error.exit_code))
+    except FileNotFoundError as error:
+        return fail(f"{error.filename}: {error.strerror}", int(ExitCode.INPUT_FAILED))
+    except ModuleNotFoundError as error:
+        if (message := missing_extra(error)) is None:
+            raise
+        return fail(message, int(ExitCode.USAGE))
     except KeyboardInterrupt:
-        print(f"tools.{name}: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return fail(f"interrupted{': ' + interrupted if interrupted else ''}", int(ExitCode.INTERRUPTED))

@@ -12,13 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from fer_ensemble.errors import UserError, json_text
-from fer_ensemble.models import read_weights
-from fer_ensemble.training.engine import save_atomic
 from tools import run_command
+
+if TYPE_CHECKING:
+    import torch
 
 PART_BYTES = 15 * 2**20
 """Tensor bytes per part: leaves room for pickling under 16 MiB."""
@@ -26,6 +26,10 @@ PART_BYTES = 15 * 2**20
 
 def save_fp16_parts(best_file: Path, out_dir: Path, metrics_file: Path | None = None) -> list[Path]:
     """Split ``best.pt``'s weights (floating tensors as fp16) into files of at most 16 MiB."""
+    import torch  # the train extra: imported when used, so a missing one is run_command's one line
+
+    from fer_ensemble.models import read_weights
+
     state = read_weights(best_file, "trained member")
     name = state["model_name"]
     parts: list[dict[str, torch.Tensor]] = [{}]
@@ -55,6 +59,10 @@ def save_fp16_parts(best_file: Path, out_dir: Path, metrics_file: Path | None = 
 
 def import_weights(folder: str | Path, out: str | Path) -> list[Path]:
     """Join every ``<model>.meta.json`` + parts in ``folder`` into ``out/<model>/best.pt`` (fp32)."""
+    import torch
+
+    from fer_ensemble.training.engine import save_atomic
+
     folder, out = Path(folder), Path(out)
     runs = []
     for meta_path in sorted(folder.glob("*.meta.json")):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,48 +20,10 @@ from fer_ensemble.preprocess import resize_face
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
 from tools import run_command
+from tools.packed_faces import PackedFaces
 
 CHECKS_SIZE = 96
 """Pixels of a packed face: the members' input size, so their preprocessing resizes nothing."""
-
-
-@dataclass
-class PackedFaces:
-    """A labelled set's faces packed in one file, to measure models where its images are not (a lent
-    GPU machine gets the repository alone: ``python -m tools.pack_data --labels``, then
-    ``scripts/train_gpu.py --checks``).
-
-    ``crops``: (N, S, S) uint8 gray faces as the apps frame them, resized to S (``resize_face``),
-    zeros where no face was found; ``found``: (N,) bool; ``labels``: (N,) int64 indices into
-    ``EMOTIONS``; ``groups``: N group names (e.g. the performer) or None; ``name``: where they came from.
-    """
-
-    name: str
-    crops: np.ndarray
-    found: np.ndarray
-    labels: np.ndarray
-    groups: list[str] | None = None
-
-    def save(self, path: str | Path) -> Path:
-        """Write an ``.npz`` (compressed, no pickles) and return its path."""
-        arrays: dict[str, Any] = {"name": np.array(self.name), "crops": self.crops, "found": self.found, "labels": self.labels}
-        if self.groups is not None:
-            arrays["groups"] = np.array(self.groups)
-        np.savez_compressed(path, **arrays)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PackedFaces:
-        """What ``save`` wrote; UserError for a file that is not such a pack."""
-        if not Path(path).is_file():
-            raise UserError(f"no packed face set at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                groups = [str(g) for g in data["groups"]] if "groups" in data.files else None
-                return cls(str(data["name"]), data["crops"], data["found"].astype(bool),
-                           data["labels"].astype(np.int64), groups)
-        except (OSError, KeyError, ValueError):
-            raise UserError(f"{path}: not a packed face set (made by python -m tools.pack_data --labels)") from None
 
 
 def pack_faces(data: LabelledImages, size: int, detector=None, margin: float = 0.0, offset: float = 0.0,
@@ -132,7 +92,8 @@ def _pack_faces(args: argparse.Namespace, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command("pack_data", lambda: pack(parser().parse_args(argv)))
+    args = parser().parse_args(argv)
+    return run_command("pack_data", lambda: pack(args), interrupted="nothing written (it writes its output once done)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.detection import EQUALIZATIONS, SECOND_LOOK, Box, HaarOptions
 from fer_ensemble.runtime.detectors import create_detector
+from tools import run_command
 
 HAAR_BEFORE = HaarOptions.stills(detect_width=1280, equalize="global", ladder_window=30, second_look=0).to_dict()
 """The Haar stills ladder before its blind spots were fixed (global equalisation, a 30 px ladder
@@ -249,11 +250,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_command("stills_study", lambda: study(args))
+
+
+def study(args: argparse.Namespace) -> None:
+    """Measure and print what the module's docstring says, for the inputs ``args`` name."""
     missing = missing_inputs(args)
     for line in missing:  # said first: the table is shorter without them
-        print(f"stills_study: {line}", file=sys.stderr)
+        print(f"tools.stills_study: {line}", file=sys.stderr)
     group = argparse.Namespace(**vars(args))
     if any(line.startswith("the group photos") for line in missing):
         group.group_photos = group.group_labels = None  # their row left out
@@ -279,4 +285,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

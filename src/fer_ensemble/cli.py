@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from typing import NoReturn
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if (word := next((a for a in argv if not a.startswith("-")), "")) in MOVED_COMMANDS:
         print(f"fer-ensemble {word}: a developer command, not installed with the package; from a checkout "
-              f"of the repository run: {MOVED_COMMANDS[word]} {' '.join(argv[argv.index(word) + 1:])}".rstrip(),
+              f"of the repository run: {MOVED_COMMANDS[word]} {shlex.join(argv[argv.index(word) + 1:])}".rstrip(),
               file=sys.stderr)
         return ExitCode.USAGE
     args = build_parser(chosen_command(argv)).parse_args(argv)

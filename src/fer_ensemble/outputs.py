@@ -1,7 +1,7 @@
 """Where a command's outputs go, one place for every command: an output path is checked before any
 work (a folder that is, or holds, an input is refused, and so is a file in the way, an input, or a
-file the command did not write), made when the work starts, and each file is written whole or not
-at all (``write_whole``), so nothing of the user's is ever replaced and no reader sees half a file.
+file the command did not write) and made when the work starts, so nothing of the user's is ever
+replaced; files a reader may find half-written are written whole or not at all (``write_whole``).
 A folder of outputs records the command and settings that made it (``write_manifest``).
 
 The rules per command (docs/command-line.md, "Outputs never replace inputs"): ``predict`` writes each
@@ -13,6 +13,7 @@ hidden staging folder moved in when complete. Depends on ``errors`` only.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ from fer_ensemble.errors import UserError, json_text
 MANIFEST = "fer-ensemble.json"
 """The file a folder of outputs records its command and settings in (``write_manifest``)."""
 MANIFEST_FORMAT = "fer-ensemble/outputs/v1"
+"""The ``format`` a manifest records (``check_manifest`` replaces only files of this format)."""
 
 
 def check_output_folder(path: str | Path, option: str = "--out") -> Path:
@@ -144,17 +146,22 @@ def write_whole(path: str | Path, text: str) -> Path:
     return written_whole(path, lambda partial: partial.write_text(text))
 
 
-def check_manifest(folder: str | Path) -> Path:
+def check_manifest(folder: str | Path, command: str) -> Path:
     """``folder/MANIFEST``, after a UserError (one line) when a file of that name is there and is not
-    a manifest of ours: what a command checks before its work, as ``write_manifest`` does."""
+    a manifest of ours, or is another command's (its outputs share the folder: the manifest would no
+    longer say what made them): what a command checks before its work, as ``write_manifest`` does."""
     path = Path(folder) / MANIFEST
     if path.exists():
         try:
-            ours = json.loads(path.read_text()).get("format") == MANIFEST_FORMAT
+            found = json.loads(path.read_text())
+            ours = found.get("format") == MANIFEST_FORMAT
         except (ValueError, AttributeError, OSError):
-            ours = False
+            ours, found = False, {}
         if not ours:
             raise UserError(f"{path} exists and is not a manifest of ours; move it, or choose another folder")
+        if found.get("command") != command:
+            raise UserError(f"{folder} holds the outputs of fer-ensemble {found.get('command')}; give {command} "
+                            "a folder of its own")
     return path
 
 
@@ -162,12 +169,15 @@ def write_manifest(folder: str | Path, command: str, settings: dict, version: st
     """``folder/MANIFEST``: the ``command`` and its ``settings`` (plain JSON values) that made the
     outputs in ``folder``, with the package ``version``; written whole, replacing only an earlier
     manifest (UserError, one line, for a file of that name that is not one)."""
-    path = check_manifest(folder)
+    path = check_manifest(folder, command)
     return write_whole(path, json_text({"format": MANIFEST_FORMAT, "command": command, "version": version,
                                         "settings": settings}, indent=1, default=str) + "\n")
 
 
 def recorded_args(args: object, left_out: Iterable[str] = ("handler", "verbose")) -> dict:
     """A command's parsed options (an ``argparse.Namespace``) as a manifest's settings: every option
-    but ``left_out`` (paths as text: ``write_manifest`` writes what JSON cannot hold as its text)."""
-    return {key: value for key, value in vars(args).items() if key not in set(left_out)}
+    but ``left_out`` (paths, and numbers JSON has none for, as their text)."""
+    def plain(value: object) -> object:
+        return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+    return {key: plain(value) for key, value in vars(args).items() if key not in set(left_out)}

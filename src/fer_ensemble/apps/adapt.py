@@ -102,6 +102,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
+    code = said_unreadable(data)  # said before a refusal too
     if note := few_labels(data.labels[found], data.groups, args.folds):
         warn(note)
     try:
@@ -129,8 +130,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     if written is None:
         warn("the calibration does not beat the uncalibrated ensemble in cross-validation (accuracy and "
              "macro recall); nothing written")
-        return said_unreadable(data, ExitCode.NOT_IMPROVED)
-    return said_unreadable(data)
+        return ExitCode.NOT_IMPROVED
+    return code
 
 
 def summary(scores) -> dict:

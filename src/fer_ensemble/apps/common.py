@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -40,6 +41,8 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, low
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+        if not math.isfinite(value):  # nan passes every comparison, inf any bound not set
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         below = low is not None and (value <= low if low_open else value < low)
         above = high is not None and (value >= high if high_open else value > high)
         if below or above:
@@ -235,8 +238,8 @@ def warn(message: str) -> None:
 
 
 def said_unreadable(data, code: int = ExitCode.OK) -> int:
-    """One line on stderr per image of ``data`` (``labelled.LabelledImages``) that could not be read
-    (it counted as an image without a face and the run went on); the exit code: ``code``, or
+    """One line on stderr per image of ``data`` (``labelled.LabelledImages``) found unreadable so far
+    (each counts as an image without a face and the run goes on); the exit code: ``code``, or
     ``ExitCode.INPUT_FAILED`` where ``code`` is OK and some image could not be read."""
     for reason in data.unreadable.values():
         warn(f"{reason}; counted as a photo without a face")

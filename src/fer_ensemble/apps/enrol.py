@@ -55,17 +55,18 @@ def run_enrol(args: argparse.Namespace) -> int:
     detector = None if args.crops else create_detector({"detector": args.detector})
     native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
                                              ENROL_FRAMINGS)
+    code = said_unreadable(data)  # said before a refusal too
     if not found.any():
         raise UserError(f"no face found in the {len(data)} image(s) of {args.labels}: nothing to enrol")
     profile = enrolled_profile(ensemble, native[found], embeddings[found], data.labels[found])
     profile.save(out)
-    missed = [str(p) for p, f in zip(data.paths, found) if not f]
+    missed = [str(p) for p, f in zip(data.paths, found) if not f and p not in data.unreadable]
     if args.json:
         print(json_text({"profile": str(out), "photos": int(found.sum()), "no_face": missed,
                           "self_check": profile.self_check}))
     else:
         print(format_self_check(profile.self_check, str(out), missed))
-    return said_unreadable(data)
+    return code
 
 
 def format_self_check(check: dict, out: str, missed: list[str]) -> str:

@@ -34,7 +34,14 @@ from fer_ensemble.labelled import (
     read_labelled_images,
 )
 from fer_ensemble.metrics import plot_confusion
-from fer_ensemble.outputs import check_apart, check_manifest, output_folder, recorded_args, write_manifest
+from fer_ensemble.outputs import (
+    MANIFEST,
+    check_apart,
+    check_manifest,
+    output_folder,
+    recorded_args,
+    write_manifest,
+)
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
@@ -131,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         images = args.images or (Path(args.labels).parent if args.labels else None)
         check_apart(args.out, [str(p) for p in (args.data, images) if p], [p for p in (args.labels, args.groups) if p],
                     "labelled photos" if args.labels else "FER+ data")
-        check_manifest(args.out)
+        check_manifest(args.out, "evaluate")
     if args.model is not None and not Path(args.model).exists():  # the line load_ensemble says for --ensemble
         raise UserError(f"no {'ensemble file' if Path(args.model).suffix == '.json' else 'model'} at {args.model}")
     if args.labels:
@@ -164,6 +171,8 @@ def write_report(out: Path, stem: str, result: dict, args: argparse.Namespace, p
     out = output_folder(out)
     write_manifest(out, "evaluate", recorded_args(args), __version__)
     stem = file_stem(stem)
+    if f"{stem}.json" == MANIFEST:  # a model and labels file named so: the report keeps its own name
+        stem += "-report"
     (out / f"{stem}.json").write_text(json_text(result, indent=2))
     if importlib.util.find_spec("matplotlib") is None:
         warn(f"wrote {out / stem}.json; the confusion-matrix PNGs need matplotlib: pip install 'fer-ensemble[plot]'")

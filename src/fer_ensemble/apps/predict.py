@@ -20,6 +20,7 @@ from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError,
 from fer_ensemble.media.images import read_image, writable_name, write_image
 from fer_ensemble.media.inputs import Inputs, expand_inputs
 from fer_ensemble.outputs import (
+    MANIFEST,
     check_apart,
     check_manifest,
     check_output_file,
@@ -94,7 +95,9 @@ def check_outputs(args: argparse.Namespace, inputs: Inputs) -> Path | None:
     if not args.out:
         return None
     out = check_apart(args.out, args.paths, inputs.files, "photos")
-    check_manifest(out)
+    check_manifest(out, "predict")
+    if args.csv and Path(args.csv).resolve() == (out / MANIFEST).resolve():
+        raise UserError(f"--csv {args.csv}: that name holds the --out folder's manifest; give the CSV another name")
     return out
 
 
@@ -122,7 +125,7 @@ def run_predict(args: argparse.Namespace) -> int:
         failed(item, f"{item}: no such file, folder or match")
     if note := inputs.describe_skipped():
         warn(note)
-    used: set[str] = set()  # names taken in the output folder (no input lives there: refused above)
+    used: set[str] = {MANIFEST}  # names taken in the output folder (no input lives there: refused above)
     if out:
         out = output_folder(out)
         write_manifest(out, "predict", recorded_args(args), __version__)

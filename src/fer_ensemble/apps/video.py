@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,8 @@ class VideoReport:
 
 
 def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames: int | None = None,
-                  write_video: bool = True, progress: bool = True) -> VideoReport:
+                  write_video: bool = True, progress: bool = True,
+                  on_folder: Callable[[Path], object] | None = None) -> VideoReport:
     """Track and read every ``stride``-th frame of ``path`` (up to ``max_frames`` read), writing
     into the folder ``out`` (created): ``timeline.csv`` and ``timeline.jsonl`` (a row per frame and
     face, at the frame's own time; ``relative`` 1 where the face was read against its resting face,
@@ -189,13 +191,16 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     ``summary.json`` (per track, held faces left out), ``timeline.png`` and, with ``write_video``, ``annotated.mp4``.
     InputError when the file cannot be opened or not one frame decodes (then no folder is made),
     OutputError when an output cannot be written. Ctrl-C (KeyboardInterrupt) stops the reading: every
-    output is written for the frames read, then ``Interrupted`` says so."""
+    output is written for the frames read, then ``Interrupted`` says so. ``on_folder(out)`` is called
+    once the folder is made, before any output (the command writes its manifest there)."""
     frames = VideoFrames(path, stop=max_frames, log=decoder_log())  # the command's watch, when it set one
     stream = iter(frames)
     first = next(stream, None)
     if first is None:  # opened but nothing decodes (a text file named .jpg, a file damaged from its start)
         raise InputError(f"{path}: no frame could be decoded (not a video, or damaged from its start)")
     out = output_folder(out)  # once a frame decoded: a wrong path or file leaves no empty folder behind
+    if on_folder is not None:
+        on_folder(out)
     fps, expected = frames.fps, frames.frame_count
     writer = None
     timeline: list[dict] = []
@@ -241,14 +246,11 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
 def run_video(args: argparse.Namespace) -> int:
     path = Path(args.file)
     out = check_apart(args.out or path.with_name(path.stem + "-fer"), [], [path], "video")  # before any work
-    check_manifest(out)
+    check_manifest(out, "video")
     recognizer = build_recognizer(args)
-    try:
-        report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
-                               progress=not args.no_progress)
-    finally:
-        if out.is_dir():  # outputs were written, an interrupted run's too
-            write_manifest(out, "video", recorded_args(args), __version__)
+    report = analyse_video(recognizer, path, out, args.stride, args.max_frames, write_video=not args.no_video,
+                           progress=not args.no_progress,
+                           on_folder=lambda folder: write_manifest(folder, "video", recorded_args(args), __version__))
     print(json_text(report.summary, indent=2))
     problems = report.problems(args.max_frames)
     for line in problems:
