@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
-from fer_ensemble.errors import Interrupted
+from fer_ensemble.errors import Interrupted, UserError
 from fer_ensemble.outputs import check_output_folder, output_folder
 
 
@@ -69,6 +69,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_train(args: argparse.Namespace) -> int:
     """Train (or, with ``--resume``, continue) the run in ``--out``; its files say the results."""
+    made = not args.resume and not Path(args.out).exists()
     (check_output_folder if args.resume else output_folder)(args.out)  # one line, exit 2, before any work
     from fer_ensemble.training.train import run_training
 
@@ -76,6 +77,10 @@ def run_train(args: argparse.Namespace) -> int:
         run_training(args)
     except KeyboardInterrupt:
         raise Interrupted(what_a_run_kept(Path(args.out))) from None
+    except UserError:
+        if made and not any(Path(args.out).iterdir()):  # refused before its work: no empty folder left
+            Path(args.out).rmdir()
+        raise
     return 0
 
 
