@@ -144,7 +144,8 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
     read through a profile enrolled from the frame and its mirror image (``--profile``); with
     ``geometry``, every face shown gets its geometry, as ``webcam --geometry`` does.
     ``relative``: the share of the faces shown that were read against a resting face;
-    ``profiled``: read through a profile; ``with_geometry``: given their geometry."""
+    ``profiled``: read through a profile; ``with_geometry``: given their geometry;
+    ``geometry_reads_per_second``: frames whose landmarks were read (``LatestGeometry``)."""
     from fer_ensemble.apps.webcam import DetectorThread, LatestFrame, live_loop
 
     with tempfile.TemporaryDirectory() as folder:
@@ -177,6 +178,7 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
             source.stop()
     return {"fps": stats.fps, "frames": stats.frames, "detections_per_second": stats.detections / stats.seconds,
             "with_geometry": shown["geometry"] / max(shown["faces"], 1),
+            "geometry_reads_per_second": stats.geometry_reads / stats.seconds,
             "relative": shown["relative"] / max(shown["faces"], 1),
             "profiled": shown["profiled"] / max(shown["faces"], 1)}
 
@@ -222,6 +224,9 @@ def format_rows(rows: list[dict]) -> str:
         if "pipeline_geometry" in rows[0]:
             line("fps, webcam pipeline, with face geometry (--geometry)", [f"{r['pipeline_geometry']['fps']:.1f}" for r in rows])
             line("with / without face geometry", [f"{r['pipeline_geometry']['fps'] / r['pipeline']['fps']:.3f}" for r in rows])
+            line("landmarks read per second (each face shows its latest)",
+                 [f"{r['pipeline_geometry']['geometry_reads_per_second']:.1f} "
+                  f"({r['pipeline_geometry']['with_geometry']:.0%} of faces shown with geometry)" for r in rows])
         line("fps, webcam pipeline, automatic resting faces", [f"{r['pipeline_auto']['fps']:.1f}" for r in rows])
         line("automatic / without resting faces (faces read against one)",
              [f"{r['pipeline_auto']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_auto']['relative']:.0%})"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +39,8 @@ from fer_ensemble.media.video import open_video
 from fer_ensemble.outputs import check_output_file, output_file
 from fer_ensemble.runtime.drawing import draw_prompt, draw_status
 from fer_ensemble.runtime.enrolment import EnrolmentOptions, EnrolmentState, GuidedEnrolment, enrolled_track
+from fer_ensemble.runtime.face import Face
+from fer_ensemble.runtime.geometry import FaceGeometry
 from fer_ensemble.runtime.profile import PROFILE_FORMAT, ProfileError, require_fitting
 from fer_ensemble.runtime.recognizer import with_geometry
 from fer_ensemble.runtime.stream import FaceStream, later_time
@@ -432,6 +434,58 @@ def resting_face_key(stream: FaceStream, key: str) -> list[int]:
     return cleared
 
 
+class LatestGeometry:
+    """The webcam's face geometry (``--geometry``), read on a thread of its own as fast as it goes
+    and never waited for: each frame, a free reader takes that frame's boxes, and every face shows
+    its track's latest geometry, its landmarks moved with the face's box since the frame they were
+    read on (so the loop keeps the classifier's pace; ``reads`` counts the frames read). A track whose
+    face the landmarks model last found no face in shows none; a track that ended is forgotten."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="geometry")
+        self.job: Future | None = None
+        self.job_faces: list[tuple[int | None, tuple]] = []  # (track, box) of the frame being read
+        self.latest: dict[int, tuple[FaceGeometry, tuple]] = {}
+        self.reads = 0
+
+    def start(self, frame: np.ndarray, boxes: list) -> bool:
+        """Take what the reader finished, then hand it ``frame``'s ``boxes`` if it is free (True)."""
+        if self.job is not None and self.job.done():
+            for (track, box), shape in zip(self.job_faces, self.job.result()):
+                if track is None:
+                    continue
+                if shape is None:
+                    self.latest.pop(track, None)
+                else:
+                    self.latest[track] = (shape, box)
+            self.job, self.reads = None, self.reads + 1
+        if self.job is not None or not boxes:
+            return False
+        self.job = self.pool.submit(self.reader.read, frame, boxes)
+        return True
+
+    def show(self, faces: list[Face], started: bool, boxes: int, alive: set[int]) -> list[Face]:
+        """``faces`` (the frame's, from ``FaceStream.update``: one live face per box first), each
+        given its track's latest geometry, in place; with ``started``, the first ``boxes`` faces'
+        tracks and boxes are what the reader's results will belong to."""
+        if started:
+            self.job_faces = [(face.track_id, face.box) for face in faces[:boxes]]
+        self.latest = {track: kept for track, kept in self.latest.items() if track in alive}
+        for face in faces:
+            if face.track_id is None or (kept := self.latest.get(face.track_id)) is None:
+                continue
+            shape, then = kept
+            moved = (face.box[0] + face.box[2] / 2 - then[0] - then[2] / 2,
+                     face.box[1] + face.box[3] / 2 - then[1] - then[3] / 2, 0.0)
+            with_geometry([face], [FaceGeometry(shape.landmarks + np.asarray(moved, np.float32), shape.pose,
+                                                shape.blendshapes, shape.presence)])
+        return faces
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
 @dataclass
 class LoopStats:
     frames: int
@@ -440,6 +494,7 @@ class LoopStats:
     dropped: int
     faces: int = 0  # summed over frames
     interrupted: bool = False  # stopped by Ctrl-C
+    geometry_reads: int = 0  # frames whose landmarks were read (``LatestGeometry``; --geometry)
 
     @property
     def fps(self) -> float:
@@ -451,28 +506,30 @@ def live_loop(stream: FaceStream, source: LatestFrame, detector: DetectorThread,
               stats: LoopStats | None = None) -> LoopStats:
     """Classify the newest frame with the detector's latest boxes until the source ends, at most
     ``budget`` faces per frame (``FaceStream.update``, at the time the frame was read; None: every face).
-    When the stream's recognizer reads geometry (``--geometry``), each frame's faces get it from a
-    second thread, which reads the landmarks while the faces are classified. Counts into ``stats``
+    When the stream's recognizer reads geometry (``--geometry``), the landmarks are read on a second
+    thread as fast as it goes, never waited for, and each frame's faces show their track's latest
+    (``LatestGeometry``): the loop keeps the classifier's pace. Counts into ``stats``
     as it goes (a new one when None), so a caller that catches Ctrl-C (KeyboardInterrupt, raised
     through) still has the counts so far."""
     stats = stats if stats is not None else LoopStats(frames=0, seconds=0.0, detections=0, dropped=0)
     started = time.perf_counter()
     reader = detector.recognizer.geometry  # the recognizer of the stream and of the detector thread
-    geometry = ThreadPoolExecutor(1, thread_name_prefix="geometry") if reader is not None else None
+    geometry = LatestGeometry(reader) if reader is not None else None
     try:
         _loop(stats, stream, source, detector, on_frame, max_frames, window, budget, geometry)
     finally:
         stats.seconds, stats.detections = time.perf_counter() - started, detector.detections
         if geometry is not None:
-            geometry.shutdown(wait=True)
+            geometry.close()
+            stats.geometry_reads = geometry.reads
     return stats
 
 
 def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: DetectorThread, on_frame,
           max_frames: int | None, window: dict | None, budget: int | None,
-          geometry: ThreadPoolExecutor | None = None) -> None:
-    """``live_loop``'s frames, counted in ``stats`` as they go; with ``geometry``, each frame's
-    landmarks are read there while its faces are classified here."""
+          geometry: LatestGeometry | None = None) -> None:
+    """``live_loop``'s frames, counted in ``stats`` as they go; with ``geometry``, landmarks are read
+    there, on a thread of their own, and each frame shows each face's latest."""
     detector.wait_first()
     last = 0
     while max_frames is None or stats.frames < max_frames:
@@ -483,10 +540,10 @@ def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: D
         last = number
         tick = time.perf_counter()
         boxes = detector.boxes
-        shapes = None if geometry is None else geometry.submit(detector.recognizer.geometry.read, frame, boxes)
+        started = geometry is not None and geometry.start(frame, boxes)
         faces = stream.update(frame, later_time(time_s, stream.time_s), boxes, budget)
-        if shapes is not None:  # the live faces come first, one per box, in the boxes' order
-            stream.keep_geometry(with_geometry(faces[:len(boxes)], shapes.result()) + faces[len(boxes):])
+        if geometry is not None:  # the live faces come first, one per box, in the boxes' order
+            geometry.show(faces, started, len(boxes), {track.track_id for track in stream.tracker.tracks})
         stats.frames += 1
         stats.faces += len(faces)
         if window is not None:
