@@ -661,16 +661,24 @@ def test_twenty_streams_at_once_leave_healthz_answering_within_100_ms(server) ->
     """Twenty WebSocket clients (another process) open their streams together and send frames at
     the server's 5 fps cap for four seconds; /healthz, probed from this process meanwhile, answers
     every time within 100 ms (issue 34's bar: streams are built and read off the event loop)."""
+    import gc
+
     url = f"ws://127.0.0.1:{server['port']}/v1/stream?token={TOKEN}"
     clients = subprocess.Popen([sys.executable, "-c", STREAM_CLIENTS, url, str(SAMPLES / "grace_hopper.jpg"),
                                 "20", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     delays = []
-    with httpx.Client(headers=AUTH, timeout=10) as probe:
-        while clients.poll() is None:
-            started = time.monotonic()
-            assert probe.get(server["url"] + "/healthz").status_code == 200
-            delays.append(time.monotonic() - started)
-            time.sleep(0.05)
+    gc.collect()  # the prober's own pauses out of the measure: this process holds the whole suite's heap,
+    gc.disable()  # whose full collection can outlast 100 ms (the server is another process; a fresh
+    # clone's run once saw one probe of 73 at 166 ms, the others under 25 ms)
+    try:
+        with httpx.Client(headers=AUTH, timeout=10) as probe:
+            while clients.poll() is None:
+                started = time.monotonic()
+                assert probe.get(server["url"] + "/healthz").status_code == 200
+                delays.append(time.monotonic() - started)
+                time.sleep(0.05)
+    finally:
+        gc.enable()
     out, err = clients.communicate()
     assert clients.returncode == 0, err[-2000:]
     results = json.loads(out)
