@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fer_ensemble.cli import answered
 from fer_ensemble.errors import UserError, json_text
-from tools import run_command
 
 if TYPE_CHECKING:
     import torch
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {run}/best.pt; export it with: fer-ensemble export {run} --out DIR")
         return 0
 
-    return run_command("gpu_weights", run)
+    return answered("tools.gpu_weights", run)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.apps.common import bounded, said_unreadable
+from fer_ensemble.cli import answered
 from fer_ensemble.errors import UserError
 from fer_ensemble.labelled import LabelledImages, largest_faces, read_labelled
 from fer_ensemble.outputs import output_file
 from fer_ensemble.preprocess import resize_face
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES
-from tools import run_command
 from tools.packed_faces import PackedFaces
 
 CHECKS_SIZE = 96
@@ -93,7 +93,7 @@ def _pack_faces(args: argparse.Namespace, out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return run_command("pack_data", lambda: pack(args), interrupted="nothing written (it writes its output once done)")
+    return answered("tools.pack_data", lambda: pack(args), interrupted="nothing written (it writes its output once done)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 
 from fer_ensemble.apps.common import add_recognizer_arguments, bounded
 from fer_ensemble.apps.stills_benchmark import PRESETS, format_rows, measure, presets, turned_presets
+from fer_ensemble.cli import answered
 from fer_ensemble.errors import json_text
 from fer_ensemble.media.images import read_image
 from fer_ensemble.media.inputs import SAMPLES
@@ -33,7 +34,6 @@ from fer_ensemble.preprocess import to_gray
 from fer_ensemble.runtime.blazeface import TURNED_SCORE_THRESHOLD
 from fer_ensemble.runtime.detection import EQUALIZATIONS, SECOND_LOOK, Box, HaarOptions
 from fer_ensemble.runtime.detectors import create_detector
-from tools import run_command
 
 HAAR_BEFORE = HaarOptions.stills(detect_width=1280, equalize="global", ladder_window=30, second_look=0).to_dict()
 """The Haar stills ladder before its blind spots were fixed (global equalisation, a 30 px ladder
@@ -252,7 +252,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_command("stills_study", lambda: study(args))
+    return answered("tools.stills_study", lambda: study(args))
 
 
 def study(args: argparse.Namespace) -> None:

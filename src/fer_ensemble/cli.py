@@ -9,6 +9,7 @@ import importlib
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from fer_ensemble import __version__
@@ -146,7 +147,7 @@ def quiet_opencv(verbose: bool, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fer_ensemble.errors import ExitCode, UserError, missing_extra
+    from fer_ensemble.errors import ExitCode
 
     argv = sys.argv[1:] if argv is None else argv
     if (word := next((a for a in argv if not a.startswith("-")), "")) in MOVED_COMMANDS:
@@ -157,12 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen_command(argv)).parse_args(argv)
     quiet_opencv(args.verbose, args.command)
 
+    return answered(f"fer-ensemble {args.command}", lambda: args.handler(args),
+                    "nothing written (it writes its outputs once done)" if args.command in WRITES_WHEN_DONE else "")
+
+
+def answered(prog: str, work: Callable[[], int | None], interrupted: str = "") -> int:
+    """``work()``'s exit code (None: 0), with what a command may meet answered in one line on stderr
+    naming ``prog``, never a traceback: a user's mistake (``UserError``: its exit code), a missing
+    file (1), a missing extra (2, naming it), a closed pipe (0, quietly), an output path that cannot
+    be used (2) and Ctrl-C (130: ``interrupted`` and what an ``Interrupted`` says was kept, else
+    ``interrupted``). Every ``fer-ensemble`` command and the checkout's ``tools`` answer so."""
+    from fer_ensemble.errors import ExitCode, UserError, missing_extra
+
     def fail(message: object, code: ExitCode = ExitCode.USAGE) -> int:
-        print(f"fer-ensemble {args.command}: {message}", file=sys.stderr)
+        print(f"{prog}: {message}", file=sys.stderr)
         return code
 
     try:
-        return int(args.handler(args))
+        return int(work() or 0)
     except UserError as error:  # a user's mistake: one line, no traceback
         return fail(error, error.exit_code)
     except FileNotFoundError as error:
@@ -179,9 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return fail(f"{error.filename}: {error.strerror}")
     except KeyboardInterrupt as error:  # Ctrl-C: an Interrupted says what was done and where
-        said = str(error) or ("nothing written (it writes its outputs once done)"
-                              if args.command in WRITES_WHEN_DONE else "")
-        print(f"fer-ensemble {args.command}: interrupted{': ' + said if said else ''}", file=sys.stderr)
+        said = str(error) or interrupted
+        print(f"{prog}: interrupted{': ' + said if said else ''}", file=sys.stderr)
         return ExitCode.INTERRUPTED
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fer_ensemble.errors import UserError, json_text
@@ -57,6 +58,21 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     except OSError as error:
         raise UserError(f"{option} {folder}: cannot make this folder ({error.strerror or error})") from None
     return folder
+
+
+@contextmanager
+def output_folder_for_work(path: str | Path, option: str = "--out") -> Iterator[Path]:
+    """``output_folder(path)`` for the work in the ``with`` block: a folder this made is removed again
+    when the work refuses (a UserError) before writing anything into it, so a refusal found only
+    after the folder was checked (a missing option, a run without weights) leaves nothing behind."""
+    made = not Path(path).exists()
+    folder = output_folder(path, option)
+    try:
+        yield folder
+    except UserError:
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def check_apart(out: str | Path, named: Iterable[str], files: Iterable[str | Path], what: str,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fer_ensemble.errors import UserError
-from fer_ensemble.outputs import check_apart, output_folder
+from fer_ensemble.outputs import check_apart, output_folder_for_work
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -22,16 +20,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def run_export(args: argparse.Namespace) -> int:
     check_apart(args.out, [args.run], [args.run], "training run's files")  # one line, exit 2, before any work
-    made = not Path(args.out).exists()
-    output_folder(args.out)
-    from fer_ensemble.export import export_run
+    with output_folder_for_work(args.out):
+        from fer_ensemble.export import export_run
 
-    try:
         card = export_run(args.run, args.out, data=args.data, quantize=args.int8,
                           calibration_images=args.calibration_images, test=not args.no_test)
-    except UserError:
-        if made and not any(Path(args.out).iterdir()):  # refused before its work: no empty folder left
-            Path(args.out).rmdir()
-        raise
     print(card.read_text() if args.print_card else f"wrote {card} and its ONNX files")
     return 0

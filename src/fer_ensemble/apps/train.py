@@ -6,12 +6,13 @@ The options are torch-free, so ``--help`` works in a base install; torch is impo
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
-from fer_ensemble.errors import Interrupted, UserError
-from fer_ensemble.outputs import check_output_folder, output_folder
+from fer_ensemble.errors import Interrupted
+from fer_ensemble.outputs import check_output_folder, output_folder_for_work
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -69,27 +70,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_train(args: argparse.Namespace) -> int:
     """Train (or, with ``--resume``, continue) the run in ``--out``; its files say the results."""
-    made = not args.resume and not Path(args.out).exists()
-    (check_output_folder if args.resume else output_folder)(args.out)  # one line, exit 2, before any work
-    from fer_ensemble.training.train import run_training
+    if args.resume:  # its folder is there already; one line, exit 2, before any work (and torch's import)
+        check_output_folder(args.out)
+    with nullcontext() if args.resume else output_folder_for_work(args.out):
+        from fer_ensemble.training.train import run_training
 
-    try:
-        run_training(args)
-    except KeyboardInterrupt:
-        raise Interrupted(what_a_run_kept(Path(args.out))) from None
-    except UserError:
-        if made and not any(Path(args.out).iterdir()):  # refused before its work: no empty folder left
-            Path(args.out).rmdir()
-        raise
+        try:
+            run_training(args)
+        except KeyboardInterrupt:
+            raise Interrupted(what_a_run_kept(Path(args.out))) from None
     return 0
 
 
 def what_a_run_kept(out: Path) -> str:
     """What an interrupted run leaves in ``out``, for its ``interrupted`` line: the epochs done (its
     metrics' lines) and how to continue, or that none was finished."""
-    metrics = out / "metrics.jsonl"
+    from fer_ensemble.training.train import CHECKPOINT, METRICS  # imported already: the run was training
+
+    metrics = out / METRICS
     epochs = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
-    if not epochs or not (out / "checkpoint.pt").is_file():
+    if not epochs or not (out / CHECKPOINT).is_file():
         return f"no epoch finished; nothing to resume in {out}"
-    return (f"{epochs} epoch(s) done, the last kept in {out / 'checkpoint.pt'}; continue with "
+    return (f"{epochs} epoch(s) done, the last kept in {out / CHECKPOINT}; continue with "
             f"fer-ensemble train --out {out} --resume")
