@@ -10,7 +10,9 @@ project's own commands, as a user runs them:
   the expressive photos before and after);
 - CK+48 per sequence with default settings (``evaluate --crops --group-by subject,sequence``);
 - FER+ Valid under FER+'s prior, and taiwan-posed end to end (every photo, default settings);
-- with ``--enrol K``, personal profiles: ``evaluate --enrol K --group-by performer --draws 10``.
+- with ``--enrol K``, personal profiles: ``evaluate --enrol K --group-by performer --draws 10``;
+  with ``--geometry`` too, the same run reads the faces' blendshapes (``evaluate --enrol --geometry``)
+  and gives both columns: the profiles on the embeddings alone and with the blendshapes.
 
 taiwan-posed and CK+48 are check sets: they choose between a few candidates and are never
 trained on. Used to decide between the released members and a GPU session's (docs/training.md):
@@ -32,6 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = ("FER+ Test", "adapt acc.", "adapt macro recall", "anger", "disgust", "fear",
            "resting face before", "resting face after", "CK+48 per sequence", "FER+ Valid", "taiwan-posed")
 ENROL_COLUMN = "enrol {k}"
+BLENDSHAPES_COLUMN = "enrol {k} + blendshapes"
 
 
 def cli(*args: str, raw: Path | None = None) -> dict:
@@ -47,9 +50,10 @@ def cli(*args: str, raw: Path | None = None) -> dict:
 
 
 def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int | None = None,
-            raw_out: Path | None = None) -> dict[str, float]:
+            raw_out: Path | None = None, geometry: bool = False) -> dict[str, float]:
     """The ``COLUMNS`` of one ensemble file (``shipped``: the package's), fractions in [0, 1], and
-    with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``). With ``raw_out``, each command's JSON
+    with ``enrol`` the profiles' accuracy (``ENROL_COLUMN``; with ``geometry`` also with the
+    blendshapes, ``BLENDSHAPES_COLUMN``, from the same run). With ``raw_out``, each command's JSON
     goes there too (``ferplus-test``, ``ferplus-valid``, ``adapt``, ``resting-face``, ``taiwan-posed``,
     ``ckplus48``, ``enrol``, each ``.json``) and adapt's output folder is kept there (``adapted``)."""
     model = [] if ensemble == "shipped" else [ensemble]
@@ -75,8 +79,12 @@ def measure(ensemble: str, ferplus: Path, taiwan: Path, ckplus: Path, enrol: int
         resting["uncalibrated"]["per_image"]["accuracy"], resting["per_image"]["accuracy"],
         ck["per_group"]["accuracy"], valid["accuracy"], plain["per_image"]["accuracy"])))
     if enrol:
-        row[ENROL_COLUMN.format(k=enrol)] = run("enrol", "evaluate", *model, *photos, "--group-by", "performer",
-                                                "--enrol", str(enrol), "--draws", "10")["per_image"]["accuracy"]
+        profiles = run("enrol", "evaluate", *model, *photos, "--group-by", "performer", "--enrol", str(enrol),
+                       "--draws", "10", *(["--geometry"] if geometry else []))
+        embeddings_only = profiles["embeddings_only"] if geometry else profiles  # the same draws, no blendshapes
+        row[ENROL_COLUMN.format(k=enrol)] = embeddings_only["per_image"]["accuracy"]
+        if geometry:
+            row[BLENDSHAPES_COLUMN.format(k=enrol)] = profiles["per_image"]["accuracy"]
     return row
 
 
@@ -88,6 +96,8 @@ def main() -> int:
     parser.add_argument("--ckplus", type=Path, default=SHARED / "ckplus48")
     parser.add_argument("--enrol", type=int, default=None, metavar="K",
                         help="also personal profiles with K photos per expression (evaluate --enrol K, 10 draws)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="with --enrol: the profiles with the faces' blendshapes too (evaluate --geometry)")
     parser.add_argument("--json-out", type=Path, help="also write the figures here")
     parser.add_argument("--raw-out", type=Path, metavar="DIR",
                         help="also keep each command's JSON (and adapt's output) here, in a folder per ensemble "
@@ -98,7 +108,7 @@ def main() -> int:
         raw = None if args.raw_out is None else args.raw_out / f"{i}-{Path(name).name}"
         if raw is not None:
             raw.mkdir(parents=True)  # a folder that exists is refused: nothing of an earlier run is mixed in
-        rows[name] = measure(name, args.ferplus, args.taiwan, args.ckplus, args.enrol, raw)
+        rows[name] = measure(name, args.ferplus, args.taiwan, args.ckplus, args.enrol, raw, args.geometry)
     columns = list(next(iter(rows.values())))
     print("| ensemble | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")

@@ -76,7 +76,7 @@ def read_set(labels: str, images: str | None, cache: Path | None) -> dict[str, n
             return dict(data)
     data = read_labelled_images(labels, images, "performer")
     ensemble = load_ensemble()
-    native, embeddings, found = face_outputs(ensemble.read_faces, data, create_detector(), FACE_FRAMING["margin"],
+    native, embeddings, found, _ = face_outputs(ensemble.read_faces, data, create_detector(), FACE_FRAMING["margin"],
                                              FACE_FRAMING["offset"], ENROL_FRAMINGS)
     result = {"native": native, "embeddings": embeddings, "found": found, "labels": data.labels,
               "performers": np.array(data.groups), "class_prior": np.array(ensemble.class_prior),

@@ -76,13 +76,13 @@ def user_cases() -> Path:
 @pytest.fixture(scope="session")
 def shipped_comparison(ferplus: Path, taiwan_posed: Path, ckplus48: Path,
                        tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``scripts/compare_ensembles.py shipped --enrol 2`` run once for the whole session (about two
-    minutes): the FER+, taiwan-posed (end to end, adapt, the resting face, profiles) and CK+48
+    """``scripts/compare_ensembles.py shipped --enrol 2 --geometry`` run once for the whole session (about
+    three minutes): the FER+, taiwan-posed (end to end, adapt, the resting face, profiles) and CK+48
     commands every release is decided by, each run once and read by every test of their figures.
     ``row``: its figures; ``stdout``: its table; ``raw``: each command's JSON by name (the
     script's ``measure`` lists them); ``adapted``: adapt's output folder; ``photos``: the taiwan-posed arguments."""
     out = tmp_path_factory.mktemp("compare")
-    result = subprocess.run([sys.executable, "scripts/compare_ensembles.py", "shipped", "--enrol", "2",
+    result = subprocess.run([sys.executable, "scripts/compare_ensembles.py", "shipped", "--enrol", "2", "--geometry",
                              "--ferplus", str(ferplus), "--taiwan", str(taiwan_posed), "--ckplus", str(ckplus48),
                              "--json-out", str(out / "compare.json"), "--raw-out", str(out / "raw")],
                             capture_output=True, text=True, timeout=900, cwd=REPO)

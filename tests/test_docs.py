@@ -615,7 +615,7 @@ def test_the_imagenet_tables_are_their_recorded_figures(record: str, shipped: st
 def test_compare_ensembles_remeasures_the_shipped_row(shipped_comparison: dict) -> None:
     """scripts/compare_ensembles.py, run on the shipped ensemble (conftest's ``shipped_comparison``,
     shared with the tests of each command's own figures), prints the row the GPU session's table
-    keeps for it, and with ``--enrol 2`` the profiles' column."""
+    keeps for it, and with ``--enrol 2 --geometry`` the profiles' columns."""
     measured = shipped_comparison["row"]
     recorded = json.loads((REPO / "benchmarks" / "results" / "gpu-2026-11-30.json").read_text())["compare"]["shipped"]
     assert {k: round(measured[k], 4) for k in recorded} == {k: round(v, 4) for k, v in recorded.items()}
@@ -623,4 +623,6 @@ def test_compare_ensembles_remeasures_the_shipped_row(shipped_comparison: dict) 
     assert shipped_comparison["stdout"].splitlines()[2].startswith("| shipped | 88.75 |")
     assert set(shipped_comparison["raw"]) == {"ferplus-test", "ferplus-valid", "adapt", "resting-face",
                                               "taiwan-posed", "ckplus48", "enrol"}
-    assert measured["enrol 2"] == shipped_comparison["raw"]["enrol"]["per_image"]["accuracy"]
+    profiles = shipped_comparison["raw"]["enrol"]  # evaluate --enrol 2 --geometry: both readings, same draws
+    assert measured["enrol 2"] == profiles["embeddings_only"]["per_image"]["accuracy"]
+    assert measured["enrol 2 + blendshapes"] == profiles["per_image"]["accuracy"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 from support import cli_in_process, run_cli
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.constants import BLENDSHAPES, EMOTIONS
 from fer_ensemble.runtime.drawing import draw_prompt, layout_faces
 from fer_ensemble.runtime.enrolment import ENROL_ORDER, EnrolmentOptions, GuidedEnrolment
 from fer_ensemble.runtime.face import Face
@@ -51,9 +52,10 @@ def frame(seed: int, faces: int = 1, crop: np.ndarray | None = None) -> dict:
     return {"boxes": [(10 + 50 * i, 10, 40, 40) for i in range(faces)], "crop": sharp(seed) if crop is None else crop}
 
 
-def fitted(native, embeddings, labels):
+def fitted(native, embeddings, labels, blendshapes=None):
     """What the enrolment hands to its fit: kept for the test to look at."""
     fitted.args = (native, embeddings, labels)
+    fitted.blendshapes = blendshapes
     return Profile.fit(embeddings.reshape(-1, embeddings.shape[-1]), np.repeat(labels, embeddings.shape[1]), c=1.0)
 
 
@@ -86,6 +88,32 @@ def test_a_guided_enrolment_counts_down_refuses_what_it_cannot_use_and_fits_a_pr
     assert enrolment.update(frame(9), 9.0) is state  # done stays done
 
 
+class FakeGeometry:
+    """A geometry reader that finds blendshapes in every face but the second it is shown."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read(self, image, boxes):
+        self.reads += 1
+        shapes = SimpleNamespace(blendshapes={name: self.reads / 10 for name in BLENDSHAPES})
+        return [None if self.reads == 2 else shapes for _ in boxes]
+
+
+def test_with_a_geometry_reader_each_capture_brings_its_blendshapes_to_the_fit() -> None:
+    options = EnrolmentOptions(classes=("neutral", "happiness"), captures=2, countdown_s=0.0, interval_s=0.0)
+    enrolment = GuidedEnrolment(FakeReader(), fitted, options, geometry=FakeGeometry())
+    for t in range(4):
+        enrolment.update(dict(frame(t), label=t // 2), float(t))
+    assert enrolment.state.phase == "done" and fitted.blendshapes.shape == (4, 51)
+    np.testing.assert_allclose(fitted.blendshapes[[0, 2, 3], 0], [0.1, 0.3, 0.4])
+    assert np.isnan(fitted.blendshapes[1]).all()  # the landmarker missed that face: a NaN row
+    enrolment = GuidedEnrolment(FakeReader(), fitted, options)
+    for t in range(4):
+        enrolment.update(dict(frame(t), label=t // 2), float(t))
+    assert fitted.blendshapes is None  # no geometry reader: none asked for
+
+
 def test_redo_takes_the_current_expression_again_or_the_previous_one() -> None:
     options = EnrolmentOptions(classes=("neutral", "happiness", "fear"), captures=1, countdown_s=0.0, interval_s=0.0)
     enrolment = GuidedEnrolment(FakeReader(), fitted, options)
@@ -102,7 +130,7 @@ def test_redo_takes_the_current_expression_again_or_the_previous_one() -> None:
 
 
 def test_a_profile_that_cannot_be_fitted_fails_with_the_reason() -> None:
-    def refuse(*args):
+    def refuse(*args, **kwargs):
         raise ValueError("labels are class indices in [0, 8)")
 
     enrolment = GuidedEnrolment(FakeReader(), refuse, EnrolmentOptions(("neutral", "fear"), 1, 0.0, 0.0))

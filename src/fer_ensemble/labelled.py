@@ -14,11 +14,11 @@ import csv
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.constants import BLENDSHAPES, EMOTIONS
 from fer_ensemble.errors import InputError, UserError
 from fer_ensemble.media.images import read_image
 from fer_ensemble.metrics import (
@@ -242,15 +242,23 @@ def crop_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, batch
 def largest_face_boxes(data: LabelledImages, detector) -> Iterator[tuple[np.ndarray | None, Box | None]]:
     """Each photo's gray copy and its largest face's box (``largest_face``; None where the detector
     found no face), in order; (None, None) for a photo that cannot be read (``read_labelled``)."""
+    for _, gray, box in largest_face_photos(data, detector):
+        yield gray, box
+
+
+def largest_face_photos(data: LabelledImages, detector) -> Iterator[tuple[np.ndarray | None, np.ndarray | None,
+                                                                          Box | None]]:
+    """``largest_face_boxes`` with each photo itself first (as ``read_image`` gives it): (image,
+    gray, box) per photo, in order; (None, None, None) for one that cannot be read."""
     from fer_ensemble.runtime.detection import largest_face
 
     for path in data.paths:
         image = read_labelled(data, path)
         if image is None:
-            yield None, None
+            yield None, None, None
             continue
         gray = to_gray(image)
-        yield gray, largest_face(detector, image, gray)
+        yield image, gray, largest_face(detector, image, gray)
 
 
 def largest_faces(data: LabelledImages, detector, margin: float, offset: float = 0.0) -> Iterator[np.ndarray | None]:
@@ -293,20 +301,41 @@ def photo_probabilities(predict_proba: ProbabilityFn, data: LabelledImages, dete
     return probabilities, found
 
 
+class FaceOutputs(NamedTuple):
+    """What ``face_outputs`` reads of N labelled images: (N, C) native probabilities of each face's
+    first framing, (N, F, D) embeddings of its F framings (zeros where no face was found), the (N,)
+    bool mask of images with a face, and, when asked for, the (N, 51) blendshapes of each face
+    (``BLENDSHAPES`` order; NaN rows where none were read), else None."""
+
+    native: np.ndarray
+    embeddings: np.ndarray
+    found: np.ndarray
+    blendshapes: np.ndarray | None = None
+
+
 def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float = 0.0, offset: float = 0.0,
-                 framings: Sequence[tuple[float, float]] = ((0.0, 0.0),)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 framings: Sequence[tuple[float, float]] = ((0.0, 0.0),), geometry=None) -> FaceOutputs:
     """``read_faces`` (``Ensemble.read_faces``) of each image's face: the image itself with no
     ``detector`` (face crops, one framing), else its largest face cropped at each of ``framings``
-    ((margin, offset) added to ``margin`` and ``offset``; the first is the answer's). (N, C) native
-    probabilities of the first framing, (N, F, D) embeddings (zeros where no face was found) and
-    the (N,) bool mask of images with a face."""
+    ((margin, offset) added to ``margin`` and ``offset``; the first is the answer's); with a
+    ``geometry`` reader (``GeometryReader``) and a ``detector``, each face's blendshapes too (read
+    on the detector's box in the photo, as ``predict --geometry`` reads them)."""
     from fer_ensemble.runtime.detection import crop_faces
 
     framings = framings if detector is not None else framings[:1]
+    shapes = np.full((len(data), len(BLENDSHAPES)), np.nan, np.float32) if geometry is not None else None
+
+    def photo_crops() -> Iterator[list[np.ndarray] | None]:
+        for i, (image, gray, box) in enumerate(largest_face_photos(data, detector)):
+            if box is None or gray is None:
+                yield None
+                continue
+            if shapes is not None and (shape := geometry.read(image, [box])[0]) is not None:
+                shapes[i] = [shape.blendshapes[name] for name in BLENDSHAPES]
+            yield [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
+
     faces = ((None if (crop := read_labelled(data, p, gray=True)) is None else [crop] for p in data.paths)
-             if detector is None else
-             (None if box is None or gray is None else [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
-              for gray, box in largest_face_boxes(data, detector)))
+             if detector is None else photo_crops())
     native, embeddings, found = [], [], np.zeros(len(data), bool)
     for chunk in batched(enumerate(faces), PHOTO_BATCH):
         with_face = [(i, crops) for i, crops in chunk if crops is not None]
@@ -321,7 +350,7 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
     all_embeddings = np.zeros((len(data), len(framings), embeddings[0].shape[1] if embeddings else 0), np.float32)
     if embeddings:
         all_native[found], all_embeddings[found] = native, embeddings
-    return all_native, all_embeddings, found
+    return FaceOutputs(all_native, all_embeddings, found, shapes)
 
 
 def evaluate_crops(predict_proba: ProbabilityFn, data: LabelledImages, batch_size: int = 256) -> LabelledReport:

@@ -12,6 +12,7 @@ from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
 from fer_ensemble.outputs import check_output_file
 from fer_ensemble.runtime.detectors import create_detector
+from fer_ensemble.runtime.geometry import GeometryReader
 from fer_ensemble.runtime.profile import ENROL_FRAMINGS, PROFILE_FORMAT, require_fitting
 from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble
 
@@ -27,6 +28,10 @@ def add_enrol_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--out", required=True, help="the profile file to write (JSON; it holds face embeddings)")
     parser.add_argument("--ensemble", help="ensemble file (default: the shipped one); the profile works with it only")
     add_photo_framing_arguments(parser)
+    parser.add_argument("--geometry", action="store_true",
+                        help="photos: read each face's blendshapes too (MediaPipe's models) and enrol them with "
+                             "the embeddings; apps run with --geometry read the person's faces with them "
+                             "(docs/accuracy.md: better with fear, disgust and surprise)")
     parser.add_argument("--json", action="store_true", help="print the self-check as one JSON object")
     return parser
 
@@ -47,25 +52,31 @@ def rows_where(data: LabelledImages, args: argparse.Namespace) -> LabelledImages
 
 
 def run_enrol(args: argparse.Namespace) -> int:
+    if args.geometry and args.crops:
+        raise UserError("--geometry reads faces in photos, not --crops")
     data = rows_where(read_labelled_images(args.labels, args.images), args)
     out = check_output_file(args.out, [args.labels, *data.paths], "--out", '{"format": "' + PROFILE_FORMAT)
     ensemble = load_ensemble(args.ensemble)
     ensemble.require_embeddings()  # before any photo is read
     require_fitting()
     detector = None if args.crops else create_detector({"detector": args.detector})
-    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
-                                             ENROL_FRAMINGS)
+    native, embeddings, found, shapes = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
+                                                     ENROL_FRAMINGS, GeometryReader() if args.geometry else None)
     code = said_unreadable(data)  # said before a refusal too
     if not found.any():
         raise UserError(f"no face found in the {len(data)} image(s) of {args.labels}: nothing to enrol")
-    profile = enrolled_profile(ensemble, native[found], embeddings[found], data.labels[found])
+    profile = enrolled_profile(ensemble, native[found], embeddings[found], data.labels[found],
+                               None if shapes is None else shapes[found])
     profile.save(out)
     missed = [str(p) for p, f in zip(data.paths, found) if not f and p not in data.unreadable]
     if args.json:
         print(json_text({"profile": str(out), "photos": int(found.sum()), "no_face": missed,
-                          "self_check": profile.self_check}))
+                          "blendshapes": profile.blendshapes is not None, "self_check": profile.self_check}))
     else:
         print(format_self_check(profile.self_check, str(out), missed))
+        if args.geometry:
+            print("  with blendshapes: read with them by apps run with --geometry" if profile.blendshapes is not None
+                  else "  no blendshapes enrolled (the landmarker found too few of the faces): the embeddings alone")
     return code
 
 

@@ -46,7 +46,15 @@ from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
 from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, blend, fitted_in_parallel, require_fitting
+from fer_ensemble.runtime.geometry import GeometryReader
+from fer_ensemble.runtime.profile import (
+    ENROL_FRAMINGS,
+    ProfileMap,
+    blend,
+    fitted_in_parallel,
+    require_fitting,
+    with_blendshapes,
+)
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
 
@@ -112,6 +120,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="with --enrol: auto (default) folds in the shipped profile map, refitted without "
                              "each person when it was fitted on these very photos; none: each profile is "
                              "the person's own photos alone")
+    parser.add_argument("--geometry", action="store_true",
+                        help="with --enrol, photos: each face's blendshapes are read too (MediaPipe's models), "
+                             "enrolled with the embeddings and read as 'predict --geometry --profile' reads "
+                             "them (the shipped blendshape profile map folded in)")
     parser.add_argument("--enrol-split", metavar="COLUMN=VALUE",
                         help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
                              "the others (K per class drawn from them)")
@@ -129,8 +141,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--calm-photos goes with --calm-reference")
     if args.enrol is not None and not (args.labels and args.group_by):
         raise UserError("--enrol needs --labels and --group-by PERSON (the column naming each person)")
-    if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0 or args.profile_map != "auto"):
-        raise UserError("--draws, --seed, --enrol-split and --profile-map go with --enrol")
+    if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0 or args.profile_map != "auto"
+                               or args.geometry):
+        raise UserError("--draws, --seed, --enrol-split, --profile-map and --geometry go with --enrol")
+    if args.geometry and args.crops:
+        raise UserError("--geometry reads faces in photos, not --crops")
     if args.enrol is not None and args.calm_reference:
         raise UserError("--enrol takes the resting face from the enrolled neutral photos, not --calm-reference")
 
@@ -319,11 +334,18 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     person = np.array(data.groups)
     allowed = enrol_split(args, data)
     detector = None if args.crops else create_detector({"detector": args.detector})
-    native, embeddings, found = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
-                                             ENROL_FRAMINGS)  # (N, C), (N, F, D), (N,)
-    native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong
+    native, embeddings, found, shapes = face_outputs(ensemble.read_faces, data, detector, args.margin, args.offset,
+                                                     ENROL_FRAMINGS, GeometryReader() if args.geometry else None)
+    native[~found] = 1.0 / native.shape[1]  # no face: a placeholder, scored as wrong; shapes: (N, 51) or None
     neutral = EMOTIONS.index("neutral")
-    maps, map_use = profile_maps(args, ensemble, data, embeddings, found)
+    maps, map_use = profile_maps(args, ensemble.profile_map, data, embeddings, found)
+    shape_maps: dict = {}
+    if shapes is not None:
+        read = found & np.isfinite(shapes).all(axis=1)
+        n, frames, _ = embeddings.shape
+        features = with_blendshapes(embeddings.reshape(n * frames, -1),
+                                    np.repeat(np.nan_to_num(shapes), frames, axis=0)).reshape(n, frames, -1)
+        shape_maps, _ = profile_maps(args, ensemble.blendshape_map, data, features, read)
     rng = np.random.default_rng(args.seed)
     draws = []  # (person, enrolled, scored) of every draw, drawn in order: the seed decides them all
     for _ in range(args.draws):
@@ -337,8 +359,9 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     frames = embeddings.shape[1]
     profiles = fitted_in_parallel(lambda draw: ensemble.profile(
         embeddings[draw[1]].reshape(-1, embeddings.shape[2]), np.repeat(data.labels[draw[1]], frames),
-        profile_map=maps.get(draw[0])), draws)
-    picks, before, after = [], [], []
+        profile_map=maps.get(draw[0]), blendshape_map=shape_maps.get(draw[0]),
+        blendshapes=None if shapes is None else np.repeat(shapes[draw[1]], frames, axis=0)), draws)
+    picks, before, after, embeddings_only = [], [], [], []
     for (_, enrolled, scored), profile in zip(draws, profiles):
         resting = None
         if args.resting_face and (enrolled & (data.labels == neutral)).any():
@@ -346,26 +369,35 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
         index = np.flatnonzero(scored)
         picks.append(index)
         before.append(ensemble.answer(native[index], args.prior, resting))
-        after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile), before[-1]))
+        after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile,
+                                                        None if shapes is None else shapes[index]), before[-1]))
+        if shapes is not None:  # the same profiles read without the blendshapes: what they add
+            embeddings_only.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile),
+                                            before[-1]))
     if not picks:
         raise UserError(f"no photo to score: each {args.group_by} needs more than {args.enrol} photos of a class")
     keep = np.concatenate(picks)
     subset = LabelledImages([data.paths[i] for i in keep], data.labels[keep])
     report = evaluate_labelled(np.concatenate(after), found[keep], subset)
     unprofiled = evaluate_labelled(np.concatenate(before), found[keep], subset)
+    without_shapes = evaluate_labelled(np.concatenate(embeddings_only), found[keep], subset) if embeddings_only else None
     result = {"model": str(args.model or "shipped ensemble"), "name": ensemble.name, "labels": args.labels,
               "crops": args.crops, "detector": None if args.crops else args.detector, "prior": args.prior,
               "group_by": args.group_by, "enrol": args.enrol, "draws": args.draws, "seed": args.seed,
               "enrol_split": args.enrol_split, "resting_face": args.resting_face, "profile_map": map_use,
-              "people": len(set(data.groups)), **report.to_dict(), "unprofiled": unprofiled.to_dict()}
+              "geometry": args.geometry,
+              "people": len(set(data.groups)), **report.to_dict(), "unprofiled": unprofiled.to_dict(),
+              **({"embeddings_only": without_shapes.to_dict()} if without_shapes is not None else {})}
     if args.json:
         print(json_text(result))
     else:
         heading = (f"{ensemble.name} on {args.labels}: within each {args.group_by}, {args.enrol} photo(s) per class "
                    f"enrolled as their profile" + (" (their neutral ones also the resting face)" if args.resting_face else "")
+                   + (" with their blendshapes" if args.geometry else "")
                    + f", the others scored; {args.draws} draw(s) pooled: {unprofiled.per_image.n} photos; "
                    + MAP_USES[map_use])
-        print("\n".join(format_before_after(heading, unprofiled.per_image, report.per_image, "photos")))
+        more = [] if without_shapes is None else [("without blendshapes", without_shapes.per_image)]
+        print("\n".join(format_before_after(heading, unprofiled.per_image, report.per_image, "photos", *more)))
     return 0
 
 
@@ -374,13 +406,13 @@ MAP_USES = {"shipped": "the shipped profile map folded in",
             "none": "no profile map (each person's photos alone)"}
 
 
-def profile_maps(args: argparse.Namespace, ensemble: Ensemble, data: LabelledImages, embeddings: np.ndarray,
+def profile_maps(args: argparse.Namespace, shipped: ProfileMap | None, data: LabelledImages, features: np.ndarray,
                  found: np.ndarray) -> tuple[dict, str]:
     """The profile map each person is enrolled with (by person; absent: none) and which kind
-    (``MAP_USES``): the ensemble's, or, when one of its parts was fitted on ``args.labels`` itself,
-    that part refitted without each person in turn, so nobody is scored with a map that learnt
-    from their own photos."""
-    shipped = ensemble.profile_map if args.profile_map == "auto" else None
+    (``MAP_USES``): the ensemble's ``shipped`` one, or, when one of its parts was fitted on
+    ``args.labels`` itself, that part refitted on the (N, F, D) ``features`` of the photos ``found``
+    without each person in turn, so nobody is scored with a map that learnt from their own photos."""
+    shipped = shipped if args.profile_map == "auto" else None
     assert data.groups is not None  # read with --group-by
     people = sorted(set(data.groups))
     if shipped is None:
@@ -388,9 +420,9 @@ def profile_maps(args: argparse.Namespace, ensemble: Ensemble, data: LabelledIma
     index = shipped.part_fitted_on(args.labels)
     if index is None:
         return {key: shipped for key in people}, "shipped"
-    frames = embeddings.shape[1]
+    frames = features.shape[1]
     usable = np.repeat(found, frames)
-    flat = embeddings.reshape(-1, embeddings.shape[2])[usable]
+    flat = features.reshape(-1, features.shape[2])[usable]
     labels, person = np.repeat(data.labels, frames)[usable], np.repeat(np.array(data.groups), frames)[usable]
     refits = fitted_in_parallel(lambda key: shipped.held_out(index, flat, labels, person, key), people)
     return dict(zip(people, refits)), "held-out"

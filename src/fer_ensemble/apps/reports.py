@@ -48,14 +48,22 @@ def format_labelled_report(name: str, source: str, report: LabelledReport) -> st
     return "\n".join(lines)
 
 
-def format_before_after(heading: str, before: Scores, after: Scores, unit: str = "images") -> list[str]:
+def format_before_after(heading: str, before: Scores, after: Scores, unit: str = "images",
+                        *more: tuple[str, Scores]) -> list[str]:
     """The lines of a before/after table (a calibration's, a resting face's): accuracy, macro recall
-    and the recall of every class with labels, in percent."""
-    lines = [heading, f"  {'':<14}{'before':>8}{'after':>8}",
-             f"  {'accuracy':<14}{100 * before.accuracy:>7.1f}%{100 * after.accuracy:>7.1f}%",
-             f"  {'macro recall':<14}{100 * before.macro_recall:>7.1f}%{100 * after.macro_recall:>7.1f}%"]
+    and the recall of every class with labels, in percent; ``more``: further (title, scores) columns
+    after "after" (the same images read another way)."""
+    columns = [("before", before), ("after", after), *more]
+    widths = [max(8, len(title) + 1) for title, _ in columns]
+
+    def row(name: str, values: list[float], tail: str = "") -> str:
+        return f"  {name:<14}" + "".join(f"{100 * v:>{w - 1}.1f}%" for v, w in zip(values, widths)) + tail
+
+    lines = [heading, f"  {'':<14}" + "".join(f"{title:>{w}}" for (title, _), w in zip(columns, widths)),
+             row("accuracy", [s.accuracy for _, s in columns]),
+             row("macro recall", [s.macro_recall for _, s in columns])]
     for emotion in EMOTIONS:
-        b, a = before.per_class[emotion], after.per_class[emotion]
-        if b["support"]:
-            lines.append(f"  {emotion:<14}{100 * b['recall']:>7.1f}%{100 * a['recall']:>7.1f}%   ({b['support']} {unit})")
+        if before.per_class[emotion]["support"]:
+            lines.append(row(emotion, [s.per_class[emotion]["recall"] for _, s in columns],
+                             f"   ({before.per_class[emotion]['support']} {unit})"))
     return lines

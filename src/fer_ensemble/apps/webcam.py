@@ -268,7 +268,8 @@ class Enroller:
         """A new enrolment from the next frame on (one already running is dropped); a line on stderr
         instead when one cannot be fitted here (no scikit-learn, members without embeddings)."""
         try:
-            self.enrolment = GuidedEnrolment(self.recognizer, options=self.options)
+            self.enrolment = GuidedEnrolment(self.recognizer, options=self.options,
+                                             geometry=self.recognizer.geometry)  # --geometry: blendshapes too
         except ProfileError as error:
             warn(f"guided enrolment: {error}")
             return
@@ -544,6 +545,7 @@ def _loop(stats: LoopStats, stream: FaceStream, source: LatestFrame, detector: D
         faces = stream.update(frame, later_time(time_s, stream.time_s), boxes, budget)
         if geometry is not None:  # the live faces come first, one per box, in the boxes' order
             geometry.show(faces, started, len(boxes), {track.track_id for track in stream.tracker.tracks})
+            stream.keep_geometry(faces)  # a profile read with blendshapes takes each track's latest
         stats.frames += 1
         stats.faces += len(faces)
         if window is not None:

@@ -27,7 +27,8 @@ import numpy as np
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.runtime.detection import Box, iou
 from fer_ensemble.runtime.ensemble import Ensemble
-from fer_ensemble.runtime.profile import Profile, require_fitting
+from fer_ensemble.runtime.geometry import GeometryReader
+from fer_ensemble.runtime.profile import Profile, blendshape_rows, require_fitting
 
 ENROL_ORDER = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 """The expressions a guided enrolment asks for, in this order: the easy ones first. Contempt is
@@ -161,33 +162,44 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(crop.astype(np.float32), cv2.CV_32F).var())
 
 
+def _picture(frame: object, gray: np.ndarray) -> np.ndarray:
+    """The frame as the geometry reader takes it: the BGR or gray array itself, else ``gray``."""
+    return frame if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim in (2, 3) else gray
+
+
 @dataclass
 class _Capture:
     label: int
     native: np.ndarray  # (C,)
     embeddings: np.ndarray  # (F, D)
     crop: np.ndarray  # (CHECK_SIZE, CHECK_SIZE) float32
+    blendshapes: np.ndarray  # (51,), NaN: not read
 
 
 class GuidedEnrolment:
     """One person's guided enrolment (see the module's docstring): ``update`` per frame, ``redo``
     on request, ``profile`` once ``state.phase`` is ``"done"``. ``reader``: the recognizer
     (``EmotionRecognizer``); ``fit``: makes the profile from (P, C) native probabilities, (P, F, D)
-    embeddings and (P,) class indices (None: ``enrolled_profile`` with the reader's ensemble, which
-    needs scikit-learn). ValueError for bad ``options`` (``EnrolmentOptions``); ProfileError when the
-    members give no embeddings, or without ``fit`` when scikit-learn is missing."""
+    embeddings, (P,) class indices and the keyword ``blendshapes`` ((P, 51), NaN rows where none
+    were read; None without ``geometry``) (None: ``enrolled_profile`` with the reader's ensemble,
+    which needs scikit-learn); ``geometry``: a ``GeometryReader`` (the app's, with ``--geometry``)
+    that reads each captured face's blendshapes too, so the profile holds ``Profile.blendshapes``.
+    ValueError for bad ``options`` (``EnrolmentOptions``); ProfileError when the members give no
+    embeddings, or without ``fit`` when scikit-learn is missing."""
 
-    def __init__(self, reader: EnrolmentReader, fit=None, options: EnrolmentOptions | None = None):
+    def __init__(self, reader: EnrolmentReader, fit=None, options: EnrolmentOptions | None = None,
+                 geometry: GeometryReader | None = None):
         if fit is None:
             from fer_ensemble.runtime.recognizer import enrolled_profile
 
             require_fitting()
             ensemble = reader.ensemble
 
-            def fit(native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray) -> Profile:
-                return enrolled_profile(ensemble, native, embeddings, labels)
+            def fit(native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
+                    blendshapes: np.ndarray | None = None) -> Profile:
+                return enrolled_profile(ensemble, native, embeddings, labels, blendshapes)
 
-        self.reader, self.fit = reader, fit
+        self.reader, self.fit, self.geometry = reader, fit, geometry
         self.options = options or EnrolmentOptions()
         reader.ensemble.require_embeddings()
         self.labels = [EMOTIONS.index(c) for c in self.options.classes]
@@ -235,7 +247,8 @@ class GuidedEnrolment:
         if self.captures and np.abs(crop - self.captures[-1].crop).mean() < self.options.min_change:
             return "the same picture as the last capture (is the camera frozen?)", box
         native, embeddings = self.reader.enrolment_face(gray, box)
-        self.captures.append(_Capture(self.labels[self.step], native, embeddings, crop))
+        shape = None if self.geometry is None else self.geometry.read(_picture(frame, gray), [box])[0]
+        self.captures.append(_Capture(self.labels[self.step], native, embeddings, crop, blendshape_rows([shape])[0]))
         return None, box
 
     def _captured(self) -> int:
@@ -252,7 +265,9 @@ class GuidedEnrolment:
         try:
             self.profile = self.fit(np.stack([c.native for c in self.captures]),
                                     np.stack([c.embeddings for c in self.captures]),
-                                    np.array([c.label for c in self.captures]))
+                                    np.array([c.label for c in self.captures]),
+                                    blendshapes=None if self.geometry is None else
+                                    np.stack([c.blendshapes for c in self.captures]))
         except ValueError as error:
             self.state = self._state("failed", refused=str(error))
             return

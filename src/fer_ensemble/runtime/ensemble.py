@@ -48,7 +48,14 @@ from fer_ensemble.runtime.calibration import Calibration, RestingFace, compose_r
 from fer_ensemble.runtime.classifier import OnnxClassifier, resolve_member, softmax
 from fer_ensemble.runtime.deprecation import renamed_keyword, warn_deprecated
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
-from fer_ensemble.runtime.profile import PROFILE_MAP, Profile, ProfileError, ProfileMap, blend
+from fer_ensemble.runtime.profile import (
+    PROFILE_MAP,
+    PROFILE_MAP_BLENDSHAPES,
+    Profile,
+    ProfileError,
+    ProfileMap,
+    blend,
+)
 
 CALIBRATION_PRESETS = {"posed": WEIGHTS_DIR / "calibration-posed.json"}
 """Named calibrations shipped in the package (``--calibration NAME``); docs/accuracy.md says how each was fitted."""
@@ -410,7 +417,7 @@ class Ensemble:
         self.calibration: Calibration | None = self.spec.calibration
         self.resting_spread = self.spec.resting_spread
         self._member_digests: dict[str, str] | None = None
-        self._profile_map: ProfileMap | bool | None = None  # False: looked, none fits
+        self._profile_maps: dict[Path, ProfileMap | None] = {}  # by file; None: none fits these members
         if self.resting_spread is not None and self.resting_spread.shape != (len(self.classes),):
             raise SpecError(f"ensemble file: a damaged resting_face entry (expected a spread of "
                             f"{len(self.classes)} positive numbers)")
@@ -498,13 +505,14 @@ class Ensemble:
 
     def answer(self, native: np.ndarray, prior_strength: str | float | None = None,
                resting_face: RestingFace | None = None, *, prior: str | float | None = None,
-               profile: Profile | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
+               profile: Profile | None = None, embeddings: np.ndarray | None = None,
+               blendshapes: np.ndarray | None = None) -> np.ndarray:
         """The answer, (N, C) float32 rows summing to one, for (N, C) ``native_probabilities``:
         through the ensemble's calibration if it has one, read relative to ``resting_face`` when
         given (with a calibration too: ``compose_relative``), under the prior strength ``prior_strength``
         names (None: the ensemble file's default), then through the person's ``profile`` when
-        given (with the same faces' (N, D) ``embeddings`` from ``read_faces``;
-        ``fer_ensemble.runtime.profile``). UserError for a bad strength (``prior_strength``) and for a profile without
+        given (with the same faces' (N, D) ``embeddings`` from ``read_faces`` and, when read, their
+        (N, 51) ``blendshapes``, NaN rows for none: ``fer_ensemble.runtime.profile.blend``). UserError for a bad strength (``prior_strength``) and for a profile without
         embeddings or made by another ensemble. ``prior=`` is the deprecated name of
         ``prior_strength=`` (a DeprecationWarning)."""
         strength = self.prior_strength(renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
@@ -519,7 +527,7 @@ class Ensemble:
         self.check_profile(profile)
         if embeddings is None:
             raise UserError("a profile needs the faces' embeddings (Ensemble.read_faces)")
-        return blend(answer, embeddings, profile)
+        return blend(answer, embeddings, profile, blendshapes)
 
     def plain_answer(self, native: np.ndarray, prior_strength: str | float | None = None) -> np.ndarray:
         """The answer to (N, C) ``native_probabilities`` without the calibration, a resting face or a
@@ -538,11 +546,14 @@ class Ensemble:
 
     def profile(self, embeddings: np.ndarray, labels, **options) -> Profile:
         """A person's ``Profile`` from (N, D) ``read_faces`` embeddings of their faces and the N class
-        indices, with this ensemble's ``profile_map`` folded in; ``options`` go to ``Profile.fit``
-        (``c``, ``weight``, ``profile_map``, ``map_weight``). ProfileError when the members give no
+        indices, with this ensemble's ``profile_map`` folded in (and, given the faces' ``blendshapes``,
+        its ``blendshape_map``); ``options`` go to ``Profile.fit`` (``c``, ``weight``, ``profile_map``,
+        ``map_weight``, ``blendshapes``, ``blendshape_map``). ProfileError when the members give no
         embeddings or scikit-learn is missing."""
         self.require_embeddings()
         options.setdefault("profile_map", self.profile_map)
+        if options.get("blendshapes") is not None:
+            options.setdefault("blendshape_map", self.blendshape_map)
         return Profile.fit(embeddings, labels, members=self.member_names, **options)
 
     @property
@@ -556,10 +567,19 @@ class Ensemble:
     def profile_map(self) -> ProfileMap | None:
         """The shipped ``ProfileMap`` when it was fitted with these very member files, else None
         (profiles are then the person's own logistic regression alone)."""
-        if self._profile_map is None:
-            found = ProfileMap.load() if PROFILE_MAP.is_file() else None
-            self._profile_map = found if found is not None and found.members == self.member_digests else False
-        return self._profile_map if isinstance(self._profile_map, ProfileMap) else None
+        return self._shipped_map(PROFILE_MAP)
+
+    @property
+    def blendshape_map(self) -> ProfileMap | None:
+        """The shipped ``ProfileMap`` of embeddings with blendshapes (``PROFILE_MAP_BLENDSHAPES``)
+        when it was fitted with these very member files, else None."""
+        return self._shipped_map(PROFILE_MAP_BLENDSHAPES)
+
+    def _shipped_map(self, path: Path) -> ProfileMap | None:
+        if path not in self._profile_maps:
+            found = ProfileMap.load(path) if path.is_file() else None
+            self._profile_maps[path] = found if found is not None and found.members == self.member_digests else None
+        return self._profile_maps[path]
 
     def require_embeddings(self) -> int:
         """``embedding_size``; ProfileError when a member has no embedding output (profiles need it)."""

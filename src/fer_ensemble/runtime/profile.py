@@ -19,6 +19,13 @@ centred map itself for the classes the person did not enrol: ``blend`` reads tho
 (other people's reading of this face, relative to this person's own face), and a class neither
 knows keeps the ensemble's answer.
 
+With the faces' geometry (``--geometry``; ``fer_ensemble.runtime.geometry``), a profile enrolled
+from photos whose 51 blendshapes were read also holds ``Profile.blendshapes``: the same fit on the
+embeddings with ``BLENDSHAPE_WEIGHT`` times the blendshapes appended (``with_blendshapes``), helped by
+the shipped ``profile-map-blendshapes.json``; ``blend`` reads a face whose blendshapes it is given
+through that one, and any other face as before (docs/accuracy.md: 75.9 -> 79.4 % with two photos
+per expression on taiwan-posed).
+
 A profile holds weights learnt from face embeddings, which are personal data: it is written only
 where its owner says, and it is for reading that person's expressions, never for identifying
 anyone (docs/model-card.md).
@@ -36,7 +43,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.constants import BLENDSHAPES, EMOTIONS
 from fer_ensemble.errors import UserError, checked_format, file_digest, json_text
 from fer_ensemble.outputs import write_whole
 from fer_ensemble.runtime.onnx import WEIGHTS_DIR
@@ -76,6 +83,30 @@ Chosen on taiwan-posed (docs/accuracy.md, "Personal profiles"): fear 51.5 -> 55.
 per expression, accuracy 76.5 -> 75.9 %."""
 
 
+PROFILE_MAP_BLENDSHAPES = WEIGHTS_DIR / "profile-map-blendshapes.json"
+"""The shipped ``ProfileMap`` of embeddings with blendshapes appended (``with_blendshapes``): what
+``Profile.blendshapes`` is fitted with (its CK+48 part reads no blendshapes: zeros in their columns)."""
+BLENDSHAPE_WEIGHT = 1.0
+"""How much the 51 blendshapes (each in [0, 1]) weigh beside a face's unit-length embedding in a
+profile's features (``with_blendshapes``): looked at among 0.5, 1, 2 and 3 by
+``scripts/geometry_study.py`` on taiwan-posed (docs/accuracy.md), so not held out."""
+
+
+def with_blendshapes(embeddings: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+    """(N, D + 51) float32: (N, D) embeddings with ``BLENDSHAPE_WEIGHT`` times the same faces' (N, 51)
+    blendshapes (``BLENDSHAPES`` order) appended: the features of ``Profile.blendshapes``."""
+    return np.concatenate([np.asarray(embeddings, np.float32),
+                           BLENDSHAPE_WEIGHT * np.asarray(blendshapes, np.float32)], axis=1)
+
+
+def blendshape_rows(faces: Iterable[object]) -> np.ndarray:
+    """(N, 51) float32 blendshapes (``BLENDSHAPES`` order) of N faces (anything with a
+    ``blendshapes`` mapping by name, or None), NaN rows for faces without them."""
+    rows = [[np.nan] * len(BLENDSHAPES) if getattr(face, "blendshapes", None) is None
+            else [float(face.blendshapes[name]) for name in BLENDSHAPES] for face in faces]  # type: ignore[attr-defined]
+    return np.array(rows, np.float32).reshape(-1, len(BLENDSHAPES))
+
+
 MAX_PROFILE_VALUE = 1e4
 """The largest weight, intercept or ensemble weight a profile file may hold: a fitted one stays far
 below; a larger one (a damaged or hostile file) would overflow the scores ``blend`` exponentiates."""
@@ -110,17 +141,25 @@ class Profile:
     on this person, which ``blend`` reads the classes not enrolled through."""
     map_coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     map_intercept: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    blendshapes: Profile | None = None
+    """The same person's profile on their faces' embeddings with their blendshapes appended
+    (``with_blendshapes``), which ``blend`` reads a face through when it is given its blendshapes;
+    None: enrolled without geometry."""
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels, c: float = PROFILE_C, weight: float = PROFILE_WEIGHT,
             members: tuple[str, ...] = (), profile_map: ProfileMap | None = None,
-            map_weight: float = MAP_WEIGHT) -> Profile:
+            map_weight: float = MAP_WEIGHT, blendshapes: np.ndarray | None = None,
+            blendshape_map: ProfileMap | None = None) -> Profile:
         """A profile from (N, D) embeddings of one person's faces and their N class indices (into
         ``EMOTIONS``): a multinomial logistic regression (scikit-learn's, L2 penalty ``1 / c``, BLAS
         on one thread) over the classes present, plus ``map_weight`` times ``profile_map`` centred
         on this person (``person_centre``) when given; one class alone gives zero weights (it
-        cannot be told from anything: the ensemble's answer stands). ValueError for no faces, a
-        label outside the classes or mismatched lengths; ProfileError without scikit-learn."""
+        cannot be told from anything: the ensemble's answer stands). With the same faces' (N, 51)
+        ``blendshapes`` (NaN rows: none read), ``Profile.blendshapes`` is the same fit on the faces
+        that have them (``with_blendshapes``; ``blendshape_map`` as its map), when they show two
+        classes or more. ValueError for no faces, a label outside the classes or mismatched
+        lengths; ProfileError without scikit-learn."""
         embeddings = np.asarray(embeddings, np.float32)
         labels = np.asarray(labels, np.int64)
         if embeddings.ndim != 2 or len(embeddings) == 0 or len(labels) != len(embeddings):
@@ -143,6 +182,14 @@ class Profile:
                 profile.map_classes = profile_map.classes.copy()
                 profile.map_coef, profile.map_intercept = profile_map.centred(profile_map.classes, centre)
                 profile.map = {**profile_map.describe(), "weight": float(map_weight)}
+        if blendshapes is not None:
+            blendshapes = np.asarray(blendshapes, np.float32)
+            if blendshapes.shape != (len(labels), len(BLENDSHAPES)):
+                raise ValueError(f"blendshapes must be ({len(labels)}, {len(BLENDSHAPES)}), got {blendshapes.shape}")
+            read = np.isfinite(blendshapes).all(axis=1)
+            if len(np.unique(labels[read])) > 1:
+                profile.blendshapes = cls.fit(with_blendshapes(embeddings[read], blendshapes[read]), labels[read],
+                                              c, weight, members, blendshape_map, map_weight)
         return profile
 
     @property
@@ -159,7 +206,8 @@ class Profile:
                             for c, n, w, b in zip(self.enrolled, self.counts, self.coef, self.intercept)},
                 "map": {**self.map, "classes": _table(self.map_classes, self.map_coef, self.map_intercept)}
                 if self.map else {},
-                "self_check": self.self_check}
+                "self_check": self.self_check,
+                **({"blendshapes": self.blendshapes.to_dict()} if self.blendshapes is not None else {})}
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as JSON to ``path`` (whole or not at all); its path."""
@@ -209,6 +257,11 @@ class Profile:
             if (profile.map_coef.ndim != 2 or profile.map_coef.shape[1] != coef.shape[1]
                     or not np.isfinite(profile.map_coef).all() or not np.isfinite(profile.map_intercept).all()):
                 raise ProfileError(f"{source}: a damaged profile file (its map's weights)")
+        if data.get("blendshapes"):
+            nested = cls.from_dict(data["blendshapes"], source)
+            if nested.blendshapes is not None or nested.coef.shape[1] != coef.shape[1] + len(BLENDSHAPES):
+                raise ProfileError(f"{source}: a damaged profile file (its blendshapes part)")
+            profile.blendshapes = nested
         return profile
 
     def check_fits(self, members: tuple[str, ...], embedding_size: int | None) -> None:
@@ -277,6 +330,13 @@ class MapPart:
             centred[mine] -= person_centre(embeddings[mine], labels[mine])
         coef, intercept = _logistic(centred, labels, c, balanced)
         return cls(np.unique(labels), coef, intercept, float(weight), float(c), dict(fitted_on or {}), balanced)
+
+    def padded(self, extra: int) -> MapPart:
+        """This part with ``extra`` more features it gives no weight to (zero columns): a part of
+        embeddings alone in a map of embeddings with blendshapes (``with_blendshapes``)."""
+        coef = np.concatenate([self.coef, np.zeros((len(self.coef), extra), np.float32)], axis=1)
+        return MapPart(self.classes, coef, self.intercept, self.weight, self.c,
+                       {**self.fitted_on, "padded": int(extra)}, self.balanced)
 
     def rows(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(K, D) weights and (K,) intercepts for the class indices ``classes``: the part's rows, a
@@ -414,15 +474,31 @@ def fitted_in_parallel(fit: Callable[[_Item], _Result], items: Iterable[_Item],
         pool.shutdown(wait=True)
 
 
-def blend(answer: np.ndarray, embeddings: np.ndarray, profile: Profile) -> np.ndarray:
+def blend(answer: np.ndarray, embeddings: np.ndarray, profile: Profile,
+          blendshapes: np.ndarray | None = None) -> np.ndarray:
     """(N, C) float32 probabilities read through ``profile``, for (N, C) ``answer`` rows (summing to
     one) and the same faces' (N, D) unit ``embeddings``. The classes the person enrolled or the
     profile's map knows share the probability the answer gives them together: a class not enrolled
     takes its map probability (softmax over the map's classes) of it, the enrolled classes the rest,
     split by ``softmax(weight * log answer + embeddings @ coef.T + intercept)``. Every other class
-    keeps the answer's probability (without a map: every class not enrolled)."""
+    keeps the answer's probability (without a map: every class not enrolled). Given the faces' (N,
+    51) ``blendshapes`` (NaN rows: none read), a face that has them is read through
+    ``profile.blendshapes`` (its features ``with_blendshapes``) when the profile holds one."""
     answer = np.asarray(answer, np.float64)
     embeddings = np.asarray(embeddings, np.float64)
+    if profile.blendshapes is None or blendshapes is None:
+        return _blend(answer, embeddings, profile)
+    blendshapes = np.asarray(blendshapes, np.float32).reshape(len(answer), len(BLENDSHAPES))
+    read = np.isfinite(blendshapes).all(axis=1)
+    out = _blend(answer, embeddings, profile) if not read.all() else np.zeros(answer.shape, np.float32)
+    if read.any():
+        out[read] = _blend(answer[read], with_blendshapes(embeddings[read], blendshapes[read]).astype(np.float64),
+                           profile.blendshapes)
+    return out
+
+
+def _blend(answer: np.ndarray, embeddings: np.ndarray, profile: Profile) -> np.ndarray:
+    """``blend`` through ``profile``'s own weights: (N, C) float64 answers and (N, D) features."""
     columns = profile.enrolled
     others = [i for i, c in enumerate(profile.map_classes) if c not in columns]
     known = np.union1d(columns, profile.map_classes[others]).astype(np.int64)

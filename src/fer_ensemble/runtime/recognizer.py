@@ -44,7 +44,7 @@ from fer_ensemble.runtime.drawing import draw_faces
 from fer_ensemble.runtime.ensemble import WEIGHTS_DIR, Ensemble, load_calibration
 from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.geometry import FaceGeometry, GeometryReader, turned
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, Profile, blendshape_rows
 from fer_ensemble.runtime.stream import (  # noqa: F401 - CALM_* and AUTO_RESTING_FACE_HELP: their former home
     AUTO_RESTING_FACE_HELP,
     CALM_KEEP,
@@ -228,25 +228,30 @@ class EmotionRecognizer:
         return self.ensemble.read_faces(crop_faces(gray, boxes, self.margin, self.offset), embeddings=embeddings)
 
     def classify(self, image: np.ndarray, boxes: list[Box], resting_face: RestingFace | None = None,
-                 profile: Profile | None = None, *, prior_strength: str | float | None = None) -> np.ndarray:
+                 profile: Profile | None = None, *, prior_strength: str | float | None = None,
+                 blendshapes: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (N, 8) float32 for the given boxes ([x, y, w, h] in pixels of ``image``,
         BGR or gray uint8), all faces in one batch per member, relative to ``resting_face`` and
-        through ``profile`` if given, under ``prior_strength`` (None: the recognizer's)."""
+        through ``profile`` if given (with the faces' (N, 51) ``blendshapes`` when read, NaN rows
+        for none: ``Ensemble.answer``), under ``prior_strength`` (None: the recognizer's)."""
         native, embeddings = self.read(to_gray(image), boxes, profile is not None)
         strength = self.prior_strength if prior_strength is None else prior_strength
-        return self.ensemble.answer(native, strength, resting_face, profile=profile, embeddings=embeddings)
+        return self.ensemble.answer(native, strength, resting_face, profile=profile, embeddings=embeddings,
+                                    blendshapes=blendshapes)
 
     def enrol(self, images: Iterable[np.ndarray], labels: Iterable[str | int], crops: bool = False,
               **options) -> Profile:
         """A person's ``Profile`` from labelled photos of them (BGR or gray uint8, what ``predict``
         takes; the largest face of each, cropped at each of ``ENROL_FRAMINGS``) or, with ``crops``,
         face crops (used as they are); ``labels``: an emotion name or index per image, any subset of
-        the eight classes, one or more each. ``options`` go to ``Profile.fit``. The profile's
-        ``self_check`` holds, per class, how many of the enrolled photos a profile made without each
+        the eight classes, one or more each. ``options`` go to ``Profile.fit``. When the recognizer
+        reads geometry (``geometry=True``) and the images are photos, each face's blendshapes are
+        read too and the profile holds ``Profile.blendshapes`` (what ``predict`` reads a face through
+        when it has its geometry). The profile's ``self_check`` holds, per class, how many of the enrolled photos a profile made without each
         in turn reads right. ValueError when no image shows a face or the counts differ;
         ProfileError for members without embeddings or without scikit-learn."""
         self.ensemble.require_embeddings()
-        native, embeddings, indices = [], [], []
+        native, embeddings, indices, shapes = [], [], [], []
         for image, label in zip(images, labels, strict=True):
             image = check_image(image)
             gray = to_gray(image)
@@ -257,13 +262,23 @@ class EmotionRecognizer:
                 if box is None:
                     continue
                 probabilities, embedding = self.enrolment_face(gray, box)
+                shapes.append(self.enrolment_blendshapes(image, box))
             assert embedding is not None  # require_embeddings passed
             native.append(probabilities.reshape(-1, probabilities.shape[-1])[0])
             embeddings.append(embedding)
             indices.append(label if isinstance(label, (int, np.integer)) else EMOTIONS.index(label))
         if not native:
             raise ValueError("no face found in the enrolment image(s)")
-        return enrolled_profile(self.ensemble, np.stack(native), np.stack(embeddings), np.asarray(indices), **options)
+        blendshapes = np.concatenate(shapes) if shapes and self.geometry is not None else None
+        return enrolled_profile(self.ensemble, np.stack(native), np.stack(embeddings), np.asarray(indices),
+                                blendshapes=blendshapes, **options)
+
+    def enrolment_blendshapes(self, image: np.ndarray, box: Box) -> np.ndarray:
+        """(1, 51) float32 blendshapes of the face at ``box`` of ``image`` (BGR or gray uint8) when
+        the recognizer reads geometry and finds it there, else a NaN row: what an enrolled face adds
+        to its profile (``Profile.blendshapes``)."""
+        shape = None if self.geometry is None else self.geometry.read(image, [box])[0]
+        return blendshape_rows([shape])
 
     def enrolment_face(self, gray: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """The face at ``box`` of the gray uint8 image ``gray`` as enrolment reads it: cropped at
@@ -309,17 +324,22 @@ class EmotionRecognizer:
         ``check_image`` converts (an (H, W, 1) array, 16-bit or [0, 1] float images, a PIL image);
         TypeError / ValueError naming what it takes otherwise.
         Each face is read relative to ``resting_face`` when given (one person's photos at rest),
-        through ``profile`` (that person's enrolled expressions: ``enrol``), by default the
+        through ``profile`` (that person's enrolled expressions: ``enrol``; with its blendshapes
+        when the recognizer reads geometry and the profile was enrolled with them), by default the
         recognizer's own ``profile``, and under ``prior_strength`` (``ferplus``, ``uniform`` or a
         number in [0, 1]; None: the recognizer's; UserError for another value)."""
         profile = profile or self.profile
         image = check_image(image)
         gray, boxes = self.find(image)
-        probabilities = self.classify(gray, boxes, resting_face, profile, prior_strength=prior_strength)
+        shapes = None if self.geometry is None else self.geometry.read(image, boxes)
+        probabilities = self.classify(gray, boxes, resting_face, profile, prior_strength=prior_strength,
+                                      blendshapes=None if shapes is None else blendshape_rows(shapes))
         faces = [Face.from_probabilities(box, probs, self.classes, relative=resting_face is not None,
                                          profiled=profile is not None)
                  for box, probs in zip(boxes, probabilities)]
-        return self.add_geometry(image, faces, boxes)
+        if shapes is not None:
+            with_geometry(faces, shapes)
+        return faces
 
     def add_geometry(self, image: np.ndarray, faces: list[Face], boxes: list[Box] | None = None) -> list[Face]:
         """``faces`` of ``image`` (a BGR or gray uint8 array), each given its landmarks, pose and
@@ -428,23 +448,27 @@ class EmotionRecognizer:
 
 
 def enrolled_profile(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
-                     **options) -> Profile:
+                     blendshapes: np.ndarray | None = None, **options) -> Profile:
     """The ``Profile`` of P enrolled photos: their (P, C) native probabilities, (P, F, D) embeddings
-    (F framings each) and (P,) class indices, with its ``self_check``; ``options`` go to
-    ``Profile.fit``."""
+    (F framings each), (P,) class indices and, when read, their (P, 51) ``blendshapes`` (NaN rows:
+    none), with its ``self_check``; ``options`` go to ``Profile.fit``."""
     frames = embeddings.shape[1]
-    profile = ensemble.profile(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(labels, frames), **options)
-    profile.self_check = self_check(ensemble, native, embeddings, labels, profile)
+    shapes = None if blendshapes is None else np.repeat(blendshapes, frames, axis=0)
+    profile = ensemble.profile(embeddings.reshape(-1, embeddings.shape[2]), np.repeat(labels, frames),
+                               blendshapes=shapes, **options)
+    profile.self_check = self_check(ensemble, native, embeddings, labels, profile, blendshapes)
     return profile
 
 
 def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, labels: np.ndarray,
-               profile: Profile) -> dict:
+               profile: Profile, blendshapes: np.ndarray | None = None) -> dict:
     """Per enrolled class: how many of its P enrolled photos a profile fitted on the others reads as
-    that class (each photo, all its framings, left out in turn; read as ``predict`` reads it), and
-    the ensemble alone on the same photos. ``native`` (P, C), ``embeddings`` (P, F, D), ``labels`` (P,)."""
+    that class (each photo, all its framings, left out in turn; read as ``predict`` reads it: with
+    its blendshapes when the profile holds ``Profile.blendshapes``), and the ensemble alone on the
+    same photos. ``native`` (P, C), ``embeddings`` (P, F, D), ``labels`` (P,), ``blendshapes`` (P, 51)."""
     result = {}
     frames = embeddings.shape[1]
+    shapes = blendshapes if profile.blendshapes is not None else None
     for c in profile.enrolled:
         mine = np.flatnonzero(labels == c)
         right = plain = 0
@@ -452,8 +476,10 @@ def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, l
             others = np.arange(len(labels)) != i
             left_out = ensemble.profile(embeddings[others].reshape(-1, embeddings.shape[2]),
                                         np.repeat(labels[others], frames), c=profile.c, weight=profile.weight,
-                                        map_weight=profile.map.get("weight", 0.0))
-            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1])
+                                        map_weight=profile.map.get("weight", 0.0),
+                                        blendshapes=None if shapes is None else np.repeat(shapes[others], frames, 0))
+            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1],
+                                     blendshapes=None if shapes is None else shapes[i : i + 1])
             right += int(answer.argmax() == c)
             plain += int(ensemble.answer(native[i : i + 1]).argmax() == c)
         result[EMOTIONS[c]] = {"photos": int(len(mine)), "read_right": right, "ensemble_alone": plain}

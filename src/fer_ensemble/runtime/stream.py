@@ -13,7 +13,8 @@ A frame's path through ``update``: its time (given, or the last plus ``frame_int
 increase) -> the boxes (detected, or given) -> the tracker matches them to tracks -> the chosen
 tracks' crops are read in one batch per member -> each answer is blended into its track's average
 with the weight ``1 - exp(-dt / smoothing_s)`` (dt: the time since that track's last answer),
-relative to its resting face and through its profile -> calm answers feed an automatic resting
+relative to its resting face and through its profile (with the blendshapes its track's face last
+had, when the profile reads them and the app gives faces geometry: ``keep_geometry``) -> calm answers feed an automatic resting
 face -> tracks missed for at most ``hold_s`` are shown ``held``.
 """
 
@@ -30,7 +31,7 @@ from fer_ensemble.runtime.calibration import NEUTRAL, RestingFace
 from fer_ensemble.runtime.detection import Box, iou
 from fer_ensemble.runtime.ensemble import Ensemble
 from fer_ensemble.runtime.face import Face
-from fer_ensemble.runtime.profile import Profile
+from fer_ensemble.runtime.profile import Profile, blendshape_rows
 from fer_ensemble.runtime.tracking import (
     EMA_WEIGHT,
     FRAME_INTERVAL_S,
@@ -274,9 +275,18 @@ class FaceStream:
             if track.resting_face is not None or track.profile is not None:
                 embedding = None if embeddings is None else embeddings[j : j + 1]
                 probs = ensemble.answer(face_native[None], self.prior_strength, track.resting_face,
-                                        profile=track.profile, embeddings=embedding)[0]
+                                        profile=track.profile, embeddings=embedding,
+                                        blendshapes=self._blendshapes(track))[0]
             track.probabilities = smooth(track.probabilities, probs, weight)
             track.answered, track.answered_s = self.tracker.frames, now
+
+    def _blendshapes(self, track: Track) -> np.ndarray | None:
+        """(1, 51) the track's latest blendshapes (``keep_geometry``: read on its previous frame)
+        when its profile reads them (``Profile.blendshapes``), else None."""
+        if track.profile is None or track.profile.blendshapes is None:
+            return None
+        last = self._geometry.get(track.track_id)
+        return None if last is None or last.blendshapes is None else blendshape_rows([last])
 
     def _remember_lost(self, before: list[Track], now: float) -> None:
         """Keep, for ``FOLLOW_S``, the profile of each track that had one of its own and is gone now."""

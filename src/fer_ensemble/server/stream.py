@@ -127,7 +127,8 @@ class FrameStream:
             if action == "start":
                 if self.recognizer is None:
                     raise ValueError("this stream cannot enrol (no recognizer)")
-                self.enrolment = GuidedEnrolment(self.recognizer, options=enrolment_options(message))
+                self.enrolment = GuidedEnrolment(self.recognizer, options=enrolment_options(message),
+                                                 geometry=None if self.geometric is None else self.geometric.geometry)
                 return {"enrol": action, "steps": len(self.enrolment.options.classes),
                         "classes": list(self.enrolment.options.classes)}
             if action in ("redo", "cancel") and len(message) == 1:
