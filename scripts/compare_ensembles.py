@@ -103,6 +103,8 @@ def main() -> int:
                         help="also keep each command's JSON (and adapt's output) here, in a folder per ensemble "
                              "(its position and file name: 1-shipped, 2-ensemble.json, ...); a new folder")
     args = parser.parse_args()
+    if args.geometry and not args.enrol:
+        parser.error("--geometry goes with --enrol K")
     rows = {}
     for i, name in enumerate(args.ensembles, 1):
         raw = None if args.raw_out is None else args.raw_out / f"{i}-{Path(name).name}"

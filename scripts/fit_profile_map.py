@@ -13,7 +13,7 @@ The shipped ``src/fer_ensemble/weights/profile-map.json`` was made with
 and ``src/fer_ensemble/weights/profile-map-blendshapes.json`` (what profiles enrolled with their
 faces' blendshapes use: ``Profile.blendshapes``) with the same two parts and ``--blendshapes``:
 a part of photos then reads each face's 51 blendshapes too (``GeometryReader``, on the detector's
-box) and learns from the embeddings with them appended (``with_blendshapes``; photos whose face the
+box) and learns from the embeddings with them appended (``framed_with_blendshapes``; photos whose face the
 landmarker misses are left out); a part of crops (too small for the landmarker) learns from the
 embeddings alone and gives the blendshapes no weight (``MapPart.padded``).
 
@@ -40,7 +40,7 @@ from fer_ensemble.labelled import face_outputs, read_labelled_images  # noqa: E4
 from fer_ensemble.runtime.detection import FACE_FRAMING  # noqa: E402
 from fer_ensemble.runtime.detectors import create_detector  # noqa: E402
 from fer_ensemble.runtime.geometry import GeometryReader  # noqa: E402
-from fer_ensemble.runtime.profile import ENROL_FRAMINGS, MapPart, ProfileMap, with_blendshapes  # noqa: E402
+from fer_ensemble.runtime.profile import ENROL_FRAMINGS, MapPart, ProfileMap, framed_with_blendshapes  # noqa: E402
 from fer_ensemble.runtime.recognizer import load_ensemble  # noqa: E402
 
 
@@ -57,9 +57,7 @@ def fit_part(ensemble, labels: str, images: str, group_by: str, kind: str, c: fl
                                                     geometry)
         if shapes is not None:
             found &= np.isfinite(shapes).all(axis=1)
-            n, frames, _ = embeddings.shape
-            embeddings = with_blendshapes(embeddings.reshape(n * frames, -1),
-                                          np.repeat(np.nan_to_num(shapes), frames, axis=0)).reshape(n, frames, -1)
+            embeddings = framed_with_blendshapes(embeddings, shapes)
     groups = np.array(data.groups)
     several = np.array([len(set(data.labels[groups == g].tolist())) > 1 for g in groups])
     keep = found & several

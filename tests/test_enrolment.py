@@ -130,7 +130,7 @@ def test_redo_takes_the_current_expression_again_or_the_previous_one() -> None:
 
 
 def test_a_profile_that_cannot_be_fitted_fails_with_the_reason() -> None:
-    def refuse(*args, **kwargs):
+    def refuse(*args):  # a fit of three arguments, as before geometry: still called so
         raise ValueError("labels are class indices in [0, 8)")
 
     enrolment = GuidedEnrolment(FakeReader(), refuse, EnrolmentOptions(("neutral", "fear"), 1, 0.0, 0.0))

@@ -194,6 +194,8 @@ def test_a_profile_with_blendshapes_reads_faces_that_have_them_through_them(tmp_
         Profile.from_dict(data)
     only_one = Profile.fit(faces, labels, blendshapes=np.where(np.arange(6)[:, None] < 2, shapes, np.nan))
     assert only_one.blendshapes is None  # one class with blendshapes: nothing to tell apart with them
+    missing = Profile.fit(faces, labels, blendshapes=np.where(np.arange(6)[:, None] < 4, shapes, np.nan))
+    assert missing.blendshapes is None  # no anger face read: it would lose the anger the person enrolled
     assert np.isnan(blendshape_rows([None])).all() and blendshape_rows([]).shape == (0, 51)
 
 
@@ -208,6 +210,8 @@ def test_enrolling_with_geometry_reads_the_person_with_their_blendshapes() -> No
     profile = geometric.enrol([image, cv2.flip(image, 1), other], ["happiness", "happiness", "neutral"])
     assert profile.blendshapes is not None and profile.blendshapes.classes == ["neutral", "happiness"]
     assert plain.enrol([image, other], ["happiness", "neutral"]).blendshapes is None
+    alone = geometric.enrol([image, other], ["happiness", "neutral"], profile_map=None)
+    assert alone.blendshapes is not None and not alone.map and not alone.blendshapes.map  # no map: none at all
     with_shapes, = geometric.predict(image, profile=profile)
     without, = plain.predict(image, profile=profile)
     assert with_shapes.blendshapes is not None and with_shapes.profiled and without.profiled

@@ -321,17 +321,18 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
     ``geometry`` reader (``GeometryReader``) and a ``detector``, each face's blendshapes too (read
     on the detector's box in the photo, as ``predict --geometry`` reads them)."""
     from fer_ensemble.runtime.detection import crop_faces
+    from fer_ensemble.runtime.profile import blendshape_rows
 
     framings = framings if detector is not None else framings[:1]
-    shapes = np.full((len(data), len(BLENDSHAPES)), np.nan, np.float32) if geometry is not None else None
+    shapes = np.full((len(data), len(BLENDSHAPES)), np.nan, np.float32) if geometry is not None and detector is not None else None
 
     def photo_crops() -> Iterator[list[np.ndarray] | None]:
         for i, (image, gray, box) in enumerate(largest_face_photos(data, detector)):
             if box is None or gray is None:
                 yield None
                 continue
-            if shapes is not None and (shape := geometry.read(image, [box])[0]) is not None:
-                shapes[i] = [shape.blendshapes[name] for name in BLENDSHAPES]
+            if shapes is not None:
+                shapes[i] = blendshape_rows(geometry.read(image, [box]))[0]
             yield [crop_faces(gray, [box], margin + dm, offset + do)[0] for dm, do in framings]
 
     faces = ((None if (crop := read_labelled(data, p, gray=True)) is None else [crop] for p in data.paths)

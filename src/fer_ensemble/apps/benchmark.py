@@ -141,7 +141,8 @@ def measure_pipeline(args: argparse.Namespace, faces: int, frames: int = 300, re
     classifying at most ``budget`` faces per frame (None: all); with ``resting_face``, every face
     takes its first frame as its resting face (the ``r`` key); with ``auto_resting_face``, each
     face takes one from its calm frames (``--auto-resting-face``); with ``profile``, every face is
-    read through a profile enrolled from the frame and its mirror image (``--profile``); with
+    read through a profile enrolled from the frame and its mirror image (``--profile``; with
+    ``geometry`` too, enrolled and read with the faces' blendshapes); with
     ``geometry``, every face shown gets its geometry, as ``webcam --geometry`` does.
     ``relative``: the share of the faces shown that were read against a resting face;
     ``profiled``: read through a profile; ``with_geometry``: given their geometry;
@@ -227,6 +228,12 @@ def format_rows(rows: list[dict]) -> str:
             line("landmarks read per second (each face shows its latest)",
                  [f"{r['pipeline_geometry']['geometry_reads_per_second']:.1f} "
                   f"({r['pipeline_geometry']['with_geometry']:.0%} of faces shown with geometry)" for r in rows])
+        if "pipeline_geometry_profile" in rows[0]:
+            line("fps, with face geometry, every face through a profile read with its blendshapes",
+                 [f"{r['pipeline_geometry_profile']['fps']:.1f}" for r in rows])
+            line("with / without the profile, both with face geometry",
+                 [f"{r['pipeline_geometry_profile']['fps'] / r['pipeline_geometry']['fps']:.3f} "
+                  f"({r['pipeline_geometry_profile']['profiled']:.0%})" for r in rows])
         line("fps, webcam pipeline, automatic resting faces", [f"{r['pipeline_auto']['fps']:.1f}" for r in rows])
         line("automatic / without resting faces (faces read against one)",
              [f"{r['pipeline_auto']['fps'] / r['pipeline']['fps']:.3f} ({r['pipeline_auto']['relative']:.0%})"
@@ -280,6 +287,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 row["pipeline_profile"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, profile=True)
             if args.geometry:  # on request: it costs a pipeline run per row
                 row["pipeline_geometry"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME, geometry=True)
+                if "pipeline_profile" in row:  # the profile enrolled with the frame's blendshapes, read with them
+                    row["pipeline_geometry_profile"] = measure_pipeline(args, faces, budget=FACES_PER_FRAME,
+                                                                        geometry=True, profile=True)
     if args.json:
         print(json_text(rows, indent=2))
     else:

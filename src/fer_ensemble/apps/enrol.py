@@ -76,7 +76,8 @@ def run_enrol(args: argparse.Namespace) -> int:
         print(format_self_check(profile.self_check, str(out), missed))
         if args.geometry:
             print("  with blendshapes: read with them by apps run with --geometry" if profile.blendshapes is not None
-                  else "  no blendshapes enrolled (the landmarker found too few of the faces): the embeddings alone")
+                  else "  no blendshapes enrolled (the landmarker missed every face of some expression): "
+                       "read by the embeddings alone")
     return code
 
 

@@ -52,8 +52,8 @@ from fer_ensemble.runtime.profile import (
     ProfileMap,
     blend,
     fitted_in_parallel,
+    framed_with_blendshapes,
     require_fitting,
-    with_blendshapes,
 )
 from fer_ensemble.runtime.recognizer import CALM_NEUTRAL, calm_faces
 
@@ -342,10 +342,8 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
     shape_maps: dict = {}
     if shapes is not None:
         read = found & np.isfinite(shapes).all(axis=1)
-        n, frames, _ = embeddings.shape
-        features = with_blendshapes(embeddings.reshape(n * frames, -1),
-                                    np.repeat(np.nan_to_num(shapes), frames, axis=0)).reshape(n, frames, -1)
-        shape_maps, _ = profile_maps(args, ensemble.blendshape_map, data, features, read)
+        shape_maps, _ = profile_maps(args, ensemble.blendshape_map, data, framed_with_blendshapes(embeddings, shapes),
+                                     read)
     rng = np.random.default_rng(args.seed)
     draws = []  # (person, enrolled, scored) of every draw, drawn in order: the seed decides them all
     for _ in range(args.draws):

@@ -161,6 +161,7 @@ class Worker:
                                         ema_weight=settings.ema_weight if settings.track else 1.0,
                                         prior_strength=settings.prior_strength,
                                         auto_resting_face=settings.auto_resting_face and settings.track, profile=profile)
+        self.videos.geometry = self.photos.geometry  # one set of sessions; read before a profile's answer
 
     def run(self, task: dict) -> TaskResult:
         """One task (``Task.to_dict()``: a photo, or frames ``start``..``stop`` of a video, from a
@@ -189,11 +190,11 @@ class Worker:
         rows, processed = [], 0
         for index, frame in frames:
             if index % self.settings.stride == 0:
-                faces = (stream.update(frame, later_time(frames.time_s, stream.time_s)) if self.settings.track
-                         else self.videos.predict(frame))
-                faces = self.photos.add_geometry(frame, faces)  # the photos' reader: one set of sessions
-                if self.settings.track:
-                    faces = stream.keep_geometry(faces)
+                if self.settings.track:  # a track's profile reads the blendshapes kept from its last frame
+                    faces = stream.keep_geometry(self.videos.add_geometry(
+                        frame, stream.update(frame, later_time(frames.time_s, stream.time_s))))
+                else:
+                    faces = self.videos.predict(frame)  # with geometry, read before the answer
                 rows += face_rows(source, index, round(frames.time_s, 4), faces, bool(self.settings.geometry))
                 processed += 1
         if frames.read == 0 and start == 0:

@@ -180,8 +180,8 @@ class GuidedEnrolment:
     """One person's guided enrolment (see the module's docstring): ``update`` per frame, ``redo``
     on request, ``profile`` once ``state.phase`` is ``"done"``. ``reader``: the recognizer
     (``EmotionRecognizer``); ``fit``: makes the profile from (P, C) native probabilities, (P, F, D)
-    embeddings, (P,) class indices and the keyword ``blendshapes`` ((P, 51), NaN rows where none
-    were read; None without ``geometry``) (None: ``enrolled_profile`` with the reader's ensemble,
+    embeddings and (P,) class indices, and with ``geometry`` the keyword ``blendshapes`` ((P, 51),
+    NaN rows where none were read) (None: ``enrolled_profile`` with the reader's ensemble,
     which needs scikit-learn); ``geometry``: a ``GeometryReader`` (the app's, with ``--geometry``)
     that reads each captured face's blendshapes too, so the profile holds ``Profile.blendshapes``.
     ValueError for bad ``options`` (``EnrolmentOptions``); ProfileError when the members give no
@@ -263,11 +263,10 @@ class GuidedEnrolment:
             return
         self.step = len(self.labels) - 1
         try:
+            shapes = {} if self.geometry is None else {"blendshapes": np.stack([c.blendshapes for c in self.captures])}
             self.profile = self.fit(np.stack([c.native for c in self.captures]),
                                     np.stack([c.embeddings for c in self.captures]),
-                                    np.array([c.label for c in self.captures]),
-                                    blendshapes=None if self.geometry is None else
-                                    np.stack([c.blendshapes for c in self.captures]))
+                                    np.array([c.label for c in self.captures]), **shapes)
         except ValueError as error:
             self.state = self._state("failed", refused=str(error))
             return

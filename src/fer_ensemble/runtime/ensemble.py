@@ -547,13 +547,14 @@ class Ensemble:
     def profile(self, embeddings: np.ndarray, labels, **options) -> Profile:
         """A person's ``Profile`` from (N, D) ``read_faces`` embeddings of their faces and the N class
         indices, with this ensemble's ``profile_map`` folded in (and, given the faces' ``blendshapes``,
-        its ``blendshape_map``); ``options`` go to ``Profile.fit`` (``c``, ``weight``, ``profile_map``,
+        its ``blendshape_map``; ``profile_map=None``: neither); ``options`` go to ``Profile.fit`` (``c``, ``weight``, ``profile_map``,
         ``map_weight``, ``blendshapes``, ``blendshape_map``). ProfileError when the members give no
         embeddings or scikit-learn is missing."""
         self.require_embeddings()
+        no_map = "profile_map" in options and options["profile_map"] is None
         options.setdefault("profile_map", self.profile_map)
-        if options.get("blendshapes") is not None:
-            options.setdefault("blendshape_map", self.blendshape_map)
+        if options.get("blendshapes") is not None:  # no map asked for: none for the blendshapes either
+            options.setdefault("blendshape_map", None if no_map else self.blendshape_map)
         return Profile.fit(embeddings, labels, members=self.member_names, **options)
 
     @property

@@ -99,6 +99,15 @@ def with_blendshapes(embeddings: np.ndarray, blendshapes: np.ndarray) -> np.ndar
                            BLENDSHAPE_WEIGHT * np.asarray(blendshapes, np.float32)], axis=1)
 
 
+def framed_with_blendshapes(embeddings: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+    """(N, F, D + 51) float32: the (N, F, D) embeddings of N faces at F framings each, each with its
+    face's (N, 51) blendshapes appended (``with_blendshapes``; a NaN row, none read, as zeros: the
+    caller leaves such faces out)."""
+    n, frames, _ = embeddings.shape
+    flat = with_blendshapes(embeddings.reshape(n * frames, -1), np.repeat(np.nan_to_num(blendshapes), frames, axis=0))
+    return flat.reshape(n, frames, -1)
+
+
 def blendshape_rows(faces: Iterable[object]) -> np.ndarray:
     """(N, 51) float32 blendshapes (``BLENDSHAPES`` order) of N faces (anything with a
     ``blendshapes`` mapping by name, or None), NaN rows for faces without them."""
@@ -157,8 +166,8 @@ class Profile:
         on this person (``person_centre``) when given; one class alone gives zero weights (it
         cannot be told from anything: the ensemble's answer stands). With the same faces' (N, 51)
         ``blendshapes`` (NaN rows: none read), ``Profile.blendshapes`` is the same fit on the faces
-        that have them (``with_blendshapes``; ``blendshape_map`` as its map), when they show two
-        classes or more. ValueError for no faces, a label outside the classes or mismatched
+        that have them (``with_blendshapes``; ``blendshape_map`` as its map), when they show every
+        enrolled class (two or more; else None: a face would lose a class its person enrolled). ValueError for no faces, a label outside the classes or mismatched
         lengths; ProfileError without scikit-learn."""
         embeddings = np.asarray(embeddings, np.float32)
         labels = np.asarray(labels, np.int64)
@@ -187,7 +196,7 @@ class Profile:
             if blendshapes.shape != (len(labels), len(BLENDSHAPES)):
                 raise ValueError(f"blendshapes must be ({len(labels)}, {len(BLENDSHAPES)}), got {blendshapes.shape}")
             read = np.isfinite(blendshapes).all(axis=1)
-            if len(np.unique(labels[read])) > 1:
+            if len(enrolled) > 1 and np.array_equal(np.unique(labels[read]), enrolled):
                 profile.blendshapes = cls.fit(with_blendshapes(embeddings[read], blendshapes[read]), labels[read],
                                               c, weight, members, blendshape_map, map_weight)
         return profile

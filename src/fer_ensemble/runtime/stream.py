@@ -215,7 +215,8 @@ class FaceStream:
 
     def keep_geometry(self, faces: list[Face]) -> list[Face]:
         """``faces`` (this stream's latest ``update``, given geometry by ``add_geometry``): each live
-        face's geometry is remembered for its track, and a held face, shown from an earlier frame
+        face's geometry is remembered for its track (the next ``update`` reads a profile holding
+        blendshapes with them: ``Profile.blendshapes``), and a held face, shown from an earlier frame
         and given none, takes its track's latest (landmarks, pose, blendshapes, ``turned``), so
         that a face turned too far stays flagged while it is held. In place; returns ``faces``."""
         alive = {track.track_id for track in self.tracker.tracks}
