@@ -182,15 +182,18 @@ def performer_clip(taiwan_posed: Path, path: Path, fps: int = 5) -> tuple[list[s
     return files, [c for c in ENROL_ORDER for _ in shown[c]], [r for r in rows if r["file"] not in files]
 
 
-def test_the_webcam_enrols_a_performer_from_a_clip_that_follows_the_prompts(taiwan_posed: Path,
-                                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("geometry", [False, True], ids=["embeddings", "with-blendshapes"])
+def test_the_webcam_enrols_a_performer_from_a_clip_that_follows_the_prompts(taiwan_posed: Path, tmp_path: Path,
+                                                                            geometry: bool) -> None:
     """The guided enrolment walked through end to end with a video file as the camera: the profile
     it saves reads the performer's other photos as a profile enrolled from the same photos does
-    (``evaluate --enrol``'s reading), and the face on screen is read through it from then on."""
+    (``evaluate --enrol``'s reading), and the face on screen is read through it from then on; with
+    ``--geometry``, the profile holds the captures' blendshapes and is read with them."""
     clip, saved = tmp_path / "clip.avi", tmp_path / "me.json"
     files, labels, others = performer_clip(taiwan_posed, clip)
     result = run_cli("webcam", "--source", str(clip), "--no-window", "--unpaced", "--enrol",
-                     "--enrol-captures", str(CAPTURES), "--save-profile", str(saved))
+                     "--enrol-captures", str(CAPTURES), "--save-profile", str(saved),
+                     *(["--geometry"] if geometry else []))
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     steps = [line["enrolment"] for line in lines if "enrolment" in line]
     assert steps[-1]["phase"] == "done" and "face #1 is read through the profile from now on" in result.stderr
@@ -199,11 +202,12 @@ def test_the_webcam_enrols_a_performer_from_a_clip_that_follows_the_prompts(taiw
     assert lines[-1]["faces"][0]["profiled"] and not lines[0]["faces"][0]["profiled"]
     assert "self-check" in result.stderr
 
-    recognizer = EmotionRecognizer()
+    recognizer = EmotionRecognizer(geometry=geometry)
     images = {f: cv2.imread(str(taiwan_posed / "images" / f)) for f in files + [r["file"] for r in others]}
     direct = recognizer.enrol([images[f] for f in files], labels)
     from_clip = Profile.load(saved)
     assert from_clip.classes == direct.classes and from_clip.counts.tolist() == direct.counts.tolist()
+    assert (from_clip.blendshapes is not None) == (direct.blendshapes is not None) == geometry
 
     def accuracy(profile: Profile | None) -> float:
         read = [max(recognizer.predict(images[r["file"]], profile=profile), key=lambda f: f.box[2]).label
