@@ -278,7 +278,11 @@ def test_the_webcam_shows_each_face_its_latest_geometry_read_on_its_own_thread()
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     faces = [face for line in lines for face in line["faces"]]
     shown = [face for face in faces if "pose" in face]
-    assert len(lines) >= 50 and len(shown) >= 0.8 * len(faces), (len(shown), len(faces))
+    assert len(lines) >= 50 and len(shown) >= 0.5 * len(faces), (len(shown), len(faces))
+    since: dict = {}  # each track shows geometry from its first read on, in every later frame
+    for face in faces:  # (its first frames wait for that read: 2-6 of 20 here, by the machine's load)
+        since[face["track_id"]] = since.get(face["track_id"], False) or "pose" in face
+        assert "pose" in face or not since[face["track_id"]], face["track_id"]
     assert all(set(face) >= {"pose", "turned", "blendshapes", "landmarks"} for face in shown)
     assert all(len(face["landmarks"]) == 478 and len(face["blendshapes"]) == 51 for face in shown)
     latest: dict = {}

@@ -192,6 +192,8 @@ def test_a_profile_with_blendshapes_reads_faces_that_have_them_through_them(tmp_
     data["blendshapes"]["classes"]["neutral"]["coef"] = data["blendshapes"]["classes"]["neutral"]["coef"][:16]
     with pytest.raises(ProfileError, match="damaged"):
         Profile.from_dict(data)
+    with pytest.raises(ProfileError, match="its blendshapes part"):
+        Profile.from_dict({**profile.to_dict(), "blendshapes": {**profile.blendshapes.to_dict(), "members": ["x"]}})
     only_one = Profile.fit(faces, labels, blendshapes=np.where(np.arange(6)[:, None] < 2, shapes, np.nan))
     assert only_one.blendshapes is None  # one class with blendshapes: nothing to tell apart with them
     missing = Profile.fit(faces, labels, blendshapes=np.where(np.arange(6)[:, None] < 4, shapes, np.nan))

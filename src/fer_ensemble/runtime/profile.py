@@ -268,7 +268,8 @@ class Profile:
                 raise ProfileError(f"{source}: a damaged profile file (its map's weights)")
         if data.get("blendshapes"):
             nested = cls.from_dict(data["blendshapes"], source)
-            if nested.blendshapes is not None or nested.coef.shape[1] != coef.shape[1] + len(BLENDSHAPES):
+            if (nested.blendshapes is not None or nested.coef.shape[1] != coef.shape[1] + len(BLENDSHAPES)
+                    or nested.members != members):
                 raise ProfileError(f"{source}: a damaged profile file (its blendshapes part)")
             profile.blendshapes = nested
         return profile
