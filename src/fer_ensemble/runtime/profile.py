@@ -167,8 +167,9 @@ class Profile:
         cannot be told from anything: the ensemble's answer stands). With the same faces' (N, 51)
         ``blendshapes`` (NaN rows: none read), ``Profile.blendshapes`` is the same fit on the faces
         that have them (``with_blendshapes``; ``blendshape_map`` as its map), when they show every
-        enrolled class (two or more; else None: a face would lose a class its person enrolled). ValueError for no faces, a label outside the classes or mismatched
-        lengths; ProfileError without scikit-learn."""
+        enrolled class (two or more; else None: a face would lose a class its person enrolled).
+        ValueError for no faces, a label outside the classes or mismatched lengths; ProfileError
+        without scikit-learn."""
         embeddings = np.asarray(embeddings, np.float32)
         labels = np.asarray(labels, np.int64)
         if embeddings.ndim != 2 or len(embeddings) == 0 or len(labels) != len(embeddings):

@@ -247,9 +247,10 @@ class EmotionRecognizer:
         the eight classes, one or more each. ``options`` go to ``Profile.fit``. When the recognizer
         reads geometry (``geometry=True``) and the images are photos, each face's blendshapes are
         read too and the profile holds ``Profile.blendshapes`` (what ``predict`` reads a face through
-        when it has its geometry). The profile's ``self_check`` holds, per class, how many of the enrolled photos a profile made without each
-        in turn reads right. ValueError when no image shows a face or the counts differ;
-        ProfileError for members without embeddings or without scikit-learn."""
+        when it has its geometry). The profile's ``self_check`` holds, per class, how many of the
+        enrolled photos a profile made without each in turn reads right. ValueError when no image
+        shows a face or the counts differ; ProfileError for members without embeddings or without
+        scikit-learn."""
         self.ensemble.require_embeddings()
         native, embeddings, indices, shapes = [], [], [], []
         for image, label in zip(images, labels, strict=True):
