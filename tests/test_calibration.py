@@ -80,6 +80,64 @@ def test_fit_recovers_a_shift_and_leaves_absent_classes_alone() -> None:
     assert not calibration.fitted[EMOTIONS.index("contempt")]
 
 
+def test_a_calibration_fitted_with_blendshapes_reads_what_the_probabilities_miss() -> None:
+    """Disgust the networks read as anger, told apart by one blendshape (a nose sneer): the part
+    fitted with the blendshapes reads it; a face without them (a NaN row) is read by the rest of
+    the calibration; the file round-trips, and cross-validation fits and scores that part."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, 700)
+    anger, disgust = EMOTIONS.index("anger"), EMOTIONS.index("disgust")
+    logits = rng.normal(0, 1, (700, 8))
+    logits[np.arange(700), np.where(labels == disgust, anger, labels)] += 3.0  # disgust looks just like anger
+    p = softmax_rows(logits + np.log(PRIOR))
+    shapes = rng.uniform(0, 0.2, (700, 51))
+    shapes[labels == disgust, 5] += 0.7  # but the nose sneers
+    calibration = fit_calibration(p, labels, PRIOR, Candidate("linear", 1e-3))
+    calibration.blendshapes = fit_calibration(p, labels, PRIOR, Candidate("linear", 1e-3), blendshapes=shapes)
+    assert calibration.blendshapes.weights.shape == (8, 8 + 51)
+    sneer = labels == disgust
+    with_shapes = adjust_probabilities(calibration.apply(p, shapes), PRIOR, 0.95).argmax(1)
+    without = adjust_probabilities(calibration.apply(p), PRIOR, 0.95).argmax(1)
+    assert (with_shapes[sneer] == disgust).mean() > (without[sneer] == disgust).mean() + 0.3
+    unread = shapes.copy()
+    unread[:10] = np.nan
+    np.testing.assert_array_equal(calibration.apply(p[:10], unread[:10]), calibration.apply(p[:10]))
+    loaded = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    np.testing.assert_allclose(loaded.apply(p, shapes), calibration.apply(p, shapes), atol=1e-5)
+    damaged = calibration.to_dict()
+    damaged["blendshapes"]["weights"] = damaged["weights"]  # (C, C): not a blendshapes part
+    with pytest.raises(UserError, match="damaged"):
+        Calibration.from_dict(damaged)
+    groups = [f"P{i % 10}" for i in range(700)]
+    report = cross_validate(p, np.ones(700, bool), labels, groups, PRIOR, 0.95, candidates=CANDIDATES[:2],
+                            blendshapes=np.where(np.arange(700)[:, None] < 650, shapes, np.nan))
+    plain = cross_validate(p, np.ones(700, bool), labels, groups, PRIOR, 0.95, candidates=CANDIDATES[:2])
+    assert report.blendshapes_candidate in CANDIDATES[:2] and plain.blendshapes_candidate is None
+    assert report.cv_after.per_class["disgust"]["recall"] > plain.cv_after.per_class["disgust"]["recall"] + 0.2
+
+
+def test_apps_read_a_calibration_with_blendshapes_through_them_in_stills_and_streams() -> None:
+    """An ensemble whose calibration has a blendshapes part: ``predict`` with geometry reads the
+    face's blendshapes into it, and a stream its track's kept ones from the frame before."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 7, 400)
+    p = softmax_rows(rng.normal(0, 1, (400, 8)) + np.log(PRIOR))
+    shapes = rng.uniform(0, 1, (400, 51))
+    calibration = fit_calibration(p, labels, PRIOR, Candidate("bias"))
+    calibration.blendshapes = fit_calibration(p, labels, PRIOR, Candidate("linear", 1e-3), blendshapes=shapes)
+    geometric = EmotionRecognizer(geometry=True)
+    calibrated = EmotionRecognizer(geometric.ensemble.with_calibration(calibration), geometry=True)
+    plain = EmotionRecognizer(calibrated.ensemble)
+    image = cv2.imread(str(REPO / "src" / "fer_ensemble" / "samples" / "astronaut.png"))
+    face, = calibrated.predict(image)
+    assert face.probabilities != pytest.approx(plain.predict(image)[0].probabilities, abs=1e-4)
+    kept, unkept = calibrated.stream(smoothing_s=0.0), calibrated.stream(smoothing_s=0.0)
+    kept.keep_geometry(calibrated.add_geometry(image, kept.update(image, 0.0)))
+    unkept.update(image, 0.0)
+    assert kept.update(image, 0.1)[0].probabilities != pytest.approx(unkept.update(image, 0.1)[0].probabilities,
+                                                                      abs=1e-4)
+
+
 def test_biases_are_free_unless_a_bias_penalty_is_asked_for() -> None:
     """A setting whose faces all read one class too strongly (every face leans to neutral): the
     bias-only form moves neutral's bias down as far as the labels ask; a bias penalty (the earlier
@@ -299,6 +357,23 @@ def test_adapt_refuses_a_calibration_that_does_not_help(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.NOT_IMPROVED, result.stderr
     assert "does not beat the uncalibrated ensemble" in result.stderr
     assert not (tmp_path / "out" / "ensemble.json").exists()
+
+
+def test_adapt_geometry_reads_the_blendshapes_and_says_what_it_chose(tmp_path: Path) -> None:
+    """``adapt --geometry`` on the same four photos: their blendshapes are read and a form is chosen
+    for the part fitted with them (nothing to gain, so nothing written); crops are refused."""
+    for i in range(2):
+        for name in ("astronaut.png", "grace_hopper.jpg"):
+            (tmp_path / f"{i}_{name}").write_bytes((SAMPLES / name).read_bytes())
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(
+        f"{i}_{n},{label}\n" for i in range(2) for n, label in (("astronaut.png", "happy"), ("grace_hopper.jpg", "neutral"))))
+    result = cli_in_process("adapt", "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out"),
+                            "--geometry", "--json")
+    assert result.returncode == ExitCode.NOT_IMPROVED, result.stderr
+    assert json.loads(result.stdout)["blendshapes"] in [str(c) for c in CANDIDATES]
+    refused = cli_in_process("adapt", "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out"),
+                             "--crops", "--geometry")
+    assert refused.returncode == 2 and "not --crops" in refused.stderr
 
 
 def test_adapt_on_taiwan_posed_cross_validated_by_performer(shipped_comparison: dict) -> None:

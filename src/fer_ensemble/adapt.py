@@ -73,25 +73,31 @@ def balanced_weights(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, prior: Sequence[float],
-                    candidate: Candidate = FEW_GROUPS_CANDIDATE, about: dict | None = None) -> Calibration:
+                    candidate: Candidate = FEW_GROUPS_CANDIDATE, about: dict | None = None,
+                    blendshapes: np.ndarray | None = None) -> Calibration:
     """The calibration of form ``candidate`` fitted to (N, C) probabilities under FER+'s ``prior``
-    and their (N,) class indices; classes with no face in ``labels`` are left unfitted. BLAS runs on
-    one thread meanwhile (``FIT_THREADS``)."""
+    and their (N,) class indices; classes with no face in ``labels`` are left unfitted. With the
+    faces' (N, 51) ``blendshapes`` (every row read), the map also weighs them (its weights (C, C +
+    51), those of the blendshapes pulled towards 0 as the rest towards the identity): the form of
+    ``Calibration.blendshapes``. BLAS runs on one thread meanwhile (``FIT_THREADS``)."""
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits
 
     x = log_probabilities(probabilities)
     n_classes = x.shape[1]
+    if blendshapes is not None:
+        x = np.concatenate([x, np.asarray(blendshapes, np.float64)], axis=1)
+    n_features = x.shape[1]
     present = np.unique(labels)
     k = len(present)
     target = np.searchsorted(present, labels)
     weight = balanced_weights(labels, present)
     log_prior = log_probabilities(np.asarray(prior)[None])[0][present]
-    identity = np.eye(n_classes)[present]  # (K, C): class j's own log-probability
+    identity = np.eye(n_classes, n_features)[present]  # (K, F): class j's own log-probability
     linear = candidate.kind == "linear"
 
     def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        delta_w = theta[: k * n_classes].reshape(k, n_classes) if linear else np.zeros((k, n_classes))
+        delta_w = theta[: k * n_features].reshape(k, n_features) if linear else np.zeros((k, n_features))
         return identity + delta_w, theta[-k:]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -109,11 +115,11 @@ def fit_calibration(probabilities: np.ndarray, labels: np.ndarray, prior: Sequen
         grad_w = grad_z.T @ x + 2 * candidate.penalty * delta_w
         return value + candidate.penalty * (delta_w**2).sum(), np.concatenate([grad_w.ravel(), grad_b])
 
-    size = k * n_classes + k if linear else k
+    size = k * n_features + k if linear else k
     with threadpool_limits(limits=FIT_THREADS, user_api="blas"):
         theta = minimize(loss, np.zeros(size), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
     w, delta_b = unpack(theta)
-    weights, bias = np.eye(n_classes), np.zeros(n_classes)
+    weights, bias = np.eye(n_classes, n_features), np.zeros(n_classes)
     weights[present] = w
     # fitted under equal priors (delta_b - log_prior), answered under FER+'s (+ log_prior): delta_b
     bias[present] = delta_b
@@ -170,10 +176,12 @@ recall under the answering prior (the earlier design, kept to compare); the othe
 
 def choose_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
                      prior: Sequence[float], strength: float, n_folds: int = 5,
-                     candidates: Sequence[Candidate] = CANDIDATES, criterion: str = "log-loss") -> Candidate:
+                     candidates: Sequence[Candidate] = CANDIDATES, criterion: str = "log-loss",
+                     blendshapes: np.ndarray | None = None) -> Candidate:
     """The one of ``candidates`` of lowest cross-validated balanced log-loss (ties: the better macro
     recall under the prior ``strength``; ``criterion="macro-recall"`` ranks the other way round);
-    ``FEW_GROUPS_CANDIDATE`` when the faces cannot be split in two. ValueError for another criterion."""
+    ``FEW_GROUPS_CANDIDATE`` when the faces cannot be split in two. With the faces' (N, 51)
+    ``blendshapes`` (every row read), the forms fitted with them. ValueError for another criterion."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, not {criterion!r}")
     splits = folds(labels, groups, n_folds)
@@ -183,8 +191,9 @@ def choose_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequ
     for candidate in candidates:
         held_out = np.zeros_like(probabilities, np.float64)
         for train, test in splits:
-            calibration = fit_calibration(probabilities[train], labels[train], prior, candidate)
-            held_out[test] = calibration.apply(probabilities[test])
+            shapes = None if blendshapes is None else blendshapes[train]
+            calibration = fit_calibration(probabilities[train], labels[train], prior, candidate, blendshapes=shapes)
+            held_out[test] = calibration.apply(probabilities[test], None if blendshapes is None else blendshapes[test])
         predictions = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
         score = (-balanced_log_loss(held_out, labels), score_predictions(labels, predictions).macro_recall)
         scores.append(score if criterion == "log-loss" else score[::-1])
@@ -203,6 +212,7 @@ class AdaptReport:
     cv_after: Scores
     candidate: Candidate  # what the final fit on every face uses (chosen on all of them)
     unfitted: list[str]  # classes with no labelled face: they keep their uncalibrated answers
+    blendshapes_candidate: Candidate | None = None  # with blendshapes: the form of the part fitted with them
 
     @property
     def improves(self) -> bool:
@@ -215,11 +225,14 @@ class AdaptReport:
 def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndarray,
                    groups: Sequence[str] | None, prior: Sequence[float], strength: float,
                    n_folds: int = 5, candidates: Sequence[Candidate] = CANDIDATES,
-                   criterion: str = "log-loss") -> AdaptReport:
+                   criterion: str = "log-loss", blendshapes: np.ndarray | None = None) -> AdaptReport:
     """Nested cross-validation of ``adapt`` on (N, C) probabilities under FER+'s ``prior``
     (``found``: (N,) bool, faces found; the others count as wrong, as in ``evaluate``), answered
     under the prior ``strength``; ``candidates`` and ``criterion`` as ``choose_candidate`` takes
-    them. ValueError when the faces cannot be split into two folds."""
+    them. With the faces' (N, 51) ``blendshapes`` (NaN rows: none read), each fold also fits the
+    part read with them (``Calibration.blendshapes``, on the training faces that have them) and
+    scores its test faces as ``Calibration.apply`` reads them. ValueError when the faces cannot be
+    split into two folds."""
     faces = np.flatnonzero(found)
     face_groups = None if groups is None else [groups[int(i)] for i in faces]
     splits = folds(labels[faces], face_groups, n_folds)
@@ -227,16 +240,43 @@ def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndar
         raise ValueError("too few labelled faces (or groups) to cross-validate: at least two of one "
                          "class, or two groups, are needed")
     x, y = probabilities[faces], labels[faces]
+    shapes = None if blendshapes is None else np.asarray(blendshapes, np.float64)[faces]
     held_out = np.zeros_like(x, np.float32)
     for train, test in splits:
         inner_groups = None if face_groups is None else [face_groups[i] for i in train]
         candidate = choose_candidate(x[train], y[train], inner_groups, prior, strength, n_folds, candidates, criterion)
-        held_out[test] = fit_calibration(x[train], y[train], prior, candidate).apply(x[test])
+        calibration = fit_calibration(x[train], y[train], prior, candidate)
+        if shapes is not None:
+            calibration.blendshapes = fit_with_blendshapes(x[train], y[train], inner_groups, prior, strength,
+                                                           n_folds, candidates, criterion, shapes[train])[0]
+        held_out[test] = calibration.apply(x[test], None if shapes is None else shapes[test])
     before = np.full(len(labels), -1)
     after = np.full(len(labels), -1)
     before[faces] = adjust_probabilities(x, prior, strength).argmax(axis=1)
     after[faces] = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
     unfitted = [EMOTIONS[c] for c in range(probabilities.shape[1]) if not (y == c).any()]
+    chosen = None if shapes is None else fit_with_blendshapes(x, y, face_groups, prior, strength, n_folds,
+                                                               candidates, criterion, shapes, fit=False)[1]
     return AdaptReport(len(labels), len(faces), len(splits), groups is not None,
                        score_predictions(labels, before), score_predictions(labels, after),
-                       choose_candidate(x, y, face_groups, prior, strength, n_folds, candidates, criterion), unfitted)
+                       choose_candidate(x, y, face_groups, prior, strength, n_folds, candidates, criterion), unfitted,
+                       chosen)
+
+
+def fit_with_blendshapes(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
+                         prior: Sequence[float], strength: float, n_folds: int, candidates: Sequence[Candidate],
+                         criterion: str, blendshapes: np.ndarray,
+                         fit: bool = True) -> tuple[Calibration | None, Candidate | None]:
+    """The part of a calibration read with the blendshapes (``Calibration.blendshapes``), fitted on
+    the faces whose (N, 51) ``blendshapes`` were read in the form ``choose_candidate`` chooses among
+    ``candidates`` for them, and that form; (None, None) when those faces show fewer than two classes
+    (with ``fit`` False: the form only)."""
+    read = np.isfinite(blendshapes).all(axis=1)
+    if len(np.unique(labels[read])) < 2:
+        return None, None
+    kept = None if groups is None else [g for g, r in zip(groups, read) if r]
+    candidate = choose_candidate(probabilities[read], labels[read], kept, prior, strength, n_folds, candidates,
+                                 criterion, blendshapes[read])
+    if not fit:
+        return None, candidate
+    return fit_calibration(probabilities[read], labels[read], prior, candidate, blendshapes=blendshapes[read]), candidate

@@ -24,6 +24,7 @@ from fer_ensemble.apps.reports import format_before_after
 from fer_ensemble.errors import ExitCode, UserError, json_text
 from fer_ensemble.labelled import (
     crop_probabilities,
+    face_outputs,
     photo_probabilities,
     read_labelled_images,
 )
@@ -31,6 +32,7 @@ from fer_ensemble.outputs import output_folder
 from fer_ensemble.runtime.calibration import Calibration
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import EnsembleSpec
+from fer_ensemble.runtime.geometry import GeometryReader
 from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
 
 
@@ -47,6 +49,10 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_photo_framing_arguments(parser)
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + " (for the figures)")
     parser.add_argument("--folds", type=bounded(int, 2), default=5, help="cross-validation folds (default %(default)s)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="photos: read each face's blendshapes too (MediaPipe's models) and fit a part of the "
+                             "calibration with them, which apps run with --geometry read faces through "
+                             "(docs/evaluate.md); slower: a few minutes for 600 photos")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -68,7 +74,8 @@ def written_spec(base_path: Path, out: Path, calibration: Calibration) -> Ensemb
 def format_adapt_report(report, written: Path | None) -> str:
     lines = format_before_after(
         f"adapt: {report.n_images} labelled images ({report.n_faces} with a face), {report.n_folds}-fold "
-        f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}",
+        f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}"
+        + (f"; with the blendshapes: {report.blendshapes_candidate}" if report.blendshapes_candidate else ""),
         report.cv_before, report.cv_after)
     if report.unfitted:
         lines.append(f"  no labels for {', '.join(report.unfitted)}: those keep their uncalibrated answers")
@@ -96,9 +103,15 @@ def run_adapt(args: argparse.Namespace) -> int:
     if ensemble.class_prior is None:
         raise UserError(f"{base_path}: its cards record no class prior, which a calibration needs")
     strength = ensemble.prior_strength(args.prior)
+    if args.geometry and args.crops:
+        raise UserError("--geometry reads faces in photos, not --crops")
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
+    shapes = None
     if args.crops:
         probabilities, found = crop_probabilities(ensemble.native_probabilities, data), data.readable()
+    elif args.geometry:
+        probabilities, _, found, shapes = face_outputs(ensemble.read_faces, data, create_detector(
+            {"detector": args.detector}), args.margin, args.offset, geometry=GeometryReader())
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
@@ -107,14 +120,20 @@ def run_adapt(args: argparse.Namespace) -> int:
         warn(note)
     try:
         report = cross_validate(probabilities, found, data.labels, data.groups, ensemble.class_prior, strength,
-                                args.folds)
+                                args.folds, blendshapes=shapes)
     except ValueError as error:
         raise UserError(str(error)) from None
     written = None
     if report.improves:
         faces = np.flatnonzero(found)
         calibration = fit_calibration(probabilities[faces], data.labels[faces], ensemble.class_prior, report.candidate)
+        if shapes is not None and report.blendshapes_candidate is not None:
+            read = faces[np.isfinite(shapes[faces]).all(axis=1)]
+            calibration.blendshapes = fit_calibration(probabilities[read], data.labels[read], ensemble.class_prior,
+                                                      report.blendshapes_candidate, blendshapes=shapes[read])
         calibration.about = {"fitted_on": f"{args.labels} ({report.n_faces} faces)", "candidate": str(report.candidate),
+                             "blendshapes": None if calibration.blendshapes is None
+                             else str(report.blendshapes_candidate),
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
         output_folder(out)
@@ -123,6 +142,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,
                          "folds": report.n_folds, "grouped": report.grouped, "candidate": str(report.candidate),
+                         "blendshapes": None if report.blendshapes_candidate is None
+                         else str(report.blendshapes_candidate),
                          "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                          "unfitted": report.unfitted, "written": str(written) if written else None}))
     else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.constants import BLENDSHAPES, EMOTIONS
 from fer_ensemble.errors import UserError, checked_format
 
 CALIBRATION_FORMAT = "fer-ensemble/calibration/v1"
@@ -62,14 +62,35 @@ class Calibration:
     kind: str = "linear"  # "bias": weights are the identity, only the class biases were fitted
     classes: tuple[str, ...] = EMOTIONS
     about: dict = field(default_factory=dict)  # what it was fitted on, and its cross-validated figures
+    blendshapes: Calibration | None = None
+    """The same calibration fitted with the faces' 51 blendshapes beside the log-probabilities (its
+    ``weights`` (C, C + 51)): ``apply`` reads a face through it when given the face's blendshapes
+    (``adapt --geometry``); None: fitted without."""
 
-    def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        """Calibrated (N, C) probabilities (float32) for (N, C) probabilities under FER+'s prior."""
+    def apply(self, probabilities: np.ndarray, blendshapes: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated (N, C) probabilities (float32) for (N, C) probabilities under FER+'s prior;
+        given the faces' (N, 51) ``blendshapes`` (NaN rows: none read), a face that has them is read
+        through ``self.blendshapes`` when the calibration holds one."""
         probabilities = np.asarray(probabilities)
         if len(probabilities) == 0:
             return probabilities
+        if self.weights.shape[1] > self.weights.shape[0]:  # a blendshapes part itself: every face has them
+            return self._apply(probabilities, np.asarray(blendshapes, np.float64).reshape(len(probabilities), -1))
+        result = self._apply(probabilities, None)
+        if self.blendshapes is not None and blendshapes is not None:
+            blendshapes = np.asarray(blendshapes, np.float64).reshape(len(probabilities), -1)
+            read = np.isfinite(blendshapes).all(axis=1)
+            if read.any():
+                result[read] = self.blendshapes._apply(probabilities[read], blendshapes[read])
+        return result
+
+    def _apply(self, probabilities: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+        """``apply`` through this calibration's own weights, ``extra`` features (N, E) beside the log-probabilities."""
         fitted = self.fitted
-        inside = softmax_rows(log_probabilities(probabilities) @ self.weights[fitted].T + self.bias[fitted])
+        features = log_probabilities(probabilities)
+        if extra is not None:
+            features = np.concatenate([features, extra], axis=1)
+        inside = softmax_rows(features @ self.weights[fitted].T + self.bias[fitted])
         result = np.array(probabilities, np.float64)
         mass = result[:, fitted].sum(axis=1, keepdims=True)
         result[:, fitted] = inside * mass
@@ -81,11 +102,13 @@ class Calibration:
         return {"format": CALIBRATION_FORMAT, "kind": self.kind, "classes": list(self.classes),
                 "fitted": [c for c, f in zip(self.classes, self.fitted) if f],
                 "weights": np.round(self.weights, 8).tolist(), "bias": np.round(self.bias, 8).tolist(),
-                "about": self.about}
+                "about": self.about,
+                **({"blendshapes": self.blendshapes.to_dict()} if self.blendshapes is not None else {})}
 
     @classmethod
-    def from_dict(cls, data: object, source: str = "calibration") -> Calibration:
-        """A calibration from its JSON form; UserError naming ``source`` when it is not one."""
+    def from_dict(cls, data: object, source: str = "calibration", extra: bool = False) -> Calibration:
+        """A calibration from its JSON form; UserError naming ``source`` when it is not one.
+        ``extra``: the form of a ``blendshapes`` part (weights (C, C + 51))."""
         data = checked_format(data, CALIBRATION_FORMAT, source, "calibration")
         try:
             classes = tuple(data["classes"])
@@ -95,10 +118,16 @@ class Calibration:
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{source}: a damaged calibration ({error})") from None
         n = len(classes)
-        if weights.shape != (n, n) or bias.shape != (n,) or not fitted.any() or not np.isfinite(weights).all():
+        width = n + (len(BLENDSHAPES) if extra else 0)
+        if weights.shape != (n, width) or bias.shape != (n,) or not fitted.any() or not np.isfinite(weights).all():
             raise UserError(f"{source}: a damaged calibration (weights {weights.shape}, bias {bias.shape} "
                             f"for {n} classes)")
-        return cls(weights, bias, fitted, str(data.get("kind", "linear")), classes, dict(data.get("about", {})))
+        calibration = cls(weights, bias, fitted, str(data.get("kind", "linear")), classes, dict(data.get("about", {})))
+        if not extra and data.get("blendshapes"):
+            calibration.blendshapes = cls.from_dict(data["blendshapes"], source, extra=True)
+            if calibration.blendshapes.classes != classes:
+                raise UserError(f"{source}: a damaged calibration (its blendshapes part)")
+        return calibration
 
 
 def compose_relative(relative: np.ndarray, calibrated: np.ndarray, plain: np.ndarray) -> np.ndarray:

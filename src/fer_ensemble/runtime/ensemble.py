@@ -511,12 +511,13 @@ class Ensemble:
         through the ensemble's calibration if it has one, read relative to ``resting_face`` when
         given (with a calibration too: ``compose_relative``), under the prior strength ``prior_strength``
         names (None: the ensemble file's default), then through the person's ``profile`` when
-        given (with the same faces' (N, D) ``embeddings`` from ``read_faces`` and, when read, their
-        (N, 51) ``blendshapes``, NaN rows for none: ``fer_ensemble.runtime.profile.blend``). UserError for a bad strength (``prior_strength``) and for a profile without
+        given (with the same faces' (N, D) ``embeddings`` from ``read_faces``). The faces' (N, 51)
+        ``blendshapes``, when read (NaN rows for none), go to a calibration and a profile fitted
+        with them (``Calibration.blendshapes``, ``fer_ensemble.runtime.profile.blend``). UserError for a bad strength (``prior_strength``) and for a profile without
         embeddings or made by another ensemble. ``prior=`` is the deprecated name of
         ``prior_strength=`` (a DeprecationWarning)."""
         strength = self.prior_strength(renamed_keyword(prior, prior_strength, "prior", "prior_strength"))
-        calibrated = native if self.calibration is None else self.calibration.apply(native)
+        calibrated = native if self.calibration is None else self.calibration.apply(native, blendshapes)
         answer = adjust_probabilities(calibrated, self.class_prior, strength).astype(np.float32)
         if resting_face is not None:
             relative = adjust_probabilities(resting_face.apply(native), self.class_prior, strength)

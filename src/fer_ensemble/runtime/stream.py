@@ -264,7 +264,8 @@ class FaceStream:
                 tracks[i].profile = self._followed(tracks[i].box) or options.profile
         profiled = any(tracks[i].profile is not None for i in chosen)
         native, embeddings = self.reader.read(gray, [boxes[i] for i in chosen], profiled)
-        answers = ensemble.answer(native, self.prior_strength)  # one pass for every face read plainly
+        shapes = self._calibration_blendshapes([tracks[i] for i in chosen])
+        answers = ensemble.answer(native, self.prior_strength, blendshapes=shapes)  # one pass for the plain faces
         calm = calm_faces(ensemble.plain_answer(native, self.prior_strength))
         for j, (i, face_native, probs) in enumerate(zip(chosen, native, answers)):
             track = tracks[i]
@@ -283,11 +284,22 @@ class FaceStream:
 
     def _blendshapes(self, track: Track) -> np.ndarray | None:
         """(1, 51) the track's latest blendshapes (``keep_geometry``: read on its previous frame)
-        when its profile reads them (``Profile.blendshapes``), else None."""
-        if track.profile is None or track.profile.blendshapes is None:
+        when its profile or the ensemble's calibration reads them (``Profile.blendshapes``,
+        ``Calibration.blendshapes``), else None."""
+        calibration = self.reader.ensemble.calibration
+        if ((track.profile is None or track.profile.blendshapes is None)
+                and (calibration is None or calibration.blendshapes is None)):
             return None
         last = self._geometry.get(track.track_id)
         return None if last is None or last.blendshapes is None else blendshape_rows([last])
+
+    def _calibration_blendshapes(self, tracks: list[Track]) -> np.ndarray | None:
+        """(N, 51) the tracks' latest blendshapes (NaN rows: none kept) when the ensemble's
+        calibration reads them, else None."""
+        calibration = self.reader.ensemble.calibration
+        if calibration is None or calibration.blendshapes is None:
+            return None
+        return blendshape_rows([self._geometry.get(track.track_id) for track in tracks])
 
     def _remember_lost(self, before: list[Track], now: float) -> None:
         """Keep, for ``FOLLOW_S``, the profile of each track that had one of its own and is gone now."""
