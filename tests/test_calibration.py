@@ -108,11 +108,20 @@ def test_a_calibration_fitted_with_blendshapes_reads_what_the_probabilities_miss
     damaged["blendshapes"]["weights"] = damaged["weights"]  # (C, C): not a blendshapes part
     with pytest.raises(UserError, match="damaged"):
         Calibration.from_dict(damaged)
+    for part in ({}, {**calibration.blendshapes.to_dict(), "bias": [float("nan")] * 8}):
+        with pytest.raises(UserError):
+            Calibration.from_dict({**calibration.to_dict(), "blendshapes": part})
+    with pytest.raises(ValueError, match="blendshapes of every face"):
+        calibration.blendshapes.apply(p[:3])
+    with pytest.raises(ValueError, match="no NaN row"):
+        fit_calibration(p, labels, PRIOR, Candidate("bias"), blendshapes=unread)
     groups = [f"P{i % 10}" for i in range(700)]
     report = cross_validate(p, np.ones(700, bool), labels, groups, PRIOR, 0.95, candidates=CANDIDATES[:2],
                             blendshapes=np.where(np.arange(700)[:, None] < 650, shapes, np.nan))
     plain = cross_validate(p, np.ones(700, bool), labels, groups, PRIOR, 0.95, candidates=CANDIDATES[:2])
     assert report.blendshapes_candidate in CANDIDATES[:2] and plain.blendshapes_candidate is None
+    assert report.n_blendshapes == 650 and report.cv_after_plain is not None and plain.cv_after_plain is None
+    assert report.cv_after_plain.accuracy == pytest.approx(plain.cv_after.accuracy)  # the same folds and fits
     assert report.cv_after.per_class["disgust"]["recall"] > plain.cv_after.per_class["disgust"]["recall"] + 0.2
 
 

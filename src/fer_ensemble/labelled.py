@@ -343,6 +343,8 @@ def face_outputs(read_faces, data: LabelledImages, detector=None, margin: float 
         if not with_face:
             continue
         probabilities, embedding = read_faces([crop for _, crops in with_face for crop in crops])
+        if embedding is None:  # asked for none, or the members give none
+            embedding = np.zeros((len(probabilities), 0), np.float32)
         per_face = len(with_face[0][1])
         native += list(probabilities[::per_face])
         embeddings += [embedding[k * per_face:(k + 1) * per_face] for k in range(len(with_face))]

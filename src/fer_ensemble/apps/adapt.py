@@ -52,7 +52,7 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--geometry", action="store_true",
                         help="photos: read each face's blendshapes too (MediaPipe's models) and fit a part of the "
                              "calibration with them, which apps run with --geometry read faces through "
-                             "(docs/evaluate.md); slower: a few minutes for 600 photos")
+                             "(docs/evaluate.md); about 50 s for 600 photos on 2 cores")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -72,11 +72,13 @@ def written_spec(base_path: Path, out: Path, calibration: Calibration) -> Ensemb
 
 
 def format_adapt_report(report, written: Path | None) -> str:
+    more = [] if report.cv_after_plain is None else [("without blendshapes", report.cv_after_plain)]
     lines = format_before_after(
-        f"adapt: {report.n_images} labelled images ({report.n_faces} with a face), {report.n_folds}-fold "
-        f"cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}"
+        f"adapt: {report.n_images} labelled images ({report.n_faces} with a face"
+        + (f", {report.n_blendshapes} with blendshapes" if report.cv_after_plain is not None else "")
+        + f"), {report.n_folds}-fold cross-validation{' by group' if report.grouped else ''}; chosen: {report.candidate}"
         + (f"; with the blendshapes: {report.blendshapes_candidate}" if report.blendshapes_candidate else ""),
-        report.cv_before, report.cv_after)
+        report.cv_before, report.cv_after, "images", *more)
     if report.unfitted:
         lines.append(f"  no labels for {', '.join(report.unfitted)}: those keep their uncalibrated answers")
     if written:
@@ -110,8 +112,9 @@ def run_adapt(args: argparse.Namespace) -> int:
     if args.crops:
         probabilities, found = crop_probabilities(ensemble.native_probabilities, data), data.readable()
     elif args.geometry:
-        probabilities, _, found, shapes = face_outputs(ensemble.read_faces, data, create_detector(
-            {"detector": args.detector}), args.margin, args.offset, geometry=GeometryReader())
+        probabilities, _, found, shapes = face_outputs(
+            lambda faces: ensemble.read_faces(faces, embeddings=False), data,
+            create_detector({"detector": args.detector}), args.margin, args.offset, geometry=GeometryReader())
     else:
         probabilities, found = photo_probabilities(ensemble.native_probabilities, data,
                                                    create_detector({"detector": args.detector}), args.margin, args.offset)
@@ -134,6 +137,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         calibration.about = {"fitted_on": f"{args.labels} ({report.n_faces} faces)", "candidate": str(report.candidate),
                              "blendshapes": None if calibration.blendshapes is None
                              else str(report.blendshapes_candidate),
+                             **without_blendshapes(report),
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
         output_folder(out)
@@ -143,7 +147,8 @@ def run_adapt(args: argparse.Namespace) -> int:
         print(json_text({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,
                          "folds": report.n_folds, "grouped": report.grouped, "candidate": str(report.candidate),
                          "blendshapes": None if report.blendshapes_candidate is None
-                         else str(report.blendshapes_candidate),
+                         else str(report.blendshapes_candidate), "faces_with_blendshapes": report.n_blendshapes,
+                         **without_blendshapes(report),
                          "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                          "unfitted": report.unfitted, "written": str(written) if written else None}))
     else:
@@ -153,6 +158,11 @@ def run_adapt(args: argparse.Namespace) -> int:
              "macro recall); nothing written")
         return ExitCode.NOT_IMPROVED
     return code
+
+
+def without_blendshapes(report) -> dict:
+    """``{"cv_after_without_blendshapes": ...}`` with ``--geometry`` (the same folds read without them), else {}."""
+    return {} if report.cv_after_plain is None else {"cv_after_without_blendshapes": summary(report.cv_after_plain)}
 
 
 def summary(scores) -> dict:

@@ -366,7 +366,8 @@ def _evaluate_enrol(args: argparse.Namespace, ensemble, data: LabelledImages) ->
             resting = ensemble.resting_face(native[enrolled & (data.labels == neutral)])
         index = np.flatnonzero(scored)
         picks.append(index)
-        before.append(ensemble.answer(native[index], args.prior, resting))
+        before.append(ensemble.answer(native[index], args.prior, resting,
+                                      blendshapes=None if shapes is None else shapes[index]))
         after.append(np.where(found[index, None], blend(before[-1], embeddings[index, 0], profile,
                                                         None if shapes is None else shapes[index]), before[-1]))
         if shapes is not None:  # the same profiles read without the blendshapes: what they add

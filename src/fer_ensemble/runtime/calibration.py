@@ -44,6 +44,11 @@ def softmax_rows(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+MAX_WEIGHT = 1e4
+"""The largest weight or bias a calibration file may hold: a fitted one stays far below; a larger
+one (a damaged file) would overflow the scores its softmax exponentiates."""
+
+
 @dataclass
 class Calibration:
     """``z = l @ weights.T + bias`` on the classes in ``fitted`` (a (C,) bool mask), then softmax
@@ -75,7 +80,10 @@ class Calibration:
         if len(probabilities) == 0:
             return probabilities
         if self.weights.shape[1] > self.weights.shape[0]:  # a blendshapes part itself: every face has them
-            return self._apply(probabilities, np.asarray(blendshapes, np.float64).reshape(len(probabilities), -1))
+            extra = None if blendshapes is None else np.asarray(blendshapes, np.float64)
+            if extra is None or extra.shape != (len(probabilities), len(BLENDSHAPES)) or not np.isfinite(extra).all():
+                raise ValueError(f"this calibration reads (N, {len(BLENDSHAPES)}) blendshapes of every face")
+            return self._apply(probabilities, extra)
         result = self._apply(probabilities, None)
         if self.blendshapes is not None and blendshapes is not None:
             blendshapes = np.asarray(blendshapes, np.float64).reshape(len(probabilities), -1)
@@ -119,11 +127,12 @@ class Calibration:
             raise UserError(f"{source}: a damaged calibration ({error})") from None
         n = len(classes)
         width = n + (len(BLENDSHAPES) if extra else 0)
-        if weights.shape != (n, width) or bias.shape != (n,) or not fitted.any() or not np.isfinite(weights).all():
+        if (weights.shape != (n, width) or bias.shape != (n,) or not fitted.any() or not np.isfinite(weights).all()
+                or not np.isfinite(bias).all() or np.abs(weights).max() > MAX_WEIGHT or np.abs(bias).max() > MAX_WEIGHT):
             raise UserError(f"{source}: a damaged calibration (weights {weights.shape}, bias {bias.shape} "
                             f"for {n} classes)")
         calibration = cls(weights, bias, fitted, str(data.get("kind", "linear")), classes, dict(data.get("about", {})))
-        if not extra and data.get("blendshapes"):
+        if not extra and data.get("blendshapes") is not None:
             calibration.blendshapes = cls.from_dict(data["blendshapes"], source, extra=True)
             if calibration.blendshapes.classes != classes:
                 raise UserError(f"{source}: a damaged calibration (its blendshapes part)")

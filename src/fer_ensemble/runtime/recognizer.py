@@ -479,10 +479,10 @@ def self_check(ensemble: Ensemble, native: np.ndarray, embeddings: np.ndarray, l
                                         np.repeat(labels[others], frames), c=profile.c, weight=profile.weight,
                                         map_weight=profile.map.get("weight", 0.0),
                                         blendshapes=None if shapes is None else np.repeat(shapes[others], frames, 0))
-            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1],
-                                     blendshapes=None if shapes is None else shapes[i : i + 1])
+            face = None if blendshapes is None else blendshapes[i : i + 1]  # a calibration may read them too
+            answer = ensemble.answer(native[i : i + 1], profile=left_out, embeddings=embeddings[i, :1], blendshapes=face)
             right += int(answer.argmax() == c)
-            plain += int(ensemble.answer(native[i : i + 1]).argmax() == c)
+            plain += int(ensemble.answer(native[i : i + 1], blendshapes=face).argmax() == c)
         result[EMOTIONS[c]] = {"photos": int(len(mine)), "read_right": right, "ensemble_alone": plain}
     return result
 
