@@ -14,7 +14,8 @@ increase) -> the boxes (detected, or given) -> the tracker matches them to track
 tracks' crops are read in one batch per member -> each answer is blended into its track's average
 with the weight ``1 - exp(-dt / smoothing_s)`` (dt: the time since that track's last answer),
 relative to its resting face and through its profile (with the blendshapes its track's face last
-had, when the profile reads them and the app gives faces geometry: ``keep_geometry``) -> calm answers feed an automatic resting
+had, when the profile or the calibration reads them and the app gives faces geometry:
+``keep_geometry``) -> calm answers feed an automatic resting
 face -> tracks missed for at most ``hold_s`` are shown ``held``.
 """
 
