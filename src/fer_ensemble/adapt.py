@@ -255,17 +255,17 @@ def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndar
         candidate = choose_candidate(x[train], y[train], inner_groups, prior, strength, n_folds, candidates, criterion)
         calibration = fit_calibration(x[train], y[train], prior, candidate)
         held_plain[test] = calibration.apply(x[test])
-        if shapes is not None:
-            calibration.blendshapes = fit_with_blendshapes(x[train], y[train], inner_groups, prior, strength,
-                                                           n_folds, candidates, criterion, shapes[train])[0]
+        if shapes is not None and (form := blendshapes_candidate(x[train], y[train], inner_groups, prior, strength,
+                                                                 n_folds, candidates, criterion, shapes[train])):
+            calibration.blendshapes = fit_blendshapes_part(x[train], y[train], prior, form, shapes[train])
         held_out[test] = calibration.apply(x[test], None if shapes is None else shapes[test])
     before, after, plain = np.full(len(labels), -1), np.full(len(labels), -1), np.full(len(labels), -1)
     before[faces] = adjust_probabilities(x, prior, strength).argmax(axis=1)
     after[faces] = adjust_probabilities(held_out, prior, strength).argmax(axis=1)
     plain[faces] = adjust_probabilities(held_plain, prior, strength).argmax(axis=1)
     unfitted = [EMOTIONS[c] for c in range(probabilities.shape[1]) if not (y == c).any()]
-    chosen = None if shapes is None else fit_with_blendshapes(x, y, face_groups, prior, strength, n_folds,
-                                                               candidates, criterion, shapes, fit=False)[1]
+    chosen = None if shapes is None else blendshapes_candidate(x, y, face_groups, prior, strength, n_folds,
+                                                                candidates, criterion, shapes)
     return AdaptReport(len(labels), len(faces), len(splits), groups is not None,
                        score_predictions(labels, before), score_predictions(labels, after),
                        choose_candidate(x, y, face_groups, prior, strength, n_folds, candidates, criterion), unfitted,
@@ -273,20 +273,23 @@ def cross_validate(probabilities: np.ndarray, found: np.ndarray, labels: np.ndar
                        0 if shapes is None else int(np.isfinite(shapes).all(axis=1).sum()))
 
 
-def fit_with_blendshapes(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
-                         prior: Sequence[float], strength: float, n_folds: int, candidates: Sequence[Candidate],
-                         criterion: str, blendshapes: np.ndarray,
-                         fit: bool = True) -> tuple[Calibration | None, Candidate | None]:
-    """The part of a calibration read with the blendshapes (``Calibration.blendshapes``), fitted on
-    the faces whose (N, 51) ``blendshapes`` were read in the form ``choose_candidate`` chooses among
-    ``candidates`` for them, and that form; (None, None) when those faces show fewer than two classes
-    (with ``fit`` False: the form only)."""
+def blendshapes_candidate(probabilities: np.ndarray, labels: np.ndarray, groups: Sequence[str] | None,
+                          prior: Sequence[float], strength: float, n_folds: int, candidates: Sequence[Candidate],
+                          criterion: str, blendshapes: np.ndarray) -> Candidate | None:
+    """The form ``choose_candidate`` chooses among ``candidates`` for the part of a calibration read
+    with the blendshapes (``Calibration.blendshapes``), on the faces whose (N, 51) ``blendshapes``
+    were read; None when those faces show fewer than two classes (no such part)."""
     read = np.isfinite(blendshapes).all(axis=1)
     if len(np.unique(labels[read])) < 2:
-        return None, None
+        return None
     kept = None if groups is None else [g for g, r in zip(groups, read) if r]
-    candidate = choose_candidate(probabilities[read], labels[read], kept, prior, strength, n_folds, candidates,
-                                 criterion, blendshapes[read])
-    if not fit:
-        return None, candidate
-    return fit_calibration(probabilities[read], labels[read], prior, candidate, blendshapes=blendshapes[read]), candidate
+    return choose_candidate(probabilities[read], labels[read], kept, prior, strength, n_folds, candidates, criterion,
+                            blendshapes[read])
+
+
+def fit_blendshapes_part(probabilities: np.ndarray, labels: np.ndarray, prior: Sequence[float], candidate: Candidate,
+                         blendshapes: np.ndarray) -> Calibration:
+    """The part of a calibration read with the blendshapes (``Calibration.blendshapes``), of form
+    ``candidate`` (``blendshapes_candidate``), fitted on the faces whose (N, 51) ``blendshapes`` were read."""
+    read = np.isfinite(blendshapes).all(axis=1)
+    return fit_calibration(probabilities[read], labels[read], prior, candidate, blendshapes=blendshapes[read])

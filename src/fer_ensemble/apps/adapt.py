@@ -17,6 +17,7 @@ from fer_ensemble.apps.common import (
     add_photo_framing_arguments,
     bounded,
     prior_argument,
+    refuse_geometry_of_crops,
     said_unreadable,
     warn,
 )
@@ -90,6 +91,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     from fer_ensemble.adapt import (  # needs the 'adapt' extra (scipy, scikit-learn)
         cross_validate,
         few_labels,
+        fit_blendshapes_part,
         fit_calibration,
     )
 
@@ -105,8 +107,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     if ensemble.class_prior is None:
         raise UserError(f"{base_path}: its cards record no class prior, which a calibration needs")
     strength = ensemble.prior_strength(args.prior)
-    if args.geometry and args.crops:
-        raise UserError("--geometry reads faces in photos, not --crops")
+    refuse_geometry_of_crops(args)
     data = read_labelled_images(args.labels, args.images, args.group_by, args.groups)
     shapes = None
     if args.crops:
@@ -131,9 +132,9 @@ def run_adapt(args: argparse.Namespace) -> int:
         faces = np.flatnonzero(found)
         calibration = fit_calibration(probabilities[faces], data.labels[faces], ensemble.class_prior, report.candidate)
         if shapes is not None and report.blendshapes_candidate is not None:
-            read = faces[np.isfinite(shapes[faces]).all(axis=1)]
-            calibration.blendshapes = fit_calibration(probabilities[read], data.labels[read], ensemble.class_prior,
-                                                      report.blendshapes_candidate, blendshapes=shapes[read])
+            calibration.blendshapes = fit_blendshapes_part(probabilities[faces], data.labels[faces],
+                                                           ensemble.class_prior, report.blendshapes_candidate,
+                                                           shapes[faces])
         calibration.about = {"fitted_on": f"{args.labels} ({report.n_faces} faces)", "candidate": str(report.candidate),
                              "blendshapes": None if calibration.blendshapes is None
                              else str(report.blendshapes_candidate),

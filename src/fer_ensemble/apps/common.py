@@ -90,6 +90,13 @@ def add_recognizer_arguments(
                             help=AUTO_RESTING_FACE_HELP + " (docs/video.md)")
 
 
+def refuse_geometry_of_crops(args: argparse.Namespace) -> None:
+    """UserError (exit 2) for ``--geometry`` with ``--crops`` in the commands that read labelled
+    photos: the landmarker reads faces in photos, framed from the detector's box."""
+    if args.geometry and args.crops:
+        raise UserError("--geometry reads faces in photos, not --crops")
+
+
 def add_photo_framing_arguments(parser: argparse.ArgumentParser) -> None:
     """``--detector``, ``--margin`` and ``--offset`` of the commands that read labelled photos
     (evaluate, adapt, enrol): the largest face of each photo, found with the detector's stills preset

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import add_photo_framing_arguments, said_unreadable
+from fer_ensemble.apps.common import add_photo_framing_arguments, refuse_geometry_of_crops, said_unreadable
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
@@ -52,8 +52,7 @@ def rows_where(data: LabelledImages, args: argparse.Namespace) -> LabelledImages
 
 
 def run_enrol(args: argparse.Namespace) -> int:
-    if args.geometry and args.crops:
-        raise UserError("--geometry reads faces in photos, not --crops")
+    refuse_geometry_of_crops(args)
     data = rows_where(read_labelled_images(args.labels, args.images), args)
     out = check_output_file(args.out, [args.labels, *data.paths], "--out", '{"format": "' + PROFILE_FORMAT)
     ensemble = load_ensemble(args.ensemble)

@@ -16,6 +16,7 @@ from fer_ensemble.apps.common import (
     add_calibration_argument,
     bounded,
     prior_argument,
+    refuse_geometry_of_crops,
     said_unreadable,
     warn,
 )
@@ -144,8 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.enrol is None and (args.enrol_split or args.draws != 10 or args.seed != 0 or args.profile_map != "auto"
                                or args.geometry):
         raise UserError("--draws, --seed, --enrol-split, --profile-map and --geometry go with --enrol")
-    if args.geometry and args.crops:
-        raise UserError("--geometry reads faces in photos, not --crops")
+    refuse_geometry_of_crops(args)
     if args.enrol is not None and args.calm_reference:
         raise UserError("--enrol takes the resting face from the enrolled neutral photos, not --calm-reference")
 

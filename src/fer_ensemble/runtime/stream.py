@@ -265,7 +265,7 @@ class FaceStream:
                 tracks[i].profile = self._followed(tracks[i].box) or options.profile
         profiled = any(tracks[i].profile is not None for i in chosen)
         native, embeddings = self.reader.read(gray, [boxes[i] for i in chosen], profiled)
-        shapes = self._calibration_blendshapes([tracks[i] for i in chosen])
+        shapes = self._kept_blendshapes([tracks[i] for i in chosen])
         answers = ensemble.answer(native, self.prior_strength, blendshapes=shapes)  # one pass for the plain faces
         calm = calm_faces(ensemble.plain_answer(native, self.prior_strength))
         for j, (i, face_native, probs) in enumerate(zip(chosen, native, answers)):
@@ -279,26 +279,17 @@ class FaceStream:
                 embedding = None if embeddings is None else embeddings[j : j + 1]
                 probs = ensemble.answer(face_native[None], self.prior_strength, track.resting_face,
                                         profile=track.profile, embeddings=embedding,
-                                        blendshapes=self._blendshapes(track))[0]
+                                        blendshapes=None if shapes is None else shapes[j : j + 1])[0]
             track.probabilities = smooth(track.probabilities, probs, weight)
             track.answered, track.answered_s = self.tracker.frames, now
 
-    def _blendshapes(self, track: Track) -> np.ndarray | None:
-        """(1, 51) the track's latest blendshapes (``keep_geometry``: read on its previous frame)
-        when its profile or the ensemble's calibration reads them (``Profile.blendshapes``,
-        ``Calibration.blendshapes``), else None."""
+    def _kept_blendshapes(self, tracks: list[Track]) -> np.ndarray | None:
+        """(N, 51) the tracks' latest blendshapes (``keep_geometry``: read on their previous frame;
+        NaN rows: none kept) when the ensemble's calibration or one of their profiles reads them
+        (``Calibration.blendshapes``, ``Profile.blendshapes``), else None."""
         calibration = self.reader.ensemble.calibration
-        if ((track.profile is None or track.profile.blendshapes is None)
-                and (calibration is None or calibration.blendshapes is None)):
-            return None
-        last = self._geometry.get(track.track_id)
-        return None if last is None or last.blendshapes is None else blendshape_rows([last])
-
-    def _calibration_blendshapes(self, tracks: list[Track]) -> np.ndarray | None:
-        """(N, 51) the tracks' latest blendshapes (NaN rows: none kept) when the ensemble's
-        calibration reads them, else None."""
-        calibration = self.reader.ensemble.calibration
-        if calibration is None or calibration.blendshapes is None:
+        if ((calibration is None or calibration.blendshapes is None)
+                and not any(t.profile is not None and t.profile.blendshapes is not None for t in tracks)):
             return None
         return blendshape_rows([self._geometry.get(track.track_id) for track in tracks])
 
