@@ -1,20 +1,30 @@
 """Issue 24, item 7: one face-row schema (batch rows, Parquet schema, CSV cells) and one home for
-the summaries made from face rows (per source for batch, per track for video)."""
+the summaries made from face rows (per source for batch, per track for video); issue 34: one row
+writer for CSV, JSONL and Parquet (``outputs.RowWriter``), staged like every output file."""
 
 from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
 
 import pytest
 from support import need
 
 from fer_ensemble.batch import output, work
 from fer_ensemble.constants import EMOTIONS
+from fer_ensemble.errors import UserError
+from fer_ensemble.outputs import RowWriter, partial_path
 from fer_ensemble.runtime.detection import TurnedBox
 from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.rows import (
+    CSV_DECIMALS,
     FACE_COLUMNS,
+    GEOMETRY_COLUMNS,
     ROW_COLUMNS,
     FaceRow,
-    face_cells,
+    face_columns,
     face_rows,
     summarize_source,
     summarize_tracks,
@@ -35,15 +45,66 @@ def test_a_row_has_the_columns_the_parquet_schema_has() -> None:
     failed = work.failure("bad.jpg", "not a readable image").rows[0]
     assert list(failed) == ROW_COLUMNS and failed["error"] == "not a readable image"
     assert all(failed[c] is None for c in ROW_COLUMNS if c not in ("source", "error"))
+    types = output.column_types()
+    assert list(types) == ROW_COLUMNS and (types["track_id"], types["relative"]) == ("int64", "bool_")
+    assert list(output.column_types(geometry=True)) == [*ROW_COLUMNS[:-1], *GEOMETRY_COLUMNS, "error"]
+
+
+def test_csv_cells(tmp_path: Path) -> None:
+    """The CSV of the predict and video commands: box in pixels, 4 decimals, held and relative as 0/1,
+    time to 3 decimals, empty cells for what a face lacks (geometry it was not given)."""
+    columns = ["frame", "time_s", "track_id", "relative", *face_columns(geometry=True)]
+    with RowWriter(tmp_path / "t.csv", columns, decimals=CSV_DECIMALS) as writer:
+        writer.write([FaceRow.of("v.mp4", 4, 0.16666, 0, face("anger", 0.5)).to_dict(geometry=True)])
+    header, cells = list(csv.reader((tmp_path / "t.csv").open()))
+    assert header == columns and len(cells) == len(columns)
+    assert cells[:10] == ["4", "0.167", "", "0", "10", "20", "30", "30", "anger", "0.5000"]
+    assert cells[10 + EMOTIONS.index("neutral")] == f"{0.5 / 7:.4f}" and cells[10 + len(EMOTIONS)] == "0"
+    assert cells[len(columns) - len(GEOMETRY_COLUMNS):] == [""] * len(GEOMETRY_COLUMNS)
+    assert face_columns() == FACE_COLUMNS
+
+
+def test_one_row_writer_for_csv_jsonl_and_parquet(tmp_path: Path) -> None:
+    rows = face_rows("v.mp4", 0, 0.0, [face("happiness", 0.9), face("sadness", 0.5, x=50)])
+    with RowWriter(tmp_path / "rows.jsonl") as writer:
+        writer.write(rows)
+    assert [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()] == rows
+    with RowWriter(tmp_path / "some.jsonl", ["x", "label"]) as writer:
+        writer.write(rows)
+    assert json.loads((tmp_path / "some.jsonl").read_text().splitlines()[1]) == {"x": 50, "label": "sadness"}
+    with pytest.raises(UserError, match="csv, .jsonl, .parquet"):
+        RowWriter(tmp_path / "rows.xlsx", ["x"])
+    with RowWriter(tmp_path / "faces.txt", ["x"], format="csv") as writer:  # predict --csv: any name
+        writer.write(rows)
+    assert (tmp_path / "faces.txt").read_text().splitlines() == ["x", "10", "50"]
     need("pyarrow")
-    assert output.schema().names == ROW_COLUMNS and str(output.schema().field("track_id").type) == "int64"
-    assert str(output.schema().field("relative").type) == "bool"
+    import pyarrow.parquet as pq
+
+    types = output.column_types()
+    with RowWriter(tmp_path / "rows.parquet", list(types), types=types, group_rows=1) as writer:  # two groups
+        writer.write(rows)
+    table = pq.read_table(tmp_path / "rows.parquet")
+    assert table.schema.names == ROW_COLUMNS and table.to_pylist() == rows
+    with RowWriter(tmp_path / "empty.parquet", list(types), types=types):
+        pass
+    assert pq.read_table(tmp_path / "empty.parquet").schema.names == ROW_COLUMNS
 
 
-def test_csv_cells() -> None:
-    cells = face_cells(face("anger", 0.5))
-    assert len(cells) == len(FACE_COLUMNS) and cells[:6] == [10, 20, 30, 30, "anger", "0.5000"]
-    assert cells[6 + EMOTIONS.index("neutral")] == f"{0.5 / 7:.4f}"
+def test_a_table_appears_whole_or_leaves_the_earlier_one(tmp_path: Path) -> None:
+    """The one staging rule: written under a hidden partial name and renamed when closed (a Ctrl-C
+    included: the rows so far); a failure leaves an earlier file of that name as it was."""
+    path = tmp_path / "t.csv"
+    path.write_text("file,face,earlier\n")
+    with pytest.raises(RuntimeError), RowWriter(path, ["x"]) as writer:
+        writer.write([{"x": 1}])
+        assert partial_path(path).is_file() and partial_path(path).name.startswith(".t.")
+        assert partial_path(path).name == f".t.{os.getpid()}.partial.csv"
+        raise RuntimeError("a crash")
+    assert path.read_text() == "file,face,earlier\n" and not partial_path(path).exists()
+    with pytest.raises(KeyboardInterrupt), RowWriter(path, ["x"]) as writer:
+        writer.write([{"x": 1}, {"x": 2}])
+        raise KeyboardInterrupt
+    assert path.read_text().splitlines() == ["x", "1", "2"] and os.listdir(tmp_path) == ["t.csv"]
 
 
 def test_per_source_summary() -> None:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fer_ensemble"
 ALLOWED = {
     "outputs": {"errors"},
     "runtime": {"constants", "errors", "outputs", "preprocess", "prior"},
-    "media": {"errors"},
+    "media": {"errors", "outputs"},
     "data": {"constants", "errors"},
     "batch": {"constants", "errors", "media", "outputs", "runtime"},
     "server": {"", "constants", "errors", "runtime", "prior", "media"},

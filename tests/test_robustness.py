@@ -4,6 +4,7 @@ reproduces a failure seen from a fresh clone (issue "Robustness")."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -1082,11 +1083,21 @@ def test_ctrl_c_in_predict_says_what_was_done_and_where(tiny_ensemble: Path, tmp
     out, table = tmp_path / "annotated", tmp_path / "faces.csv"
     code, stderr, seconds = interrupted(
         ["predict", str(photos), "--out", str(out), "--csv", str(table), "--ensemble", str(tiny_ensemble)],
-        ready=lambda p: table.is_file() and len(list(out.glob("photo*.jpg"))) > 1)  # two written whole
+        ready=lambda p: len(list(out.glob("photo*.jpg"))) > 1)  # two written whole
     assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
     done = re.search(rf"interrupted: (\d+) of 400 photo\(s\) done, outputs in {re.escape(str(out))} and "
                      rf"{re.escape(str(table))}$", stderr.strip())
     assert done and 0 < int(done.group(1)) < 400, stderr
+    rows = list(csv.DictReader(table.open()))  # renamed into place at the interrupt: a row per photo done
+    assert len(rows) == int(done.group(1)) and len({r["file"] for r in rows}) == len(rows)
+    assert not [p.name for p in tmp_path.glob(".*partial*")] + [p.name for p in out.glob(".*")]
+
+
+def partial_table(folder: Path, name: str) -> Path | None:
+    """The hidden partial file of ``folder/name`` a command is writing (``outputs.partial_path``, its
+    process id unknown here), or None."""
+    stem, suffix = name.rsplit(".", 1)
+    return next(folder.glob(f".{stem}.*.partial.{suffix}"), None)
 
 
 def test_ctrl_c_in_the_other_commands_says_what_they_kept(tiny_ensemble: Path, ferplus: Path, tmp_path: Path) -> None:
@@ -1117,11 +1128,15 @@ def test_ctrl_c_in_video_keeps_a_playable_video_and_its_summary(tiny_ensemble: P
     clip, out = long_clip(tmp_path / "long.mp4", loops=10), tmp_path / "out"
     code, stderr, seconds = interrupted(
         ["video", str(clip), "--out", str(out), "--no-progress", "--ensemble", str(tiny_ensemble)],
-        ready=lambda p: (out / "timeline.csv").is_file() and (out / "timeline.csv").stat().st_size > 2000)
+        ready=lambda p: (table := partial_table(out, "timeline.csv")) is not None and table.stat().st_size > 2000)
     assert code == 130 and seconds < 15 and "Traceback" not in stderr, stderr
     done = re.search(rf"interrupted: (\d+) frame\(s\) read, (\d+) processed, outputs for them in {re.escape(str(out))}$",
                      stderr.strip())
     assert done and 0 < int(done.group(1)) < 600, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "fer-ensemble.json", "summary.json", "timeline.csv",
+                                                     "timeline.jsonl", "timeline.png"]  # each renamed in, none partial
+    frames = {int(r["frame"]) for r in csv.DictReader((out / "timeline.csv").open())}
+    assert 0 < len(frames) <= int(done.group(2))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_read"] == int(done.group(1)) and summary["tracks"]
     assert len((out / "timeline.jsonl").read_text().splitlines()) == int(done.group(2))

@@ -31,6 +31,7 @@ import numpy as np
 from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
+from fer_ensemble.outputs import write_whole
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import resting_spread
@@ -257,7 +258,7 @@ def fit_ensemble(cards: list[Path], data: str | Path, out: Path, variant: str = 
                         resting_measured_on="FER+ Valid's neutral faces (majority protocol)", info=info)
     config = spec.to_dict()
     EnsembleSpec.from_dict(config, str(out / "ensemble.json"))  # what a reader will check, checked before writing
-    (out / "ensemble.json").write_text(json_text(config, indent=2))
+    write_whole(out / "ensemble.json", json_text(config, indent=2))
     return config
 
 
@@ -269,5 +270,5 @@ def _package_member(card_path: Path, variant: str, out: Path) -> None:
         shutil.copyfile(card_path.parent / name, out / name)
     card["files"] = {variant: name}
     card["default_variant"] = variant
-    (out / card_path.name).write_text(json_text(card, indent=2))
+    write_whole(out / card_path.name, json_text(card, indent=2))
 

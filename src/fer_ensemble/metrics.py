@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble.constants import CONTEMPT_INDEX, EMOTIONS
+from fer_ensemble.outputs import written_whole
 
 ProbabilityFn = Callable[[Sequence[np.ndarray] | np.ndarray], np.ndarray]
 """A classifier's ``predict_proba``: N face crops (each an (H, W) gray or (H, W, 3) BGR uint8 array,
@@ -177,7 +178,7 @@ def plot_confusion(matrix: np.ndarray | list, path: str, title: str, class_names
     ax.set_ylabel(true_label)
     ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    written_whole(path, lambda partial: fig.savefig(partial, dpi=120))  # whole or not at all
     plt.close(fig)
 
 

@@ -1,25 +1,31 @@
 """Where a command's outputs go, one place for every command: an output path is checked before any
 work (a folder that is, or holds, an input is refused, and so is a file in the way, an input, or a
 file the command did not write) and made when the work starts, so nothing of the user's is ever
-replaced; files a reader may find half-written are written whole or not at all (``write_whole``).
-A folder of outputs records the command and settings that made it (``write_manifest``).
+replaced. A folder of outputs records the command and settings that made it (``write_manifest``).
 
-The rules per command (docs/command-line.md, "Outputs never replace inputs"): ``predict`` writes each
-annotated copy and CSV row as it goes, ``video`` its outputs in place as the frames come (a Ctrl-C
-still closes them), ``batch`` each source whole, ``evaluate`` its report once done, ``export`` in a
-hidden staging folder moved in when complete. Depends on ``errors`` only.
+One staging rule for every file a command writes: it is written under a hidden partial name beside
+its own (``partial_path``) and renamed onto that name when complete (``staged``, ``written_whole``,
+``RowWriter``), so a file is there whole or not at all: a reader never sees half of one, a crash or
+a kill leaves at most a hidden partial and any earlier output of the same name as it was. A Ctrl-C
+completes the files being written for what was read so far (docs/command-line.md, "Outputs never
+replace inputs"). ``export`` stages its whole folder the same way. Depends on ``errors`` only.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
-from fer_ensemble.errors import UserError, json_text
+import numpy as np
+
+from fer_ensemble.errors import OutputError, UserError, json_text
 
 MANIFEST = "fer-ensemble.json"
 """The file a folder of outputs records its command and settings in (``write_manifest``)."""
@@ -143,23 +149,176 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
     return folder / candidate
 
 
-def written_whole(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(partial)`` onto a hidden partial file beside ``path`` (``.NAME.PID.partial``), then
-    renamed onto ``path``: a reader never sees half a file and a kill leaves at most the hidden
-    partial, never a damaged ``path``; its path."""
+def partial_path(path: str | Path) -> Path:
+    """The hidden file a write of ``path`` goes to first, beside it: ``.STEM.PID.partial.SUFFIX`` (the
+    suffix kept, as OpenCV and matplotlib choose a file's format by it)."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
+@contextmanager
+def staged(path: str | Path, complete_on_interrupt: bool = False) -> Iterator[Path]:
+    """The ``partial_path`` of ``path`` to write in the ``with`` block, renamed onto ``path`` when the
+    block ends (with ``complete_on_interrupt``, a Ctrl-C's KeyboardInterrupt too: what was written by
+    then is the output) and removed when it fails, leaving ``path`` as it was. The block must close
+    what it opened on the partial before it ends."""
+    path = Path(path)
+    partial = partial_path(path)
     try:
-        write(partial)
+        yield partial
+    except KeyboardInterrupt:
+        if complete_on_interrupt and partial.exists():
+            partial.replace(path)
+        raise
+    else:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
-    return path
+
+
+def written_whole(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(partial)`` onto ``path``'s hidden partial file, then renamed onto ``path`` (``staged``):
+    a reader never sees half a file and a kill or a Ctrl-C leaves at most the hidden partial, never a
+    damaged ``path``; its path."""
+    with staged(path) as partial:
+        write(partial)
+    return Path(path)
 
 
 def write_whole(path: str | Path, text: str) -> Path:
     """``text`` written to ``path`` whole or not at all (``written_whole``); its path."""
     return written_whole(path, lambda partial: partial.write_text(text))
+
+
+TABLE_FORMATS = (".csv", ".jsonl", ".parquet")
+"""The table files ``RowWriter`` writes, by their names' suffix."""
+
+
+class RowWriter:
+    """Rows (mappings) into one table file, whose format is ``format`` or else its name's suffix
+    (``TABLE_FORMATS``):
+
+    - ``.csv``: a header of ``columns``, then a line per row: None as an empty cell, True / False as
+      1 / 0, a fraction to ``decimals.get(column, 4)`` places;
+    - ``.jsonl``: a JSON object per row, of its ``columns`` (all its keys without ``columns``);
+    - ``.parquet``: ``columns`` of the Arrow ``types`` named (``{"x": "int64", ...}``, inferred from
+      the rows without ``types``; written in groups of ``group_rows`` rows).
+
+    The one writer of every table of faces (``predict --csv``, ``video``'s timeline, ``batch``'s
+    Parquet). The file is written under its ``partial_path`` and renamed onto ``path`` by ``close``
+    (the end of a ``with`` block, a Ctrl-C's included: the rows so far are the output); any other
+    error, or ``discard``, removes the partial and leaves ``path`` as it was. UserError for another
+    suffix; OutputError when the file cannot be written."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str] | None = None, *, types: Mapping[str, str] | None = None,
+                 decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None):
+        self.path = Path(path)
+        self.format = f".{format.lstrip('.')}" if format else self.path.suffix.lower()
+        if self.format not in TABLE_FORMATS:
+            raise UserError(f"{self.path}: a table is one of {', '.join(TABLE_FORMATS)} (by its name's ending)")
+        if columns is None and (self.format == ".csv" or types is not None):
+            raise ValueError("a CSV table, or one with types, needs its columns")
+        self.columns = list(columns) if columns is not None else None
+        self.types, self.decimals, self.group_rows = types, dict(decimals or {}), group_rows
+        self.partial = partial_path(self.path)
+        self.rows = 0
+        self.closed = False
+        self._buffer: list[dict] = []
+        self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter, from the first group written
+        self._file: IO[str] | None = None
+        if self.format != ".parquet":
+            self._file = self._open()
+            if self.format == ".csv":
+                self._csv = csv.writer(self._file)
+                self._csv.writerow(self.columns or ())
+
+    def _open(self) -> IO[str]:
+        try:
+            return open(self.partial, "w", newline="")
+        except OSError as error:
+            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+
+    def write(self, rows: Iterable[Mapping]) -> None:
+        """Append ``rows`` (each with every one of ``columns``; other keys are left out)."""
+        for row in rows:
+            self.rows += 1
+            if self.format == ".csv":
+                self._csv.writerow([self._cell(name, row[name]) for name in self.columns or ()])
+            elif self.format == ".jsonl":
+                record = row if self.columns is None else {name: row[name] for name in self.columns}
+                assert self._file is not None
+                self._file.write(json_text(record) + "\n")
+            else:
+                self._buffer.append(dict(row) if self.columns is None else {name: row[name] for name in self.columns})
+                if self.types is not None and len(self._buffer) >= self.group_rows:
+                    self._write_group()
+
+    def _cell(self, name: str, value: object) -> object:
+        if value is None:
+            return ""
+        if isinstance(value, (bool, np.bool_)):
+            return int(value)
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return f"{value:.{self.decimals.get(name, 4)}f}"
+        return value
+
+    def _schema(self):
+        import pyarrow as pa
+
+        if self.types is None:
+            return None
+        return pa.schema([(name, getattr(pa, self.types[name])()) for name in self.columns or ()])
+
+    def _write_group(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(self._buffer, schema=self._schema())
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(str(self.partial), table.schema)
+        self._parquet.write_table(table)
+        self._buffer = []
+
+    def close(self) -> Path:
+        """Finish the file and rename it onto ``path`` (once; a second call does nothing); its path."""
+        if self.closed:
+            return self.path
+        self.closed = True
+        try:
+            if self.format == ".parquet":
+                if self._buffer or self._parquet is None:
+                    self._write_group()
+                self._parquet.close()
+            else:
+                assert self._file is not None
+                self._file.close()
+            self.partial.replace(self.path)
+        except OSError as error:
+            self.discard()
+            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+        return self.path
+
+    def discard(self) -> None:
+        """Stop writing and remove the partial file: ``path`` stays as it was."""
+        self.closed = True
+        for handle in (self._file, self._parquet):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:  # closing what failed: the partial goes anyway
+                    pass
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            self.close()
+        else:
+            self.discard()
 
 
 def check_manifest(folder: str | Path, command: str) -> Path:

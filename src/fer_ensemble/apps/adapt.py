@@ -29,7 +29,7 @@ from fer_ensemble.labelled import (
     photo_probabilities,
     read_labelled_images,
 )
-from fer_ensemble.outputs import output_folder
+from fer_ensemble.outputs import output_folder, write_whole
 from fer_ensemble.runtime.calibration import Calibration
 from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import EnsembleSpec
@@ -142,7 +142,7 @@ def run_adapt(args: argparse.Namespace) -> int:
                              "cv_before": summary(report.cv_before), "cv_after": summary(report.cv_after),
                              "unfitted": report.unfitted}
         output_folder(out)
-        target.write_text(json_text(written_spec(base_path, out, calibration).to_dict(), indent=1) + "\n")
+        write_whole(target, json_text(written_spec(base_path, out, calibration).to_dict(), indent=1) + "\n")
         written = target
     if args.json:
         print(json_text({"labels": args.labels, "n_images": report.n_images, "n_faces": report.n_faces,

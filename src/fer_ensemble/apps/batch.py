@@ -26,7 +26,14 @@ from fer_ensemble.apps.common import (
 )
 from fer_ensemble.errors import ExitCode, Interrupted, UserError
 from fer_ensemble.media.inputs import is_uri
-from fer_ensemble.outputs import check_apart, check_output_folder, output_folder
+from fer_ensemble.outputs import (
+    check_apart,
+    check_manifest,
+    check_output_folder,
+    output_folder,
+    recorded_args,
+    write_manifest,
+)
 
 NOTHING_THERE = "no photo or video there"
 """The error of an input that names nothing, or a folder, glob or manifest that holds no source."""
@@ -150,6 +157,7 @@ def run_batch(args: argparse.Namespace) -> int:
     inputs = batch_inputs(args.inputs, args.manifest_column, exclude=Path(args.out))
     local = [item for item in [*inputs.sources, *args.inputs] if not is_uri(item) and Path(item).is_file()]
     check_apart(args.out, args.inputs, local, "photos or videos")  # manifests included
+    check_manifest(args.out, "batch")  # another command's folder, or a file of that name not ours: refused
     sources, missing = inputs.sources, inputs.missing + inputs.empty
     for item in missing:
         warn(f"{item}: {NOTHING_THERE}")
@@ -159,6 +167,7 @@ def run_batch(args: argparse.Namespace) -> int:
         warn(f"no photo or video among the inputs: {len(missing)} failed, nothing written to {args.out}")
         return ExitCode.INPUT_FAILED
     output = BatchOutput(output_folder(args.out), geometry=args.geometry)
+    write_manifest(output.folder, "batch", recorded_args(args), __version__)  # each source's summary has its own
     for item in missing:  # a row each, as a source that cannot be read has
         output.write_failure(item, NOTHING_THERE)
     wanted = sources_settings(sources, settings)

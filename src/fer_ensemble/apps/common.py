@@ -21,7 +21,6 @@ from fer_ensemble.runtime.detectors import (
     create_detector,
 )
 from fer_ensemble.runtime.recognizer import AUTO_RESTING_FACE_HELP
-from fer_ensemble.runtime.rows import face_cells
 
 
 def prior_argument(value: str) -> float:
@@ -251,9 +250,3 @@ def said_unreadable(data, code: int = ExitCode.OK) -> int:
     for reason in data.unreadable.values():
         warn(f"{reason}; counted as a photo without a face")
     return ExitCode.INPUT_FAILED if data.unreadable and code == ExitCode.OK else code
-
-
-def face_row(prefix: list, face, geometry: bool = False) -> list:
-    """One CSV row: ``prefix`` columns, then ``FACE_COLUMNS``' cells and with ``geometry``
-    ``GEOMETRY_COLUMNS``' (``runtime.rows.face_cells``)."""
-    return [*prefix, *face_cells(face, geometry)]

@@ -42,6 +42,7 @@ from fer_ensemble.outputs import (
     output_folder,
     recorded_args,
     write_manifest,
+    write_whole,
 )
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
 from fer_ensemble.runtime.detection import FACE_FRAMING
@@ -188,7 +189,7 @@ def write_report(out: Path, stem: str, result: dict, args: argparse.Namespace, p
     stem = file_stem(stem)
     if f"{stem}.json" == MANIFEST:  # a model and labels file named so: the report keeps its own name
         stem += "-report"
-    (out / f"{stem}.json").write_text(json_text(result, indent=2))
+    write_whole(out / f"{stem}.json", json_text(result, indent=2))
     if importlib.util.find_spec("matplotlib") is None:
         warn(f"wrote {out / stem}.json; the confusion-matrix PNGs need matplotlib: pip install 'fer-ensemble[plot]'")
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from fer_ensemble.apps.common import (
     add_recognizer_arguments,
     build_recognizer,
     exit_code,
-    face_row,
     warn,
 )
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
@@ -21,6 +19,7 @@ from fer_ensemble.media.images import read_image, writable_name, write_image
 from fer_ensemble.media.inputs import Inputs, expand_inputs
 from fer_ensemble.outputs import (
     MANIFEST,
+    RowWriter,
     check_apart,
     check_manifest,
     check_output_file,
@@ -30,7 +29,7 @@ from fer_ensemble.outputs import (
     unique_path,
     write_manifest,
 )
-from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS
+from fer_ensemble.runtime.rows import CSV_DECIMALS, FaceRow, face_columns
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -133,10 +132,8 @@ def run_predict(args: argparse.Namespace) -> int:
         output_file(args.csv, "--csv")  # its folder made, as --out is
         if out and Path(args.csv).resolve().parent == out.resolve():
             used.add(Path(args.csv).name)  # no annotated copy takes the CSV's name
-    csv_file = open(args.csv, "w", newline="") if args.csv else None
-    writer = csv.writer(csv_file) if csv_file else None
-    if writer:
-        writer.writerow(["file", "face", *FACE_COLUMNS, *(GEOMETRY_COLUMNS if args.geometry else [])])
+    writer = (RowWriter(args.csv, ["file", "face", *face_columns(args.geometry)], decimals=CSV_DECIMALS,
+                        format="csv") if args.csv else None)  # CSV whatever its name; renamed into place when closed
     try:
         for path in inputs.files:
             tally.images += 1  # the one being read: an interrupt leaves it undone
@@ -168,13 +165,19 @@ def run_predict(args: argparse.Namespace) -> int:
             elif not writer:
                 print(describe(path, faces), flush=True)
             if writer:
-                writer.writerows(face_row([str(path), i], f, args.geometry) for i, f in enumerate(faces))
+                writer.write({"file": str(path), **FaceRow.of(str(path), 0, None, i, f).to_dict(args.geometry)}
+                             for i, f in enumerate(faces))
     except KeyboardInterrupt:
+        if writer:
+            writer.close()  # the rows of the photos done
         raise Interrupted(f"{tally.images - 1} of {len(inputs.files)} photo(s) done"
                           + where_outputs(out, args.csv)) from None
-    finally:
-        if csv_file:
-            csv_file.close()
+    except BaseException:
+        if writer:
+            writer.discard()  # an earlier --csv of ours stays as it was
+        raise
+    if writer:
+        writer.close()
     if not inputs.files and not inputs.missing:
         warn("no image in the given paths")
     warn(tally.line())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,15 +20,24 @@ from fer_ensemble.apps.common import (
     bounded,
     build_recognizer,
     exit_code,
-    face_row,
     warn,
 )
 from fer_ensemble.errors import InputError, Interrupted, OutputError, json_text
 from fer_ensemble.media.decoder import decoder_log
+from fer_ensemble.media.images import write_image
 from fer_ensemble.media.video import VideoFrames
-from fer_ensemble.outputs import check_apart, check_manifest, output_folder, recorded_args, write_manifest
+from fer_ensemble.outputs import (
+    RowWriter,
+    check_apart,
+    check_manifest,
+    output_folder,
+    partial_path,
+    recorded_args,
+    write_manifest,
+    write_whole,
+)
 from fer_ensemble.runtime.drawing import COLORS
-from fer_ensemble.runtime.rows import FACE_COLUMNS, GEOMETRY_COLUMNS, summarize_tracks, timeline_rows
+from fer_ensemble.runtime.rows import CSV_DECIMALS, FaceRow, face_columns, summarize_tracks, timeline_rows
 from fer_ensemble.runtime.stream import later_time
 from fer_ensemble.runtime.tracking import EMA_WEIGHT
 
@@ -122,8 +130,7 @@ def plot_timeline(timeline: list[dict], classes: tuple[str, ...], path: Path, ma
     for j, line in enumerate(("y: probability,", "square-root", "scale")):
         cv2.putText(image, line, (width - right + 12, HEADER + 30 + 18 * (len(classes) + 1 + j)), font, SMALL,
                     ink, 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), image):
-        raise OutputError(f"{path}: cannot write the timeline plot (no permission, or the disk is full)")
+    write_image(path, image)
 
 
 class TimedWriter:
@@ -132,7 +139,8 @@ class TimedWriter:
     source keeps its timing (and a constant one is written frame for frame)."""
 
     def __init__(self, path: Path, fps: float, shape: tuple[int, ...]):
-        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+        self.path, self.partial = path, partial_path(path)  # renamed onto path by release (one staging rule)
+        self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*"mp4v"), fps, (shape[1], shape[0]))
         if not self.writer.isOpened():
             raise OutputError(f"{path}: cannot write the annotated video (no permission, or no mp4v encoder)")
         self.fps, self.written = fps, 0
@@ -149,7 +157,14 @@ class TimedWriter:
         self.last = image
 
     def release(self) -> None:
+        """Close the mp4 (its index written: playable) and rename it onto its path."""
         self.writer.release()
+        self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        """Close and remove the partial mp4: an earlier one at its path stays as it was."""
+        self.writer.release()
+        self.partial.unlink(missing_ok=True)
 
 
 @dataclass
@@ -208,10 +223,9 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     bar = tqdm(total=expected, unit="frame", disable=None if progress else True,  # None: a terminal only
                desc=path.name)
     interrupted = False
-    with open(out / "timeline.csv", "w", newline="") as timeline_csv:
-        rows = csv.writer(timeline_csv)
-        rows.writerow(["frame", "time_s", "track_id", "relative", *FACE_COLUMNS,
-                       *(GEOMETRY_COLUMNS if recognizer.geometry else [])])
+    geometry = bool(recognizer.geometry)
+    columns = ["frame", "time_s", "track_id", "relative", *face_columns(geometry)]
+    with RowWriter(out / "timeline.csv", columns, decimals=CSV_DECIMALS) as rows:
         try:
             for index, frame in itertools.chain([first], stream):
                 bar.update(1)
@@ -221,22 +235,25 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
                 faces = face_stream.keep_geometry(recognizer.add_geometry(
                     frame, face_stream.update(frame, later_time(time_s, face_stream.time_s))))
                 timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
-                rows.writerows(face_row([index, f"{time_s:.3f}", f.track_id, int(f.relative)], f, bool(recognizer.geometry))
-                               for f in faces)
+                rows.write(FaceRow.of(str(path), index, time_s, i, f).to_dict(geometry) for i, f in enumerate(faces))
                 if write_video:
                     if writer is None:
                         writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
                     writer.write(recognizer.annotate(frame, faces), time_s)
         except KeyboardInterrupt:  # Ctrl-C: the outputs below are written for the frames read
             interrupted = True
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
     bar.close()
     if writer is not None:
         writer.release()  # a playable mp4 (its index written) even after an interrupt
-    with open(out / "timeline.jsonl", "w") as f:
-        f.writelines(json_text(row) + "\n" for row in timeline)
+    with RowWriter(out / "timeline.jsonl") as records:
+        records.write(timeline)
     summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),
                                "fps": fps, "tracks": summarize_tracks(timeline_rows(timeline, str(path)), recognizer.classes)}
-    (out / "summary.json").write_text(json_text(summary, indent=2))
+    write_whole(out / "summary.json", json_text(summary, indent=2))
     plot_timeline(timeline, recognizer.classes, out / "timeline.png")
     if interrupted:
         raise Interrupted(f"{frames.read} frame(s) read, {len(timeline)} processed, outputs for them in {out}")

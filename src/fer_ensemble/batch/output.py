@@ -15,17 +15,15 @@ from pathlib import Path
 
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import json_text
-from fer_ensemble.outputs import write_whole, written_whole
+from fer_ensemble.outputs import RowWriter, write_whole
 from fer_ensemble.runtime.rows import COLUMN_TYPES, GEOMETRY_TYPES, FaceRow, row_columns, summarize_source
 
 
-def schema(geometry: bool = False):
-    """The faces files' Arrow schema: ``rows.row_columns(geometry)`` with their ``rows.COLUMN_TYPES``
-    and ``GEOMETRY_TYPES``."""
-    import pyarrow as pa
-
+def column_types(geometry: bool = False) -> dict[str, str]:
+    """The faces files' Arrow type names by column: ``rows.row_columns(geometry)`` with their
+    ``rows.COLUMN_TYPES`` and ``GEOMETRY_TYPES``, in order."""
     types = {**COLUMN_TYPES, **GEOMETRY_TYPES}
-    return pa.schema([(name, getattr(pa, types[name])()) for name in row_columns(geometry)])
+    return {name: types[name] for name in row_columns(geometry)}
 
 
 def source_key(source: str) -> str:
@@ -80,12 +78,10 @@ class BatchOutput:
                      fps: float | None, errors: list[str], settings: dict | None = None) -> dict:
         """Rows (sorted by frame and face) and the summary, each written whole then renamed into place;
         the summary records ``settings`` (``work.recorded_settings`` for the source's kind)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
-        table = pa.Table.from_pylist(rows, schema=schema(self.geometry))
-        written_whole(self.faces_path(source), lambda partial: pq.write_table(table, str(partial)))
+        types = column_types(self.geometry)
+        with RowWriter(self.faces_path(source), list(types), types=types) as faces:
+            faces.write(rows)
         summary = {**summarize_source(source, kind, rows, frames_read, frames_processed, fps, errors),
                    "settings": settings}
         write_whole(self.summary_path(source), json_text(summary, indent=1))
@@ -98,14 +94,9 @@ class BatchOutput:
 
     def write_summary(self, sources: list[str]) -> Path:
         """``summary.parquet``: one row per source, from the sources' summaries."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         summaries = [json.loads(self.summary_path(s).read_text()) for s in sources if self.summary_path(s).is_file()]
-        table = pa.Table.from_pylist([{**{k: v for k, v in s.items() if k not in ("mean_probabilities", "settings")},
-                                       **{f"mean_{e}": s["mean_probabilities"].get(e) for e in EMOTIONS},
-                                       "settings": json_text(s["settings"]) if s.get("settings") else None}
-                                      for s in summaries])
-        path = self.folder / "summary.parquet"
-        written_whole(path, lambda partial: pq.write_table(table, str(partial)))
-        return path
+        with RowWriter(self.folder / "summary.parquet") as table:  # types inferred from the summaries
+            table.write({**{k: v for k, v in s.items() if k not in ("mean_probabilities", "settings")},
+                         **{f"mean_{e}": s["mean_probabilities"].get(e) for e in EMOTIONS},
+                         "settings": json_text(s["settings"]) if s.get("settings") else None} for s in summaries)
+        return table.path

@@ -15,6 +15,7 @@ import numpy as np
 
 from fer_ensemble.errors import InputError, OutputError
 from fer_ensemble.media.kinds import HEIF_EXTENSIONS, is_heif, is_video
+from fer_ensemble.outputs import written_whole
 
 
 def read_image(path: Path, gray: bool = False) -> np.ndarray:
@@ -210,10 +211,15 @@ def writable_name(name: str) -> str:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write ``image`` to ``path``, or raise an OutputError that says why it could not be."""
-    try:
-        written = cv2.imwrite(str(path), image)
-    except cv2.error as error:
-        raise OutputError(f"{path}: cannot write ({error.err})") from None
-    if not written:
-        raise OutputError(f"{path}: cannot write (no permission, or the disk is full)")
+    """Write ``image`` to ``path`` whole or not at all (``outputs.written_whole``: an earlier file
+    there is replaced only by a complete one), or raise an OutputError that says why it could not be."""
+
+    def write(partial: Path) -> None:
+        try:
+            written = cv2.imwrite(str(partial), image)
+        except cv2.error as error:
+            raise OutputError(f"{path}: cannot write ({error.err})") from None
+        if not written:
+            raise OutputError(f"{path}: cannot write (no permission, or the disk is full)")
+
+    written_whole(path, write)

@@ -37,6 +37,17 @@ GEOMETRY_TYPES = {"yaw": "float64", "pitch": "float64", "roll": "float64", "turn
 """The Arrow type names of ``GEOMETRY_COLUMNS`` in batch's Parquet (as ``COLUMN_TYPES``)."""
 
 
+CSV_DECIMALS = {"time_s": 3, "yaw": 1, "pitch": 1, "roll": 1}
+"""The places a CSV table of faces gives these columns' fractions (``outputs.RowWriter``'s
+``decimals``; 4 for every other: the score, the probabilities, the blendshapes)."""
+
+
+def face_columns(geometry: bool = False) -> list[str]:
+    """``FACE_COLUMNS``, then ``GEOMETRY_COLUMNS`` with ``geometry``: the face's part of the predict
+    and video commands' CSV rows."""
+    return [*FACE_COLUMNS, *GEOMETRY_COLUMNS] if geometry else FACE_COLUMNS
+
+
 def row_columns(geometry: bool = False) -> list[str]:
     """``ROW_COLUMNS``, with ``geometry`` the ``GEOMETRY_COLUMNS`` before ``error``."""
     return ROW_COLUMNS if not geometry else [*ROW_COLUMNS[:-1], *GEOMETRY_COLUMNS, "error"]
@@ -70,7 +81,8 @@ class FaceRow:
     @classmethod
     def of(cls, source: str, frame: int, time_s: float | None, index: int, face) -> FaceRow:
         """The row of a recognised ``face`` (a ``fer_ensemble.runtime.face.Face``)."""
-        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, face.relative, face.held,
+        return cls(source, frame, time_s, index, tuple(face.box), face.track_id, bool(face.relative),
+                   bool(face.held),
                    face.label, face.score, dict(face.probabilities), geometry=geometry_values(face))
 
     @classmethod
@@ -98,23 +110,6 @@ def geometry_values(face) -> dict | None:
         return None
     return {**dict(zip(("yaw", "pitch", "roll"), (float(v) for v in face.pose))), "turned": bool(face.turned),
             **{name: float(face.blendshapes[name]) for name in BLENDSHAPES}}
-
-
-def face_cells(face, geometry: bool = False) -> list:
-    """``FACE_COLUMNS``' cells of a CSV row for ``face`` (a ``Face``), as the predict and video
-    commands write them: the box in pixels, the label, the score, the probabilities to 4 decimals
-    and ``held`` as 0 or 1; with ``geometry``, then ``GEOMETRY_COLUMNS``' (``geometry_cells``)."""
-    cells = [*face.box, face.label, f"{face.score:.4f}", *(f"{face.probabilities[e]:.4f}" for e in EMOTIONS),
-             int(face.held)]
-    return cells + geometry_cells(face) if geometry else cells
-
-
-def geometry_cells(face) -> list:
-    """``GEOMETRY_COLUMNS``' CSV cells for ``face``: yaw, pitch, roll to 0.1 degree, ``turned`` as 0
-    or 1, the blendshapes to 4 decimals; empty cells for a face without geometry."""
-    if face.pose is None:
-        return [""] * len(GEOMETRY_COLUMNS)
-    return [*(f"{v:.1f}" for v in face.pose), int(face.turned), *(f"{face.blendshapes[b]:.4f}" for b in BLENDSHAPES)]
 
 
 def face_rows(source: str, frame: int, time_s: float | None, faces, geometry: bool = False) -> list[dict]:

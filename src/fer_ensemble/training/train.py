@@ -28,6 +28,7 @@ from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities
 from fer_ensemble.models import classifier_prefixes, create_model, model_preprocessing, read_weights
+from fer_ensemble.outputs import write_whole, written_whole
 from fer_ensemble.preprocess import Preprocessing
 from fer_ensemble.prior import class_sample_weights, prior_logit_offset, training_priors
 from fer_ensemble.training.augment import AugmentConfig
@@ -519,7 +520,7 @@ def _truncate_metrics(path: Path, keep_epochs: int) -> None:
         return
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     kept = [line for line in lines if json.loads(line)["epoch"] <= keep_epochs]
-    path.write_text("".join(line + "\n" for line in kept))
+    write_whole(path, "".join(line + "\n" for line in kept))
 
 
 def plot_curves(metrics_path: Path, png_path: Path) -> None:
@@ -544,5 +545,5 @@ def plot_curves(metrics_path: Path, png_path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
+    written_whole(png_path, lambda partial: fig.savefig(partial, dpi=100))
     plt.close(fig)
