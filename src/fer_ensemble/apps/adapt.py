@@ -14,7 +14,8 @@ import numpy as np
 
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
-    add_photo_framing_arguments,
+    add_blendshapes_argument,
+    add_labelled_photo_arguments,
     bounded,
     prior_argument,
     refuse_geometry_of_crops,
@@ -38,22 +39,17 @@ from fer_ensemble.runtime.recognizer import SHIPPED_ENSEMBLE, load_ensemble
 
 
 def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--labels", required=True, help="file,label CSV of your photos (or face crops with --crops)")
-    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
-    parser.add_argument("--crops", action="store_true", help="the images are face crops: no detector")
+    add_labelled_photo_arguments(parser, "file,label CSV of your photos (or face crops with --crops)")
     parser.add_argument("--group-by", metavar="COLUMN",
                         help="keep each group (e.g. a person) on one side of every fold; strongly advised "
                              "when one person has several photos")
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by column")
     parser.add_argument("--out", required=True, help="folder for the calibrated ensemble.json (created)")
     parser.add_argument("--ensemble", help="ensemble to calibrate (default: the shipped one)")
-    add_photo_framing_arguments(parser)
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + " (for the figures)")
     parser.add_argument("--folds", type=bounded(int, 2), default=5, help="cross-validation folds (default %(default)s)")
-    parser.add_argument("--geometry", action="store_true",
-                        help="photos: read each face's blendshapes too (MediaPipe's models) and fit a part of the "
-                             "calibration with them, which apps run with --geometry read faces through "
-                             "(docs/evaluate.md); about 50 s for 600 photos on 2 cores")
+    add_blendshapes_argument(parser, "fit a part of the calibration with them, which apps run with --geometry "
+                                     "read faces through (docs/evaluate.md)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

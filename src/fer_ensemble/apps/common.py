@@ -96,16 +96,28 @@ def refuse_geometry_of_crops(args: argparse.Namespace) -> None:
         raise UserError("--geometry reads faces in photos, not --crops")
 
 
-def add_photo_framing_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--detector``, ``--margin`` and ``--offset`` of the commands that read labelled photos
-    (evaluate, adapt, enrol): the largest face of each photo, found with the detector's stills preset
-    and framed as the apps frame faces."""
+def add_labelled_photo_arguments(parser: argparse.ArgumentParser, labels_help: str, required: bool = True) -> None:
+    """The inputs of the commands that read labelled photos (evaluate, adapt, enrol): ``--labels``
+    (``labels_help``), ``--images``, ``--crops``, and the framing of a photo's largest face, found
+    with the detector's stills preset and framed as the apps frame faces: ``--detector``,
+    ``--margin``, ``--offset``."""
+    parser.add_argument("--labels", required=required, help=labels_help)
+    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
+    parser.add_argument("--crops", action="store_true", help="the images are face crops: classified whole, no detector")
     parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
                         help="photos, with its stills preset: " + DETECTOR_HELP)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="photos: crop margin")
     parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
                         help="photos: crop offset")
+
+
+def add_blendshapes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, use: str) -> None:
+    """``--geometry`` of the commands that read labelled photos (evaluate, adapt, enrol): each
+    face's 51 blendshapes read too (MediaPipe's models), for ``use`` (the end of its help)."""
+    parser.add_argument("--geometry", action="store_true",
+                        help="photos: read each face's blendshapes too (MediaPipe's models; about 50 s for 600 "
+                             f"photos on 2 cores) and {use}")
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "

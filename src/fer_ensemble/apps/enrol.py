@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import add_photo_framing_arguments, refuse_geometry_of_crops, said_unreadable
+from fer_ensemble.apps.common import (
+    add_blendshapes_argument,
+    add_labelled_photo_arguments,
+    refuse_geometry_of_crops,
+    said_unreadable,
+)
 from fer_ensemble.constants import EMOTIONS
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.labelled import LabelledImages, face_outputs, read_labelled_images
@@ -18,20 +23,15 @@ from fer_ensemble.runtime.recognizer import enrolled_profile, load_ensemble
 
 
 def add_enrol_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--labels", required=True,
-                        help="file,label CSV of one person's photos (or face crops with --crops): any of the "
-                             "eight emotions, one or more photos each")
-    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
-    parser.add_argument("--crops", action="store_true", help="the images are face crops: no detector")
+    add_labelled_photo_arguments(parser, "file,label CSV of one person's photos (or face crops with --crops): any "
+                                         "of the eight emotions, one or more photos each")
     parser.add_argument("--where", metavar="COLUMN=VALUE",
                         help="only the rows whose COLUMN is VALUE (one person of a CSV of several)")
     parser.add_argument("--out", required=True, help="the profile file to write (JSON; it holds face embeddings)")
     parser.add_argument("--ensemble", help="ensemble file (default: the shipped one); the profile works with it only")
-    add_photo_framing_arguments(parser)
-    parser.add_argument("--geometry", action="store_true",
-                        help="photos: read each face's blendshapes too (MediaPipe's models) and enrol them with "
-                             "the embeddings; apps run with --geometry read the person's faces with them "
-                             "(docs/accuracy.md: better with fear, disgust and surprise)")
+    add_blendshapes_argument(parser, "enrol them with the embeddings; apps run with --geometry read the "
+                                     "person's faces with them (docs/accuracy.md: better with fear, disgust "
+                                     "and surprise)")
     parser.add_argument("--json", action="store_true", help="print the self-check as one JSON object")
     return parser
 

@@ -13,7 +13,9 @@ import numpy as np
 from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
     PRIOR_HELP,
+    add_blendshapes_argument,
     add_calibration_argument,
+    add_labelled_photo_arguments,
     bounded,
     prior_argument,
     refuse_geometry_of_crops,
@@ -45,8 +47,7 @@ from fer_ensemble.outputs import (
     write_whole,
 )
 from fer_ensemble.runtime import Ensemble, OnnxClassifier, load_ensemble
-from fer_ensemble.runtime.detection import FACE_FRAMING
-from fer_ensemble.runtime.detectors import DEFAULT_DETECTOR, DETECTOR_HELP, DETECTOR_NAMES, create_detector
+from fer_ensemble.runtime.detectors import create_detector
 from fer_ensemble.runtime.ensemble import load_calibration
 from fer_ensemble.runtime.geometry import GeometryReader
 from fer_ensemble.runtime.profile import (
@@ -83,19 +84,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                              "(default: the ensemble shipped in the package)")
     parser.add_argument("--data", help="FER+ folder: score a FER+ split (official majority protocol)")
     parser.add_argument("--split", choices=("valid", "test"), default="test")
-    parser.add_argument("--labels", help="file,label CSV of your own photos (or of face crops with --crops)")
-    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
-    parser.add_argument("--crops", action="store_true",
-                        help="the images are face crops: classify them whole, no detector")
+    add_labelled_photo_arguments(parser, "file,label CSV of your own photos (or of face crops with --crops)",
+                                 required=False)
     parser.add_argument("--group-by", metavar="COLUMN[,COLUMN]",
                         help="one vote per group of images with equal values (e.g. frames of one sequence)")
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by columns")
-    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
-                        help="photos: crop margin")
-    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
-                        help="photos: crop offset")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                        help="photos, with its stills preset: " + DETECTOR_HELP)
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
     add_calibration_argument(parser)
     parser.add_argument("--resting-face", metavar="COLUMN",
@@ -111,24 +104,24 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
                         help="with --calm-reference: calm photos a person needs for a resting face (default 1: "
                              "each photo is a moment of its own, where a video's five calm frames in a row are one)")
-    parser.add_argument("--enrol", type=bounded(int, 1), default=None, metavar="K",
-                        help="labels, with --group-by PERSON: within each person, K photos per class are their "
-                             "enrolment (a personal profile) and the rest are scored, before and after; "
-                             "with --resting-face, the enrolled neutral photos are also the resting face")
-    parser.add_argument("--draws", type=bounded(int, 1), default=10, metavar="N",
-                        help="with --enrol: random enrolments averaged (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="with --enrol: the draws' random seed")
-    parser.add_argument("--profile-map", choices=("auto", "none"), default="auto",
-                        help="with --enrol: auto (default) folds in the shipped profile map, refitted without "
-                             "each person when it was fitted on these very photos; none: each profile is "
-                             "the person's own photos alone")
-    parser.add_argument("--geometry", action="store_true",
-                        help="with --enrol, photos: each face's blendshapes are read too (MediaPipe's models), "
-                             "enrolled with the embeddings and read as 'predict --geometry --profile' reads "
-                             "them (the shipped blendshape profile map folded in)")
-    parser.add_argument("--enrol-split", metavar="COLUMN=VALUE",
-                        help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
-                             "the others (K per class drawn from them)")
+    profiles = parser.add_argument_group("personal profiles", "each person's own photos read through a profile of "
+                                       "a few of their other photos (docs/accuracy.md)")
+    profiles.add_argument("--enrol", type=bounded(int, 1), default=None, metavar="K",
+                          help="labels, with --group-by PERSON: within each person, K photos per class are their "
+                               "enrolment (a personal profile) and the rest are scored, before and after; "
+                               "with --resting-face, the enrolled neutral photos are also the resting face")
+    profiles.add_argument("--draws", type=bounded(int, 1), default=10, metavar="N",
+                          help="with --enrol: random enrolments averaged (default 10)")
+    profiles.add_argument("--seed", type=int, default=0, help="with --enrol: the draws' random seed")
+    profiles.add_argument("--profile-map", choices=("auto", "none"), default="auto",
+                          help="with --enrol: auto (default) folds in the shipped profile map, refitted without "
+                               "each person when it was fitted on these very photos; none: each profile is "
+                               "the person's own photos alone")
+    add_blendshapes_argument(profiles, "enrol them with the embeddings, read as 'predict --geometry --profile' "
+                                         "reads them (the shipped blendshape profile map folded in)")
+    profiles.add_argument("--enrol-split", metavar="COLUMN=VALUE",
+                          help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
+                               "the others (K per class drawn from them)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", help="folder for the confusion-matrix PNG and report JSON")
     return parser
