@@ -101,10 +101,31 @@ def test_a_table_appears_whole_or_leaves_the_earlier_one(tmp_path: Path) -> None
         assert partial_path(path).name == f".t.{os.getpid()}.partial.csv"
         raise RuntimeError("a crash")
     assert path.read_text() == "file,face,earlier\n" and not partial_path(path).exists()
-    with pytest.raises(KeyboardInterrupt), RowWriter(path, ["x"]) as writer:
+    with pytest.raises(KeyboardInterrupt), RowWriter(path, ["x"]) as writer:  # batch's: whole or nothing
         writer.write([{"x": 1}, {"x": 2}])
         raise KeyboardInterrupt
+    assert path.read_text() == "file,face,earlier\n" and os.listdir(tmp_path) == ["t.csv"]
+    with pytest.raises(KeyboardInterrupt), RowWriter(path, ["x"], complete_on_interrupt=True) as writer:
+        writer.write([{"x": 1}, {"x": 2}])  # predict's and video's: the rows so far
+        raise KeyboardInterrupt
     assert path.read_text().splitlines() == ["x", "1", "2"] and os.listdir(tmp_path) == ["t.csv"]
+
+
+def test_a_table_that_fails_to_finish_leaves_no_partial(tmp_path: Path) -> None:
+    need("pyarrow")
+    import pyarrow as pa
+
+    with pytest.raises(pa.ArrowException), RowWriter(tmp_path / "t.parquet", ["x"], types={"x": "int64"}) as writer:
+        writer.write([{"x": "not a number"}])  # Arrow refuses it when the group is written, at close
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_table_named_by_a_link_is_written_through_it(tmp_path: Path) -> None:
+    (tmp_path / "real.csv").write_text("")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    with RowWriter(tmp_path / "link.csv", ["x"]) as writer:
+        writer.write([{"x": 1}])
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text().splitlines() == ["x", "1"]
 
 
 def test_per_source_summary() -> None:

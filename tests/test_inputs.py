@@ -12,6 +12,7 @@ from support import need
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.media.inputs import expand_inputs, is_uri
+from fer_ensemble.outputs import is_partial, partial_path
 
 
 @pytest.fixture
@@ -93,3 +94,15 @@ def test_an_unreadable_scheme_is_one_line() -> None:
 def test_hidden_images_are_kept(tmp_path: Path) -> None:
     (tmp_path / ".a.jpg").write_bytes(b"x")
     assert [os.path.basename(s) for s in expand_inputs([str(tmp_path)]).sources] == [".a.jpg"]
+
+
+def test_a_partial_output_is_never_an_input(tmp_path: Path) -> None:
+    """A command killed while writing leaves its hidden partial file (``outputs.partial_path``,
+    the suffix kept): a later folder scan must not read a half photo or video."""
+    left = partial_path(tmp_path / "photo.jpg")
+    left.write_bytes(b"x")
+    (tmp_path / ".clip.12.partial.mp4").write_bytes(b"x")
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    assert is_partial(left.name) and not is_partial("photo.jpg") and not is_partial(".a.jpg")
+    found = expand_inputs([str(tmp_path)], videos=True)
+    assert [os.path.basename(s) for s in found.sources] == ["photo.jpg"] and not found.skipped

@@ -15,7 +15,7 @@ ALLOWED = {
     "outputs": {"errors"},
     "runtime": {"constants", "errors", "outputs", "preprocess", "prior"},
     "media": {"errors", "outputs"},
-    "data": {"constants", "errors"},
+    "data": {"constants", "errors", "outputs"},
     "batch": {"constants", "errors", "media", "outputs", "runtime"},
     "server": {"", "constants", "errors", "runtime", "prior", "media"},
 }

@@ -31,7 +31,7 @@ import numpy as np
 from fer_ensemble.data import LabelledSplit, load_labelled
 from fer_ensemble.errors import UserError, json_text
 from fer_ensemble.metrics import evaluate_probabilities, negative_log_likelihood
-from fer_ensemble.outputs import write_whole
+from fer_ensemble.outputs import write_whole, written_whole
 from fer_ensemble.preprocess import prepare_batch
 from fer_ensemble.prior import adjust_probabilities, parse_strength
 from fer_ensemble.runtime.calibration import resting_spread
@@ -267,7 +267,7 @@ def _package_member(card_path: Path, variant: str, out: Path) -> None:
     card = read_card(card_path)
     name = card["files"][variant]
     if card_path.parent.resolve() != out.resolve():
-        shutil.copyfile(card_path.parent / name, out / name)
+        written_whole(out / name, lambda partial: shutil.copyfile(card_path.parent / name, partial))
     card["files"] = {variant: name}
     card["default_variant"] = variant
     write_whole(out / card_path.name, json_text(card, indent=2))

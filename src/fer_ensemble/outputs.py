@@ -8,7 +8,8 @@ its own (``partial_path``) and renamed onto that name when complete (``staged``,
 ``RowWriter``), so a file is there whole or not at all: a reader never sees half of one, a crash or
 a kill leaves at most a hidden partial and any earlier output of the same name as it was. A Ctrl-C
 completes the files being written for what was read so far (docs/command-line.md, "Outputs never
-replace inputs"). ``export`` stages its whole folder the same way. Depends on ``errors`` only.
+replace inputs"). ``export`` stages its whole folder the same way. Depends on ``errors`` (and NumPy)
+only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,28 +151,40 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
     return folder / candidate
 
 
+def target_path(path: str | Path) -> Path:
+    """Where a write of ``path`` lands: the file a symbolic link names (the link stays a link), else
+    ``path`` itself."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
 def partial_path(path: str | Path) -> Path:
     """The hidden file a write of ``path`` goes to first, beside it: ``.STEM.PID.partial.SUFFIX`` (the
-    suffix kept, as OpenCV and matplotlib choose a file's format by it)."""
+    suffix kept, as OpenCV and matplotlib choose a file's format by it; folder scans pass over such
+    names, ``is_partial``)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
 
 
+PARTIAL_NAME = re.compile(r"\..*\.\d+\.partial(\.[^.]*)?")
+"""A ``partial_path``'s file name (``.STEM.PID.partial.SUFFIX``)."""
+
+
+def is_partial(name: str) -> bool:
+    """Whether the file name ``name`` is a ``partial_path``'s: an output being written, or one a kill
+    left behind, which folder scans pass over."""
+    return PARTIAL_NAME.fullmatch(name) is not None
+
+
 @contextmanager
-def staged(path: str | Path, complete_on_interrupt: bool = False) -> Iterator[Path]:
-    """The ``partial_path`` of ``path`` to write in the ``with`` block, renamed onto ``path`` when the
-    block ends (with ``complete_on_interrupt``, a Ctrl-C's KeyboardInterrupt too: what was written by
-    then is the output) and removed when it fails, leaving ``path`` as it was. The block must close
-    what it opened on the partial before it ends."""
-    path = Path(path)
+def staged(path: str | Path) -> Iterator[Path]:
+    """The ``partial_path`` of ``path`` (``target_path``) to write in the ``with`` block, renamed onto
+    it when the block ends and removed when the block fails or is interrupted, leaving ``path`` as it
+    was. The block must close what it opened on the partial before it ends."""
+    path = target_path(path)
     partial = partial_path(path)
     try:
         yield partial
-    except KeyboardInterrupt:
-        if complete_on_interrupt and partial.exists():
-            partial.replace(path)
-        raise
-    else:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -206,13 +220,15 @@ class RowWriter:
 
     The one writer of every table of faces (``predict --csv``, ``video``'s timeline, ``batch``'s
     Parquet). The file is written under its ``partial_path`` and renamed onto ``path`` by ``close``
-    (the end of a ``with`` block, a Ctrl-C's included: the rows so far are the output); any other
-    error, or ``discard``, removes the partial and leaves ``path`` as it was. UserError for another
-    suffix; OutputError when the file cannot be written."""
+    (the end of a ``with`` block; with ``complete_on_interrupt``, a Ctrl-C's too: the rows so far are
+    the output); any other error, or ``discard``, removes the partial and leaves ``path`` as it was.
+    UserError for another suffix; OutputError when the file cannot be written."""
 
     def __init__(self, path: str | Path, columns: Sequence[str] | None = None, *, types: Mapping[str, str] | None = None,
-                 decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None):
-        self.path = Path(path)
+                 decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None,
+                 complete_on_interrupt: bool = False):
+        self.path = target_path(path)
+        self.complete_on_interrupt = complete_on_interrupt
         self.format = f".{format.lstrip('.')}" if format else self.path.suffix.lower()
         if self.format not in TABLE_FORMATS:
             raise UserError(f"{self.path}: a table is one of {', '.join(TABLE_FORMATS)} (by its name's ending)")
@@ -285,7 +301,6 @@ class RowWriter:
         """Finish the file and rename it onto ``path`` (once; a second call does nothing); its path."""
         if self.closed:
             return self.path
-        self.closed = True
         try:
             if self.format == ".parquet":
                 if self._buffer or self._parquet is None:
@@ -298,6 +313,10 @@ class RowWriter:
         except OSError as error:
             self.discard()
             raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+        except BaseException:  # a Ctrl-C while finishing, a row Arrow refuses: no partial left behind
+            self.discard()
+            raise
+        self.closed = True
         return self.path
 
     def discard(self) -> None:
@@ -315,7 +334,7 @@ class RowWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        if kind is None or issubclass(kind, KeyboardInterrupt):
+        if kind is None or (self.complete_on_interrupt and issubclass(kind, KeyboardInterrupt)):
             self.close()
         else:
             self.discard()

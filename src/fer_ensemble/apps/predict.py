@@ -133,7 +133,8 @@ def run_predict(args: argparse.Namespace) -> int:
         if out and Path(args.csv).resolve().parent == out.resolve():
             used.add(Path(args.csv).name)  # no annotated copy takes the CSV's name
     writer = (RowWriter(args.csv, ["file", "face", *face_columns(args.geometry)], decimals=CSV_DECIMALS,
-                        format="csv") if args.csv else None)  # CSV whatever its name; renamed into place when closed
+                        format="csv", complete_on_interrupt=True)  # CSV whatever its name
+              if args.csv else None)
     try:
         for path in inputs.files:
             tally.images += 1  # the one being read: an interrupt leaves it undone

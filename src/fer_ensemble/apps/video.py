@@ -159,7 +159,11 @@ class TimedWriter:
     def release(self) -> None:
         """Close the mp4 (its index written: playable) and rename it onto its path."""
         self.writer.release()
-        self.partial.replace(self.path)
+        try:
+            self.partial.replace(self.path)
+        except OSError as error:
+            self.partial.unlink(missing_ok=True)
+            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
 
     def discard(self) -> None:
         """Close and remove the partial mp4: an earlier one at its path stays as it was."""
@@ -225,30 +229,31 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     interrupted = False
     geometry = bool(recognizer.geometry)
     columns = ["frame", "time_s", "track_id", "relative", *face_columns(geometry)]
-    with RowWriter(out / "timeline.csv", columns, decimals=CSV_DECIMALS) as rows:
-        try:
-            for index, frame in itertools.chain([first], stream):
-                bar.update(1)
-                if index % stride:
-                    continue
-                time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
-                faces = face_stream.keep_geometry(recognizer.add_geometry(
-                    frame, face_stream.update(frame, later_time(time_s, face_stream.time_s))))
-                timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
-                rows.write(FaceRow.of(str(path), index, time_s, i, f).to_dict(geometry) for i, f in enumerate(faces))
-                if write_video:
-                    if writer is None:
-                        writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
-                    writer.write(recognizer.annotate(frame, faces), time_s)
-        except KeyboardInterrupt:  # Ctrl-C: the outputs below are written for the frames read
-            interrupted = True
-        except BaseException:
-            if writer is not None:
-                writer.discard()
-            raise
-    bar.close()
-    if writer is not None:
-        writer.release()  # a playable mp4 (its index written) even after an interrupt
+    try:
+        with RowWriter(out / "timeline.csv", columns, decimals=CSV_DECIMALS, complete_on_interrupt=True) as rows:
+            try:
+                for index, frame in itertools.chain([first], stream):
+                    bar.update(1)
+                    if index % stride:
+                        continue
+                    time_s = frames.time_s  # the frame's own time: a variable frame rate keeps its timing
+                    faces = face_stream.keep_geometry(recognizer.add_geometry(
+                        frame, face_stream.update(frame, later_time(time_s, face_stream.time_s))))
+                    timeline.append({"frame": index, "time": round(time_s, 4), "faces": [f.to_dict() for f in faces]})
+                    rows.write(FaceRow.of(str(path), index, time_s, i, f).to_dict(geometry) for i, f in enumerate(faces))
+                    if write_video:
+                        if writer is None:
+                            writer = TimedWriter(out / "annotated.mp4", fps / stride, frame.shape)
+                        writer.write(recognizer.annotate(frame, faces), time_s)
+            except KeyboardInterrupt:  # Ctrl-C: the outputs below are written for the frames read
+                interrupted = True
+        bar.close()
+        if writer is not None:
+            writer.release()  # a playable mp4 (its index written) even after an interrupt
+            writer = None
+    finally:
+        if writer is not None:  # the rest failed: no partial mp4 left behind
+            writer.discard()
     with RowWriter(out / "timeline.jsonl") as records:
         records.write(timeline)
     summary: dict[str, Any] = {"file": str(path), "frames_read": frames.read, "frames_processed": len(timeline),

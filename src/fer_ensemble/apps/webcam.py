@@ -33,8 +33,9 @@ from fer_ensemble.apps.common import (
     warn,
 )
 from fer_ensemble.apps.enrol import format_self_check
-from fer_ensemble.errors import InputError, Interrupted, UserError, json_text
+from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media.decoder import decoder_log
+from fer_ensemble.media.images import write_image
 from fer_ensemble.media.video import open_video
 from fer_ensemble.outputs import check_output_file, output_file
 from fer_ensemble.runtime.drawing import draw_prompt, draw_status
@@ -385,7 +386,11 @@ def watch(recognizer, capture: cv2.VideoCapture, pace: float | None = None, show
         key = cv2.waitKey(1) & 0xFF
         if key == ord("s"):
             path = snapshots / f"fer-snapshot-{int(time.time())}.png"
-            warn(f"snapshot: {path}" if cv2.imwrite(str(path), canvas) else f"{path}: the snapshot cannot be written")
+            try:
+                write_image(path, canvas)
+                warn(f"snapshot: {path}")
+            except OutputError as error:
+                warn(str(error))
         if key == ord("m"):
             stream.options = replace(stream.options, smoothing_s=0.0 if stream.options.smoothing_s else smoothing_s)
         if key in (ord("r"), ord("c"), ord("a")):

@@ -21,6 +21,7 @@ import numpy as np
 
 from fer_ensemble.constants import EMOTIONS, VOTE_COLUMNS
 from fer_ensemble.errors import UserError
+from fer_ensemble.outputs import written_whole
 
 LABEL_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multi_target")
 """How FER+'s ten votes become training targets (Barsoum et al. 2016, section 3: majority,
@@ -253,7 +254,7 @@ def pack_splits(root: str | Path, out: str | Path, splits: tuple[str, ...] = SPL
     buffer = io.BytesIO()
     # numpy's stubs: mypy matches **arrays against savez's allow_pickle: bool as well as **kwds
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    out.write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+    written_whole(out, lambda partial: partial.write_bytes(lzma.compress(buffer.getvalue(), preset=6)))
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fer_ensemble.errors import UserError
 from fer_ensemble.media.kinds import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, extension
+from fer_ensemble.outputs import is_partial
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 """The sample media shipped in the package (the demo's photos and clip)."""
@@ -111,6 +112,8 @@ def expand_inputs(items: list[str], exclude: Path | None = None, videos: bool = 
         """(source, base name) pairs: the sources of a wanted kind; the others counted as skipped."""
         kept = []
         for source, name in names:
+            if is_partial(name):  # a command's output being written, or left by a kill: never an input
+                continue
             if extension(source) in wanted:
                 kept.append(source)
             elif not name.startswith("."):

@@ -408,8 +408,8 @@ def end_epoch(run: TrainingRun, epoch: int, stats: EpochStats) -> None:
     if improved:
         save_atomic(_weights_file(unwrap(scored), run.recorded_args, epoch, record, run.train_seconds,
                                   run.balance), run.out / BEST)
-    with open(run.out / METRICS, "a") as f:
-        f.write(json_text(record) + "\n")
+    earlier = (run.out / METRICS).read_text() if (run.out / METRICS).is_file() else ""
+    write_whole(run.out / METRICS, earlier + json_text(record) + "\n")  # the whole log, never half a line
     save_checkpoint(run, epoch)
     plot_curves(run.out / METRICS, run.out / "curves.png")
     print(f"epoch {epoch + 1}/{run.args.epochs}  loss {stats.loss:.4f}  train acc {stats.accuracy:.4f}  "
