@@ -88,6 +88,11 @@ def test_one_row_writer_for_csv_jsonl_and_parquet(tmp_path: Path) -> None:
     with RowWriter(tmp_path / "empty.parquet", list(types), types=types):
         pass
     assert pq.read_table(tmp_path / "empty.parquet").schema.names == ROW_COLUMNS
+    geometry = output.column_types(geometry=True)  # a failure row has no geometry: empty cells
+    with RowWriter(tmp_path / "failed.parquet", list(geometry), types=geometry) as writer:
+        writer.write(work.failure("gone.png", "no photo or video there").rows)
+    [failed] = pq.read_table(tmp_path / "failed.parquet").to_pylist()
+    assert failed["yaw"] is None and failed["error"] == "no photo or video there"
 
 
 def test_a_table_appears_whole_or_leaves_the_earlier_one(tmp_path: Path) -> None:

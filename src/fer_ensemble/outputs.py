@@ -255,17 +255,17 @@ class RowWriter:
             raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
 
     def write(self, rows: Iterable[Mapping]) -> None:
-        """Append ``rows`` (each with every one of ``columns``; other keys are left out)."""
+        """Append ``rows`` (mappings: a column a row lacks is empty, None; other keys are left out)."""
         for row in rows:
             self.rows += 1
             if self.format == ".csv":
-                self._csv.writerow([self._cell(name, row[name]) for name in self.columns or ()])
+                self._csv.writerow([self._cell(name, row.get(name)) for name in self.columns or ()])
             elif self.format == ".jsonl":
-                record = row if self.columns is None else {name: row[name] for name in self.columns}
+                record = row if self.columns is None else {name: row.get(name) for name in self.columns}
                 assert self._file is not None
                 self._file.write(json_text(record) + "\n")
             else:
-                self._buffer.append(dict(row) if self.columns is None else {name: row[name] for name in self.columns})
+                self._buffer.append(dict(row) if self.columns is None else {name: row.get(name) for name in self.columns})
                 if self.types is not None and len(self._buffer) >= self.group_rows:
                     self._write_group()
 
