@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import bounded, said_unreadable
+from fer_ensemble.apps.common import bounded
+from fer_ensemble.apps.labelled_photos import said_unreadable
 from fer_ensemble.cli import answered
 from fer_ensemble.errors import UserError
 from fer_ensemble.labelled import LabelledImages, largest_faces, read_labelled

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ensemble.apps.common import (
-    PRIOR_HELP,
+from fer_ensemble.apps.common import add_prior_argument, bounded, warn
+from fer_ensemble.apps.labelled_photos import (
     add_blendshapes_argument,
     add_labelled_photo_arguments,
-    bounded,
-    prior_argument,
     refuse_geometry_of_crops,
     said_unreadable,
-    warn,
 )
 from fer_ensemble.apps.reports import format_before_after
 from fer_ensemble.errors import ExitCode, UserError, json_text
@@ -46,7 +43,7 @@ def add_adapt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by column")
     parser.add_argument("--out", required=True, help="folder for the calibrated ensemble.json (created)")
     parser.add_argument("--ensemble", help="ensemble to calibrate (default: the shipped one)")
-    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + " (for the figures)")
+    add_prior_argument(parser, " (for the figures)")
     parser.add_argument("--folds", type=bounded(int, 2), default=5, help="cross-validation folds (default %(default)s)")
     add_blendshapes_argument(parser, "fit a part of the calibration with them, which apps run with --geometry "
                                      "read faces through (docs/evaluate.md)")

@@ -14,16 +14,14 @@ from tqdm import tqdm
 
 from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
-    PRIOR_HELP,
     add_calibration_argument,
     add_detector_arguments,
-    add_exit_arguments,
+    add_prior_argument,
     bounded,
     detector_options_of,
-    exit_code,
-    prior_argument,
     warn,
 )
+from fer_ensemble.apps.exits import add_exit_arguments, exit_code
 from fer_ensemble.errors import ExitCode, Interrupted, UserError
 from fer_ensemble.media.inputs import is_uri
 from fer_ensemble.outputs import (
@@ -63,7 +61,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--overwrite", action="store_true", help="redo sources whose output exists")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
-    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_prior_argument(parser)
     add_calibration_argument(parser)
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="read every face through this person's profile ('fer-ensemble enrol' writes one)")

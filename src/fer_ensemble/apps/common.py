@@ -8,7 +8,7 @@ import statistics
 import sys
 import time
 
-from fer_ensemble.errors import ExitCode, UserError
+from fer_ensemble.errors import UserError
 from fer_ensemble.media.decoder import drain_stdout
 from fer_ensemble.prior import parse_strength
 from fer_ensemble.runtime.blazeface import TURNED_SCANS, BlazeFaceOptions
@@ -58,12 +58,17 @@ PRIOR_HELP = ("class prior of the answers: 'uniform' (every emotion equally like
               "(ferplus) and 1 (uniform); default: the ensemble file's, fitted on FER+ Valid")
 
 
+def add_prior_argument(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """``--prior`` (``prior_argument``; None: the ensemble file's), its help ``PRIOR_HELP`` then ``also``."""
+    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + also)
+
+
 def add_recognizer_arguments(
     parser: argparse.ArgumentParser, ema_weight: float | None = None, still: bool = False
 ) -> None:
     """Model and detector options, with the detector preset for still images or live video."""
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
-    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_prior_argument(parser)
     add_calibration_argument(parser)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="widen each face box by this fraction of its side on every side "
@@ -87,37 +92,6 @@ def add_recognizer_arguments(
                                  "%(default)s; --smoothing is its former name)")
         parser.add_argument("--auto-resting-face", action="store_true",
                             help=AUTO_RESTING_FACE_HELP + " (docs/video.md)")
-
-
-def refuse_geometry_of_crops(args: argparse.Namespace) -> None:
-    """UserError (exit 2) for ``--geometry`` with ``--crops`` in the commands that read labelled
-    photos: the landmarker reads faces in photos, framed from the detector's box."""
-    if args.geometry and args.crops:
-        raise UserError("--geometry reads faces in photos, not --crops")
-
-
-def add_labelled_photo_arguments(parser: argparse.ArgumentParser, labels_help: str, required: bool = True) -> None:
-    """The inputs of the commands that read labelled photos (evaluate, adapt, enrol): ``--labels``
-    (``labels_help``), ``--images``, ``--crops``, and the framing of a photo's largest face, found
-    with the detector's stills preset and framed as the apps frame faces: ``--detector``,
-    ``--margin``, ``--offset``."""
-    parser.add_argument("--labels", required=required, help=labels_help)
-    parser.add_argument("--images", help="folder the CSV's files are relative to (default: the CSV's folder)")
-    parser.add_argument("--crops", action="store_true", help="the images are face crops: classified whole, no detector")
-    parser.add_argument("--detector", choices=DETECTOR_NAMES, default=DEFAULT_DETECTOR,
-                        help="photos, with its stills preset: " + DETECTOR_HELP)
-    parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
-                        help="photos: crop margin")
-    parser.add_argument("--offset", type=bounded(float, -0.5, 0.5), default=FACE_FRAMING["offset"],
-                        help="photos: crop offset")
-
-
-def add_blendshapes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, use: str) -> None:
-    """``--geometry`` of the commands that read labelled photos (evaluate, adapt, enrol): each
-    face's 51 blendshapes read too (MediaPipe's models), for ``use`` (the end of its help)."""
-    parser.add_argument("--geometry", action="store_true",
-                        help="photos: read each face's blendshapes too (MediaPipe's models; about 50 s for 600 "
-                             f"photos on 2 cores) and {use}")
 
 
 CALIBRATION_HELP = ("a calibration on top of the ensemble: 'none', 'posed' (fitted on posed photos: "
@@ -223,21 +197,6 @@ def build_recognizer(args: argparse.Namespace, threads: int | None = None, still
                              geometry=getattr(args, "geometry", False))
 
 
-def add_exit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="exit 0, not 3, when no face is found anywhere (for scripts)")
-
-
-def exit_code(failed: bool, found: bool, args: argparse.Namespace) -> ExitCode:
-    """The exit codes (docs/command-line.md): 1 when an input failed, else 3 when no face was found (0 with
-    ``--allow-empty``), else 0."""
-    if failed:
-        return ExitCode.INPUT_FAILED
-    if not found and not getattr(args, "allow_empty", False):
-        return ExitCode.NO_FACE
-    return ExitCode.OK
-
-
 def median_ms(fn, repeat: int) -> float:
     """Median milliseconds of ``repeat`` calls of ``fn``, after one warm-up call."""
     fn()
@@ -253,12 +212,3 @@ def warn(message: str) -> None:
     """One line on stderr, after what stdout holds (so a log of both keeps their order)."""
     drain_stdout()
     print(message, file=sys.stderr, flush=True)
-
-
-def said_unreadable(data, code: int = ExitCode.OK) -> int:
-    """One line on stderr per image of ``data`` (``labelled.LabelledImages``) found unreadable so far
-    (each counts as an image without a face and the run goes on); the exit code: ``code``, or
-    ``ExitCode.INPUT_FAILED`` where ``code`` is OK and some image could not be read."""
-    for reason in data.unreadable.values():
-        warn(f"{reason}; counted as a photo without a face")
-    return ExitCode.INPUT_FAILED if data.unreadable and code == ExitCode.OK else code

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import cv2
 
-from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, exit_code, warn
+from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, warn
+from fer_ensemble.apps.exits import exit_code
 from fer_ensemble.apps.predict import describe
 from fer_ensemble.apps.video import analyse_video
 from fer_ensemble.apps.webcam import FACES_PER_FRAME, open_camera, report, watch, window_available

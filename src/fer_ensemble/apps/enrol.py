@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from fer_ensemble.apps.common import (
+from fer_ensemble.apps.labelled_photos import (
     add_blendshapes_argument,
     add_labelled_photo_arguments,
     refuse_geometry_of_crops,

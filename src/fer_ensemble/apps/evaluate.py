@@ -11,16 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from fer_ensemble import __version__
-from fer_ensemble.apps.common import (
-    PRIOR_HELP,
+from fer_ensemble.apps.common import add_calibration_argument, add_prior_argument, bounded, warn
+from fer_ensemble.apps.labelled_photos import (
     add_blendshapes_argument,
-    add_calibration_argument,
     add_labelled_photo_arguments,
-    bounded,
-    prior_argument,
     refuse_geometry_of_crops,
     said_unreadable,
-    warn,
 )
 from fer_ensemble.apps.reports import format_before_after, format_labelled_report, format_report
 from fer_ensemble.constants import EMOTIONS
@@ -89,7 +85,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--group-by", metavar="COLUMN[,COLUMN]",
                         help="one vote per group of images with equal values (e.g. frames of one sequence)")
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by columns")
-    parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP)
+    add_prior_argument(parser)
     add_calibration_argument(parser)
     parser.add_argument("--resting-face", metavar="COLUMN",
                         help="labels: within each group of COLUMN (a person), the photos labelled neutral are "

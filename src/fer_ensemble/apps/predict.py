@@ -7,13 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_ensemble import __version__
-from fer_ensemble.apps.common import (
-    add_exit_arguments,
-    add_recognizer_arguments,
-    build_recognizer,
-    exit_code,
-    warn,
-)
+from fer_ensemble.apps.common import add_recognizer_arguments, build_recognizer, warn
+from fer_ensemble.apps.exits import add_exit_arguments, exit_code
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media.images import read_image, writable_name, write_image
 from fer_ensemble.media.inputs import Inputs, expand_inputs

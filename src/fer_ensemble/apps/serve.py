@@ -12,12 +12,11 @@ import socket
 from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
-    PRIOR_HELP,
     add_calibration_argument,
     add_detector_arguments,
+    add_prior_argument,
     bounded,
     detector_options_of,
-    prior_argument,
     warn,
 )
 from fer_ensemble.errors import UserError, json_text
@@ -75,8 +74,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="WebSocket streams open at once, per process; beyond them a new one is closed "
                              "with 1013, try again later (default %(default)s)")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
-    parser.add_argument("--prior", type=prior_argument, default=None,
-                        help=PRIOR_HELP + "; requests may override it with ?prior=")
+    add_prior_argument(parser, "; requests may override it with ?prior=")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     parser.add_argument("--workers", type=bounded(int, 1), default=1,
                         help="server processes (uvicorn's), each with its own copy of the models; "

@@ -24,15 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ensemble.apps.common import (
-    add_exit_arguments,
-    add_recognizer_arguments,
-    bounded,
-    build_recognizer,
-    exit_code,
-    warn,
-)
+from fer_ensemble.apps.common import add_recognizer_arguments, bounded, build_recognizer, warn
 from fer_ensemble.apps.enrol import format_self_check
+from fer_ensemble.apps.exits import add_exit_arguments, exit_code
 from fer_ensemble.errors import InputError, Interrupted, OutputError, UserError, json_text
 from fer_ensemble.media.decoder import decoder_log
 from fer_ensemble.media.images import write_image
