@@ -113,8 +113,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                           help="with --enrol: auto (default) folds in the shipped profile map, refitted without "
                                "each person when it was fitted on these very photos; none: each profile is "
                                "the person's own photos alone")
-    add_blendshapes_argument(profiles, "with --enrol: enrol them with the embeddings, read as 'predict --geometry --profile' "
-                                         "reads them (the shipped blendshape profile map folded in)")
+    add_blendshapes_argument(profiles, "enrol them with the embeddings, read as 'predict --geometry --profile' "
+                                       "reads them (the shipped blendshape profile map folded in)",
+                             when="with --enrol, photos")
     profiles.add_argument("--enrol-split", metavar="COLUMN=VALUE",
                           help="with --enrol: enrol only on photos whose COLUMN is VALUE (e.g. a session), score "
                                "the others (K per class drawn from them)")

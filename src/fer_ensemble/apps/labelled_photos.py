@@ -27,11 +27,13 @@ def add_labelled_photo_arguments(parser: argparse.ArgumentParser, labels_help: s
                         help="photos: crop offset")
 
 
-def add_blendshapes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, use: str) -> None:
+def add_blendshapes_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, use: str,
+                             when: str = "photos") -> None:
     """``--geometry`` of the commands that read labelled photos (evaluate, adapt, enrol): each
-    face's 51 blendshapes read too (MediaPipe's models), for ``use`` (the end of its help)."""
+    face's 51 blendshapes read too (MediaPipe's models), for ``use`` (the end of its help), ``when``
+    (its help's start) applies."""
     parser.add_argument("--geometry", action="store_true",
-                        help="photos: read each face's blendshapes too (MediaPipe's models; about 50 s for 600 "
+                        help=f"{when}: read each face's blendshapes too (MediaPipe's models; about 50 s for 600 "
                              f"photos on 2 cores) and {use}")
 
 
