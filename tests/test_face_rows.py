@@ -14,8 +14,8 @@ from support import need
 
 from fer_ensemble.batch import output, work
 from fer_ensemble.constants import EMOTIONS
-from fer_ensemble.errors import UserError
-from fer_ensemble.outputs import RowWriter, partial_path
+from fer_ensemble.errors import OutputError, UserError
+from fer_ensemble.outputs import RowWriter, is_partial, partial_path, write_whole
 from fer_ensemble.runtime.detection import TurnedBox
 from fer_ensemble.runtime.face import Face
 from fer_ensemble.runtime.rows import (
@@ -125,12 +125,25 @@ def test_a_table_that_fails_to_finish_leaves_no_partial(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_a_table_named_by_a_link_is_written_through_it(tmp_path: Path) -> None:
-    (tmp_path / "real.csv").write_text("")
-    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
-    with RowWriter(tmp_path / "link.csv", ["x"]) as writer:
-        writer.write([{"x": 1}])
-    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text().splitlines() == ["x", "1"]
+def test_an_output_that_is_a_link_is_replaced_never_written_through(tmp_path: Path) -> None:
+    """A link in the output's place may name an input (annotated/x.jpg -> ../photos/x.jpg): the
+    output replaces the link, and the file it named stays as it was; a link to itself or to nothing
+    is replaced too, not a traceback."""
+    (tmp_path / "input.csv").write_text("mine\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "input.csv")
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nothing.png")
+    for name in ("link.csv", "loop.csv"):
+        with RowWriter(tmp_path / name, ["x"]) as writer:
+            writer.write([{"x": 1}])
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name).read_text().splitlines() == ["x", "1"]
+    write_whole(tmp_path / "gone.png", "x")
+    assert not (tmp_path / "gone.png").is_symlink() and not (tmp_path / "nothing.png").exists()
+    assert (tmp_path / "input.csv").read_text() == "mine\n"
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(OutputError, match="folder.json: cannot write"):
+        write_whole(tmp_path / "folder.json", "{}")  # one line, as every output error
+    assert not [p for p in tmp_path.iterdir() if is_partial(p.name)]
 
 
 def test_per_source_summary() -> None:

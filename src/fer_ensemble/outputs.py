@@ -151,13 +151,6 @@ def unique_path(folder: Path, name: str, used: set[str]) -> Path:
     return folder / candidate
 
 
-def target_path(path: str | Path) -> Path:
-    """Where a write of ``path`` lands: the file a symbolic link names (the link stays a link), else
-    ``path`` itself."""
-    path = Path(path)
-    return path.resolve() if path.is_symlink() else path
-
-
 def partial_path(path: str | Path) -> Path:
     """The hidden file a write of ``path`` goes to first, beside it: ``.STEM.PID.partial.SUFFIX`` (the
     suffix kept, as OpenCV and matplotlib choose a file's format by it; folder scans pass over such
@@ -178,14 +171,19 @@ def is_partial(name: str) -> bool:
 
 @contextmanager
 def staged(path: str | Path) -> Iterator[Path]:
-    """The ``partial_path`` of ``path`` (``target_path``) to write in the ``with`` block, renamed onto
-    it when the block ends and removed when the block fails or is interrupted, leaving ``path`` as it
-    was. The block must close what it opened on the partial before it ends."""
-    path = target_path(path)
+    """The ``partial_path`` of ``path`` to write in the ``with`` block, renamed onto ``path`` when the
+    block ends (a symbolic link there is replaced, never written through: the file it names, which
+    may be an input, stays as it was) and removed when the block fails or is interrupted, leaving
+    ``path`` as it was; OutputError when the rename fails. The block must close what it opened on
+    the partial before it ends."""
+    path = Path(path)
     partial = partial_path(path)
     try:
         yield partial
-        partial.replace(path)
+        try:
+            partial.replace(path)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         partial.unlink(missing_ok=True)
 
@@ -227,7 +225,7 @@ class RowWriter:
     def __init__(self, path: str | Path, columns: Sequence[str] | None = None, *, types: Mapping[str, str] | None = None,
                  decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None,
                  complete_on_interrupt: bool = False):
-        self.path = target_path(path)
+        self.path = Path(path)
         self.complete_on_interrupt = complete_on_interrupt
         self.format = f".{format.lstrip('.')}" if format else self.path.suffix.lower()
         if self.format not in TABLE_FORMATS:

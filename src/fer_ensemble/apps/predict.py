@@ -128,7 +128,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if out and Path(args.csv).resolve().parent == out.resolve():
             used.add(Path(args.csv).name)  # no annotated copy takes the CSV's name
     writer = (RowWriter(args.csv, ["file", "face", *face_columns(args.geometry)], decimals=CSV_DECIMALS,
-                        format="csv", complete_on_interrupt=True)  # CSV whatever its name
+                        format="csv")  # CSV whatever its name; closed below, a Ctrl-C's included
               if args.csv else None)
     try:
         for path in inputs.files:

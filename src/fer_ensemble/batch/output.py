@@ -77,7 +77,10 @@ class BatchOutput:
     def write_source(self, source: str, kind: str | None, rows: list[dict], frames_read: int, frames_processed: int,
                      fps: float | None, errors: list[str], settings: dict | None = None) -> dict:
         """Rows (sorted by frame and face) and the summary, each written whole then renamed into place;
-        the summary records ``settings`` (``work.recorded_settings`` for the source's kind)."""
+        the summary records ``settings`` (``work.recorded_settings`` for the source's kind). An earlier
+        summary goes first, so a run stopped between the two files leaves the source to be done again,
+        never new rows under an old summary."""
+        self.summary_path(source).unlink(missing_ok=True)
         rows = sorted(rows, key=lambda r: (r["frame"] is None, r["frame"] or 0, r["face"] or 0))
         types = column_types(self.geometry)
         with RowWriter(self.faces_path(source), list(types), types=types) as faces:
