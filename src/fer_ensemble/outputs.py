@@ -6,9 +6,10 @@ replaced. A folder of outputs records the command and settings that made it (``w
 One staging rule for every file a command writes: it is written under a hidden partial name beside
 its own (``partial_path``) and renamed onto that name when complete (``staged``, ``written_whole``,
 ``RowWriter``), so a file is there whole or not at all: a reader never sees half of one, a crash or
-a kill leaves at most a hidden partial and any earlier output of the same name as it was. A Ctrl-C
-completes the files being written for what was read so far (docs/command-line.md, "Outputs never
-replace inputs"). ``export`` stages its whole folder the same way. Depends on ``errors`` (and NumPy)
+a kill leaves at most a hidden partial and any earlier output of the same name as it was; so does
+a Ctrl-C, unless the command catches it and closes its files for what was read so far (predict's
+CSV, video's outputs: docs/command-line.md, "Outputs never replace inputs"). ``export`` stages its
+whole folder the same way. Depends on ``errors`` (and NumPy)
 only.
 """
 
@@ -169,6 +170,16 @@ def is_partial(name: str) -> bool:
     return PARTIAL_NAME.fullmatch(name) is not None
 
 
+def publish(partial: Path, path: str | Path) -> Path:
+    """``partial`` (a ``partial_path``, written and closed) renamed onto ``path``, replacing a file or
+    a symbolic link there (never writing through it); OutputError, one line, when it cannot be."""
+    try:
+        partial.replace(path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    return Path(path)
+
+
 @contextmanager
 def staged(path: str | Path) -> Iterator[Path]:
     """The ``partial_path`` of ``path`` to write in the ``with`` block, renamed onto ``path`` when the
@@ -180,10 +191,7 @@ def staged(path: str | Path) -> Iterator[Path]:
     partial = partial_path(path)
     try:
         yield partial
-        try:
-            partial.replace(path)
-        except OSError as error:
-            raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+        publish(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -218,15 +226,14 @@ class RowWriter:
 
     The one writer of every table of faces (``predict --csv``, ``video``'s timeline, ``batch``'s
     Parquet). The file is written under its ``partial_path`` and renamed onto ``path`` by ``close``
-    (the end of a ``with`` block; with ``complete_on_interrupt``, a Ctrl-C's too: the rows so far are
-    the output); any other error, or ``discard``, removes the partial and leaves ``path`` as it was.
-    UserError for another suffix; OutputError when the file cannot be written."""
+    (the end of a ``with`` block); an error or a Ctrl-C that leaves the block, or ``discard``, removes
+    the partial and leaves ``path`` as it was (a command that keeps the rows read so far catches the
+    Ctrl-C inside the block). UserError for another suffix; OutputError when the file cannot be
+    written."""
 
     def __init__(self, path: str | Path, columns: Sequence[str] | None = None, *, types: Mapping[str, str] | None = None,
-                 decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None,
-                 complete_on_interrupt: bool = False):
+                 decimals: Mapping[str, int] | None = None, group_rows: int = 65536, format: str | None = None):
         self.path = Path(path)
-        self.complete_on_interrupt = complete_on_interrupt
         self.format = f".{format.lstrip('.')}" if format else self.path.suffix.lower()
         if self.format not in TABLE_FORMATS:
             raise UserError(f"{self.path}: a table is one of {', '.join(TABLE_FORMATS)} (by its name's ending)")
@@ -235,7 +242,6 @@ class RowWriter:
         self.columns = list(columns) if columns is not None else None
         self.types, self.decimals, self.group_rows = types, dict(decimals or {}), group_rows
         self.partial = partial_path(self.path)
-        self.rows = 0
         self.closed = False
         self._buffer: list[dict] = []
         self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter, from the first group written
@@ -255,7 +261,6 @@ class RowWriter:
     def write(self, rows: Iterable[Mapping]) -> None:
         """Append ``rows`` (mappings: a column a row lacks is empty, None; other keys are left out)."""
         for row in rows:
-            self.rows += 1
             if self.format == ".csv":
                 self._csv.writerow([self._cell(name, row.get(name)) for name in self.columns or ()])
             elif self.format == ".jsonl":
@@ -270,9 +275,7 @@ class RowWriter:
     def _cell(self, name: str, value: object) -> object:
         if value is None:
             return ""
-        if isinstance(value, (bool, np.bool_)):
-            return int(value)
-        if isinstance(value, numbers.Integral):
+        if isinstance(value, (numbers.Integral, np.bool_)):  # True / False as 1 / 0
             return int(value)
         if isinstance(value, numbers.Real):
             return f"{value:.{self.decimals.get(name, 4)}f}"
@@ -307,7 +310,7 @@ class RowWriter:
             else:
                 assert self._file is not None
                 self._file.close()
-            self.partial.replace(self.path)
+            publish(self.partial, self.path)
         except OSError as error:
             self.discard()
             raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
@@ -332,7 +335,7 @@ class RowWriter:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        if kind is None or (self.complete_on_interrupt and issubclass(kind, KeyboardInterrupt)):
+        if kind is None:
             self.close()
         else:
             self.discard()

@@ -26,6 +26,7 @@ from fer_ensemble.outputs import (
     check_manifest,
     output_folder,
     partial_path,
+    publish,
     recorded_args,
     write_manifest,
     write_whole,
@@ -154,10 +155,10 @@ class TimedWriter:
         """Close the mp4 (its index written: playable) and rename it onto its path."""
         self.writer.release()
         try:
-            self.partial.replace(self.path)
-        except OSError as error:
+            publish(self.partial, self.path)
+        except OutputError:
             self.partial.unlink(missing_ok=True)
-            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+            raise
 
     def discard(self) -> None:
         """Close and remove the partial mp4: an earlier one at its path stays as it was."""
@@ -224,7 +225,7 @@ def analyse_video(recognizer, path: Path, out: Path, stride: int = 1, max_frames
     geometry = bool(recognizer.geometry)
     columns = ["frame", "time_s", "track_id", "relative", *face_columns(geometry)]
     try:
-        with RowWriter(out / "timeline.csv", columns, decimals=CSV_DECIMALS, complete_on_interrupt=True) as rows:
+        with RowWriter(out / "timeline.csv", columns, decimals=CSV_DECIMALS) as rows:
             try:
                 for index, frame in itertools.chain([first], stream):
                     bar.update(1)
