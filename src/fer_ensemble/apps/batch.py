@@ -14,9 +14,9 @@ from tqdm import tqdm
 
 from fer_ensemble import __version__
 from fer_ensemble.apps.common import (
-    add_calibration_argument,
     add_detector_arguments,
-    add_prior_argument,
+    add_ensemble_arguments,
+    add_profile_argument,
     bounded,
     detector_options_of,
     warn,
@@ -60,11 +60,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--manifest-column", default="path", help="the path column of a manifest")
     parser.add_argument("--overwrite", action="store_true", help="redo sources whose output exists")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
-    add_prior_argument(parser)
-    add_calibration_argument(parser)
-    parser.add_argument("--profile", metavar="FILE", default=None,
-                        help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
+    add_ensemble_arguments(parser)
+    add_profile_argument(parser)
     parser.add_argument("--geometry", action="store_true",
                         help="also each face's head pose, 'turned' flag and 51 blendshapes in its rows "
                              "(MediaPipe's models, about 20 ms a face; docs/batch.md)")

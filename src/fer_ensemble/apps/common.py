@@ -63,13 +63,25 @@ def add_prior_argument(parser: argparse.ArgumentParser, also: str = "") -> None:
     parser.add_argument("--prior", type=prior_argument, default=None, help=PRIOR_HELP + also)
 
 
+def add_ensemble_arguments(parser: argparse.ArgumentParser, prior_also: str = "") -> None:
+    """``--ensemble``, ``--prior`` (its help then ``prior_also``: ``add_prior_argument``) and
+    ``--calibration``: the model options of every command that reads faces with an ensemble file."""
+    parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
+    add_prior_argument(parser, prior_also)
+    add_calibration_argument(parser)
+
+
+def add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--profile FILE``: a person's profile (``fer-ensemble enrol``) every face is read through."""
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
+
+
 def add_recognizer_arguments(
     parser: argparse.ArgumentParser, ema_weight: float | None = None, still: bool = False
 ) -> None:
     """Model and detector options, with the detector preset for still images or live video."""
-    parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
-    add_prior_argument(parser)
-    add_calibration_argument(parser)
+    add_ensemble_arguments(parser)
     parser.add_argument("--margin", type=bounded(float, -0.25, 1.0), default=FACE_FRAMING["margin"],
                         help="widen each face box by this fraction of its side on every side "
                              "(default %(default)s: FER+'s framing, measured)")
@@ -77,8 +89,7 @@ def add_recognizer_arguments(
                         help="move each face box down by this fraction of its side (default %(default)s)")
     add_detector_arguments(parser, still)
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
-    parser.add_argument("--profile", metavar="FILE", default=None,
-                        help="read every face through this person's profile ('fer-ensemble enrol' writes one)")
+    add_profile_argument(parser)
     parser.add_argument("--geometry", action="store_true",
                         help="also each face's head pose (yaw, pitch, roll), a 'turned' flag past the measured "
                              "readable range and 51 blendshapes (JSON and CSV), its 478 landmarks (JSON), and its "

@@ -87,19 +87,20 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--groups", metavar="CSV", help="a second CSV (with 'file') holding the --group-by columns")
     add_prior_argument(parser)
     add_calibration_argument(parser)
-    parser.add_argument("--resting-face", metavar="COLUMN",
-                        help="labels: within each group of COLUMN (a person), the photos labelled neutral are "
-                             "that person's resting face and every other photo is read relative to it; "
-                             "prints before and after")
-    parser.add_argument("--calm-reference", action="store_true",
-                        help="with --resting-face: each person's resting face is taken, as a video's automatic "
-                             "one is (--auto-resting-face), from the photos the ensemble itself reads as neutral "
-                             f"with p >= {CALM_NEUTRAL:g} (the labels are not used for it), and "
-                             "every photo of the person is read relative to it; a person with fewer than "
-                             "--calm-photos such photos keeps plain answers")
-    parser.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
-                        help="with --calm-reference: calm photos a person needs for a resting face (default 1: "
-                             "each photo is a moment of its own, where a video's five calm frames in a row are one)")
+    resting = parser.add_argument_group("resting faces", "with --labels: each person's photos read relative to "
+                                        "their resting face, before and after printed (docs/accuracy.md)")
+    resting.add_argument("--resting-face", metavar="COLUMN",
+                         help="within each group of COLUMN (a person), the photos labelled neutral are the "
+                              "resting face, every other photo is scored")
+    resting.add_argument("--calm-reference", action="store_true",
+                         help="with --resting-face: each person's resting face is taken, as a video's automatic "
+                              "one is (--auto-resting-face), from the photos the ensemble itself reads as neutral "
+                              f"with p >= {CALM_NEUTRAL:g} (the labels are not used for it), and "
+                              "every photo of the person is scored; a person with fewer than "
+                              "--calm-photos such photos keeps plain answers")
+    resting.add_argument("--calm-photos", type=bounded(int, 1), default=1, metavar="N",
+                         help="with --calm-reference: calm photos a person needs for a resting face (default 1: "
+                              "each photo is a moment of its own, where a video's five calm frames in a row are one)")
     profiles = parser.add_argument_group("personal profiles", "each person's own photos read through a profile of "
                                        "a few of their other photos (docs/accuracy.md)")
     profiles.add_argument("--enrol", type=bounded(int, 1), default=None, metavar="K",

@@ -12,9 +12,8 @@ import socket
 from dataclasses import asdict
 
 from fer_ensemble.apps.common import (
-    add_calibration_argument,
     add_detector_arguments,
-    add_prior_argument,
+    add_ensemble_arguments,
     bounded,
     detector_options_of,
     warn,
@@ -56,7 +55,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--token", default=None,
                         help=f"bearer token required by /healthz and /v1/* (or set {TOKEN_VARIABLE}); "
                              "the 'Authorization: Bearer' header, or ?token= on the WebSocket only")
-    parser.add_argument("--ensemble", help="ensemble file (default: the shipped weights)")
     parser.add_argument("--max-upload-mb", type=bounded(float, 0.0, low_open=True), default=8.0,
                         help="upload and WebSocket frame size limit (413 / close 1009 above; default %(default)s)")
     parser.add_argument("--max-megapixels", type=bounded(float, 0.0, low_open=True), default=50.0,
@@ -74,12 +72,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="WebSocket streams open at once, per process; beyond them a new one is closed "
                              "with 1013, try again later (default %(default)s)")
     parser.add_argument("--threads", type=bounded(int, 1), default=None, help="ONNX Runtime threads per member")
-    add_prior_argument(parser, "; requests may override it with ?prior=")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     parser.add_argument("--workers", type=bounded(int, 1), default=1,
                         help="server processes (uvicorn's), each with its own copy of the models; "
                              "default %(default)s")
-    add_calibration_argument(parser)
+    add_ensemble_arguments(parser, "; requests may override it with ?prior=")
     add_detector_arguments(parser, still=True)  # the photos of /v1/predict; WebSockets use the live preset
     return parser
 

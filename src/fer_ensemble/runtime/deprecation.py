@@ -16,6 +16,9 @@ from fer_ensemble.errors import FerDeprecationWarning
 REMOVED_IN = "0.2.0"
 """The release that drops every name of ``DEPRECATED``."""
 
+MOVED_TO_STREAM = ("set_resting_face", "take_resting_face", "clear_resting_face", "set_auto_resting_face", "set_profile")
+"""``EmotionRecognizer`` methods of per-person state that ``FaceStream`` now has under the same name."""
+
 DEPRECATED: dict[str, tuple[str, str]] = {
     # old name: (what replaces it, how to use it: "" when the new name is used just as the old)
     "smoothing=": ("ema_weight=", ""),
@@ -28,11 +31,7 @@ DEPRECATED: dict[str, tuple[str, str]] = {
                                          "stream.update(frame, timestamp_s) per frame"),
     "EmotionRecognizer.tracker": ("FaceStream.tracker", "each stream keeps its own tracks"),
     "EmotionRecognizer.hold": ("StreamOptions.hold_s", "in seconds: recognizer.stream(hold_s=0.1)"),
-    "EmotionRecognizer.set_resting_face": ("FaceStream.set_resting_face", ""),
-    "EmotionRecognizer.take_resting_face": ("FaceStream.take_resting_face", ""),
-    "EmotionRecognizer.clear_resting_face": ("FaceStream.clear_resting_face", ""),
-    "EmotionRecognizer.set_auto_resting_face": ("FaceStream.set_auto_resting_face", ""),
-    "EmotionRecognizer.set_profile": ("FaceStream.set_profile", ""),
+    **{f"EmotionRecognizer.{name}": (f"FaceStream.{name}", "") for name in MOVED_TO_STREAM},
     "HOLD_FRAMES": ("HOLD_S", "seconds, not frames (3 frames at 30 fps: 0.1 s)"),
     "CALM_FRAMES": ("CALM_S", "seconds, not frames (5 frames at 30 fps: 1/6 s)"),
     "HaarSpec": ("HaarOptions", "fer_ensemble.runtime.detection.HaarOptions: the options HaarFaceDetector takes"),
