@@ -24,6 +24,17 @@ learning curve with labels of 1, 2, 4 and 8 performers (scored on the others; 10
 what a calibration fitted on all of taiwan-posed does to FER+ Valid/Test and CK+48 (the posed
 preset's trade-off). ``--json-out`` keeps the figures (``benchmarks/results/calibration.json``).
 
+Step 5, ``compose``: how a calibration (the ``posed`` preset) and a resting face make one answer
+(``compose_relative``, the shipped rule, against the other rules tried), on taiwan-posed's default
+detector's faces, in three settings: each performer's neutral photos as the reference and their
+expressive photos scored (``evaluate --resting-face performer``); the photos the ensemble reads as
+calm as the reference and every photo scored (``--calm-reference``); the draws of ``evaluate
+--enrol 2 --draws 10 --resting-face performer``, the enrolled neutral photos as the reference and
+the other photos scored, neutral ones included (a performer with no neutral photo enrolled, too
+few to enrol two and keep one, has no resting face and is left out). Per rule and setting: recall
+per class and the composition bar's margin (the worst class's recall minus the better of the two
+parts alone); then the neutral floor of ``compose_relative`` swept and chosen.
+
 ``table --json benchmarks/results/calibration.json`` prints the tables of docs/accuracy.md and
 docs/evaluate.md from them (a CI test checks that the README and the docs pages hold them).
 """
@@ -415,6 +426,157 @@ def adapt_study(args: argparse.Namespace) -> dict:
     return out
 
 
+def composition_rules() -> dict:
+    """The rules ``compose`` compares beside the shipped one: (relative, calibrated, plain) answers
+    -> one answer, each (N, C) rows summing to one (``Ensemble.answer``'s three)."""
+    from fer_ensemble.runtime.calibration import NEUTRAL, compose_relative
+
+    def normalised(x: np.ndarray) -> np.ndarray:
+        return x / x.sum(axis=1, keepdims=True)
+
+    def calibrated_where(use: np.ndarray, composed: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+        composed[use] = calibrated[use]
+        return composed
+
+    def reads_neutral(answer: np.ndarray) -> np.ndarray:
+        return answer.argmax(axis=1) == NEUTRAL
+
+    tiny = 1e-12
+    return {
+        "the former rule (no neutral floor)": lambda r, c, p: compose_relative(r, c, p, neutral_floor=0.0),
+        "product of experts over every class": lambda r, c, p: normalised(r * c / np.maximum(p, tiny)),
+        "geometric mean of the two answers": lambda r, c, p: normalised(np.sqrt(np.maximum(r, tiny) * np.maximum(c, tiny))),
+        "former rule, the calibration's answer where both parts read neutral": lambda r, c, p: calibrated_where(
+            reads_neutral(r) & reads_neutral(c), compose_relative(r, c, p, neutral_floor=0.0), c),
+        "former rule, the calibration's answer where it reads neutral with p >= 0.3": lambda r, c, p: calibrated_where(
+            reads_neutral(c) & (c[:, NEUTRAL] >= 0.3), compose_relative(r, c, p, neutral_floor=0.0), c),
+    }
+
+
+NEUTRAL_FLOORS = (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.8, 1.0)
+"""The ``neutral_floor`` values of ``compose_relative`` that ``compose`` sweeps."""
+
+
+def compose(args: argparse.Namespace) -> dict:
+    """Step 5 (module docstring): the composition rules in three settings, printed as Markdown
+    tables, then ``compose_relative``'s neutral floor: each value's accuracy and bar margin, and the
+    one chosen (on all of taiwan-posed, as the ``posed`` preset was fitted)."""
+    from fer_ensemble.apps.evaluate import draw_enrolment
+    from fer_ensemble.constants import EMOTIONS
+    from fer_ensemble.prior import adjust_probabilities
+    from fer_ensemble.runtime.calibration import NEUTRAL, NEUTRAL_FLOOR, compose_relative
+    from fer_ensemble.runtime.ensemble import load_calibration
+    from fer_ensemble.runtime.recognizer import load_ensemble
+    from fer_ensemble.runtime.stream import calm_faces
+
+    plain_ensemble = load_ensemble(args.ensemble)
+    calibrated_ensemble = plain_ensemble.with_calibration(load_calibration("posed"))
+    data = np.load(Path(args.cache) / f"taiwan-{DEFAULT_DETECTOR}.npz")
+    found, labels = data["found"], data["labels"]
+    native = np.where(found[:, None], data["probabilities"], 1.0 / data["probabilities"].shape[1]).astype(np.float64)
+    performer = taiwan_columns(Path(args.taiwan))["performer"]
+    people = np.unique(performer)
+    plain = plain_ensemble.answer(native).astype(np.float64)
+    calibrated = calibrated_ensemble.answer(native).astype(np.float64)
+    shipped = f"shipped: neutral a product of experts, at least {NEUTRAL_FLOOR:g} of the more neutral part's"
+    rules = {shipped: compose_relative, **composition_rules(),
+             **{f"floor {f:g}": lambda r, c, p, f=f: compose_relative(r, c, p, neutral_floor=f)
+                for f in NEUTRAL_FLOORS}}
+
+    def read(reference: np.ndarray, scored: np.ndarray) -> dict[str, np.ndarray]:
+        """Each part's and rule's answers, a performer without a reference photo keeping the plain ones."""
+        answers = {"resting face": plain.copy(), "calibration": calibrated.copy(), **{n: calibrated.copy() for n in rules}}
+        for person in people:
+            mine = performer == person
+            if not (mine & reference).any():
+                continue
+            face = plain_ensemble.resting_face(native[mine & reference])
+            relative = adjust_probabilities(face.apply(native[mine & scored]), plain_ensemble.class_prior,
+                                            plain_ensemble.prior_strength(None)).astype(np.float64)
+            answers["resting face"][mine & scored] = relative
+            for name, rule in rules.items():
+                answers[name][mine & scored] = rule(relative, calibrated[mine & scored], plain[mine & scored])
+        return answers
+
+    neutral = found & (labels == NEUTRAL)
+    calm = found & calm_faces(plain)
+    everyone = np.ones(len(labels), bool)
+    # per setting, one or more (answers, scored photos) pairs whose recalls are averaged
+    with_neutral = np.isin(performer, performer[neutral])  # as evaluate, the others are not scored
+    settings = {
+        "the performers' neutral photos as the reference, the expressive photos scored":
+            [(read(neutral, found & ~neutral), with_neutral & (labels != NEUTRAL))],
+        "the photos read as calm as the reference, every photo scored": [(read(calm, found), everyone)],
+    }
+    rng, draws = np.random.default_rng(0), []
+    for _ in range(10):  # evaluate --enrol 2 --draws 10's draws (seed 0), drawn in its order
+        reference, scored = np.zeros(len(labels), bool), np.zeros(len(labels), bool)
+        for person in people:
+            mine = performer == person
+            enrolled, others = draw_enrolment(labels, mine & found, 2, rng)
+            if (enrolled & neutral).any():  # a performer without a neutral photo enrolled has no resting face
+                reference |= enrolled & neutral
+                scored |= others | (mine & ~found)
+        draws.append((read(reference, scored & found), scored))
+    settings["evaluate --enrol 2's draws: the enrolled neutral photos as the reference, the other photos scored"] = draws
+
+    def rows_of(pairs, among: np.ndarray) -> dict[str, dict[str, float]]:
+        """Recall per class (percent) and accuracy per answer on ``among``, the pairs' photos pooled."""
+        out = {}
+        for name in pairs[0][0]:
+            right = np.concatenate([((a[name].argmax(axis=1) == labels) & found)[scored & among] for a, scored in pairs])
+            truth = np.concatenate([labels[scored & among] for _, scored in pairs])
+            out[name] = {"accuracy": 100 * right.mean(),
+                         **{EMOTIONS[c]: 100 * right[truth == c].mean() for c in range(7) if (truth == c).any()}}
+        return out
+
+    def margin(rows: dict, name: str) -> float:
+        """The bar's margin: the worst class's recall minus the better part's alone (>= -5 meets it)."""
+        classes = [k for k in rows["calibration"] if k != "accuracy"]
+        return min(rows[name][k] - max(rows["resting face"][k], rows["calibration"][k]) for k in classes)
+
+    result = {}
+    for setting, pairs in settings.items():
+        rows = rows_of(pairs, everyone)
+        result[setting] = rows
+        classes = [k for k in rows["calibration"] if k != "accuracy"]
+        print(f"\n{setting}:\n\n| rule | accuracy | " + " | ".join(classes) + " | bar margin |")
+        print("|---" * (3 + len(classes)) + "|")
+        for name, r in rows.items():
+            if name.startswith("floor "):
+                continue
+            shown = "" if name in ("resting face", "calibration") else f"{margin(rows, name):+.1f}"
+            print(f"| {name} | {r['accuracy']:.1f} | " + " | ".join(f"{r[k]:.1f}" for k in classes) + f" | {shown} |")
+    print("\naccuracy and the bar's margin in each setting (1, 2, 3: in the order above); floor f: the shipped "
+          "rule with neutral_floor f\n")
+    print("| rule | " + " | ".join(f"accuracy {i} | margin {i}" for i in (1, 2, 3)) + " |")
+    print("|---" * 7 + "|")
+    for name in [n for n in rules if not n.startswith("floor ")] + [f"floor {f:g}" for f in NEUTRAL_FLOORS]:
+        print(f"| {name} | " + " | ".join(f"{result[s][name]['accuracy']:.1f} | {margin(result[s], name):+.1f}"
+                                         for s in settings) + " |")
+    calm_answers, _ = settings["the photos read as calm as the reference, every photo scored"][0]
+    missed = neutral & (calm_answers[shipped].argmax(axis=1) != NEUTRAL)
+    for person in np.unique(performer[missed]):
+        mine = performer == person
+        print(f"\nwith calm references the shipped rule misses {(mine & missed).sum()} of {person}'s "
+              f"{(mine & neutral).sum()} neutral photos: the ensemble reads them neutral with p "
+              f"{plain[mine & neutral, NEUTRAL].min():.2f}-{plain[mine & neutral, NEUTRAL].max():.2f}, and "
+              f"{(mine & calm & ~neutral).sum()} of {person}'s posed expressions with p >= 0.8 (its resting face)")
+    neutral_answers, scored = settings["the performers' neutral photos as the reference, the expressive photos scored"][0]
+    surprise = scored & found & (labels == EMOTIONS.index("surprise"))
+    won = surprise & (neutral_answers["the former rule (no neutral floor)"].argmax(axis=1) == labels)
+    both_neutral = won & (neutral_answers["resting face"].argmax(axis=1) == NEUTRAL) & (
+        neutral_answers["calibration"].argmax(axis=1) == NEUTRAL)
+    print(f"with neutral references the former rule reads {won.sum()} of {surprise.sum()} surprised photos right, "
+          f"{both_neutral.sum()} of them read neutral by both parts alone")
+    meets = [all(margin(result[s], f"floor {f:g}") >= -5 for s in settings) for f in NEUTRAL_FLOORS]
+    safe = [f for i, f in enumerate(NEUTRAL_FLOORS) if all(meets[max(i - 1, 0):i + 2])]
+    best = max(safe, key=lambda f: np.mean([result[s][f"floor {f:g}"]["accuracy"] for s in settings]), default=None)
+    print("\nthe floor of best mean accuracy among those that meet the bar in every setting, as the floors "
+          f"on either side of it do: {'none' if best is None else f'{best:g}'} (shipped: {NEUTRAL_FLOOR:g})")
+    return result
+
+
 def asdict_scores(scores) -> dict:
     return {"accuracy": scores.accuracy, "macro_recall": scores.macro_recall,
             "recall": {e: v["recall"] for e, v in scores.per_class.items() if v["support"]}}
@@ -431,7 +593,7 @@ def main() -> None:
     c.add_argument("--cache", required=True)
     t = sub.add_parser("table")
     t.add_argument("--json", required=True)
-    for name in ("taiwan", "resting", "adapt"):
+    for name in ("taiwan", "resting", "adapt", "compose"):
         step = sub.add_parser(name)
         step.add_argument("--ensemble")
         step.add_argument("--taiwan", required=True)
@@ -445,7 +607,7 @@ def main() -> None:
             step.add_argument("--preset-out", help="write the calibration fitted on all of taiwan-posed here")
     args = parser.parse_args()
     result = {"cache": cache, "taiwan": taiwan, "resting": resting, "adapt": adapt_study,
-              "table": table}[args.step](args)
+              "compose": compose, "table": table}[args.step](args)
     if getattr(args, "json_out", None):
         path = Path(args.json_out)
         merged = json.loads(path.read_text()) if path.is_file() else {}

@@ -19,7 +19,7 @@ profiles", keeps the table this prints):
   *other* performers' photos (as ``evaluate --enrol`` does), the classes not enrolled read through it.
 
 ``a``, ``tau`` and ``C`` are chosen per fold on the other fold's performers (two folds by
-performer: P01-P07 and P08-P15), so no performer's photos choose the numbers they are scored with.
+performer: the first seven, P01-P13, and the other eight, P15-P29), so no performer's photos choose the numbers they are scored with.
 
     python scripts/profile_study.py --labels ../shared/data/taiwan-posed/labels.csv \\
         --images ../shared/data/taiwan-posed/images --cache /tmp/taiwan-embeddings.npz

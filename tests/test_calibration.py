@@ -456,7 +456,8 @@ def test_evaluate_resting_face_on_taiwan_posed(taiwan_posed: Path, shipped_compa
 
 def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
     """The automatic resting face's rule on photos: each performer's photos read as calm are the
-    reference (labels unused for it); every photo is scored, the neutral ones too."""
+    reference (labels unused for it); every photo is scored, the neutral ones too; with the posed
+    calibration it composes within 5 points of the better part in every class."""
     result = json.loads(run_cli(
         "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
         "--resting-face", "performer", "--calm-reference", "--json").stdout)
@@ -469,6 +470,14 @@ def test_evaluate_calm_reference_on_taiwan_posed(taiwan_posed: Path) -> None:
     assert strict["per_image"]["n"] == 625 and strict["calm_photos"] == 5  # the others keep plain answers, scored
     assert 0 < len(strict["people_without_reference"]) < 15
     assert before["accuracy"] < strict["per_image"]["accuracy"] < after["accuracy"]
+    both = json.loads(run_cli(
+        "evaluate", "--labels", str(taiwan_posed / "labels.csv"), "--images", str(taiwan_posed / "images"),
+        "--resting-face", "performer", "--calm-reference", "--calibration", "posed", "--json").stdout)
+    composed, posed = both["per_image"], both["uncalibrated"]["per_image"]  # "uncalibrated": without the resting face
+    assert composed["n"] == posed["n"] == 625
+    for emotion in after["per_class"]:  # the composition bar, neutral included: within 5 points of the better part
+        better = max(posed["per_class"][emotion]["recall"], after["per_class"][emotion]["recall"])
+        assert composed["per_class"][emotion]["recall"] >= better - 0.05, (emotion, composed["per_class"])
     bad = cli_in_process("evaluate", "--data", str(taiwan_posed), "--calm-reference")
     assert bad.returncode == ExitCode.USAGE and "--calm-reference needs --labels" in bad.stderr
 
@@ -535,17 +544,29 @@ def test_few_labels_are_one_line_of_ours_not_scikit_learns_warnings() -> None:
 
 
 def test_a_resting_face_and_a_calibration_compose_neutral_from_both_and_the_rest_from_the_calibration() -> None:
-    """compose_relative: neutral is the normalised product of the two answers over the plain one;
-    the expressions keep the calibration's proportions; rows sum to one."""
-    from fer_ensemble.runtime.calibration import compose_relative
+    """compose_relative: neutral is the normalised product of the two answers over the plain one, but
+    at least NEUTRAL_FLOOR times the more neutral of the two; the expressions keep the calibration's
+    proportions; rows sum to one."""
+    from fer_ensemble.runtime.calibration import NEUTRAL_FLOOR, compose_relative
 
     rng = np.random.default_rng(0)
-    relative, calibrated, plain = (rng.dirichlet(np.ones(8), 5) for _ in range(3))
-    composed = compose_relative(relative, calibrated, plain)
+    relative, calibrated, plain = (rng.dirichlet(np.ones(8), 200) for _ in range(3))
     product = relative * calibrated / plain
-    np.testing.assert_allclose(composed.sum(axis=1), 1.0)
-    np.testing.assert_allclose(composed[:, 0], product[:, 0] / product.sum(axis=1))
-    np.testing.assert_allclose(composed[:, 1:] / composed[:, 1:].sum(axis=1, keepdims=True),
-                               calibrated[:, 1:] / calibrated[:, 1:].sum(axis=1, keepdims=True))
-    same = compose_relative(plain, calibrated, plain)  # a resting face that changes nothing: the calibration's answer
-    np.testing.assert_allclose(same, calibrated, rtol=1e-6)
+    product = product[:, 0] / product.sum(axis=1)
+    floor = NEUTRAL_FLOOR * np.maximum(relative[:, 0], calibrated[:, 0])
+    assert 0 < NEUTRAL_FLOOR < 1 and (floor > product).any() and (floor < product).any()  # both cases drawn
+    for composed, neutral in ((compose_relative(relative, calibrated, plain), np.maximum(product, floor)),
+                              (compose_relative(relative, calibrated, plain, neutral_floor=0.0), product)):
+        np.testing.assert_allclose(composed.sum(axis=1), 1.0)
+        np.testing.assert_allclose(composed[:, 0], neutral)
+        np.testing.assert_allclose(composed[:, 1:] / composed[:, 1:].sum(axis=1, keepdims=True),
+                                   calibrated[:, 1:] / calibrated[:, 1:].sum(axis=1, keepdims=True))
+    same = compose_relative(plain, calibrated, plain, neutral_floor=0.0)  # a resting face that changes nothing
+    np.testing.assert_allclose(same, calibrated, rtol=1e-6)  # gives the calibration's answer
+    # a neutral photo of taiwan-posed (P07's): the plain answer and the resting face read neutral (0.78,
+    # 0.83), the calibration barely (0.25 against sadness 0.26): the product alone read sadness
+    plain, relative, calibrated = (np.array([row]) / sum(row) for row in (
+        [0.78, 0.005, 0.005, 0.10, 0.005, 0.05, 0.01, 0.05], [0.83, 0.005, 0.01, 0.09, 0.01, 0.02, 0.02, 0.02],
+        [0.25, 0.005, 0.10, 0.26, 0.05, 0.07, 0.23, 0.03]))
+    assert compose_relative(relative, calibrated, plain, neutral_floor=0.0).argmax() == 3  # sadness
+    assert compose_relative(relative, calibrated, plain).argmax() == 0  # neutral

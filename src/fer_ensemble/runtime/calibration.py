@@ -139,25 +139,34 @@ class Calibration:
         return calibration
 
 
-def compose_relative(relative: np.ndarray, calibrated: np.ndarray, plain: np.ndarray) -> np.ndarray:
+NEUTRAL_FLOOR = 0.4
+"""``compose_relative``'s default: a composed answer's neutral is at least this fraction of the more
+neutral of its two parts' (chosen by ``scripts/calibration_study.py compose``, docs/accuracy.md)."""
+
+
+def compose_relative(relative: np.ndarray, calibrated: np.ndarray, plain: np.ndarray,
+                     neutral_floor: float = NEUTRAL_FLOOR) -> np.ndarray:
     """One answer from a resting face's and a calibration's answers for the same (N, C) faces (each
     (N, C) rows summing to one, under the same prior; ``plain``: the answer with neither): how
     neutral a face is comes from both, as a product of experts (``relative * calibrated / plain``,
-    normalised: each adds its own evidence to the plain answer's), and the rest of the probability is
-    split among the expressions as the calibration splits it. float64.
+    normalised: each adds its own evidence to the plain answer's) but never below ``neutral_floor``
+    times the more neutral of the two, and the rest of the probability is split among the
+    expressions as the calibration splits it. float64.
 
-    Chosen on taiwan-posed with the ``posed`` preset and each performer's neutral photos as their
-    resting face (docs/accuracy.md, "Calibrations, resting faces and profiles together"): every
+    Chosen on taiwan-posed with the ``posed`` preset (docs/accuracy.md, "Calibrations, resting faces
+    and profiles together"): with each performer's neutral photos as their resting face, every
     expression within 5 points of the better of the two alone, where the resting face applied to
-    calibrated answers (the former order) read sadness at 2 %. Neutral photos read this way lose
-    neutral recall (both parts take from it): that bar is not met for neutral."""
+    calibrated answers (the former order) read sadness at 2 %. The floor is there because both
+    parts take probability from neutral and the product takes it twice: without it, a calm face
+    read against its own calm face fell to 79.5 % neutral, against the calibration's 94.9 %."""
     product = relative * calibrated / np.maximum(plain, 1e-12)
     product /= product.sum(axis=1, keepdims=True)
+    neutral = np.maximum(product[:, NEUTRAL], neutral_floor * np.maximum(relative[:, NEUTRAL], calibrated[:, NEUTRAL]))
     answer = np.array(calibrated, np.float64)
     expressions = np.arange(answer.shape[1]) != NEUTRAL
     share = answer[:, expressions] / np.maximum(answer[:, expressions].sum(axis=1, keepdims=True), 1e-12)
-    answer[:, expressions] = share * (1.0 - product[:, NEUTRAL:NEUTRAL + 1])
-    answer[:, NEUTRAL] = product[:, NEUTRAL]
+    answer[:, expressions] = share * (1.0 - neutral[:, None])
+    answer[:, NEUTRAL] = neutral
     return answer
 
 
