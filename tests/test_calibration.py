@@ -546,27 +546,39 @@ def test_few_labels_are_one_line_of_ours_not_scikit_learns_warnings() -> None:
 def test_a_resting_face_and_a_calibration_compose_neutral_from_both_and_the_rest_from_the_calibration() -> None:
     """compose_relative: neutral is the normalised product of the two answers over the plain one, but
     at least NEUTRAL_FLOOR times the more neutral of the two; the expressions keep the calibration's
-    proportions; rows sum to one."""
+    proportions; float64 rows that sum to one."""
     from fer_ensemble.runtime.calibration import NEUTRAL_FLOOR, compose_relative
 
     rng = np.random.default_rng(0)
-    relative, calibrated, plain = (rng.dirichlet(np.ones(8), 200) for _ in range(3))
+    relative, calibrated, plain = (rng.dirichlet(np.ones(8), 200).astype(np.float32) for _ in range(3))
     product = relative * calibrated / plain
     product = product[:, 0] / product.sum(axis=1)
     floor = NEUTRAL_FLOOR * np.maximum(relative[:, 0], calibrated[:, 0])
     assert 0 < NEUTRAL_FLOOR < 1 and (floor > product).any() and (floor < product).any()  # both cases drawn
     for composed, neutral in ((compose_relative(relative, calibrated, plain), np.maximum(product, floor)),
                               (compose_relative(relative, calibrated, plain, neutral_floor=0.0), product)):
+        assert composed.dtype == np.float64 and (composed >= 0).all()
         np.testing.assert_allclose(composed.sum(axis=1), 1.0)
-        np.testing.assert_allclose(composed[:, 0], neutral)
+        np.testing.assert_allclose(composed[:, 0], neutral, rtol=1e-5)
         np.testing.assert_allclose(composed[:, 1:] / composed[:, 1:].sum(axis=1, keepdims=True),
-                                   calibrated[:, 1:] / calibrated[:, 1:].sum(axis=1, keepdims=True))
-    same = compose_relative(plain, calibrated, plain, neutral_floor=0.0)  # a resting face that changes nothing
-    np.testing.assert_allclose(same, calibrated, rtol=1e-6)  # gives the calibration's answer
-    # a neutral photo of taiwan-posed (P07's): the plain answer and the resting face read neutral (0.78,
-    # 0.83), the calibration barely (0.25 against sadness 0.26): the product alone read sadness
+                                   calibrated[:, 1:] / calibrated[:, 1:].sum(axis=1, keepdims=True), rtol=1e-5)
+    # a resting face that adds nothing: the calibration's answer, except where the plain answer is far
+    # more neutral than the calibrated one (the floor bounds the answer by each part)
+    same = compose_relative(plain, calibrated, plain)
+    kept = calibrated[:, 0] >= NEUTRAL_FLOOR * plain[:, 0]
+    assert kept.any() and (~kept).any()
+    np.testing.assert_allclose(same[kept], calibrated[kept], rtol=1e-5)
+    np.testing.assert_allclose(same[~kept, 0], NEUTRAL_FLOOR * plain[~kept, 0], rtol=1e-5)
+    np.testing.assert_allclose(compose_relative(plain, calibrated, plain, neutral_floor=0.0), calibrated, rtol=1e-5)
+    # one of taiwan-posed's neutral photos (P07's answers, rounded): the plain answer and the resting
+    # face read neutral (0.78, 0.83); the calibration reads sadness (0.26) just above neutral (0.25),
+    # and so did the composition without the floor
     plain, relative, calibrated = (np.array([row]) / sum(row) for row in (
         [0.78, 0.005, 0.005, 0.10, 0.005, 0.05, 0.01, 0.05], [0.83, 0.005, 0.01, 0.09, 0.01, 0.02, 0.02, 0.02],
         [0.25, 0.005, 0.10, 0.26, 0.05, 0.07, 0.23, 0.03]))
     assert compose_relative(relative, calibrated, plain, neutral_floor=0.0).argmax() == 3  # sadness
     assert compose_relative(relative, calibrated, plain).argmax() == 0  # neutral
+    certain = np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]])  # a calibration sure of neutral: no expression to split by
+    np.testing.assert_allclose(compose_relative(certain, certain, certain).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="neutral_floor"):
+        compose_relative(relative, calibrated, plain, neutral_floor=1.5)

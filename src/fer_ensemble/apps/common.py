@@ -65,7 +65,8 @@ def add_prior_argument(parser: argparse.ArgumentParser, also: str = "") -> None:
 
 def add_ensemble_arguments(parser: argparse.ArgumentParser, prior_also: str = "") -> None:
     """``--ensemble``, ``--prior`` (its help then ``prior_also``: ``add_prior_argument``) and
-    ``--calibration``: the model options of every command that reads faces with an ensemble file."""
+    ``--calibration``: the model options of the commands that find and read faces (``evaluate``,
+    ``adapt`` and ``enrol`` name their models in their own words)."""
     parser.add_argument("--ensemble", help="ensemble file (default: the weights shipped in the package)")
     add_prior_argument(parser, prior_also)
     add_calibration_argument(parser)

@@ -150,21 +150,28 @@ def compose_relative(relative: np.ndarray, calibrated: np.ndarray, plain: np.nda
     (N, C) rows summing to one, under the same prior; ``plain``: the answer with neither): how
     neutral a face is comes from both, as a product of experts (``relative * calibrated / plain``,
     normalised: each adds its own evidence to the plain answer's) but never below ``neutral_floor``
-    times the more neutral of the two, and the rest of the probability is split among the
-    expressions as the calibration splits it. float64.
+    (0 to 1) times the more neutral of the two answers, and the rest of the probability is split
+    among the expressions as the calibration splits it. (N, C) float64 rows summing to one;
+    ValueError for a floor outside [0, 1].
 
     Chosen on taiwan-posed with the ``posed`` preset (docs/accuracy.md, "Calibrations, resting faces
-    and profiles together"): with each performer's neutral photos as their resting face, every
-    expression within 5 points of the better of the two alone, where the resting face applied to
-    calibrated answers (the former order) read sadness at 2 %. The floor is there because both
-    parts take probability from neutral and the product takes it twice: without it, a calm face
-    read against its own calm face fell to 79.5 % neutral, against the calibration's 94.9 %."""
+    and profiles together"): every class within 5 points of the better of the two parts alone, with
+    neutral references, calm references and enrolled ones, where the resting face applied to
+    calibrated answers (the former order) read sadness at 2 %. The floor is there because both parts
+    take probability from neutral and the product takes it twice: without it, a calm face read
+    against its own calm face fell to 79.5 % neutral, against the calibration's 94.9 %. It bounds
+    the answer by each part, so a resting face that adds nothing (``relative`` equal to ``plain``)
+    gives the calibration's answer only where the calibration's neutral is at least the floor times
+    the plain answer's; elsewhere neutral is raised to that."""
+    if not 0.0 <= neutral_floor <= 1.0:
+        raise ValueError(f"neutral_floor must be between 0 and 1, got {neutral_floor}")
     product = relative * calibrated / np.maximum(plain, 1e-12)
     product /= product.sum(axis=1, keepdims=True)
     neutral = np.maximum(product[:, NEUTRAL], neutral_floor * np.maximum(relative[:, NEUTRAL], calibrated[:, NEUTRAL]))
     answer = np.array(calibrated, np.float64)
     expressions = np.arange(answer.shape[1]) != NEUTRAL
-    share = answer[:, expressions] / np.maximum(answer[:, expressions].sum(axis=1, keepdims=True), 1e-12)
+    total = answer[:, expressions].sum(axis=1, keepdims=True)
+    share = np.where(total > 0, answer[:, expressions] / np.where(total > 0, total, 1.0), 1.0 / expressions.sum())
     answer[:, expressions] = share * (1.0 - neutral[:, None])
     answer[:, NEUTRAL] = neutral
     return answer
