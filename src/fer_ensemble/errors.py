@@ -35,6 +35,19 @@ class Interrupted(KeyboardInterrupt):
     the command line prints it as ``interrupted: <message>`` and exits 130."""
 
 
+def caused_by_ctrl_c(error: BaseException) -> bool:
+    """Whether ``error`` is a Ctrl-C in disguise: a KeyboardInterrupt itself, or an exception raised
+    because of one (its ``__cause__`` or ``__context__`` chain holds one), such as the ImportError
+    "initialization failed" of a C extension whose import a Ctrl-C cut short."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
+
+
 class FerDeprecationWarning(DeprecationWarning):
     """A name of the API that still works for one release (``runtime.deprecation.DEPRECATED``);
     the test suite turns it into an error, so the project's own code uses none of them."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fer_ensemble.constants import MODEL_NAMES
 from fer_ensemble.data import LABEL_MODES
-from fer_ensemble.errors import Interrupted
+from fer_ensemble.errors import Interrupted, caused_by_ctrl_c
 from fer_ensemble.outputs import check_output_folder, output_folder_for_work
 
 
@@ -77,6 +77,10 @@ def run_train(args: argparse.Namespace) -> int:
 
         try:
             run_training(args)
+        except Exception as error:  # a Ctrl-C during an import (matplotlib's, at an epoch's end) is an ImportError
+            if not caused_by_ctrl_c(error):
+                raise
+            raise Interrupted(what_a_run_kept(Path(args.out))) from None
         except KeyboardInterrupt:
             raise Interrupted(what_a_run_kept(Path(args.out))) from None
     return 0
