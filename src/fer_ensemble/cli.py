@@ -167,7 +167,8 @@ def answered(prog: str, work: Callable[[], int | None], interrupted: str = "") -
     naming ``prog``, never a traceback: a user's mistake (``UserError``: its exit code), a missing
     file (1), a missing extra (2, naming it), a closed pipe (0, quietly), an output path that cannot
     be used (2) and Ctrl-C (130: ``interrupted`` and what an ``Interrupted`` says was kept, else
-    ``interrupted``; also when the Ctrl-C surfaced as another exception, ``caused_by_ctrl_c``). Every ``fer-ensemble`` command and the checkout's ``tools`` answer so."""
+    ``interrupted``; also when the Ctrl-C surfaced as another exception, ``caused_by_ctrl_c``).
+    Every ``fer-ensemble`` command and the checkout's ``tools`` answer so."""
     from fer_ensemble.errors import ExitCode, UserError, caused_by_ctrl_c, missing_extra
 
     def fail(message: object, code: ExitCode = ExitCode.USAGE) -> int:
@@ -191,14 +192,11 @@ def answered(prog: str, work: Callable[[], int | None], interrupted: str = "") -
         if error.filename is None:
             raise
         return fail(f"{error.filename}: {error.strerror}")
-    except KeyboardInterrupt as error:  # Ctrl-C: an Interrupted says what was done and where
-        said = str(error) or interrupted
-        print(f"{prog}: interrupted{': ' + said if said else ''}", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except Exception as error:  # a Ctrl-C that cut an import short (ImportError "initialization failed")
-        if not caused_by_ctrl_c(error):
+    except BaseException as error:  # Ctrl-C (an Interrupted says what was done and where), also one that
+        if not caused_by_ctrl_c(error):  # cut an import short: ImportError "initialization failed"
             raise
-        print(f"{prog}: interrupted{': ' + interrupted if interrupted else ''}", file=sys.stderr)
+        said = (str(error) if isinstance(error, KeyboardInterrupt) else "") or interrupted
+        print(f"{prog}: interrupted{': ' + said if said else ''}", file=sys.stderr)
         return ExitCode.INTERRUPTED
 
 

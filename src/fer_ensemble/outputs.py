@@ -170,13 +170,18 @@ def is_partial(name: str) -> bool:
     return PARTIAL_NAME.fullmatch(name) is not None
 
 
+def cannot_write(path: str | Path, error: OSError) -> OutputError:
+    """The one line an output that cannot be written gets: ``PATH: cannot write (why)``."""
+    return OutputError(f"{path}: cannot write ({error.strerror or error})")
+
+
 def publish(partial: Path, path: str | Path) -> Path:
     """``partial`` (a ``partial_path``, written and closed) renamed onto ``path``, replacing a file or
     a symbolic link there (never writing through it); OutputError, one line, when it cannot be."""
     try:
         partial.replace(path)
     except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise cannot_write(path, error) from None
     return Path(path)
 
 
@@ -256,7 +261,7 @@ class RowWriter:
         try:
             return open(self.partial, "w", newline="")
         except OSError as error:
-            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+            raise cannot_write(self.path, error) from None
 
     def write(self, rows: Iterable[Mapping]) -> None:
         """Append ``rows`` (mappings: a column a row lacks is empty, None; other keys are left out)."""
@@ -313,7 +318,7 @@ class RowWriter:
             publish(self.partial, self.path)
         except OSError as error:
             self.discard()
-            raise OutputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+            raise cannot_write(self.path, error) from None
         except BaseException:  # a Ctrl-C while finishing, a row Arrow refuses: no partial left behind
             self.discard()
             raise

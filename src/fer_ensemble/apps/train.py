@@ -77,11 +77,9 @@ def run_train(args: argparse.Namespace) -> int:
 
         try:
             run_training(args)
-        except Exception as error:  # a Ctrl-C during an import (matplotlib's, at an epoch's end) is an ImportError
+        except BaseException as error:  # Ctrl-C, also one cut into an import (matplotlib's, at an epoch's end)
             if not caused_by_ctrl_c(error):
                 raise
-            raise Interrupted(what_a_run_kept(Path(args.out))) from None
-        except KeyboardInterrupt:
             raise Interrupted(what_a_run_kept(Path(args.out))) from None
     return 0
 
